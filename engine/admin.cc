@@ -1,0 +1,118 @@
+// verify and stat: the operator functions behind `varve verify` / `varve stat`.
+// They read without the writer lock and never modify anything.
+#include "varve/admin.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+
+#include "engine/log_files.h"
+#include "engine/meta_file.h"
+#include "engine/scan.h"
+#include "engine/segment_format.h"
+
+namespace varve {
+namespace {
+
+result<std::vector<uint64_t>> list_segments(file_system& fs, const std::string& dir) {
+  auto names = fs.list_dir(dir);
+  if (!names) return names.error();
+  std::vector<uint64_t> segs;
+  for (const std::string& n : names.value())
+    if (auto i = log_files::parse_segment_name(n)) segs.push_back(*i);
+  std::sort(segs.begin(), segs.end());
+  return segs;
+}
+
+// Checks one sealed segment's records against its footer.
+std::string footer_mismatch(const segment& seg, const segment_scan& r,
+                            const segment_format::footer& f, uint64_t first_seq) {
+  if (!r.ended_by_marker || r.good_end != f.data_end) return "records end where the footer does not say";
+  if (r.events != f.event_count) return "event count disagrees with the footer";
+  if (f.first_sequence != first_seq) return "first sequence disagrees with the footer";
+  if (r.last_position != f.last_position) return "last position disagrees with the footer";
+  const uint64_t n = f.data_end + record::kSegmentEndSize - segment_format::kHeaderSize;
+  if (XXH3_64bits(seg.data() + segment_format::kHeaderSize, n) != f.data_checksum)
+    return "data checksum disagrees with the footer";
+  return {};
+}
+
+}  // namespace
+
+result<verify_report> verify_log(const std::string& dir,
+                                 std::function<void(uint64_t, uint64_t)> progress) {
+  auto fs = posix_file_system();
+  segment_format::meta m;
+  if (status s = meta_file::read(*fs, dir, m); !s) return s;
+  // Opened read-only only to learn how far a live writer has committed: bytes
+  // past that may be a record being written right now, not damage.
+  auto live = event_log::open_read_only(dir);
+  const uint64_t commit = live ? live.value()->committed_position().value : UINT64_MAX;
+  auto segs = list_segments(*fs, dir);
+  if (!segs) return segs.error();
+  const segment::identity id{dir, m.log2_capacity, m.log_id};
+  const uint64_t cap = uint64_t{1} << m.log2_capacity;
+
+  verify_report rep;
+  rep.segments = segs.value().size();
+  const uint64_t total = rep.segments * cap;
+  uint64_t next_seq = 0;
+  auto problem = [&](std::string text) {
+    rep.first_problem = status(errc::corruption, std::move(text));
+    return rep;
+  };
+  for (size_t i = 0; i < segs.value().size(); ++i) {
+    const uint64_t k = segs.value()[i];
+    if (i > 0 && k != segs.value()[i - 1] + 1)
+      return problem(log_files::join(dir, log_files::segment_name(segs.value()[i - 1] + 1)) +
+                     ": segment file is missing");
+    auto opened = segment::open(fs, id, k, map_access::read_only);
+    if (!opened) {
+      rep.first_problem = opened.error();
+      return rep;
+    }
+    const segment& seg = *opened.value();
+    segment_format::footer f;
+    status fst = seg.read_footer(f);
+    if (!fst.ok() && fst.code() != errc::not_found) {
+      rep.first_problem = fst;
+      return rep;
+    }
+    segment_scan r = scan_segment(seg, next_seq, true, [&](const event_view& v) {
+      rep.bytes += v.record_bytes;
+    });
+    rep.events += r.events;
+    const uint64_t base = seg.base_position();
+    if (!r.problem.empty() && base + r.problem_offset < commit)
+      return problem(seg.path() + " offset " + std::to_string(r.problem_offset) + ": " + r.problem);
+    if (fst.ok()) {
+      ++rep.sealed_segments;
+      if (std::string why = footer_mismatch(seg, r, f, next_seq); !why.empty())
+        return problem(seg.path() + " offset " + std::to_string(seg.records_end()) + ": " + why);
+    } else if (r.clean_zero_end && base + r.good_end < commit) {
+      return problem(seg.path() + " offset " + std::to_string(r.good_end) +
+                     ": the log ends before its committed position");
+    } else if (r.clean_zero_end && r.good_end < seg.records_end() &&
+               !segment_format::is_zero(seg.data() + r.good_end, seg.records_end() - r.good_end) &&
+               !live) {
+      return problem(seg.path() + " offset " + std::to_string(r.good_end) +
+                     ": non-zero bytes after the last record");
+    }
+    next_seq = r.next_sequence;
+    if (progress) progress((i + 1) * cap, total);
+  }
+  return rep;
+}
+
+result<log_stats> stat_log(const std::string& dir) {
+  auto log = event_log::open_read_only(dir);
+  if (!log) return log.error();
+  log_stats st = log.value()->stats();
+  auto segs = list_segments(*posix_file_system(), dir);
+  if (!segs) return segs.error();
+  st.segments = segs.value().size();
+  st.bytes_on_disk = st.segments * st.segment_bytes;
+  return st;
+}
+
+}  // namespace varve

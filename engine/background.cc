@@ -1,0 +1,208 @@
+#include "engine/background.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+
+#include "engine/log_files.h"
+#include "engine/scan.h"
+#include "engine/segment_table.h"
+#include "index/heads_file.h"
+
+namespace varve {
+
+background::background(config c) : c_(std::move(c)) { thread_ = std::thread([this] { run(); }); }
+
+background::~background() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  // A prepared segment nobody used: remove it so the directory holds only the log.
+  if (prepared_) {
+    std::string path = prepared_->path();
+    prepared_.reset();
+    (void)c_.fs->remove(path);
+  }
+}
+
+void background::prepare(uint64_t index) {
+  if (!c_.prepare_next) return;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (prepared_ && prepared_->index() == index) return;
+    want_prepare_ = index;
+  }
+  cv_.notify_all();
+}
+
+result<std::unique_ptr<segment>> background::take_segment(uint64_t index) {
+  std::unique_ptr<segment> got;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    // Waiting here is the only place the writer may block on the kernel: when
+    // the helper has fallen behind (or was never asked).
+    cv_.wait(lk, [&] { return !preparing_; });
+    if (prepared_ && prepared_->index() == index) got = std::move(prepared_);
+    if (!got && prepare_error_index_ == index) {
+      // Report the helper's failure once; the synchronous retry below may succeed.
+      prepare_error_index_ = ~uint64_t{0};
+      prepare_error_ = {};
+    }
+    if (want_prepare_ == index) want_prepare_ = ~uint64_t{0};
+  }
+  if (!got) {
+    auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
+    if (!made) return made.error();
+    if (c_.mode != durability::none) {
+      // The new file's name must survive a power loss before records in it do.
+      if (status s = c_.fs->sync_dir(c_.id.dir); !s) return s;
+    }
+    got = std::move(made.value());
+  }
+  prepare(index + 1);
+  return got;
+}
+
+void background::seal(const seal_job& job) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    seals_.push_back(job);
+  }
+  cv_.notify_all();
+}
+
+status background::drain() {
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait(lk, [&] { return seals_.empty() && !busy_sealing_; });
+  return seal_error_;
+}
+
+status background::write_footer(file_system& fs, segment& seg, segment_format::footer f,
+                                durability mode) {
+  f.data_checksum =
+      XXH3_64bits(seg.data() + segment_format::kHeaderSize,
+                  f.data_end + record::kSegmentEndSize - segment_format::kHeaderSize);
+  std::byte* at = seg.data() + seg.capacity() - segment_format::kFooterSize;
+  segment_format::encode_footer(at, f);
+  if (mode == durability::none) return {};
+  // Crash story: a footer torn by a power loss fails its checksum, and
+  // recovery rescans the segment as if it were unsealed. Nothing is lost.
+  return fs.sync_range(seg.file(), at, segment_format::kFooterSize);
+}
+
+status background::checkpoint(segment& sealed) {
+  const std::string index_dir = log_files::join(c_.id.dir, log_files::kIndexDir);
+  if (!shadow_) {
+    shadow_ = std::make_unique<head_table>();
+    shadow_next_sequence_ = 0;
+    uint64_t start = 0;
+    if (c_.checkpointed_segment != ~uint64_t{0}) {
+      heads_file::checkpoint_info info;
+      status s = heads_file::read(
+          *c_.fs, log_files::join(index_dir, log_files::heads_name(c_.checkpointed_segment)),
+          c_.id.log_id, info, *shadow_);
+      if (s) {
+        start = info.last_segment + 1;
+        shadow_next_sequence_ = info.next_sequence;
+      } else {
+        shadow_->clear();
+      }
+    }
+    // Catch up on sealed segments the newest checkpoint does not cover.
+    for (uint64_t i = start; i < sealed.index(); ++i) {
+      auto seg = c_.table->get(i);
+      if (!seg) return seg.error();
+      segment_scan r = scan_segment(*seg.value(), shadow_next_sequence_, true,
+                                    [&](const event_view& v) {
+                                      auto* h = shadow_->find_or_insert(v.stream, v.stream_is_integer);
+                                      h->version = v.version;
+                                      h->last_position = v.position.value;
+                                    });
+      shadow_next_sequence_ = r.next_sequence;
+    }
+  }
+  segment_scan r = scan_segment(sealed, shadow_next_sequence_, true, [&](const event_view& v) {
+    auto* h = shadow_->find_or_insert(v.stream, v.stream_is_integer);
+    h->version = v.version;
+    h->last_position = v.position.value;
+  });
+  shadow_next_sequence_ = r.next_sequence;
+  if (status s = c_.fs->create_dir(index_dir); !s) return s;
+  heads_file::checkpoint_info info{sealed.index(), shadow_next_sequence_, 0};
+  if (status s = heads_file::write(*c_.fs, index_dir, c_.id.log_id, info, *shadow_); !s) return s;
+  // Keep the newest two checkpoints; older ones are superseded.
+  if (sealed.index() >= 2)
+    (void)c_.fs->remove(log_files::join(index_dir, log_files::heads_name(sealed.index() - 2)));
+  c_.checkpointed_segment = sealed.index();
+  return {};
+}
+
+status background::do_seal(const seal_job& job) {
+  if (!job.footer_written) {
+    if (status s = write_footer(*c_.fs, *job.seg, job.footer, c_.mode); !s) return s;
+  }
+  if (c_.checkpointed_segment != ~uint64_t{0} && job.seg->index() <= c_.checkpointed_segment)
+    return {};  // already covered by a checkpoint on disk
+  if (status s = checkpoint(*job.seg); !s) {
+    // A checkpoint is derived data: failing to write one costs a longer scan
+    // at the next open, never an event. Say so and carry on.
+    shadow_.reset();
+    if (c_.observer)
+      c_.observer->on_truncated(job.seg->path(), 0, 0,
+                                "head-table checkpoint not written: " + s.to_string());
+  }
+  return {};
+}
+
+void background::run() {
+  std::unique_lock<std::mutex> lk(mu_);
+  while (true) {
+    cv_.wait(lk, [&] {
+      return stop_ || !seals_.empty() ||
+             (want_prepare_ != ~uint64_t{0} && !prepared_ && prepare_error_index_ != want_prepare_);
+    });
+    if (!seals_.empty()) {
+      seal_job job = seals_.front();
+      seals_.pop_front();
+      busy_sealing_ = true;
+      lk.unlock();
+      status s = do_seal(job);
+      lk.lock();
+      busy_sealing_ = false;
+      if (!s && seal_error_.ok()) seal_error_ = s;
+      cv_.notify_all();
+      continue;
+    }
+    if (stop_) break;
+    if (want_prepare_ != ~uint64_t{0} && !prepared_) {
+      uint64_t index = want_prepare_;
+      preparing_ = true;
+      lk.unlock();
+      auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
+      status dir_synced;
+      if (made && c_.mode != durability::none) dir_synced = c_.fs->sync_dir(c_.id.dir);
+      lk.lock();
+      preparing_ = false;
+      if (made && dir_synced) {
+        prepared_ = std::move(made.value());
+      } else {
+        // Leave it to the writer's synchronous attempt, which reports the error.
+        prepare_error_ = made ? dir_synced : made.error();
+        prepare_error_index_ = index;
+        if (made) {
+          std::string path = made.value()->path();
+          made.value().reset();
+          (void)c_.fs->remove(path);
+        }
+      }
+      if (want_prepare_ == index) want_prepare_ = ~uint64_t{0};
+      cv_.notify_all();
+    }
+  }
+  // A prepared but unused segment is left on disk, empty: recovery removes it.
+}
+
+}  // namespace varve

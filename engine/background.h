@@ -1,0 +1,78 @@
+// The writer's helper thread: creates and pre-faults the next segment before
+// it is needed, seals full segments (footer) and writes head-table checkpoints,
+// so the appender never waits on the kernel in steady state.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "engine/segment.h"
+#include "engine/segment_format.h"
+#include "index/head_table.h"
+#include "varve/options.h"
+
+namespace varve {
+
+class segment_table;
+
+struct seal_job {
+  segment* seg;  // owned by the segment table; stays mapped
+  segment_format::footer footer;  // all but data_checksum
+  bool footer_written = false;    // recovery sealed it already: checkpoint only
+};
+
+class background {
+ public:
+  struct config {
+    std::shared_ptr<file_system> fs;
+    segment::identity id;
+    segment_table* table;
+    durability mode;
+    bool prepare_next;
+    recovery_observer* observer;
+    uint64_t checkpointed_segment;  // newest heads checkpoint on disk (~0 = none)
+  };
+  explicit background(config c);
+  ~background();  // finishes queued seals, then stops
+
+  // Called by the writer at roll-over: the prepared segment `index`, waiting
+  // for it if it is being made, or creating it now. Schedules index + 1.
+  result<std::unique_ptr<segment>> take_segment(uint64_t index);
+  // Asks for `index` to be made ahead of time.
+  void prepare(uint64_t index);
+  // Queues the footer write and checkpoint of a segment the writer left.
+  void seal(const seal_job& job);
+  // Waits until every queued seal is done; returns the first error, if any.
+  status drain();
+  // Seals synchronously (recovery uses it for segments it completes).
+  static status write_footer(file_system& fs, segment& seg, segment_format::footer f,
+                             durability mode);
+
+ private:
+  void run();
+  status do_seal(const seal_job& job);
+  status checkpoint(segment& sealed);
+
+  config c_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<seal_job> seals_;
+  uint64_t want_prepare_ = ~uint64_t{0};
+  bool preparing_ = false;
+  std::unique_ptr<segment> prepared_;
+  status prepare_error_;
+  uint64_t prepare_error_index_ = ~uint64_t{0};
+  bool busy_sealing_ = false;
+  status seal_error_;
+  bool stop_ = false;
+  // The checkpointer's own head table, advanced one sealed segment at a time.
+  std::unique_ptr<head_table> shadow_;
+  uint64_t shadow_next_sequence_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace varve

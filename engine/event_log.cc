@@ -1,0 +1,341 @@
+// event_log: opening, the appender's hot path, roll-over and close.
+#include <time.h>
+
+#include <random>
+
+#include "engine/log_files.h"
+#include "engine/log_state.h"
+#include "engine/meta_file.h"
+#include "engine/record_format.h"
+
+namespace varve {
+
+using detail::log_state;
+
+uint64_t log_state::now_ns() const {
+  if (opts.clock) return opts.clock();
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);  // vDSO: no system call
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+namespace {
+
+result<int> log2_of(uint64_t bytes) {
+  if (bytes == 0 || (bytes & (bytes - 1)) != 0)
+    return status(errc::invalid_argument,
+                  "segment size " + std::to_string(bytes) + " is not a power of two");
+  int l = 0;
+  while ((uint64_t{1} << l) < bytes) ++l;
+  if (l < static_cast<int>(segment_format::kMinLog2Capacity) ||
+      l > static_cast<int>(segment_format::kMaxLog2Capacity))
+    return status(errc::invalid_argument, "segment size " + std::to_string(bytes) +
+                                              " is outside 64 KiB .. 1 GiB");
+  return l;
+}
+
+std::unique_ptr<log_state> new_state(const std::string& dir, const log_options& o) {
+  auto s = std::make_unique<log_state>();
+  s->dir = dir;
+  s->opts = o;
+  s->fs = o.fs ? o.fs : posix_file_system();
+  return s;
+}
+
+void make_shared_log(log_state& s) {
+  s.shared = std::make_shared<detail::shared_log>(
+      s.fs, segment::identity{s.dir, s.meta.log2_capacity, s.meta.log_id}, s.opts.verify_checksums);
+}
+
+}  // namespace
+
+event_log::event_log(std::unique_ptr<log_state> s) : s_(std::move(s)) {}
+
+event_log::~event_log() { (void)close(); }
+
+result<std::unique_ptr<event_log>> event_log::create(const std::string& dir,
+                                                     const log_options& options) {
+  auto l2 = log2_of(options.segment_bytes);
+  if (!l2) return l2.error();
+  auto s = new_state(dir, options);
+  file_system& fs = *s->fs;
+  if (status r = fs.create_dir(dir); !r) return r;
+  if (fs.exists(log_files::join(dir, log_files::kMetaName)))
+    return status(errc::invalid_argument, dir + ": already holds a varve log");
+  auto lock = writer_lock::acquire(dir);
+  if (!lock) return lock.error();
+  std::random_device rd;
+  s->meta.log2_capacity = static_cast<uint8_t>(l2.value());
+  s->meta.log_id = (uint64_t{rd()} << 32) ^ rd() ^ s->now_ns();
+  s->meta.created_ns = s->now_ns();
+  if (status r = meta_file::write(fs, dir, s->meta); !r) return r;
+  lock.value().reset();  // open() takes it again
+  return open(dir, options);
+}
+
+result<std::unique_ptr<event_log>> event_log::open_or_create(const std::string& dir,
+                                                             const log_options& options) {
+  file_system& fs = options.fs ? *options.fs : *posix_file_system();
+  if (fs.exists(log_files::join(dir, log_files::kMetaName))) return open(dir, options);
+  return create(dir, options);
+}
+
+result<std::unique_ptr<event_log>> event_log::open(const std::string& dir,
+                                                   const log_options& options) {
+  auto s = new_state(dir, options);
+  if (status r = meta_file::read(*s->fs, dir, s->meta); !r) return r;
+  auto lock = writer_lock::acquire(dir);
+  if (!lock) return lock.error();
+  s->lock = std::move(lock.value());
+  make_shared_log(*s);
+  if (status r = detail::recover(*s); !r) return r;
+
+  // Make the recovered tail durable before publishing it as such: recovery
+  // may have zeroed bytes, and a previous run in mode none left pages dirty.
+  const uint64_t end = s->active->base_position() + s->write_off;
+  if (status r = s->fs->sync_range(s->active->file(), s->active->data(), s->active->capacity()); !r)
+    return r;
+  auto ctl = control_block::create(s->fs, dir, s->meta.log_id);
+  if (!ctl) return ctl.error();
+  s->shared->ctl = std::move(ctl.value());
+  s->shared->ctl->next_sequence().store(s->next_seq, std::memory_order_relaxed);
+  s->shared->ctl->commit().store(end, std::memory_order_release);
+  s->durable = std::make_unique<durability_tracker>(*s->shared, end);
+  if (s->opts.mode == durability::group)
+    s->durable->start_group(s->opts.group_commit_interval, s->opts.group_commit_bytes);
+
+  s->bg = std::make_unique<background>(background::config{
+      s->fs, s->shared->segments.identity(), &s->shared->segments, s->opts.mode,
+      s->opts.prepare_next_segment, s->opts.observer, s->checkpointed_segment});
+  // Sealed segments the newest checkpoint does not cover get one in the background.
+  if (s->active->index() > s->first_segment &&
+      (s->checkpointed_segment == ~uint64_t{0} || s->checkpointed_segment + 1 < s->active->index())) {
+    if (segment* prev = s->shared->segments.find(s->active->index() - 1))
+      s->bg->seal({prev, {}, true});
+    else if (auto got = s->shared->segments.get(s->active->index() - 1))
+      s->bg->seal({got.value(), {}, true});
+  }
+  s->bg->prepare(s->active->index() + 1);
+  return std::unique_ptr<event_log>(new event_log(std::move(s)));
+}
+
+result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& dir,
+                                                             const log_options& options) {
+  auto s = new_state(dir, options);
+  if (status r = meta_file::read(*s->fs, dir, s->meta); !r) return r;
+  s->read_only = true;
+  make_shared_log(*s);
+  auto ctl = control_block::open(s->fs, dir, s->meta.log_id);
+  if (!ctl) return ctl.error();
+  s->shared->ctl = std::move(ctl.value());
+  return std::unique_ptr<event_log>(new event_log(std::move(s)));
+}
+
+result<append_result> event_log::append(stream_id stream, expected_version expected,
+                                        const event_data& event) {
+  return append(stream, expected, std::span<const event_data>(&event, 1));
+}
+
+namespace {
+
+status roll(log_state& s, uint64_t needed) {
+  const uint64_t next_index = s.active->index() + 1;
+  // Get the next segment first: if that fails (disk full), nothing has been
+  // written and the current segment is untouched.
+  auto next = s.bg->take_segment(next_index);
+  if (!next) return next.error();
+  segment* old = s.active;
+  // Crash story: the segment-end record tells recovery the log continues in
+  // the next file. It is committed together with the first batch there.
+  record::encode_segment_end(old->data() + s.write_off, old->base_position() + s.write_off);
+  s.bg->seal({old,
+              {old->index(), s.write_off, s.seg_events, s.seg_first_seq, s.seg_last_pos, 0},
+              false});
+  s.active = next.value().get();
+  s.shared->segments.install(std::move(next.value()));
+  s.write_off = segment_format::kHeaderSize;
+  s.seg_events = 0;
+  s.seg_first_seq = s.next_seq;
+  s.seg_last_pos = ~uint64_t{0};
+  (void)needed;
+  return {};
+}
+
+}  // namespace
+
+result<append_result> event_log::append(stream_id stream, expected_version expected,
+                                        std::span<const event_data> events) {
+  log_state& s = *s_;
+  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
+  if (!s.write_failure.ok()) return s.write_failure;
+  if (s.durable->has_failed()) [[unlikely]] {
+    s.write_failure = status(errc::read_only, s.durable->failure().to_string());
+    return s.write_failure;
+  }
+  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
+  const std::string_view key = stream.bytes();
+  if (key.empty() || key.size() > kMaxStreamIdBytes)
+    return status(errc::invalid_argument,
+                  "stream id must have 1 to 255 bytes, got " + std::to_string(key.size()));
+  if (events.empty()) return status(errc::invalid_argument, "append of an empty batch");
+
+  const uint64_t h = s.heads.hash(key);
+  head_table::head* head = s.heads.find(key, h);
+  const stream_version actual = head ? head->version : 0;
+  if (!expected.accepts(actual)) [[unlikely]] {
+    std::string want;
+    switch (expected.which()) {
+      case expected_version::kind::no_stream: want = "no stream"; break;
+      case expected_version::kind::stream_exists: want = "an existing stream"; break;
+      default: want = "version " + std::to_string(expected.version()); break;
+    }
+    status st(errc::wrong_expected_version, "stream '" + std::string(key) + "': expected " +
+                                                want + ", actual version " +
+                                                std::to_string(actual));
+    st.with_actual_version(actual);
+    return st;
+  }
+
+  // Sizes first: a batch that cannot fit anywhere is refused before any byte is written.
+  const uint64_t room = s.active->records_end() - segment_format::kHeaderSize - record::kSegmentEndSize;
+  uint64_t total = 0;
+  for (const event_data& e : events) {
+    if (e.payload.size() > room) [[unlikely]]
+      return status(errc::too_large, "event of " + std::to_string(e.payload.size()) +
+                                         " bytes cannot fit in a segment of " +
+                                         std::to_string(s.capacity()) + " bytes");
+    total += record::encoded_size(key.size(), e);
+  }
+  if (total > room) [[unlikely]]
+    return status(errc::too_large, "batch of " + std::to_string(total) +
+                                       " bytes cannot fit in one segment of " +
+                                       std::to_string(s.capacity()) + " bytes");
+  if (s.write_off + total + record::kSegmentEndSize > s.active->records_end()) [[unlikely]] {
+    if (status r = roll(s, total); !r) return r;
+  }
+
+  const bool single = events.size() == 1;
+  const uint8_t int_flag = stream.is_integer() ? record::kFlagIntegerStream : 0;
+  const uint64_t now = s.now_ns();
+  const uint64_t base = s.active->base_position();
+  std::byte* data = s.active->data();
+  uint64_t prev = head ? head->last_position : ~uint64_t{0};
+  stream_version v = actual;
+  append_result out;
+  out.first = position{base + s.write_off};
+  out.first_sequence = sequence{s.next_seq};
+  out.first_version = actual + 1;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const event_data& e = events[i];
+    const uint32_t size = record::encoded_size(key.size(), e);
+    const uint64_t pos = base + s.write_off;
+    uint8_t flags = int_flag;
+    if (single || i == 0) flags |= record::kFlagBatchBegin;
+    if (single || i + 1 == events.size()) flags |= record::kFlagBatchEnd;
+    record::encode(data + s.write_off, size, key, e,
+                   {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags});
+    prev = pos;
+    s.write_off += size;
+    ++s.next_seq;
+  }
+  if (!head) head = s.heads.insert(key, h, stream.is_integer());
+  head->version = v;
+  head->last_position = prev;
+  s.seg_events += events.size();
+  s.seg_last_pos = prev;
+
+  const uint64_t end = base + s.write_off;
+  out.end = position{end};
+  out.last_version = v;
+  // Publish: one release store makes the whole batch visible to readers in
+  // this and other processes (through the shared control block).
+  control_block& ctl = *s.shared->ctl;
+  ctl.next_sequence().store(s.next_seq, std::memory_order_relaxed);
+  ctl.commit().store(end, std::memory_order_release);
+
+  if (s.opts.mode == durability::sync) {
+    if (status r = s.durable->sync_until(end); !r) {
+      s.write_failure = status(r.code(), r.message());
+      return r;
+    }
+  } else if (s.opts.mode == durability::group) {
+    s.durable->notify_committed(end);
+  }
+  return out;
+}
+
+status event_log::wait_durable(position p) {
+  log_state& s = *s_;
+  if (s.read_only) return {errc::read_only, s.dir + ": log is open read-only"};
+  uint64_t target = std::min(p.value, s.shared->committed());
+  status r = s.durable->wait(target);
+  if (!r) s.write_failure = status(errc::read_only, r.to_string());
+  return r;
+}
+
+status event_log::flush() {
+  log_state& s = *s_;
+  if (s.read_only) return {};
+  status r = s.durable->sync_until(s.shared->committed());
+  if (!r) s.write_failure = status(errc::read_only, r.to_string());
+  return r;
+}
+
+status event_log::close() {
+  if (!s_ || s_->closed) return {};
+  log_state& s = *s_;
+  s.closed = true;
+  if (s.read_only) return {};
+  status r = s.bg->drain();
+  s.bg.reset();
+  // Durability per mode: group and sync make everything durable on close;
+  // none leaves it to the page cache (a process exit loses nothing).
+  if (s.opts.mode != durability::none && s.write_failure.ok()) {
+    status f = s.durable->sync_until(s.shared->committed());
+    if (r.ok()) r = f;
+  }
+  s.durable.reset();
+  s.shared->ctl->writer_pid().store(0, std::memory_order_relaxed);
+  s.lock.reset();
+  return r;
+}
+
+position event_log::written_position() const {
+  return s_->read_only ? committed_position() : position{s_->active->base_position() + s_->write_off};
+}
+position event_log::committed_position() const { return position{s_->shared->committed()}; }
+position event_log::durable_position() const {
+  return position{s_->shared->ctl->durable().load(std::memory_order_acquire)};
+}
+sequence event_log::next_sequence() const {
+  return sequence{s_->shared->ctl->next_sequence().load(std::memory_order_acquire)};
+}
+
+stream_version event_log::version_of(stream_id stream) const {
+  const std::string_view key = stream.bytes();
+  const head_table::head* h = s_->heads.find(key, s_->heads.hash(key));
+  return h ? h->version : 0;
+}
+
+log_reader event_log::read(position from) const { return log_reader(s_->shared, from); }
+
+log_stats event_log::stats() const {
+  const log_state& s = *s_;
+  log_stats st;
+  st.segment_bytes = s.capacity();
+  st.committed = committed_position();
+  st.durable = durable_position();
+  st.written = written_position();
+  st.events = next_sequence().value;
+  st.streams = s.heads.size();
+  const uint64_t end_index = (st.committed.value == 0 ? 0 : (st.committed.value - 1) >> s.meta.log2_capacity);
+  st.segments = end_index - s.first_segment + 1;
+  st.bytes_on_disk = st.segments * s.capacity();
+  return st;
+}
+
+const std::string& event_log::dir() const { return s_->dir; }
+const log_options& event_log::options() const { return s_->opts; }
+bool event_log::is_read_only() const { return s_->read_only; }
+
+}  // namespace varve

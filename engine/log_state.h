@@ -1,0 +1,53 @@
+// The private state behind event_log (the writer's cursor, head table,
+// helpers). Not public API.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/background.h"
+#include "engine/flusher.h"
+#include "engine/segment_format.h"
+#include "engine/shared_log.h"
+#include "engine/writer_lock.h"
+#include "index/head_table.h"
+#include "varve/log.h"
+
+namespace varve::detail {
+
+struct log_state {
+  std::string dir;
+  log_options opts;
+  std::shared_ptr<file_system> fs;
+  segment_format::meta meta;
+  std::shared_ptr<shared_log> shared;
+  std::unique_ptr<writer_lock> lock;  // null when read-only
+  bool read_only = false;
+
+  // --- the writer's cursor (writer thread only) ---
+  head_table heads;
+  segment* active = nullptr;
+  uint64_t write_off = 0;        // next record's offset in `active`
+  uint64_t next_seq = 0;
+  uint64_t first_segment = 0;
+  // Footer figures of the active segment, kept as we go.
+  uint64_t seg_events = 0;
+  uint64_t seg_first_seq = 0;
+  uint64_t seg_last_pos = ~uint64_t{0};
+  uint64_t checkpointed_segment = ~uint64_t{0};
+  status write_failure;  // sticky: a failed roll-over sync, a failed durability sync
+
+  std::unique_ptr<background> bg;
+  std::unique_ptr<durability_tracker> durable;
+  bool closed = false;
+
+  uint64_t capacity() const { return uint64_t{1} << meta.log2_capacity; }
+  uint64_t now_ns() const;
+};
+
+// Recovery (recovery.cc): finds the tail, validates it, cuts what failed,
+// rebuilds the head table from the newest checkpoint plus the segments after
+// it, and leaves the writer's cursor at the end of the log.
+status recover(log_state& s);
+
+}  // namespace varve::detail

@@ -1,0 +1,144 @@
+#include "engine/record_format.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "engine/coding.h"
+
+namespace varve::record {
+
+using namespace varve::coding;
+
+static_assert(kHeaderSize % 8 == 0 && kSegmentEndSize % 8 == 0);
+
+uint64_t checksum(const std::byte* rec, uint32_t length) {
+  return XXH3_64bits(rec + 8, length - 8);
+}
+
+uint32_t encode(std::byte* dst, uint32_t size, std::string_view stream, const event_data& e,
+                const header_fields& h) {
+  uint8_t flags = h.flags;
+  if (e.event_id) flags |= kFlagEventId;
+  if (e.correlation_id) flags |= kFlagCorrelation;
+  if (e.causation_id) flags |= kFlagCausation;
+  if (e.content == content_type::json) flags |= kFlagJson;
+
+  put_u32(dst + 8, size);
+  put_u8(dst + 12, kEvent);
+  put_u8(dst + 13, flags);
+  put_u8(dst + 14, static_cast<uint8_t>(stream.size()));
+  put_u8(dst + 15, 0);
+  put_u64(dst + 16, h.position);
+  put_u64(dst + 24, h.sequence);
+  put_u64(dst + 32, h.version);
+  put_u64(dst + 40, h.timestamp_ns);
+  put_u32(dst + 48, e.type);
+  put_u16(dst + 52, e.schema_version);
+  put_u16(dst + 54, kHeaderSize);
+  put_u32(dst + 56, static_cast<uint32_t>(e.payload.size()));
+  put_u32(dst + 60, 0);
+  put_u64(dst + 64, h.prev_position);
+  std::byte* p = dst + kHeaderSize;
+  for (const id128* id : {e.event_id, e.correlation_id, e.causation_id}) {
+    if (id) {
+      std::memcpy(p, id->bytes.data(), kIdSize);
+      p += kIdSize;
+    }
+  }
+  std::memcpy(p, stream.data(), stream.size());
+  p += stream.size();
+  if (!e.payload.empty()) std::memcpy(p, e.payload.data(), e.payload.size());
+  p += e.payload.size();
+  // Padding must be zero: it is covered by the checksum, and the mapping may
+  // hold garbage where a torn tail was cut (recovery zeroes it, but be exact).
+  std::memset(p, 0, static_cast<size_t>(dst + size - p));
+  // The checksum goes last: until it is right, recovery treats the record as torn.
+  put_u64(dst, checksum(dst, size));
+  return size;
+}
+
+void encode_segment_end(std::byte* dst, uint64_t position) {
+  put_u32(dst + 8, kSegmentEndSize);
+  put_u8(dst + 12, kSegmentEnd);
+  put_u8(dst + 13, 0);
+  put_u16(dst + 14, 0);
+  put_u64(dst + 16, position);
+  put_u64(dst, checksum(dst, kSegmentEndSize));
+}
+
+static decoded invalid(const char* why) { return {decode_outcome::invalid, 0, why}; }
+
+decoded decode(const std::byte* p, uint64_t avail, uint64_t expected_position,
+               bool verify_checksum, event_view& out) {
+  if (avail < 16) {
+    for (uint64_t i = 0; i < avail; ++i)
+      if (p[i] != std::byte{0}) return invalid("bytes after the last record slot");
+    return {decode_outcome::unwritten};
+  }
+  const uint64_t sum = get_u64(p);
+  const uint32_t length = get_u32(p + 8);
+  const uint8_t kind = get_u8(p + 12);
+  if (sum == 0 && length == 0 && kind == kUnwritten) return {decode_outcome::unwritten};
+
+  // Structural checks on the length come before anything that trusts it.
+  if (length % 8 != 0 || length < kSegmentEndSize) return invalid("bad record length");
+  if (length > avail) return invalid("record length runs past the segment");
+
+  if (kind == kSegmentEnd) {
+    if (length != kSegmentEndSize) return invalid("bad segment-end length");
+    if (get_u64(p + 16) != expected_position) return invalid("segment-end position mismatch");
+    if (checksum(p, length) != sum) return invalid("segment-end checksum mismatch");
+    return {decode_outcome::segment_end, length};
+  }
+  if (kind != kEvent) {
+    if ((get_u8(p + 13) & kFlagIgnorable) && checksum(p, length) == sum)
+      return {decode_outcome::skip, length};
+    return invalid("unknown record kind (written by a newer varve?)");
+  }
+  if (length < kHeaderSize) return invalid("event record shorter than its header");
+  const uint8_t flags = get_u8(p + 13);
+  const uint8_t stream_len = get_u8(p + 14);
+  const uint16_t header_size = get_u16(p + 54);
+  const uint32_t payload_len = get_u32(p + 56);
+  if (stream_len == 0) return invalid("empty stream id");
+  if (header_size < kHeaderSize || header_size % 8 != 0 || header_size > length)
+    return invalid("bad header size");
+  const uint32_t ids = kIdSize * (((flags & kFlagEventId) != 0) + ((flags & kFlagCorrelation) != 0) +
+                                  ((flags & kFlagCausation) != 0));
+  const uint64_t body = uint64_t{header_size} + ids + stream_len + payload_len;
+  if (align8(body) != length) return invalid("record length disagrees with its fields");
+  if (get_u64(p + 16) != expected_position) return invalid("record position mismatch");
+  if (verify_checksum && checksum(p, length) != sum) return invalid("record checksum mismatch");
+  const uint64_t version = get_u64(p + 32);
+  if (version == 0) return invalid("stream version 0");
+
+  out.position = position{expected_position};
+  out.sequence = sequence{get_u64(p + 24)};
+  out.version = version;
+  out.timestamp_ns = get_u64(p + 40);
+  out.type = get_u32(p + 48);
+  out.schema_version = get_u16(p + 52);
+  out.previous = position{get_u64(p + 64)};
+  out.content = (flags & kFlagJson) ? content_type::json : content_type::binary;
+  out.batch_begin = flags & kFlagBatchBegin;
+  out.batch_end = flags & kFlagBatchEnd;
+  out.stream_is_integer = flags & kFlagIntegerStream;
+  const std::byte* q = p + header_size;
+  auto take_id = [&](uint8_t bit) -> const id128* {
+    if (!(flags & bit)) return nullptr;
+    auto* id = reinterpret_cast<const id128*>(q);  // id128 is 16 plain bytes, align 1
+    q += kIdSize;
+    return id;
+  };
+  out.event_id = take_id(kFlagEventId);
+  out.correlation_id = take_id(kFlagCorrelation);
+  out.causation_id = take_id(kFlagCausation);
+  out.stream = std::string_view(reinterpret_cast<const char*>(q), stream_len);
+  q += stream_len;
+  out.payload = std::span<const std::byte>(q, payload_len);
+  out.record_bytes = length;
+  return {decode_outcome::event, length};
+}
+
+}  // namespace varve::record

@@ -1,0 +1,109 @@
+// The event record: the unit of the log. Encode/decode pair and the box
+// diagram; docs/FORMAT.md is the normative description.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "varve/event.h"
+#include "varve/status.h"
+
+namespace varve::record {
+
+//  offset size field
+//  0      8    checksum       XXH3-64 (seed 0) of bytes [8, length)
+//  8      4    length         whole record incl. padding; multiple of 8, >= 72
+//  12     1    kind           0 = never written, 1 = event, 2 = segment end
+//  13     1    flags          see kFlag*
+//  14     1    stream_len     1..255 (0 only for kind 2)
+//  15     1    reserved       0
+//  16     8    position       this record's logical log position
+//  24     8    sequence       dense global event number
+//  32     8    version        version within the stream, >= 1
+//  40     8    timestamp_ns
+//  48     4    event_type
+//  52     2    schema_version
+//  54     2    header_size    72 in format 1; readers skip bytes up to it
+//  56     4    payload_len
+//  60     4    reserved       0
+//  64     8    prev_position  the stream's previous record, ~0 = none
+//  72     16   event_id       if kFlagEventId
+//  ..     16   correlation_id if kFlagCorrelation
+//  ..     16   causation_id   if kFlagCausation
+//  ..     stream_len   stream id bytes
+//  ..     payload_len  payload
+//  ..     0-7  zero padding to a multiple of 8
+inline constexpr uint32_t kHeaderSize = 72;
+inline constexpr uint32_t kIdSize = 16;
+
+enum kind : uint8_t { kUnwritten = 0, kEvent = 1, kSegmentEnd = 2 };
+
+inline constexpr uint8_t kFlagBatchBegin = 1 << 0;
+inline constexpr uint8_t kFlagBatchEnd = 1 << 1;
+inline constexpr uint8_t kFlagEventId = 1 << 2;
+inline constexpr uint8_t kFlagCorrelation = 1 << 3;
+inline constexpr uint8_t kFlagCausation = 1 << 4;
+inline constexpr uint8_t kFlagJson = 1 << 5;          // content_type::json
+inline constexpr uint8_t kFlagIntegerStream = 1 << 6; // stream is a u64, 8 bytes BE
+// A record kind this reader does not know may be skipped (checksum still
+// verified) only when it carries this bit; otherwise it means a newer format.
+inline constexpr uint8_t kFlagIgnorable = 1 << 7;
+
+// The segment-end marker: written where a segment's records stop when the
+// writer rolls to the next segment, so recovery and readers can tell "the log
+// continues in the next segment" from "the log ends here". 24 bytes:
+// checksum(8) length=24(4) kind=2(1) flags(1) 0(2) position(8).
+inline constexpr uint32_t kSegmentEndSize = 24;
+
+// Size of an event's record on disk.
+inline uint32_t encoded_size(size_t stream_len, const event_data& e) {
+  uint64_t n = kHeaderSize + stream_len + e.payload.size();
+  if (e.event_id) n += kIdSize;
+  if (e.correlation_id) n += kIdSize;
+  if (e.causation_id) n += kIdSize;
+  n = (n + 7) & ~uint64_t{7};
+  return n > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(n);  // too large: caught by caller
+}
+
+struct header_fields {
+  uint64_t position;
+  uint64_t sequence;
+  uint64_t version;
+  uint64_t timestamp_ns;
+  uint64_t prev_position;
+  uint8_t flags;  // batch and integer-stream bits; id and content bits are derived
+};
+
+// Writes the record into dst (which has `size` = encoded_size(...) bytes of
+// zero-or-garbage memory) and its checksum last. Returns the size.
+uint32_t encode(std::byte* dst, uint32_t size, std::string_view stream, const event_data& e,
+                const header_fields& h);
+
+void encode_segment_end(std::byte* dst, uint64_t position);
+
+enum class decode_outcome : uint8_t {
+  event,        // `out` filled
+  segment_end,  // the log continues at the next segment
+  unwritten,    // a zero header: nothing was ever written here
+  skip,         // an ignorable record of a newer kind; `length` bytes
+  invalid,      // failed validation; `why` says how
+};
+
+struct decoded {
+  decode_outcome outcome;
+  uint32_t length = 0;
+  const char* why = nullptr;
+};
+
+// Validates and decodes the record at `p`, of which `avail` bytes are readable
+// (the rest of the segment's record area). The length is checked against
+// `avail` and against the header's own fields before anything else is read,
+// so a lying length never sends the decoder out of bounds. `expected_position`
+// is where the record should claim to be.
+decoded decode(const std::byte* p, uint64_t avail, uint64_t expected_position,
+               bool verify_checksum, event_view& out);
+
+uint64_t checksum(const std::byte* record, uint32_t length);
+
+}  // namespace varve::record

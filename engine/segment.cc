@@ -1,0 +1,92 @@
+#include "engine/segment.h"
+
+#include "engine/log_files.h"
+
+namespace varve {
+
+result<std::unique_ptr<segment>> segment::create(std::shared_ptr<file_system> fs,
+                                                 const identity& id, uint64_t index,
+                                                 prefault pf) {
+  const uint64_t cap = uint64_t{1} << id.log2_capacity;
+  const std::string path = log_files::join(id.dir, log_files::segment_name(index));
+  auto f = fs->open(path, file_system::open_mode::create_new);
+  if (!f) return f.error();
+  file_handle fh = f.value();
+  auto fail = [&](status s) -> result<std::unique_ptr<segment>> {
+    fs->close(fh);
+    (void)fs->remove(path);  // never leave a half-made segment behind to confuse recovery
+    return s;
+  };
+  if (status s = fs->allocate(fh, cap); !s) return fail(s);
+  auto m = fs->map(fh, cap, map_access::read_write);
+  if (!m) return fail(m.error());
+  auto* data = static_cast<std::byte*>(m.value());
+  segment_format::encode_header(data, {id.log2_capacity, index, id.log_id});
+  if (pf == prefault::for_write) {
+    if (status s = fs->populate_write(data, cap); !s) {
+      fs->unmap(data, cap);
+      return fail(s);
+    }
+  }
+  return std::unique_ptr<segment>(
+      new segment(std::move(fs), fh, data, cap, index, map_access::read_write));
+}
+
+result<std::unique_ptr<segment>> segment::open(std::shared_ptr<file_system> fs,
+                                               const identity& id, uint64_t index,
+                                               map_access access) {
+  const uint64_t cap = uint64_t{1} << id.log2_capacity;
+  const std::string path = log_files::join(id.dir, log_files::segment_name(index));
+  auto f = fs->open(path, access == map_access::read_write ? file_system::open_mode::read_write
+                                                           : file_system::open_mode::read_only);
+  if (!f) return f.error();
+  file_handle fh = f.value();
+  auto size = fs->file_size(fh);
+  if (!size) {
+    fs->close(fh);
+    return size.error();
+  }
+  if (size.value() != cap) {
+    fs->close(fh);
+    // Mapping past EOF would SIGBUS on access: refuse instead.
+    return status(errc::corruption, path + ": segment is " + std::to_string(size.value()) +
+                                        " bytes, expected " + std::to_string(cap));
+  }
+  auto m = fs->map(fh, cap, access);
+  if (!m) {
+    fs->close(fh);
+    return m.error();
+  }
+  auto* data = static_cast<std::byte*>(m.value());
+  segment_format::header h;
+  status s = segment_format::decode_header(data, path, h);
+  if (s && (h.segment_index != index || h.log2_capacity != id.log2_capacity))
+    s = status(errc::corruption, path + " offset 0: header names segment " +
+                                     std::to_string(h.segment_index) + ", expected " +
+                                     std::to_string(index));
+  if (s && h.log_id != id.log_id)
+    s = status(errc::corruption, path + " offset 32: segment belongs to another log");
+  if (!s) {
+    fs->unmap(data, cap);
+    fs->close(fh);
+    return s;
+  }
+  return std::unique_ptr<segment>(new segment(std::move(fs), fh, data, cap, index, access));
+}
+
+segment::~segment() {
+  fs_->unmap(data_, capacity_);
+  fs_->close(file_);
+}
+
+status segment::read_footer(segment_format::footer& out) const {
+  const uint64_t off = capacity_ - segment_format::kFooterSize;
+  status s = segment_format::decode_footer(data_ + off, path(), off, out);
+  if (s && (out.segment_index != index_ || out.data_end < segment_format::kHeaderSize ||
+            out.data_end > off - 24))
+    return {errc::corruption, path() + " offset " + std::to_string(off) +
+                                  ": footer fields are inconsistent with the segment"};
+  return s;
+}
+
+}  // namespace varve

@@ -1,0 +1,67 @@
+// One segment file: preallocated to its full capacity, mapped whole. Created
+// (and pre-faulted) ahead of need by the background thread; mapped lazily by
+// readers. Immutable once sealed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/segment_format.h"
+#include "varve/file_system.h"
+#include "varve/status.h"
+
+namespace varve {
+
+class segment {
+ public:
+  struct identity {
+    std::string dir;
+    uint8_t log2_capacity;
+    uint64_t log_id;
+  };
+  enum class prefault : uint8_t { no, for_write };
+
+  // Creates DIR/<index>.seg: allocate every byte (ENOSPC fails here, never as a
+  // SIGBUS later), map read-write, write the header, optionally fault every
+  // page in for writing. On failure the partial file is removed.
+  static result<std::unique_ptr<segment>> create(std::shared_ptr<file_system> fs,
+                                                 const identity& id, uint64_t index,
+                                                 prefault pf);
+  // Maps an existing segment, checking its size and header.
+  static result<std::unique_ptr<segment>> open(std::shared_ptr<file_system> fs,
+                                               const identity& id, uint64_t index,
+                                               map_access access);
+  ~segment();
+  segment(const segment&) = delete;
+  segment& operator=(const segment&) = delete;
+
+  std::byte* data() const { return data_; }
+  uint64_t capacity() const { return capacity_; }
+  uint64_t index() const { return index_; }
+  uint64_t base_position() const { return index_ * capacity_; }
+  // Records live in [kHeaderSize, records_end()); the footer after.
+  uint64_t records_end() const { return capacity_ - segment_format::kFooterSize; }
+  const std::string& path() const { return file_.path; }
+  const file_handle& file() const { return file_; }
+  file_system& fs() const { return *fs_; }
+  bool writable() const { return access_ == map_access::read_write; }
+
+  // ok + footer when sealed; not_found when unsealed; corruption otherwise.
+  status read_footer(segment_format::footer& out) const;
+
+ private:
+  segment(std::shared_ptr<file_system> fs, file_handle f, std::byte* data, uint64_t capacity,
+          uint64_t index, map_access access)
+      : fs_(std::move(fs)), file_(std::move(f)), data_(data), capacity_(capacity),
+        index_(index), access_(access) {}
+  std::shared_ptr<file_system> fs_;
+  file_handle file_;
+  std::byte* data_;
+  uint64_t capacity_;
+  uint64_t index_;
+  map_access access_;
+};
+
+}  // namespace varve

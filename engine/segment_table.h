@@ -1,0 +1,50 @@
+// The segments of one open log, by index: installed by the writer, or mapped
+// lazily (read-only) by readers on first touch. Lock-free for readers.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "engine/segment.h"
+
+namespace varve {
+
+// Two-level table of atomic slots so it can grow while readers look up, without
+// a lock and without moving slots. A segment, once in the table, stays mapped
+// until the table is destroyed: views into it stay valid that long.
+class segment_table {
+ public:
+  segment_table(std::shared_ptr<file_system> fs, segment::identity id)
+      : fs_(std::move(fs)), id_(std::move(id)) {}
+  ~segment_table();
+  segment_table(const segment_table&) = delete;
+  segment_table& operator=(const segment_table&) = delete;
+
+  // The segment, mapping it read-only from its file if nobody has yet.
+  result<segment*> get(uint64_t index);
+  // Only if already present (never maps).
+  segment* find(uint64_t index) const;
+  // Installs a segment the writer created or opened read-write. Replaces (and
+  // keeps alive until destruction) any read-only mapping a reader made first.
+  void install(std::unique_ptr<segment> s);
+
+  const segment::identity& identity() const { return id_; }
+  file_system& fs() const { return *fs_; }
+  const std::shared_ptr<file_system>& fs_ptr() const { return fs_; }
+
+ private:
+  static constexpr uint64_t kChunkBits = 12;
+  static constexpr uint64_t kChunkSize = uint64_t{1} << kChunkBits;
+  static constexpr uint64_t kChunks = 4096;  // 16 M segments
+
+  std::atomic<segment*>* slot(uint64_t index, bool create);
+
+  std::shared_ptr<file_system> fs_;
+  segment::identity id_;
+  std::atomic<std::atomic<segment*>*> chunks_[kChunks] = {};
+  // Replaced mappings, freed at destruction (a reader may still hold views).
+  std::atomic<struct retired_node*> retired_{nullptr};
+};
+
+}  // namespace varve

@@ -1,0 +1,29 @@
+// What every reader of one open log shares: its segments and the control
+// block through which the writer publishes how far the log is committed.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "engine/control_block.h"
+#include "engine/segment_table.h"
+
+namespace varve::detail {
+
+struct shared_log {
+  shared_log(std::shared_ptr<file_system> fs, segment::identity id, bool verify)
+      : segments(std::move(fs), std::move(id)), verify_checksums(verify) {}
+
+  uint8_t log2() const { return segments.identity().log2_capacity; }
+  uint64_t capacity() const { return uint64_t{1} << log2(); }
+  // Acquire pairs with the writer's release store: every byte of every record
+  // below the returned position is written and visible to this thread.
+  uint64_t committed() const { return ctl->commit().load(std::memory_order_acquire); }
+
+  segment_table segments;
+  std::unique_ptr<control_block> ctl;
+  bool verify_checksums;
+};
+
+}  // namespace varve::detail

@@ -1,0 +1,73 @@
+#include "engine/writer_lock.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/interprocess/sync/file_lock.hpp>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <utility>
+
+#include "engine/log_files.h"
+
+namespace varve {
+namespace {
+
+std::mutex g_mu;
+std::set<std::pair<dev_t, ino_t>>& held() {
+  static std::set<std::pair<dev_t, ino_t>> s;
+  return s;
+}
+
+}  // namespace
+
+struct writer_lock::impl {
+  std::pair<dev_t, ino_t> key;
+  boost::interprocess::file_lock lock;
+};
+
+result<std::unique_ptr<writer_lock>> writer_lock::acquire(const std::string& dir) {
+  const std::string path = log_files::join(dir, log_files::kLockName);
+  // Make sure the file exists; this descriptor is closed before any lock is
+  // taken, so it cannot release one.
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return status(errno == ENOSPC ? errc::no_space : errc::io_error,
+                  path + ": cannot create lock file: " + std::strerror(errno));
+  struct stat st;
+  int r = ::fstat(fd, &st);
+  ::close(fd);
+  if (r != 0) return status(errc::io_error, path + ": fstat: " + std::strerror(errno));
+
+  std::lock_guard<std::mutex> g(g_mu);
+  auto key = std::make_pair(st.st_dev, st.st_ino);
+  if (held().count(key))
+    return status(errc::locked, dir + ": the log is already open for writing in this process");
+  auto i = std::make_unique<impl>();
+  i->key = key;
+  try {
+    i->lock = boost::interprocess::file_lock(path.c_str());
+    if (!i->lock.try_lock())
+      return status(errc::locked, dir + ": another process holds the writer lock (" + path + ")");
+  } catch (const boost::interprocess::interprocess_exception& e) {
+    return status(errc::io_error, path + ": file lock: " + e.what());
+  }
+  held().insert(key);
+  return std::unique_ptr<writer_lock>(new writer_lock(std::move(i)));
+}
+
+writer_lock::writer_lock(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+
+writer_lock::~writer_lock() {
+  std::lock_guard<std::mutex> g(g_mu);
+  try {
+    impl_->lock.unlock();
+  } catch (...) {
+  }
+  held().erase(impl_->key);
+}
+
+}  // namespace varve

@@ -1,0 +1,121 @@
+// event_log: an append-only, checksummed, memory-mapped log of domain events,
+// one per directory. The single entry point of the library.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+
+#include "varve/event.h"
+#include "varve/options.h"
+#include "varve/reader.h"
+#include "varve/status.h"
+#include "varve/types.h"
+
+namespace varve {
+
+namespace detail {
+struct log_state;
+}
+
+// What an append acknowledges. `end` is the log position just past the batch:
+// wait_durable(end) returns once the batch survives a power loss.
+struct append_result {
+  position first;               // position of the first event of the batch
+  position end;                 // one past the last event's record
+  sequence first_sequence;      // global sequence number of the first event
+  stream_version first_version = 0;
+  stream_version last_version = 0;
+};
+
+// Point-in-time figures for `varve stat` and monitoring.
+struct log_stats {
+  uint64_t segments = 0;
+  uint64_t segment_bytes = 0;
+  uint64_t events = 0;          // = next sequence number
+  uint64_t streams = 0;
+  position written;             // bytes encoded into the mapping
+  position committed;           // visible to readers
+  position durable;             // survives power loss
+  uint64_t bytes_on_disk = 0;   // allocated bytes of all segment files
+};
+
+// Thread safety and ownership:
+// - One writer per directory, enforced across threads and processes by a file
+//   lock: a second open() for writing fails with errc::locked.
+// - append(), flush() and close() are called from one thread at a time (the
+//   writer). All other methods, and any number of log_readers, may be used from
+//   any thread, concurrently with the writer, without locks.
+// - Three watermarks: written <= committed <= end of log; durable <= committed.
+//   An append's events become visible to readers together (committed with one
+//   release store, mirrored to the control block for other processes).
+// - Views handed out by readers stay valid until the event_log is destroyed.
+//
+// Durability contract (see README): in mode none an acknowledged append
+// survives a crash of this process (it is in the page cache) but not a power
+// loss; in mode group it survives a power loss once durable_position() has
+// passed its `end` (wait_durable blocks for that); in mode sync append returns
+// only once it is durable.
+class event_log {
+ public:
+  // Creates an empty log in `dir` (created if absent; must not already hold a log).
+  static result<std::unique_ptr<event_log>> create(const std::string& dir,
+                                                   const log_options& options = {});
+  // Opens an existing log for writing, running recovery on its unsealed tail.
+  static result<std::unique_ptr<event_log>> open(const std::string& dir,
+                                                 const log_options& options = {});
+  static result<std::unique_ptr<event_log>> open_or_create(const std::string& dir,
+                                                           const log_options& options = {});
+  // Opens a log for reading only, without the writer lock and without recovery:
+  // follows what the writer (in this or another process) commits, through the
+  // shared control block. Appends fail with errc::read_only.
+  static result<std::unique_ptr<event_log>> open_read_only(const std::string& dir,
+                                                           const log_options& options = {});
+
+  ~event_log();
+  event_log(const event_log&) = delete;
+  event_log& operator=(const event_log&) = delete;
+
+  // Appends one event to `stream` if the stream's version satisfies `expected`.
+  // No allocation, lock or system call in durability::none (except at segment
+  // roll-over, once per segment). On a version mismatch returns
+  // errc::wrong_expected_version with actual_version() set; nothing is written.
+  result<append_result> append(stream_id stream, expected_version expected,
+                               const event_data& event);
+  // Appends events atomically: all become visible together and survive
+  // recovery together, or none does. The whole batch must fit in one segment.
+  result<append_result> append(stream_id stream, expected_version expected,
+                               std::span<const event_data> events);
+
+  // Blocks until everything up to `p` is durable (flushes it itself in modes
+  // none and sync). Fails if a sync failed: the log then refuses writes.
+  status wait_durable(position p);
+  // Makes everything committed so far durable.
+  status flush();
+  // Seals nothing, syncs per the durability mode, stops background threads and
+  // releases the writer lock. Also done by the destructor (errors then ignored).
+  status close();
+
+  position written_position() const;
+  position committed_position() const;
+  position durable_position() const;
+  sequence next_sequence() const;
+
+  // Current version of a stream (0 if it does not exist). O(1) expected.
+  stream_version version_of(stream_id stream) const;
+  bool stream_exists(stream_id stream) const { return version_of(stream) != 0; }
+
+  // A cursor over committed events from `from` (position{} = the beginning).
+  log_reader read(position from = {}) const;
+
+  log_stats stats() const;
+  const std::string& dir() const;
+  const log_options& options() const;
+  bool is_read_only() const;
+
+ private:
+  explicit event_log(std::unique_ptr<detail::log_state> s);
+  std::unique_ptr<detail::log_state> s_;
+};
+
+}  // namespace varve

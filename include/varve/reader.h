@@ -1,0 +1,42 @@
+// log_reader: a zero-copy cursor over committed events in global order.
+#pragma once
+
+#include <memory>
+
+#include "varve/event.h"
+#include "varve/status.h"
+#include "varve/types.h"
+
+namespace varve {
+
+namespace detail {
+struct shared_log;
+}
+
+// Reads committed events in log order, in place, validating each record
+// (bounds, checksum) before handing out a view. Never takes a lock and never
+// blocks the writer; any number may run concurrently in any threads. A reader
+// is used by one thread at a time. Views stay valid while the log is open.
+class log_reader {
+ public:
+  log_reader() = default;
+  explicit log_reader(std::shared_ptr<detail::shared_log> log, position from);
+
+  // Fills `out` with the next committed event and returns true; returns false
+  // at the end of what is committed now (not an error: call again to follow the
+  // writer); returns errc::corruption naming file and offset for a record that
+  // fails validation (the cursor stays put).
+  result<bool> next(event_view& out);
+
+  // Position of the next record this reader will return (or the end of log).
+  position where() const { return pos_; }
+  void seek(position p) { pos_ = p; }
+  // The committed end of the log as this reader sees it now (acquire load).
+  position committed() const;
+
+ private:
+  std::shared_ptr<detail::shared_log> log_;
+  position pos_;
+};
+
+}  // namespace varve
