@@ -1,5 +1,7 @@
 #include "engine/background.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -11,7 +13,10 @@
 
 namespace varve {
 
-background::background(config c) : c_(std::move(c)) { thread_ = std::thread([this] { run(); }); }
+background::background(config c) : c_(std::move(c)) {
+  prepare_thread_ = std::thread([this] { run_prepare(); });
+  seal_thread_ = std::thread([this] { run_seal(); });
+}
 
 background::~background() {
   {
@@ -19,7 +24,8 @@ background::~background() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  prepare_thread_.join();
+  seal_thread_.join();
   // A prepared segment nobody used: remove it so the directory holds only the log.
   if (prepared_) {
     std::string path = prepared_->path();
@@ -157,52 +163,57 @@ status background::do_seal(const seal_job& job) {
   return {};
 }
 
-void background::run() {
+void background::run_seal() {
+  // Checkpoints are derived data: on a small machine they must not take a
+  // core from the writer or from the preparer the writer may wait for.
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+  std::unique_lock<std::mutex> lk(mu_);
+  while (true) {
+    cv_.wait(lk, [&] { return stop_ || !seals_.empty(); });
+    if (seals_.empty()) break;  // stop_, and every queued seal is done
+    seal_job job = seals_.front();
+    seals_.pop_front();
+    busy_sealing_ = true;
+    lk.unlock();
+    status s = do_seal(job);
+    lk.lock();
+    busy_sealing_ = false;
+    if (!s && seal_error_.ok()) seal_error_ = s;
+    cv_.notify_all();
+  }
+}
+
+void background::run_prepare() {
   std::unique_lock<std::mutex> lk(mu_);
   while (true) {
     cv_.wait(lk, [&] {
-      return stop_ || !seals_.empty() ||
+      return stop_ ||
              (want_prepare_ != ~uint64_t{0} && !prepared_ && prepare_error_index_ != want_prepare_);
     });
-    if (!seals_.empty()) {
-      seal_job job = seals_.front();
-      seals_.pop_front();
-      busy_sealing_ = true;
-      lk.unlock();
-      status s = do_seal(job);
-      lk.lock();
-      busy_sealing_ = false;
-      if (!s && seal_error_.ok()) seal_error_ = s;
-      cv_.notify_all();
-      continue;
-    }
     if (stop_) break;
-    if (want_prepare_ != ~uint64_t{0} && !prepared_) {
-      uint64_t index = want_prepare_;
-      preparing_ = true;
-      lk.unlock();
-      auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
-      status dir_synced;
-      if (made && c_.mode != durability::none) dir_synced = c_.fs->sync_dir(c_.id.dir);
-      lk.lock();
-      preparing_ = false;
-      if (made && dir_synced) {
-        prepared_ = std::move(made.value());
-      } else {
-        // Leave it to the writer's synchronous attempt, which reports the error.
-        prepare_error_ = made ? dir_synced : made.error();
-        prepare_error_index_ = index;
-        if (made) {
-          std::string path = made.value()->path();
-          made.value().reset();
-          (void)c_.fs->remove(path);
-        }
+    uint64_t index = want_prepare_;
+    preparing_ = true;
+    lk.unlock();
+    auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
+    status dir_synced;
+    if (made && c_.mode != durability::none) dir_synced = c_.fs->sync_dir(c_.id.dir);
+    lk.lock();
+    preparing_ = false;
+    if (made && dir_synced) {
+      prepared_ = std::move(made.value());
+    } else {
+      // Leave it to the writer's synchronous attempt, which reports the error.
+      prepare_error_ = made ? dir_synced : made.error();
+      prepare_error_index_ = index;
+      if (made) {
+        std::string path = made.value()->path();
+        made.value().reset();
+        (void)c_.fs->remove(path);
       }
-      if (want_prepare_ == index) want_prepare_ = ~uint64_t{0};
-      cv_.notify_all();
     }
+    if (want_prepare_ == index) want_prepare_ = ~uint64_t{0};
+    cv_.notify_all();
   }
-  // A prepared but unused segment is left on disk, empty: recovery removes it.
 }
 
 }  // namespace varve

@@ -1,4 +1,4 @@
-// The writer's helper thread: creates and pre-faults the next segment before
+// The writer's helper threads: create and pre-faults the next segment before
 // it is needed, seals full segments (footer) and writes head-table checkpoints,
 // so the appender never waits on the kernel in steady state.
 #pragma once
@@ -53,7 +53,8 @@ class background {
                              durability mode);
 
  private:
-  void run();
+  void run_prepare();
+  void run_seal();
   status do_seal(const seal_job& job);
   status checkpoint(segment& sealed);
 
@@ -72,7 +73,10 @@ class background {
   // The checkpointer's own head table, advanced one sealed segment at a time.
   std::unique_ptr<head_table> shadow_;
   uint64_t shadow_next_sequence_ = 0;
-  std::thread thread_;
+  // Two threads, so a long checkpoint never delays the next segment's
+  // preparation (which the writer may be waiting for).
+  std::thread prepare_thread_;
+  std::thread seal_thread_;
 };
 
 }  // namespace varve
