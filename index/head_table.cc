@@ -2,36 +2,51 @@
 
 #include <xxhash.h>
 
+#include <sys/mman.h>
+
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 namespace varve {
 
 uint64_t head_table::default_hash(std::string_view s) { return XXH3_64bits(s.data(), s.size()); }
 
-head_table::head_table(hash_fn h) : hash_(h) {
-  slots_.assign(1024, slot{});
-  mask_ = slots_.size() - 1;
+static constexpr size_t kHugePage = size_t{2} << 20;
+
+head_table::slot* head_table::allocate_slots(size_t n) {
+  const size_t bytes = n * sizeof(slot);
+  void* p = nullptr;
+  if (bytes >= kHugePage) {
+    p = std::aligned_alloc(kHugePage, (bytes + kHugePage - 1) / kHugePage * kHugePage);
+    if (p) (void)::madvise(p, bytes, MADV_HUGEPAGE);  // a hint; fine if refused
+  }
+  if (!p) p = std::malloc(bytes);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  return static_cast<slot*>(p);
 }
 
+void head_table::free_slots(slot* p, size_t) { std::free(p); }
+
+void head_table::reset_slots(size_t n) {
+  free_slots(slots_, mask_ + 1);
+  slots_ = allocate_slots(n);
+  mask_ = n - 1;
+}
+
+head_table::head_table(hash_fn h) : hash_(h) { reset_slots(1024); }
+
+head_table::~head_table() { free_slots(slots_, mask_ + 1); }
+
 void head_table::clear() {
-  slots_.assign(1024, slot{});
-  mask_ = slots_.size() - 1;
+  reset_slots(1024);
   arena_.clear();
   size_ = 0;
 }
 
-head_table::head* head_table::find(std::string_view stream, uint64_t h) {
-  for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-    slot& s = slots_[i];
-    if (s.key_len == 0) return nullptr;
-    if (s.hash == h && s.key_len == stream.size() &&
-        std::memcmp(arena_.data() + s.key_off, stream.data(), stream.size()) == 0)
-      return &s.h;
-  }
-}
-
 head_table::head* head_table::insert(std::string_view stream, uint64_t h, bool integer_id) {
-  if ((size_ + 1) * 10 > slots_.size() * 7) grow();
+  if ((size_ + 1) * 10 > (mask_ + 1) * 7) grow();
   size_t i = h & mask_;
   while (slots_[i].key_len != 0) i = (i + 1) & mask_;
   slot& s = slots_[i];
@@ -46,16 +61,18 @@ head_table::head* head_table::insert(std::string_view stream, uint64_t h, bool i
 }
 
 void head_table::grow() {
-  std::vector<slot> old;
-  old.swap(slots_);
-  slots_.assign(old.size() * 2, slot{});
-  mask_ = slots_.size() - 1;
-  for (const slot& s : old) {
+  slot* old = slots_;
+  const size_t old_n = mask_ + 1;
+  slots_ = allocate_slots(old_n * 2);
+  mask_ = old_n * 2 - 1;
+  for (size_t j = 0; j < old_n; ++j) {
+    const slot& s = old[j];
     if (!s.key_len) continue;
     size_t i = s.hash & mask_;
     while (slots_[i].key_len != 0) i = (i + 1) & mask_;
     slots_[i] = s;
   }
+  free_slots(old, old_n);
 }
 
 }  // namespace varve

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -26,9 +28,29 @@ class head_table {
 
   explicit head_table(hash_fn h = &default_hash);
 
-  uint64_t hash(std::string_view s) const { return hash_(s); }
+  uint64_t hash(std::string_view s) const {
+    // The common 8-byte (integer) id gets an inlined mixer instead of a call.
+    if (hash_ == &default_hash && s.size() == 8) {
+      uint64_t x;
+      std::memcpy(&x, s.data(), 8);
+      x ^= x >> 33;
+      x *= 0xff51afd7ed558ccdull;
+      x ^= x >> 33;
+      x *= 0xc4ceb9fe1a85ec53ull;
+      return x ^ (x >> 33);
+    }
+    return hash_(s);
+  }
   // Null when the stream is absent.
-  head* find(std::string_view stream, uint64_t h);
+  head* find(std::string_view stream, uint64_t h) {
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      slot& s = slots_[i];
+      if (s.key_len == 0) return nullptr;
+      if (s.hash == h && s.key_len == stream.size() &&
+          std::memcmp(arena_.data() + s.key_off, stream.data(), stream.size()) == 0)
+        return &s.h;
+    }
+  }
   const head* find(std::string_view stream, uint64_t h) const {
     return const_cast<head_table*>(this)->find(stream, h);
   }
@@ -44,10 +66,15 @@ class head_table {
   // Calls f(stream bytes, integer_id, head) for every stream, in slot order.
   template <class F>
   void for_each(F&& f) const {
-    for (const slot& s : slots_)
+    for (size_t i = 0; i <= mask_; ++i) {
+      const slot& s = slots_[i];
       if (s.key_len) f(std::string_view(arena_.data() + s.key_off, s.key_len), s.integer != 0, s.h);
+    }
   }
-  size_t memory_bytes() const { return slots_.capacity() * sizeof(slot) + arena_.capacity(); }
+  size_t memory_bytes() const { return (mask_ + 1) * sizeof(slot) + arena_.capacity(); }
+  ~head_table();
+  head_table(const head_table&) = delete;
+  head_table& operator=(const head_table&) = delete;
 
  private:
   struct slot {
@@ -59,9 +86,14 @@ class head_table {
   };
   static_assert(sizeof(slot) == 32);
   void grow();
+  // Slots live in memory the kernel may back with huge pages: lookups are
+  // random by nature, and a 4 KiB page per probe would cost a TLB miss each.
+  static slot* allocate_slots(size_t n);
+  static void free_slots(slot* p, size_t n);
+  void reset_slots(size_t n);
 
   hash_fn hash_;
-  std::vector<slot> slots_;
+  slot* slots_ = nullptr;
   std::vector<char> arena_;
   size_t size_ = 0;
   size_t mask_ = 0;

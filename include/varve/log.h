@@ -43,9 +43,11 @@ struct log_stats {
 // Thread safety and ownership:
 // - One writer per directory, enforced across threads and processes by a file
 //   lock: a second open() for writing fails with errc::locked.
-// - append(), flush() and close() are called from one thread at a time (the
-//   writer). All other methods, and any number of log_readers, may be used from
-//   any thread, concurrently with the writer, without locks.
+// - append(), flush(), close(), version_of(), stream_exists() and stats() are
+//   called from one thread at a time (the writer's: they use its head table).
+//   The position getters, wait_durable(), read() and any number of log_readers
+//   may be used from any thread, concurrently with the writer, without locks.
+//   On a read-only log version_of() knows no streams (it has no head table).
 // - Three watermarks: written <= committed <= end of log; durable <= committed.
 //   An append's events become visible to readers together (committed with one
 //   release store, mirrored to the control block for other processes).

@@ -44,9 +44,9 @@ struct log_options {
   bool prepare_next_segment = true;
   // Verify each record's checksum as readers yield it.
   bool verify_checksums = true;
-  std::shared_ptr<file_system> fs;  // null = posix_file_system()
+  std::shared_ptr<file_system> fs = nullptr;  // null = posix_file_system()
   // Clock for event timestamps when the caller gives none (ns since the epoch).
-  std::function<uint64_t()> clock;  // null = CLOCK_REALTIME
+  std::function<uint64_t()> clock = nullptr;  // null = CLOCK_REALTIME
 };
 
 }  // namespace varve
