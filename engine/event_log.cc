@@ -1,12 +1,14 @@
 // event_log: opening, the appender's hot path, roll-over and close.
 #include <time.h>
 
+#include <algorithm>
 #include <random>
 
 #include "engine/log_files.h"
 #include "engine/log_state.h"
 #include "engine/meta_file.h"
 #include "engine/record_format.h"
+#include "index/heads_file.h"
 
 namespace varve {
 
@@ -100,6 +102,7 @@ result<std::unique_ptr<event_log>> event_log::open(const std::string& dir,
   s->shared->ctl = std::move(ctl.value());
   s->shared->ctl->next_sequence().store(s->next_seq, std::memory_order_relaxed);
   s->shared->ctl->commit().store(end, std::memory_order_release);
+  s->written.store(end, std::memory_order_relaxed);
   s->durable = std::make_unique<durability_tracker>(*s->shared, end);
   if (s->opts.mode == durability::group)
     s->durable->start_group(s->opts.group_commit_interval, s->opts.group_commit_bytes);
@@ -245,6 +248,7 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   s.seg_last_pos = prev;
 
   const uint64_t end = base + s.write_off;
+  s.written.store(end, std::memory_order_relaxed);
   out.end = position{end};
   out.last_version = v;
   // Publish: one release store makes the whole batch visible to readers in
@@ -255,7 +259,9 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
 
   if (s.opts.mode == durability::sync) {
     if (status r = s.durable->sync_until(end); !r) {
-      s.write_failure = status(r.code(), r.message());
+      // This append is committed but its durability is unknown: say so, and
+      // refuse every later write until the log is reopened and recovered.
+      s.write_failure = status(errc::read_only, r.to_string());
       return r;
     }
   } else if (s.opts.mode == durability::group) {
@@ -301,7 +307,8 @@ status event_log::close() {
 }
 
 position event_log::written_position() const {
-  return s_->read_only ? committed_position() : position{s_->active->base_position() + s_->write_off};
+  return s_->read_only ? committed_position()
+                       : position{s_->written.load(std::memory_order_relaxed)};
 }
 position event_log::committed_position() const { return position{s_->shared->committed()}; }
 position event_log::durable_position() const {
@@ -311,7 +318,46 @@ sequence event_log::next_sequence() const {
   return sequence{s_->shared->ctl->next_sequence().load(std::memory_order_acquire)};
 }
 
+namespace {
+
+// A read-only log has no writer's head table: it keeps its own, seeded from
+// the newest checkpoint and advanced through what has been committed since.
+void follow_heads(log_state& s) {
+  if (!s.follower_heads_loaded) {
+    s.follower_heads_loaded = true;
+    const std::string index_dir = log_files::join(s.dir, log_files::kIndexDir);
+    auto names = s.fs->list_dir(index_dir);
+    std::vector<uint64_t> cps;
+    if (names)
+      for (const std::string& n : names.value())
+        if (auto i = log_files::parse_heads_name(n)) cps.push_back(*i);
+    std::sort(cps.rbegin(), cps.rend());
+    for (uint64_t cp : cps) {
+      heads_file::checkpoint_info info;
+      if (heads_file::read(*s.fs, log_files::join(index_dir, log_files::heads_name(cp)),
+                           s.meta.log_id, info, s.heads)) {
+        s.follower_pos = (cp + 1) << s.meta.log2_capacity;
+        break;
+      }
+      s.heads.clear();
+    }
+  }
+  log_reader r(s.shared, position{s.follower_pos});
+  event_view v;
+  while (true) {
+    auto more = r.next(v);
+    if (!more || !more.value()) break;  // a damaged record stops the catch-up there
+    auto* h = s.heads.find_or_insert(v.stream, v.stream_is_integer);
+    h->version = v.version;
+    h->last_position = v.position.value;
+  }
+  s.follower_pos = r.where().value;
+}
+
+}  // namespace
+
 stream_version event_log::version_of(stream_id stream) const {
+  if (s_->read_only) follow_heads(*s_);
   const std::string_view key = stream.bytes();
   const head_table::head* h = s_->heads.find(key, s_->heads.hash(key));
   return h ? h->version : 0;
@@ -327,6 +373,7 @@ log_stats event_log::stats() const {
   st.durable = durable_position();
   st.written = written_position();
   st.events = next_sequence().value;
+  if (s.read_only) follow_heads(const_cast<log_state&>(s));
   st.streams = s.heads.size();
   const uint64_t end_index = (st.committed.value == 0 ? 0 : (st.committed.value - 1) >> s.meta.log2_capacity);
   st.segments = end_index - s.first_segment + 1;

@@ -2,6 +2,7 @@
 // helpers). Not public API.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -28,6 +29,8 @@ struct log_state {
   head_table heads;
   segment* active = nullptr;
   uint64_t write_off = 0;        // next record's offset in `active`
+  // The written watermark, for other threads (relaxed: it is a statistic).
+  std::atomic<uint64_t> written{0};
   uint64_t next_seq = 0;
   uint64_t first_segment = 0;
   // Footer figures of the active segment, kept as we go.
@@ -36,6 +39,10 @@ struct log_state {
   uint64_t seg_last_pos = ~uint64_t{0};
   uint64_t checkpointed_segment = ~uint64_t{0};
   status write_failure;  // sticky: a failed roll-over sync, a failed durability sync
+
+  // Read-only logs: a head table of their own, advanced on demand.
+  bool follower_heads_loaded = false;
+  uint64_t follower_pos = 0;
 
   std::unique_ptr<background> bg;
   std::unique_ptr<durability_tracker> durable;

@@ -25,7 +25,7 @@ result<std::unique_ptr<segment>> segment::create(std::shared_ptr<file_system> fs
   if (pf == prefault::for_write) {
     if (status s = fs->populate_write(data, cap); !s) {
       fs->unmap(data, cap);
-      return fail(s);
+      return fail(status(s.code(), path + ": pre-faulting the segment: " + s.message()));
     }
   }
   return std::unique_ptr<segment>(

@@ -31,16 +31,22 @@ struct writer_lock::impl {
 
 result<std::unique_ptr<writer_lock>> writer_lock::acquire(const std::string& dir) {
   const std::string path = log_files::join(dir, log_files::kLockName);
-  // Make sure the file exists; this descriptor is closed before any lock is
-  // taken, so it cannot release one.
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return status(errno == ENOSPC ? errc::no_space : errc::io_error,
-                  path + ": cannot create lock file: " + std::strerror(errno));
+  // Identify the file with stat(), never with an open()/close() pair: if this
+  // process already holds the lock, closing any descriptor of the file would
+  // silently release it (POSIX record-lock semantics).
   struct stat st;
-  int r = ::fstat(fd, &st);
-  ::close(fd);
-  if (r != 0) return status(errc::io_error, path + ": fstat: " + std::strerror(errno));
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT)
+      return status(errc::io_error, path + ": stat: " + std::strerror(errno));
+    // The file did not exist, so nobody in this process can hold a lock on it.
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+      return status(errno == ENOSPC ? errc::no_space : errc::io_error,
+                    path + ": cannot create lock file: " + std::strerror(errno));
+    ::close(fd);
+    if (::stat(path.c_str(), &st) != 0)
+      return status(errc::io_error, path + ": stat: " + std::strerror(errno));
+  }
 
   std::lock_guard<std::mutex> g(g_mu);
   auto key = std::make_pair(st.st_dev, st.st_ino);

@@ -47,7 +47,8 @@ struct log_stats {
 //   called from one thread at a time (the writer's: they use its head table).
 //   The position getters, wait_durable(), read() and any number of log_readers
 //   may be used from any thread, concurrently with the writer, without locks.
-//   On a read-only log version_of() knows no streams (it has no head table).
+//   On a read-only log, version_of() and stats() first catch its own head
+//   table up with what has been committed (from the newest checkpoint).
 // - Three watermarks: written <= committed <= end of log; durable <= committed.
 //   An append's events become visible to readers together (committed with one
 //   release store, mirrored to the control block for other processes).

@@ -1,0 +1,460 @@
+#include "tools/ndjson.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "tools/base64.h"
+
+namespace varve::tools {
+namespace {
+
+// ordered_json keeps the payload's keys in the order they were written, so
+// `varve read` gives back what was appended (whitespace aside).
+using json = nlohmann::ordered_json;
+
+status bad(std::string msg) { return status(errc::invalid_argument, std::move(msg)); }
+
+std::string json_quote(std::string_view key) { return json(std::string(key)).dump(); }
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Keys that `varve read` prints but `append` has no use for: accepting them
+// lets `varve read A | varve append B` copy a log.
+bool is_read_only_key(std::string_view key) {
+  return key == "position" || key == "sequence" || key == "version";
+}
+
+status parse_uint(const json& v, std::string_view key, uint64_t max, uint64_t& out) {
+  if (!v.is_number_unsigned() || v.get<uint64_t>() > max) {
+    const std::string range = max == UINT64_MAX ? "a non-negative integer"
+                                                : "an integer from 0 to " + std::to_string(max);
+    return bad(json_quote(key) + " must be " + range + ", not " + v.dump());
+  }
+  out = v.get<uint64_t>();
+  return {};
+}
+
+status parse_id(const json& v, std::string_view key, std::optional<id128>& out) {
+  std::optional<id128> id;
+  if (v.is_string()) id = parse_uuid(v.get_ref<const std::string&>());
+  if (!id)
+    return bad(json_quote(key) + " must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), not " +
+               v.dump());
+  out = id;
+  return {};
+}
+
+status parse_expected(const json& v, expected_version& out) {
+  if (v.is_number_unsigned()) {
+    out = expected_version::exact(v.get<uint64_t>());
+    return {};
+  }
+  const std::string* s = v.is_string() ? &v.get_ref<const std::string&>() : nullptr;
+  if (s && *s == "any") {
+    out = expected_version::any();
+    return {};
+  }
+  if (s && *s == "no_stream") {
+    out = expected_version::no_stream();
+    return {};
+  }
+  if (s && *s == "stream_exists") {
+    out = expected_version::stream_exists();
+    return {};
+  }
+  return bad(
+      "\"expected_version\" must be a version number or \"any\", \"no_stream\", "
+      "\"stream_exists\", not " +
+      v.dump());
+}
+
+// The per-event fields, shared by a single-event line and each element of a
+// batch's "events". `top_level` says the caller handles "stream" and
+// "expected_version" itself.
+status parse_event(const json& obj, input_event& ev, bool top_level) {
+  bool have_type = false;
+  bool have_data = false;
+  bool have_base64 = false;
+  for (const auto& [key, v] : obj.items()) {
+    status st;
+    uint64_t n = 0;
+    if (key == "type") {
+      have_type = true;
+      if (v.is_string() && !v.get_ref<const std::string&>().empty()) {
+        ev.type_name = v.get_ref<const std::string&>();
+      } else if (v.is_number_unsigned() && v.get<uint64_t>() <= UINT32_MAX) {
+        ev.type_id = v.get<uint32_t>();
+      } else {
+        return bad("\"type\" must be a type name or a number, not " + v.dump());
+      }
+    } else if (key == "data") {
+      have_data = true;
+      ev.payload = v.dump();
+      ev.content = content_type::json;
+    } else if (key == "data_base64") {
+      have_base64 = true;
+      if (!v.is_string()) return bad("\"data_base64\" must be a string, not " + v.dump());
+      auto decoded = base64_decode(v.get_ref<const std::string&>());
+      if (!decoded) return bad("\"data_base64\": " + decoded.error().message());
+      ev.payload = std::move(decoded.value());
+      ev.content = content_type::binary;
+    } else if (key == "schema_version") {
+      if (!(st = parse_uint(v, key, UINT16_MAX, n))) return st;
+      ev.schema_version = static_cast<uint16_t>(n);
+    } else if (key == "timestamp") {
+      if (!(st = parse_uint(v, key, UINT64_MAX, n))) return st;
+      ev.timestamp_ns = n;
+    } else if (key == "event_id") {
+      if (!(st = parse_id(v, key, ev.event_id))) return st;
+    } else if (key == "correlation_id") {
+      if (!(st = parse_id(v, key, ev.correlation_id))) return st;
+    } else if (key == "causation_id") {
+      if (!(st = parse_id(v, key, ev.causation_id))) return st;
+    } else if (key == "stream" || key == "expected_version") {
+      if (!top_level) return bad(json_quote(key) + " belongs on the batch line, not in its events");
+    } else if (!is_read_only_key(key)) {
+      return bad("unknown key " + json_quote(key));
+    }
+  }
+  if (!have_type) return bad("missing \"type\"");
+  if (have_data && have_base64) return bad("both \"data\" and \"data_base64\"; give one");
+  if (!have_data && !have_base64) return bad("missing \"data\" (or \"data_base64\")");
+  return {};
+}
+
+// nlohmann's messages start with "[json.exception.parse_error.101] parse error
+// at line 1, "; the line is ours to name, so keep only the column and the why.
+std::string parse_error_text(const char* what) {
+  std::string_view s = what;
+  if (auto p = s.find("] "); p != std::string_view::npos) s.remove_prefix(p + 2);
+  constexpr std::string_view kAtLine = "parse error at line 1, ";
+  if (s.starts_with(kAtLine)) s.remove_prefix(kAtLine.size());
+  return std::string(s);
+}
+
+status parse_line(std::string_view line, append_request& out) {
+  json j;
+  try {
+    j = json::parse(line.data(), line.data() + line.size());
+  } catch (const json::parse_error& e) {
+    return bad("not valid JSON: " + parse_error_text(e.what()));
+  }
+  if (!j.is_object()) return bad("not a JSON object");
+
+  auto it = j.find("stream");
+  if (it == j.end()) return bad("missing \"stream\"");
+  if (it->is_string()) {
+    const auto& s = it->get_ref<const std::string&>();
+    if (s.empty() || s.size() > kMaxStreamIdBytes)
+      return bad("\"stream\" must be 1 to " + std::to_string(kMaxStreamIdBytes) + " bytes, not " +
+                 std::to_string(s.size()));
+    out.stream = s;
+  } else if (it->is_number_unsigned()) {
+    out.stream_is_integer = true;
+    out.stream_u64 = it->get<uint64_t>();
+  } else {
+    return bad("\"stream\" must be a string or a non-negative integer, not " + it->dump());
+  }
+
+  if (it = j.find("expected_version"); it != j.end()) {
+    if (status st = parse_expected(*it, out.expected); !st) return st;
+  }
+
+  it = j.find("events");
+  if (it == j.end()) {
+    out.events.emplace_back();
+    return parse_event(j, out.events.back(), /*top_level=*/true);
+  }
+
+  out.is_batch = true;
+  for (const auto& [key, v] : j.items()) {
+    if (key != "stream" && key != "expected_version" && key != "events" && !is_read_only_key(key))
+      return bad(json_quote(key) +
+                 " is not allowed on a batch line (it takes \"stream\", \"expected_version\" "
+                 "and \"events\"; each event carries its own fields)");
+  }
+  if (!it->is_array() || it->empty()) return bad("\"events\" must be a non-empty array of events");
+  size_t i = 0;
+  for (const auto& e : *it) {
+    const std::string where = "events[" + std::to_string(i++) + "]: ";
+    if (!e.is_object()) return bad(where + "not a JSON object");
+    out.events.emplace_back();
+    if (status st = parse_event(e, out.events.back(), /*top_level=*/false); !st)
+      return bad(where + st.message());
+  }
+  return {};
+}
+
+// Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
+// surrogates, nothing past U+10FFFF), or 0 when it is not one.
+size_t utf8_length(const uint8_t* p, size_t n) {
+  const uint8_t c = p[0];
+  auto cont = [&](size_t i, uint8_t lo = 0x80, uint8_t hi = 0xBF) {
+    return i < n && p[i] >= lo && p[i] <= hi;
+  };
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
+  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) return cont(1) && cont(2) ? 3 : 0;
+  if (c == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;
+  if (c == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (c >= 0xF1 && c <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+constexpr char kHex[] = "0123456789abcdef";
+
+void write_stream(ndjson_writer& w, std::string_view bytes, bool is_integer) {
+  if (is_integer && bytes.size() == 8) {
+    uint64_t v = 0;
+    for (char c : bytes) v = (v << 8) | static_cast<uint8_t>(c);
+    w.u64(v);
+  } else {
+    w.str(bytes);
+  }
+}
+
+}  // namespace
+
+std::optional<id128> parse_uuid(std::string_view text) {
+  if (text.size() != kUuidChars) return std::nullopt;
+  id128 id;
+  size_t b = 0;
+  for (size_t i = 0; i < text.size();) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (text[i] != '-') return std::nullopt;
+      ++i;
+      continue;
+    }
+    const int hi = hex_value(text[i]);
+    const int lo = hex_value(text[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    id.bytes[b++] = static_cast<uint8_t>(hi << 4 | lo);
+    i += 2;
+  }
+  return id;
+}
+
+void format_uuid(const id128& id, char* out) {
+  for (size_t i = 0; i < id.bytes.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) *out++ = '-';
+    *out++ = kHex[id.bytes[i] >> 4];
+    *out++ = kHex[id.bytes[i] & 15];
+  }
+}
+
+status parse_append_line(std::string_view line, append_request& out) {
+  out.stream.clear();
+  out.stream_u64 = 0;
+  out.stream_is_integer = false;
+  out.expected = expected_version::any();
+  out.is_batch = false;
+  out.events.clear();
+  // Type errors from the DOM (a value of an unexpected kind slipping past a
+  // check) must still be a rejected line, never an escaped exception.
+  try {
+    return parse_line(line, out);
+  } catch (const json::exception& e) {
+    return bad(parse_error_text(e.what()));
+  }
+}
+
+std::string describe_expected(expected_version e) {
+  switch (e.which()) {
+    case expected_version::kind::any: return "any";
+    case expected_version::kind::no_stream: return "no_stream";
+    case expected_version::kind::stream_exists: return "stream_exists";
+    case expected_version::kind::exact: return std::to_string(e.version());
+  }
+  return "?";
+}
+
+// --- line_reader -----------------------------------------------------------
+
+line_reader::line_reader(int fd, size_t chunk) : fd_(fd), chunk_(chunk), buf_(chunk) {}
+
+result<bool> line_reader::next(std::string_view& line) {
+  size_t scan = begin_;  // bytes before this hold no '\n'
+  for (;;) {
+    const char* base = buf_.data();
+    if (const void* nl = std::memchr(base + scan, '\n', end_ - scan)) {
+      const size_t stop = static_cast<const char*>(nl) - base;
+      line = std::string_view(base + begin_, stop - begin_);
+      begin_ = stop + 1;
+      if (line.ends_with('\r')) line.remove_suffix(1);
+      return true;
+    }
+    if (eof_) {
+      if (begin_ == end_) return false;
+      line = std::string_view(base + begin_, end_ - begin_);
+      begin_ = end_;
+      if (line.ends_with('\r')) line.remove_suffix(1);
+      return true;
+    }
+    // Keep the partial line, make room behind it (doubling for long lines).
+    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+    scan = end_;
+    if (buf_.size() - end_ < chunk_ / 2) buf_.resize(buf_.size() * 2);
+    const ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return status(errc::io_error, std::string("reading input: ") + std::strerror(errno));
+    }
+    if (n == 0) eof_ = true;
+    end_ += static_cast<size_t>(n);
+  }
+}
+
+bool line_reader::must_read() const {
+  return !eof_ && std::memchr(buf_.data() + begin_, '\n', end_ - begin_) == nullptr;
+}
+
+// --- ndjson_writer ---------------------------------------------------------
+
+ndjson_writer::ndjson_writer(int fd, size_t capacity, flush_policy policy)
+    : fd_(fd), capacity_(capacity), policy_(policy) {
+  buf_.reserve(capacity + capacity / 4);
+}
+
+ndjson_writer::~ndjson_writer() { (void)flush(); }
+
+status ndjson_writer::flush() {
+  if (!error_.ok()) {
+    buf_.clear();
+    return error_;
+  }
+  size_t done = 0;
+  while (done < buf_.size()) {
+    const ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error_ = status(errc::io_error, std::string("writing output: ") + std::strerror(errno));
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  buf_.clear();
+  return error_;
+}
+
+void ndjson_writer::str(std::string_view s) {
+  buf_.push_back('"');
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+  const size_t n = s.size();
+  size_t run = 0;  // start of the bytes that go out unchanged
+  size_t i = 0;
+  while (i < n) {
+    const uint8_t c = p[i];
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      if (const size_t len = utf8_length(p + i, n - i)) {
+        i += len;
+        continue;
+      }
+    }
+    buf_.append(s.data() + run, i - run);
+    switch (c) {
+      case '"': buf_.append("\\\""); break;
+      case '\\': buf_.append("\\\\"); break;
+      case '\n': buf_.append("\\n"); break;
+      case '\r': buf_.append("\\r"); break;
+      case '\t': buf_.append("\\t"); break;
+      default: {
+        const char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+        buf_.append(esc, sizeof esc);
+      }
+    }
+    run = ++i;
+  }
+  buf_.append(s.data() + run, n - run);
+  buf_.push_back('"');
+}
+
+void ndjson_writer::u64(uint64_t v) {
+  char tmp[24];
+  const auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
+  buf_.append(tmp, r.ptr);
+}
+
+void ndjson_writer::uuid(const id128& id) {
+  char tmp[kUuidChars + 2];
+  tmp[0] = '"';
+  format_uuid(id, tmp + 1);
+  tmp[kUuidChars + 1] = '"';
+  buf_.append(tmp, sizeof tmp);
+}
+
+void ndjson_writer::base64(std::span<const std::byte> bytes) {
+  buf_.push_back('"');
+  base64_encode_to(bytes, buf_);
+  buf_.push_back('"');
+}
+
+void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json) {
+  w.raw("{\"position\":");
+  w.u64(e.position.value);
+  w.raw(",\"sequence\":");
+  w.u64(e.sequence.value);
+  w.raw(",\"stream\":");
+  write_stream(w, e.stream, e.stream_is_integer);
+  w.raw(",\"version\":");
+  w.u64(e.version);
+  w.raw(",\"type\":");
+  w.raw(type_json);
+  w.raw(",\"schema_version\":");
+  w.u64(e.schema_version);
+  w.raw(",\"timestamp\":");
+  w.u64(e.timestamp_ns);
+  if (e.event_id) w.raw(",\"event_id\":"), w.uuid(*e.event_id);
+  if (e.correlation_id) w.raw(",\"correlation_id\":"), w.uuid(*e.correlation_id);
+  if (e.causation_id) w.raw(",\"causation_id\":"), w.uuid(*e.causation_id);
+  // JSON payloads were written by dump(), so they splice in verbatim. A raw
+  // newline (pretty-printed JSON from another writer) or an empty payload would
+  // break the one-event-per-line framing, so those take the lossless route.
+  const std::string_view text(reinterpret_cast<const char*>(e.payload.data()), e.payload.size());
+  // (Two memchr passes: find_first_of would call memchr once per byte.)
+  if (e.content == content_type::json && !text.empty() &&
+      std::memchr(text.data(), '\n', text.size()) == nullptr &&
+      std::memchr(text.data(), '\r', text.size()) == nullptr) {
+    w.raw(",\"data\":");
+    w.raw(text);
+  } else {
+    w.raw(",\"data_base64\":");
+    w.base64(e.payload);
+  }
+  w.raw('}');
+  w.end_line();
+}
+
+void write_ack(ndjson_writer& w, const append_request& req, const append_result& r) {
+  w.raw("{\"stream\":");
+  if (req.stream_is_integer)
+    w.u64(req.stream_u64);
+  else
+    w.str(req.stream);
+  w.raw(",\"first_version\":");
+  w.u64(r.first_version);
+  w.raw(",\"last_version\":");
+  w.u64(r.last_version);
+  w.raw(",\"position\":");
+  w.u64(r.first.value);
+  w.raw('}');
+  w.end_line();
+}
+
+}  // namespace varve::tools

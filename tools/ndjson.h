@@ -1,0 +1,138 @@
+// NDJSON plumbing for the varve CLI: parsing `varve append` input lines into
+// append requests, reading stdin line by line, and a buffered writer that
+// renders events and acks by hand so bulk export never goes through a JSON DOM.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "varve/event.h"
+#include "varve/log.h"
+#include "varve/status.h"
+#include "varve/types.h"
+
+namespace varve::tools {
+
+// Canonical 8-4-4-4-12 hex text (either case) only: ids are compared bytewise,
+// so guessing at other spellings would silently mint different ids.
+std::optional<id128> parse_uuid(std::string_view text);
+// Lower-case canonical form, exactly 36 characters.
+void format_uuid(const id128& id, char* out);
+inline constexpr size_t kUuidChars = 36;
+
+// ---------------------------------------------------------------------------
+// Input: one line of `varve append`.
+
+struct input_event {
+  std::string type_name;             // set when "type" was a name
+  std::optional<uint32_t> type_id;   // set when "type" was a raw number
+  uint16_t schema_version = 1;
+  std::string payload;               // compact JSON text, or decoded binary
+  content_type content = content_type::json;
+  uint64_t timestamp_ns = 0;         // 0 = the log's clock
+  std::optional<id128> event_id;
+  std::optional<id128> correlation_id;
+  std::optional<id128> causation_id;
+};
+
+struct append_request {
+  std::string stream;                // string ids (when !stream_is_integer)
+  uint64_t stream_u64 = 0;           // integer ids
+  bool stream_is_integer = false;
+  expected_version expected = expected_version::any();
+  bool is_batch = false;             // the line used "events": [...]
+  std::vector<input_event> events;   // exactly one unless is_batch
+
+  stream_id id() const {
+    return stream_is_integer ? stream_id::from_u64(stream_u64)
+                             : stream_id(std::string_view(stream));
+  }
+};
+
+// Parses one line (without its terminator) into `out`. Failures are
+// invalid_argument whose message() says what is wrong, e.g. `missing "type"`
+// or `events[2]: "event_id" is not a UUID ...`; the caller adds the line number.
+status parse_append_line(std::string_view line, append_request& out);
+
+// "3", "any", "no_stream", "stream_exists": how an expectation reads in messages.
+std::string describe_expected(expected_version e);
+
+// Reads a file descriptor in big chunks and hands out lines in place.
+class line_reader {
+ public:
+  explicit line_reader(int fd, size_t chunk = 1 << 20);
+
+  // Sets `line` to the next line, without "\n" or "\r\n"; a last line without
+  // a terminator counts. Returns false at end of input. `line` stays valid
+  // until the next call.
+  result<bool> next(std::string_view& line);
+  // True when next() has no complete line buffered and must read(), which may
+  // block: the moment to flush anything the other end is waiting for.
+  bool must_read() const;
+
+ private:
+  int fd_;
+  size_t chunk_;
+  std::vector<char> buf_;
+  size_t begin_ = 0;  // start of unconsumed bytes
+  size_t end_ = 0;    // end of valid bytes
+  bool eof_ = false;
+};
+
+// ---------------------------------------------------------------------------
+// Output.
+
+// Appends JSON to an in-memory buffer and writes it to `fd` in big chunks. The
+// first write error is latched (later output is dropped) and reported by
+// error() and flush(), so hot loops need not check every call.
+class ndjson_writer {
+ public:
+  // automatic: end_line() writes out once `capacity` bytes are buffered.
+  // manual: only flush() writes, for output that must wait for something
+  // (acks wait for durability).
+  enum class flush_policy : uint8_t { automatic, manual };
+
+  explicit ndjson_writer(int fd, size_t capacity = 1 << 20,
+                         flush_policy policy = flush_policy::automatic);
+  ~ndjson_writer();  // flushes, ignoring errors: call flush() to see them
+  ndjson_writer(const ndjson_writer&) = delete;
+  ndjson_writer& operator=(const ndjson_writer&) = delete;
+
+  void raw(std::string_view s) { buf_.append(s); }
+  void raw(char c) { buf_.push_back(c); }
+  // A quoted, escaped JSON string. Bytes that are not valid UTF-8 come out as
+  // \u00XX so the output stays valid JSON whatever a stream id holds.
+  void str(std::string_view s);
+  void u64(uint64_t v);
+  void uuid(const id128& id);
+  void base64(std::span<const std::byte> bytes);  // quoted
+  void end_line() {
+    buf_.push_back('\n');
+    if (policy_ == flush_policy::automatic && buf_.size() >= capacity_) (void)flush();
+  }
+
+  size_t buffered() const { return buf_.size(); }
+  status flush();
+  const status& error() const { return error_; }
+
+ private:
+  int fd_;
+  size_t capacity_;
+  flush_policy policy_;
+  std::string buf_;
+  status error_;
+};
+
+// One event of `varve read`. `type_json` is the already rendered JSON value of
+// "type" (a quoted name, or the number when the registry has no name).
+void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json);
+
+// The ack `varve append` prints for each line.
+void write_ack(ndjson_writer& w, const append_request& req, const append_result& r);
+
+}  // namespace varve::tools

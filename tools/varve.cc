@@ -1,0 +1,506 @@
+// The `varve` command line tool: create, append (NDJSON in), read (NDJSON out),
+// verify and stat a log directory. Thin by design: it parses arguments, calls
+// the library and prints; all the checking lives in the library.
+#include <unistd.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <exception>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "tools/ndjson.h"
+#include "varve/varve.h"
+
+namespace {
+
+using namespace varve;
+using namespace varve::tools;
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitCorrupt = 2;  // verify found a problem
+// Acks wait for durability before they are written, so they are buffered by
+// hand; past this much the appender stops to wait and write them out.
+constexpr size_t kAckFlushBytes = 256 << 10;
+
+int fail(const status& s) {
+  std::fprintf(stderr, "varve: %s\n", s.to_string().c_str());
+  return kExitError;
+}
+
+int usage_error(const std::string& msg) {
+  std::fprintf(stderr, "varve: %s\nRun with --help for usage.\n", msg.c_str());
+  return kExitUsage;
+}
+
+// Digits only: strtoull would quietly accept "-1", " 5" and "5x".
+std::optional<uint64_t> parse_u64(std::string_view s) {
+  if (s.empty() || s.size() > 20) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+// "65536", "64K", "64M", "1G", also "64MiB"/"64MB": binary multiples, since
+// segment sizes are powers of two.
+std::optional<uint64_t> parse_size(std::string_view s) {
+  size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  auto n = parse_u64(s.substr(0, digits));
+  if (!n) return std::nullopt;
+  std::string_view suffix = s.substr(digits);
+  if (suffix.empty()) return n;
+  int shift = 0;
+  switch (suffix[0]) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    default: return std::nullopt;
+  }
+  suffix.remove_prefix(1);
+  if (!suffix.empty() && suffix != "B" && suffix != "iB") return std::nullopt;
+  if (*n > (UINT64_MAX >> shift)) return std::nullopt;
+  return *n << shift;
+}
+
+std::string human_bytes(uint64_t b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  char buf[32];
+  if (v == static_cast<double>(static_cast<uint64_t>(v)))
+    std::snprintf(buf, sizeof buf, "%" PRIu64 " %s", static_cast<uint64_t>(v), units[u]);
+  else
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+// A stream id for messages: JSON-quoted so odd bytes cannot garble the line.
+std::string display_stream(const append_request& req) {
+  if (req.stream_is_integer) return std::to_string(req.stream_u64);
+  return nlohmann::json(req.stream).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// --- create ----------------------------------------------------------------
+
+struct create_args {
+  std::string dir;
+  std::string segment_size;
+};
+
+int cmd_create(const create_args& a) {
+  log_options opts;
+  if (!a.segment_size.empty()) {
+    auto n = parse_size(a.segment_size);
+    if (!n)
+      return usage_error("--segment-size: \"" + a.segment_size +
+                         "\" is not a size (bytes, or a number with a K, M or G suffix)");
+    opts.segment_bytes = *n;
+  }
+  auto log = event_log::create(a.dir, opts);
+  if (!log) return fail(log.error());
+  if (status st = (*log)->close(); !st) return fail(st);
+  std::printf("created %s (segments of %s)\n", a.dir.c_str(),
+              human_bytes(opts.segment_bytes).c_str());
+  return kExitOk;
+}
+
+// --- append ----------------------------------------------------------------
+
+struct append_args {
+  std::string dir;
+  std::string durability = "none";
+  std::string on_conflict = "fail";
+  bool create = false;
+  std::string segment_size;
+};
+
+int cmd_append(const append_args& a) {
+  log_options opts;
+  opts.mode = a.durability == "sync"    ? durability::sync
+              : a.durability == "group" ? durability::group
+                                        : durability::none;
+  if (!a.segment_size.empty()) {
+    if (!a.create) return usage_error("--segment-size only applies with --create");
+    auto n = parse_size(a.segment_size);
+    if (!n) return usage_error("--segment-size: \"" + a.segment_size + "\" is not a size");
+    opts.segment_bytes = *n;
+  }
+  const bool skip_conflicts = a.on_conflict == "skip";
+
+  auto opened = a.create ? event_log::open_or_create(a.dir, opts) : event_log::open(a.dir, opts);
+  if (!opened) {
+    if (opened.error().code() != errc::not_found) return fail(opened.error());
+    std::fprintf(stderr, "varve: %s (`varve create` makes a log, or pass --create)\n",
+                 opened.error().to_string().c_str());
+    return kExitError;
+  }
+  event_log& log = **opened;
+  auto types = type_registry::open(a.dir);
+  if (!types) return fail(types.error());
+
+  line_reader in(STDIN_FILENO);
+  ndjson_writer acks(STDOUT_FILENO, 1 << 20, ndjson_writer::flush_policy::manual);
+  position last_end;
+  // An ack promises durability in modes group and sync, so the wait comes
+  // first. Acks go out whenever the input runs dry (before read() can block),
+  // so an interactive producer sees each ack at once while a bulk load pays
+  // one wait and one write per chunk instead of per line.
+  auto flush_acks = [&]() -> status {
+    if (acks.buffered() == 0) return {};
+    if (opts.mode != durability::none) {
+      if (status st = log.wait_durable(last_end); !st) return st;
+    }
+    return acks.flush();
+  };
+  // Acks of the lines before a failure still go out before we give up.
+  auto stop = [&](const std::string& msg) {
+    if (status st = flush_acks(); !st) std::fprintf(stderr, "varve: %s\n", st.to_string().c_str());
+    std::fprintf(stderr, "varve: %s\n", msg.c_str());
+    return kExitError;
+  };
+
+  append_request req;
+  std::vector<event_data> events;
+  uint64_t line_no = 0;
+  uint64_t skipped = 0;
+  for (;;) {
+    if (in.must_read() || acks.buffered() >= kAckFlushBytes) {
+      if (status st = flush_acks(); !st) return fail(st);
+    }
+    std::string_view line;
+    auto got = in.next(line);
+    if (!got) return stop(got.error().to_string());
+    if (!*got) break;
+    ++line_no;
+    auto where = [line_no] { return "line " + std::to_string(line_no) + ": "; };
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+
+    if (status st = parse_append_line(line, req); !st) return stop(where() + st.message());
+
+    events.clear();
+    for (const input_event& ev : req.events) {
+      event_data d;
+      if (ev.type_id) {
+        d.type = *ev.type_id;
+      } else {
+        auto id = types->id_for(ev.type_name);
+        if (!id) return stop(where() + id.error().to_string());
+        d.type = *id;
+      }
+      d.schema_version = ev.schema_version;
+      d.payload = event_data::bytes(ev.payload);
+      d.content = ev.content;
+      d.timestamp_ns = ev.timestamp_ns;
+      d.event_id = ev.event_id ? &*ev.event_id : nullptr;
+      d.correlation_id = ev.correlation_id ? &*ev.correlation_id : nullptr;
+      d.causation_id = ev.causation_id ? &*ev.causation_id : nullptr;
+      events.push_back(d);
+    }
+    auto r = req.is_batch ? log.append(req.id(), req.expected, std::span<const event_data>(events))
+                          : log.append(req.id(), req.expected, events.front());
+    if (!r) {
+      const status& err = r.error();
+      if (err.code() != errc::wrong_expected_version) return stop(where() + err.to_string());
+      const std::string msg = where() + "wrong expected version for stream " + display_stream(req) +
+                              ": expected " + describe_expected(req.expected) + ", actual " +
+                              std::to_string(err.actual_version());
+      if (!skip_conflicts) return stop(msg);
+      std::fprintf(stderr, "varve: %s (skipped)\n", msg.c_str());
+      ++skipped;
+      continue;
+    }
+    last_end = r->end;
+    write_ack(acks, req, *r);
+  }
+  if (status st = flush_acks(); !st) return fail(st);
+  if (status st = log.close(); !st) return fail(st);
+  if (skipped > 0)
+    std::fprintf(stderr, "varve: %" PRIu64 " line(s) skipped on version conflicts\n", skipped);
+  return kExitOk;
+}
+
+// --- read ------------------------------------------------------------------
+
+struct read_args {
+  std::string dir;
+  std::string from_position;
+  std::string limit;
+};
+
+// The JSON value printed for each type id, rendered once per id: names from
+// the registry, the bare number for ids it does not know.
+class type_names {
+ public:
+  explicit type_names(const std::string& dir) {
+    auto reg = type_registry::open(dir);
+    if (reg) {
+      registry_.emplace(std::move(reg.value()));
+    } else if (reg.error().code() != errc::not_found) {
+      std::fprintf(stderr, "varve: warning: %s; printing type numbers\n",
+                   reg.error().to_string().c_str());
+    }
+  }
+
+  std::string_view json_for(uint32_t id) {
+    if (id < kDense) {
+      if (dense_.size() <= id) dense_.resize(id + 1);
+      if (dense_[id].empty()) dense_[id] = render(id);
+      return dense_[id];
+    }
+    auto [it, inserted] = sparse_.try_emplace(id);
+    if (inserted) it->second = render(id);
+    return it->second;
+  }
+
+ private:
+  static constexpr uint32_t kDense = 4096;
+
+  std::string render(uint32_t id) const {
+    if (registry_) {
+      if (auto name = registry_->name_of(id))
+        return nlohmann::json(std::string(*name))
+            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    return std::to_string(id);
+  }
+
+  std::optional<type_registry> registry_;
+  std::vector<std::string> dense_;
+  std::unordered_map<uint32_t, std::string> sparse_;
+};
+
+int cmd_read(const read_args& a) {
+  position from;
+  if (!a.from_position.empty()) {
+    auto p = parse_u64(a.from_position);
+    if (!p) return usage_error("--from-position: \"" + a.from_position + "\" is not a position");
+    from = position{*p};
+  }
+  uint64_t limit = UINT64_MAX;
+  if (!a.limit.empty()) {
+    auto n = parse_u64(a.limit);
+    if (!n) return usage_error("--limit: \"" + a.limit + "\" is not a non-negative integer");
+    limit = *n;
+  }
+
+  auto opened = event_log::open_read_only(a.dir);
+  if (!opened) return fail(opened.error());
+  const event_log& log = **opened;
+  type_names names(a.dir);
+
+  ndjson_writer out(STDOUT_FILENO);
+  log_reader reader = log.read(from);
+  event_view e;
+  for (uint64_t n = 0; n < limit; ++n) {
+    auto got = reader.next(e);
+    if (!got) {
+      (void)out.flush();
+      return fail(got.error());
+    }
+    if (!*got) break;
+    write_event(out, e, names.json_for(e.type));
+    if (!out.error().ok()) break;
+  }
+  if (status st = out.flush(); !st) return fail(st);
+  return kExitOk;
+}
+
+// --- verify ----------------------------------------------------------------
+
+struct verify_args {
+  std::string dir;
+  bool json = false;
+};
+
+int cmd_verify(const verify_args& a) {
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  auto last = std::chrono::steady_clock::now();
+  std::function<void(uint64_t, uint64_t)> progress;
+  if (tty) {
+    progress = [&last](uint64_t done, uint64_t total) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last < std::chrono::milliseconds(100)) return;
+      last = now;
+      std::fprintf(stderr, "\rverifying: %3.0f%% (%s of %s)\x1b[K",
+                   total ? 100.0 * static_cast<double>(done) / static_cast<double>(total) : 100.0,
+                   human_bytes(done).c_str(), human_bytes(total).c_str());
+    };
+  }
+  auto rep = verify_log(a.dir, progress);
+  if (tty) std::fprintf(stderr, "\r\x1b[K");
+
+  // A library that reports corruption as the call's error rather than in the
+  // report still means "checked, and not intact".
+  verify_report report;
+  if (rep) {
+    report = rep.value();
+  } else if (rep.error().code() == errc::corruption) {
+    report.first_problem = rep.error();
+  } else {
+    return fail(rep.error());
+  }
+  const bool intact = report.first_problem.ok();
+
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["intact"] = intact;
+    j["segments"] = report.segments;
+    j["sealed_segments"] = report.sealed_segments;
+    j["events"] = report.events;
+    j["bytes"] = report.bytes;
+    if (!intact) {
+      j["problem"] = report.first_problem.to_string();
+      j["code"] = std::string(errc_name(report.first_problem.code()));
+    }
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("%s: %" PRIu64 " segments (%" PRIu64 " sealed), %" PRIu64
+                " events, %s of records checked\n",
+                intact ? "intact" : "NOT intact", report.segments, report.sealed_segments,
+                report.events, human_bytes(report.bytes).c_str());
+    if (!intact) std::fprintf(stderr, "varve: %s\n", report.first_problem.to_string().c_str());
+  }
+  return intact ? kExitOk : kExitCorrupt;
+}
+
+// --- stat ------------------------------------------------------------------
+
+struct stat_args {
+  std::string dir;
+  bool json = false;
+};
+
+int cmd_stat(const stat_args& a) {
+  auto got = stat_log(a.dir);
+  if (!got) return fail(got.error());
+  const log_stats& s = got.value();
+
+  if (a.json) {
+    auto pos = [](position p) {
+      return p.is_none() ? nlohmann::ordered_json() : nlohmann::ordered_json(p.value);
+    };
+    nlohmann::ordered_json j;
+    j["dir"] = a.dir;
+    j["segments"] = s.segments;
+    j["segment_bytes"] = s.segment_bytes;
+    j["events"] = s.events;
+    j["streams"] = s.streams;
+    j["written"] = pos(s.written);
+    j["committed"] = pos(s.committed);
+    j["durable"] = pos(s.durable);
+    j["bytes_on_disk"] = s.bytes_on_disk;
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return kExitOk;
+  }
+
+  // Positions are segment index * capacity + offset; operators think in files.
+  auto pos = [&s](position p) {
+    if (p.is_none()) return std::string("none");
+    std::string text = std::to_string(p.value);
+    if (s.segment_bytes)
+      text += " (segment " + std::to_string(p.value / s.segment_bytes) + ", offset " +
+              std::to_string(p.value % s.segment_bytes) + ")";
+    return text;
+  };
+  std::printf("directory      %s\n", a.dir.c_str());
+  std::printf("segments       %" PRIu64 " of %s\n", s.segments,
+              human_bytes(s.segment_bytes).c_str());
+  std::printf("events         %" PRIu64 "\n", s.events);
+  std::printf("streams        %" PRIu64 "\n", s.streams);
+  std::printf("written        %s\n", pos(s.written).c_str());
+  std::printf("committed      %s\n", pos(s.committed).c_str());
+  std::printf("durable        %s\n", pos(s.durable).c_str());
+  std::printf("bytes on disk  %" PRIu64 " (%s)\n", s.bytes_on_disk,
+              human_bytes(s.bytes_on_disk).c_str());
+  return kExitOk;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"varve: create, feed, export and check a varve event log", "varve"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "varve 0.1.0");
+
+  create_args create;
+  auto* c = app.add_subcommand("create", "Create an empty log in DIR");
+  c->add_option("DIR", create.dir, "Log directory (created if absent)")->required();
+  c->add_option("--segment-size", create.segment_size,
+                "Segment capacity: a power of two from 64K to 1G (suffixes K, M, G); default 64M");
+
+  append_args append;
+  auto* ap = app.add_subcommand(
+      "append",
+      "Append NDJSON events from stdin, one per line: {\"stream\":..,\"type\":..,\"data\":..} "
+      "(optional: expected_version, schema_version, event_id, correlation_id, causation_id, "
+      "timestamp, data_base64), or a batch "
+      "{\"stream\":..,\"expected_version\":..,\"events\":[..]}. "
+      "Prints one ack per line.");
+  ap->add_option("DIR", append.dir, "Log directory")->required();
+  ap->add_option("--durability", append.durability,
+                 "none | group | sync (acks wait for durability)")
+      ->check(CLI::IsMember({"none", "group", "sync"}));
+  ap->add_option("--on-conflict", append.on_conflict,
+                 "On a wrong expected_version: fail (stop, exit 1) or skip the line")
+      ->check(CLI::IsMember({"fail", "skip"}));
+  ap->add_flag("--create", append.create, "Create the log if DIR holds none");
+  ap->add_option("--segment-size", append.segment_size,
+                 "Segment capacity when --create creates the log");
+
+  read_args read;
+  auto* rd = app.add_subcommand("read", "Print events as NDJSON");
+  rd->add_option("DIR", read.dir, "Log directory")->required();
+  rd->add_option("--from-position", read.from_position, "Start at this record position");
+  rd->add_option("--limit", read.limit, "Print at most N events");
+
+  verify_args verify;
+  auto* vf = app.add_subcommand("verify", "Check every record and footer; exit 2 if not intact");
+  vf->add_option("DIR", verify.dir, "Log directory")->required();
+  vf->add_flag("--json", verify.json, "Print the report as JSON");
+
+  stat_args stat;
+  auto* st = app.add_subcommand("stat", "Print segment, event and position figures");
+  st->add_option("DIR", stat.dir, "Log directory")->required();
+  st->add_flag("--json", stat.json, "Print as JSON");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    return usage_error(e.what());
+  }
+
+  if (*c) return cmd_create(create);
+  if (*ap) return cmd_append(append);
+  if (*rd) return cmd_read(read);
+  if (*vf) return cmd_verify(verify);
+  if (*st) return cmd_stat(stat);
+  return usage_error("no command given");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The library returns errors as values; anything thrown here is a bug or
+  // out-of-memory, and still deserves one line rather than std::terminate.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "varve: internal error: %s\n", e.what());
+    return kExitError;
+  }
+}
