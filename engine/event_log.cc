@@ -92,18 +92,23 @@ result<std::unique_ptr<event_log>> event_log::open(const std::string& dir,
   make_shared_log(*s);
   if (status r = detail::recover(*s); !r) return r;
 
-  // Make the recovered tail durable before publishing it as such: recovery
-  // may have zeroed bytes, and a previous run in mode none left pages dirty.
+  // What earlier sessions wrote (and what recovery just zeroed) may still be
+  // dirty in the page cache. Modes group and sync promise durability, so
+  // they make it durable now, with one syncfs whose cost follows the dirty
+  // data, not the log's size. Mode none promises nothing until flush(),
+  // which does the same then; open stays cheap.
   const uint64_t end = s->active->base_position() + s->write_off;
-  if (status r = s->fs->sync_range(s->active->file(), s->active->data(), s->active->capacity()); !r)
-    return r;
+  const bool sync_now = s->opts.mode != durability::none;
+  if (sync_now) {
+    if (status r = s->fs->sync_filesystem(dir); !r) return r;
+  }
   auto ctl = control_block::create(s->fs, dir, s->meta.log_id);
   if (!ctl) return ctl.error();
   s->shared->ctl = std::move(ctl.value());
   s->shared->ctl->next_sequence().store(s->next_seq, std::memory_order_relaxed);
   s->shared->ctl->commit().store(end, std::memory_order_release);
   s->written.store(end, std::memory_order_relaxed);
-  s->durable = std::make_unique<durability_tracker>(*s->shared, end);
+  s->durable = std::make_unique<durability_tracker>(*s->shared, dir, end, sync_now);
   if (s->opts.mode == durability::group)
     s->durable->start_group(s->opts.group_commit_interval, s->opts.group_commit_bytes);
 

@@ -2,9 +2,10 @@
 
 namespace varve {
 
-durability_tracker::durability_tracker(detail::shared_log& log, uint64_t durable_at_open)
-    : log_(log), durable_(durable_at_open) {
-  log_.ctl->durable().store(durable_at_open, std::memory_order_release);
+durability_tracker::durability_tracker(detail::shared_log& log, std::string dir,
+                                       uint64_t end_at_open, bool history_synced)
+    : log_(log), durable_(end_at_open), dir_(std::move(dir)), history_synced_(history_synced) {
+  log_.ctl->durable().store(history_synced ? end_at_open : 0, std::memory_order_release);
 }
 
 durability_tracker::~durability_tracker() {
@@ -33,6 +34,20 @@ status durability_tracker::failure() const {
 status durability_tracker::sync_until(uint64_t target) {
   std::unique_lock<std::mutex> lk(mu_);
   if (!failed_.ok()) return failed_;
+  if (!history_synced_) {
+    // Crash story: until this returns, a power loss may lose pages an
+    // earlier session (mode none) left dirty; nothing was reported durable.
+    if (status s = log_.segments.fs().sync_filesystem(dir_); !s) {
+      failed_ = status(s.code() == errc::no_space ? errc::no_space : errc::io_error,
+                       s.message() + " (the log refuses writes until it is reopened)");
+      failed_flag_.store(true, std::memory_order_release);
+      lk.unlock();
+      done_cv_.notify_all();
+      return failed_;
+    }
+    history_synced_ = true;
+    log_.ctl->durable().store(durable_.load(std::memory_order_relaxed), std::memory_order_release);
+  }
   uint64_t from = durable_.load(std::memory_order_relaxed);
   if (target <= from) return {};
   const uint64_t cap = log_.capacity();
@@ -55,7 +70,7 @@ status durability_tracker::sync_until(uint64_t target) {
     // fallocated blocks) are on stable storage. If we die before it returns,
     // recovery finds a prefix of these bytes (torn pages fail their checksum
     // and are cut) and none of the records in it was reported durable.
-    status s = seg->fs().sync_range(seg->file(), seg->data() + off, upto - off);
+    status s = seg->fs().sync_range(seg->file(), seg->data() + off, upto - pos);
     if (!s) {
       failed_ = status(s.code() == errc::no_space ? errc::no_space : errc::io_error,
                        s.message() + " (the log refuses writes until it is reopened)");

@@ -18,7 +18,11 @@ namespace varve {
 
 class durability_tracker {
  public:
-  durability_tracker(detail::shared_log& log, uint64_t durable_at_open);
+  // `history_synced` false: bytes below `end_at_open` (earlier sessions'
+  // pages) may still be dirty; the first sync makes them durable with one
+  // syncfs, and until then the published durable position is 0.
+  durability_tracker(detail::shared_log& log, std::string dir, uint64_t end_at_open,
+                     bool history_synced);
   ~durability_tracker();
 
   // Starts the group-commit thread.
@@ -49,6 +53,8 @@ class durability_tracker {
   std::condition_variable cv_;     // nudges the group thread
   std::condition_variable done_cv_;  // durable advanced (or failed)
   status failed_;
+  std::string dir_;
+  bool history_synced_;
   bool group_ = false;
   bool stop_ = false;
   std::atomic<bool> nudged_{false};

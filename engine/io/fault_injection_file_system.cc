@@ -87,6 +87,10 @@ status fault_injection_file_system::sync_dir(const std::string& dir) {
   if (int e = should_fail(op::sync_dir)) return injected(e, "fsync directory", dir);
   return base_->sync_dir(dir);
 }
+status fault_injection_file_system::sync_filesystem(const std::string& dir) {
+  if (int e = should_fail(op::sync_filesystem)) return injected(e, "syncfs", dir + "/");
+  return base_->sync_filesystem(dir);
+}
 status fault_injection_file_system::create_dir(const std::string& dir) {
   if (int e = should_fail(op::create_dir)) return injected(e, "mkdir", dir);
   return base_->create_dir(dir);

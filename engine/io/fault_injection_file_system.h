@@ -16,7 +16,7 @@ class fault_injection_file_system final : public file_system {
  public:
   enum class op : uint8_t {
     open, allocate, truncate, pwrite, pread, datasync, map, sync_range, populate,
-    rename, remove, sync_dir, create_dir, kCount
+    rename, remove, sync_dir, create_dir, sync_filesystem, kCount
   };
 
   explicit fault_injection_file_system(std::shared_ptr<file_system> base = posix_file_system());
@@ -44,6 +44,7 @@ class fault_injection_file_system final : public file_system {
   status remove(const std::string& path) override;
   status sync_dir(const std::string& dir) override;
   status create_dir(const std::string& dir) override;
+  status sync_filesystem(const std::string& dir) override;
   bool exists(const std::string& path) override { return base_->exists(path); }
   result<std::vector<std::string>> list_dir(const std::string& dir) override {
     return base_->list_dir(dir);

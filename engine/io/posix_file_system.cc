@@ -149,6 +149,15 @@ class posix_fs final : public file_system {
     if (r != 0) return from_errno(err, "fsync directory", dir);
     return {};
   }
+  status sync_filesystem(const std::string& dir) override {
+    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return from_errno(errno, "open directory", dir);
+    int r = ::syncfs(fd);
+    int err = errno;
+    ::close(fd);
+    if (r != 0) return from_errno(err, "syncfs of the filesystem holding it", dir + "/");
+    return {};
+  }
   status create_dir(const std::string& dir) override {
     if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return from_errno(errno, "mkdir", dir);
     return {};

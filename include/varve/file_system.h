@@ -48,6 +48,9 @@ class file_system {
   virtual status rename(const std::string& from, const std::string& to) = 0;
   virtual status remove(const std::string& path) = 0;
   virtual status sync_dir(const std::string& dir) = 0;
+  // Makes every dirty page of the filesystem holding `dir` durable (syncfs):
+  // one call whose cost follows the dirty data, not the number of files.
+  virtual status sync_filesystem(const std::string& dir) = 0;
   virtual status create_dir(const std::string& dir) = 0;
   virtual bool exists(const std::string& path) = 0;
   virtual result<std::vector<std::string>> list_dir(const std::string& dir) = 0;

@@ -1,0 +1,301 @@
+// Google Benchmark micro-benchmarks of varve's hot paths.
+//
+//   BM_AppendOne       one event per append (100-byte payload, integer stream ids,
+//                      durability none, 64 MiB segments), a steady stream over
+//                      100,000 streams that all exist before timing starts, each
+//                      append checked with expected_version::exact
+//                      (arg: 0 = caller gives a counter timestamp, 1 = the log's clock)
+//   BM_AppendBatch10   one append of 10 events to one stream (same streams)
+//   BM_ReaderNext      log_reader::next() over a warm 1 M-event log
+//                      (arg: 1 = checksums verified, the default; 0 = not)
+//   BM_VersionOf       event_log::version_of (head-table lookup), 100,000 streams
+//   BM_XXH3            XXH3_64bits of a 180-byte record
+//
+// Scratch logs go under $VARVE_BENCH_DIR (default /tmp) and are removed.
+#include <benchmark/benchmark.h>
+#include <xxhash.h>
+
+#include <array>
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "bench_common.h"
+#include "varve/varve.h"
+
+namespace vb = varve_bench;
+
+namespace {
+
+constexpr uint32_t kStreams = 100'000;
+constexpr size_t kCycle = 1 << 20;  // pre-drawn stream choices, reused cyclically
+constexpr size_t kPool = 4096;      // distinct payloads, reused cyclically
+
+// Pre-drawn stream ids (uniform over kStreams) and a pool of pseudo-random
+// payloads, so that no PRNG work is timed.
+struct inputs {
+  std::vector<uint32_t> stream;
+  std::vector<std::byte> payload;
+  inputs() : stream(kCycle), payload(kPool * vb::kPayloadBytes) {
+    vb::splitmix64 rng(vb::kSeed);
+    for (auto& s : stream)
+      s = static_cast<uint32_t>((static_cast<unsigned __int128>(rng.next()) * kStreams) >> 64);
+    for (size_t i = 0; i < payload.size(); i += 8) {
+      uint64_t x = rng.next();
+      std::memcpy(payload.data() + i, &x, std::min<size_t>(8, payload.size() - i));
+    }
+  }
+  std::span<const std::byte> payload_of(size_t i) const {
+    return {payload.data() + (i % kPool) * vb::kPayloadBytes, vb::kPayloadBytes};
+  }
+};
+
+const inputs& in() {
+  static const inputs x;
+  return x;
+}
+
+varve::log_options bench_options() {
+  varve::log_options o;
+  o.segment_bytes = 64ull << 20;
+  o.mode = varve::durability::none;
+  return o;
+}
+
+// A fresh log in a scratch directory, removed when this goes away.
+struct scratch_log {
+  std::string dir;
+  std::unique_ptr<varve::event_log> log;
+  std::vector<uint64_t> version;  // per stream, what the caller believes
+
+  explicit scratch_log(benchmark::State& state, const varve::log_options& o = bench_options()) {
+    dir = vb::make_scratch_dir(vb::scratch_root(), "varve-micro");
+    auto r = varve::event_log::create(dir + "/log", o);
+    if (!r) {
+      state.SkipWithError(("create: " + r.error().to_string()).c_str());
+      return;
+    }
+    log = std::move(r.value());
+  }
+  // One event in each of the kStreams streams, so the timed loop sees a
+  // steady state (no stream creation).
+  bool populate(benchmark::State& state) {
+    version.assign(kStreams, 0);
+    varve::event_data ev;
+    for (uint32_t s = 0; s < kStreams; ++s) {
+      ev.type = 1;
+      ev.payload = in().payload_of(s);
+      ev.timestamp_ns = s + 1;
+      auto r = log->append(varve::stream_id::from_u64(s), varve::expected_version::no_stream(), ev);
+      if (!r) {
+        state.SkipWithError(("populate: " + r.error().to_string()).c_str());
+        return false;
+      }
+      version[s] = 1;
+    }
+    return true;
+  }
+  ~scratch_log() {
+    if (log) (void)log->close();
+    log.reset();
+    vb::remove_tree(dir);
+  }
+};
+
+void BM_AppendOne(benchmark::State& state) {
+  const bool log_clock = state.range(0) != 0;
+  scratch_log sl(state);
+  if (!sl.log || !sl.populate(state)) return;
+  const auto& input = in();
+  varve::event_log& log = *sl.log;
+  uint64_t* version = sl.version.data();
+  varve::event_data ev;
+  uint64_t i = 0;
+  for (auto _ : state) {
+    uint32_t s = input.stream[i & (kCycle - 1)];
+    uint64_t v = version[s];
+    ev.type = static_cast<uint32_t>((v + 1) % 8);
+    ev.payload = input.payload_of(i);
+    ev.timestamp_ns = log_clock ? 0 : i + 1;
+    auto r = log.append(varve::stream_id::from_u64(s), varve::expected_version::exact(v), ev);
+    if (!r) [[unlikely]] {
+      state.SkipWithError(("append: " + r.error().to_string()).c_str());
+      break;
+    }
+    version[s] = v + 1;
+    ++i;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(i));
+  state.SetBytesProcessed(static_cast<int64_t>(i * vb::kPayloadBytes));  // payload bytes
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(i), benchmark::Counter::kIsRate);
+  state.counters["ns/event"] = benchmark::Counter(static_cast<double>(i),
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  auto st = log.stats();
+  state.counters["log_bytes/event"] =
+      i ? static_cast<double>(st.committed.value) / static_cast<double>(st.events) : 0;
+}
+BENCHMARK(BM_AppendOne)->ArgName("log_clock")->Arg(0)->Arg(1)->UseRealTime();
+
+void BM_AppendBatch10(benchmark::State& state) {
+  constexpr size_t kBatch = 10;
+  scratch_log sl(state);
+  if (!sl.log || !sl.populate(state)) return;
+  const auto& input = in();
+  varve::event_log& log = *sl.log;
+  uint64_t* version = sl.version.data();
+  std::array<varve::event_data, kBatch> evs{};
+  uint64_t i = 0, events = 0;
+  for (auto _ : state) {
+    uint32_t s = input.stream[i & (kCycle - 1)];
+    uint64_t v = version[s];
+    for (size_t k = 0; k < kBatch; ++k) {
+      evs[k].type = static_cast<uint32_t>((v + 1 + k) % 8);
+      evs[k].payload = input.payload_of(events + k);
+      evs[k].timestamp_ns = events + k + 1;
+    }
+    auto r = log.append(varve::stream_id::from_u64(s), varve::expected_version::exact(v),
+                        std::span<const varve::event_data>(evs));
+    if (!r) [[unlikely]] {
+      state.SkipWithError(("append: " + r.error().to_string()).c_str());
+      break;
+    }
+    version[s] = v + kBatch;
+    events += kBatch;
+    ++i;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.SetBytesProcessed(static_cast<int64_t>(events * vb::kPayloadBytes));
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+  state.counters["batches/s"] = benchmark::Counter(static_cast<double>(i), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_AppendBatch10)->UseRealTime();
+
+// One warm 1 M-event log shared by the read benchmarks, reopened when the
+// checksum option changes; removed at exit.
+struct warm_log {
+  static constexpr uint64_t kEvents = 1'000'000;
+  std::string dir;
+  std::unique_ptr<varve::event_log> log;
+  bool verify = true;
+  std::string error;
+
+  warm_log() {
+    dir = vb::make_scratch_dir(vb::scratch_root(), "varve-micro-warm");
+    auto o = bench_options();
+    auto r = varve::event_log::create(dir + "/log", o);
+    if (!r) {
+      error = "create: " + r.error().to_string();
+      return;
+    }
+    log = std::move(r.value());
+    std::vector<uint64_t> version(kStreams, 0);
+    varve::event_data ev;
+    const auto& input = in();
+    for (uint64_t i = 0; i < kEvents; ++i) {
+      uint32_t s = input.stream[i & (kCycle - 1)];
+      ev.type = static_cast<uint32_t>((version[s] + 1) % 8);
+      ev.payload = input.payload_of(i);
+      ev.timestamp_ns = i + 1;
+      auto a = log->append(varve::stream_id::from_u64(s), varve::expected_version::exact(version[s]), ev);
+      if (!a) {
+        error = "append: " + a.error().to_string();
+        return;
+      }
+      ++version[s];
+    }
+  }
+  bool set_verify(bool v) {
+    if (!log) return false;
+    if (v == verify) return true;
+    (void)log->close();
+    log.reset();
+    auto o = bench_options();
+    o.verify_checksums = v;
+    auto r = varve::event_log::open(dir + "/log", o);
+    if (!r) {
+      error = "reopen: " + r.error().to_string();
+      return false;
+    }
+    log = std::move(r.value());
+    verify = v;
+    return true;
+  }
+  ~warm_log() {
+    if (log) (void)log->close();
+    log.reset();
+    vb::remove_tree(dir);
+  }
+};
+
+warm_log& warm() {
+  static warm_log w;
+  return w;
+}
+
+void BM_ReaderNext(benchmark::State& state) {
+  auto& w = warm();
+  if (!w.set_verify(state.range(0) != 0)) {
+    state.SkipWithError(w.error.c_str());
+    return;
+  }
+  varve::log_reader reader = w.log->read();
+  varve::event_view v;
+  uint64_t events = 0, bytes = 0;
+  for (auto _ : state) {
+    auto r = reader.next(v);
+    if (!r) [[unlikely]] {
+      state.SkipWithError(("next: " + r.error().to_string()).c_str());
+      break;
+    }
+    if (!r.value()) [[unlikely]] {  // end of log: start over
+      if (reader.where() == varve::position{}) {
+        state.SkipWithError("the warm log reads as empty");
+        break;
+      }
+      reader.seek(varve::position{});
+      continue;
+    }
+    benchmark::DoNotOptimize(v.payload.data());
+    ++events;
+    bytes += v.record_bytes;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));  // record bytes
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ReaderNext)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
+
+void BM_VersionOf(benchmark::State& state) {
+  auto& w = warm();
+  if (!w.log) {
+    state.SkipWithError(w.error.c_str());
+    return;
+  }
+  const auto& input = in();
+  uint64_t i = 0, sum = 0;
+  for (auto _ : state) {
+    sum += w.log->version_of(varve::stream_id::from_u64(input.stream[i & (kCycle - 1)]));
+    ++i;
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(static_cast<int64_t>(i));
+}
+BENCHMARK(BM_VersionOf)->UseRealTime();
+
+void BM_XXH3(benchmark::State& state) {
+  const size_t n = static_cast<size_t>(state.range(0));
+  std::vector<std::byte> buf(n);
+  std::memcpy(buf.data(), in().payload.data(), n);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(buf.data());
+    benchmark::DoNotOptimize(XXH3_64bits(buf.data(), n));
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * n));
+  state.counters["hashes/s"] = benchmark::Counter(static_cast<double>(state.iterations()),
+                                                  benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_XXH3)->ArgName("bytes")->Arg(180);
+
+}  // namespace
+
+BENCHMARK_MAIN();

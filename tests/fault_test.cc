@@ -1,0 +1,528 @@
+// Fault injection through the file_system seam: a full disk at creation and at
+// segment roll-over, failed syncs in each durability mode, and a sweep of every
+// operation failing during create and open. A failure must come back as a
+// clear error naming the file, must lose nothing acknowledged, and a failed
+// sync must make the log refuse writes until it is reopened.
+#include <atomic>
+#include <cerrno>
+#include <map>
+#include <mutex>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/io/fault_injection_file_system.h"
+#include "test_util.h"
+#include "varve/varve.h"
+
+namespace {
+
+using namespace varve;
+using namespace varve_test;
+using op = fault_injection_file_system::op;
+
+constexpr uint64_t k64KiB = 64 << 10;
+constexpr uint64_t kFixedClock = 1'700'000'000'000'000'000ull;
+
+struct fault_fixture {
+  std::shared_ptr<fault_injection_file_system> fs = std::make_shared<fault_injection_file_system>();
+  log_options options(durability mode = durability::none, bool prepare = false) const {
+    log_options o;
+    o.segment_bytes = k64KiB;
+    o.mode = mode;
+    o.prepare_next_segment = prepare;
+    o.clock = [] { return kFixedClock; };
+    o.fs = fs;
+    return o;
+  }
+};
+
+log_options plain_options() {
+  log_options o;
+  o.segment_bytes = k64KiB;
+  o.clock = [] { return kFixedClock; };
+  return o;
+}
+
+owned_event event_of(std::mt19937_64& rng, size_t n) {
+  owned_event e;
+  e.type = uint32_t(rng() % 10);
+  e.payload = random_bytes(rng, n);
+  return e;
+}
+
+const char* op_name(op o) {
+  switch (o) {
+    case op::open: return "open";
+    case op::allocate: return "allocate";
+    case op::truncate: return "truncate";
+    case op::pwrite: return "pwrite";
+    case op::pread: return "pread";
+    case op::datasync: return "datasync";
+    case op::map: return "map";
+    case op::sync_range: return "sync_range";
+    case op::populate: return "populate";
+    case op::rename: return "rename";
+    case op::remove: return "remove";
+    case op::sync_dir: return "sync_dir";
+    case op::create_dir: return "create_dir";
+    case op::sync_filesystem: return "sync_filesystem";
+    default: return "other";
+  }
+}
+
+// ---------------------------------------------------------------------------
+// A full disk
+
+TEST(NoSpace, WhileCreatingTheLogCreateFailsNamingTheFile) {
+  temp_dir root;
+  fault_fixture f;
+  f.fs->fail_always(op::allocate, ENOSPC);
+  const std::string dir = root.sub("log");
+  auto r = event_log::create(dir, f.options());
+  ASSERT_ERRC(r, errc::no_space);
+  EXPECT_GT(f.fs->failures_injected(), 0u);
+  EXPECT_NE(r.error().message().find(dir + "/"), std::string::npos)
+      << "message names no file of the log: " << r.error().to_string();
+}
+
+TEST(NoSpace, AFailedCreateLeavesADirectoryThatCanBeCreatedLater) {
+  temp_dir root;
+  fault_fixture f;
+  f.fs->fail_always(op::allocate, ENOSPC);
+  const std::string dir = root.sub("log");
+  ASSERT_ERRC(event_log::create(dir, f.options()), errc::no_space);
+  f.fs->clear();
+  // Once there is room again the same directory becomes a working log.
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open_or_create(dir, f.options()));
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(1);
+  ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s"),
+                                         expected_version::no_stream(), {event_of(rng, 10)}));
+  EXPECT_TRUE(log_matches_model(*log, model));
+}
+
+class NoSpaceAtRollOver : public testing::TestWithParam<bool> {};
+
+TEST_P(NoSpaceAtRollOver, AppendFailsLosesNothingAndRecoversOnceThereIsRoom) {
+  const bool prepare = GetParam();
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, f.options(durability::none, prepare)));
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(2);
+  // From now on no new segment can be allocated.
+  f.fs->fail_always(op::allocate, ENOSPC);
+  status failure;
+  for (int i = 0; i < 1000 && failure.ok(); ++i) {
+    owned_event e = event_of(rng, 400);
+    stream_key s = stream_key::named("s" + std::to_string(i % 7));
+    uint64_t seq_before = log->next_sequence().value;
+    auto r = log->append(s.id(), expected_version::any(), e.data());
+    if (r.ok()) {
+      model.apply(s, {e}, *r);
+      continue;
+    }
+    failure = r.error();
+    EXPECT_EQ(log->next_sequence().value, seq_before) << "the failed append left an event behind";
+  }
+  ASSERT_FALSE(failure.ok()) << "500 KB went into a 64 KiB-segment log without allocating";
+  EXPECT_TRUE(failure.code() == errc::no_space || failure.code() == errc::io_error)
+      << failure.to_string();
+  EXPECT_EQ(failure.code(), errc::no_space) << "ENOSPC should read as no_space: " << failure.to_string();
+  EXPECT_NE(failure.message().find(dir + "/"), std::string::npos)
+      << "message names no file: " << failure.to_string();
+  // Every acknowledged event still reads back, in the same log object.
+  EXPECT_TRUE(log_matches_model(*log, model));
+  // Still full: still refused, still nothing lost.
+  {
+    owned_event e = event_of(rng, 400);
+    EXPECT_FALSE(log->append("s0", expected_version::any(), e.data()).ok());
+  }
+  EXPECT_TRUE(log_matches_model(*log, model));
+
+  // Room again: appends go on, across more roll-overs.
+  f.fs->clear();
+  for (int i = 0; i < 400; ++i)
+    ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("after"),
+                                           expected_version::any(), {event_of(rng, 400)}))
+        << "append " << i << " after the disk got room again";
+  EXPECT_TRUE(log_matches_model(*log, model));
+  ASSERT_OK(log->close());
+  log.reset();
+  ASSERT_OK_AND_ASSIGN(log, event_log::open(dir, plain_options()));
+  EXPECT_TRUE(log_matches_model(*log, model));
+}
+
+INSTANTIATE_TEST_SUITE_P(PrepareNextSegment, NoSpaceAtRollOver, testing::Bool(),
+                         [](const testing::TestParamInfo<bool>& i) {
+                           return i.param ? "Prepared" : "NotPrepared";
+                         });
+
+// ---------------------------------------------------------------------------
+// Failed syncs: the log must refuse writes until reopened (no silent retry).
+
+void fail_syncs(fault_injection_file_system& fs) {
+  fs.fail_always(op::sync_range, EIO);
+  fs.fail_always(op::datasync, EIO);
+  fs.fail_always(op::sync_filesystem, EIO);
+}
+
+// Reopens without faults and checks the acknowledged events are there; an
+// append that failed may be there too, but only whole and only as the next event.
+void expect_reopened_log_holds(const std::string& dir, const log_model& model,
+                               const std::vector<owned_event>& maybe) {
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir, plain_options()));
+  read_outcome all = read_all(*log);
+  ASSERT_OK(all.error);
+  const uint64_t n = model.next_sequence();
+  ASSERT_GE(all.events.size(), n) << "acknowledged events were lost";
+  ASSERT_TRUE(all.events.size() == n || all.events.size() == n + maybe.size())
+      << "read " << all.events.size() << " events; acknowledged " << n << ", failed batch of "
+      << maybe.size();
+  log_model m = model;
+  m.truncate(n);
+  if (all.events.size() > n) {
+    // The failed append survived in full: accept it into the expectation.
+    for (size_t i = 0; i < maybe.size(); ++i)
+      EXPECT_EQ(as_sv(all.events[n + i].payload), as_sv(maybe[i].payload));
+    return;
+  }
+  EXPECT_TRUE(log_matches_model(*log, m));
+  // And the reopened log writes again.
+  std::mt19937_64 rng(9);
+  EXPECT_OK(log->append("reopened", expected_version::any(), event_of(rng, 5).data()));
+}
+
+TEST(FailedSync, InSyncModeFailsTheAppendAndRefusesWritesUntilReopen) {
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, f.options(durability::sync)));
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s"),
+                                           expected_version::any(), {event_of(rng, 100)}));
+  fail_syncs(*f.fs);
+  owned_event failed = event_of(rng, 100);
+  auto r = log->append("s", expected_version::any(), failed.data());
+  ASSERT_ERRC(r, errc::io_error);
+  EXPECT_NE(r.error().message().find(dir + "/"), std::string::npos) << r.error().to_string();
+  // The fault is gone, but the log must not trust its page cache any more.
+  f.fs->clear();
+  for (int i = 0; i < 3; ++i)
+    EXPECT_ERRC(log->append("s", expected_version::any(), event_of(rng, 10).data()), errc::read_only);
+  EXPECT_FALSE(log->flush().ok());
+  (void)log->close();
+  log.reset();
+  ASSERT_NO_FATAL_FAILURE(expect_reopened_log_holds(dir, model, {failed}));
+}
+
+TEST(FailedSync, InSyncModeFailsABatchAppendWhole) {
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, f.options(durability::sync)));
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(4);
+  ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s"),
+                                         expected_version::any(), {event_of(rng, 100)}));
+  fail_syncs(*f.fs);
+  std::vector<owned_event> batch{event_of(rng, 50), event_of(rng, 60), event_of(rng, 70)};
+  std::vector<event_data> data = as_data(batch);
+  ASSERT_ERRC(log->append("s", expected_version::any(), data), errc::io_error);
+  EXPECT_ERRC(log->append("s", expected_version::any(), data), errc::read_only);
+  (void)log->close();
+  log.reset();
+  ASSERT_NO_FATAL_FAILURE(expect_reopened_log_holds(dir, model, batch));
+}
+
+TEST(FailedSync, InNoneModeFailsFlushAndRefusesLaterAppends) {
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, f.options(durability::none)));
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s"),
+                                           expected_version::any(), {event_of(rng, 100)}));
+  fail_syncs(*f.fs);
+  auto fs_status = log->flush();
+  ASSERT_ERRC(fs_status, errc::io_error);
+  EXPECT_NE(fs_status.message().find(dir + "/"), std::string::npos) << fs_status.to_string();
+  f.fs->clear();
+  EXPECT_ERRC(log->append("s", expected_version::any(), event_of(rng, 10).data()), errc::read_only);
+  EXPECT_FALSE(log->wait_durable(log->committed_position()).ok());
+  // Reads still work: what is acknowledged is still acknowledged.
+  EXPECT_TRUE(log_matches_model(*log, model));
+  (void)log->close();
+  log.reset();
+  ASSERT_NO_FATAL_FAILURE(expect_reopened_log_holds(dir, model, {}));
+}
+
+TEST(FailedSync, InGroupModeFailsWaitDurableAndRefusesLaterAppends) {
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, f.options(durability::group)));
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(6);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s"),
+                                           expected_version::any(), {event_of(rng, 100)}));
+  ASSERT_OK(log->wait_durable(log->committed_position()));
+  fail_syncs(*f.fs);
+  // Acknowledged (in memory) but never durable.
+  owned_event e = event_of(rng, 100);
+  ASSERT_OK_AND_ASSIGN(auto r, log->append("s", expected_version::any(), e.data()));
+  model.apply(stream_key::named("s"), {e}, r);
+  ASSERT_ERRC(log->wait_durable(r.end), errc::io_error);
+  EXPECT_LT(log->durable_position(), r.end);
+  f.fs->clear();
+  EXPECT_ERRC(log->append("s", expected_version::any(), event_of(rng, 10).data()), errc::read_only);
+  (void)log->close();
+  log.reset();
+  // Mode group acknowledges from memory: the process did not crash, so the
+  // acknowledged event is in the page cache and must be there.
+  ASSERT_NO_FATAL_FAILURE(expect_reopened_log_holds(dir, model, {}));
+}
+
+TEST(FailedSync, ReopeningAfterAFailedSyncRestoresWrites) {
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(7);
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, f.options(durability::sync)));
+    ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s"),
+                                           expected_version::any(), {event_of(rng, 100)}));
+    fail_syncs(*f.fs);
+    ASSERT_FALSE(log->append("s", expected_version::any(), event_of(rng, 10).data()).ok());
+    f.fs->clear();
+  }
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir, f.options(durability::sync)));
+  // Whatever happened to the failed append, the stream's version tells us where we are.
+  read_outcome all = read_all(*log);
+  ASSERT_OK(all.error);
+  ASSERT_GE(all.events.size(), 1u);
+  EXPECT_OK(log->append("s", expected_version::exact(log->version_of("s")), event_of(rng, 10).data()));
+  EXPECT_EQ(log->next_sequence().value, all.events.size() + 1);
+}
+
+// ---------------------------------------------------------------------------
+// The engine's use of the seam itself
+
+// Passes everything to the POSIX backend and checks that every sync_range
+// stays inside a live mapping of the file it names: msync of a range that
+// runs past the mapping fails with ENOMEM when the neighbouring addresses are
+// unmapped, and silently syncs unrelated memory when they happen to be mapped.
+class range_checking_file_system final : public file_system {
+ public:
+  std::string problems() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return problems_;
+  }
+  uint64_t syncs() const { return syncs_.load(); }
+
+  result<varve::file_handle> open(const std::string& path, open_mode mode) override { return base_->open(path, mode); }
+  void close(varve::file_handle& f) override { base_->close(f); }
+  status allocate(const varve::file_handle& f, uint64_t size) override { return base_->allocate(f, size); }
+  status truncate(const varve::file_handle& f, uint64_t size) override { return base_->truncate(f, size); }
+  result<uint64_t> file_size(const varve::file_handle& f) override { return base_->file_size(f); }
+  status pwrite(const varve::file_handle& f, uint64_t off, const void* d, size_t n) override { return base_->pwrite(f, off, d, n); }
+  status pread(const varve::file_handle& f, uint64_t off, void* d, size_t n) override { return base_->pread(f, off, d, n); }
+  status datasync(const varve::file_handle& f) override { return base_->datasync(f); }
+  result<void*> map(const varve::file_handle& f, uint64_t size, map_access access) override {
+    auto r = base_->map(f, size, access);
+    if (r.ok()) {
+      std::lock_guard<std::mutex> g(mu_);
+      maps_[reinterpret_cast<uintptr_t>(r.value())] = {size, f.path};
+    }
+    return r;
+  }
+  void unmap(void* addr, uint64_t size) override {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      maps_.erase(reinterpret_cast<uintptr_t>(addr));
+    }
+    base_->unmap(addr, size);
+  }
+  status sync_range(const varve::file_handle& f, void* addr, uint64_t n) override {
+    ++syncs_;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
+      auto it = maps_.upper_bound(a);
+      bool inside = false;
+      if (it != maps_.begin()) {
+        --it;
+        inside = a >= it->first && a + n <= it->first + it->second.first && it->second.second == f.path;
+      }
+      if (!inside && problems_.size() < 2000)
+        problems_ += "sync_range(" + f.path + ", +" + std::to_string(n) +
+                     " bytes) is not inside a mapping of that file\n";
+    }
+    return base_->sync_range(f, addr, n);
+  }
+  status populate_write(void* addr, uint64_t n) override { return base_->populate_write(addr, n); }
+  status rename(const std::string& a, const std::string& b) override { return base_->rename(a, b); }
+  status remove(const std::string& p) override { return base_->remove(p); }
+  status sync_dir(const std::string& d) override { return base_->sync_dir(d); }
+  status sync_filesystem(const std::string& d) override {
+    ++syncs_;
+    return base_->sync_filesystem(d);
+  }
+  status create_dir(const std::string& d) override { return base_->create_dir(d); }
+  bool exists(const std::string& p) override { return base_->exists(p); }
+  result<std::vector<std::string>> list_dir(const std::string& d) override { return base_->list_dir(d); }
+
+ private:
+  std::shared_ptr<file_system> base_ = posix_file_system();
+  mutable std::mutex mu_;
+  std::map<uintptr_t, std::pair<uint64_t, std::string>> maps_;
+  std::string problems_;
+  std::atomic<uint64_t> syncs_{0};
+};
+
+TEST(Seam, EverySyncStaysInsideTheMappingOfItsSegment) {
+  for (durability mode : {durability::none, durability::group, durability::sync}) {
+    SCOPED_TRACE("durability mode " + std::to_string(int(mode)));
+    temp_dir root;
+    auto fsys = std::make_shared<range_checking_file_system>();
+    log_options o = plain_options();
+    o.fs = fsys;
+    o.mode = mode;
+    const std::string dir = root.sub("log");
+    std::mt19937_64 rng(12);
+    for (int session = 0; session < 2; ++session) {
+      auto opened = session == 0 ? event_log::create(dir, o) : event_log::open(dir, o);
+      ASSERT_OK(opened);
+      auto log = std::move(opened).value();
+      // Several roll-overs, with flushes inside later segments.
+      status failed;
+      for (int i = 0; i < 800 && failed.ok(); ++i) {
+        failed = log->append("s", expected_version::any(), event_of(rng, 300).data()).to_status();
+        if (failed.ok() && i % 150 == 149) failed = log->flush();
+      }
+      if (failed.ok()) failed = log->close();
+      EXPECT_OK(failed);
+      if (!failed.ok()) break;
+    }
+    EXPECT_GT(fsys->syncs(), 0u);
+    EXPECT_EQ(fsys->problems(), "");
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Prefaulting
+
+TEST(Prefault, AFailedPrefaultIsIgnoredOrReportedNamingTheSegmentAndLosesNothing) {
+  // populate_write is where a backend reports that a fresh segment's blocks
+  // are not there; whether the engine ignores that or refuses the segment, it
+  // must name the file and keep every acknowledged event.
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, f.options(durability::none, true)));
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(8);
+  f.fs->fail_always(op::populate, EIO);
+  status failure;
+  for (int i = 0; i < 600 && failure.ok(); ++i) {  // several roll-overs
+    owned_event e = event_of(rng, 500);
+    auto r = log->append("s", expected_version::any(), e.data());
+    if (r.ok())
+      model.apply(stream_key::named("s"), {e}, *r);
+    else
+      failure = r.error();
+  }
+  if (!failure.ok()) {
+    EXPECT_NE(failure.message().find(dir + "/"), std::string::npos)
+        << "message names no file: " << failure.to_string();
+  }
+  EXPECT_TRUE(log_matches_model(*log, model));
+  f.fs->clear();
+  ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s"),
+                                         expected_version::any(), {event_of(rng, 500)}));
+  EXPECT_TRUE(log_matches_model(*log, model));
+}
+
+// ---------------------------------------------------------------------------
+// Every operation failing during create and during open.
+
+class EveryOperationFails : public testing::TestWithParam<op> {};
+
+TEST_P(EveryOperationFails, DuringCreateTheCreateFailsCleanlyAndTheDirectoryRecovers) {
+  const op o = GetParam();
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  f.fs->fail_always(o, EIO);
+  {
+    auto r = event_log::create(dir, f.options());
+    const bool injected = f.fs->failures_injected() > 0;
+    if (r.ok()) {
+      // Only a best-effort operation may fail without failing create.
+      EXPECT_TRUE(!injected || o == op::populate || o == op::remove)
+          << "create succeeded although " << op_name(o) << " failed";
+    } else {
+      EXPECT_TRUE(injected) << "create failed without an injected fault: " << r.error().to_string();
+      EXPECT_NE(r.error().message().find(dir), std::string::npos) << r.error().to_string();
+    }
+  }
+  f.fs->clear();
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open_or_create(dir, f.options()));
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(10);
+  ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s"),
+                                         expected_version::no_stream(), {event_of(rng, 10)}));
+  EXPECT_TRUE(log_matches_model(*log, model));
+}
+
+TEST_P(EveryOperationFails, DuringOpenTheOpenFailsCleanlyAndNothingIsLost) {
+  const op o = GetParam();
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(11);
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, f.options()));
+    for (int i = 0; i < 300; ++i)  // a sealed segment and an unsealed tail
+      ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s" + std::to_string(i % 3)),
+                                             expected_version::any(), {event_of(rng, 300)}));
+  }
+  f.fs->fail_always(o, EIO);
+  {
+    auto r = event_log::open(dir, f.options());
+    const bool injected = f.fs->failures_injected() > 0;
+    if (r.ok()) {
+      EXPECT_TRUE(!injected || o == op::populate || o == op::remove)
+          << "open succeeded although " << op_name(o) << " failed";
+      EXPECT_TRUE(log_matches_model(**r, model));
+    } else {
+      EXPECT_TRUE(injected) << "open failed without an injected fault: " << r.error().to_string();
+      EXPECT_NE(r.error().message().find(dir), std::string::npos) << r.error().to_string();
+    }
+  }
+  f.fs->clear();
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir, f.options()));
+  EXPECT_TRUE(log_matches_model(*log, model));
+  ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s0"),
+                                         expected_version::any(), {event_of(rng, 10)}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, EveryOperationFails,
+                         testing::Values(op::open, op::allocate, op::truncate, op::pwrite, op::pread,
+                                         op::datasync, op::map, op::sync_range, op::populate,
+                                         op::rename, op::remove, op::sync_dir, op::create_dir,
+                                         op::sync_filesystem),
+                         [](const testing::TestParamInfo<op>& i) { return std::string(op_name(i.param)); });
+
+}  // namespace
