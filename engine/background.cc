@@ -130,7 +130,9 @@ status background::checkpoint(segment& sealed) {
       shadow_next_sequence_ = r.next_sequence;
     }
   }
-  segment_scan r = scan_segment(sealed, shadow_next_sequence_, true, [&](const event_view& v) {
+  // The writer in this process just wrote these bytes and they are still in
+  // memory: re-verifying every checksum here would double the hashing work.
+  segment_scan r = scan_segment(sealed, shadow_next_sequence_, false, [&](const event_view& v) {
     auto* h = shadow_->find_or_insert(v.stream, v.stream_is_integer);
     h->version = v.version;
     h->last_position = v.position.value;

@@ -105,6 +105,7 @@ result<std::unique_ptr<event_log>> event_log::open(const std::string& dir,
   auto ctl = control_block::create(s->fs, dir, s->meta.log_id);
   if (!ctl) return ctl.error();
   s->shared->ctl = std::move(ctl.value());
+  if (status r = s->shared->ctl->clear_clean_end(sync_now); !r) return r;
   s->shared->ctl->next_sequence().store(s->next_seq, std::memory_order_relaxed);
   s->shared->ctl->commit().store(end, std::memory_order_release);
   s->written.store(end, std::memory_order_relaxed);
@@ -224,7 +225,13 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
 
   const bool single = events.size() == 1;
   const uint8_t int_flag = stream.is_integer() ? record::kFlagIntegerStream : 0;
-  const uint64_t now = s.now_ns();
+  // The clock is read only when an event brings no timestamp of its own.
+  uint64_t now = 0;
+  for (const event_data& e : events)
+    if (e.timestamp_ns == 0) {
+      now = s.now_ns();
+      break;
+    }
   const uint64_t base = s.active->base_position();
   std::byte* data = s.active->data();
   uint64_t prev = head ? head->last_position : ~uint64_t{0};
@@ -306,6 +313,9 @@ status event_log::close() {
     if (r.ok()) r = f;
   }
   s.durable.reset();
+  // Only a clean close leaves the marker; a close after a failure does not.
+  if (r.ok() && s.write_failure.ok())
+    s.shared->ctl->set_clean_end(s.meta.log_id, s.shared->committed());
   s.shared->ctl->writer_pid().store(0, std::memory_order_relaxed);
   s.lock.reset();
   return r;

@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "engine/background.h"
+#include "engine/control_block.h"
 #include "engine/log_files.h"
 #include "engine/log_state.h"
 #include "engine/scan.h"
@@ -26,7 +27,7 @@ void note(log_state& s, const std::string& file, uint64_t off, uint64_t bytes,
 // Zeroes every non-zero byte of [from, to) in the mapping, page by page, so
 // that stale bytes past a cut can never be mistaken for records later. Pages
 // that are already zero are left clean (no writeback).
-uint64_t zero_from(std::byte* data, uint64_t from, uint64_t to) {
+uint64_t zero_from(std::byte* data, uint64_t from, uint64_t to, uint64_t& last_changed) {
   uint64_t changed = 0;
   constexpr uint64_t kPage = 4096;
   for (uint64_t p = from; p < to;) {
@@ -34,6 +35,7 @@ uint64_t zero_from(std::byte* data, uint64_t from, uint64_t to) {
     if (!segment_format::is_zero(data + p, end - p)) {
       std::fill(data + p, data + end, std::byte{0});
       changed += end - p;
+      last_changed = end;
     }
     p = end;
   }
@@ -52,6 +54,7 @@ status recover(log_state& s) {
   const segment::identity& id = s.shared->segments.identity();
   segment_table& table = s.shared->segments;
   const bool strict = s.opts.recovery == recovery_mode::strict;
+  const uint64_t clean_end = control_block::read_clean_end(fs, s.dir, id.log_id);
 
   // Leftovers of atomic writes that never reached their rename.
   auto names = fs.list_dir(s.dir);
@@ -205,8 +208,13 @@ status recover(log_state& s) {
 
   if (end_seg) {
     // Everything past the cut: the rest of this segment, and later segments.
+    // After a clean close that ended exactly here, nothing was ever written
+    // past this point, and the page-by-page zero check (a read of up to a
+    // whole segment) can be skipped.
     const uint64_t cut = end_scan.good_end;
-    const bool dirty = any_nonzero(end_seg->data(), cut, end_seg->capacity());
+    const bool clean_close = !strict && end_scan.problem.empty() && end_scan.clean_zero_end &&
+                             clean_end == end_seg->base_position() + cut;
+    const bool dirty = !clean_close && any_nonzero(end_seg->data(), cut, end_seg->capacity());
     if (dirty && strict)
       return {errc::corruption, end_seg->path() + " offset " +
                                     std::to_string(end_scan.problem.empty() ? cut : end_scan.problem_offset) +
@@ -217,7 +225,13 @@ status recover(log_state& s) {
         return {errc::corruption, later->path() + ": segment follows the end of the log"};
     }
     if (dirty) {
-      uint64_t n = zero_from(end_seg->data(), cut, end_seg->capacity());
+      uint64_t last_changed = cut;
+      uint64_t n = zero_from(end_seg->data(), cut, end_seg->capacity(), last_changed);
+      // Crash story: the zeroing must be durable before anything new is
+      // appended here. Otherwise a power loss could bring back records past
+      // the cut that would validate after new records of the same size.
+      if (status r = fs.sync_range(end_seg->file(), end_seg->data() + cut, last_changed - cut); !r)
+        return r;
       note(s, end_seg->path(), cut, n,
            end_scan.problem.empty() ? "cut non-zero bytes after the last record"
                                     : "cut the tail at offset " + std::to_string(end_scan.problem_offset) +
@@ -226,7 +240,10 @@ status recover(log_state& s) {
     for (uint64_t j = end_seg->index() + 1; j <= last; ++j) {
       segment* later = table.find(j);
       const std::string path = later->path();
-      const bool empty = !any_nonzero(later->data(), segment_format::kHeaderSize, later->capacity());
+      // A pre-created segment the writer never reached: its first record slot
+      // is zero (the writer always begins a segment there).
+      const bool empty = !any_nonzero(later->data(), segment_format::kHeaderSize,
+                                      segment_format::kHeaderSize + 16);
       // Unmapping is deferred to table destruction; the file can go now.
       if (empty) {
         if (status r = fs.remove(path); !r) return r;

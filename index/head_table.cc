@@ -46,16 +46,21 @@ void head_table::clear() {
 }
 
 head_table::head* head_table::insert(std::string_view stream, uint64_t h, bool integer_id) {
-  if ((size_ + 1) * 10 > (mask_ + 1) * 7) grow();
+  if ((size_ + 1) * 5 > (mask_ + 1) * 4) grow();
   size_t i = h & mask_;
   while (slots_[i].key_len != 0) i = (i + 1) & mask_;
   slot& s = slots_[i];
-  s.hash = h;
   s.h = head{};
-  s.key_off = static_cast<uint32_t>(arena_.size());
   s.key_len = static_cast<uint8_t>(stream.size());
   s.integer = integer_id ? 1 : 0;
-  arena_.insert(arena_.end(), stream.begin(), stream.end());
+  if (stream.size() <= 8) {
+    s.key = pack(stream);
+    s.key_off = 0;
+  } else {
+    s.key = h;
+    s.key_off = static_cast<uint32_t>(arena_.size());
+    arena_.insert(arena_.end(), stream.begin(), stream.end());
+  }
   ++size_;
   return &s.h;
 }
@@ -68,7 +73,8 @@ void head_table::grow() {
   for (size_t j = 0; j < old_n; ++j) {
     const slot& s = old[j];
     if (!s.key_len) continue;
-    size_t i = s.hash & mask_;
+    const uint64_t h = s.key_len <= 8 ? hash(key_of(s)) : s.key;
+    size_t i = h & mask_;
     while (slots_[i].key_len != 0) i = (i + 1) & mask_;
     slots_[i] = s;
   }
