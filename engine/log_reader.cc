@@ -22,9 +22,13 @@ result<bool> log_reader::next(event_view& out) {
       pos_.value = (index << l2) + off;
       continue;
     }
-    auto seg = log_->segments.get(index);
-    if (!seg) return seg.error();
-    const segment& sg = *seg.value();
+    if (index != seg_index_) {
+      auto seg = log_->segments.get(index);
+      if (!seg) return seg.error();
+      seg_ = seg.value();
+      seg_index_ = index;
+    }
+    const segment& sg = *static_cast<const segment*>(seg_);
     if (off % 8 != 0 || off >= sg.records_end())
       return status(errc::invalid_argument, sg.path() + " offset " + std::to_string(off) +
                                                 ": not a record position");

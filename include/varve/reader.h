@@ -37,6 +37,10 @@ class log_reader {
  private:
   std::shared_ptr<detail::shared_log> log_;
   position pos_;
+  // The segment the cursor is in, so a scan looks the table up once per
+  // segment rather than once per record.
+  const void* seg_ = nullptr;
+  uint64_t seg_index_ = ~uint64_t{0};
 };
 
 }  // namespace varve
