@@ -211,7 +211,7 @@ TEST(FailedSync, InSyncModeFailsTheAppendAndRefusesWritesUntilReopen) {
   owned_event failed = event_of(rng, 100);
   auto r = log->append("s", expected_version::any(), failed.data());
   ASSERT_ERRC(r, errc::io_error);
-  EXPECT_NE(r.error().message().find(dir + "/"), std::string::npos) << r.error().to_string();
+  EXPECT_NE(r.error().message().find(dir), std::string::npos) << r.error().to_string();
   // The fault is gone, but the log must not trust its page cache any more.
   f.fs->clear();
   for (int i = 0; i < 3; ++i)
@@ -254,7 +254,7 @@ TEST(FailedSync, InNoneModeFailsFlushAndRefusesLaterAppends) {
   fail_syncs(*f.fs);
   auto fs_status = log->flush();
   ASSERT_ERRC(fs_status, errc::io_error);
-  EXPECT_NE(fs_status.message().find(dir + "/"), std::string::npos) << fs_status.to_string();
+  EXPECT_NE(fs_status.message().find(dir), std::string::npos) << fs_status.to_string();
   f.fs->clear();
   EXPECT_ERRC(log->append("s", expected_version::any(), event_of(rng, 10).data()), errc::read_only);
   EXPECT_FALSE(log->wait_durable(log->committed_position()).ok());

@@ -1,0 +1,594 @@
+// Corruption and recovery at byte level: a torn tail (zeroed from every byte
+// offset), every byte of the last records flipped, garbage after the end, the
+// strict policy, damage inside sealed segments, and directories that are not
+// (or no longer) logs. Each case runs on a fresh copy of one crash image.
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+#include "varve/varve.h"
+
+namespace {
+
+using namespace varve;
+using namespace varve_test;
+
+constexpr uint64_t k64KiB = 64 << 10;
+constexpr uint64_t kFixedClock = 1'700'000'000'000'000'000ull;
+
+// Collects what recovery says it cut.
+struct collecting_observer : recovery_observer {
+  struct cut {
+    std::string file;
+    uint64_t offset, bytes;
+    std::string why;
+  };
+  std::mutex mu;
+  std::vector<cut> cuts;
+  void on_truncated(const std::string& file, uint64_t offset, uint64_t bytes,
+                    const std::string& why) override {
+    std::lock_guard<std::mutex> g(mu);
+    cuts.push_back({file, offset, bytes, why});
+  }
+};
+
+// One record of the image, in plain numbers (views die with the log).
+struct record_info {
+  uint64_t position = 0;
+  uint64_t bytes = 0;
+  uint64_t sequence = 0;
+  uint64_t batch_first = 0;  // sequence of the first event of its append
+};
+
+log_options recovery_options(recovery_mode mode = recovery_mode::truncate_tail) {
+  log_options o;
+  o.segment_bytes = k64KiB;
+  o.clock = [] { return kFixedClock; };
+  // No background segment preparation: the image is taken while the log is
+  // open, and must not race with a file being created.
+  o.prepare_next_segment = false;
+  o.recovery = mode;
+  return o;
+}
+
+owned_event small_event(std::mt19937_64& rng, size_t n) {
+  owned_event e;
+  e.type = uint32_t(rng() % 50);
+  e.payload = random_bytes(rng, n);
+  if (rng() % 2) e.event_id = random_id(rng);
+  return e;
+}
+
+// A log whose first segment is sealed and whose tail segment holds a few
+// dozen records ending with: a single event, a batch of 3, a single event and
+// a batch of 2. `image` is a copy of the directory taken while the writer
+// still had it open, i.e. what a crash at that instant leaves.
+class TailImage : public testing::Test {
+ protected:
+  void SetUp() override {
+    image_ = root_.sub("image");
+    std::string live = root_.sub("live");
+    std::mt19937_64 rng(77);
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(live, recovery_options()));
+    auto add = [&](const char* stream, size_t count, size_t payload) {
+      std::vector<owned_event> evs;
+      for (size_t i = 0; i < count; ++i) evs.push_back(small_event(rng, payload + rng() % 16));
+      append_checked(*log, model_, stream_key::named(stream), expected_version::any(), evs);
+    };
+    // Roll over once so the tail is segment 1 and segment 0 is sealed.
+    while (log->committed_position().value < k64KiB + 2000) {
+      ASSERT_NO_FATAL_FAILURE(add("fill", 1 + rng() % 3, 200));
+    }
+    ASSERT_NO_FATAL_FAILURE(add("tail-a", 1, 20));
+    ASSERT_NO_FATAL_FAILURE(add("tail-b", 3, 30));
+    ASSERT_NO_FATAL_FAILURE(add("tail-a", 1, 40));
+    ASSERT_NO_FATAL_FAILURE(add("tail-c", 2, 25));
+    ASSERT_TRUE(log_matches_model(*log, model_));
+
+    read_outcome all = read_all(*log);
+    ASSERT_OK(all.error);
+    uint64_t batch_first = 0;
+    for (const event_view& v : all.events) {
+      if (v.batch_begin) batch_first = v.sequence.value;
+      records_.push_back({v.position.value, v.record_bytes, v.sequence.value, batch_first});
+    }
+    end_ = log->committed_position().value;
+    tail_index_ = segment_of(position{end_}, k64KiB);
+    ASSERT_EQ(tail_index_, 1u);
+    ASSERT_NO_FATAL_FAILURE(copy_dir(live, image_));
+    ASSERT_OK(log->close());
+    tail_bytes_ = read_file(segment_path(image_, tail_index_));
+    ASSERT_EQ(tail_bytes_.size(), k64KiB);
+  }
+
+  // The records of the tail segment's last `n` records, as indexes into records_.
+  size_t first_of_last(size_t n) const { return records_.size() - n; }
+  uint64_t file_offset(const record_info& r) const {
+    return offset_in_segment(position{r.position}, k64KiB);
+  }
+  bool in_tail(const record_info& r) const {
+    return segment_of(position{r.position}, k64KiB) == tail_index_;
+  }
+  // Offset of the last nonzero byte of a record in the image's tail file.
+  uint64_t last_nonzero(const record_info& r) const {
+    uint64_t off = file_offset(r);
+    uint64_t last = off;
+    for (uint64_t i = off; i < off + r.bytes; ++i)
+      if (tail_bytes_[i] != 0) last = i;
+    return last;
+  }
+  uint64_t end_offset() const { return offset_in_segment(position{end_}, k64KiB); }
+  std::string work_tail() const { return segment_path(work(), tail_index_); }
+  std::string work() const { return root_.sub("work"); }
+
+  // How many events must survive when the tail file is zeroed from `x` on:
+  // those before the first record left changed, minus its whole batch.
+  uint64_t survivors_when_zeroed_from(uint64_t x) const {
+    for (const record_info& r : records_)
+      if (in_tail(r) && last_nonzero(r) >= x) return r.batch_first;
+    return records_.size();
+  }
+
+  // Opens the damaged copy, checks it holds exactly the first `survivors`
+  // events, then that it takes an append (and, when asked, keeps it over a reopen).
+  void expect_recovers(uint64_t survivors, bool reopen, collecting_observer* obs = nullptr) {
+    log_options o = recovery_options();
+    o.observer = obs;
+    auto opened = event_log::open(work(), o);
+    ASSERT_OK(opened);
+    auto log = std::move(opened).value();
+    log_model m = model_;
+    m.truncate(survivors);
+    ASSERT_TRUE(log_matches_model(*log, m)) << "recovered wrong events (want " << survivors << ")";
+    std::mt19937_64 rng(survivors);
+    ASSERT_NO_FATAL_FAILURE(append_checked(*log, m, stream_key::named("tail-b"),
+                                           expected_version::exact(m.version_of(stream_key::named("tail-b"))),
+                                           {small_event(rng, 33), small_event(rng, 5)}));
+    ASSERT_TRUE(log_matches_model(*log, m)) << "after an append following recovery";
+    if (!reopen) return;
+    ASSERT_OK(log->close());
+    log.reset();
+    ASSERT_OK_AND_ASSIGN(log, event_log::open(work(), recovery_options()));
+    ASSERT_TRUE(log_matches_model(*log, m)) << "after reopening the recovered log";
+  }
+
+  temp_dir root_;
+  std::string image_;
+  log_model model_{k64KiB, kFixedClock};
+  std::vector<record_info> records_;
+  std::vector<uint8_t> tail_bytes_;
+  uint64_t end_ = 0;
+  uint64_t tail_index_ = 0;
+};
+
+TEST_F(TailImage, CrashImageRecoversEveryAcknowledgedEvent) {
+  ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+  ASSERT_NO_FATAL_FAILURE(expect_recovers(records_.size(), true));
+}
+
+TEST_F(TailImage, TornWriteZeroedFromEveryOffsetRecoversExactlyTheWholeBatchesBeforeIt) {
+  const size_t first = first_of_last(7);
+  const uint64_t from = file_offset(records_[first]);
+  int case_no = 0;
+  for (uint64_t x = from; x < end_offset(); ++x, ++case_no) {
+    SCOPED_TRACE("tail zeroed from file offset " + std::to_string(x));
+    ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+    ASSERT_NO_FATAL_FAILURE(zero_range(work_tail(), x, end_offset() - x));
+    collecting_observer obs;
+    const uint64_t want = survivors_when_zeroed_from(x);
+    ASSERT_NO_FATAL_FAILURE(expect_recovers(want, case_no % 16 == 0, &obs));
+    // Anything cut that still held data must be reported, naming the file.
+    bool data_cut = false;
+    if (want < records_.size())
+      for (uint64_t i = file_offset(records_[want]); i < x; ++i) data_cut |= tail_bytes_[i] != 0;
+    if (data_cut) {
+      ASSERT_FALSE(obs.cuts.empty()) << "recovery dropped events without telling the observer";
+      EXPECT_NE(obs.cuts[0].file.find(segment_file_name(tail_index_)), std::string::npos)
+          << obs.cuts[0].file;
+    }
+  }
+}
+
+TEST_F(TailImage, EveryFlippedByteOfTheLastRecordsCutsTheLogBeforeTheDamagedBatch) {
+  const size_t first = first_of_last(7);
+  int case_no = 0;
+  for (size_t k = first; k < records_.size(); ++k) {
+    const record_info& r = records_[k];
+    for (uint64_t x = file_offset(r); x < file_offset(r) + r.bytes; ++x, ++case_no) {
+      SCOPED_TRACE("record #" + std::to_string(k) + " byte at file offset " + std::to_string(x));
+      ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+      ASSERT_NO_FATAL_FAILURE(flip_byte(work_tail(), x));
+      ASSERT_NO_FATAL_FAILURE(expect_recovers(r.batch_first, case_no % 16 == 0));
+    }
+  }
+}
+
+TEST_F(TailImage, SingleBitFlipsInTheLastRecordAreCaught) {
+  const record_info& r = records_.back();
+  for (uint64_t x = file_offset(r); x < file_offset(r) + r.bytes; ++x) {
+    for (int bit = 0; bit < 8; bit += 3) {
+      SCOPED_TRACE("bit " + std::to_string(bit) + " of file offset " + std::to_string(x));
+      ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+      ASSERT_NO_FATAL_FAILURE(flip_byte(work_tail(), x, uint8_t(1u << bit)));
+      ASSERT_NO_FATAL_FAILURE(expect_recovers(r.batch_first, false));
+    }
+  }
+}
+
+TEST_F(TailImage, GarbageAfterTheLastRecordIsCutAndZeroed) {
+  std::mt19937_64 rng(5);
+  for (uint64_t gap : {uint64_t{0}, uint64_t{8}, uint64_t{1000}}) {
+    SCOPED_TRACE("garbage " + std::to_string(gap) + " bytes after the end");
+    ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+    std::vector<std::byte> garbage = random_bytes(rng, 200);
+    const uint64_t at = end_offset() + gap;
+    ASSERT_NO_FATAL_FAILURE(write_at(work_tail(), at, garbage.data(), garbage.size()));
+    {
+      collecting_observer obs;
+      log_options o = recovery_options();
+      o.observer = &obs;
+      ASSERT_OK_AND_ASSIGN(auto log, event_log::open(work(), o));
+      ASSERT_TRUE(log_matches_model(*log, model_));
+      // "What follows is zeroed": the garbage must not survive to confuse a
+      // later recovery once appends have run up to it.
+      std::vector<uint8_t> after = read_file(work_tail());
+      for (uint64_t i = at; i < at + garbage.size(); ++i)
+        ASSERT_EQ(after[i], 0) << "garbage byte at file offset " << i << " was not zeroed";
+      EXPECT_FALSE(obs.cuts.empty()) << "garbage was cut without telling the observer";
+    }
+    ASSERT_NO_FATAL_FAILURE(expect_recovers(records_.size(), gap == 1000));
+  }
+}
+
+TEST_F(TailImage, GarbageRecordHeaderWithAPlausibleLengthIsCut) {
+  // A record-shaped lie: a length that fits the segment and a wrong checksum.
+  ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+  uint8_t fake[24] = {1, 2, 3, 4, 5, 6, 7, 8, 96, 0, 0, 0};
+  ASSERT_NO_FATAL_FAILURE(write_at(work_tail(), end_offset(), fake, sizeof fake));
+  ASSERT_NO_FATAL_FAILURE(expect_recovers(records_.size(), false));
+  // And a length far past the end of the segment must not send recovery out of bounds.
+  ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+  uint8_t huge[16] = {1, 2, 3, 4, 5, 6, 7, 8, 0xF8, 0xFF, 0xFF, 0x7F};
+  ASSERT_NO_FATAL_FAILURE(write_at(work_tail(), end_offset(), huge, sizeof huge));
+  ASSERT_NO_FATAL_FAILURE(expect_recovers(records_.size(), false));
+}
+
+TEST_F(TailImage, StrictModeRefusesADamagedTailNamingTheFileAndChangesNothing) {
+  struct damage {
+    const char* what;
+    std::function<void()> apply;
+  };
+  const record_info& last = records_.back();
+  const damage cases[] = {
+      {"flipped byte in the last record", [&] { flip_byte(work_tail(), file_offset(last) + 20); }},
+      {"torn last record", [&] {
+         zero_range(work_tail(), file_offset(last) + 40, end_offset() - file_offset(last) - 40);
+       }},
+      {"garbage after the end", [&] {
+         uint8_t g[5] = {9, 9, 9, 9, 9};
+         write_at(work_tail(), end_offset() + 16, g, sizeof g);
+       }},
+      {"garbage far after the end", [&] {
+         uint8_t g[1] = {0x55};
+         write_at(work_tail(), k64KiB - 200, g, sizeof g);
+       }},
+  };
+  for (const damage& d : cases) {
+    SCOPED_TRACE(d.what);
+    ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+    ASSERT_NO_FATAL_FAILURE(d.apply());
+    std::vector<uint8_t> before = read_file(work_tail());
+    auto opened = event_log::open(work(), recovery_options(recovery_mode::strict));
+    ASSERT_ERRC(opened, errc::corruption);
+    EXPECT_NE(opened.error().message().find(segment_file_name(tail_index_)), std::string::npos)
+        << opened.error().to_string();
+    EXPECT_TRUE(read_file(work_tail()) == before) << "strict recovery modified the segment";
+    // The same directory still opens (and repairs) under the default policy.
+    auto repaired = event_log::open(work(), recovery_options());
+    ASSERT_OK(repaired);
+  }
+}
+
+TEST_F(TailImage, StrictModeOpensAnUndamagedCrashImage) {
+  ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(work(), recovery_options(recovery_mode::strict)));
+  EXPECT_TRUE(log_matches_model(*log, model_));
+}
+
+TEST_F(TailImage, RecoveryIsIdempotentAfterACrashDuringRecovery) {
+  // Damage, recover, then recover the recovered directory again (as if the
+  // process died right after the first recovery): the same events survive.
+  ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+  const record_info& r = records_[records_.size() - 3];
+  ASSERT_NO_FATAL_FAILURE(flip_byte(work_tail(), file_offset(r) + 3));
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::open(work(), recovery_options()));
+    log_model m = model_;
+    m.truncate(r.batch_first);
+    ASSERT_TRUE(log_matches_model(*log, m));
+    std::string crashed = root_.sub("crashed");
+    ASSERT_NO_FATAL_FAILURE(copy_dir(work(), crashed));
+    ASSERT_OK(log->close());
+    log.reset();
+    ASSERT_OK_AND_ASSIGN(auto again, event_log::open(crashed, recovery_options()));
+    EXPECT_TRUE(log_matches_model(*again, m));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Sealed segments
+
+class SealedSegments : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = root_.sub("log");
+    std::mt19937_64 rng(99);
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir_, recovery_options()));
+    while (log->committed_position().value < 4 * k64KiB + 100) {
+      std::vector<owned_event> evs;
+      size_t n = 1 + rng() % 3;
+      for (size_t i = 0; i < n; ++i) evs.push_back(small_event(rng, 100 + rng() % 200));
+      ASSERT_NO_FATAL_FAILURE(append_checked(*log, model_, stream_key::named("s" + std::to_string(rng() % 5)),
+                                             expected_version::any(), evs));
+    }
+    read_outcome all = read_all(*log);
+    ASSERT_OK(all.error);
+    uint64_t batch_first = 0;
+    for (const event_view& v : all.events) {
+      if (v.batch_begin) batch_first = v.sequence.value;
+      records_.push_back({v.position.value, v.record_bytes, v.sequence.value, batch_first});
+    }
+    ASSERT_OK(log->close());
+  }
+
+  // The first record that lies in segment `seg`, at least `skip` records in.
+  size_t record_in_segment(uint64_t seg, size_t skip) const {
+    size_t seen = 0;
+    for (size_t i = 0; i < records_.size(); ++i)
+      if (segment_of(position{records_[i].position}, k64KiB) == seg && seen++ == skip) return i;
+    ADD_FAILURE() << "no record " << skip << " in segment " << seg;
+    return 0;
+  }
+
+  temp_dir root_;
+  std::string dir_;
+  log_model model_{k64KiB, kFixedClock};
+  std::vector<record_info> records_;
+};
+
+TEST_F(SealedSegments, IntactLogVerifiesClean) {
+  ASSERT_OK_AND_ASSIGN(verify_report rep, verify_log(dir_));
+  EXPECT_OK(rep.first_problem);
+  EXPECT_EQ(rep.events, records_.size());
+  EXPECT_GE(rep.segments, 5u);
+  EXPECT_GE(rep.sealed_segments, 4u);
+  EXPECT_GT(rep.bytes, 0u);
+}
+
+TEST_F(SealedSegments, DamagedRecordMakesTheReaderFailNamingFileAndOffset) {
+  const size_t k = record_in_segment(1, 5);
+  const record_info& r = records_[k];
+  const uint64_t off = offset_in_segment(position{r.position}, k64KiB);
+  ASSERT_NO_FATAL_FAILURE(flip_byte(segment_path(dir_, 1), off + r.bytes / 2));
+
+  // Recovery only looks at the unsealed tail: the log opens.
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir_, recovery_options()));
+  log_reader reader = log->read();
+  event_view v;
+  for (size_t i = 0; i < k; ++i) {
+    auto n = reader.next(v);
+    ASSERT_OK(n);
+    ASSERT_TRUE(*n);
+    ASSERT_EQ(v.sequence.value, i);
+  }
+  auto bad = reader.next(v);
+  ASSERT_ERRC(bad, errc::corruption);
+  const std::string& msg = bad.error().message();
+  EXPECT_NE(msg.find(segment_file_name(1)), std::string::npos) << msg;
+  EXPECT_NE(msg.find("offset"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(std::to_string(off)), std::string::npos) << "record offset " << off << ": " << msg;
+  // The cursor stays put: asking again gives the same error, never a record.
+  EXPECT_EQ(reader.where().value, r.position);
+  ASSERT_ERRC(reader.next(v), errc::corruption);
+  // Past the damage the log reads on.
+  reader.seek(position{records_[k + 1].position});
+  auto n = reader.next(v);
+  ASSERT_OK(n);
+  ASSERT_TRUE(*n);
+  EXPECT_EQ(v.sequence.value, k + 1);
+
+  ASSERT_OK_AND_ASSIGN(verify_report rep, verify_log(dir_));
+  ASSERT_ERRC(rep.first_problem, errc::corruption);
+  EXPECT_NE(rep.first_problem.message().find(segment_file_name(1)), std::string::npos)
+      << rep.first_problem.to_string();
+}
+
+TEST_F(SealedSegments, DamagedFooterIsReportedByVerify) {
+  const std::string seg0 = segment_path(dir_, 0);
+  ASSERT_NO_FATAL_FAILURE(flip_byte(seg0, k64KiB - 64 + 9));
+  ASSERT_OK_AND_ASSIGN(verify_report rep, verify_log(dir_));
+  EXPECT_FALSE(rep.first_problem.ok());
+  EXPECT_NE(rep.first_problem.message().find(segment_file_name(0)), std::string::npos)
+      << rep.first_problem.to_string();
+}
+
+TEST_F(SealedSegments, DamagedSealedRecordIsNotSilentlyDroppedByReopen) {
+  // Damage in a sealed segment is not a torn tail: the log keeps every record
+  // after it and still appends at its real end.
+  const size_t k = record_in_segment(2, 3);
+  const record_info& r = records_[k];
+  ASSERT_NO_FATAL_FAILURE(flip_byte(segment_path(dir_, 2), offset_in_segment(position{r.position}, k64KiB)));
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir_, recovery_options()));
+  EXPECT_EQ(log->next_sequence().value, records_.size());
+  std::mt19937_64 rng(3);
+  ASSERT_OK_AND_ASSIGN(auto a, log->append("after", expected_version::no_stream(), small_event(rng, 10).data()));
+  EXPECT_EQ(a.first_sequence.value, records_.size());
+  EXPECT_GE(a.first.value, records_.back().position + records_.back().bytes);
+}
+
+TEST_F(SealedSegments, MissingSegmentInTheMiddleIsCorruptionNamingIt) {
+  ASSERT_TRUE(fs::remove(segment_path(dir_, 1)));
+  auto opened = event_log::open(dir_, recovery_options());
+  ASSERT_ERRC(opened, errc::corruption);
+  EXPECT_NE(opened.error().message().find(segment_file_name(1)), std::string::npos)
+      << opened.error().to_string();
+}
+
+// A crash while the next segment was being created leaves a newest file that
+// is empty, short, or full size but never initialised: none of it is data.
+TEST_F(SealedSegments, LeftoverNewestSegmentFromACrashedCreationIsIgnored) {
+  const uint64_t next = list_segments(dir_).size();
+  for (uint64_t size : {uint64_t{0}, uint64_t{4096}, k64KiB}) {
+    SCOPED_TRACE("leftover of " + std::to_string(size) + " bytes");
+    const std::string work = root_.sub("work");
+    ASSERT_NO_FATAL_FAILURE(copy_dir(dir_, work));
+    { std::ofstream(segment_path(work, next), std::ios::binary); }
+    fs::resize_file(segment_path(work, next), size);
+    { std::ofstream(work + "/varve.meta.partial", std::ios::binary) << "half written"; }
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::open(work, recovery_options()));
+    ASSERT_TRUE(log_matches_model(*log, model_));
+    std::mt19937_64 rng(size);
+    log_model m = model_;
+    // Enough to roll over into (and past) the leftover's index.
+    for (int i = 0; i < 300; ++i)
+      ASSERT_NO_FATAL_FAILURE(append_checked(*log, m, stream_key::named("after"),
+                                             expected_version::any(), {small_event(rng, 300)}));
+    ASSERT_TRUE(log_matches_model(*log, m));
+    EXPECT_FALSE(fs::exists(work + "/varve.meta.partial")) << "partial files are deleted on open";
+    ASSERT_OK(log->close());
+    log.reset();
+    ASSERT_OK_AND_ASSIGN(log, event_log::open(work, recovery_options()));
+    ASSERT_TRUE(log_matches_model(*log, m));
+  }
+}
+
+// A crash after the writer moved on but before the background thread sealed
+// the previous segment: its footer is still zero, so the unsealed tail spans
+// two files.
+TEST_F(SealedSegments, UnsealedTailAcrossTwoFilesIsSealedByRecovery) {
+  const uint64_t last = list_segments(dir_).size() - 1;
+  ASSERT_NO_FATAL_FAILURE(zero_range(segment_path(dir_, last - 1), k64KiB - 64, 64));
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir_, recovery_options()));
+    ASSERT_TRUE(log_matches_model(*log, model_));
+  }
+  ASSERT_OK_AND_ASSIGN(verify_report rep, verify_log(dir_));
+  EXPECT_OK(rep.first_problem);
+}
+
+TEST_F(SealedSegments, DamageInAnUnsealedTailSegmentCutsThereAndSetsLaterDataAside) {
+  const uint64_t last = list_segments(dir_).size() - 1;
+  const std::string before_last = segment_path(dir_, last - 1);
+  ASSERT_NO_FATAL_FAILURE(zero_range(before_last, k64KiB - 64, 64));
+  const size_t k = record_in_segment(last - 1, 4);
+  const record_info& r = records_[k];
+  ASSERT_NO_FATAL_FAILURE(flip_byte(before_last, offset_in_segment(position{r.position}, k64KiB) + 30));
+
+  collecting_observer obs;
+  log_options o = recovery_options();
+  o.observer = &obs;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir_, o));
+  log_model m = model_;
+  m.truncate(r.batch_first);
+  ASSERT_TRUE(log_matches_model(*log, m));
+  EXPECT_FALSE(obs.cuts.empty()) << "events were cut without telling the observer";
+  // The later segment held data: it is set aside, never deleted.
+  bool set_aside = false;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    const std::string name = e.path().filename().string();
+    if (name.starts_with(segment_file_name(last)) && name.ends_with(".damaged")) set_aside = true;
+  }
+  EXPECT_TRUE(set_aside) << segment_file_name(last) << " was not renamed .damaged";
+  // Appends continue at the cut, across roll-overs, and survive a reopen.
+  std::mt19937_64 rng(4);
+  for (int i = 0; i < 300; ++i)
+    ASSERT_NO_FATAL_FAILURE(append_checked(*log, m, stream_key::named("after"),
+                                           expected_version::any(), {small_event(rng, 300)}));
+  ASSERT_OK(log->close());
+  log.reset();
+  ASSERT_OK_AND_ASSIGN(log, event_log::open(dir_, recovery_options()));
+  EXPECT_TRUE(log_matches_model(*log, m));
+}
+
+// Head-table checkpoints are a cache: damaged or missing ones are rebuilt
+// from the log, never trusted.
+TEST_F(SealedSegments, DamagedCheckpointsAreSetAsideAndTheHeadTableRebuilt) {
+  std::vector<std::string> heads;
+  for (const auto& e : fs::directory_iterator(dir_ + "/index"))
+    if (e.path().extension() == ".heads") heads.push_back(e.path().string());
+  ASSERT_FALSE(heads.empty()) << "no checkpoint was written for the sealed segments";
+  for (const std::string& h : heads) ASSERT_NO_FATAL_FAILURE(flip_byte(h, fs::file_size(h) / 2));
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir_, recovery_options()));
+    ASSERT_TRUE(log_matches_model(*log, model_));
+  }
+  for (const std::string& h : heads)
+    EXPECT_TRUE(fs::exists(h + ".damaged")) << h << " was not set aside";
+}
+
+TEST_F(SealedSegments, MissingCheckpointsAreRebuiltFromTheLog) {
+  fs::remove_all(dir_ + "/index");
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir_, recovery_options()));
+  ASSERT_TRUE(log_matches_model(*log, model_));
+}
+
+// ---------------------------------------------------------------------------
+// Directories that are not logs
+
+TEST(OpenErrors, NonexistentDirectoryIsNotFound) {
+  temp_dir root;
+  EXPECT_ERRC(event_log::open(root.sub("missing")), errc::not_found);
+  EXPECT_ERRC(event_log::open_read_only(root.sub("missing")), errc::not_found);
+  EXPECT_FALSE(fs::exists(root.sub("missing"))) << "open created the directory";
+}
+
+TEST(OpenErrors, DirectoryWithoutMetaIsNotALog) {
+  temp_dir root;
+  EXPECT_ERRC(event_log::open(root.path()), errc::not_a_log);
+  // Even with segment-looking files in it.
+  std::ofstream(segment_path(root.path(), 0)) << "hello";
+  EXPECT_ERRC(event_log::open(root.path()), errc::not_a_log);
+}
+
+TEST(OpenErrors, GarbageMetaIsNotALog) {
+  temp_dir root;
+  std::string dir = root.sub("log");
+  { ASSERT_OK(event_log::create(dir, recovery_options())); }
+  const std::string meta = dir + "/varve.meta";
+  const uint64_t size = fs::file_size(meta);
+  std::mt19937_64 rng(1);
+  std::vector<std::byte> garbage = random_bytes(rng, size);
+  ASSERT_NO_FATAL_FAILURE(write_at(meta, 0, garbage.data(), garbage.size()));
+  auto opened = event_log::open(dir, recovery_options());
+  EXPECT_ERRC(opened, errc::not_a_log);
+  if (!opened.ok()) {
+    EXPECT_NE(opened.error().message().find("varve.meta"), std::string::npos)
+        << opened.error().to_string();
+  }
+  // An empty meta file too.
+  fs::resize_file(meta, 0);
+  EXPECT_ERRC(event_log::open(dir, recovery_options()), errc::not_a_log);
+}
+
+TEST(OpenErrors, MetaWithABumpedFormatVersionFailsCleanlyNamingTheFile) {
+  temp_dir root;
+  std::string dir = root.sub("log");
+  { ASSERT_OK(event_log::create(dir, recovery_options())); }
+  const std::string meta = dir + "/varve.meta";
+  std::vector<uint8_t> bytes = read_file(meta);
+  ASSERT_GE(bytes.size(), 12u);
+  ASSERT_EQ(std::string(bytes.begin(), bytes.begin() + 8), "VARVELOG");
+  ASSERT_EQ(bytes[8] | bytes[9] << 8 | bytes[10] << 16 | bytes[11] << 24, 1);
+  uint8_t two[4] = {2, 0, 0, 0};
+  ASSERT_NO_FATAL_FAILURE(write_at(meta, 8, two, 4));
+  auto opened = event_log::open(dir, recovery_options());
+  ASSERT_FALSE(opened.ok());
+  EXPECT_NE(opened.error().message().find("varve.meta"), std::string::npos)
+      << opened.error().to_string();
+}
+
+}  // namespace
