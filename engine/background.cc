@@ -99,6 +99,41 @@ status background::write_footer(file_system& fs, segment& seg, segment_format::f
   return fs.sync_range(seg.file(), at, segment_format::kFooterSize);
 }
 
+namespace {
+
+// Advances `table` through one segment's events. The lookups are random, one
+// cache miss each; hashing a few events ahead and prefetching their slots lets
+// those misses overlap instead of queueing one after another.
+segment_scan apply_segment(const segment& seg, uint64_t first_sequence, bool verify,
+                           head_table& table) {
+  struct pending {
+    std::string_view stream;
+    uint64_t hash, version, position;
+    bool integer;
+  };
+  constexpr size_t kAhead = 16;
+  pending ring[kAhead];
+  size_t n = 0;
+  auto apply = [&](const pending& p) {
+    head_table::head* h = table.find(p.stream, p.hash);
+    if (!h) h = table.insert(p.stream, p.hash, p.integer);
+    h->version = p.version;
+    h->last_position = p.position;
+  };
+  segment_scan r = scan_segment(seg, first_sequence, verify, [&](const event_view& v) {
+    pending& slot = ring[n % kAhead];
+    if (n >= kAhead) apply(slot);
+    slot = {v.stream, table.hash(v.stream), v.version, v.position.value, v.stream_is_integer};
+    table.prefetch(slot.hash);
+    ++n;
+  });
+  // Views point into the mapping, which stays valid: drain in order.
+  for (size_t i = n > kAhead ? n - kAhead : 0; i < n; ++i) apply(ring[i % kAhead]);
+  return r;
+}
+
+}  // namespace
+
 status background::checkpoint(segment& sealed) {
   const std::string index_dir = log_files::join(c_.id.dir, log_files::kIndexDir);
   if (!shadow_) {
@@ -121,22 +156,13 @@ status background::checkpoint(segment& sealed) {
     for (uint64_t i = start; i < sealed.index(); ++i) {
       auto seg = c_.table->get(i);
       if (!seg) return seg.error();
-      segment_scan r = scan_segment(*seg.value(), shadow_next_sequence_, true,
-                                    [&](const event_view& v) {
-                                      auto* h = shadow_->find_or_insert(v.stream, v.stream_is_integer);
-                                      h->version = v.version;
-                                      h->last_position = v.position.value;
-                                    });
+      segment_scan r = apply_segment(*seg.value(), shadow_next_sequence_, true, *shadow_);
       shadow_next_sequence_ = r.next_sequence;
     }
   }
   // The writer in this process just wrote these bytes and they are still in
   // memory: re-verifying every checksum here would double the hashing work.
-  segment_scan r = scan_segment(sealed, shadow_next_sequence_, false, [&](const event_view& v) {
-    auto* h = shadow_->find_or_insert(v.stream, v.stream_is_integer);
-    h->version = v.version;
-    h->last_position = v.position.value;
-  });
+  segment_scan r = apply_segment(sealed, shadow_next_sequence_, false, *shadow_);
   shadow_next_sequence_ = r.next_sequence;
   if (status s = c_.fs->create_dir(index_dir); !s) return s;
   heads_file::checkpoint_info info{sealed.index(), shadow_next_sequence_, 0};
