@@ -71,8 +71,9 @@ result<std::unique_ptr<event_log>> event_log::create(const std::string& dir,
   s->meta.log_id = (uint64_t{rd()} << 32) ^ rd() ^ s->now_ns();
   s->meta.created_ns = s->now_ns();
   if (status r = meta_file::write(fs, dir, s->meta); !r) return r;
-  lock.value().reset();  // open() takes it again
-  return open(dir, options);
+  // Keep the lock from creation through open: no other writer can slip in.
+  s->lock = std::move(lock.value());
+  return open_locked(std::move(s));
 }
 
 result<std::unique_ptr<event_log>> event_log::open_or_create(const std::string& dir,
@@ -89,6 +90,11 @@ result<std::unique_ptr<event_log>> event_log::open(const std::string& dir,
   auto lock = writer_lock::acquire(dir);
   if (!lock) return lock.error();
   s->lock = std::move(lock.value());
+  return open_locked(std::move(s));
+}
+
+result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_state> s) {
+  const std::string dir = s->dir;
   make_shared_log(*s);
   if (status r = detail::recover(*s); !r) return r;
 

@@ -31,6 +31,9 @@ struct writer_lock::impl {
 
 result<std::unique_ptr<writer_lock>> writer_lock::acquire(const std::string& dir) {
   const std::string path = log_files::join(dir, log_files::kLockName);
+  // Held throughout: a thread creating the lock file below must not close its
+  // descriptor while another thread of this process has just locked the file.
+  std::lock_guard<std::mutex> g(g_mu);
   // Identify the file with stat(), never with an open()/close() pair: if this
   // process already holds the lock, closing any descriptor of the file would
   // silently release it (POSIX record-lock semantics).
@@ -48,7 +51,6 @@ result<std::unique_ptr<writer_lock>> writer_lock::acquire(const std::string& dir
       return status(errc::io_error, path + ": stat: " + std::strerror(errno));
   }
 
-  std::lock_guard<std::mutex> g(g_mu);
   auto key = std::make_pair(st.st_dev, st.st_ino);
   if (held().count(key))
     return status(errc::locked, dir + ": the log is already open for writing in this process");

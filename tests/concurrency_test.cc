@@ -273,7 +273,7 @@ TEST(Locking, SecondOpenFromAnotherThreadIsLocked) {
   EXPECT_EQ(errc_text(got), errc_text(errc::locked));
 }
 
-TEST(Locking, ClosingTheLogReleasesTheLockEvenWithoutClose) {
+TEST(Locking, DestroyingTheLogWithoutCloseReleasesTheLock) {
   temp_dir dir;
   { ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), small_options())); }  // destructor only
   ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir.path(), small_options()));

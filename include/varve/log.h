@@ -118,6 +118,7 @@ class event_log {
 
  private:
   explicit event_log(std::unique_ptr<detail::log_state> s);
+  static result<std::unique_ptr<event_log>> open_locked(std::unique_ptr<detail::log_state> s);
   std::unique_ptr<detail::log_state> s_;
 };
 
