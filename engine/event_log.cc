@@ -368,9 +368,7 @@ void follow_heads(log_state& s) {
   while (true) {
     auto more = r.next(v);
     if (!more || !more.value()) break;  // a damaged record stops the catch-up there
-    auto* h = s.heads.find_or_insert(v.stream, v.stream_is_integer);
-    h->version = v.version;
-    h->last_position = v.position.value;
+    s.heads.advance(v.stream, v.stream_is_integer, v.version, v.position.value);
   }
   s.follower_pos = r.where().value;
 }

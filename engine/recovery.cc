@@ -162,9 +162,7 @@ status recover(log_state& s) {
     segment_format::footer f;
     if (status r = seg.value()->read_footer(f); !r) return r;
     segment_scan r = scan_segment(*seg.value(), next_seq, true, [&](const event_view& v) {
-      auto* h = s.heads.find_or_insert(v.stream, v.stream_is_integer);
-      h->version = v.version;
-      h->last_position = v.position.value;
+      s.heads.advance(v.stream, v.stream_is_integer, v.version, v.position.value);
     });
     if (!r.ended_by_marker || r.good_end != f.data_end)
       return {errc::corruption, seg.value()->path() + " offset " +
@@ -186,9 +184,7 @@ status recover(log_state& s) {
   for (; k <= last; ++k) {
     segment* seg = table.find(k);
     segment_scan r = scan_segment(*seg, next_seq, true, [&](const event_view& v) {
-      auto* h = s.heads.find_or_insert(v.stream, v.stream_is_integer);
-      h->version = v.version;
-      h->last_position = v.position.value;
+      s.heads.advance(v.stream, v.stream_is_integer, v.version, v.position.value);
     });
     next_seq = r.next_sequence;
     if (r.ended_by_marker && k < last) {

@@ -68,6 +68,12 @@ class head_table {
   // Starts loading the slot a lookup of hash `h` will probe first, so a
   // caller with many lookups to do can overlap their cache misses.
   void prefetch(uint64_t h) const { __builtin_prefetch(&slots_[h & mask_], 1, 1); }
+  // Records that `stream`'s newest event is `version` at `position`.
+  void advance(std::string_view stream, bool integer_id, uint64_t version, uint64_t position) {
+    head* e = find_or_insert(stream, integer_id);
+    e->version = version;
+    e->last_position = position;
+  }
   size_t size() const { return size_; }
   void clear();
   // Calls f(stream bytes, integer_id, head) for every stream, in slot order.

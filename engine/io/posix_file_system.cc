@@ -29,6 +29,18 @@ status from_errno(int err, const std::string& what, const std::string& path,
   return {code, std::move(msg)};
 }
 
+// Runs op(fd) on an O_DIRECTORY descriptor of `dir`; errors name `shown`.
+template <class Op>
+status with_dir_fd(const std::string& dir, const char* what, const std::string& shown, Op op) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return from_errno(errno, "open directory", dir);
+  int r = op(fd);
+  int err = errno;
+  ::close(fd);
+  if (r != 0) return from_errno(err, what, shown);
+  return {};
+}
+
 class posix_fs final : public file_system {
  public:
   result<file_handle> open(const std::string& path, open_mode mode) override {
@@ -141,22 +153,11 @@ class posix_fs final : public file_system {
     return {};
   }
   status sync_dir(const std::string& dir) override {
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return from_errno(errno, "open directory", dir);
-    int r = ::fsync(fd);
-    int err = errno;
-    ::close(fd);
-    if (r != 0) return from_errno(err, "fsync directory", dir);
-    return {};
+    return with_dir_fd(dir, "fsync directory", dir, [](int fd) { return ::fsync(fd); });
   }
   status sync_filesystem(const std::string& dir) override {
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return from_errno(errno, "open directory", dir);
-    int r = ::syncfs(fd);
-    int err = errno;
-    ::close(fd);
-    if (r != 0) return from_errno(err, "syncfs of the filesystem holding it", dir + "/");
-    return {};
+    return with_dir_fd(dir, "syncfs of the filesystem holding it", dir + "/",
+                       [](int fd) { return ::syncfs(fd); });
   }
   status create_dir(const std::string& dir) override {
     if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return from_errno(errno, "mkdir", dir);
