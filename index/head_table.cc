@@ -39,6 +39,13 @@ head_table::head_table(hash_fn h) : hash_(h) { reset_slots(1024); }
 
 head_table::~head_table() { free_slots(slots_, mask_ + 1); }
 
+void head_table::reserve(size_t streams) {
+  if (size_ != 0) return;
+  size_t n = 1024;
+  while (n * 4 < streams * 5) n *= 2;
+  if (n > mask_ + 1) reset_slots(n);
+}
+
 void head_table::clear() {
   reset_slots(1024);
   arena_.clear();

@@ -76,6 +76,9 @@ class head_table {
   }
   size_t size() const { return size_; }
   void clear();
+  // Sizes the table for `streams` entries at once (loading a checkpoint),
+  // instead of doubling and rehashing its way there. Only on an empty table.
+  void reserve(size_t streams);
   // Calls f(stream bytes, integer_id, head) for every stream, in slot order.
   template <class F>
   void for_each(F&& f) const {

@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -82,6 +83,8 @@ status read(file_system& fs, const std::string& path, uint64_t log_id, checkpoin
   info.next_sequence = get_u64(h + 32);
   info.entries = get_u64(h + 40);
   table.clear();
+  // Bounded by the file's size, so a lying count cannot force a huge table.
+  table.reserve(std::min<uint64_t>(info.entries, buf.size() / 24));
   size_t off = 64;
   for (uint64_t i = 0; i < info.entries; ++i) {
     if (off + 18 > buf.size()) return {errc::corruption, path + " offset " + std::to_string(off) + ": entry runs past the end"};
