@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "engine/index_table.h"
 #include "engine/log_files.h"
 #include "engine/scan.h"
 #include "engine/segment_table.h"
@@ -19,6 +20,7 @@ background::background(config c) : c_(std::move(c)) {
 }
 
 background::~background() {
+  closing_.store(true);
   {
     std::lock_guard<std::mutex> g(mu_);
     stop_ = true;
@@ -80,9 +82,17 @@ void background::seal(const seal_job& job) {
   cv_.notify_all();
 }
 
+void background::index_sealed(uint64_t end) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    index_pass_end_ = end;
+  }
+  cv_.notify_all();
+}
+
 status background::drain() {
   std::unique_lock<std::mutex> lk(mu_);
-  cv_.wait(lk, [&] { return seals_.empty() && !busy_sealing_; });
+  cv_.wait(lk, [&] { return seals_.empty() && index_pass_end_ == 0 && !busy_sealing_; });
   return seal_error_;
 }
 
@@ -174,15 +184,61 @@ status background::checkpoint(segment& sealed) {
   return {};
 }
 
+status background::index_segment(const segment& sealed) {
+  const uint64_t k = sealed.index();
+  if (indexed_segment_ != ~uint64_t{0} && indexed_segment_ >= k) return {};
+  if (k > c_.first_segment && indexed_segment_ + 1 != k) {
+    // The predecessor's running timestamp maximum is not at hand: check (and
+    // where needed rebuild) every index before this one.
+    auto r = ensure_indexes(*c_.fs, *c_.table, c_.first_segment, k, c_.observer, false, &closing_);
+    if (!r) return r.error();
+    indexed_through_ = r.value();
+  }
+  if (k == c_.first_segment) indexed_through_ = 0;
+  auto built = index_table::build_and_write(*c_.fs, c_.id.dir, c_.id.log_id, sealed, indexed_through_);
+  if (!built) return built.error();
+  indexed_through_ = built.value();
+  indexed_segment_ = k;
+  return {};
+}
+
+void background::rebuild_damaged_indexes() {
+  if (!c_.indexes) return;
+  for (uint64_t k : c_.indexes->take_damaged()) {
+    auto seg = c_.table->get(k);
+    if (!seg) continue;
+    uint64_t through = 0;
+    status why;
+    if (k > c_.first_segment) {
+      auto prev = c_.table->get(k - 1);
+      if (!prev || index_table::check(*c_.fs, c_.id.dir, c_.id.log_id, *prev.value(), through,
+                                      why) != index_table::state::valid)
+        continue;  // the next open's pass rebuilds both, in order
+    }
+    auto built = index_table::build_and_write(*c_.fs, c_.id.dir, c_.id.log_id, *seg.value(), through);
+    if (c_.observer)
+      c_.observer->on_truncated(seg.value()->path(), 0, 0,
+                                built ? "damaged segment index rebuilt"
+                                      : "damaged segment index not rebuilt: " + built.error().to_string());
+    if (built) c_.indexes->forget(k);
+  }
+}
+
 status background::do_seal(const seal_job& job) {
   if (!job.footer_written) {
     if (status s = write_footer(*c_.fs, *job.seg, job.footer, c_.mode); !s) return s;
   }
+  // Index files and checkpoints are derived data: failing to write one costs
+  // a slower read or a longer scan at the next open, never an event. Say so
+  // and carry on.
+  if (status s = index_segment(*job.seg); !s) {
+    indexed_segment_ = ~uint64_t{0};
+    if (c_.observer && s.code() != errc::cancelled)
+      c_.observer->on_truncated(job.seg->path(), 0, 0, "segment index not written: " + s.to_string());
+  }
   if (c_.checkpointed_segment != ~uint64_t{0} && job.seg->index() <= c_.checkpointed_segment)
     return {};  // already covered by a checkpoint on disk
   if (status s = checkpoint(*job.seg); !s) {
-    // A checkpoint is derived data: failing to write one costs a longer scan
-    // at the next open, never an event. Say so and carry on.
     shadow_.reset();
     if (c_.observer)
       c_.observer->on_truncated(job.seg->path(), 0, 0,
@@ -197,13 +253,36 @@ void background::run_seal() {
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   std::unique_lock<std::mutex> lk(mu_);
   while (true) {
-    cv_.wait(lk, [&] { return stop_ || !seals_.empty(); });
-    if (seals_.empty()) break;  // stop_, and every queued seal is done
+    cv_.wait(lk, [&] { return stop_ || !seals_.empty() || index_pass_end_ != 0; });
+    if (index_pass_end_ != 0) {
+      const uint64_t end = index_pass_end_;
+      busy_sealing_ = true;
+      lk.unlock();
+      auto r = ensure_indexes(*c_.fs, *c_.table, c_.first_segment, end, c_.observer, false,
+                              &closing_);
+      if (r && end > c_.first_segment) {
+        indexed_segment_ = end - 1;
+        indexed_through_ = r.value();
+      } else if (!r && c_.observer && r.error().code() != errc::cancelled) {
+        c_.observer->on_truncated(c_.id.dir, 0, 0, "segment indexes not checked: " + r.error().to_string());
+      }
+      lk.lock();
+      busy_sealing_ = false;
+      index_pass_end_ = 0;
+      cv_.notify_all();
+      continue;
+    }
+    if (seals_.empty()) {  // stop_, and every queued seal is done
+      lk.unlock();
+      rebuild_damaged_indexes();  // what readers found since the last seal
+      break;
+    }
     seal_job job = seals_.front();
     seals_.pop_front();
     busy_sealing_ = true;
     lk.unlock();
     status s = do_seal(job);
+    rebuild_damaged_indexes();
     lk.lock();
     busy_sealing_ = false;
     if (!s && seal_error_.ok()) seal_error_ = s;

@@ -3,6 +3,7 @@
 // so the appender never waits on the kernel in steady state.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -18,6 +19,7 @@
 namespace varve {
 
 class segment_table;
+class index_table;
 
 struct seal_job {
   segment* seg;  // owned by the segment table; stays mapped
@@ -35,6 +37,8 @@ class background {
     bool prepare_next;
     recovery_observer* observer;
     uint64_t checkpointed_segment;  // newest heads checkpoint on disk (~0 = none)
+    uint64_t first_segment;         // the log's oldest segment
+    index_table* indexes;           // readers report damaged index files here
   };
   explicit background(config c);
   ~background();  // finishes queued seals, then stops
@@ -46,6 +50,9 @@ class background {
   void prepare(uint64_t index);
   // Queues the footer write and checkpoint of a segment the writer left.
   void seal(const seal_job& job);
+  // Checks (and rebuilds where missing or damaged) the segment index files of
+  // sealed segments [first_segment, end), before any later seal.
+  void index_sealed(uint64_t end);
   // Waits until every queued seal is done; returns the first error, if any.
   status drain();
   // Seals synchronously (recovery uses it for segments it completes).
@@ -57,6 +64,8 @@ class background {
   void run_seal();
   status do_seal(const seal_job& job);
   status checkpoint(segment& sealed);
+  status index_segment(const segment& sealed);
+  void rebuild_damaged_indexes();
 
   config c_;
   std::mutex mu_;
@@ -73,6 +82,14 @@ class background {
   // The checkpointer's own head table, advanced one sealed segment at a time.
   std::unique_ptr<head_table> shadow_;
   uint64_t shadow_next_sequence_ = 0;
+  // Segment index files: the newest one written or checked, and its running
+  // timestamp maximum (the next one continues it).
+  uint64_t indexed_segment_ = ~uint64_t{0};
+  uint64_t indexed_through_ = 0;
+  uint64_t index_pass_end_ = 0;  // > 0: index_sealed() asked for a pass
+  // Destruction without drain(): an index pass over a large log stops early
+  // (the next open finishes it).
+  std::atomic<bool> closing_{false};
   // Two threads, so a long checkpoint never delays the next segment's
   // preparation (which the writer may be waiting for).
   std::thread prepare_thread_;

@@ -121,7 +121,12 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
 
   s->bg = std::make_unique<background>(background::config{
       s->fs, s->shared->segments.identity(), &s->shared->segments, s->opts.mode,
-      s->opts.prepare_next_segment, s->opts.observer, s->checkpointed_segment});
+      s->opts.prepare_next_segment, s->opts.observer, s->checkpointed_segment, s->first_segment,
+      &s->shared->indexes});
+  s->shared->indexes.set_observer(s->opts.observer);
+  // Index files of sealed segments: checked, and rebuilt where missing or
+  // damaged, in the background before any new seal.
+  if (s->active->index() > s->first_segment) s->bg->index_sealed(s->active->index());
   // Sealed segments the newest checkpoint does not cover get one in the background.
   if (s->active->index() > s->first_segment &&
       (s->checkpointed_segment == ~uint64_t{0} || s->checkpointed_segment + 1 < s->active->index())) {
@@ -143,6 +148,7 @@ result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& 
   auto ctl = control_block::open(s->fs, dir, s->meta.log_id);
   if (!ctl) return ctl.error();
   s->shared->ctl = std::move(ctl.value());
+  s->shared->indexes.set_observer(s->opts.observer);
   return std::unique_ptr<event_log>(new event_log(std::move(s)));
 }
 
@@ -373,13 +379,74 @@ void follow_heads(log_state& s) {
   s.follower_pos = r.where().value;
 }
 
+// The stream's head as the writer (or a follower, caught up) sees it now.
+const head_table::head* find_head(log_state& s, std::string_view key) {
+  if (s.read_only) follow_heads(s);
+  return s.heads.find(key, s.heads.hash(key));
+}
+
 }  // namespace
 
 stream_version event_log::version_of(stream_id stream) const {
-  if (s_->read_only) follow_heads(*s_);
-  const std::string_view key = stream.bytes();
-  const head_table::head* h = s_->heads.find(key, s_->heads.hash(key));
+  const head_table::head* h = find_head(*s_, stream.bytes());
   return h ? h->version : 0;
+}
+
+result<stream_reader> event_log::read_stream(stream_id stream, stream_version from,
+                                             read_direction direction, uint64_t max_count) const {
+  const std::string_view key = stream.bytes();
+  if (key.empty() || key.size() > kMaxStreamIdBytes)
+    return status(errc::invalid_argument,
+                  "stream id must have 1 to 255 bytes, got " + std::to_string(key.size()));
+  const head_table::head* h = find_head(*s_, key);
+  stream_reader r;
+  if (status st = r.init(s_->shared, std::string(key), h ? h->version : 0,
+                         h ? h->last_position : ~uint64_t{0}, from, direction, max_count);
+      !st)
+    return st;
+  return r;
+}
+
+result<position> event_log::position_at_time(uint64_t t) const {
+  detail::shared_log& sh = *s_->shared;
+  const uint64_t commit = sh.committed();
+  const uint8_t l2 = sh.log2();
+  if (commit == 0) return position{0};
+  const uint64_t last = (commit - 1) >> l2;  // the segment holding the newest record
+  // The running maximum of timestamps only grows along the log, so the
+  // sealed segments' index files can be binary-searched on it.
+  uint64_t lo = std::min(s_->first_segment, last), hi = last;
+  bool indexed = true;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    auto seg = sh.segments.get(mid);
+    if (!seg) return seg.error();
+    const segment_index::view* ix = sh.indexes.get(*seg.value());
+    if (!ix) {
+      indexed = false;  // scan from the lowest segment not known to be below t
+      break;
+    }
+    if (ix->max_timestamp_through() >= t) hi = mid;
+    else lo = mid + 1;
+  }
+  uint64_t from = (lo << l2) + segment_format::kHeaderSize;
+  if (indexed && lo < last) {
+    auto seg = sh.segments.get(lo);
+    if (!seg) return seg.error();
+    if (const segment_index::view* ix = sh.indexes.get(*seg.value())) {
+      uint32_t at = 0, to = 0;
+      ix->time_scan_range(t, at, to);
+      if (at >= segment_format::kHeaderSize) from = (lo << l2) + at;
+    }
+  }
+  log_reader r(s_->shared, position{from});
+  event_view v;
+  while (true) {
+    auto more = r.next(v);
+    if (!more) return more.error();
+    if (!more.value()) return r.where();
+    if (v.timestamp_ns >= t) return v.position;
+  }
 }
 
 log_reader event_log::read(position from) const { return log_reader(s_->shared, from); }

@@ -35,4 +35,7 @@ std::optional<uint64_t> parse_segment_name(std::string_view n) { return parse_pa
 std::string heads_name(uint64_t last) { return padded(last, ".heads"); }
 std::optional<uint64_t> parse_heads_name(std::string_view n) { return parse_padded(n, ".heads"); }
 
+std::string sidx_name(uint64_t seg) { return padded(seg, ".sidx"); }
+std::optional<uint64_t> parse_sidx_name(std::string_view n) { return parse_padded(n, ".sidx"); }
+
 }  // namespace varve::log_files

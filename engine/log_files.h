@@ -24,5 +24,8 @@ std::optional<uint64_t> parse_segment_name(std::string_view name);
 // index/00000000000000000042.heads: head-table checkpoint covering segments [0, 42].
 std::string heads_name(uint64_t last_segment);
 std::optional<uint64_t> parse_heads_name(std::string_view name);
+// index/00000000000000000042.sidx: the stream index of segment 42.
+std::string sidx_name(uint64_t segment);
+std::optional<uint64_t> parse_sidx_name(std::string_view name);
 
 }  // namespace varve::log_files

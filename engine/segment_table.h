@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "engine/atomic_slots.h"
 #include "engine/segment.h"
 
 namespace varve {
@@ -34,15 +35,10 @@ class segment_table {
   const std::shared_ptr<file_system>& fs_ptr() const { return fs_; }
 
  private:
-  static constexpr uint64_t kChunkBits = 12;
-  static constexpr uint64_t kChunkSize = uint64_t{1} << kChunkBits;
-  static constexpr uint64_t kChunks = 4096;  // 16 M segments
-
-  std::atomic<segment*>* slot(uint64_t index, bool create);
 
   std::shared_ptr<file_system> fs_;
   segment::identity id_;
-  std::atomic<std::atomic<segment*>*> chunks_[kChunks] = {};
+  atomic_slots<segment> slots_;
   // Replaced mappings, freed at destruction (a reader may still hold views).
   std::atomic<struct retired_node*> retired_{nullptr};
 };

@@ -7,13 +7,14 @@
 #include <string>
 
 #include "engine/control_block.h"
+#include "engine/index_table.h"
 #include "engine/segment_table.h"
 
 namespace varve::detail {
 
 struct shared_log {
   shared_log(std::shared_ptr<file_system> fs, segment::identity id, bool verify)
-      : segments(std::move(fs), std::move(id)), verify_checksums(verify) {}
+      : segments(fs, id), indexes(fs, id.dir, id.log_id), verify_checksums(verify) {}
 
   uint8_t log2() const { return segments.identity().log2_capacity; }
   uint64_t capacity() const { return uint64_t{1} << log2(); }
@@ -22,6 +23,7 @@ struct shared_log {
   uint64_t committed() const { return ctl->commit().load(std::memory_order_acquire); }
 
   segment_table segments;
+  index_table indexes;
   std::unique_ptr<control_block> ctl;
   bool verify_checksums;
 };

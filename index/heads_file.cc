@@ -8,6 +8,7 @@
 
 #include "engine/coding.h"
 #include "engine/log_files.h"
+#include "index/index_file.h"
 
 namespace varve::heads_file {
 
@@ -40,39 +41,14 @@ status write(file_system& fs, const std::string& index_dir, uint64_t log_id,
   put_u64(h + 48, XXH3_64bits(buf.data() + 64, buf.size() - 64));
   put_u64(h + 56, XXH3_64bits(h, 56));
 
-  const std::string name = log_files::heads_name(info.last_segment);
-  const std::string final_path = log_files::join(index_dir, name);
-  const std::string partial = final_path + log_files::kPartialSuffix;
-  auto f = fs.open(partial, file_system::open_mode::create_or_open);
-  if (!f) return f.error();
-  file_handle fh = f.value();
-  status s = fs.truncate(fh, 0);
-  if (s) s = fs.pwrite(fh, 0, buf.data(), buf.size());
-  // Crash story: until the rename below, open ignores (and removes) the
-  // .partial and uses the previous checkpoint; after it, the data is synced.
-  if (s) s = fs.datasync(fh);
-  fs.close(fh);
-  if (s) s = fs.rename(partial, final_path);
-  if (s) s = fs.sync_dir(index_dir);
-  if (!s) (void)fs.remove(partial);
-  return s;
+  return index_file::write(fs, index_dir, log_files::heads_name(info.last_segment), buf);
 }
 
 status read(file_system& fs, const std::string& path, uint64_t log_id, checkpoint_info& info,
             head_table& table) {
-  auto f = fs.open(path, file_system::open_mode::read_only);
-  if (!f) return f.error();
-  file_handle fh = f.value();
-  auto size = fs.file_size(fh);
-  if (!size) {
-    fs.close(fh);
-    return size.error();
-  }
-  std::vector<std::byte> buf(size.value());
-  status s = size.value() < 64 ? status(errc::corruption, path + ": truncated checkpoint")
-                               : fs.pread(fh, 0, buf.data(), buf.size());
-  fs.close(fh);
-  if (!s) return s;
+  auto got = index_file::read(fs, path, 64);
+  if (!got) return got.error();
+  const std::vector<std::byte>& buf = got.value();
   const std::byte* h = buf.data();
   if (std::memcmp(h, kMagic, 8) != 0 || get_u32(h + 8) != 1 || get_u64(h + 56) != XXH3_64bits(h, 56))
     return {errc::corruption, path + " offset 0: bad checkpoint header"};

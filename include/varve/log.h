@@ -9,6 +9,7 @@
 #include "varve/event.h"
 #include "varve/options.h"
 #include "varve/reader.h"
+#include "varve/stream_reader.h"
 #include "varve/status.h"
 #include "varve/types.h"
 
@@ -110,6 +111,24 @@ class event_log {
 
   // A cursor over committed events from `from` (position{} = the beginning).
   log_reader read(position from = {}) const;
+
+  // One stream's events from version `from`: forward (from, from+1, ...) or
+  // backward (from, from-1, ..., 1; kLatestVersion = the newest), at most
+  // `max_count` of them. Called like version_of() (it looks up the stream's
+  // head); the returned reader may then be used from any thread.
+  result<stream_reader> read_stream(stream_id stream, stream_version from = 1,
+                                    read_direction direction = read_direction::forward,
+                                    uint64_t max_count = UINT64_MAX) const;
+
+  // The position of the first event whose timestamp is at or after `t` (ns
+  // since the epoch), for "state as of t" (read up to it) and "since t" (read
+  // from it). Timestamps need not be monotonic: like Kafka's time index, the
+  // answer is the first event at which the running maximum of timestamps
+  // reaches t, which is the first event at or after t whenever timestamps
+  // rise with the log. The committed end of the log when no event reaches t.
+  // O(log segments) through the segment index files, plus a scan of at most
+  // 64 events (in the unsealed tail: of up to one segment).
+  result<position> position_at_time(uint64_t t) const;
 
   log_stats stats() const;
   const std::string& dir() const;

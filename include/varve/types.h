@@ -29,6 +29,8 @@ struct sequence {
 // Version of an event within its stream: the first event of a stream is version 1.
 // A stream that does not exist is at version 0.
 using stream_version = uint64_t;
+// "The newest version", for reading a stream backward from its end.
+inline constexpr stream_version kLatestVersion = std::numeric_limits<uint64_t>::max();
 
 // The optimistic-concurrency check of an append.
 class expected_version {

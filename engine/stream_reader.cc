@@ -1,0 +1,152 @@
+#include "varve/stream_reader.h"
+
+#include "engine/record_format.h"
+#include "engine/shared_log.h"
+
+namespace varve {
+
+namespace {
+
+status bad_chain(const segment& seg, uint64_t off, const std::string& why) {
+  return status(errc::corruption, seg.path() + " offset " + std::to_string(off) + ": " + why);
+}
+
+}  // namespace
+
+status stream_reader::init(std::shared_ptr<detail::shared_log> log, std::string stream,
+                           stream_version head_version, uint64_t head_position,
+                           stream_version from, read_direction dir, uint64_t max_count) {
+  log_ = std::move(log);
+  stream_ = std::move(stream);
+  dir_ = dir;
+  head_version_ = head_version;
+  remaining_ = max_count;
+  walk_pos_ = head_position;
+  walk_version_ = head_version;
+  if (head_version == 0 || max_count == 0) {
+    remaining_ = 0;
+    return {};
+  }
+  if (dir == read_direction::forward) {
+    next_version_ = from == 0 ? 1 : from;
+    if (next_version_ > head_version) {
+      remaining_ = 0;
+      return {};
+    }
+    // Down to the run holding `from`; next() then climbs back up the runs.
+    while (walk_version_ >= next_version_)
+      if (status s = descend(); !s) return s;
+    run_ = runs_.size() - 1;
+    return {};
+  }
+  next_version_ = std::min(from, head_version);
+  if (next_version_ == 0) {
+    remaining_ = 0;
+    return {};
+  }
+  // Runs above the starting version are passed over, keeping one at a time.
+  while (true) {
+    runs_.clear();
+    positions_.clear();
+    if (status s = descend(); !s) return s;
+    if (runs_.back().first_version <= next_version_) break;
+  }
+  run_ = 0;
+  return {};
+}
+
+status stream_reader::descend() {
+  const uint8_t l2 = log_->log2();
+  const uint64_t mask = (uint64_t{1} << l2) - 1;
+  const uint64_t seg_index = walk_pos_ >> l2;
+  auto got = log_->segments.get(seg_index);
+  if (!got) return got.error();
+  const segment& seg = *got.value();
+
+  if (const segment_index::view* ix = log_->indexes.get(seg)) {
+    segment_index::stream_run r;
+    // The index must agree with the back-chain where they meet (the run's
+    // newest event is the one we came from); otherwise it is not used.
+    if (ix->find(stream_, r) && r.first_version + r.count - 1 == walk_version_ &&
+        r.offsets[r.count - 1] == (walk_pos_ & mask) &&
+        (r.first_version == 1 ? r.prev_position == ~uint64_t{0}
+                              : r.prev_position < seg.base_position())) {
+      runs_.push_back({seg_index, r.first_version, r.count, r.offsets, 0});
+      walk_version_ = r.first_version - 1;
+      walk_pos_ = r.prev_position;
+      return {};
+    }
+  }
+
+  // The back-chain, within this segment: each record names its predecessor.
+  const size_t at = positions_.size();
+  const uint64_t stop = dir_ == read_direction::forward ? next_version_ : 1;
+  uint32_t count = 0;
+  while (walk_version_ >= stop && walk_version_ > 0 && (walk_pos_ >> l2) == seg_index) {
+    const uint64_t off = walk_pos_ & mask;
+    if (off < segment_format::kHeaderSize || off % 8 != 0 || off >= seg.records_end())
+      return bad_chain(seg, off, "back-chain points outside the record area");
+    event_view v;
+    record::decoded d = record::decode(seg.data() + off, seg.records_end() - off, walk_pos_,
+                                       log_->verify_checksums, v);
+    if (d.outcome != record::decode_outcome::event)
+      return bad_chain(seg, off, std::string("back-chain record: ") +
+                                     (d.why ? d.why : "not an event record"));
+    if (v.stream != stream_ || v.version != walk_version_)
+      return bad_chain(seg, off, "back-chain leads to another stream or version");
+    positions_.push_back(walk_pos_);
+    ++count;
+    --walk_version_;
+    if (walk_version_ > 0 && (v.previous.is_none() || v.previous.value >= walk_pos_))
+      return bad_chain(seg, off, "back-chain does not lead backward");
+    walk_pos_ = v.previous.value;
+  }
+  runs_.push_back({seg_index, walk_version_ + 1, count, nullptr, at});
+  return {};
+}
+
+uint64_t stream_reader::position_of(const run& r, uint64_t version) const {
+  const uint64_t i = version - r.first_version;
+  if (r.offsets) return (r.segment << log_->log2()) | r.offsets[i];
+  return positions_[r.explicit_at + (r.count - 1 - i)];
+}
+
+result<bool> stream_reader::next(event_view& out) {
+  if (remaining_ == 0 || !log_) return false;
+  const run* r = nullptr;
+  if (dir_ == read_direction::forward) {
+    while (true) {
+      r = &runs_[run_];
+      if (next_version_ < r->first_version + r->count) break;
+      if (run_ == 0 || next_version_ > head_version_) return false;
+      --run_;
+    }
+  } else {
+    if (next_version_ == 0) return false;
+    if (next_version_ < runs_.back().first_version) {
+      runs_.clear();
+      positions_.clear();
+      if (status s = descend(); !s) return s;
+    }
+    r = &runs_.back();
+  }
+  const uint64_t pos = position_of(*r, next_version_);
+  auto got = log_->segments.get(r->segment);
+  if (!got) return got.error();
+  const segment& seg = *got.value();
+  const uint64_t off = pos & (log_->capacity() - 1);
+  if (off < segment_format::kHeaderSize || off % 8 != 0 || off >= seg.records_end())
+    return bad_chain(seg, off, "stream index points outside the record area");
+  record::decoded d =
+      record::decode(seg.data() + off, seg.records_end() - off, pos, log_->verify_checksums, out);
+  if (d.outcome != record::decode_outcome::event)
+    return bad_chain(seg, off, std::string("stream record: ") + (d.why ? d.why : "not an event record"));
+  if (out.stream != stream_ || out.version != next_version_)
+    return bad_chain(seg, off, "stream index leads to another stream or version");
+  if (dir_ == read_direction::forward) ++next_version_;
+  else --next_version_;
+  --remaining_;
+  return true;
+}
+
+}  // namespace varve

@@ -1,0 +1,242 @@
+#include "index/segment_index.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+#include "engine/coding.h"
+#include "engine/scan.h"
+#include "engine/segment.h"
+
+namespace varve::segment_index {
+
+namespace {
+
+constexpr char kMagic[8] = {'V', 'A', 'R', 'V', 'E', 'S', 'I', 'X'};
+constexpr size_t kSlotSize = 16;
+constexpr size_t kEntryFixed = 32;
+constexpr size_t kTimeEntry = 16;
+
+uint64_t pad8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
+
+}  // namespace
+
+uint64_t hash(hash_kind k, std::string_view stream) {
+  // The weak hash sends every stream whose first byte matches to the same
+  // slot chain: tests use it to prove collisions are resolved by the bytes.
+  if (k == hash_kind::weak) return stream.empty() ? 0 : static_cast<uint8_t>(stream[0]) & 3;
+  return XXH3_64bits(stream.data(), stream.size());
+}
+
+result<std::vector<std::byte>> build(const segment& seg, const build_input& in) {
+  segment_format::footer f;
+  if (status s = seg.read_footer(f); !s)
+    return status(s.code() == errc::not_found ? errc::invalid_argument : s.code(),
+                  seg.path() + ": cannot index a segment that is not sealed: " + s.message());
+  struct acc {
+    std::string_view stream;
+    bool integer;
+    uint64_t first_version, prev_position;
+    uint32_t count;
+    uint64_t postings_index;
+  };
+  std::vector<acc> streams;
+  std::unordered_map<std::string_view, uint32_t> ids;
+  ids.reserve(std::min<uint64_t>(f.event_count, 1 << 20));
+  std::vector<std::pair<uint32_t, uint32_t>> events;  // (stream, record offset)
+  events.reserve(f.event_count);
+  std::vector<std::pair<uint64_t, uint32_t>> times;
+  uint64_t max_ts = in.max_timestamp_through_previous;
+  uint64_t gap_offset = 0;
+  bool gap = false;
+  const uint64_t base = seg.base_position();
+  segment_scan r = scan_segment(seg, f.first_sequence, true, [&](const event_view& v) {
+    auto [it, fresh] = ids.try_emplace(v.stream, static_cast<uint32_t>(streams.size()));
+    if (fresh) streams.push_back({v.stream, v.stream_is_integer, v.version, v.previous.value, 0, 0});
+    acc& a = streams[it->second];
+    const uint32_t off = static_cast<uint32_t>(v.position.value - base);
+    if (a.first_version + a.count != v.version && !gap) gap = true, gap_offset = off;
+    ++a.count;
+    if (v.timestamp_ns > max_ts) max_ts = v.timestamp_ns;
+    if (events.size() % kTimeStride == 0) times.push_back({max_ts, off});
+    events.push_back({it->second, off});
+  });
+  if (!r.ended_by_marker || r.good_end != f.data_end || r.events != f.event_count)
+    return status(errc::corruption,
+                  seg.path() + " offset " + std::to_string(r.problem_offset) +
+                      ": sealed segment cannot be indexed: " +
+                      (r.problem.empty() ? "records disagree with the footer" : r.problem));
+  if (gap)
+    return status(errc::corruption, seg.path() + " offset " + std::to_string(gap_offset) +
+                                        ": a stream's versions are not contiguous");
+
+  uint64_t slot_count = 2;
+  while (slot_count < 2 * streams.size()) slot_count <<= 1;
+  uint64_t entries_bytes = 0;
+  uint64_t next_posting = 0;
+  std::vector<uint64_t> entry_off(streams.size());
+  for (size_t i = 0; i < streams.size(); ++i) {
+    entry_off[i] = entries_bytes;
+    entries_bytes += kEntryFixed + pad8(streams[i].stream.size());
+    streams[i].postings_index = next_posting;
+    next_posting += streams[i].count;
+  }
+  const uint64_t slots_at = kHeaderSize;
+  const uint64_t entries_at = slots_at + slot_count * kSlotSize;
+  const uint64_t postings_at = entries_at + entries_bytes;
+  const uint64_t time_at = postings_at + pad8(events.size() * 4);
+  const uint64_t total = time_at + times.size() * kTimeEntry;
+  std::vector<std::byte> out(total);
+  std::byte* p = out.data();
+
+  const uint64_t mask = slot_count - 1;
+  for (size_t i = 0; i < streams.size(); ++i) {
+    const acc& a = streams[i];
+    const uint64_t h = hash(in.hash, a.stream);
+    for (uint64_t s = h & mask;; s = (s + 1) & mask) {
+      std::byte* slot = p + slots_at + s * kSlotSize;
+      if (coding::get_u64(slot + 8) != 0) continue;
+      coding::put_u64(slot, h);
+      coding::put_u64(slot + 8, entry_off[i] + 1);
+      break;
+    }
+    std::byte* e = p + entries_at + entry_off[i];
+    coding::put_u64(e, a.first_version);
+    coding::put_u64(e + 8, a.prev_position);
+    coding::put_u64(e + 16, a.postings_index);
+    coding::put_u32(e + 24, a.count);
+    e[28] = static_cast<std::byte>(a.stream.size());
+    e[29] = static_cast<std::byte>(a.integer ? 1 : 0);
+    std::memcpy(e + kEntryFixed, a.stream.data(), a.stream.size());
+  }
+  // Counting sort by stream: each stream's offsets land together, in log
+  // (= version) order.
+  std::vector<uint64_t> cursor(streams.size());
+  for (size_t i = 0; i < streams.size(); ++i) cursor[i] = streams[i].postings_index;
+  for (const auto& [sid, off] : events) coding::put_u32(p + postings_at + 4 * cursor[sid]++, off);
+  for (size_t i = 0; i < times.size(); ++i) {
+    coding::put_u64(p + time_at + i * kTimeEntry, times[i].first);
+    coding::put_u32(p + time_at + i * kTimeEntry + 8, times[i].second);
+  }
+
+  std::memcpy(p, kMagic, 8);
+  coding::put_u32(p + 8, kFormatVersion);
+  p[12] = static_cast<std::byte>(in.hash);
+  coding::put_u64(p + 16, in.log_id);
+  coding::put_u64(p + 24, seg.index());
+  coding::put_u64(p + 32, f.first_sequence);
+  coding::put_u64(p + 40, events.size());
+  coding::put_u64(p + 48, streams.size());
+  coding::put_u64(p + 56, slot_count);
+  coding::put_u64(p + 64, entries_bytes);
+  coding::put_u64(p + 72, times.size());
+  coding::put_u64(p + 80, max_ts);
+  coding::put_u64(p + 88, f.data_checksum);
+  coding::put_u64(p + 96, XXH3_64bits(p + kHeaderSize, total - kHeaderSize));
+  coding::put_u64(p + 120, XXH3_64bits(p, 120));
+  return out;
+}
+
+result<view> view::open(const std::byte* data, size_t size, const std::string& file,
+                        uint64_t log_id, uint64_t segment_index, bool verify_body) {
+  auto bad = [&](uint64_t off, const std::string& why) {
+    return status(errc::corruption, file + " offset " + std::to_string(off) + ": " + why);
+  };
+  if (size < kHeaderSize) return bad(0, "index file is " + std::to_string(size) + " bytes, shorter than its header");
+  if (std::memcmp(data, kMagic, 8) != 0) return bad(0, "not a segment index file (bad magic)");
+  if (coding::get_u32(data + 8) != kFormatVersion)
+    return status(errc::newer_format, file + ": segment index format version " +
+                                          std::to_string(coding::get_u32(data + 8)) +
+                                          " is not supported");
+  if (coding::get_u64(data + 120) != XXH3_64bits(data, 120)) return bad(120, "header checksum mismatch");
+  view v;
+  header& h = v.h_;
+  h.hash = static_cast<uint8_t>(data[12]);
+  h.log_id = coding::get_u64(data + 16);
+  h.segment_index = coding::get_u64(data + 24);
+  h.first_sequence = coding::get_u64(data + 32);
+  h.event_count = coding::get_u64(data + 40);
+  h.stream_count = coding::get_u64(data + 48);
+  h.slot_count = coding::get_u64(data + 56);
+  h.entries_bytes = coding::get_u64(data + 64);
+  h.time_count = coding::get_u64(data + 72);
+  h.max_ts_through = coding::get_u64(data + 80);
+  h.data_checksum = coding::get_u64(data + 88);
+  if (h.hash > 1) return bad(12, "unknown hash kind");
+  if (h.log_id != log_id) return bad(16, "index file belongs to another log");
+  if (h.segment_index != segment_index) return bad(24, "index file is for segment " + std::to_string(h.segment_index));
+  // Sizes: each checked against the file before any arithmetic can overflow.
+  const uint64_t limit = size;
+  if (h.slot_count < 2 || (h.slot_count & (h.slot_count - 1)) != 0 || h.slot_count > limit / kSlotSize ||
+      h.stream_count > h.slot_count / 2 || h.entries_bytes > limit || h.event_count > limit / 4 ||
+      h.time_count > limit / kTimeEntry || h.stream_count > h.event_count)
+    return bad(40, "index sizes are inconsistent");
+  const uint64_t entries_at = kHeaderSize + h.slot_count * kSlotSize;
+  const uint64_t postings_at = entries_at + h.entries_bytes;
+  const uint64_t time_at = postings_at + pad8(h.event_count * 4);
+  if (time_at > limit || time_at + h.time_count * kTimeEntry != size)
+    return bad(40, "index sizes disagree with the file size " + std::to_string(size));
+  if (verify_body && coding::get_u64(data + 96) != XXH3_64bits(data + kHeaderSize, size - kHeaderSize))
+    return bad(kHeaderSize, "index body checksum mismatch");
+  if (!verify_body) return v;  // header figures only: find() answers nothing
+  v.data_ = data;
+  v.size_ = size;
+  v.slots_ = data + kHeaderSize;
+  v.entries_ = data + entries_at;
+  v.postings_ = reinterpret_cast<const uint32_t*>(data + postings_at);
+  v.time_ = data + time_at;
+  return v;
+}
+
+bool view::find(std::string_view stream, stream_run& out) const {
+  if (!data_) return false;
+  const uint64_t hv = hash(static_cast<hash_kind>(h_.hash), stream);
+  const uint64_t mask = h_.slot_count - 1;
+  uint64_t s = hv & mask;
+  for (uint64_t probes = 0; probes < h_.slot_count; ++probes, s = (s + 1) & mask) {
+    const std::byte* slot = slots_ + s * kSlotSize;
+    const uint64_t eoff = coding::get_u64(slot + 8);
+    if (eoff == 0) return false;
+    if (coding::get_u64(slot) != hv) continue;
+    const uint64_t off = eoff - 1;
+    if (off > h_.entries_bytes || h_.entries_bytes - off < kEntryFixed) return false;
+    const std::byte* e = entries_ + off;
+    const size_t len = static_cast<uint8_t>(e[28]);
+    if (len != stream.size() || h_.entries_bytes - off - kEntryFixed < len) continue;
+    if (std::memcmp(e + kEntryFixed, stream.data(), len) != 0) continue;
+    const uint64_t pi = coding::get_u64(e + 16);
+    const uint32_t count = coding::get_u32(e + 24);
+    if (count == 0 || pi > h_.event_count || h_.event_count - pi < count) return false;
+    out.first_version = coding::get_u64(e);
+    out.prev_position = coding::get_u64(e + 8);
+    out.count = count;
+    out.offsets = postings_ + pi;
+    return true;
+  }
+  return false;
+}
+
+void view::time_scan_range(uint64_t t, uint32_t& from, uint32_t& to) const {
+  from = 0;
+  to = 0;
+  if (h_.time_count == 0) return;
+  auto ts = [&](uint64_t i) { return coding::get_u64(time_ + i * kTimeEntry); };
+  auto off = [&](uint64_t i) { return coding::get_u32(time_ + i * kTimeEntry + 8); };
+  uint64_t lo = 0, hi = h_.time_count;  // first entry whose running max reaches t
+  while (lo < hi) {
+    uint64_t mid = (lo + hi) / 2;
+    if (ts(mid) >= t) hi = mid;
+    else lo = mid + 1;
+  }
+  if (lo == 0) {
+    from = off(0);
+    to = h_.time_count > 1 ? off(1) : 0;
+  } else {
+    from = off(lo - 1);
+    to = lo < h_.time_count ? off(lo) + 1 : 0;
+  }
+}
+
+}  // namespace varve::segment_index

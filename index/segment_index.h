@@ -1,0 +1,115 @@
+// The per-segment stream index, DIR/index/<segment>.sidx: written once when a
+// segment is sealed, immutable, mmapped by readers. For every stream with
+// events in the segment it gives the run of versions there, each event's
+// offset (so a stream read jumps straight to its records), and the stream's
+// last record before the segment (so a reader hops to the previous segment
+// that holds the stream without touching the ones that do not). A sparse time
+// index rides along. Derived data: rebuilt from the segment whenever it is
+// missing or fails validation; docs/FORMAT.md describes every byte.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "varve/status.h"
+
+namespace varve {
+class segment;
+}
+
+namespace varve::segment_index {
+
+//  Header, 128 bytes:
+//  0   8  magic "VARVESIX"
+//  8   4  format_version (1)
+//  12  1  hash_kind (0: XXH3-64 of the stream id; 1: weak, tests only)
+//  13  3  reserved (0)
+//  16  8  log_id
+//  24  8  segment_index
+//  32  8  first_sequence        of the segment's first event
+//  40  8  event_count
+//  48  8  stream_count
+//  56  8  slot_count            power of two, >= 2 x stream_count
+//  64  8  entries_bytes         size of the entry area
+//  72  8  time_count            entries of the time index
+//  80  8  max_timestamp_through max event timestamp of this segment and all before it
+//  88  8  data_checksum         the segment footer's, ties the index to those bytes
+//  96  8  body_checksum         XXH3-64 of bytes [128, file end)
+//  104 16 reserved (0)
+//  120 8  checksum              XXH3-64 of bytes [0, 120)
+//  Body: slots (slot_count x 16: hash u64, entry offset + 1 u64, 0 = empty;
+//  linear probing), entries (each: first_version u64, prev_position u64,
+//  postings_index u64, count u32, stream_len u8, flags u8 (bit 0 integer id),
+//  2 reserved, stream bytes zero-padded to 8), postings (event_count x u32:
+//  record offsets in the segment, grouped by stream in version order, padded
+//  to 8 bytes), time index (time_count x 16: running max timestamp u64 as of
+//  the event, its offset u32, 4 reserved) — one entry per kTimeStride events.
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr size_t kHeaderSize = 128;
+inline constexpr uint64_t kTimeStride = 64;
+
+enum class hash_kind : uint8_t { xxh3 = 0, weak = 1 };
+uint64_t hash(hash_kind k, std::string_view stream);
+
+struct build_input {
+  uint64_t log_id = 0;
+  uint64_t max_timestamp_through_previous = 0;  // the previous segment's figure
+  hash_kind hash = hash_kind::xxh3;
+};
+
+// Scans a sealed segment (verifying every record against its footer) and
+// returns the file's bytes.
+result<std::vector<std::byte>> build(const segment& seg, const build_input& in);
+
+struct stream_run {
+  uint64_t first_version = 0;
+  uint64_t prev_position = ~uint64_t{0};
+  uint32_t count = 0;
+  const uint32_t* offsets = nullptr;  // `count` record offsets, version order
+};
+
+// A validated, read-only view of an index file's bytes (mapped or in memory).
+class view {
+ public:
+  // Checks magic, version, checksums, identity and every size before anything
+  // is trusted; `file` names it in errors. `verify_body` = false checks the
+  // header only (a cheap check of many files at open; never for lookups).
+  static result<view> open(const std::byte* data, size_t size, const std::string& file,
+                           uint64_t log_id, uint64_t segment_index, bool verify_body = true);
+
+  uint64_t segment_index() const { return h_.segment_index; }
+  uint64_t event_count() const { return h_.event_count; }
+  uint64_t stream_count() const { return h_.stream_count; }
+  uint64_t first_sequence() const { return h_.first_sequence; }
+  uint64_t max_timestamp_through() const { return h_.max_ts_through; }
+  uint64_t data_checksum() const { return h_.data_checksum; }
+
+  // The stream's run in this segment; false when the segment holds none of
+  // its events. Bounds-checked: a run never points outside the file.
+  bool find(std::string_view stream, stream_run& out) const;
+  // Offset of the record to start a forward scan for the first event whose
+  // timestamp reaches `t` (running max), and the offset the scan may stop
+  // at (0 = segment end). Only meaningful when max_timestamp_through >= t.
+  void time_scan_range(uint64_t t, uint32_t& from, uint32_t& to) const;
+  // Entry count per stream, for `varve index verify` and stats.
+  size_t bytes() const { return size_; }
+
+ private:
+  struct header {
+    uint8_t hash = 0;
+    uint64_t log_id, segment_index, first_sequence, event_count, stream_count, slot_count,
+        entries_bytes, time_count, max_ts_through, data_checksum;
+  };
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+  header h_{};
+  const std::byte* slots_ = nullptr;
+  const std::byte* entries_ = nullptr;
+  const uint32_t* postings_ = nullptr;
+  const std::byte* time_ = nullptr;
+};
+
+}  // namespace varve::segment_index
