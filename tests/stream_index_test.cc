@@ -446,3 +446,60 @@ TEST(StreamIndex, ExpectedVersionKindsOnTheAppendPath) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(IndexAdmin, VerifyFindsEachDamagedFileAndRebuildRestoresTheIndex) {
+  built_log b;
+  auto clean = verify_index(b.dir);
+  ASSERT_OK(clean);
+  EXPECT_TRUE(clean->problems.empty()) << clean->problems.front().to_string();
+  const uint64_t sealed = list_segments(b.dir).size() - 1;
+  EXPECT_EQ(clean->sealed_segments, sealed);
+  EXPECT_EQ(clean->index_files, sealed);
+  EXPECT_GE(clean->checkpoints, 1u);
+
+  const std::string ix0 = b.dir + "/index/" + log_files::sidx_name(0);
+  const std::string ix1 = b.dir + "/index/" + log_files::sidx_name(1);
+  const std::vector<uint8_t> original0 = read_file(ix0);
+  flip_byte(ix0, original0.size() - 3);
+  fs::remove(ix1);
+  std::string heads;
+  for (const auto& e : fs::directory_iterator(b.dir + "/index"))
+    if (e.path().extension() == ".heads") heads = e.path().string();
+  ASSERT_FALSE(heads.empty());
+  flip_byte(heads, 70);
+  auto bad = verify_index(b.dir);
+  ASSERT_OK(bad);
+  ASSERT_EQ(bad->problems.size(), 3u);
+  std::string all;
+  for (const auto& p : bad->problems) all += p.to_string() + "\n";
+  EXPECT_NE(all.find(log_files::sidx_name(0)), std::string::npos) << all;
+  EXPECT_NE(all.find(log_files::sidx_name(1)), std::string::npos) << all;
+  EXPECT_NE(all.find(fs::path(heads).filename().string()), std::string::npos) << all;
+
+  {
+    // Not while a writer has the log.
+    auto w = event_log::open(b.dir);
+    ASSERT_OK(w);
+    EXPECT_ERRC(rebuild_index(b.dir), errc::locked);
+  }
+  auto rebuilt = rebuild_index(b.dir);
+  ASSERT_OK(rebuilt);
+  EXPECT_EQ(rebuilt->index_files, sealed);
+  EXPECT_EQ(read_file(ix0), original0);
+  auto again = verify_index(b.dir);
+  ASSERT_OK(again);
+  EXPECT_TRUE(again->problems.empty()) << again->problems.front().to_string();
+  log_options o;
+  o.segment_bytes = kSeg;
+  auto ro = event_log::open_read_only(b.dir, o);
+  ASSERT_OK(ro);
+  for (int s = 0; s <= b.streams; ++s)
+    ASSERT_TRUE(stream_matches(*ro.value(), b.m, stream_number(s), 1, read_direction::forward, UINT64_MAX));
+  auto w = event_log::open(b.dir, o);  // and the writer opens from the rebuilt checkpoint
+  ASSERT_OK(w);
+  for (int s = 0; s <= b.streams; ++s) EXPECT_EQ(w.value()->version_of(stream_number(s).id()), b.m.version_of(stream_number(s)));
+}
+
+}  // namespace

@@ -29,4 +29,24 @@ result<verify_report> verify_log(const std::string& dir,
 
 result<log_stats> stat_log(const std::string& dir);
 
+// The per-aggregate index of a log (index/*.sidx and the newest head-table
+// checkpoints), compared with or rebuilt from the log alone.
+struct index_report {
+  uint64_t sealed_segments = 0;
+  uint64_t index_files = 0;     // verify: found valid; rebuild: written
+  uint64_t index_bytes = 0;     // of the segment index files
+  uint64_t events = 0;          // in sealed segments
+  uint64_t checkpoints = 0;     // head-table checkpoints checked or written
+  std::vector<status> problems; // verify: each names a file; empty = intact
+};
+
+// Rebuilds every segment index file in memory from the sealed segments and
+// compares it byte for byte with the file on disk, and each head-table
+// checkpoint with the heads a scan gives. Reads only; no lock.
+result<index_report> verify_index(const std::string& dir);
+// Rewrites the index from the log alone: every sealed segment's index file,
+// and one head-table checkpoint (the newest sealed segment). Takes the writer
+// lock (errc::locked while a writer has the log open); never touches events.
+result<index_report> rebuild_index(const std::string& dir);
+
 }  // namespace varve

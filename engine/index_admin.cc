@@ -1,0 +1,185 @@
+// `varve index verify|rebuild`: the per-aggregate index checked against, or
+// rebuilt from, the log alone.
+#include <algorithm>
+#include <cstring>
+
+#include "engine/index_table.h"
+#include "engine/log_files.h"
+#include "engine/meta_file.h"
+#include "engine/scan.h"
+#include "engine/segment_table.h"
+#include "engine/writer_lock.h"
+#include "index/head_table.h"
+#include "index/heads_file.h"
+#include "index/index_file.h"
+#include "varve/admin.h"
+
+namespace varve {
+namespace {
+
+struct sealed_prefix {
+  segment::identity id;
+  uint64_t first = 0, end = 0;  // sealed segments [first, end)
+  std::vector<std::string> index_names;
+};
+
+// The log's sealed segments are a prefix of its segment files: the first one
+// without a valid footer is where the writer is (or was).
+result<sealed_prefix> find_sealed(file_system& fs, segment_table& table, const std::string& dir) {
+  sealed_prefix p;
+  p.id = table.identity();
+  auto names = fs.list_dir(dir);
+  if (!names) return names.error();
+  std::vector<uint64_t> segs;
+  for (const std::string& n : names.value())
+    if (auto i = log_files::parse_segment_name(n)) segs.push_back(*i);
+  std::sort(segs.begin(), segs.end());
+  if (segs.empty()) return p;
+  p.first = p.end = segs.front();
+  for (uint64_t k : segs) {
+    if (k != p.end) break;
+    auto seg = table.get(k);
+    if (!seg) return seg.error();
+    segment_format::footer f;
+    if (!seg.value()->read_footer(f)) break;
+    p.end = k + 1;
+  }
+  if (auto ix = fs.list_dir(log_files::join(dir, log_files::kIndexDir))) p.index_names = ix.value();
+  return p;
+}
+
+struct opened_log {
+  std::shared_ptr<file_system> fs = posix_file_system();
+  segment_format::meta meta;
+  std::unique_ptr<segment_table> table;
+};
+
+result<opened_log> open_for_index(const std::string& dir) {
+  opened_log o;
+  if (status s = meta_file::read(*o.fs, dir, o.meta); !s) return s;
+  o.table = std::make_unique<segment_table>(o.fs, segment::identity{dir, o.meta.log2_capacity, o.meta.log_id});
+  return o;
+}
+
+// Heads of every stream after each sealed segment, fed one segment at a time.
+void advance_heads(const segment& seg, uint64_t& next_seq, head_table& heads, uint64_t& events) {
+  segment_scan r = scan_segment(seg, next_seq, true, [&](const event_view& v) {
+    heads.advance(v.stream, v.stream_is_integer, v.version, v.position.value);
+  });
+  next_seq = r.next_sequence;
+  events += r.events;
+}
+
+bool same_heads(const head_table& a, const head_table& b) {
+  if (a.size() != b.size()) return false;
+  bool same = true;
+  a.for_each([&](std::string_view stream, bool, const head_table::head& h) {
+    const head_table::head* o = b.find(stream, b.hash(stream));
+    if (!o || o->version != h.version || o->last_position != h.last_position) same = false;
+  });
+  return same;
+}
+
+}  // namespace
+
+result<index_report> verify_index(const std::string& dir) {
+  auto o = open_for_index(dir);
+  if (!o) return o.error();
+  file_system& fs = *o.value().fs;
+  auto p = find_sealed(fs, *o.value().table, dir);
+  if (!p) return p.error();
+  const std::string index_dir = log_files::join(dir, log_files::kIndexDir);
+  std::vector<uint64_t> cps;
+  for (const std::string& n : p.value().index_names)
+    if (auto i = log_files::parse_heads_name(n)) cps.push_back(*i);
+
+  index_report rep;
+  rep.sealed_segments = p.value().end - p.value().first;
+  uint64_t through = 0, next_seq = 0;
+  head_table heads;
+  for (uint64_t k = p.value().first; k < p.value().end; ++k) {
+    auto seg = o.value().table->get(k);
+    if (!seg) return seg.error();
+    auto want = segment_index::build(*seg.value(), {o.value().meta.log_id, through, segment_index::hash_kind::xxh3});
+    if (!want) {
+      rep.problems.push_back(want.error());
+      return rep;  // the log itself is damaged: `varve verify` says where
+    }
+    auto v = segment_index::view::open(want.value().data(), want.value().size(), "", o.value().meta.log_id, k);
+    if (v) through = v.value().max_timestamp_through();
+    const std::string path = log_files::join(index_dir, log_files::sidx_name(k));
+    if (!fs.exists(path)) {
+      rep.problems.push_back(status(errc::not_found, path + ": segment index file is missing"));
+    } else if (auto got = index_file::read(fs, path, 0); !got) {
+      rep.problems.push_back(got.error());
+    } else if (got.value() != want.value()) {
+      auto gv = segment_index::view::open(got.value().data(), got.value().size(), path,
+                                          o.value().meta.log_id, k);
+      rep.problems.push_back(gv ? status(errc::corruption, path + ": differs from the index built from " +
+                                                               seg.value()->path())
+                                : gv.error());
+    } else {
+      ++rep.index_files;
+      rep.index_bytes += got.value().size();
+    }
+    advance_heads(*seg.value(), next_seq, heads, rep.events);
+    if (std::find(cps.begin(), cps.end(), k) != cps.end()) {
+      ++rep.checkpoints;
+      const std::string hp = log_files::join(index_dir, log_files::heads_name(k));
+      head_table loaded;
+      heads_file::checkpoint_info info;
+      if (status s = heads_file::read(fs, hp, o.value().meta.log_id, info, loaded); !s)
+        rep.problems.push_back(s);
+      else if (info.last_segment != k || info.next_sequence != next_seq || !same_heads(loaded, heads))
+        rep.problems.push_back(status(errc::corruption, hp + ": checkpoint disagrees with the log's streams"));
+    }
+  }
+  return rep;
+}
+
+result<index_report> rebuild_index(const std::string& dir) {
+  auto o = open_for_index(dir);
+  if (!o) return o.error();
+  auto lock = writer_lock::acquire(dir);
+  if (!lock) return lock.error();
+  file_system& fs = *o.value().fs;
+  segment_table& table = *o.value().table;
+  auto p = find_sealed(fs, table, dir);
+  if (!p) return p.error();
+  const std::string index_dir = log_files::join(dir, log_files::kIndexDir);
+  if (status s = fs.create_dir(index_dir); !s) return s;
+
+  index_report rep;
+  rep.sealed_segments = p.value().end - p.value().first;
+  auto built = ensure_indexes(fs, table, p.value().first, p.value().end, nullptr, /*force=*/true);
+  if (!built) return built.error();
+  rep.index_files = rep.sealed_segments;
+  uint64_t next_seq = 0;
+  head_table heads;
+  for (uint64_t k = p.value().first; k < p.value().end; ++k) {
+    auto seg = table.get(k);
+    if (!seg) return seg.error();
+    advance_heads(*seg.value(), next_seq, heads, rep.events);
+    auto sz = index_file::read(fs, log_files::join(index_dir, log_files::sidx_name(k)), 0);
+    if (sz) rep.index_bytes += sz.value().size();
+  }
+  if (p.value().end > p.value().first) {
+    const uint64_t last = p.value().end - 1;
+    if (status s = heads_file::write(fs, index_dir, o.value().meta.log_id, {last, next_seq, 0}, heads); !s)
+      return s;
+    rep.checkpoints = 1;
+  }
+  // Everything else in index/ is superseded: older checkpoints, indexes of
+  // segments that are not sealed, files set aside as damaged.
+  for (const std::string& n : p.value().index_names) {
+    auto h = log_files::parse_heads_name(n);
+    auto x = log_files::parse_sidx_name(n);
+    const bool keep = (h && p.value().end > 0 && *h == p.value().end - 1) ||
+                      (x && *x >= p.value().first && *x < p.value().end);
+    if (!keep) (void)fs.remove(log_files::join(index_dir, n));
+  }
+  if (status s = fs.sync_dir(index_dir); !s) return s;
+  return rep;
+}
+
+}  // namespace varve
