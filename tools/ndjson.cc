@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/base64.h"
+#include "tools/json_check.h"
 
 namespace varve::tools {
 namespace {
@@ -195,23 +196,6 @@ status parse_line(std::string_view line, append_request& out) {
   return {};
 }
 
-// Length of the valid UTF-8 sequence at p (RFC 3629: no overlongs, no
-// surrogates, nothing past U+10FFFF), or 0 when it is not one.
-size_t utf8_length(const uint8_t* p, size_t n) {
-  const uint8_t c = p[0];
-  auto cont = [&](size_t i, uint8_t lo = 0x80, uint8_t hi = 0xBF) {
-    return i < n && p[i] >= lo && p[i] <= hi;
-  };
-  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
-  if (c == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
-  if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) return cont(1) && cont(2) ? 3 : 0;
-  if (c == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;
-  if (c == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
-  if (c >= 0xF1 && c <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
-  if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
-  return 0;
-}
-
 constexpr char kHex[] = "0123456789abcdef";
 
 void write_stream(ndjson_writer& w, std::string_view bytes, bool is_integer) {
@@ -362,7 +346,7 @@ void ndjson_writer::str(std::string_view s) {
       continue;
     }
     if (c >= 0x80) {
-      if (const size_t len = utf8_length(p + i, n - i)) {
+      if (const size_t len = utf8_sequence_length(p + i, n - i)) {
         i += len;
         continue;
       }
@@ -423,14 +407,16 @@ void write_event(ndjson_writer& w, const event_view& e, std::string_view type_js
   if (e.event_id) w.raw(",\"event_id\":"), w.uuid(*e.event_id);
   if (e.correlation_id) w.raw(",\"correlation_id\":"), w.uuid(*e.correlation_id);
   if (e.causation_id) w.raw(",\"causation_id\":"), w.uuid(*e.causation_id);
-  // JSON payloads were written by dump(), so they splice in verbatim. A raw
-  // newline (pretty-printed JSON from another writer) or an empty payload would
-  // break the one-event-per-line framing, so those take the lossless route.
+  // A JSON payload splices in verbatim only once the validator has accepted
+  // it: the content type is the writer's claim, and a payload appended through
+  // the API that is not JSON (or not UTF-8) would otherwise corrupt the line.
+  // A raw newline (pretty-printed JSON from another writer) would break the
+  // one-event-per-line framing. Anything else takes the lossless route.
   const std::string_view text(reinterpret_cast<const char*>(e.payload.data()), e.payload.size());
   // (Two memchr passes: find_first_of would call memchr once per byte.)
   if (e.content == content_type::json && !text.empty() &&
       std::memchr(text.data(), '\n', text.size()) == nullptr &&
-      std::memchr(text.data(), '\r', text.size()) == nullptr) {
+      std::memchr(text.data(), '\r', text.size()) == nullptr && is_valid_json(text)) {
     w.raw(",\"data\":");
     w.raw(text);
   } else {

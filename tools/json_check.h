@@ -1,0 +1,48 @@
+// A strict, allocation-free JSON validator for `varve read`: a payload flagged
+// content_type::json is spliced into the NDJSON output verbatim only when this
+// accepts it, so a payload that only claims to be JSON cannot break the line.
+//
+// What it accepts is RFC 8259 (one value, optional surrounding whitespace),
+// tightened where a lenient reading would hand downstream parsers trouble and
+// matching nlohmann::json::accept (what `varve append` uses, so that
+// `varve read A | varve append B` takes every line it is given):
+// - strings are valid UTF-8 (RFC 3629: no overlong forms, no encoded
+//   surrogates, nothing past U+10FFFF), no raw control characters (< 0x20),
+//   only the escapes \" \\ \/ \b \f \n \r \t \uXXXX;
+// - a \u escape of a UTF-16 surrogate must be a high surrogate followed at
+//   once by a \u low surrogate. RFC 8259's grammar admits lone surrogates, but
+//   they name no character, strict parsers (nlohmann among them) reject them,
+//   and they cannot be converted to UTF-8 - so they are refused here;
+// - numbers follow the grammar (no leading zeros, no "1.", ".5", "+1") and must
+//   be finite as IEEE doubles: "1e400" is refused, as nlohmann refuses it;
+// - no byte-order mark, no comments, no trailing commas;
+// - nesting is bounded (kMaxJsonDepth containers); the check itself never
+//   recurses, so any input is safe to give it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace varve::tools {
+
+inline constexpr unsigned kMaxJsonDepth = 512;
+
+enum class json_verdict : uint8_t {
+  valid,
+  invalid,   // not one RFC 8259 JSON value under the rules above
+  too_deep,  // arrays/objects nested deeper than max_depth (the rest is unchecked)
+};
+
+json_verdict check_json(std::string_view text, unsigned max_depth = kMaxJsonDepth);
+
+inline bool is_valid_json(std::string_view text) {
+  return check_json(text) == json_verdict::valid;
+}
+
+// Length of the valid UTF-8 sequence starting at p (n > 0 bytes available):
+// 1 for ASCII, 2..4 for a well-formed multi-byte sequence (RFC 3629), 0 when
+// the bytes there are not one.
+size_t utf8_sequence_length(const uint8_t* p, size_t n);
+
+}  // namespace varve::tools
