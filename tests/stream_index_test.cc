@@ -503,3 +503,75 @@ TEST(IndexAdmin, VerifyFindsEachDamagedFileAndRebuildRestoresTheIndex) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(StreamIndex, AStreamOfAMillionEventsBesideAStreamOfOne) {
+  temp_dir d;
+  log_options o;
+  o.segment_bytes = 1 << 20;
+  auto log = event_log::create(d.sub("log"), o);
+  ASSERT_OK(log);
+  event_log& l = *log.value();
+  std::vector<std::byte> payload(16);
+  constexpr uint64_t kMillion = 1'000'000;
+  for (uint64_t i = 1; i <= kMillion; ++i) {
+    std::memcpy(payload.data(), &i, 8);
+    event_data e;
+    e.payload = payload;
+    ASSERT_OK(l.append(stream_id::from_u64(1), expected_version::exact(i - 1), e));
+    if (i == kMillion / 2) ASSERT_OK(l.append("single", expected_version::no_stream(), e));
+  }
+  auto one = l.read_stream("single");
+  ASSERT_OK(one);
+  event_view v;
+  auto got = one->next(v);
+  ASSERT_OK(got);
+  ASSERT_TRUE(*got);
+  EXPECT_EQ(v.version, 1u);
+  got = one->next(v);
+  ASSERT_OK(got);
+  EXPECT_FALSE(*got);
+  ASSERT_OK(l.close());
+  log.value().reset();
+  auto ro = event_log::open_read_only(d.sub("log"), o);
+  ASSERT_OK(ro);
+  // The whole stream, in order, every payload checked.
+  auto all = ro.value()->read_stream(stream_id::from_u64(1));
+  ASSERT_OK(all);
+  uint64_t n = 0;
+  while (true) {
+    auto more = all->next(v);
+    ASSERT_OK(more);
+    if (!*more) break;
+    ++n;
+    uint64_t x;
+    std::memcpy(&x, v.payload.data(), 8);
+    ASSERT_EQ(v.version, n);
+    ASSERT_EQ(x, n);
+  }
+  EXPECT_EQ(n, kMillion);
+  // Short reads anywhere in it, both directions.
+  std::mt19937_64 rng(9);
+  for (int k = 0; k < 100; ++k) {
+    const uint64_t from = 1 + rng() % kMillion;
+    auto fwd = ro.value()->read_stream(stream_id::from_u64(1), from, read_direction::forward, 3);
+    ASSERT_OK(fwd);
+    for (uint64_t j = 0; j < 3 && from + j <= kMillion; ++j) {
+      auto more = fwd->next(v);
+      ASSERT_OK(more);
+      ASSERT_TRUE(*more);
+      ASSERT_EQ(v.version, from + j);
+    }
+    auto back = ro.value()->read_stream(stream_id::from_u64(1), from, read_direction::backward, 3);
+    ASSERT_OK(back);
+    for (uint64_t j = 0; j < 3 && from > j; ++j) {
+      auto more = back->next(v);
+      ASSERT_OK(more);
+      ASSERT_TRUE(*more);
+      ASSERT_EQ(v.version, from - j);
+    }
+  }
+}
+
+}  // namespace
