@@ -120,14 +120,47 @@ input <<'EOF'
 {"stream":"order-8","type":"OrderPlaced","data":{}}
 EOF
 run append "$D"
-expect "a wrong expected_version fails by default" rc_is 1
-expect "  ... naming stream, expected and actual versions" err_has 'stream "order-1": expected 5, actual 2'
+expect "a wrong expected_version fails by default, with exit 3" rc_is 3
+expect "  ... naming line, stream, expected and actual versions" err_has 'line 1: wrong expected version for stream "order-1": expected 5, actual 2'
 expect "  ... and appends nothing after it" out_lines 0
 run append "$D" --on-conflict skip
 expect "--on-conflict skip carries on and exits 0" rc_is 0
 expect "  ... acking the next line" py 'len(out) == 1 and out[0]["stream"] == "order-8"'
+expect "  ... reporting the skipped line" err_has 'line 1: wrong expected version for stream "order-1": expected 5, actual 2 (skipped)'
 run append "$D" --on-conflict maybe
 expect "an unknown --on-conflict value is a usage error" rc_is 2
+
+# A conflict in the middle: the lines before it are appended and acked, the
+# ones after it are not; each kind of expectation is checked.
+input <<'EOF2'
+{"stream":"occ-1","type":"T","expected_version":"no_stream","data":1}
+{"stream":"occ-1","type":"T","expected_version":1,"data":2}
+{"stream":"occ-1","type":"T","expected_version":"no_stream","data":3}
+{"stream":"occ-2","type":"T","data":4}
+EOF2
+run append "$D"
+expect "a conflict after good lines exits 3" rc_is 3
+expect "  ... after acking the lines before it" py 'len(out) == 2 and [a["last_version"] for a in out] == [1, 2]'
+expect "  ... naming the expectation no_stream" err_has 'line 3: wrong expected version for stream "occ-1": expected no_stream, actual 2'
+run read "$D"
+expect "  ... and nothing after the conflict is in the log" py '[e["data"] for e in out if e["stream"] == "occ-1"] == [1, 2] and not any(e["stream"] == "occ-2" for e in out)'
+
+input <<'EOF2'
+{"stream":"occ-3","type":"T","expected_version":"stream_exists","data":1}
+{"stream":"occ-1","expected_version":1,"events":[{"type":"T","data":5},{"type":"T","data":6}]}
+{"stream":"occ-1","expected_version":2,"events":[{"type":"T","data":7},{"type":"T","data":8}]}
+{"stream":42,"type":"T","expected_version":9,"data":9}
+{"stream":"occ-1","type":"T","expected_version":4,"data":10}
+EOF2
+run append "$D" --on-conflict skip
+expect "skip: conflicts of every kind are skipped, exit 0" rc_is 0
+expect "  ... stream_exists on a new stream" err_has 'line 1: wrong expected version for stream "occ-3": expected stream_exists, actual 0 (skipped)'
+expect "  ... a batch" err_has 'line 2: wrong expected version for stream "occ-1": expected 1, actual 2 (skipped)'
+expect "  ... an integer stream" err_has 'line 4: wrong expected version for stream 42: expected 9, actual 1 (skipped)'
+expect "  ... with a count at the end" err_has '3 line(s) skipped on version conflicts'
+expect "  ... and the other lines appended" py '[(a["stream"], a["first_version"], a["last_version"]) for a in out] == [("occ-1", 3, 4), ("occ-1", 5, 5)]'
+run read "$D"
+expect "  ... a skipped batch leaves no event behind" py '[e["data"] for e in out if e["stream"] == "occ-1"] == [1, 2, 7, 8, 10] and not any(e["stream"] == "occ-3" for e in out)'
 
 # --- durability modes ----------------------------------------------------------
 printf '%s\n' '{"stream":"order-9","type":"T","data":1}' '{"stream":"order-9","type":"T","data":2}' >"$TMP/in"
@@ -189,18 +222,69 @@ for cmd in read stat verify append; do
   expect "  ... with a clear error" err_clear
 done
 
-# --- usage -------------------------------------------------------------------------
+echo hello >"$TMP/afile"
+for cmd in read stat verify append create; do
+  run $cmd "$TMP/afile"
+  expect "$cmd on a file that is not a directory fails with exit 1" rc_is 1
+  expect "  ... saying so" err_has "afile: not a directory"
+done
+run append "$TMP/afile" --create
+expect "append --create on a file fails with exit 1" rc_is 1
+expect "  ... saying so" err_has "afile: not a directory"
+
+# --- usage: every malformed command line is exit 2 and one clear line -------------
+C=$TMP/clean  # $D is corrupt by now
+printf '%s\n' '{"stream":"c","type":"T","data":1}' '{"stream":"c","type":"T","data":2}' >"$TMP/in"
+run append "$C" --create
+expect "a clean log for the usage cases" rc_is 0
+input </dev/null
 run
 expect "no command is a usage error" rc_is 2
 run frobnicate "$D"
 expect "an unknown command is a usage error" rc_is 2
-run create "$TMP/other" --segment-size 12Q
-expect "a malformed --segment-size is a usage error" rc_is 2
 run create "$TMP/other2" --segment-size 3M
-expect "a segment size that is not a power of two is refused" rc_nonzero
-expect "  ... with a clear error" err_clear
+expect "a segment size that is not a power of two is a usage error" rc_is 2
+expect "  ... with a clear error" err_has 'segment size 3145728 is not a power of two'
+expect "  ... and creates nothing" test ! -e "$TMP/other2/varve.meta"
+# usage_case DESCRIPTION ARGS...: exit 2, a clear first line, no crash.
+usage_case() {
+  local desc=$1
+  shift
+  run "$@"
+  expect "$desc is a usage error (exit 2)" rc_is 2
+  expect "  ... with a clear error" err_clear
+}
+for size in 12Q -1 -64M 64MX 64MBB 1.5M " 64M" 64M\  "" 0 99999999999999999999999 17179869184G 16G 1K; do
+  usage_case "create --segment-size '$size'" create "$TMP/other3" --segment-size "$size"
+done
+expect "  ... and none of them made a log" test ! -e "$TMP/other3/varve.meta"
+usage_case "append --create --segment-size 5M" append "$TMP/other4" --create --segment-size 5M
+usage_case "append --segment-size without --create" append "$C" --segment-size 1M
+usage_case "append --durability fast" append "$C" --durability fast
+for n in -1 -0 abc 5x " 5" 5.0 1e3 0x10 18446744073709551616 99999999999999999999999 ""; do
+  usage_case "read --limit '$n'" read "$C" --limit "$n"
+  usage_case "read --from-position '$n'" read "$C" --from-position "$n"
+done
+run read "$C" --limit 18446744073709551615
+expect "read --limit UINT64_MAX is fine" rc_is 0
+expect "  ... and prints the events" out_lines 2
+usage_case "read --limit without a value" read "$C" --limit
+usage_case "read with two directories" read "$C" "$C"
+usage_case "an unknown flag" stat "$C" --bogus
+for cmd in create append read stat verify; do
+  usage_case "$cmd without DIR" $cmd
+  usage_case "$cmd with an empty DIR" $cmd ""
+done
+usage_case "read --from-position inside a record" read "$C" --from-position 100
+run read "$C" --from-position 72
+expect "read --from-position on a record's middle fails without crashing" rc_is 1
+expect "  ... hinting at the position" err_has 'is --from-position 72 the position of a record'
+run read "$C" --from-position 18446744073709551615
+expect "read --from-position past the end prints nothing" rc_is 0
+expect "  ... at all" out_lines 0
 run --help
 expect "--help exits 0" rc_is 0
+expect "  ... and documents the exit codes" grep -q '3 append stopped on a wrong expected_version' "$TMP/out"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,6 +1,7 @@
 // The `varve` command line tool: create, append (NDJSON in), read (NDJSON out),
 // verify and stat a log directory. Thin by design: it parses arguments, calls
 // the library and prints; all the checking lives in the library.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -24,10 +25,18 @@ namespace {
 using namespace varve;
 using namespace varve::tools;
 
+// Exit codes (also in --help):
+//   0  done
+//   1  the log could not be used or an input line was refused (I/O, not a log,
+//      a malformed line, corruption met by read)
+//   2  the command line is wrong (unknown flag, malformed number or size, a
+//      value the library refuses) - and, for verify only, "not intact"
+//   3  append stopped on a wrong expected_version (--on-conflict fail)
 constexpr int kExitOk = 0;
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitCorrupt = 2;  // verify found a problem
+constexpr int kExitConflict = 3;
 // Acks wait for durability before they are written, so they are buffered by
 // hand; past this much the appender stops to wait and write them out.
 constexpr size_t kAckFlushBytes = 256 << 10;
@@ -40,6 +49,25 @@ int fail(const status& s) {
 int usage_error(const std::string& msg) {
   std::fprintf(stderr, "varve: %s\nRun with --help for usage.\n", msg.c_str());
   return kExitUsage;
+}
+
+// The library refuses bad options (a segment size that is not a power of two)
+// with invalid_argument: that is the command line's fault, so exit 2.
+int fail_open(const status& s) {
+  if (s.code() == errc::invalid_argument) return usage_error(s.to_string());
+  return fail(s);
+}
+
+// DIR checks the library would report less plainly: an empty argument is a
+// usage error, a path that names a file is "not a directory".
+std::optional<int> check_dir(const std::string& dir) {
+  if (dir.empty()) return usage_error("DIR is empty");
+  struct stat st;
+  if (::stat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "varve: %s: not a directory\n", dir.c_str());
+    return kExitError;
+  }
+  return std::nullopt;
 }
 
 // Digits only: strtoull would quietly accept "-1", " 5" and "5x".
@@ -100,20 +128,21 @@ std::string display_stream(const append_request& req) {
 
 struct create_args {
   std::string dir;
-  std::string segment_size;
+  std::optional<std::string> segment_size;
 };
 
 int cmd_create(const create_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
   log_options opts;
-  if (!a.segment_size.empty()) {
-    auto n = parse_size(a.segment_size);
+  if (a.segment_size) {
+    auto n = parse_size(*a.segment_size);
     if (!n)
-      return usage_error("--segment-size: \"" + a.segment_size +
+      return usage_error("--segment-size: \"" + *a.segment_size +
                          "\" is not a size (bytes, or a number with a K, M or G suffix)");
     opts.segment_bytes = *n;
   }
   auto log = event_log::create(a.dir, opts);
-  if (!log) return fail(log.error());
+  if (!log) return fail_open(log.error());
   if (status st = (*log)->close(); !st) return fail(st);
   std::printf("created %s (segments of %s)\n", a.dir.c_str(),
               human_bytes(opts.segment_bytes).c_str());
@@ -127,25 +156,28 @@ struct append_args {
   std::string durability = "none";
   std::string on_conflict = "fail";
   bool create = false;
-  std::string segment_size;
+  std::optional<std::string> segment_size;
 };
 
 int cmd_append(const append_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
   log_options opts;
   opts.mode = a.durability == "sync"    ? durability::sync
               : a.durability == "group" ? durability::group
                                         : durability::none;
-  if (!a.segment_size.empty()) {
+  if (a.segment_size) {
     if (!a.create) return usage_error("--segment-size only applies with --create");
-    auto n = parse_size(a.segment_size);
-    if (!n) return usage_error("--segment-size: \"" + a.segment_size + "\" is not a size");
+    auto n = parse_size(*a.segment_size);
+    if (!n)
+      return usage_error("--segment-size: \"" + *a.segment_size +
+                         "\" is not a size (bytes, or a number with a K, M or G suffix)");
     opts.segment_bytes = *n;
   }
   const bool skip_conflicts = a.on_conflict == "skip";
 
   auto opened = a.create ? event_log::open_or_create(a.dir, opts) : event_log::open(a.dir, opts);
   if (!opened) {
-    if (opened.error().code() != errc::not_found) return fail(opened.error());
+    if (opened.error().code() != errc::not_found) return fail_open(opened.error());
     std::fprintf(stderr, "varve: %s (`varve create` makes a log, or pass --create)\n",
                  opened.error().to_string().c_str());
     return kExitError;
@@ -169,10 +201,10 @@ int cmd_append(const append_args& a) {
     return acks.flush();
   };
   // Acks of the lines before a failure still go out before we give up.
-  auto stop = [&](const std::string& msg) {
+  auto stop = [&](const std::string& msg, int code = kExitError) {
     if (status st = flush_acks(); !st) std::fprintf(stderr, "varve: %s\n", st.to_string().c_str());
     std::fprintf(stderr, "varve: %s\n", msg.c_str());
-    return kExitError;
+    return code;
   };
 
   append_request req;
@@ -220,7 +252,7 @@ int cmd_append(const append_args& a) {
       const std::string msg = where() + "wrong expected version for stream " + display_stream(req) +
                               ": expected " + describe_expected(req.expected) + ", actual " +
                               std::to_string(err.actual_version());
-      if (!skip_conflicts) return stop(msg);
+      if (!skip_conflicts) return stop(msg, kExitConflict);
       std::fprintf(stderr, "varve: %s (skipped)\n", msg.c_str());
       ++skipped;
       continue;
@@ -239,8 +271,8 @@ int cmd_append(const append_args& a) {
 
 struct read_args {
   std::string dir;
-  std::string from_position;
-  std::string limit;
+  std::optional<std::string> from_position;
+  std::optional<std::string> limit;
 };
 
 // The JSON value printed for each type id, rendered once per id: names from
@@ -286,16 +318,17 @@ class type_names {
 };
 
 int cmd_read(const read_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
   position from;
-  if (!a.from_position.empty()) {
-    auto p = parse_u64(a.from_position);
-    if (!p) return usage_error("--from-position: \"" + a.from_position + "\" is not a position");
+  if (a.from_position) {
+    auto p = parse_u64(*a.from_position);
+    if (!p) return usage_error("--from-position: \"" + *a.from_position + "\" is not a position");
     from = position{*p};
   }
   uint64_t limit = UINT64_MAX;
-  if (!a.limit.empty()) {
-    auto n = parse_u64(a.limit);
-    if (!n) return usage_error("--limit: \"" + a.limit + "\" is not a non-negative integer");
+  if (a.limit) {
+    auto n = parse_u64(*a.limit);
+    if (!n) return usage_error("--limit: \"" + *a.limit + "\" is not a non-negative integer");
     limit = *n;
   }
 
@@ -311,6 +344,17 @@ int cmd_read(const read_args& a) {
     auto got = reader.next(e);
     if (!got) {
       (void)out.flush();
+      // The first record not being one is more likely a --from-position that
+      // names no record than a corrupt log: say so.
+      if (n == 0 && a.from_position && from.value != 0) {
+        if (got.error().code() == errc::invalid_argument)
+          return usage_error("--from-position " + *a.from_position + ": " + got.error().to_string());
+        std::fprintf(stderr,
+                     "varve: %s\nvarve: (is --from-position %s the position of a record? "
+                     "positions come from append acks and varve read)\n",
+                     got.error().to_string().c_str(), a.from_position->c_str());
+        return kExitError;
+      }
       return fail(got.error());
     }
     if (!*got) break;
@@ -329,6 +373,7 @@ struct verify_args {
 };
 
 int cmd_verify(const verify_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   auto last = std::chrono::steady_clock::now();
   std::function<void(uint64_t, uint64_t)> progress;
@@ -387,6 +432,7 @@ struct stat_args {
 };
 
 int cmd_stat(const stat_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
   auto got = stat_log(a.dir);
   if (!got) return fail(got.error());
   const log_stats& s = got.value();
@@ -435,6 +481,10 @@ int run(int argc, char** argv) {
   CLI::App app{"varve: create, feed, export and check a varve event log", "varve"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "varve 0.1.0");
+  app.footer(
+      "Exit codes: 0 done; 1 the log could not be used or an input line was refused; "
+      "2 a malformed command line (and for verify: the log is not intact); "
+      "3 append stopped on a wrong expected_version.");
 
   create_args create;
   auto* c = app.add_subcommand("create", "Create an empty log in DIR");
@@ -455,7 +505,8 @@ int run(int argc, char** argv) {
                  "none | group | sync (acks wait for durability)")
       ->check(CLI::IsMember({"none", "group", "sync"}));
   ap->add_option("--on-conflict", append.on_conflict,
-                 "On a wrong expected_version: fail (stop, exit 1) or skip the line")
+                 "On a wrong expected_version: fail (stop there, exit 3) or skip the line "
+                 "(reported on stderr, exit 0)")
       ->check(CLI::IsMember({"fail", "skip"}));
   ap->add_flag("--create", append.create, "Create the log if DIR holds none");
   ap->add_option("--segment-size", append.segment_size,
