@@ -15,7 +15,11 @@
 //   (parse_append_line) to the same stream, type, payload, ids, timestamp and
 //   schema version;
 // - ndjson_writer::str turns any bytes into a valid JSON string, and gives
-//   back exactly the bytes when they are valid UTF-8 (nlohmann is the oracle).
+//   back exactly the bytes when they are valid UTF-8 (nlohmann is the oracle);
+// - the JSON validator `varve read` splices payloads by (tools/json_check.h)
+//   accepts exactly what nlohmann::json::accept does, on the whole input and on
+//   each line (differential), and write_event of any bytes claimed to be JSON
+//   renders one valid line.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -30,6 +34,7 @@
 
 #include "fuzz/fuzz_util.h"
 #include "tools/base64.h"
+#include "tools/json_check.h"
 #include "tools/ndjson.h"
 
 using namespace varve;
@@ -212,6 +217,34 @@ void check_request(int out_fd, const append_request& req, std::string_view line)
                "ack does not name the stream: " + where);
 }
 
+// Differential: the validator against nlohmann, less two nlohmann quirks (it
+// skips a byte-order mark, and takes a NUL outside a string for the end of
+// input) and the validator's depth bound.
+void check_validator(int out_fd, std::string_view text) {
+  const json_verdict v = check_json(text);
+  if (v != json_verdict::too_deep) {
+    const bool want = !text.starts_with("\xef\xbb\xbf") && text.find('\0') == std::string_view::npos &&
+                      json::accept(text.begin(), text.end());
+    FUZZ_CHECK((v == json_verdict::valid) == want,
+               std::string("json_check says ") + (v == json_verdict::valid ? "valid" : "invalid") +
+                   ", nlohmann the opposite: " +
+                   json(std::string(text.substr(0, 200))).dump(-1, ' ', true, json::error_handler_t::replace));
+  }
+  // Whatever a payload claimed to be JSON holds, varve read's line is valid.
+  event_view e;
+  e.stream = "s";
+  e.version = 1;
+  e.content = content_type::json;
+  e.payload = event_data::bytes(text);
+  reset(out_fd);
+  {
+    ndjson_writer w(out_fd, 1 << 16, ndjson_writer::flush_policy::manual);
+    write_event(w, e, "1");
+    FUZZ_CHECK(w.flush().ok(), "flush");
+  }
+  (void)parse_rendered(contents(out_fd), "write_event output for a payload claimed to be JSON");
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -256,5 +289,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // 3. The string escaper on raw bytes.
   check_str(out_fd, std::string(text.substr(0, 512)));
+
+  // 4. The JSON validator, on the whole input and on each line.
+  check_validator(out_fd, text);
+  for (const std::string& line : want) check_validator(out_fd, line);
   return 0;
 }
