@@ -110,6 +110,10 @@ expect "  ... with the earlier line appended and nothing after it" py '[e["strea
 printf '%s\n' '{"stream":"order-6","type":"T","data":1}' '{"stream":"order-6","type":"T","data":1}' '{"stream": oops}' >"$TMP/in"
 run append "$D"
 expect "invalid JSON names its line" err_has 'line 3: not valid JSON'
+printf '{"stream":"order-7","type":"T","data":1}\0garbage\n' >"$TMP/in"
+run append "$D"
+expect "a NUL byte ends no line early: the line is refused" err_has 'line 1: not valid JSON: a NUL byte at column 41'
+expect "  ... with exit 1" rc_is 1
 printf '%s\n' '{"stream":"order-7","type":"T","data":1,"event_id":"not-a-uuid"}' >"$TMP/in"
 run append "$D"
 expect "a non-UUID id is rejected clearly" err_has 'line 1: "event_id" must be a UUID'

@@ -144,6 +144,12 @@ std::string parse_error_text(const char* what) {
 }
 
 status parse_line(std::string_view line, append_request& out) {
+  // nlohmann takes a NUL byte for the end of input and would accept
+  // `{...}\0anything`; no JSON text holds a raw NUL (in a string it must be
+  // escaped), so such a line is refused before it gets there.
+  if (const void* nul = std::memchr(line.data(), '\0', line.size()))
+    return bad("not valid JSON: a NUL byte at column " +
+               std::to_string(static_cast<const char*>(nul) - line.data() + 1));
   json j;
   try {
     j = json::parse(line.data(), line.data() + line.size());
