@@ -64,10 +64,9 @@ result<std::unique_ptr<segment>> background::take_segment(uint64_t index) {
   if (!got) {
     auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
     if (!made) return made.error();
-    if (c_.mode != durability::none) {
-      // The new file's name must survive a power loss before records in it do.
-      if (status s = c_.fs->sync_dir(c_.id.dir); !s) return s;
-    }
+    // The new file's name must survive a power loss before records in it do,
+    // in every mode: flush() in mode none syncs records, not names.
+    if (status s = c_.fs->sync_dir(c_.id.dir); !s) return s;
     got = std::move(made.value());
   }
   prepare(index + 1);
@@ -101,11 +100,21 @@ status background::write_footer(file_system& fs, segment& seg, segment_format::f
   f.data_checksum =
       XXH3_64bits(seg.data() + segment_format::kHeaderSize,
                   f.data_end + record::kSegmentEndSize - segment_format::kHeaderSize);
+  // Crash story: a valid footer makes recovery take the segment as sealed and
+  // insist that its records match. So the records it covers must be durable
+  // before the footer can reach the disk (the kernel may write the footer's
+  // page back at any moment once it is in the mapping, in every mode):
+  // otherwise a power loss can keep the footer and lose the records, and the
+  // log no longer opens.
+  if (status s = fs.sync_range(seg.file(), seg.data(), f.data_end + record::kSegmentEndSize); !s)
+    return s;
   std::byte* at = seg.data() + seg.capacity() - segment_format::kFooterSize;
   segment_format::encode_footer(at, f);
-  if (mode == durability::none) return {};
   // Crash story: a footer torn by a power loss fails its checksum, and
   // recovery rescans the segment as if it were unsealed. Nothing is lost.
+  // Synced in every mode: recovery takes every segment before the newest
+  // sealed one as sealed, so footers must reach the disk in segment order.
+  (void)mode;
   return fs.sync_range(seg.file(), at, segment_format::kFooterSize);
 }
 
@@ -303,7 +312,7 @@ void background::run_prepare() {
     lk.unlock();
     auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
     status dir_synced;
-    if (made && c_.mode != durability::none) dir_synced = c_.fs->sync_dir(c_.id.dir);
+    if (made) dir_synced = c_.fs->sync_dir(c_.id.dir);  // as in take_segment
     lk.lock();
     preparing_ = false;
     if (made && dir_synced) {

@@ -78,7 +78,21 @@ status recover(log_state& s) {
     status rs = size && size.value() >= sizeof hdr ? fs.pread(fh, 0, hdr, sizeof hdr) : status{};
     fs.close(fh);
     if (!rs) return rs;
-    if (!segment_format::is_zero(hdr, sizeof hdr)) break;
+    if (!segment_format::is_zero(hdr, sizeof hdr)) {
+      // A header that is there but does not decode, on the newest segment
+      // file: a power loss while that file was being created (headers are
+      // made durable before a segment is used, so it holds nothing that
+      // was acknowledged). Set it aside, keeping the bytes.
+      segment_format::header h;
+      status hs = segment_format::decode_header(hdr, path, h);
+      if (hs || strict || segs.size() < 2 ||
+          (hs.code() != errc::corruption && hs.code() != errc::not_a_log))
+        break;
+      note(s, path, 0, 0, "newest segment file set aside: " + hs.message());
+      if (status r = fs.rename(path, path + log_files::kDamagedSuffix); !r) return r;
+      segs.pop_back();
+      continue;
+    }
     if (strict) return {errc::corruption, path + " offset 0: segment header was never written"};
     note(s, path, 0, 0, "removed a segment file whose header was never written");
     if (status r = fs.remove(path); !r) return r;

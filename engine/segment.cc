@@ -22,6 +22,13 @@ result<std::unique_ptr<segment>> segment::create(std::shared_ptr<file_system> fs
   if (!m) return fail(m.error());
   auto* data = static_cast<std::byte*>(m.value());
   segment_format::encode_header(data, {id.log2_capacity, index, id.log_id});
+  // Crash story: the header is durable before the segment is used, so after
+  // a power loss only the newest segment file can lack a valid header (it
+  // was being created), and recovery can tell it from damage.
+  if (status s = fs->sync_range(fh, data, segment_format::kHeaderSize); !s) {
+    fs->unmap(data, cap);
+    return fail(s);
+  }
   if (pf == prefault::for_write) {
     if (status s = fs->populate_write(data, cap); !s) {
       fs->unmap(data, cap);
