@@ -286,6 +286,53 @@ expect "  ... hinting at the position" err_has 'is --from-position 72 the positi
 run read "$C" --from-position 18446744073709551615
 expect "read --from-position past the end prints nothing" rc_is 0
 expect "  ... at all" out_lines 0
+# --- streams, time, index (the per-aggregate index) ---------------------------
+X=$TMP/streams
+input </dev/null
+run create "$X" --segment-size 64K
+python3 - "$TMP/in" <<'PYEOF'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(1, 3001):
+        stream = 42 if i % 5 == 0 else "order-%d" % (i % 7)
+        f.write(json.dumps({"stream": stream, "type": "T", "timestamp": 1700000000000000000 + i * 1000000000, "data": {"i": i}}) + "\n")
+PYEOF
+run append "$X"
+expect "append 3000 events over 8 streams" rc_is 0
+input </dev/null
+run read "$X" --stream order-3
+expect "read --stream prints that stream" py 'len(out) > 300 and all(e["stream"] == "order-3" for e in out) and [e["version"] for e in out] == list(range(1, len(out) + 1))'
+run read "$X" --stream order-3 --from-version 10 --limit 3
+expect "read --stream --from-version --limit" py '[e["version"] for e in out] == [10, 11, 12]'
+run read "$X" --stream order-3 --backward --limit 2
+expect "read --stream --backward starts at the newest" py 'len(out) == 2 and out[0]["version"] == out[1]["version"] + 1 and out[0]["data"]["i"] > 2990'
+run read "$X" --stream-u64 42 --from-version 600
+expect "read --stream-u64 reads an integer stream" py '[e["version"] for e in out] == [600] and out[0]["stream"] == 42'
+run read "$X" --stream nobody
+expect "read --stream of an absent stream prints nothing" out_lines 0
+run read "$X" --since 2023-11-14T22:13:20Z --limit 1
+expect "read --since (RFC 3339) starts at the first event at or after it" py 'out[0]["data"]["i"] == 1'
+run read "$X" --since 1700001500000000001 --limit 1
+expect "read --since (ns) lands between two events" py 'out[0]["data"]["i"] == 1501'
+run read "$X" --since 2023-11-14T23:38:20.5+01:00 --limit 1
+expect "read --since with an offset and a fraction" py 'out[0]["data"]["i"] == 1501'
+usage_case "read --since garbage" read "$X" --since yesterday
+usage_case "read --since a date without a zone" read "$X" --since 2023-11-14T22:13:20
+usage_case "read --stream with --from-position" read "$X" --stream a --from-position 64
+usage_case "read --backward without --stream" read "$X" --backward
+usage_case "read --from-version not a number" read "$X" --stream a --from-version -1
+run index verify "$X"
+expect "index verify: intact" rc_is 0
+rm "$X"/index/00000000000000000001.sidx
+run index verify "$X"
+expect "index verify finds a missing index file" rc_is 2
+expect "  ... and names it" err_has '00000000000000000001.sidx'
+run index rebuild "$X"
+expect "index rebuild" rc_is 0
+run index verify "$X" --json
+expect "index verify after rebuild: intact" py 'out[0]["intact"] and out[0]["index_files"] == out[0]["sealed_segments"]'
+usage_case "index with an unknown action" index frobnicate "$X"
+
 run --help
 expect "--help exits 0" rc_is 0
 expect "  ... and documents the exit codes" grep -q '3 append stopped on a wrong expected_version' "$TMP/out"

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <ctime>
 #include <exception>
 #include <optional>
 #include <string>
@@ -273,7 +274,56 @@ struct read_args {
   std::string dir;
   std::optional<std::string> from_position;
   std::optional<std::string> limit;
+  std::optional<std::string> stream;       // --stream: a named stream
+  std::optional<std::string> stream_u64;   // --stream-u64: an integer stream id
+  std::optional<std::string> from_version;
+  bool backward = false;
+  std::optional<std::string> since;
 };
+
+// "2026-11-22T10:00:00Z", with optional fractional seconds and a numeric
+// offset ("+01:00"), or a bare integer of nanoseconds since the epoch.
+std::optional<uint64_t> parse_time(std::string_view s) {
+  if (auto ns = parse_u64(s)) return ns;
+  int Y, M, D, h, m, sec, n = 0;
+  std::string text(s);
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) != 6 ||
+      n != 19)
+    return std::nullopt;
+  if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 || Y < 1970)
+    return std::nullopt;
+  std::string_view rest = s.substr(19);
+  uint64_t frac = 0;
+  if (!rest.empty() && rest[0] == '.') {
+    size_t i = 1;
+    uint64_t scale = 100'000'000;
+    for (; i < rest.size() && rest[i] >= '0' && rest[i] <= '9'; ++i) {
+      frac += static_cast<uint64_t>(rest[i] - '0') * scale;
+      scale /= 10;
+    }
+    if (i == 1) return std::nullopt;
+    rest.remove_prefix(i);
+  }
+  int64_t offset = 0;
+  if (rest == "Z" || rest == "z") {
+  } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
+    auto oh = parse_u64(rest.substr(1, 2)), om = parse_u64(rest.substr(4, 2));
+    if (!oh || !om || *oh > 23 || *om > 59) return std::nullopt;
+    offset = static_cast<int64_t>(*oh * 3600 + *om * 60) * (rest[0] == '+' ? 1 : -1);
+  } else {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  tm.tm_year = Y - 1900;
+  tm.tm_mon = M - 1;
+  tm.tm_mday = D;
+  tm.tm_hour = h;
+  tm.tm_min = m;
+  tm.tm_sec = sec;
+  const int64_t t = static_cast<int64_t>(::timegm(&tm)) - offset;
+  if (t < 0) return std::nullopt;
+  return static_cast<uint64_t>(t) * 1'000'000'000ull + frac;
+}
 
 // The JSON value printed for each type id, rendered once per id: names from
 // the registry, the bare number for ids it does not know.
@@ -317,8 +367,60 @@ class type_names {
   std::unordered_map<uint32_t, std::string> sparse_;
 };
 
+// `varve read --stream S`: one stream through the per-aggregate index.
+int read_one_stream(const event_log& log, const read_args& a, uint64_t limit, type_names& names) {
+  stream_id id;
+  std::string bytes;
+  if (a.stream_u64) {
+    auto n = parse_u64(*a.stream_u64);
+    if (!n) return usage_error("--stream-u64: \"" + *a.stream_u64 + "\" is not a non-negative integer");
+    id = stream_id::from_u64(*n);
+  } else {
+    bytes = *a.stream;
+    if (bytes.empty() || bytes.size() > kMaxStreamIdBytes)
+      return usage_error("--stream: a stream id has 1 to 255 bytes");
+    id = stream_id(std::string_view(bytes));
+  }
+  stream_version from = a.backward ? kLatestVersion : 1;
+  if (a.from_version) {
+    auto v = parse_u64(*a.from_version);
+    if (!v) return usage_error("--from-version: \"" + *a.from_version + "\" is not a non-negative integer");
+    from = *v;
+  }
+  auto reader = log.read_stream(id, from, a.backward ? read_direction::backward : read_direction::forward, limit);
+  if (!reader) return fail(reader.error());
+  ndjson_writer out(STDOUT_FILENO);
+  event_view e;
+  while (true) {
+    auto got = reader->next(e);
+    if (!got) {
+      (void)out.flush();
+      return fail(got.error());
+    }
+    if (!*got) break;
+    write_event(out, e, names.json_for(e.type));
+    if (!out.error().ok()) break;
+  }
+  if (status st = out.flush(); !st) return fail(st);
+  return kExitOk;
+}
+
 int cmd_read(const read_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
+  const bool by_stream = a.stream || a.stream_u64;
+  if (a.stream && a.stream_u64) return usage_error("--stream and --stream-u64 exclude each other");
+  if (by_stream && (a.from_position || a.since))
+    return usage_error("--stream reads one stream by version: --from-position and --since do not apply");
+  if (!by_stream && (a.from_version || a.backward))
+    return usage_error("--from-version and --backward need --stream");
+  if (a.since && a.from_position) return usage_error("--since and --from-position exclude each other");
+  std::optional<uint64_t> since;
+  if (a.since) {
+    since = parse_time(*a.since);
+    if (!since)
+      return usage_error("--since: \"" + *a.since +
+                         "\" is not a time (2026-11-22T10:00:00Z, or nanoseconds since the epoch)");
+  }
   position from;
   if (a.from_position) {
     auto p = parse_u64(*a.from_position);
@@ -336,6 +438,12 @@ int cmd_read(const read_args& a) {
   if (!opened) return fail(opened.error());
   const event_log& log = **opened;
   type_names names(a.dir);
+  if (by_stream) return read_one_stream(log, a, limit, names);
+  if (since) {
+    auto p = log.position_at_time(*since);
+    if (!p) return fail(p.error());
+    from = *p;
+  }
 
   ndjson_writer out(STDOUT_FILENO);
   log_reader reader = log.read(from);
@@ -477,6 +585,45 @@ int cmd_stat(const stat_args& a) {
   return kExitOk;
 }
 
+// --- index -----------------------------------------------------------------
+
+struct index_args {
+  std::string action;
+  std::string dir;
+  bool json = false;
+};
+
+int cmd_index(const index_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
+  const bool verify = a.action == "verify";
+  auto rep = verify ? verify_index(a.dir) : rebuild_index(a.dir);
+  if (!rep) return fail(rep.error());
+  const index_report& r = rep.value();
+  const bool intact = r.problems.empty();
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["action"] = a.action;
+    j["intact"] = intact;
+    j["sealed_segments"] = r.sealed_segments;
+    j["index_files"] = r.index_files;
+    j["index_bytes"] = r.index_bytes;
+    j["events"] = r.events;
+    j["checkpoints"] = r.checkpoints;
+    j["problems"] = nlohmann::json::array();
+    for (const status& p : r.problems) j["problems"].push_back(p.to_string());
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    const double per_event = r.events ? static_cast<double>(r.index_bytes) / static_cast<double>(r.events) : 0;
+    std::printf("%s: %" PRIu64 " sealed segments, %" PRIu64 " index files (%s, %.2f B/event), %" PRIu64
+                " events, %" PRIu64 " head checkpoints\n",
+                verify ? (intact ? "index intact" : "index NOT intact") : "index rebuilt",
+                r.sealed_segments, r.index_files, human_bytes(r.index_bytes).c_str(), per_event,
+                r.events, r.checkpoints);
+    for (const status& p : r.problems) std::fprintf(stderr, "varve: %s\n", p.to_string().c_str());
+  }
+  return intact ? kExitOk : kExitCorrupt;
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"varve: create, feed, export and check a varve event log", "varve"};
   app.require_subcommand(1);
@@ -516,7 +663,23 @@ int run(int argc, char** argv) {
   auto* rd = app.add_subcommand("read", "Print events as NDJSON");
   rd->add_option("DIR", read.dir, "Log directory")->required();
   rd->add_option("--from-position", read.from_position, "Start at this record position");
+  rd->add_option("--since", read.since,
+                 "Start at the first event at or after this time (2026-11-22T10:00:00Z, or ns "
+                 "since the epoch), through the time index");
   rd->add_option("--limit", read.limit, "Print at most N events");
+  rd->add_option("--stream", read.stream, "Read only this stream, in version order");
+  rd->add_option("--stream-u64", read.stream_u64, "Read only this integer stream id");
+  rd->add_option("--from-version", read.from_version,
+                 "With --stream: start at this version (default 1; backward: the newest)");
+  rd->add_flag("--backward", read.backward, "With --stream: newest first");
+
+  index_args index;
+  auto* ix = app.add_subcommand("index", "The per-aggregate index: verify it against the log, or rebuild it");
+  ix->add_option("ACTION", index.action, "verify | rebuild")
+      ->required()
+      ->check(CLI::IsMember({"verify", "rebuild"}));
+  ix->add_option("DIR", index.dir, "Log directory")->required();
+  ix->add_flag("--json", index.json, "Print the report as JSON");
 
   verify_args verify;
   auto* vf = app.add_subcommand("verify", "Check every record and footer; exit 2 if not intact");
@@ -540,6 +703,7 @@ int run(int argc, char** argv) {
   if (*rd) return cmd_read(read);
   if (*vf) return cmd_verify(verify);
   if (*st) return cmd_stat(stat);
+  if (*ix) return cmd_index(index);
   return usage_error("no command given");
 }
 
