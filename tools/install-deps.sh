@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Installs (from Debian 12's packages) what building and testing varve needs,
 # skipping apt entirely when everything is already there.
+#   --fuzz   also what the libFuzzer targets in fuzz/ need (clang-14 and its
+#            sanitizer/fuzzer runtime); see fuzz/README.md.
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config
       libboost-dev libxxhash-dev liburing-dev
       libgtest-dev libgmock-dev libbenchmark-dev
       nlohmann-json3-dev libcli11-dev)
+for arg in "$@"; do
+  case "$arg" in
+    --fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
+    *) echo "usage: $0 [--fuzz]" >&2; exit 2 ;;
+  esac
+done
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
