@@ -240,6 +240,7 @@ status background::do_seal(const seal_job& job) {
   // Index files and checkpoints are derived data: failing to write one costs
   // a slower read or a longer scan at the next open, never an event. Say so
   // and carry on.
+  if (c_.indexes) c_.indexes->set_sealed_end(job.seg->index() + 1);
   if (status s = index_segment(*job.seg); !s) {
     indexed_segment_ = ~uint64_t{0};
     if (c_.observer && s.code() != errc::cancelled)

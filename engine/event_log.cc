@@ -124,6 +124,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
       s->opts.prepare_next_segment, s->opts.observer, s->checkpointed_segment, s->first_segment,
       &s->shared->indexes});
   s->shared->indexes.set_observer(s->opts.observer);
+  s->shared->indexes.set_sealed_end(s->active->index());
   // Index files of sealed segments: checked, and rebuilt where missing or
   // damaged, in the background before any new seal.
   if (s->active->index() > s->first_segment) s->bg->index_sealed(s->active->index());

@@ -116,6 +116,7 @@ void index_table::forget(uint64_t segment_index) {
 }
 
 const segment_index::view* index_table::get(const segment& seg) {
+  if (seg.index() >= sealed_end_.load(std::memory_order_acquire)) return nullptr;
   std::atomic<loaded*>* s = slots_.slot(seg.index(), true);
   if (!s) return nullptr;
   loaded* cur = s->load(std::memory_order_acquire);

@@ -30,6 +30,16 @@ class index_table {
 
   // Told once per damaged index file a reader finds (set before readers run).
   void set_observer(recovery_observer* o) { observer_ = o; }
+  // In the writer's process: segments below `end` are sealed and their
+  // footers written (release; the sealer raises it after each seal). A reader
+  // reads no footer at or above it, so it never races the sealer writing
+  // one. Read-only logs leave it unbounded: their mapping is their own.
+  void set_sealed_end(uint64_t end) {
+    uint64_t cur = sealed_end_.load(std::memory_order_relaxed);
+    while ((cur == UINT64_MAX || cur < end) &&
+           !sealed_end_.compare_exchange_weak(cur, end, std::memory_order_release)) {
+    }
+  }
 
   // The validated index of sealed segment `seg`, or null when there is no
   // usable one: not written yet (checked again after a short while), missing,
@@ -60,6 +70,7 @@ class index_table {
   std::string dir_;
   uint64_t log_id_;
   recovery_observer* observer_ = nullptr;
+  std::atomic<uint64_t> sealed_end_{UINT64_MAX};
   atomic_slots<loaded> slots_;
   std::atomic<loaded*> retired_{nullptr};
   std::mutex damaged_mu_;

@@ -4,6 +4,7 @@
 // collisions resolved by the bytes; version checks on the append path.
 #include <algorithm>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -37,10 +38,13 @@ owned_event small_event(std::mt19937_64& rng, uint64_t ts) {
   return e;
 }
 
-// Records observer notes so tests can assert what was reported.
+// Records observer notes so tests can assert what was reported. Called from
+// readers and from the writer's background thread at once: locked.
 struct notes : recovery_observer {
+  std::mutex mu;
   std::vector<std::string> seen;
   void on_truncated(const std::string& file, uint64_t, uint64_t, const std::string& why) override {
+    std::lock_guard<std::mutex> g(mu);
     seen.push_back(file + ": " + why);
   }
 };

@@ -23,7 +23,10 @@ enum class recovery_mode : uint8_t {
   strict,
 };
 
-// Told about every range recovery or verify skips or cuts, so nothing is lost silently.
+// Told about every range recovery or verify skips or cuts, so nothing is lost
+// silently; also about derived files (checkpoints, index files) found damaged
+// and rebuilt. Called from the opening thread, the writer's background thread
+// and reader threads, possibly at once: implementations must be thread-safe.
 struct recovery_observer {
   virtual ~recovery_observer() = default;
   virtual void on_truncated(const std::string& file, uint64_t offset, uint64_t bytes,
