@@ -43,10 +43,14 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
     uint64_t postings_index;
   };
   std::vector<acc> streams;
+  // The footer's count is checked against the scan below, not trusted for
+  // sizing: a damaged one must not ask for a huge allocation.
+  const uint64_t most = seg.capacity() / (record::kHeaderSize + 8);
+  const uint64_t expect = std::min(f.event_count, most);
   std::unordered_map<std::string_view, uint32_t> ids;
-  ids.reserve(std::min<uint64_t>(f.event_count, 1 << 20));
+  ids.reserve(std::min<uint64_t>(expect, 1 << 20));
   std::vector<std::pair<uint32_t, uint32_t>> events;  // (stream, record offset)
-  events.reserve(f.event_count);
+  events.reserve(expect);
   std::vector<std::pair<uint64_t, uint32_t>> times;
   uint64_t max_ts = in.max_timestamp_through_previous;
   uint64_t gap_offset = 0;
