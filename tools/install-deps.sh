@@ -6,7 +6,7 @@
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config
       libboost-dev libxxhash-dev liburing-dev
-      libgtest-dev libgmock-dev libbenchmark-dev
+      libgtest-dev libgmock-dev libbenchmark-dev librocksdb-dev
       nlohmann-json3-dev libcli11-dev)
 for arg in "$@"; do
   case "$arg" in
