@@ -235,7 +235,10 @@ void background::rebuild_damaged_indexes() {
 
 status background::do_seal(const seal_job& job) {
   if (!job.footer_written) {
-    if (status s = write_footer(*c_.fs, *job.seg, job.footer, c_.mode); !s) return s;
+    if (status s = write_footer(*c_.fs, *job.seg, job.footer, c_.mode); !s) {
+      if (c_.on_sync_failure) c_.on_sync_failure(s);
+      return s;
+    }
   }
   // Index files and checkpoints are derived data: failing to write one costs
   // a slower read or a longer scan at the next open, never an event. Say so

@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -39,6 +40,9 @@ class background {
     uint64_t checkpointed_segment;  // newest heads checkpoint on disk (~0 = none)
     uint64_t first_segment;         // the log's oldest segment
     index_table* indexes;           // readers report damaged index files here
+    // A failed sync of a sealed segment (records or footer): the kernel may
+    // have dropped those pages, so the log must stop acknowledging writes.
+    std::function<void(const status&)> on_sync_failure;
   };
   explicit background(config c);
   ~background();  // finishes queued seals, then stops

@@ -122,7 +122,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   s->bg = std::make_unique<background>(background::config{
       s->fs, s->shared->segments.identity(), &s->shared->segments, s->opts.mode,
       s->opts.prepare_next_segment, s->opts.observer, s->checkpointed_segment, s->first_segment,
-      &s->shared->indexes});
+      &s->shared->indexes, [d = s->durable.get()](const status& e) { d->poison(e); }});
   s->shared->indexes.set_observer(s->opts.observer);
   s->shared->indexes.set_sealed_end(s->active->index());
   // Index files of sealed segments: checked, and rebuilt where missing or

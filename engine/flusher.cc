@@ -31,6 +31,17 @@ status durability_tracker::failure() const {
   return failed_;
 }
 
+void durability_tracker::poison(const status& why) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!failed_.ok()) return;
+    failed_ = status(why.code() == errc::no_space ? errc::no_space : errc::io_error,
+                     why.message() + " (the log refuses writes until it is reopened)");
+    failed_flag_.store(true, std::memory_order_release);
+  }
+  done_cv_.notify_all();
+}
+
 status durability_tracker::sync_until(uint64_t target) {
   std::unique_lock<std::mutex> lk(mu_);
   if (!failed_.ok()) return failed_;

@@ -40,6 +40,9 @@ class durability_tracker {
       cv_.notify_one();
   }
   uint64_t durable() const { return durable_.load(std::memory_order_acquire); }
+  // A sync that failed elsewhere (the sealer's msync of a segment it seals):
+  // from now on every sync, wait and append fails, as if it had failed here.
+  void poison(const status& why);
   status failure() const;
   // Lock-free check for the appender's hot path.
   bool has_failed() const { return failed_flag_.load(std::memory_order_acquire); }

@@ -265,6 +265,45 @@ TEST(FailedSync, InNoneModeFailsFlushAndRefusesLaterAppends) {
   ASSERT_NO_FATAL_FAILURE(expect_reopened_log_holds(dir, model, {}));
 }
 
+TEST(FailedSync, AFailedSyncWhileSealingASegmentRefusesLaterAppends) {
+  // The sealer msyncs a full segment's records, then its footer, on its own
+  // thread. If that fails, the kernel may have dropped those pages: the log
+  // must stop acknowledging, not carry on until some later flush.
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, f.options(durability::none, true)));
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(6);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // segment 1 prepared
+  fail_syncs(*f.fs);
+  // Fill segment 0 and roll into segment 1: the seal of 0 fails in the
+  // background. (Should the prepared segment not be ready yet, the roll-over
+  // itself fails on the header's msync: refused too.)
+  status refused;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  std::vector<owned_event> failed;
+  while (refused.ok() && std::chrono::steady_clock::now() < deadline) {
+    owned_event e = event_of(rng, log->committed_position().value < k64KiB ? 500 : 10);
+    failed = {e};
+    auto r = log->append("s", expected_version::any(), e.data());
+    if (r.ok()) {
+      model.apply(stream_key::named("s"), {e}, *r);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    } else {
+      refused = r.error();
+    }
+  }
+  ASSERT_FALSE(refused.ok()) << "appends still acknowledged after the sealer's sync failed";
+  EXPECT_TRUE(refused.code() == errc::read_only || refused.code() == errc::io_error) << refused.to_string();
+  EXPECT_NE(refused.message().find(dir), std::string::npos) << refused.to_string();
+  f.fs->clear();
+  EXPECT_FALSE(log->flush().ok());
+  (void)log->close();
+  log.reset();
+  ASSERT_NO_FATAL_FAILURE(expect_reopened_log_holds(dir, model, failed));
+}
+
 TEST(FailedSync, InGroupModeFailsWaitDurableAndRefusesLaterAppends) {
   temp_dir root;
   fault_fixture f;
