@@ -9,6 +9,10 @@
 //   BM_ReaderNext      log_reader::next() over a warm 1 M-event log
 //                      (arg: 1 = checksums verified, the default; 0 = not)
 //   BM_VersionOf       event_log::version_of (head-table lookup), 100,000 streams
+//   BM_ReadStream      read_stream + next() over one whole aggregate (~10 events
+//                      spread over the warm log's segments), random aggregates;
+//                      items = events, plus aggregates/s
+//   BM_PositionAtTime  event_log::position_at_time for random timestamps
 //   BM_XXH3            XXH3_64bits of a 180-byte record
 //
 // Scratch logs go under $VARVE_BENCH_DIR (default /tmp) and are removed.
@@ -204,6 +208,13 @@ struct warm_log {
       ++version[s];
     }
   }
+  // Close and reopen: the sealer has then written every sealed segment's
+  // index file, as a long-running writer would have.
+  bool settle() {
+    if (!log) return false;
+    verify = !verify;
+    return set_verify(!verify);
+  }
   bool set_verify(bool v) {
     if (!log) return false;
     if (v == verify) return true;
@@ -281,6 +292,58 @@ void BM_VersionOf(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(i));
 }
 BENCHMARK(BM_VersionOf)->UseRealTime();
+
+void BM_ReadStream(benchmark::State& state) {
+  auto& w = warm();
+  if (!w.set_verify(true) || !w.settle()) {
+    state.SkipWithError(w.error.c_str());
+    return;
+  }
+  const auto& input = in();
+  uint64_t i = 0, events = 0;
+  varve::event_view v;
+  for (auto _ : state) {
+    auto r = w.log->read_stream(varve::stream_id::from_u64(input.stream[(i * 7919) & (kCycle - 1)]));
+    if (!r) [[unlikely]] {
+      state.SkipWithError(("read_stream: " + r.error().to_string()).c_str());
+      break;
+    }
+    while (true) {
+      auto more = r->next(v);
+      if (!more || !more.value()) break;
+      benchmark::DoNotOptimize(v.payload.data());
+      ++events;
+    }
+    ++i;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.counters["aggregates/s"] = benchmark::Counter(static_cast<double>(i), benchmark::Counter::kIsRate);
+  state.counters["events/aggregate"] = static_cast<double>(events) / static_cast<double>(i ? i : 1);
+}
+BENCHMARK(BM_ReadStream)->UseRealTime();
+
+void BM_PositionAtTime(benchmark::State& state) {
+  auto& w = warm();
+  if (!w.log) {
+    state.SkipWithError(w.error.c_str());
+    return;
+  }
+  const auto& input = in();
+  uint64_t i = 0, sum = 0;
+  for (auto _ : state) {
+    // The warm log's timestamps are 1..kEvents.
+    auto p = w.log->position_at_time(1 + (uint64_t{input.stream[i & (kCycle - 1)]} * 10) % warm_log::kEvents);
+    if (!p) [[unlikely]] {
+      state.SkipWithError(("position_at_time: " + p.error().to_string()).c_str());
+      break;
+    }
+    sum += p->value;
+    ++i;
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(static_cast<int64_t>(i));
+}
+BENCHMARK(BM_PositionAtTime)->UseRealTime();
 
 void BM_XXH3(benchmark::State& state) {
   const size_t n = static_cast<size_t>(state.range(0));
