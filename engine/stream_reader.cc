@@ -7,6 +7,10 @@ namespace varve {
 
 namespace {
 
+// How many records ahead a forward read starts loading: enough to cover a
+// cache miss (~100-250 ns here) with the work of decoding a few records.
+constexpr uint64_t kPrefetchAhead = 8;
+
 status bad_chain(const segment& seg, uint64_t off, const std::string& why) {
   return status(errc::corruption, seg.path() + " offset " + std::to_string(off) + ": " + why);
 }
@@ -37,6 +41,8 @@ status stream_reader::init(std::shared_ptr<detail::shared_log> log, std::string 
     while (walk_version_ >= next_version_)
       if (status s = descend(); !s) return s;
     run_ = runs_.size() - 1;
+    for (uint64_t v = next_version_; v < next_version_ + kPrefetchAhead && v <= head_version; ++v)
+      prefetch(v);
     return {};
   }
   next_version_ = std::min(from, head_version);
@@ -111,6 +117,21 @@ uint64_t stream_reader::position_of(const run& r, uint64_t version) const {
   return positions_[r.explicit_at + (r.count - 1 - i)];
 }
 
+void stream_reader::prefetch(uint64_t version) const {
+  // The run holding `version`: the current one or the next one up.
+  for (size_t i = run_ + 1; i-- > 0 && i + 2 > run_;) {
+    const run& r = runs_[i];
+    if (version < r.first_version || version >= r.first_version + r.count) continue;
+    const segment* seg = log_->segments.find(r.segment);
+    if (!seg) return;
+    const std::byte* p = seg->data() + (position_of(r, version) & (log_->capacity() - 1));
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+    __builtin_prefetch(p + 128);
+    return;
+  }
+}
+
 result<bool> stream_reader::next(event_view& out) {
   if (remaining_ == 0 || !log_) return false;
   const run* r = nullptr;
@@ -143,8 +164,12 @@ result<bool> stream_reader::next(event_view& out) {
     return bad_chain(seg, off, std::string("stream record: ") + (d.why ? d.why : "not an event record"));
   if (out.stream != stream_ || out.version != next_version_)
     return bad_chain(seg, off, "stream index leads to another stream or version");
-  if (dir_ == read_direction::forward) ++next_version_;
-  else --next_version_;
+  if (dir_ == read_direction::forward) {
+    ++next_version_;
+    prefetch(next_version_ + kPrefetchAhead - 1);
+  } else {
+    --next_version_;
+  }
   --remaining_;
   return true;
 }

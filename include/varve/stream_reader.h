@@ -55,6 +55,9 @@ class stream_reader {
   // Adds the run of the segment holding version walk_version_ (at walk_pos_).
   status descend();
   uint64_t position_of(const run& r, uint64_t version) const;
+  // Starts loading the record of `version` (forward reads: the records are
+  // independent, so their cache misses can overlap instead of queueing).
+  void prefetch(uint64_t version) const;
 
   std::shared_ptr<detail::shared_log> log_;
   std::string stream_;
