@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,8 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -215,6 +218,52 @@ inline std::string make_scratch_dir(const std::string& root, const std::string& 
 inline void remove_tree(const std::string& dir) {
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
+}
+
+// Figures collected over repetitions: name -> values (one per rep).
+struct figures {
+  std::map<std::string, std::vector<double>> v;
+  std::map<std::string, std::string> unit;
+  void add(const std::string& name, double value, const std::string& u) {
+    v[name].push_back(value);
+    unit[name] = u;
+  }
+  double med(const std::string& name) const {
+    auto it = v.find(name);
+    return it == v.end() ? 0 : median(it->second);
+  }
+  bool has(const std::string& name) const { return v.count(name) != 0; }
+};
+
+// Runs `argv` (argv[0] = the program) in a fresh process and returns what it
+// printed on stdout, or nullopt when it could not run or did not exit 0
+// (`out` then holds its output, for the error message). For "cold process"
+// timings: a benchmark re-executes itself with a hidden subcommand.
+inline std::optional<std::string> run_capture(const std::vector<std::string>& argv, std::string& out) {
+  int fds[2];
+  if (pipe(fds) != 0) return std::nullopt;
+  pid_t pid = fork();
+  if (pid < 0) return std::nullopt;
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[0]);
+    close(fds[1]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  out.clear();
+  char buf[256];
+  ssize_t n;
+  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return std::nullopt;
+  return out;
 }
 
 }  // namespace varve_bench

@@ -72,20 +72,7 @@ struct config {
   std::exit(1);
 }
 
-// Figures collected over repetitions: name -> values (one per rep).
-struct figures {
-  std::map<std::string, std::vector<double>> v;
-  std::map<std::string, std::string> unit;
-  void add(const std::string& name, double value, const std::string& u) {
-    v[name].push_back(value);
-    unit[name] = u;
-  }
-  double med(const std::string& name) const {
-    auto it = v.find(name);
-    return it == v.end() ? 0 : vb::median(it->second);
-  }
-  bool has(const std::string& name) const { return v.count(name) != 0; }
-};
+using varve_bench::figures;
 
 varve::log_options log_opts(const config& c) {
   varve::log_options o;

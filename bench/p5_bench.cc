@@ -458,29 +458,11 @@ std::string self_exe() {
 
 open_sample open_in_fresh_process(const std::string& self, const std::string& kind, const std::string& dir,
                                   uint32_t agg, const config& c) {
-  int fds[2];
-  if (pipe(fds) != 0) die("pipe");
-  const std::string a = std::to_string(agg), cm = std::to_string(c.rocks_cache_mb),
-                    sb = std::to_string(c.segment_bytes);
-  pid_t pid = fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    execl(self.c_str(), self.c_str(), "--time-open-child", kind.c_str(), dir.c_str(), a.c_str(), cm.c_str(),
-          sb.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(fds[1]);
   std::string out;
-  char buf[256];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fds[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die("--time-open-child " + kind + " failed: " + out);
+  if (!vb::run_capture({self, "--time-open-child", kind, dir, std::to_string(agg),
+                        std::to_string(c.rocks_cache_mb), std::to_string(c.segment_bytes)},
+                       out))
+    die("--time-open-child " + kind + " failed: " + out);
   uint64_t open_ns = 0, read_ns = 0;
   open_sample s;
   if (std::sscanf(out.c_str(), "open_ns %" SCNu64 " first_read_ns %" SCNu64 " events %" SCNu64, &open_ns, &read_ns,
@@ -494,19 +476,7 @@ open_sample open_in_fresh_process(const std::string& self, const std::string& ki
 // ---------------------------------------------------------------------------
 // Figures.
 // ---------------------------------------------------------------------------
-struct figures {
-  std::map<std::string, std::vector<double>> v;
-  std::map<std::string, std::string> unit;
-  void add(const std::string& name, double value, const std::string& u) {
-    v[name].push_back(value);
-    unit[name] = u;
-  }
-  double med(const std::string& name) const {
-    auto it = v.find(name);
-    return it == v.end() ? 0 : vb::median(it->second);
-  }
-  bool has(const std::string& name) const { return v.count(name) != 0; }
-};
+using varve_bench::figures;
 
 double thread_cpu_seconds() {
   timespec ts{};

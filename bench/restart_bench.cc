@@ -89,26 +89,8 @@ open_sample open_inproc(const std::string& dir) {
 }
 
 open_sample open_cold(const std::string& self, const std::string& dir) {
-  int fds[2];
-  if (pipe(fds) != 0) die("pipe");
-  pid_t pid = fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    dup2(fds[1], 1);
-    close(fds[0]);
-    close(fds[1]);
-    execl(self.c_str(), self.c_str(), "--time-open", dir.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(fds[1]);
   std::string out;
-  char buf[256];
-  ssize_t n;
-  while ((n = read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(fds[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die("--time-open child failed: " + out);
+  if (!vb::run_capture({self, "--time-open", dir}, out)) die("--time-open child failed: " + out);
   open_sample s;
   uint64_t ns = 0;
   if (std::sscanf(out.c_str(), "open_ns %" SCNu64 " events %" SCNu64 " committed %" SCNu64 " segments %" SCNu64, &ns,
