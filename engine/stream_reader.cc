@@ -7,9 +7,11 @@ namespace varve {
 
 namespace {
 
-// How many records ahead a forward read starts loading: enough to cover a
-// cache miss (~100-250 ns here) with the work of decoding a few records.
-constexpr uint64_t kPrefetchAhead = 8;
+// How many records ahead a forward read starts loading. Each record access
+// is a cache and TLB miss (~150-400 ns here); decoding one takes ~50 ns, so
+// many must be in flight. Measured on ES-1 P5 (50 events per aggregate): 8
+// ahead 41.9 k aggregates/s, 24 ahead 59.5 k, 64 ahead 55.8 k.
+constexpr uint64_t kPrefetchAhead = 24;
 
 status bad_chain(const segment& seg, uint64_t off, const std::string& why) {
   return status(errc::corruption, seg.path() + " offset " + std::to_string(off) + ": " + why);
@@ -77,6 +79,9 @@ status stream_reader::descend() {
         r.offsets[r.count - 1] == (walk_pos_ & mask) &&
         (r.first_version == 1 ? r.prev_position == ~uint64_t{0}
                               : r.prev_position < seg.base_position())) {
+      // The offsets are read when the run is reached (or prefetched from):
+      // start loading them now, while the walk goes on down.
+      __builtin_prefetch(r.offsets);
       runs_.push_back({seg_index, r.first_version, r.count, r.offsets, 0});
       walk_version_ = r.first_version - 1;
       walk_pos_ = r.prev_position;
@@ -118,10 +123,12 @@ uint64_t stream_reader::position_of(const run& r, uint64_t version) const {
 }
 
 void stream_reader::prefetch(uint64_t version) const {
-  // The run holding `version`: the current one or the next one up.
-  for (size_t i = run_ + 1; i-- > 0 && i + 2 > run_;) {
+  // The run holding `version`: the current one or one further up (runs are
+  // newest first; with a few events per segment, 8 ahead is several runs up).
+  for (size_t i = run_ + 1; i-- > 0;) {
     const run& r = runs_[i];
-    if (version < r.first_version || version >= r.first_version + r.count) continue;
+    if (version >= r.first_version + r.count) continue;
+    if (version < r.first_version) return;
     const segment* seg = log_->segments.find(r.segment);
     if (!seg) return;
     const std::byte* p = seg->data() + (position_of(r, version) & (log_->capacity() - 1));
