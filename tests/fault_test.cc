@@ -304,6 +304,72 @@ TEST(FailedSync, AFailedSyncWhileSealingASegmentRefusesLaterAppends) {
   ASSERT_NO_FATAL_FAILURE(expect_reopened_log_holds(dir, model, failed));
 }
 
+// Derived files (segment index files, head-table checkpoints) that cannot be
+// written cost speed, never an event: appends go on, the failure is reported,
+// reads stay right, and the next open writes what is missing.
+struct locked_notes : recovery_observer {
+  std::mutex mu;
+  std::vector<std::string> seen;
+  void on_truncated(const std::string& file, uint64_t, uint64_t, const std::string& why) override {
+    std::lock_guard<std::mutex> g(mu);
+    seen.push_back(file + ": " + why);
+  }
+  bool any(const std::string& text) {
+    std::lock_guard<std::mutex> g(mu);
+    for (const auto& n : seen)
+      if (n.find(text) != std::string::npos) return true;
+    return false;
+  }
+};
+
+TEST(NoSpace, WhileWritingIndexFilesAppendsGoOnAndTheNextOpenWritesThem) {
+  temp_dir root;
+  fault_fixture f;
+  const std::string dir = root.sub("log");
+  locked_notes notes;
+  log_options o = f.options(durability::none, true);
+  o.observer = &notes;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
+  // Index files and checkpoints are written with pwrite; segments are mapped.
+  f.fs->fail_always(op::pwrite, ENOSPC);
+  log_model model(k64KiB, kFixedClock);
+  std::mt19937_64 rng(12);
+  for (int i = 0; i < 600; ++i)
+    ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s" + std::to_string(i % 7)),
+                                           expected_version::any(), {event_of(rng, 300)}));
+  ASSERT_GE(log->committed_position().value, 3 * k64KiB) << "the test wants several sealed segments";
+  ASSERT_OK(log->close());  // drains the sealer: every index write has been tried
+  log.reset();
+  EXPECT_TRUE(notes.any("segment index not written")) << "a failed index write was not reported";
+  EXPECT_TRUE(notes.any("checkpoint not written")) << "a failed checkpoint write was not reported";
+  f.fs->clear();
+  {
+    // Reads are right without the files (the back-chain), and a writer's
+    // open writes the missing index files in the background.
+    o.observer = nullptr;
+    ASSERT_OK_AND_ASSIGN(auto again, event_log::open(dir, o));
+    EXPECT_TRUE(log_matches_model(*again, model));
+    for (int s = 0; s < 7; ++s) {
+      auto r = again->read_stream(stream_key::named("s" + std::to_string(s)).id());
+      ASSERT_OK(r);
+      event_view v;
+      uint64_t n = 0;
+      while (true) {
+        auto more = r->next(v);
+        ASSERT_OK(more);
+        if (!*more) break;
+        ASSERT_EQ(v.version, ++n);
+      }
+      EXPECT_EQ(n, model.version_of(stream_key::named("s" + std::to_string(s))));
+    }
+    ASSERT_OK(again->close());
+  }
+  auto ix = verify_index(dir);
+  ASSERT_OK(ix);
+  for (const auto& p : ix->problems)
+    EXPECT_EQ(p.to_string().find(".sidx"), std::string::npos) << "after reopen: " << p.to_string();
+}
+
 TEST(FailedSync, InGroupModeFailsWaitDurableAndRefusesLaterAppends) {
   temp_dir root;
   fault_fixture f;
