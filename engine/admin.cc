@@ -17,11 +17,7 @@ namespace {
 result<std::vector<uint64_t>> list_segments(file_system& fs, const std::string& dir) {
   auto names = fs.list_dir(dir);
   if (!names) return names.error();
-  std::vector<uint64_t> segs;
-  for (const std::string& n : names.value())
-    if (auto i = log_files::parse_segment_name(n)) segs.push_back(*i);
-  std::sort(segs.begin(), segs.end());
-  return segs;
+  return log_files::segment_indices(names.value());
 }
 
 // Checks one sealed segment's records against its footer.

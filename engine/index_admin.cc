@@ -30,10 +30,7 @@ result<sealed_prefix> find_sealed(file_system& fs, segment_table& table, const s
   p.id = table.identity();
   auto names = fs.list_dir(dir);
   if (!names) return names.error();
-  std::vector<uint64_t> segs;
-  for (const std::string& n : names.value())
-    if (auto i = log_files::parse_segment_name(n)) segs.push_back(*i);
-  std::sort(segs.begin(), segs.end());
+  const std::vector<uint64_t> segs = log_files::segment_indices(names.value());
   if (segs.empty()) return p;
   p.first = p.end = segs.front();
   for (uint64_t k : segs) {

@@ -1,5 +1,6 @@
 #include "engine/log_files.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace varve::log_files {
@@ -32,6 +33,14 @@ static std::optional<uint64_t> parse_padded(std::string_view name, std::string_v
 
 std::string segment_name(uint64_t index) { return padded(index, ".seg"); }
 std::optional<uint64_t> parse_segment_name(std::string_view n) { return parse_padded(n, ".seg"); }
+std::vector<uint64_t> segment_indices(const std::vector<std::string>& names) {
+  std::vector<uint64_t> segs;
+  for (const std::string& n : names)
+    if (auto i = parse_segment_name(n)) segs.push_back(*i);
+  std::sort(segs.begin(), segs.end());
+  return segs;
+}
+
 std::string heads_name(uint64_t last) { return padded(last, ".heads"); }
 std::optional<uint64_t> parse_heads_name(std::string_view n) { return parse_padded(n, ".heads"); }
 

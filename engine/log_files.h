@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace varve::log_files {
 
@@ -21,6 +22,8 @@ std::string join(const std::string& dir, std::string_view name);
 // "00000000000000000042.seg": 20 digits hold any u64.
 std::string segment_name(uint64_t index);
 std::optional<uint64_t> parse_segment_name(std::string_view name);
+// The segment indices named in a directory listing, ascending.
+std::vector<uint64_t> segment_indices(const std::vector<std::string>& names);
 // index/00000000000000000042.heads: head-table checkpoint covering segments [0, 42].
 std::string heads_name(uint64_t last_segment);
 std::optional<uint64_t> parse_heads_name(std::string_view name);

@@ -59,12 +59,9 @@ status recover(log_state& s) {
   // Leftovers of atomic writes that never reached their rename.
   auto names = fs.list_dir(s.dir);
   if (!names) return names.error();
-  std::vector<uint64_t> segs;
-  for (const std::string& n : names.value()) {
+  for (const std::string& n : names.value())
     if (n.ends_with(log_files::kPartialSuffix)) (void)fs.remove(log_files::join(s.dir, n));
-    if (auto i = log_files::parse_segment_name(n)) segs.push_back(*i);
-  }
-  std::sort(segs.begin(), segs.end());
+  std::vector<uint64_t> segs = log_files::segment_indices(names.value());
 
   // A segment file whose header was never written is a roll-over or
   // pre-creation that died half way: it holds nothing.
