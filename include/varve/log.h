@@ -17,6 +17,7 @@ namespace varve {
 
 namespace detail {
 struct log_state;
+struct log_access;
 }
 
 // What an append acknowledges. `end` is the log position just past the batch:
@@ -136,6 +137,7 @@ class event_log {
   bool is_read_only() const;
 
  private:
+  friend struct detail::log_access;  // engine/ parts built on a log (replay, subscriptions)
   explicit event_log(std::unique_ptr<detail::log_state> s);
   static result<std::unique_ptr<event_log>> open_locked(std::unique_ptr<detail::log_state> s);
   std::unique_ptr<detail::log_state> s_;

@@ -1,0 +1,23 @@
+// How sequential readers (replay, `varve replay`, verify of cold data) get the
+// bytes of the log: io_uring for cold data, the mapping for warm data, pread as
+// the fallback that works everywhere.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace varve {
+
+enum class io_backend : uint8_t {
+  automatic,  // VARVE_IO if set, else io_uring, falling back to pread (said once on stderr)
+  uring,      // large reads into registered buffers, several in flight (liburing)
+  mmap,       // the segment mappings, read in place (zero copy; best when warm)
+  pread,      // large pread(2) calls into a few buffers
+};
+
+const char* to_string(io_backend b);
+// "uring" | "mmap" | "pread" | "auto"; nullopt for anything else.
+std::optional<io_backend> parse_io_backend(std::string_view s);
+
+}  // namespace varve
