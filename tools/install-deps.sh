@@ -3,6 +3,8 @@
 # skipping apt entirely when everything is already there.
 #   --fuzz   also what the libFuzzer targets in fuzz/ need (clang-14 and its
 #            sanitizer/fuzzer runtime); see fuzz/README.md.
+#   --bench  also what bench/plot.py draws varve-bench's figures with
+#            (Debian's matplotlib, for /usr/bin/python3).
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config
       libboost-dev libxxhash-dev liburing-dev
@@ -11,7 +13,8 @@ pkgs=(g++ cmake ninja-build pkg-config
 for arg in "$@"; do
   case "$arg" in
     --fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
-    *) echo "usage: $0 [--fuzz]" >&2; exit 2 ;;
+    --bench) pkgs+=(python3-matplotlib) ;;
+    *) echo "usage: $0 [--fuzz] [--bench]" >&2; exit 2 ;;
   esac
 done
 missing=()

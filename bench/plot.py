@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""Draws varve-bench's figures (its --json output) as PNG and SVG.
+
+Usage: /usr/bin/python3 bench/plot.py bench.json [OUT_DIR]   (default OUT_DIR: .)
+
+Writes, into OUT_DIR:
+  es1_throughput.{png,svg}   bars per phase (P1, P2, P4, P5) and peer, log scale
+  es1_p3_latency.{png,svg}   P3 durable single append: p50 / p99 / max per peer
+  es1_p6_cdf.{png,svg}       P6 per-append latency as a CDF, percentiles on a
+                             log ("nines") scale, latency on a log scale
+Needs matplotlib (Debian: python3-matplotlib; bash tools/install-deps.sh --bench).
+"""
+import json
+import math
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
+
+COLORS = {
+    "varve": "#1f77b4",
+    "varve-group": "#6baed6",
+    "varve-sync": "#c6dbef",
+    "rocksdb": "#d62728",
+    "writelog": "#2ca02c",
+    "kafka": "#9467bd",
+    "ceiling": "#7f7f7f",
+}
+LABELS = {
+    "varve": "varve (none)",
+    "varve-group": "varve (group)",
+    "varve-sync": "varve (sync)",
+    "rocksdb": "RocksDB",
+    "writelog": "write(2) log",
+    "kafka": "Kafka",
+    "ceiling": "ceiling",
+}
+
+
+def color(p):
+    return COLORS.get(p, "#bcbd22")
+
+
+def label(p):
+    return LABELS.get(p, p)
+
+
+def human(v):
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if v >= div:
+            return "%.3g%s" % (v / div, suffix)
+    return "%.3g" % v
+
+
+def subtitle(j):
+    m, c = j["machine"], j["config"]
+    return "ES-1, E=%s events, A=%s aggregates, seed %s; %s, %s cores; %s; median of %s rep(s)" % (
+        human(c["events"]), human(c["aggregates"]), c["seed"], m["cpu"], m["cores"], j["date"][:10], c["reps"])
+
+
+def save(fig, out, name):
+    for ext in ("png", "svg"):
+        path = os.path.join(out, "%s.%s" % (name, ext))
+        fig.savefig(path, dpi=100 if ext == "png" else None, bbox_inches="tight")
+        print(path)
+    plt.close(fig)
+
+
+def throughput(j, out):
+    peers = j["config"]["peers"]
+    panels = [
+        ("P1", "P1.events_per_s", "P1 append, not durable\n(events/s)"),
+        ("P2", "P2.events_per_s", "P2 durable batches of %d\n(events/s)" % j["config"]["p2_batch"]),
+        ("P4", "P4.events_per_s", "P4 full scan, warm cache\n(events/s)"),
+        ("P5", "P5.aggregates_per_s", "P5 read one aggregate\n(aggregates/s)"),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 4.2))
+    for ax, (phase, key, title) in zip(axes, panels):
+        names, vals = [], []
+        for p in peers:
+            v = j["peers"].get(p, {}).get("figures", {}).get(key)
+            if v:
+                names.append(p)
+                vals.append(v)
+        xs = range(len(names))
+        bars = ax.bar(xs, vals, color=[color(p) for p in names], edgecolor="black", linewidth=0.5)
+        ax.set_yscale("log")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([label(p) for p in names], rotation=35, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.grid(axis="y", which="major", alpha=0.3)
+        for b, v in zip(bars, vals):
+            ax.annotate(human(v), (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7,
+                        xytext=(0, 2), textcoords="offset points")
+        if vals:
+            ax.set_ylim(min(vals) / 3, max(vals) * 4)
+    fig.suptitle("varve-bench: throughput per phase and peer (higher is better; log scale)\n" + subtitle(j),
+                 fontsize=9)
+    fig.tight_layout()
+    save(fig, out, "es1_throughput")
+
+
+def p3_latency(j, out):
+    peers = [p for p in j["config"]["peers"] if "P3.p50_us" in j["peers"].get(p, {}).get("figures", {})]
+    if not peers:
+        return
+    stats = [("p50", "P3.p50_us"), ("p99", "P3.p99_us"), ("max", "P3.max_us")]
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    width = 0.8 / len(stats)
+    for k, (name, key) in enumerate(stats):
+        vals = [j["peers"][p]["figures"][key] for p in peers]
+        xs = [i + (k - 1) * width for i in range(len(peers))]
+        bars = ax.bar(xs, vals, width, color=[color(p) for p in peers], edgecolor="black", linewidth=0.5,
+                      alpha=[1.0, 0.65, 0.35][k], label=name)
+        for b, v in zip(bars, vals):
+            ax.annotate("%.0f" % v if v >= 10 else "%.1f" % v, (b.get_x() + b.get_width() / 2, v),
+                        ha="center", va="bottom", fontsize=6, xytext=(0, 1), textcoords="offset points")
+    ax.set_yscale("log")
+    ax.set_ylabel("µs per durable append (log)")
+    ax.set_xticks(range(len(peers)))
+    ax.set_xticklabels([label(p) + ("\nwrite 4K+fdatasync" if p == "ceiling" else "") for p in peers], fontsize=8)
+    ax.legend(title="bars, left to right", fontsize=7, title_fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("P3: %d single appends, each durable before the next (lower is better)\n%s"
+                 % (j["config"]["p3_events"], subtitle(j)), fontsize=8)
+    fig.tight_layout()
+    save(fig, out, "es1_p3_latency")
+
+
+def nines(p):
+    return -math.log10(max(1e-7, 1 - p / 100.0))
+
+
+def p6_cdf(j, out):
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    drawn = False
+    for p in j["config"]["peers"]:
+        cdf = j["peers"].get(p, {}).get("info", {}).get("P6.cdf")
+        if not cdf:
+            continue
+        pct, ns = cdf["percentile"], cdf["ns"]
+        pts = [(max(v, 1), nines(q)) for q, v in zip(pct, ns) if q < 100]
+        pts.append((max(ns[-1], 1), nines(100)))  # the max, drawn at the top
+        ax.step([a for a, _ in pts], [b for _, b in pts], where="post", color=color(p), label=label(p), linewidth=1.5)
+        drawn = True
+    if not drawn:
+        return
+    ticks = [0, 90, 99, 99.9, 99.99, 99.999, 99.9999]
+    ax.yaxis.set_major_locator(FixedLocator([nines(t) for t in ticks]))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: "%g" % (100 * (1 - 10 ** -y))))
+    ax.set_ylim(0, nines(99.9999) + 0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency of one append call (ns, log scale)")
+    ax.set_ylabel("percentile (log scale of 1 - p)")
+    ax.axvline(1000, color="black", linestyle=":", linewidth=1)
+    ax.text(1000, 0.2, " 1 µs", fontsize=7)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("P6: %s non-durable appends, each timed with steady_clock (further left is better)\n%s"
+                 % (human(j["config"]["p6_events"]), subtitle(j)), fontsize=8)
+    fig.tight_layout()
+    save(fig, out, "es1_p6_cdf")
+
+
+def main():
+    if len(sys.argv) not in (2, 3):
+        sys.exit(__doc__)
+    j = json.load(open(sys.argv[1]))
+    out = sys.argv[2] if len(sys.argv) == 3 else "."
+    os.makedirs(out, exist_ok=True)
+    throughput(j, out)
+    p3_latency(j, out)
+    p6_cdf(j, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,857 @@
+// varve-bench: the ES-1 workload (/work/shared/WORKLOAD.md), phases P1-P6,
+// side by side against its peers, from one command, on the same data (seed 42)
+// in one run:
+//
+//   varve        durability none (all phases; P2/P3 made durable with flush())
+//   varve-group  durability group (P2, P3: wait_durable)
+//   varve-sync   durability sync (P3)
+//   rocksdb      the real RocksDB (Debian's librocksdb-dev), schema and options
+//                as in bench/rocksdb_es1.h (built only when RocksDB is found)
+//   writelog     the Kafka-style log: buffered write(2), fdatasync per durable
+//                batch, sequential read(2) scan (bench/peers/writelog.h)
+//   ceiling      memcpy of varve's record stream into a pre-faulted buffer (P1),
+//                a sequential read of that buffer (P4), write(4 KiB)+fdatasync
+//                (P3)
+//   (kafka       the real broker: issue 9; --peers is ready for it)
+//
+// Each peer runs in a freshly exec'd child process (this binary, hidden
+// --child PEER), one after the other, so its peak RSS is its own and it
+// starts with none of another peer's memory; each child generates the ES-1
+// data itself (deterministic), loads and reads its own store under DIR/PEER,
+// checks what it read back (count and XXH3 of all payloads in order for every
+// store it wrote; P5: every aggregate's versions 1..n in order with the right
+// payload checksum), prints its figures as JSON on stdout and exits non-zero on
+// any mismatch, which fails the run. With --reps N every peer runs N times,
+// peers interleaved, and the table shows medians.
+//
+// Phases, in each child: P1 load E events (not durable) into a fresh store,
+// settle (varve: close + reopen; RocksDB: flush + wait for compactions;
+// writelog: write out the buffer), bytes on disk; P4 one untimed verifying scan
+// (warms the page cache), then --p4-scans timed scans touching every payload
+// byte (median); P5 an untimed verifying pass, then --p5-reps timed passes over
+// --p5-aggregates aggregates (median); P6 --p6-events appends into a fresh
+// store, each timed with steady_clock; P3 --p3-events durable single appends
+// into a fresh store; P2 --p2-events appends in durable batches of --p2-batch
+// into a fresh store. See docs/BENCHMARKS.md ("Side by side").
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <CLI/CLI.hpp>
+#include <cinttypes>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench_common.h"
+#include "ceilings.h"
+#include "es1_check.h"
+#include "peers/varve.h"
+#include "peers/writelog.h"
+#ifdef VARVE_BENCH_WITH_ROCKSDB
+#include "peers/rocksdb.h"
+#endif
+
+namespace vb = varve_bench;
+using json = nlohmann::json;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Configuration.
+// ---------------------------------------------------------------------------
+const std::vector<std::string> kAllPhases = {"P1", "P2", "P3", "P4", "P5", "P6"};
+
+struct config {
+  uint64_t events = 5'000'000;
+  uint64_t aggregates = 100'000;
+  uint64_t p2_events = 0;  // 0 = events
+  uint64_t p2_batch = 1000;
+  uint64_t p3_events = 2000;
+  uint64_t p5_aggregates = 20'000;
+  uint64_t writelog_p5_aggregates = 3;
+  uint64_t p6_events = 1'000'000;
+  int p4_scans = 3;
+  int p5_reps = 3;
+  int reps = 1;
+  std::string dir;
+  std::string peers;  // default: every peer that can run
+  std::string phases = "P1,P2,P3,P4,P5,P6";
+  std::string json_file;
+  bool keep = false;
+  uint64_t segment_bytes = 64ull << 20;
+  uint64_t rocks_cache_mb = 2048;
+  uint64_t writelog_buffer = 64 << 10;
+
+  bool has(const std::string& p) const {
+    std::stringstream ss(phases);
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (item == p) return true;
+    return false;
+  }
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+std::string g_cleanup;  // removed by die() (the run's root, or the child's store)
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "varve-bench: %s\n", what.c_str());
+  if (!g_cleanup.empty()) vb::remove_tree(g_cleanup);
+  std::exit(1);
+}
+
+// ---------------------------------------------------------------------------
+// The peers: name, the phases each one runs, whether this build has it.
+// A new peer (kafka, issue 9) is one row here and one child runner below.
+// ---------------------------------------------------------------------------
+struct peer_info {
+  std::string name;
+  std::set<std::string> phases;
+  bool available;
+  std::string why_not;
+};
+
+const std::vector<peer_info>& peer_table() {
+  static const std::vector<peer_info> t = {
+      {"varve", {"P1", "P2", "P3", "P4", "P5", "P6"}, true, ""},
+      {"varve-group", {"P2", "P3"}, true, ""},
+      {"varve-sync", {"P3"}, true, ""},
+#ifdef VARVE_BENCH_WITH_ROCKSDB
+      {"rocksdb", {"P1", "P2", "P3", "P4", "P5", "P6"}, true, ""},
+#else
+      {"rocksdb", {"P1", "P2", "P3", "P4", "P5", "P6"}, false, "built without RocksDB (install librocksdb-dev)"},
+#endif
+      {"writelog", {"P1", "P2", "P3", "P4", "P5", "P6"}, true, ""},
+      {"kafka", {"P1", "P2", "P3", "P4", "P5", "P6"}, false, "the real broker is issue 9 (not built yet)"},
+      {"ceiling", {"P1", "P3", "P4"}, true, ""},
+  };
+  return t;
+}
+
+const peer_info* find_peer(const std::string& name) {
+  for (auto& p : peer_table())
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+// ---------------------------------------------------------------------------
+// Child side: figures of one peer.
+// ---------------------------------------------------------------------------
+struct child_out {
+  json figures = json::object();
+  json units = json::object();
+  json verify = json::object();
+  json info = json::object();
+  void add(const std::string& k, double v, const std::string& unit) {
+    figures[k] = v;
+    units[k] = unit;
+  }
+};
+
+// XXH3-64 of the payloads of events [0, n) in order (what a full scan must see).
+uint64_t expected_digest(const vb::es1_data& d, uint64_t n) {
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  for (uint64_t i = 0; i < n; ++i) XXH3_64bits_update(st, d.payload_of(i), vb::kPayloadBytes);
+  uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return h;
+}
+
+std::string hex(uint64_t v) {
+  char b[20];
+  std::snprintf(b, sizeof b, "%016" PRIx64, v);
+  return b;
+}
+
+// A full verifying scan of a store that should hold events [0, n): count and
+// XXH3 of every payload in order. Dies on a mismatch; records the check.
+template <class P>
+void verify_store(P& p, const vb::es1_data& d, uint64_t n, const std::string& what, child_out& out) {
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  uint64_t rb = 0;
+  const uint64_t got = p.scan([&](const std::byte* payload, size_t len) { XXH3_64bits_update(st, payload, len); }, rb);
+  const uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  const uint64_t want = expected_digest(d, n);
+  out.verify[what] = {{"events", got}, {"expected_events", n}, {"xxh3", hex(h)}, {"expected_xxh3", hex(want)},
+                      {"ok", got == n && h == want}};
+  if (got != n || h != want)
+    die(what + ": read back " + std::to_string(got) + " events with payload XXH3 " + hex(h) + ", wrote " +
+        std::to_string(n) + " with " + hex(want));
+}
+
+std::vector<double> cdf_grid() {  // percentiles 0, then 1 - 10^-k for k = 0.05 .. 6, then 100
+  std::vector<double> g = {0};
+  for (int k = 1; k <= 120; ++k) g.push_back(100.0 * (1.0 - std::pow(10.0, -k / 20.0)));
+  g.push_back(100);
+  return g;
+}
+
+void add_latency(child_out& out, const std::string& prefix, std::vector<double>& v, double scale,
+                 const std::string& unit, bool with_cdf) {
+  std::sort(v.begin(), v.end());
+  for (auto [name, p] : std::initializer_list<std::pair<const char*, double>>{
+           {"p50", 50}, {"p99", 99}, {"p99.9", 99.9}, {"p99.99", 99.99}})
+    out.add(prefix + "." + name + "_" + unit, vb::percentile_sorted(v, p) * scale, unit);
+  out.add(prefix + ".max_" + unit, v.back() * scale, unit);
+  double sum = 0;
+  for (double x : v) sum += x;
+  out.add(prefix + ".mean_" + unit, sum / static_cast<double>(v.size()) * scale, unit);
+  if (with_cdf) {
+    json pct = json::array(), val = json::array();
+    for (double p : cdf_grid()) {
+      pct.push_back(p);
+      val.push_back(p == 0 ? v.front() * scale : vb::percentile_sorted(v, p) * scale);
+    }
+    out.info[prefix + ".cdf"] = {{"percentile", pct}, {unit, val}};
+  }
+}
+
+uint64_t vm_hwm_bytes() {  // peak RSS so far, from /proc/self/status
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+  return 0;
+}
+
+// Runs the phases for a store-backed peer. make() returns a fresh peer object.
+template <class Make>
+void run_store_peer(const std::string& peer, const peer_info& pi, const config& c, const vb::es1_data& d,
+                    const std::string& dir, Make&& make, child_out& out) {
+  auto want = [&](const char* ph) { return c.has(ph) && pi.phases.count(ph); };
+  const uint64_t E = c.events;
+
+  // ---- P1 (and the load P4 and P5 read) ----
+  if (want("P1") || want("P4") || want("P5")) {
+    ::sync();
+    auto p = make();
+    const std::string sdir = dir + "/load";
+    p->create(sdir);
+    const uint64_t t0 = vb::steady_ns();
+    for (uint64_t i = 0; i < E; ++i) p->append(d, i);
+    const uint64_t t1 = vb::steady_ns();
+    p->finish_load();
+    const uint64_t t2 = vb::steady_ns();
+    const double secs = static_cast<double>(t1 - t0) / 1e9;
+    if (want("P1")) {
+      out.add("P1.events_per_s", static_cast<double>(E) / secs, "events/s");
+      out.add("P1.payload_MB_per_s", static_cast<double>(E * vb::kPayloadBytes) / secs / 1e6, "MB/s");
+      out.add("P1.ns_per_event", secs * 1e9 / static_cast<double>(E), "ns");
+    }
+    out.add("load.settle_s", static_cast<double>(t2 - t1) / 1e9, "s");
+    out.add("disk.bytes", static_cast<double>(vb::bytes_on_disk(sdir)), "B");
+    out.add("disk.bytes_per_event", static_cast<double>(vb::bytes_on_disk(sdir)) / static_cast<double>(E), "B");
+    std::fprintf(stderr, "  %s: P1 %.2f M events/s, settled in %.2f s\n", peer.c_str(), E / secs / 1e6,
+                 static_cast<double>(t2 - t1) / 1e9);
+
+    // ---- P4 ----
+    verify_store(*p, d, E, "P1/P4 store", out);  // untimed; also warms the page cache
+    if (want("P4")) {
+      std::vector<double> eps, pgbs, sgbs;
+      uint64_t sum = 0;
+      for (int k = 0; k < c.p4_scans; ++k) {
+        uint64_t rb = 0;
+        const uint64_t a = vb::steady_ns();
+        const uint64_t n = p->scan([&](const std::byte* payload, size_t len) { sum += vb::touch(payload, len); }, rb);
+        const double s = static_cast<double>(vb::steady_ns() - a) / 1e9;
+        if (n != E) die(peer + " P4: scan returned " + std::to_string(n) + " events");
+        eps.push_back(static_cast<double>(n) / s);
+        pgbs.push_back(static_cast<double>(n * vb::kPayloadBytes) / s / 1e9);
+        sgbs.push_back(static_cast<double>(rb) / s / 1e9);
+      }
+      asm volatile("" ::"r"(sum));
+      out.add("P4.events_per_s", vb::median(eps), "events/s");
+      out.add("P4.payload_GB_per_s", vb::median(pgbs), "GB/s");
+      out.add("P4.record_GB_per_s", vb::median(sgbs), "GB/s");
+      std::fprintf(stderr, "  %s: P4 %.2f M events/s\n", peer.c_str(), vb::median(eps) / 1e6);
+    }
+
+    // ---- P5 ----
+    if (want("P5")) {
+      const vb::expected_t exp = vb::expected_of(d);
+      std::vector<uint32_t> list = vb::draw_p5_aggregates(c.p5_aggregates, c.aggregates);
+      if (peer == "writelog" && list.size() > c.writelog_p5_aggregates) list.resize(c.writelog_p5_aggregates);
+      std::vector<double> aps, eps, p50, p99, p999;
+      uint64_t mismatches = 0, events = 0;
+      std::vector<double> lat(list.size());
+      for (int rep = -1; rep < c.p5_reps; ++rep) {  // rep -1: untimed warm-up
+        events = 0;
+        const uint64_t t0 = vb::steady_ns();
+        for (size_t i = 0; i < list.size(); ++i) {
+          const uint64_t a = vb::steady_ns();
+          vb::agg_read r = p->read_aggregate(list[i]);
+          lat[i] = static_cast<double>(vb::steady_ns() - a);
+          events += r.count;
+          const uint32_t g = list[i];
+          if (r.count != exp.count[g] || r.checksum != exp.checksum[g] || !r.in_order) {
+            if (mismatches < 10)
+              std::fprintf(stderr, "MISMATCH %s aggregate %u: %" PRIu64 " events (expected %u), order %s\n",
+                           peer.c_str(), g, r.count, exp.count[g], r.in_order ? "ok" : "WRONG");
+            ++mismatches;
+          }
+        }
+        const double secs = static_cast<double>(vb::steady_ns() - t0) / 1e9;
+        if (rep < 0) continue;
+        aps.push_back(static_cast<double>(list.size()) / secs);
+        eps.push_back(static_cast<double>(events) / secs);
+        std::vector<double> s = lat;
+        std::sort(s.begin(), s.end());
+        p50.push_back(vb::percentile_sorted(s, 50) / 1e3);
+        p99.push_back(vb::percentile_sorted(s, 99) / 1e3);
+        p999.push_back(vb::percentile_sorted(s, 99.9) / 1e3);
+      }
+      out.verify["P5"] = {{"aggregates_per_pass", list.size()}, {"passes", c.p5_reps + 1},
+                          {"events_per_pass", events}, {"mismatches", mismatches}, {"ok", mismatches == 0}};
+      if (mismatches) die(peer + " P5: " + std::to_string(mismatches) + " aggregate reads did not match");
+      out.add("P5.aggregates_per_s", vb::median(aps), "aggregates/s");
+      out.add("P5.events_per_s", vb::median(eps), "events/s");
+      out.add("P5.p50_us", vb::median(p50), "us");
+      out.add("P5.p99_us", vb::median(p99), "us");
+      out.add("P5.p99.9_us", vb::median(p999), "us");
+      out.info["P5.aggregates_read"] = list.size();
+      std::fprintf(stderr, "  %s: P5 %.1f k aggregates/s\n", peer.c_str(), vb::median(aps) / 1e3);
+    }
+    p->close();
+    if (!c.keep) vb::remove_tree(sdir);
+  }
+
+  // ---- P6 ----
+  if (want("P6")) {
+    const uint64_t n = c.p6_events;
+    std::vector<uint64_t> raw(1'000'000, 1);
+    for (auto& r : raw) {  // timer overhead: an empty timed region
+      const uint64_t a = vb::steady_ns();
+      asm volatile("");
+      r = vb::steady_ns() - a;
+    }
+    std::sort(raw.begin(), raw.end());
+    out.add("P6.timer_p50_ns", static_cast<double>(raw[raw.size() / 2]), "ns");
+    ::sync();
+    auto p = make();
+    const std::string sdir = dir + "/p6";
+    p->create(sdir);
+    raw.assign(n, 1);  // pre-touched
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t a = vb::steady_ns();
+      p->append(d, i);
+      raw[i] = vb::steady_ns() - a;
+    }
+    verify_store(*p, d, n, "P6 store", out);
+    p->close();
+    if (!c.keep) vb::remove_tree(sdir);
+    std::vector<double> ns(raw.begin(), raw.end());
+    add_latency(out, "P6", ns, 1.0, "ns", true);
+    std::fprintf(stderr, "  %s: P6 p99.9 %.0f ns\n", peer.c_str(), out.figures["P6.p99.9_ns"].get<double>());
+  }
+
+  // ---- P3 ----
+  if (want("P3")) {
+    const uint64_t n = c.p3_events;
+    ::sync();
+    auto p = make();
+    const std::string sdir = dir + "/p3";
+    p->create(sdir);
+    std::vector<double> lat(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t a = vb::steady_ns();
+      p->append_durable(d, i);
+      lat[i] = static_cast<double>(vb::steady_ns() - a);
+    }
+    verify_store(*p, d, n, "P3 store", out);
+    p->close();
+    if (!c.keep) vb::remove_tree(sdir);
+    add_latency(out, "P3", lat, 1e-3, "us", false);
+    std::fprintf(stderr, "  %s: P3 p50 %.1f us\n", peer.c_str(), out.figures["P3.p50_us"].get<double>());
+  }
+
+  // ---- P2 ----
+  if (want("P2")) {
+    const uint64_t n = c.p2_events, b = c.p2_batch;
+    ::sync();
+    auto p = make();
+    const std::string sdir = dir + "/p2";
+    p->create(sdir);
+    const uint64_t t0 = vb::steady_ns();
+    for (uint64_t i = 0; i < n; i += b) p->append_batch_durable(d, i, std::min(b, n - i));
+    const double secs = static_cast<double>(vb::steady_ns() - t0) / 1e9;
+    out.add("P2.events_per_s", static_cast<double>(n) / secs, "events/s");
+    out.add("P2.batches_per_s", static_cast<double>((n + b - 1) / b) / secs, "batches/s");
+    verify_store(*p, d, n, "P2 store", out);
+    p->close();
+    if (!c.keep) vb::remove_tree(sdir);
+    std::fprintf(stderr, "  %s: P2 %.2f M events/s\n", peer.c_str(), n / secs / 1e6);
+  }
+}
+
+// The ceilings (WORKLOAD.md): memcpy of varve's record stream into a
+// pre-faulted anonymous buffer (P1); a sequential read of every 8-byte word of
+// that buffer (P4); write(4 KiB)+fdatasync alone on the same disk (P3), both
+// appending to a fresh file and overwriting a preallocated, written one.
+void run_ceiling(const config& c, const vb::es1_data& d, const std::string& dir, child_out& out) {
+  const uint64_t E = c.events;
+  std::filesystem::create_directories(dir);
+  uint32_t record_bytes;
+  {
+    vb::varve_peer probe(varve::durability::none, c.segment_bytes);
+    probe.create(dir + "/probe");
+    probe.append(d, 0);
+    record_bytes = probe.first_record_bytes();
+    probe.close();
+    vb::remove_tree(dir + "/probe");
+  }
+  out.info["record_bytes"] = record_bytes;
+  if (c.has("P1") || c.has("P4")) {
+    const uint64_t bytes = E * record_bytes;
+    vb::ceiling_writer cw(record_bytes);
+    auto* buf = static_cast<std::byte*>(vb::map_anonymous_prefaulted(bytes));
+    const uint64_t t0 = vb::steady_ns();
+    for (uint64_t i = 0; i < E; ++i) cw.write(buf + i * record_bytes, d, i);
+    const double secs = static_cast<double>(vb::steady_ns() - t0) / 1e9;
+    asm volatile("" ::"r"(buf) : "memory");
+    // Check: the copied payloads are the generator's.
+    XXH3_state_t* st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    for (uint64_t i = 0; i < E; ++i) XXH3_64bits_update(st, buf + i * record_bytes + cw.header_bytes, vb::kPayloadBytes);
+    const uint64_t h = XXH3_64bits_digest(st), want = expected_digest(d, E);
+    XXH3_freeState(st);
+    out.verify["memcpy buffer"] = {{"events", E}, {"xxh3", hex(h)}, {"expected_xxh3", hex(want)}, {"ok", h == want}};
+    if (h != want) die("ceiling: the memcpy buffer's payloads differ from the generator's");
+    if (c.has("P1")) {
+      out.add("P1.events_per_s", static_cast<double>(E) / secs, "events/s");
+      out.add("P1.payload_MB_per_s", static_cast<double>(E * vb::kPayloadBytes) / secs / 1e6, "MB/s");
+      out.add("P1.ns_per_event", secs * 1e9 / static_cast<double>(E), "ns");
+    }
+    if (c.has("P4")) {
+      const auto* w = reinterpret_cast<const uint64_t*>(buf);
+      const uint64_t words = bytes / 8;
+      std::vector<double> gbs;
+      for (int k = 0; k < c.p4_scans; ++k) {
+        uint64_t sum = 0;
+        const uint64_t a = vb::steady_ns();
+        for (uint64_t i = 0; i < words; ++i) sum += w[i];
+        const double s = static_cast<double>(vb::steady_ns() - a) / 1e9;
+        asm volatile("" ::"r"(sum));
+        gbs.push_back(static_cast<double>(words * 8) / s / 1e9);
+      }
+      out.add("P4.record_GB_per_s", vb::median(gbs), "GB/s");
+      out.add("P4.events_per_s", vb::median(gbs) * 1e9 / record_bytes, "events/s");
+      out.add("P4.payload_GB_per_s", vb::median(gbs) * vb::kPayloadBytes / record_bytes, "GB/s");
+    }
+    munmap(buf, bytes);
+  }
+  if (c.has("P3")) {
+    std::vector<std::byte> page(4096);
+    std::memcpy(page.data(), d.payload_of(0), vb::kPayloadBytes);
+    for (int variant = 0; variant < 2; ++variant) {  // 0: append to a fresh file; 1: overwrite in place
+      const std::string path = dir + (variant ? "/overwrite.dat" : "/append.dat");
+      int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) die("open " + path + ": " + strerror(errno));
+      const uint64_t n = c.p3_events;
+      if (variant) {  // a written, synced file: each fdatasync then carries data only
+        for (uint64_t i = 0; i < n; ++i)
+          if (::pwrite(fd, page.data(), 4096, static_cast<off_t>(i * 4096)) != 4096) die("pwrite: " + std::string(strerror(errno)));
+        if (::fsync(fd) != 0) die("fsync: " + std::string(strerror(errno)));
+      }
+      ::sync();
+      std::vector<double> lat(n);
+      for (uint64_t i = 0; i < n; ++i) {
+        const uint64_t a = vb::steady_ns();
+        if (::pwrite(fd, page.data(), 4096, static_cast<off_t>(i * 4096)) != 4096) die("pwrite: " + std::string(strerror(errno)));
+        if (::fdatasync(fd) != 0) die("fdatasync: " + std::string(strerror(errno)));
+        lat[i] = static_cast<double>(vb::steady_ns() - a);
+      }
+      ::close(fd);
+      ::unlink(path.c_str());
+      add_latency(out, variant ? "P3.overwrite" : "P3", lat, 1e-3, "us", false);
+    }
+    std::fprintf(stderr, "  ceiling: P3 write+fdatasync p50 %.1f us (overwrite %.1f us)\n",
+                 out.figures["P3.p50_us"].get<double>(), out.figures["P3.overwrite.p50_us"].get<double>());
+  }
+}
+
+int child_main(const config& c, const std::string& peer, const std::string& dir) {
+  const peer_info* pi = find_peer(peer);
+  if (!pi || !pi->available) die("no peer " + peer);
+  g_cleanup = c.keep ? "" : dir;
+  std::filesystem::create_directories(dir);
+  std::fprintf(stderr, "[%s] generating %" PRIu64 " events over %" PRIu64 " aggregates (seed %" PRIu64 ")\n",
+               peer.c_str(), c.events, c.aggregates, vb::kSeed);
+  const vb::es1_data d = vb::generate_es1(c.events, c.aggregates);
+  const uint64_t data_rss = vm_hwm_bytes();
+  child_out out;
+  if (peer == "varve") {
+    run_store_peer(peer, *pi, c, d, dir,
+                   [&] { return std::make_unique<vb::varve_peer>(varve::durability::none, c.segment_bytes); }, out);
+  } else if (peer == "varve-group") {
+    run_store_peer(peer, *pi, c, d, dir,
+                   [&] { return std::make_unique<vb::varve_peer>(varve::durability::group, c.segment_bytes); }, out);
+  } else if (peer == "varve-sync") {
+    run_store_peer(peer, *pi, c, d, dir,
+                   [&] { return std::make_unique<vb::varve_peer>(varve::durability::sync, c.segment_bytes); }, out);
+  } else if (peer == "writelog") {
+    run_store_peer(peer, *pi, c, d, dir, [&] { return std::make_unique<vb::writelog_peer>(c.writelog_buffer); }, out);
+#ifdef VARVE_BENCH_WITH_ROCKSDB
+  } else if (peer == "rocksdb") {
+    run_store_peer(peer, *pi, c, d, dir, [&] { return std::make_unique<vb::rocksdb_peer>(c.rocks_cache_mb); }, out);
+    out.info["rocksdb_version"] = vb::rocks_version();
+#endif
+  } else if (peer == "ceiling") {
+    run_ceiling(c, d, dir, out);
+  } else {
+    die("no child runner for peer " + peer);
+  }
+  json j;
+  j["peer"] = peer;
+  j["figures"] = out.figures;
+  j["units"] = out.units;
+  j["verify"] = out.verify;
+  j["info"] = out.info;
+  j["peak_rss_bytes"] = vb::peak_rss_bytes();
+  j["data_rss_bytes"] = data_rss;
+  std::printf("%s\n", j.dump().c_str());
+  std::fflush(stdout);
+  if (!c.keep) vb::remove_tree(dir);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Parent side.
+// ---------------------------------------------------------------------------
+std::string self_exe() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) die("readlink /proc/self/exe");
+  buf[n] = 0;
+  return buf;
+}
+
+std::vector<std::string> child_args(const config& c) {
+  auto u = [](uint64_t v) { return std::to_string(v); };
+  return {"--events", u(c.events), "--aggregates", u(c.aggregates), "--p2-events", u(c.p2_events),
+          "--p2-batch", u(c.p2_batch), "--p3-events", u(c.p3_events), "--p5-aggregates", u(c.p5_aggregates),
+          "--writelog-p5-aggregates", u(c.writelog_p5_aggregates), "--p6-events", u(c.p6_events),
+          "--p4-scans", std::to_string(c.p4_scans), "--p5-reps", std::to_string(c.p5_reps),
+          "--phases", c.phases, "--segment-bytes", u(c.segment_bytes), "--rocks-cache-mb", u(c.rocks_cache_mb),
+          "--writelog-buffer", u(c.writelog_buffer)};
+}
+
+double load_average() {
+  double l[3] = {0, 0, 0};
+  return getloadavg(l, 3) > 0 ? l[0] : -1;
+}
+
+struct peer_result {
+  vb::figures f;
+  json last;  // the last rep's child JSON (verify, info, CDF)
+  std::vector<double> peak_rss, disk;
+};
+
+std::string human(double v, const std::string& unit) {
+  char buf[64];
+  if (unit == "events/s" || unit == "aggregates/s" || unit == "batches/s") {
+    if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2f M/s", v / 1e6);
+    else if (v >= 1e3) std::snprintf(buf, sizeof buf, "%.1f k/s", v / 1e3);
+    else std::snprintf(buf, sizeof buf, "%.1f /s", v);
+  } else if (unit == "ns") {
+    std::snprintf(buf, sizeof buf, "%.0f ns", v);
+  } else if (unit == "us") {
+    std::snprintf(buf, sizeof buf, v < 100 ? "%.1f us" : "%.0f us", v);
+  } else if (unit == "B") {
+    if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.1f MB", v / 1e6);
+    else std::snprintf(buf, sizeof buf, "%.1f B", v);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.2f %s", v, unit.c_str());
+  }
+  return buf;
+}
+
+// The targets of the benchmark issue, as ratios.
+struct target {
+  std::string phase, figure, varve, peer;
+  bool peer_over_varve;  // ratio = peer/varve (latencies: "N x lower") instead of varve/peer
+  std::string op;        // ">=" or "<="
+  double bound;
+  std::string what;
+};
+
+const std::vector<target>& targets() {
+  static const std::vector<target> t = {
+      {"P1", "P1.events_per_s", "varve", "rocksdb", false, ">=", 20, "P1 varve >= 20x RocksDB"},
+      {"P1", "P1.events_per_s", "varve", "writelog", false, ">=", 2, "P1 varve >= 2x write(2) log"},
+      {"P1", "P1.events_per_s", "varve", "ceiling", false, ">=", 1.0 / 3, "P1 varve within 3x of memcpy"},
+      {"P2", "P2.events_per_s", "varve", "writelog", false, ">=", 1, "P2 varve (none + flush) >= 1x write(2) log"},
+      {"P2", "P2.events_per_s", "varve", "rocksdb", false, ">=", 2, "P2 varve (none + flush) >= 2x RocksDB"},
+      {"P2", "P2.events_per_s", "varve-group", "writelog", false, ">=", 1, "P2 varve-group >= 1x write(2) log"},
+      {"P2", "P2.events_per_s", "varve-group", "rocksdb", false, ">=", 2, "P2 varve-group >= 2x RocksDB"},
+      {"P3", "P3.p50_us", "varve", "ceiling", false, "<=", 1.2, "P3 varve (append + flush) p50 <= 1.2x write+fdatasync"},
+      {"P3", "P3.p50_us", "varve-group", "ceiling", false, "<=", 1.2, "P3 varve-group p50 <= 1.2x write+fdatasync"},
+      {"P3", "P3.p50_us", "varve-sync", "ceiling", false, "<=", 1.2, "P3 varve-sync p50 <= 1.2x write+fdatasync"},
+      {"P4", "P4.events_per_s", "varve", "rocksdb", false, ">=", 5, "P4 varve >= 5x RocksDB"},
+      {"P4", "P4.record_GB_per_s", "varve", "ceiling", false, ">=", 0.5, "P4 varve >= 50% of seq-read ceiling (record bytes)"},
+      {"P5", "P5.aggregates_per_s", "varve", "rocksdb", false, ">=", 5, "P5 varve >= 5x RocksDB"},
+      {"P6", "P6.p99.9_ns", "varve", "rocksdb", true, ">=", 10, "P6 RocksDB p99.9 >= 10x varve's"},
+      // Informational (no target): the write(2) log where the issue sets none.
+      {"P4", "P4.events_per_s", "varve", "writelog", false, "", 0, "P4 varve / write(2) log"},
+      {"P5", "P5.aggregates_per_s", "varve", "writelog", false, "", 0, "P5 varve / write(2) log (full scans)"},
+      {"P6", "P6.p99.9_ns", "varve", "writelog", true, "", 0, "P6 write(2) log p99.9 / varve's"},
+      {"P3", "P3.p50_us", "varve", "rocksdb", false, "", 0, "P3 varve p50 / RocksDB p50"},
+      {"P3", "P3.p50_us", "varve", "writelog", false, "", 0, "P3 varve p50 / write(2) log p50"},
+  };
+  return t;
+}
+
+}  // namespace
+
+[[noreturn]] void varve_bench::fatal(const std::string& what) { die(what); }
+
+int main(int argc, char** argv) {
+  config c;
+  std::string child_peer, child_dir;
+  std::vector<std::string> available;
+  for (auto& p : peer_table())
+    if (p.available) available.push_back(p.name);
+  std::string all_available;
+  for (auto& p : available) all_available += (all_available.empty() ? "" : ",") + p;
+
+  CLI::App app{"varve-bench: the ES-1 workload, phases P1-P6, varve against RocksDB and a write(2) log, with ceilings"};
+  app.add_option("--events", c.events, "E: events loaded (P1, P4, P5)")->capture_default_str();
+  app.add_option("--aggregates", c.aggregates, "A: aggregates (streams)")->capture_default_str();
+  app.add_option("--p2-events", c.p2_events, "events appended in durable batches in P2 (0 = E)")->capture_default_str();
+  app.add_option("--p2-batch", c.p2_batch, "events per durable batch in P2")->capture_default_str();
+  app.add_option("--p3-events", c.p3_events, "durable single appends in P3")->capture_default_str();
+  app.add_option("--p5-aggregates", c.p5_aggregates, "aggregates read per P5 pass (seed 0x5EED0005)")->capture_default_str();
+  app.add_option("--writelog-p5-aggregates", c.writelog_p5_aggregates,
+                 "aggregates the write(2) log reads per P5 pass (each one is a full scan)")->capture_default_str();
+  app.add_option("--p6-events", c.p6_events, "appends timed one by one in P6")->capture_default_str();
+  app.add_option("--p4-scans", c.p4_scans, "timed scans in P4 (median)")->capture_default_str();
+  app.add_option("--p5-reps", c.p5_reps, "timed P5 passes (median)")->capture_default_str();
+  app.add_option("--reps", c.reps, "run every peer this many times, interleaved; the table shows medians")
+      ->capture_default_str();
+  app.add_option("--peers", c.peers, "comma-separated, from: " + all_available + " (kafka: issue 9)")
+      ->default_str(all_available);
+  app.add_option("--phases", c.phases, "comma-separated, from P1,P2,P3,P4,P5,P6")->capture_default_str();
+  app.add_option("--dir", c.dir, "data root, one directory per peer (default: a fresh directory under "
+                                 "$VARVE_BENCH_DIR or /tmp, removed at exit unless --keep)");
+  app.add_option("--json", c.json_file, "write the figures as JSON to this file");
+  app.add_option("--segment-bytes", c.segment_bytes, "varve segment capacity")->capture_default_str();
+  app.add_option("--rocks-cache-mb", c.rocks_cache_mb, "RocksDB block cache (MiB)")->capture_default_str();
+  app.add_option("--writelog-buffer", c.writelog_buffer, "the write(2) log's user-space buffer (bytes)")
+      ->capture_default_str();
+  app.add_flag("--keep", c.keep, "keep the data directories");
+  app.add_option("--child", child_peer)->group("");  // internal: run one peer
+  app.add_option("--child-dir", child_dir)->group("");
+  CLI11_PARSE(app, argc, argv);
+
+  if (c.events == 0 || c.aggregates == 0 || c.aggregates > UINT32_MAX || c.p2_batch == 0 || c.p3_events == 0 ||
+      c.p5_aggregates == 0 || c.p6_events == 0 || c.p4_scans < 1 || c.p5_reps < 1 || c.reps < 1)
+    die("sizes must be positive");
+  if (c.p2_events == 0) c.p2_events = c.events;
+  c.p2_events = std::min(c.p2_events, c.events);
+  c.p3_events = std::min(c.p3_events, c.events);
+  c.p6_events = std::min(c.p6_events, c.events);
+  for (auto& p : split(c.phases))
+    if (std::find(kAllPhases.begin(), kAllPhases.end(), p) == kAllPhases.end())
+      die("unknown phase " + p + " (P7 is not measured yet)");
+
+  if (!child_peer.empty()) return child_main(c, child_peer, child_dir);
+
+  std::vector<std::string> peers = c.peers.empty() ? available : split(c.peers);
+  for (auto& p : peers) {
+    const peer_info* pi = find_peer(p);
+    if (!pi) die("unknown peer " + p + " (known: " + all_available + ")");
+    if (!pi->available) die("peer " + p + " cannot run: " + pi->why_not);
+  }
+
+  // The data root.
+  std::string root;
+  bool made_root = false;
+  if (c.dir.empty()) {
+    root = vb::make_scratch_dir(vb::scratch_root(), "varve-bench");
+    made_root = true;
+  } else {
+    root = c.dir;
+    std::filesystem::create_directories(root);
+  }
+  if (!c.keep && made_root) g_cleanup = root;
+
+  const std::string self = self_exe();
+  std::map<std::string, peer_result> res;
+  const double load0 = load_average();
+  const std::string date = vb::utc_now_iso();
+  for (int rep = 0; rep < c.reps; ++rep) {
+    for (auto& p : peers) {
+      const std::string pdir = root + "/" + p;
+      vb::remove_tree(pdir);
+      std::fprintf(stderr, "rep %d/%d: %s\n", rep + 1, c.reps, p.c_str());
+      std::vector<std::string> argv = {self, "--child", p, "--child-dir", pdir};
+      for (auto& a : child_args(c)) argv.push_back(a);
+      if (c.keep) argv.push_back("--keep");
+      std::string out;
+      if (!vb::run_capture(argv, out)) die("peer " + p + " failed (rep " + std::to_string(rep + 1) + ")");
+      json j;
+      try {
+        j = json::parse(out);
+      } catch (const std::exception& e) {
+        die("peer " + p + ": cannot parse its output: " + e.what());
+      }
+      auto& r = res[p];
+      for (auto& [k, v] : j["figures"].items()) r.f.add(k, v.get<double>(), j["units"][k].get<std::string>());
+      r.peak_rss.push_back(j["peak_rss_bytes"].get<double>());
+      r.last = j;
+      if (!c.keep) vb::remove_tree(pdir);
+    }
+  }
+  const double load1 = load_average();
+
+  // ---- table ----
+  std::printf("varve-bench  ES-1  E=%" PRIu64 " A=%" PRIu64 " seed=%" PRIu64 "  P2 %" PRIu64 " events in batches of %"
+              PRIu64 "  P3 %" PRIu64 "  P5 %" PRIu64 " aggregates (writelog %" PRIu64 ")  P6 %" PRIu64
+              "  reps=%d (medians)\n",
+              c.events, c.aggregates, vb::kSeed, c.p2_events, c.p2_batch, c.p3_events, c.p5_aggregates,
+              std::min(c.writelog_p5_aggregates, c.p5_aggregates), c.p6_events, c.reps);
+  std::printf("machine: %s, %ld cores, %s, %s on %s; load average %.2f before, %.2f after; %s\n",
+              vb::cpu_model().c_str(), vb::online_cores(), vb::kernel_release().c_str(),
+              vb::filesystem_type(root).c_str(), root.c_str(), load0, load1, date.c_str());
+  std::set<std::string> keys;
+  for (auto& [p, r] : res)
+    for (auto& [k, v] : r.f.v) keys.insert(k);
+  std::printf("\n%-24s", "figure (median)");
+  for (auto& p : peers) std::printf(" %13s", p.c_str());
+  std::printf("\n");
+  for (auto& k : keys) {
+    if (k.find("timer") != std::string::npos) continue;
+    std::printf("%-24s", k.c_str());
+    for (auto& p : peers) {
+      auto& r = res[p];
+      std::printf(" %13s", r.f.has(k) ? human(r.f.med(k), r.f.unit[k]).c_str() : "-");
+    }
+    std::printf("\n");
+  }
+  std::printf("%-24s", "peak RSS");
+  for (auto& p : peers) std::printf(" %13s", human(vb::median(res[p].peak_rss), "B").c_str());
+  std::printf("\n");
+
+  // ---- ratios against the targets ----
+  json ratios = json::array();
+  std::printf("\n%-58s %10s %10s %8s\n", "ratio (of medians)", "measured", "target", "met");
+  for (auto& t : targets()) {
+    if (!res.count(t.varve) || !res.count(t.peer)) continue;
+    auto& rv = res[t.varve];
+    auto& rp = res[t.peer];
+    if (!rv.f.has(t.figure) || !rp.f.has(t.figure)) continue;
+    const double a = rv.f.med(t.figure), b = rp.f.med(t.figure);
+    const double ratio = t.peer_over_varve ? b / a : a / b;
+    const bool has_target = !t.op.empty();
+    const bool met = !has_target || (t.op == ">=" ? ratio >= t.bound : ratio <= t.bound);
+    char tb[32] = "-";
+    if (has_target) std::snprintf(tb, sizeof tb, "%s %.2f", t.op.c_str(), t.bound);
+    std::printf("%-58s %9.2fx %10s %8s\n", t.what.c_str(), ratio, tb, has_target ? (met ? "yes" : "NO") : "");
+    json e = {{"phase", t.phase}, {"figure", t.figure}, {"varve", t.varve}, {"peer", t.peer},
+              {"varve_value", a}, {"peer_value", b}, {"ratio", ratio},
+              {"ratio_is", t.peer_over_varve ? "peer/varve" : "varve/peer"}, {"what", t.what}};
+    if (has_target) {
+      e["target"] = tb;
+      e["met"] = met;
+    }
+    ratios.push_back(e);
+  }
+  if (res.count("varve") && res["varve"].f.has("P6.p99.9_ns")) {
+    const double v = res["varve"].f.med("P6.p99.9_ns");
+    std::printf("%-58s %8.0f ns %10s %8s\n", "P6 varve p99.9 <= 1 us", v, "<= 1000 ns", v <= 1000 ? "yes" : "NO");
+    ratios.push_back({{"phase", "P6"}, {"figure", "P6.p99.9_ns"}, {"varve", "varve"}, {"varve_value", v},
+                      {"what", "P6 varve p99.9 <= 1 us"}, {"target", "<= 1000 ns"}, {"met", v <= 1000}});
+  }
+  std::printf("every peer read back what it wrote: ok (count and XXH3 of all payloads per store; P5 per aggregate)\n");
+
+  // ---- JSON ----
+  if (!c.json_file.empty()) {
+    json j;
+    j["benchmark"] = "varve-bench";
+    j["workload"] = "ES-1";
+    j["date"] = date;
+    j["machine"] = {{"cpu", vb::cpu_model()},
+                    {"cores", vb::online_cores()},
+                    {"kernel", vb::kernel_release()},
+                    {"filesystem", vb::filesystem_type(root)},
+                    {"load_average_before", load0},
+                    {"load_average_after", load1}};
+    j["config"] = {{"events", c.events},
+                   {"aggregates", c.aggregates},
+                   {"seed", vb::kSeed},
+                   {"p2_events", c.p2_events},
+                   {"p2_batch", c.p2_batch},
+                   {"p3_events", c.p3_events},
+                   {"p5_aggregates", c.p5_aggregates},
+                   {"p5_seed", vb::kP5Seed},
+                   {"writelog_p5_aggregates", std::min(c.writelog_p5_aggregates, c.p5_aggregates)},
+                   {"p6_events", c.p6_events},
+                   {"p4_scans", c.p4_scans},
+                   {"p5_reps", c.p5_reps},
+                   {"reps", c.reps},
+                   {"phases", c.phases},
+                   {"peers", peers},
+                   {"segment_bytes", c.segment_bytes},
+                   {"rocks_cache_mb", c.rocks_cache_mb},
+                   {"writelog_buffer", c.writelog_buffer},
+                   {"timer", "std::chrono::steady_clock"},
+                   {"process", "each peer in a freshly exec'd child process, peers interleaved per rep"}};
+#ifdef VARVE_BENCH_WITH_ROCKSDB
+    {
+      vb::rocks_setup rs = vb::rocks_options(c.rocks_cache_mb);
+      json opts = json::object();
+      for (auto& [k, v] : rs.described) opts[k] = v;
+      opts["writes"] = "P1/P6: one WriteBatch (log + idx) per event, WriteOptions.sync=false; P2: one WriteBatch of "
+                       "p2_batch events, sync=true; P3: one WriteBatch per event, sync=true";
+      opts["scan"] = "P4: an iterator over cf log from the first key, default ReadOptions";
+      j["rocksdb_options"] = opts;
+      j["rocksdb_version"] = vb::rocks_version();
+    }
+#endif
+    json pj = json::object();
+    for (auto& p : peers) {
+      auto& r = res[p];
+      json med = json::object(), units = json::object(), all = json::object();
+      for (auto& [k, vals] : r.f.v) {
+        med[k] = vb::median(vals);
+        units[k] = r.f.unit[k];
+        all[k] = vals;
+      }
+      pj[p] = {{"figures", med},
+               {"units", units},
+               {"values", all},
+               {"peak_rss_bytes", vb::median(r.peak_rss)},
+               {"data_rss_bytes", r.last["data_rss_bytes"]},
+               {"bytes_on_disk", r.f.has("disk.bytes") ? json(r.f.med("disk.bytes")) : json(nullptr)},
+               {"verify", r.last["verify"]},
+               {"info", r.last["info"]}};
+    }
+    j["peers"] = pj;
+    j["ratios"] = ratios;
+    std::ofstream out(c.json_file);
+    out << j.dump(2) << "\n";
+    if (!out) die("could not write " + c.json_file);
+  }
+
+  if (made_root && !c.keep) vb::remove_tree(root);
+  else if (c.keep) std::fprintf(stderr, "kept %s\n", root.c_str());
+  return 0;
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Smoke test of varve-bench (bench/varve_bench.cc): tiny sizes, every phase,
+# every peer this build has, --json; then checks that every figure each peer
+# should report is there and positive, that every ratio was computed, and that
+# every peer read back exactly what it wrote (varve-bench exits non-zero on a
+# mismatch; the JSON's verify records say what was compared).
+# Usage: varve_bench_smoke.sh path/to/varve-bench
+set -euo pipefail
+bench=${1:?usage: $0 path/to/varve-bench}
+tmp=$(mktemp -d "${VARVE_BENCH_DIR:-/tmp}/varve-bench-smoke-XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+"$bench" --events 20000 --aggregates 1000 --p3-events 20 --p5-aggregates 200 --p5-reps 1 \
+         --writelog-p5-aggregates 2 --p6-events 5000 --p4-scans 1 \
+         --dir "$tmp/data" --json "$tmp/bench.json" > "$tmp/table.txt" 2> "$tmp/log.txt" || {
+  echo "varve-bench failed:" >&2; cat "$tmp/log.txt" >&2; exit 1; }
+[ -z "$(ls -A "$tmp/data" 2>/dev/null)" ] || { echo "data directories left behind: $(ls "$tmp/data")" >&2; exit 1; }
+
+# The standard library's json module (any python3 will do).
+python3 - "$tmp/bench.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+fail = []
+def need(cond, what):
+    if not cond: fail.append(what)
+for k in ("date", "machine", "config", "peers", "ratios"):
+    need(k in j, "missing top-level " + k)
+peers = j["config"]["peers"]
+need({"varve", "varve-group", "varve-sync", "writelog", "ceiling"} <= set(peers), "default peers: %s" % peers)
+expected = {
+    "varve":       ["P1.events_per_s", "P1.payload_MB_per_s", "P2.events_per_s", "P3.p50_us", "P3.p99_us",
+                    "P3.max_us", "P4.events_per_s", "P4.payload_GB_per_s", "P5.aggregates_per_s", "P5.p50_us",
+                    "P5.p99_us", "P6.p50_ns", "P6.p99_ns", "P6.p99.9_ns", "P6.max_ns", "disk.bytes"],
+    "varve-group": ["P2.events_per_s", "P3.p50_us", "P3.p99_us", "P3.max_us"],
+    "varve-sync":  ["P3.p50_us", "P3.p99_us", "P3.max_us"],
+    "writelog":    ["P1.events_per_s", "P2.events_per_s", "P3.p50_us", "P4.events_per_s", "P5.aggregates_per_s",
+                    "P6.p99.9_ns", "disk.bytes"],
+    "rocksdb":     ["P1.events_per_s", "P2.events_per_s", "P3.p50_us", "P4.events_per_s", "P5.aggregates_per_s",
+                    "P5.p99_us", "P6.p99.9_ns", "disk.bytes"],
+    "ceiling":     ["P1.events_per_s", "P3.p50_us", "P3.overwrite.p50_us", "P4.record_GB_per_s"],
+}
+for p in peers:
+    pj = j["peers"].get(p)
+    need(pj is not None, "no figures for peer " + p)
+    if pj is None: continue
+    for f in expected.get(p, []):
+        v = pj["figures"].get(f)
+        need(isinstance(v, (int, float)) and v > 0, "%s: %s = %r" % (p, f, v))
+    need(pj["peak_rss_bytes"] > 0, p + ": peak RSS")
+    ver = pj["verify"]
+    need(len(ver) > 0, p + ": no read-back check recorded")
+    for what, rec in ver.items():
+        need(rec.get("ok") is True, "%s: read-back %s: %r" % (p, what, rec))
+    if p not in ("ceiling", "varve-group", "varve-sync"):
+        need("P1/P4 store" in ver and "P5" in ver, p + ": P4/P5 read-back checks missing")
+        need(ver["P1/P4 store"]["events"] == j["config"]["events"], p + ": P4 count")
+        need(ver["P5"]["mismatches"] == 0, p + ": P5 mismatches")
+    if p in ("varve", "writelog", "rocksdb"):
+        need("P6.cdf" in pj["info"] and len(pj["info"]["P6.cdf"]["ns"]) > 10, p + ": P6 CDF")
+if "rocksdb" in peers:
+    need(len(j.get("rocksdb_options", {})) >= 5, "RocksDB options not written down")
+for r in j["ratios"]:
+    need(r.get("varve_value", 0) > 0, "ratio %s: varve value" % r["what"])
+    if "ratio" in r:
+        need(r["ratio"] > 0, "ratio %s" % r["what"])
+need(any(r["what"].startswith("P1 varve >= 2x") for r in j["ratios"]), "P1 ratio vs write(2) log missing")
+if fail:
+    print("varve-bench smoke: FAIL\n  " + "\n  ".join(fail)); sys.exit(1)
+print("varve-bench smoke: ok (%d peers, %d ratios)" % (len(peers), len(j["ratios"])))
+PY
