@@ -14,6 +14,15 @@
 //                      items = events, plus aggregates/s
 //   BM_PositionAtTime  event_log::position_at_time for random timestamps
 //   BM_XXH3            XXH3_64bits of a 180-byte record
+//   BM_RecordEncode    record::encode of one ES-1 event (8-byte integer stream
+//                      id, 100-byte payload: a 184-byte record, checksum included)
+//   BM_RecordDecode    record::decode of such records, walking a 1 MiB buffer of
+//                      them (arg: 1 = checksum verified, 0 = not)
+//   BM_HeadLookup      head_table::find (hash + probe) of random existing
+//                      streams among 100,000 (the append path's version check)
+//   BM_IndexLookup     segment_index::view::find of random streams in one sealed
+//                      segment's .sidx of the warm log (the per-segment hop of a
+//                      stream read)
 //
 // Scratch logs go under $VARVE_BENCH_DIR (default /tmp) and are removed.
 #include <benchmark/benchmark.h>
@@ -21,10 +30,16 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <vector>
 
 #include "bench_common.h"
+#include "engine/record_format.h"
+#include "index/head_table.h"
+#include "index/segment_index.h"
 #include "varve/varve.h"
 
 namespace vb = varve_bench;
@@ -358,6 +373,148 @@ void BM_XXH3(benchmark::State& state) {
                                                   benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_XXH3)->ArgName("bytes")->Arg(180);
+
+// One ES-1 record's inputs: stream i's 8-byte big-endian id and payload i.
+struct record_input {
+  varve::stream_id stream;
+  varve::event_data ev;
+  varve::record::header_fields h{};
+  uint32_t size;
+  explicit record_input(uint64_t i) : stream(varve::stream_id::from_u64(in().stream[i & (kCycle - 1)])) {
+    ev.type = static_cast<uint32_t>(i % 8);
+    ev.payload = in().payload_of(i);
+    ev.timestamp_ns = i + 1;
+    size = varve::record::encoded_size(stream.bytes().size(), ev);
+  }
+  void fields(uint64_t i, uint64_t position) {
+    h.position = position;
+    h.sequence = i;
+    h.version = i / 8 + 1;
+    h.timestamp_ns = i + 1;
+    h.prev_position = ~uint64_t{0};
+    h.flags = varve::record::kFlagIntegerStream | varve::record::kFlagBatchBegin | varve::record::kFlagBatchEnd;
+  }
+};
+
+void BM_RecordEncode(benchmark::State& state) {
+  record_input r(0);
+  std::vector<std::byte> buf(1 << 20);
+  const uint64_t per_buf = buf.size() / r.size;
+  uint64_t i = 0, bytes = 0;
+  for (auto _ : state) {
+    r.fields(i, (i % per_buf) * r.size);
+    r.ev.payload = in().payload_of(i);
+    bytes += varve::record::encode(buf.data() + (i % per_buf) * r.size, r.size, r.stream.bytes(), r.ev, r.h);
+    ++i;
+  }
+  benchmark::DoNotOptimize(buf.data());
+  state.SetItemsProcessed(static_cast<int64_t>(i));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));  // record bytes
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(i), benchmark::Counter::kIsRate);
+  state.counters["record_bytes"] = r.size;
+}
+BENCHMARK(BM_RecordEncode)->UseRealTime();
+
+void BM_RecordDecode(benchmark::State& state) {
+  const bool verify = state.range(0) != 0;
+  record_input r(0);
+  std::vector<std::byte> buf(1 << 20);
+  const uint64_t n = buf.size() / r.size;
+  for (uint64_t i = 0; i < n; ++i) {
+    record_input e(i);
+    e.fields(i, i * e.size);
+    varve::record::encode(buf.data() + i * e.size, e.size, e.stream.bytes(), e.ev, e.h);
+  }
+  varve::event_view v;
+  uint64_t i = 0, bytes = 0, sum = 0;
+  for (auto _ : state) {
+    const uint64_t k = i % n;
+    auto d = varve::record::decode(buf.data() + k * r.size, buf.size() - k * r.size, k * r.size, verify, v);
+    if (d.outcome != varve::record::decode_outcome::event) [[unlikely]] {
+      state.SkipWithError(d.why ? d.why : "decode failed");
+      break;
+    }
+    sum += v.version;
+    bytes += d.length;
+    ++i;
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(static_cast<int64_t>(i));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));  // record bytes
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(i), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_RecordDecode)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
+
+void BM_HeadLookup(benchmark::State& state) {
+  varve::head_table t;
+  std::vector<varve::stream_id> ids;
+  ids.reserve(kStreams);
+  for (uint32_t s = 0; s < kStreams; ++s) ids.push_back(varve::stream_id::from_u64(s));
+  for (uint32_t s = 0; s < kStreams; ++s) t.advance(ids[s].bytes(), true, s + 1, s);
+  const auto& input = in();
+  uint64_t i = 0, sum = 0;
+  for (auto _ : state) {
+    const std::string_view key = ids[input.stream[i & (kCycle - 1)]].bytes();
+    const varve::head_table::head* h = t.find(key, t.hash(key));
+    if (!h) [[unlikely]] {
+      state.SkipWithError("a stream is missing from the head table");
+      break;
+    }
+    sum += h->version;
+    ++i;
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(static_cast<int64_t>(i));
+  state.counters["lookups/s"] = benchmark::Counter(static_cast<double>(i), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_HeadLookup)->UseRealTime();
+
+void BM_IndexLookup(benchmark::State& state) {
+  auto& w = warm();
+  if (!w.set_verify(true) || !w.settle()) {
+    state.SkipWithError(w.error.c_str());
+    return;
+  }
+  // The first sealed segment's index file, read into memory.
+  std::string file;
+  for (auto& e : std::filesystem::directory_iterator(w.dir + "/log/index"))
+    if (e.path().extension() == ".sidx" && (file.empty() || e.path().string() < file)) file = e.path().string();
+  if (file.empty()) {
+    state.SkipWithError("the warm log has no .sidx file");
+    return;
+  }
+  std::ifstream f(file, std::ios::binary);
+  std::vector<char> raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> bytes(raw.size());
+  std::memcpy(bytes.data(), raw.data(), raw.size());
+  uint64_t log_id = 0, seg = 0;
+  std::memcpy(&log_id, bytes.data() + 16, 8);
+  std::memcpy(&seg, bytes.data() + 24, 8);
+  auto v = varve::segment_index::view::open(bytes.data(), bytes.size(), file, log_id, seg);
+  if (!v) {
+    state.SkipWithError(("open .sidx: " + v.error().to_string()).c_str());
+    return;
+  }
+  std::vector<varve::stream_id> ids;
+  ids.reserve(kStreams);
+  for (uint32_t s = 0; s < kStreams; ++s) ids.push_back(varve::stream_id::from_u64(s));
+  const auto& input = in();
+  uint64_t i = 0, found = 0, sum = 0;
+  varve::segment_index::stream_run run;
+  for (auto _ : state) {
+    if (v->find(ids[input.stream[(i * 7919) & (kCycle - 1)]].bytes(), run)) {
+      ++found;
+      sum += run.count;
+    }
+    ++i;
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(static_cast<int64_t>(i));
+  state.counters["lookups/s"] = benchmark::Counter(static_cast<double>(i), benchmark::Counter::kIsRate);
+  state.counters["hit_fraction"] = i ? static_cast<double>(found) / static_cast<double>(i) : 0;
+  state.counters["streams_in_segment"] = static_cast<double>(v->stream_count());
+}
+BENCHMARK(BM_IndexLookup)->UseRealTime();
 
 }  // namespace
 
