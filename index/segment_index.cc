@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "engine/coding.h"
 #include "engine/scan.h"
@@ -21,7 +22,19 @@ constexpr size_t kTimeEntry = 16;
 
 uint64_t pad8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
+// Bytes of the summary section for the given list sizes (each bounded by its
+// cap before this is called, so nothing overflows).
+uint64_t summary_size(uint64_t types, uint64_t categories, uint64_t category_bytes) {
+  return pad8(4 * types) + pad8(4 * categories + category_bytes);
+}
+
 }  // namespace
+
+std::string_view category_of(std::string_view stream, bool integer) {
+  if (integer) return {};
+  const size_t dash = stream.find('-');
+  return dash == std::string_view::npos ? std::string_view{} : stream.substr(0, dash + 1);
+}
 
 uint64_t hash(hash_kind k, std::string_view stream) {
   // The weak hash sends every stream whose first byte matches to the same
@@ -55,10 +68,30 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
   uint64_t max_ts = in.max_timestamp_through_previous;
   uint64_t gap_offset = 0;
   bool gap = false;
+  // Summary. Runs of one type are common (a stream's events come in
+  // batches), so the set is consulted only when the type changes.
+  std::unordered_set<uint32_t> types;
+  uint32_t last_type = 0;
+  bool have_last_type = false;
+  uint8_t flags = 0;
+  std::unordered_set<std::string_view> categories;
   const uint64_t base = seg.base_position();
   segment_scan r = scan_segment(seg, f.first_sequence, true, [&](const event_view& v) {
     auto [it, fresh] = ids.try_emplace(v.stream, static_cast<uint32_t>(streams.size()));
-    if (fresh) streams.push_back({v.stream, v.stream_is_integer, v.version, v.previous.value, 0, 0});
+    if (fresh) {
+      streams.push_back({v.stream, v.stream_is_integer, v.version, v.previous.value, 0, 0});
+      const std::string_view c = category_of(v.stream, v.stream_is_integer);
+      if (v.stream_is_integer) flags |= kIntegerIds;
+      else if (c.empty()) flags |= kUncategorised;
+      else if (!(flags & kAnyCategory)) categories.insert(c);
+      if (categories.size() > kMaxCategories) flags |= kAnyCategory, categories.clear();
+    }
+    if ((!have_last_type || v.type != last_type) && !(flags & kAnyType)) {
+      have_last_type = true;
+      last_type = v.type;
+      types.insert(v.type);
+      if (types.size() > kMaxSummaryTypes) flags |= kAnyType, types.clear();
+    }
     acc& a = streams[it->second];
     const uint32_t off = static_cast<uint32_t>(v.position.value - base);
     if (a.first_version + a.count != v.version && !gap) gap = true, gap_offset = off;
@@ -91,7 +124,19 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
   const uint64_t entries_at = slots_at + slot_count * kSlotSize;
   const uint64_t postings_at = entries_at + entries_bytes;
   const uint64_t time_at = postings_at + pad8(events.size() * 4);
-  const uint64_t total = time_at + times.size() * kTimeEntry;
+  std::vector<uint32_t> type_list(types.begin(), types.end());
+  std::sort(type_list.begin(), type_list.end());
+  std::vector<std::string_view> category_list(categories.begin(), categories.end());
+  std::sort(category_list.begin(), category_list.end());
+  uint64_t category_bytes = 0;
+  for (std::string_view c : category_list) category_bytes += c.size();
+  if (category_bytes > kMaxCategoryBytes) {
+    flags |= kAnyCategory;
+    category_list.clear();
+    category_bytes = 0;
+  }
+  const uint64_t summary_at = time_at + times.size() * kTimeEntry;
+  const uint64_t total = summary_at + summary_size(type_list.size(), category_list.size(), category_bytes);
   std::vector<std::byte> out(total);
   std::byte* p = out.data();
 
@@ -124,6 +169,17 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
     coding::put_u64(p + time_at + i * kTimeEntry, times[i].first);
     coding::put_u32(p + time_at + i * kTimeEntry + 8, times[i].second);
   }
+  for (size_t i = 0; i < type_list.size(); ++i) coding::put_u32(p + summary_at + 4 * i, type_list[i]);
+  {
+    std::byte* ends = p + summary_at + pad8(4 * type_list.size());
+    char* names = reinterpret_cast<char*>(ends + 4 * category_list.size());
+    uint32_t end = 0;
+    for (size_t i = 0; i < category_list.size(); ++i) {
+      std::memcpy(names + end, category_list[i].data(), category_list[i].size());
+      end += static_cast<uint32_t>(category_list[i].size());
+      coding::put_u32(ends + 4 * i, end);
+    }
+  }
 
   std::memcpy(p, kMagic, 8);
   coding::put_u32(p + 8, kFormatVersion);
@@ -138,6 +194,10 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
   coding::put_u64(p + 72, times.size());
   coding::put_u64(p + 80, max_ts);
   coding::put_u64(p + 88, f.data_checksum);
+  coding::put_u32(p + 104, static_cast<uint32_t>(type_list.size()));
+  coding::put_u32(p + 108, static_cast<uint32_t>(category_list.size()));
+  coding::put_u32(p + 112, static_cast<uint32_t>(category_bytes));
+  p[116] = static_cast<std::byte>(flags);
   coding::put_u64(p + 96, XXH3_64bits(p + kHeaderSize, total - kHeaderSize));
   coding::put_u64(p + 120, XXH3_64bits(p, 120));
   return out;
@@ -150,6 +210,11 @@ result<view> view::open(const std::byte* data, size_t size, const std::string& f
   };
   if (size < kHeaderSize) return bad(0, "index file is " + std::to_string(size) + " bytes, shorter than its header");
   if (std::memcmp(data, kMagic, 8) != 0) return bad(0, "not a segment index file (bad magic)");
+  // Version 1 predates the summary: a filter could not use it, so it is
+  // treated as stale (derived data; the writer rebuilds it at its next open).
+  if (coding::get_u32(data + 8) < kFormatVersion)
+    return bad(8, "segment index format version " + std::to_string(coding::get_u32(data + 8)) +
+                      " is older than " + std::to_string(kFormatVersion) + " (stale, rebuilt)");
   if (coding::get_u32(data + 8) != kFormatVersion)
     return status(errc::newer_format, file + ": segment index format version " +
                                           std::to_string(coding::get_u32(data + 8)) +
@@ -168,7 +233,21 @@ result<view> view::open(const std::byte* data, size_t size, const std::string& f
   h.time_count = coding::get_u64(data + 72);
   h.max_ts_through = coding::get_u64(data + 80);
   h.data_checksum = coding::get_u64(data + 88);
+  h.type_count = coding::get_u32(data + 104);
+  h.category_count = coding::get_u32(data + 108);
+  h.category_bytes = coding::get_u32(data + 112);
+  h.summary_flags = static_cast<uint8_t>(data[116]);
   if (h.hash > 1) return bad(12, "unknown hash kind");
+  if ((h.summary_flags & ~kKnownSummaryFlags) != 0 || data[117] != std::byte{0} ||
+      data[118] != std::byte{0} || data[119] != std::byte{0})
+    return bad(116, "unknown summary flags");
+  // Caps first: they bound the summary's size arithmetic below.
+  if (h.type_count > kMaxSummaryTypes || h.category_count > kMaxCategories ||
+      h.category_bytes > kMaxCategoryBytes || h.category_bytes < h.category_count ||
+      h.category_bytes > 255 * uint64_t{h.category_count} ||
+      ((h.summary_flags & kAnyType) && h.type_count != 0) ||
+      ((h.summary_flags & kAnyCategory) && h.category_count != 0))
+    return bad(104, "summary sizes are inconsistent");
   if (h.log_id != log_id) return bad(16, "index file belongs to another log");
   if (h.segment_index != segment_index) return bad(24, "index file is for segment " + std::to_string(h.segment_index));
   // Sizes: each checked against the file before any arithmetic can overflow.
@@ -180,18 +259,77 @@ result<view> view::open(const std::byte* data, size_t size, const std::string& f
   const uint64_t entries_at = kHeaderSize + h.slot_count * kSlotSize;
   const uint64_t postings_at = entries_at + h.entries_bytes;
   const uint64_t time_at = postings_at + pad8(h.event_count * 4);
-  if (time_at > limit || time_at + h.time_count * kTimeEntry != size)
+  const uint64_t summary_at = time_at + h.time_count * kTimeEntry;  // <= 2 x limit: no overflow
+  if (time_at > limit || summary_at > limit ||
+      summary_at + summary_size(h.type_count, h.category_count, h.category_bytes) != size)
     return bad(40, "index sizes disagree with the file size " + std::to_string(size));
   if (verify_body && coding::get_u64(data + 96) != XXH3_64bits(data + kHeaderSize, size - kHeaderSize))
     return bad(kHeaderSize, "index body checksum mismatch");
   if (!verify_body) return v;  // header figures only: find() answers nothing
+  // The summary's lists are binary-searched: their order and bounds are
+  // checked here, once, so a lookup never trusts a byte it has not seen.
+  const std::byte* types = data + summary_at;
+  for (uint64_t i = 1; i < h.type_count; ++i)
+    if (coding::get_u32(types + 4 * i) <= coding::get_u32(types + 4 * (i - 1)))
+      return bad(summary_at + 4 * i, "summary types are not strictly ascending");
+  for (uint64_t i = 4 * h.type_count; i < pad8(4 * h.type_count); ++i)
+    if (types[i] != std::byte{0}) return bad(summary_at + i, "summary padding is not zero");
+  const uint64_t ends_at = summary_at + pad8(4 * h.type_count);
+  const uint64_t names_at = ends_at + 4 * uint64_t{h.category_count};
+  std::string_view prev;
+  for (uint64_t i = 0, begin = 0; i < h.category_count; ++i) {
+    const uint64_t end = coding::get_u32(data + ends_at + 4 * i);
+    if (end <= begin || end > h.category_bytes || end - begin > 255)
+      return bad(ends_at + 4 * i, "summary category bounds are invalid");
+    std::string_view c(reinterpret_cast<const char*>(data + names_at + begin), end - begin);
+    if (c.find('-') != c.size() - 1)
+      return bad(names_at + begin, "summary category does not end at its only '-'");
+    if (i > 0 && c <= prev) return bad(names_at + begin, "summary categories are not strictly ascending");
+    if (i + 1 == h.category_count && end != h.category_bytes)
+      return bad(ends_at + 4 * i, "summary category bytes disagree with the header");
+    prev = c;
+    begin = end;
+  }
+  for (uint64_t i = names_at + h.category_bytes; i < size; ++i)
+    if (data[i] != std::byte{0}) return bad(i, "summary padding is not zero");
   v.data_ = data;
   v.size_ = size;
   v.slots_ = data + kHeaderSize;
   v.entries_ = data + entries_at;
   v.postings_ = reinterpret_cast<const uint32_t*>(data + postings_at);
   v.time_ = data + time_at;
+  v.types_ = reinterpret_cast<const uint32_t*>(types);
+  v.category_ends_ = data + ends_at;
+  v.category_names_ = reinterpret_cast<const char*>(data + names_at);
   return v;
+}
+
+bool view::may_hold_type(uint32_t type) const {
+  if (summary_flags() & kAnyType) return true;
+  const std::span<const uint32_t> t = types();
+  return std::binary_search(t.begin(), t.end(), type);
+}
+
+std::string_view view::category(uint64_t i) const {
+  if (i >= category_count()) return {};
+  const uint32_t begin = i == 0 ? 0 : coding::get_u32(category_ends_ + 4 * (i - 1));
+  const uint32_t end = coding::get_u32(category_ends_ + 4 * i);
+  return {category_names_ + begin, end - begin};
+}
+
+uint64_t view::lower_bound_category(std::string_view prefix) const {
+  uint64_t lo = 0, hi = category_count();
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    if (category(mid) < prefix) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+bool view::has_category(std::string_view c) const {
+  const uint64_t i = lower_bound_category(c);
+  return i < category_count() && category(i) == c;
 }
 
 bool view::find(std::string_view stream, stream_run& out) const {

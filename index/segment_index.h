@@ -4,13 +4,16 @@
 // offset (so a stream read jumps straight to its records), and the stream's
 // last record before the segment (so a reader hops to the previous segment
 // that holds the stream without touching the ones that do not). A sparse time
-// index rides along. Derived data: rebuilt from the segment whenever it is
-// missing or fails validation; docs/FORMAT.md describes every byte.
+// index rides along, and a summary (the event types and stream categories the
+// segment holds) lets a filtered replay skip segments without reading them.
+// Derived data: rebuilt from the segment whenever it is missing, fails
+// validation or is of an older version; docs/FORMAT.md describes every byte.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -24,7 +27,7 @@ namespace varve::segment_index {
 
 //  Header, 128 bytes:
 //  0   8  magic "VARVESIX"
-//  8   4  format_version (1)
+//  8   4  format_version (2; 1 had no summary and is rebuilt)
 //  12  1  hash_kind (0: XXH3-64 of the stream id; 1: weak, tests only)
 //  13  3  reserved (0)
 //  16  8  log_id
@@ -38,7 +41,11 @@ namespace varve::segment_index {
 //  80  8  max_timestamp_through max event timestamp of this segment and all before it
 //  88  8  data_checksum         the segment footer's, ties the index to those bytes
 //  96  8  body_checksum         XXH3-64 of bytes [128, file end)
-//  104 16 reserved (0)
+//  104 4  type_count            summary: distinct event types listed
+//  108 4  category_count        summary: distinct stream categories listed
+//  112 4  category_bytes        summary: bytes of the category names
+//  116 1  summary_flags         kAnyType | kAnyCategory | kUncategorised | kIntegerIds
+//  117 3  reserved (0)
 //  120 8  checksum              XXH3-64 of bytes [0, 120)
 //  Body: slots (slot_count x 16: hash u64, entry offset + 1 u64, 0 = empty;
 //  linear probing), entries (each: first_version u64, prev_position u64,
@@ -46,10 +53,30 @@ namespace varve::segment_index {
 //  2 reserved, stream bytes zero-padded to 8), postings (event_count x u32:
 //  record offsets in the segment, grouped by stream in version order, padded
 //  to 8 bytes), time index (time_count x 16: running max timestamp u64 as of
-//  the event, its offset u32, 4 reserved) — one entry per kTimeStride events.
-inline constexpr uint32_t kFormatVersion = 1;
+//  the event, its offset u32, 4 reserved; one entry per kTimeStride events),
+//  summary (types: type_count x u32 strictly ascending, padded to 8; then
+//  category_count x u32 end offsets into the names, the names' bytes
+//  (category_bytes), padded to 8; names strictly ascending bytewise).
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr size_t kHeaderSize = 128;
 inline constexpr uint64_t kTimeStride = 64;
+
+// A stream's category: its id up to and including the first '-' ("order-123"
+// -> "order-"). Empty for an id without '-' (and for integer ids, whatever
+// their bytes: they are numbers, not names).
+std::string_view category_of(std::string_view stream, bool integer);
+
+// Summary flags (header byte 116). The lists are capped so a segment of
+// random ids cannot make its index huge; past a cap the list is dropped and a
+// flag says "anything may be here", which a filter reads as "maybe".
+inline constexpr uint8_t kAnyType = 1;        // too many types: the list is empty
+inline constexpr uint8_t kAnyCategory = 2;    // too many categories: the list is empty
+inline constexpr uint8_t kUncategorised = 4;  // some string id has no '-'
+inline constexpr uint8_t kIntegerIds = 8;     // some stream id is an integer
+inline constexpr uint8_t kKnownSummaryFlags = 15;
+inline constexpr size_t kMaxSummaryTypes = 4096;
+inline constexpr size_t kMaxCategories = 1024;
+inline constexpr size_t kMaxCategoryBytes = 64 * 1024;
 
 enum class hash_kind : uint8_t { xxh3 = 0, weak = 1 };
 uint64_t hash(hash_kind k, std::string_view stream);
@@ -97,9 +124,25 @@ class view {
   // Entry count per stream, for `varve index verify` and stats.
   size_t bytes() const { return size_; }
 
+  // The summary. Only with a verified body (open validated its order and
+  // bounds); a header-only view answers "anything may be here".
+  uint8_t summary_flags() const { return data_ ? h_.summary_flags : kAnyType | kAnyCategory | kUncategorised | kIntegerIds; }
+  // False only when the type list is complete and lacks `type`.
+  bool may_hold_type(uint32_t type) const;
+  // The listed types (empty under kAnyType), ascending.
+  std::span<const uint32_t> types() const { return {types_, data_ ? h_.type_count : 0}; }
+  uint64_t category_count() const { return data_ ? h_.category_count : 0; }
+  std::string_view category(uint64_t i) const;
+  // Whether `category` (ending in '-') is listed; the first listed category
+  // not below `prefix` (category_count() if none).
+  bool has_category(std::string_view category) const;
+  uint64_t lower_bound_category(std::string_view prefix) const;
+
  private:
   struct header {
     uint8_t hash = 0;
+    uint8_t summary_flags = 0;
+    uint32_t type_count = 0, category_count = 0, category_bytes = 0;
     uint64_t log_id, segment_index, first_sequence, event_count, stream_count, slot_count,
         entries_bytes, time_count, max_ts_through, data_checksum;
   };
@@ -110,6 +153,9 @@ class view {
   const std::byte* entries_ = nullptr;
   const uint32_t* postings_ = nullptr;
   const std::byte* time_ = nullptr;
+  const uint32_t* types_ = nullptr;
+  const std::byte* category_ends_ = nullptr;  // category_count x u32
+  const char* category_names_ = nullptr;
 };
 
 }  // namespace varve::segment_index
