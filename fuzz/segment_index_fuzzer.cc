@@ -9,17 +9,22 @@
 // Checks: open returns ok, corruption or newer_format, never anything else;
 // with a foreign identity it never succeeds; on a file it accepts, find() of
 // any probe (chunks of the input, and the streams named in its own entries)
-// returns runs whose offsets lie inside the file, and time_scan_range never
-// reads outside it (ASan catches any stray read: the file is an exact-size
-// heap buffer).
+// returns runs whose offsets lie inside the file, time_scan_range never
+// reads outside it, and the summary (types, categories, flags) reads only
+// inside the file, its lists strictly ascending, and match_segment answers
+// any filter without a stray read (ASan catches any: the file is an
+// exact-size heap buffer).
 #include <xxhash.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
+#include <string>
 #include <string_view>
 #include <vector>
 
+#include "engine/segment_filter.h"
 #include "fuzz/fuzz_util.h"
 #include "index/segment_index.h"
 
@@ -74,6 +79,39 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     v.value().time_scan_range(t, from, to);
     (void)from;
     (void)to;
+  }
+  // The summary: the lists open accepted are in order, inside the file, and
+  // every lookup (types, categories, prefixes cut from the input) stays there.
+  const segment_index::view& ix = v.value();
+  const auto types = ix.types();
+  FUZZ_CHECK(types.empty() || (reinterpret_cast<const std::byte*>(types.data()) >= lo &&
+                               reinterpret_cast<const std::byte*>(types.data() + types.size()) <= hi),
+             "summary types outside the file");
+  for (size_t i = 1; i < types.size(); ++i) FUZZ_CHECK(types[i - 1] < types[i], "types out of order");
+  FUZZ_CHECK(!(ix.summary_flags() & segment_index::kAnyType) || types.empty(), "any-type with a list");
+  std::string_view prev;
+  for (uint64_t i = 0; i < ix.category_count(); ++i) {
+    const std::string_view c = ix.category(i);
+    FUZZ_CHECK(!c.empty() && reinterpret_cast<const std::byte*>(c.data()) >= lo &&
+                   reinterpret_cast<const std::byte*>(c.data() + c.size()) <= hi,
+               "a category outside the file");
+    FUZZ_CHECK(c.find('-') == c.size() - 1, "a category not ending at its only '-'");
+    FUZZ_CHECK(i == 0 || prev < c, "categories out of order");
+    FUZZ_CHECK(ix.has_category(c) && ix.lower_bound_category(c) == i, "a listed category not found");
+    prev = c;
+  }
+  for (uint32_t t : types) FUZZ_CHECK(ix.may_hold_type(t), "a listed type not found");
+  for (size_t at = 0; at + 1 < n && at < 256; at += 29) {
+    event_filter f;
+    f.types = {static_cast<uint32_t>(file[at]), types.empty() ? 0u : types[at % types.size()]};
+    const std::string chunk(reinterpret_cast<const char*>(file + at), std::min<size_t>(n - at, 1 + at % 12));
+    f.stream_prefixes = {chunk};
+    (void)match_segment(ix, f);
+    f.types.clear();
+    f.streams = {chunk};
+    (void)match_segment(ix, f);
+    (void)ix.has_category(chunk);
+    (void)ix.lower_bound_category(chunk);
   }
   return 0;
 }
