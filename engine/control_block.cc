@@ -1,9 +1,14 @@
 #include "engine/control_block.h"
 
+#include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <xxhash.h>
 
+#include <climits>
 #include <cstring>
 
 #include "engine/coding.h"
@@ -12,6 +17,35 @@
 namespace varve {
 
 static constexpr char kMagic[8] = {'V', 'A', 'R', 'V', 'E', 'C', 'T', 'L'};
+
+namespace {
+
+long membarrier(int cmd) { return ::syscall(SYS_membarrier, cmd, 0, 0); }
+
+// Followers can make every registered writer thread pass a full barrier.
+bool membarrier_available() {
+  static const bool ok = [] {
+    const long q = membarrier(MEMBARRIER_CMD_QUERY);
+    return q >= 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+           (q & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
+  }();
+  return ok;
+}
+
+// Registration lasts as long as the process: once is enough for every log.
+bool register_writer_process() {
+  static const bool ok =
+      membarrier_available() && membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+  return ok;
+}
+
+long futex(uint32_t* word, int op, uint32_t val, const timespec* timeout) {
+  // Shared futexes (no FUTEX_PRIVATE_FLAG): the word lives in a MAP_SHARED file
+  // mapping that other processes map at other addresses.
+  return ::syscall(SYS_futex, word, op, val, timeout, nullptr, 0);
+}
+
+}  // namespace
 
 result<std::unique_ptr<control_block>> control_block::create(std::shared_ptr<file_system> fs,
                                                              const std::string& dir,
@@ -37,16 +71,18 @@ result<std::unique_ptr<control_block>> control_block::create(std::shared_ptr<fil
   std::memcpy(d, kMagic, 8);
   coding::put_u32(d + 8, 1);
   coding::put_u64(d + 16, log_id);
-  auto cb = std::unique_ptr<control_block>(new control_block(std::move(fs), fh, d));
+  auto cb = std::unique_ptr<control_block>(new control_block(std::move(fs), fh, d, true));
+  cb->writer_fences_ = !register_writer_process();
   cb->writer_pid().store(static_cast<uint64_t>(::getpid()));
   return cb;
 }
 
 result<std::unique_ptr<control_block>> control_block::open(std::shared_ptr<file_system> fs,
                                                            const std::string& dir,
-                                                           uint64_t log_id) {
+                                                           uint64_t log_id, map_access access) {
   const std::string path = log_files::join(dir, log_files::kControlName);
-  auto f = fs->open(path, file_system::open_mode::read_only);
+  const bool rw = access == map_access::read_write;
+  auto f = fs->open(path, rw ? file_system::open_mode::read_write : file_system::open_mode::read_only);
   if (!f) return f.error();
   file_handle fh = f.value();
   auto size = fs->file_size(fh);
@@ -54,7 +90,7 @@ result<std::unique_ptr<control_block>> control_block::open(std::shared_ptr<file_
     fs->close(fh);
     return status(errc::corruption, path + ": control block is truncated");
   }
-  auto m = fs->map(fh, kSize, map_access::read_only);
+  auto m = fs->map(fh, kSize, access);
   if (!m) {
     fs->close(fh);
     return m.error();
@@ -65,7 +101,55 @@ result<std::unique_ptr<control_block>> control_block::open(std::shared_ptr<file_
     fs->close(fh);
     return status(errc::corruption, path + " offset 0: control block does not belong to this log");
   }
-  return std::unique_ptr<control_block>(new control_block(std::move(fs), fh, d));
+  return std::unique_ptr<control_block>(new control_block(std::move(fs), fh, d, rw));
+}
+
+void control_block::register_waiter() {
+  waiters().fetch_add(1, std::memory_order_seq_cst);
+  // The StoreLoad barrier the writer does not pay (see the header): after
+  // this, either the writer's next look at `waiters` sees us, or its latest
+  // commit store is visible to our next look at commit_position.
+  if (!membarrier_available() || membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0)
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+void control_block::unregister_waiter() {
+  // Never below zero: the writer may have reset a count it took for stale.
+  uint32_t v = waiters().load(std::memory_order_relaxed);
+  while (v != 0 && !waiters().compare_exchange_weak(v, v - 1, std::memory_order_relaxed)) {
+  }
+}
+
+void control_block::park(uint32_t seen, std::chrono::nanoseconds timeout) const {
+  if (timeout.count() <= 0) return;
+  timespec ts;
+  ts.tv_sec = static_cast<time_t>(timeout.count() / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(timeout.count() % 1'000'000'000);
+  // EAGAIN (the word already moved), EINTR and ETIMEDOUT all mean "look again".
+  (void)futex(reinterpret_cast<uint32_t*>(data_ + 192), FUTEX_WAIT, seen, &ts);
+}
+
+void control_block::wake_all() {
+  wake_seq().fetch_add(1, std::memory_order_release);
+  (void)futex(reinterpret_cast<uint32_t*>(data_ + 192), FUTEX_WAKE, INT_MAX, nullptr);
+}
+
+void control_block::wake_parked() {
+  wake_seq().fetch_add(1, std::memory_order_release);
+  const long woken = futex(reinterpret_cast<uint32_t*>(data_ + 192), FUTEX_WAKE, INT_MAX, nullptr);
+  if (woken > 0) {
+    idle_wakes_ = 0;
+  } else if (++idle_wakes_ >= kStaleWakes) {
+    // Nobody parked through this many commits: the count belongs to followers
+    // that died while parked. A live one re-registers at its next wait.
+    waiters().store(0, std::memory_order_relaxed);
+    idle_wakes_ = 0;
+  }
+}
+
+std::chrono::nanoseconds control_block::park_slice() {
+  using namespace std::chrono_literals;
+  return membarrier_available() ? std::chrono::nanoseconds(100ms) : std::chrono::nanoseconds(1ms);
 }
 
 static uint64_t clean_check(uint64_t log_id, uint64_t end) {

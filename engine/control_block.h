@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -21,27 +22,83 @@ namespace varve {
 //  64  8  commit_position   end of what readers may read (release store)
 //  72  8  next_sequence     sequence number the next event will get
 //  128 8  durable_position  end of what survives a power loss
-//  192 4  wake_seq          reserved for follower wake-ups
-//  196 4  waiters           reserved
+//  192 4  wake_seq          bumped by the writer when it wakes parked followers
+//  196 4  waiters           how many followers are (about to be) parked on wake_seq
 //  256 8  clean_end         end of the log at the last clean close (0 = none)
 //  264 8  clean_check       XXH3-64 of (log_id, clean_end): a torn or stale word fails it
 // It is derived state: rewritten by the writer after recovery, never trusted
 // for recovery itself (it may be stale after a crash).
+//
+// Wake-up protocol (followers in this or other processes; FORMAT.md section 6).
+// Both words are u32 futex words on one cache line, used through shared
+// (not FUTEX_PRIVATE) futexes: the file is MAP_SHARED, so every process's
+// mapping names the same page and the kernel keys the futex by file and
+// offset.
+//   writer, after the release store of commit_position (notify_commit):
+//     compiler barrier; [full fence only where membarrier is unavailable];
+//     if (waiters != 0) { wake_seq += 1; FUTEX_WAKE(wake_seq, all) }
+//   follower, when the commit position has not moved past what it has read:
+//     spin a little re-reading commit_position, then
+//     waiters += 1; heavy barrier (membarrier GLOBAL_EXPEDITED, else a fence);
+//     loop { s = wake_seq; if commit moved or cancelled: break;
+//            FUTEX_WAIT(wake_seq, s, slice) }   // slice: 100 ms, 1 ms without membarrier
+//     waiters -= 1 (never below 0)
+// Why no wake-up is lost: the writer stores commit then loads waiters; the
+// follower stores waiters then loads commit. That store-then-load pair on each
+// side needs a StoreLoad barrier, or each can miss the other's store (x86's
+// store buffer allows it). A fence on every append would stall the writer
+// until its record stores drain, so the writer's side is only a compiler
+// barrier and the follower pays instead: membarrier(GLOBAL_EXPEDITED) runs a
+// full barrier on every running thread of the processes that registered
+// (every writer does at open), before the follower reads commit again. If the
+// writer saw waiters == 0, its commit store is visible to that re-read; if it
+// saw the follower, it bumps wake_seq after the commit, so the follower either
+// sees the new wake_seq (FUTEX_WAIT returns at once) or is woken. Where
+// membarrier is missing (old kernel, seccomp), the writer fences each append
+// and a follower parks in 1 ms slices, so a miss costs at most that.
+// A follower killed while parked leaves `waiters` raised; the writer then
+// wakes nobody on every commit, and after kStaleWakes such commits in a row
+// resets it to 0 (a follower registering at that instant loses at most one
+// slice).
 class control_block {
  public:
   static constexpr uint64_t kSize = 4096;
   // Writer: creates or overwrites the file and maps it read-write.
   static result<std::unique_ptr<control_block>> create(std::shared_ptr<file_system> fs,
                                                        const std::string& dir, uint64_t log_id);
-  // Follower: maps the existing file read-only and checks it belongs to log_id.
+  // Follower: maps the existing file (read-only unless `access` says otherwise:
+  // parking needs to write `waiters`) and checks it belongs to log_id.
   static result<std::unique_ptr<control_block>> open(std::shared_ptr<file_system> fs,
-                                                     const std::string& dir, uint64_t log_id);
+                                                     const std::string& dir, uint64_t log_id,
+                                                     map_access access = map_access::read_only);
   ~control_block();
 
   std::atomic_ref<uint64_t> commit() const { return ref(64); }
   std::atomic_ref<uint64_t> next_sequence() const { return ref(72); }
   std::atomic_ref<uint64_t> durable() const { return ref(128); }
   std::atomic_ref<uint64_t> writer_pid() const { return ref(24); }
+  std::atomic_ref<uint32_t> wake_seq() const { return ref32(192); }
+  std::atomic_ref<uint32_t> waiters() const { return ref32(196); }
+
+  // Writer, right after publishing a commit. When nobody waits: one load.
+  void notify_commit() {
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // the load stays after the store
+    if (writer_fences_) [[unlikely]]
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (waiters().load(std::memory_order_relaxed) != 0) [[unlikely]] wake_parked();
+  }
+
+  // Follower side (needs a read-write mapping). register_waiter() before the
+  // last look at the commit position, unregister_waiter() once done waiting.
+  bool writable() const { return writable_; }
+  void register_waiter();
+  void unregister_waiter();
+  // Sleeps until wake_seq differs from `seen`, a wake, or `timeout`.
+  void park(uint32_t seen, std::chrono::nanoseconds timeout) const;
+  // Wakes every parked follower (cancel, shutdown): they re-check and carry on.
+  void wake_all();
+  // The longest single park: a lost wake-up (or a writer that died) costs at most this.
+  static std::chrono::nanoseconds park_slice();
 
   // The clean-close marker: lets the next open skip checking that the rest of
   // the active segment is zero. Only a hint; a mismatch means "check".
@@ -53,14 +110,22 @@ class control_block {
   static uint64_t read_clean_end(file_system& fs, const std::string& dir, uint64_t log_id);
 
  private:
-  control_block(std::shared_ptr<file_system> fs, file_handle f, std::byte* data)
-      : fs_(std::move(fs)), file_(std::move(f)), data_(data) {}
+  control_block(std::shared_ptr<file_system> fs, file_handle f, std::byte* data, bool writable)
+      : fs_(std::move(fs)), file_(std::move(f)), data_(data), writable_(writable) {}
   std::atomic_ref<uint64_t> ref(size_t off) const {
     return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(data_ + off));
   }
+  std::atomic_ref<uint32_t> ref32(size_t off) const {
+    return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(data_ + off));
+  }
+  void wake_parked();  // the writer's slow path, which also heals a stale count
+  static constexpr uint32_t kStaleWakes = 1024;
   std::shared_ptr<file_system> fs_;
   file_handle file_;
   std::byte* data_;
+  bool writable_;
+  bool writer_fences_ = false;  // membarrier is unavailable: fence every commit
+  uint32_t idle_wakes_ = 0;     // writer: consecutive wakes that found nobody parked
 };
 
 }  // namespace varve

@@ -281,6 +281,8 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   control_block& ctl = *s.shared->ctl;
   ctl.next_sequence().store(s.next_seq, std::memory_order_relaxed);
   ctl.commit().store(end, std::memory_order_release);
+  // Followers parked on the control block (subscriptions, in any process).
+  ctl.notify_commit();
 
   if (s.opts.mode == durability::sync) {
     if (status r = s.durable->sync_until(end); !r) {
