@@ -749,6 +749,9 @@ int main(int argc, char** argv) {
   std::printf("%-24s", "peak RSS");
   for (auto& p : peers) std::printf(" %13s", human(vb::median(res[p].peak_rss), "B").c_str());
   std::printf("\n");
+  std::printf("%-24s", "  of which ES-1 data");  // the generator's arrays, the same in every child
+  for (auto& p : peers) std::printf(" %13s", human(res[p].last["data_rss_bytes"].get<double>(), "B").c_str());
+  std::printf("\n");
 
   // ---- ratios against the targets ----
   json ratios = json::array();
