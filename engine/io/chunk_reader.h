@@ -68,6 +68,8 @@ class chunk_reader {
   // Bytes read from files so far (0 for mmap) and segments skipped.
   virtual uint64_t bytes_read() const = 0;
   virtual uint64_t segments_skipped() const = 0;
+  // One line for logs and benchmarks: backend, buffers, depth.
+  virtual std::string describe() const { return to_string(backend()); }
 };
 
 // The backend `automatic` resolves to in this process: VARVE_IO if set (an

@@ -1,0 +1,429 @@
+// chunk_reader: choosing the backend, the plan of a range, the record loop all
+// backends share, and the mmap backend. The uring and pread backends are in
+// buffered_chunk_reader.cc.
+#include "engine/io/chunk_reader.h"
+
+#include <sys/mman.h>
+
+#include <liburing.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "engine/coding.h"
+#include "engine/io/chunk_reader_internal.h"
+#include "engine/log_files.h"
+#include "engine/record_format.h"
+#include "engine/segment.h"
+
+namespace varve {
+
+const char* to_string(io_backend b) {
+  switch (b) {
+    case io_backend::automatic: return "auto";
+    case io_backend::uring: return "uring";
+    case io_backend::mmap: return "mmap";
+    case io_backend::pread: return "pread";
+  }
+  return "?";
+}
+
+std::optional<io_backend> parse_io_backend(std::string_view s) {
+  if (s == "auto") return io_backend::automatic;
+  if (s == "uring") return io_backend::uring;
+  if (s == "mmap") return io_backend::mmap;
+  if (s == "pread") return io_backend::pread;
+  return std::nullopt;
+}
+
+namespace io_detail {
+
+bool uring_forced_unavailable() {
+  const char* v = std::getenv("VARVE_IO_URING_FAIL");
+  return v && v[0] == '1';
+}
+
+namespace {
+std::atomic<bool> g_fallback_said{false};
+
+// 0 when a ring can be set up in this process, else the errno. Probed once:
+// a kernel or seccomp policy does not change under a running process. The
+// test hook is looked at every time, so a test can turn it on late.
+int uring_probe() {
+  if (uring_forced_unavailable()) return ENOSYS;
+  static const int err = [] {
+    io_uring ring;
+    int r = io_uring_queue_init(2, &ring, 0);
+    if (r < 0) return -r;
+    io_uring_queue_exit(&ring);
+    return 0;
+  }();
+  return err;
+}
+}  // namespace
+
+void say_fallback(int err) {
+  // One line per process: a replay that opens a reader per partition must not
+  // repeat it hundreds of times.
+  if (g_fallback_said.exchange(true)) return;
+  std::fprintf(stderr, "varve: io_uring unavailable (%s); reading with pread\n",
+               std::strerror(err));
+}
+
+void reset_fallback_notice_for_test() { g_fallback_said.store(false); }
+
+std::string segment_path(const detail::shared_log& log, uint64_t index) {
+  return log_files::join(log.segments.identity().dir, log_files::segment_name(index));
+}
+
+result<range_plan> make_plan(const detail::shared_log& log, position from, position to) {
+  range_plan p;
+  p.l2 = log.log2();
+  const uint64_t cap = uint64_t{1} << p.l2;
+  p.records_end = cap - segment_format::kFooterSize;
+  if (to < from)
+    return status(errc::invalid_argument, "chunk_reader: from " + std::to_string(from.value) +
+                                              " is past to " + std::to_string(to.value));
+  const uint64_t committed = log.committed();
+  p.to_is_committed = to.value >= committed;
+  p.to = p.to_is_committed ? committed : to.value;
+  uint64_t f = from.value;
+  const uint64_t seg = f >> p.l2;
+  uint64_t off = f & (cap - 1);
+  if (off < segment_format::kHeaderSize) {
+    off = segment_format::kHeaderSize;
+    f = (seg << p.l2) + off;
+  }
+  if (off % 8 != 0 || off >= p.records_end)
+    return status(errc::invalid_argument, segment_path(log, seg) + " offset " +
+                                              std::to_string(off) + ": not a record position");
+  // Starting past the committed end reads nothing; where() stays at `from`.
+  if (f > p.to) p.to = f;
+  p.from = f;
+  p.first_seg = f >> p.l2;
+  p.last_seg = p.to >> p.l2;
+  return p;
+}
+
+status check_header(const detail::shared_log& log, const std::byte* hdr, uint64_t index,
+                    const std::string& path) {
+  segment_format::header h;
+  status s = segment_format::decode_header(hdr, path, h);
+  if (!s) return s;
+  const auto& id = log.segments.identity();
+  if (h.segment_index != index || h.log2_capacity != id.log2_capacity)
+    return status(errc::corruption, path + " offset 0: header names segment " +
+                                        std::to_string(h.segment_index) + ", expected " +
+                                        std::to_string(index));
+  if (h.log_id != id.log_id)
+    return status(errc::corruption, path + " offset 32: segment belongs to another log");
+  return {};
+}
+
+namespace {
+status past_end(const segment_view& sv, uint64_t off, uint64_t len) {
+  const uint64_t end_pos = sv.base + sv.hi;
+  std::string what = sv.path->empty() ? std::string("segment") : *sv.path;
+  what += " offset " + std::to_string(off) + ": record";
+  if (len) what += " of " + std::to_string(len) + " bytes";
+  if (sv.to_is_committed)
+    return status(errc::corruption,
+                  what + " runs past the committed end (position " + std::to_string(end_pos) + ")");
+  return status(errc::invalid_argument, what + " runs past `to` (position " +
+                                            std::to_string(end_pos) +
+                                            "), which is not a record boundary");
+}
+}  // namespace
+
+run_out run_records(const segment_view& sv, const std::byte* mem, uint64_t mem_off,
+                    uint64_t mem_end, uint64_t& off, uint64_t chunk_off, uint64_t target_end,
+                    uint32_t* events, uint32_t events_cap, sequence_check& seq) {
+  run_out r;
+  r.end = off;
+  auto fail = [&](status s) {
+    r.stop = run_stop::error;
+    r.err = std::move(s);
+    return r;
+  };
+  while (true) {
+    if (sv.is_last && off >= sv.hi) {
+      r.stop = run_stop::limit;
+      return r;
+    }
+    if (off >= target_end || r.n_events == events_cap) {
+      r.stop = run_stop::full;
+      return r;
+    }
+    const uint64_t seg_left = sv.records_end - off;
+    const uint64_t have = mem_end - off;
+    const std::byte* p = mem + (off - mem_off);
+    // More bytes can only come while memory stops short of hi.
+    const bool can_grow = mem_end < sv.hi;
+    if (have < 16 && have < seg_left) {
+      if (!can_grow) return fail(past_end(sv, off, 0));
+      r.stop = run_stop::need_more;
+      r.need_len = 0;
+      return r;
+    }
+    if (have >= 16) {
+      const uint32_t len = coding::get_u32(p + 8);
+      const bool plausible = len % 8 == 0 && len >= record::kSegmentEndSize && len <= seg_left;
+      // An implausible length is left to decode(), which names what is wrong
+      // without reading at it.
+      if (plausible && len > have) {
+        if (!can_grow) return fail(past_end(sv, off, len));
+        r.stop = run_stop::need_more;
+        r.need_len = len;
+        return r;
+      }
+    }
+    event_view v;
+    const record::decoded d = record::decode(p, seg_left, sv.base + off, sv.verify, v);
+    switch (d.outcome) {
+      case record::decode_outcome::event:
+        if (seq.known && v.sequence.value != seq.next)
+          return fail(status(errc::corruption, *sv.path + " offset " + std::to_string(off) +
+                                                   ": sequence " +
+                                                   std::to_string(v.sequence.value) +
+                                                   ", expected " + std::to_string(seq.next)));
+        seq.known = true;
+        seq.next = v.sequence.value + 1;
+        if (r.n_events == 0) r.first_sequence = v.sequence.value;
+        events[r.n_events++] = static_cast<uint32_t>(off - chunk_off);
+        off += d.length;
+        r.end = off;
+        continue;
+      case record::decode_outcome::skip:
+        off += d.length;
+        r.end = off;
+        continue;
+      case record::decode_outcome::segment_end:
+        r.end = off + d.length;
+        r.stop = run_stop::marker;
+        return r;
+      case record::decode_outcome::unwritten:
+        return fail(status(errc::corruption, *sv.path + " offset " + std::to_string(off) +
+                                                 ": committed record is missing (zero header)"));
+      case record::decode_outcome::invalid:
+        return fail(status(errc::corruption,
+                           *sv.path + " offset " + std::to_string(off) + ": " + d.why));
+    }
+  }
+}
+
+}  // namespace io_detail
+
+// ---------------------------------------------------------------------------
+// mmap: chunks are windows of the segment mappings the log already shares, so
+// nothing is copied and a record larger than chunk_bytes needs nothing special
+// (a chunk simply ends after it).
+
+namespace {
+
+using namespace io_detail;
+
+class mmap_chunk_reader final : public chunk_reader {
+ public:
+  mmap_chunk_reader(std::shared_ptr<detail::shared_log> log, const range_plan& plan,
+                    const chunk_reader_options& o)
+      : log_(std::move(log)), plan_(plan), opts_(o), pos_(plan.from) {
+    chunk_ = round_up(std::max<uint32_t>(o.chunk_bytes, kPage), kPage);
+    // A chunk stops once it reaches chunk_bytes, so it holds at most that many
+    // bytes of whole events plus the one that crossed the line.
+    events_cap_ = chunk_ / kMinEventRecord + 2;
+    slots_.resize(o.max_held);
+    for (auto& s : slots_) s.events.reset(new uint32_t[events_cap_]);
+    next_seg_ = plan.first_seg;
+  }
+
+  result<bool> next(chunk& out) override {
+    if (!pending_.ok()) return pending_;
+    if (held_ >= slots_.size())
+      return status(errc::invalid_argument,
+                    "chunk_reader: " + std::to_string(held_) +
+                        " chunks are held (max_held); release one before asking for more");
+    while (true) {
+      if (!seg_) {
+        if (next_seg_ > plan_.last_seg) {
+          pos_ = plan_.to;
+          return false;
+        }
+        const uint64_t s = next_seg_++;
+        if (plan_.empty(s)) continue;
+        if (plan_.whole(s) && opts_.skip_segment && opts_.skip_segment(s)) {
+          ++skipped_;
+          seq_.known = false;
+          pos_ = plan_.after(s);
+          continue;
+        }
+        auto sg = log_->segments.get(s);
+        if (!sg) return pending_ = sg.error();
+        if (s != last_read_ + 1) seq_.known = false;
+        last_read_ = s;
+        seg_ = sg.value();
+        seg_index_ = s;
+        off_ = plan_.lo(s);
+        advised_ = off_ & ~uint64_t{kPage - 1};
+        sv_ = segment_view{&seg_->path(), plan_.base(s),      plan_.records_end, plan_.hi(s),
+                           s == plan_.last_seg, plan_.to_is_committed, log_->verify_checksums};
+      }
+      advise();
+      uint32_t slot = 0;
+      while (slots_[slot].held) ++slot;  // held_ < max_held: one is free
+      const uint64_t start = off_;
+      const std::byte* mem = seg_->data();
+      run_out r = run_records(sv_, mem, 0, sv_.hi, off_, start, start + chunk_,
+                              slots_[slot].events.get(), events_cap_, seq_);
+      const uint64_t end = r.end;
+      switch (r.stop) {
+        case run_stop::full:
+        case run_stop::need_more:  // cannot happen: all of [lo, hi) is in memory
+          pos_ = sv_.base + off_;
+          break;
+        case run_stop::marker:
+        case run_stop::limit:
+          seg_ = nullptr;
+          pos_ = plan_.after(seg_index_);
+          break;
+        case run_stop::error:
+          pos_ = sv_.base + off_;
+          pending_ = r.err;
+          break;
+      }
+      if (r.n_events == 0) {
+        if (!pending_.ok()) return pending_;
+        continue;
+      }
+      slots_[slot].held = true;
+      ++held_;
+      // The mapping outlives the chunk: segments stay mapped while the log,
+      // which this reader keeps alive, exists.
+      out.data = mem + start;
+      out.position = sv_.base + start;
+      out.end = sv_.base + end;
+      out.events = std::span<const uint32_t>(slots_[slot].events.get(), r.n_events);
+      out.first_sequence = r.first_sequence;
+      out.slot = slot;
+      return true;
+    }
+  }
+
+  void release(const chunk& c) override {
+    if (c.slot < slots_.size() && slots_[c.slot].held) {
+      slots_[c.slot].held = false;
+      --held_;
+    }
+  }
+
+  io_backend backend() const override { return io_backend::mmap; }
+  position where() const override { return position{pos_}; }
+  uint64_t bytes_read() const override { return 0; }
+  uint64_t segments_skipped() const override { return skipped_; }
+
+ private:
+  struct slot {
+    std::unique_ptr<uint32_t[]> events;
+    bool held = false;
+  };
+
+  // Asks the kernel to start reading the next `depth` chunks of the mapping
+  // while this one is validated. Not MADV_SEQUENTIAL: the mapping is shared
+  // with the writer and every other reader of the log, and that advice would
+  // make the kernel drop pages behind us that a stream read may want next.
+  void advise() {
+    const uint64_t want =
+        std::min<uint64_t>(sv_.hi, off_ + uint64_t{chunk_} * std::max<uint32_t>(opts_.depth, 1));
+    if (want <= advised_) return;
+    const uint64_t from = advised_;
+    const uint64_t to = round_up(want, kPage);
+    (void)::madvise(seg_->data() + from, to - from, MADV_WILLNEED);  // advice only
+    advised_ = to;
+  }
+
+  std::shared_ptr<detail::shared_log> log_;
+  range_plan plan_;
+  chunk_reader_options opts_;
+  uint32_t chunk_ = 0;
+  uint32_t events_cap_ = 0;
+  std::vector<slot> slots_;
+  size_t held_ = 0;
+  uint64_t next_seg_ = 0;
+  uint64_t last_read_ = ~uint64_t{0} - 1;  // +1 never equals a real index first
+  const segment* seg_ = nullptr;
+  uint64_t seg_index_ = ~uint64_t{0};
+  uint64_t off_ = 0;
+  uint64_t advised_ = 0;
+  segment_view sv_;
+  sequence_check seq_;
+  uint64_t pos_ = 0;
+  uint64_t skipped_ = 0;
+  status pending_;
+};
+
+}  // namespace
+
+namespace io_detail {
+result<std::unique_ptr<chunk_reader>> open_mmap(std::shared_ptr<detail::shared_log> log,
+                                                const range_plan& plan,
+                                                const chunk_reader_options& o) {
+  return std::unique_ptr<chunk_reader>(new mmap_chunk_reader(std::move(log), plan, o));
+}
+}  // namespace io_detail
+
+result<io_backend> resolve_io_backend(io_backend requested) {
+  if (requested == io_backend::automatic) {
+    if (const char* env = std::getenv("VARVE_IO"); env && *env) {
+      auto b = parse_io_backend(env);
+      if (!b)
+        return status(errc::invalid_argument, std::string("VARVE_IO=") + env +
+                                                  ": expected uring, mmap, pread or auto");
+      requested = *b;
+    }
+  }
+  if (requested == io_backend::automatic || requested == io_backend::uring) {
+    if (int err = io_detail::uring_probe(); err != 0) {
+      io_detail::say_fallback(err);
+      return io_backend::pread;
+    }
+    return io_backend::uring;
+  }
+  return requested;
+}
+
+result<std::unique_ptr<chunk_reader>> chunk_reader::open(std::shared_ptr<detail::shared_log> log,
+                                                         position from, position to,
+                                                         const chunk_reader_options& options) {
+  if (!log) return status(errc::invalid_argument, "chunk_reader: no log");
+  if (options.max_held == 0)
+    return status(errc::invalid_argument, "chunk_reader: max_held must be at least 1");
+  if (options.chunk_bytes > (1u << 30))
+    return status(errc::invalid_argument, "chunk_reader: chunk_bytes " +
+                                              std::to_string(options.chunk_bytes) +
+                                              " is over 1 GiB");
+  auto plan = io_detail::make_plan(*log, from, to);
+  if (!plan) return plan.error();
+  auto b = resolve_io_backend(options.backend);
+  if (!b) return b.error();
+  switch (b.value()) {
+    case io_backend::mmap: return io_detail::open_mmap(std::move(log), plan.value(), options);
+    case io_backend::uring: {
+      int err = 0;
+      auto r = io_detail::open_buffered(log, plan.value(), options, true, &err);
+      if (r || err == 0) return r;
+      // The probe's ring worked but this one did not (memory, limits): still
+      // read, with pread, and say so.
+      io_detail::say_fallback(err);
+      return io_detail::open_buffered(std::move(log), plan.value(), options, false, nullptr);
+    }
+    default:
+      return io_detail::open_buffered(std::move(log), plan.value(), options, false, nullptr);
+  }
+}
+
+}  // namespace varve
