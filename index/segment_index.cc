@@ -68,11 +68,13 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
   uint64_t max_ts = in.max_timestamp_through_previous;
   uint64_t gap_offset = 0;
   bool gap = false;
-  // Summary. Runs of one type are common (a stream's events come in
-  // batches), so the set is consulted only when the type changes.
-  std::unordered_set<uint32_t> types;
-  uint32_t last_type = 0;
-  bool have_last_type = false;
+  // Summary. Type ids are small numbers in practice (a registry counts them
+  // from 1): a bitmap answers "seen?" for those without hashing on the
+  // per-event path; the rare large id goes to a set.
+  constexpr uint32_t kSmallTypes = 1 << 16;
+  std::vector<uint64_t> small_types(kSmallTypes / 64);
+  std::unordered_set<uint32_t> large_types;
+  uint64_t distinct_types = 0;
   uint8_t flags = 0;
   std::unordered_set<std::string_view> categories;
   const uint64_t base = seg.base_position();
@@ -86,11 +88,17 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
       else if (!(flags & kAnyCategory)) categories.insert(c);
       if (categories.size() > kMaxCategories) flags |= kAnyCategory, categories.clear();
     }
-    if ((!have_last_type || v.type != last_type) && !(flags & kAnyType)) {
-      have_last_type = true;
-      last_type = v.type;
-      types.insert(v.type);
-      if (types.size() > kMaxSummaryTypes) flags |= kAnyType, types.clear();
+    if (!(flags & kAnyType)) {
+      bool fresh_type;
+      if (v.type < kSmallTypes) {
+        uint64_t& w = small_types[v.type / 64];
+        const uint64_t bit = uint64_t{1} << (v.type % 64);
+        fresh_type = !(w & bit);
+        w |= bit;
+      } else {
+        fresh_type = large_types.insert(v.type).second;
+      }
+      if (fresh_type && ++distinct_types > kMaxSummaryTypes) flags |= kAnyType;
     }
     acc& a = streams[it->second];
     const uint32_t off = static_cast<uint32_t>(v.position.value - base);
@@ -124,8 +132,16 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
   const uint64_t entries_at = slots_at + slot_count * kSlotSize;
   const uint64_t postings_at = entries_at + entries_bytes;
   const uint64_t time_at = postings_at + pad8(events.size() * 4);
-  std::vector<uint32_t> type_list(types.begin(), types.end());
-  std::sort(type_list.begin(), type_list.end());
+  std::vector<uint32_t> type_list;
+  if (!(flags & kAnyType)) {
+    type_list.reserve(distinct_types);
+    for (uint32_t w = 0; w < small_types.size(); ++w)
+      for (uint64_t bits = small_types[w]; bits; bits &= bits - 1)
+        type_list.push_back(w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits)));
+    const size_t small_end = type_list.size();
+    type_list.insert(type_list.end(), large_types.begin(), large_types.end());
+    std::sort(type_list.begin() + small_end, type_list.end());  // all above the small ones
+  }
   std::vector<std::string_view> category_list(categories.begin(), categories.end());
   std::sort(category_list.begin(), category_list.end());
   uint64_t category_bytes = 0;

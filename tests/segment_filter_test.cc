@@ -643,6 +643,31 @@ TEST(SegmentFilter, FiveThousandTypesMeanAnyType) {
   EXPECT_EQ(at.match({{3 * 4097}, {}, {}}), segment_match::none);
 }
 
+TEST(SegmentFilter, LargeTypeIdsAreListedInOrder) {
+  // Ids past the builder's bitmap of small ones take its other path.
+  capped_log c({{"order-1", false}}, {0xFFFFFFFEu, 5, 70000, 65535, 65536, 0, 70000, 5});
+  ASSERT_FALSE(HasFailure());
+  EXPECT_EQ(c.match({{70000}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(c.match({{0}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(c.match({{0xFFFFFFFEu}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(c.match({{70001, 65534, 0xFFFFFFFFu, 1}, {}, {}}), segment_match::none);
+  const auto b = read_file(sidx(c.dir, 0));
+  auto v = segment_index::view::open(reinterpret_cast<const std::byte*>(b.data()), b.size(), "t",
+                                     coding::get_u64(reinterpret_cast<const std::byte*>(b.data() + 16)), 0);
+  ASSERT_OK(v);
+  const auto t = v.value().types();
+  EXPECT_EQ(std::vector<uint32_t>(t.begin(), t.end()),
+            (std::vector<uint32_t>{0, 5, 65535, 65536, 70000, 0xFFFFFFFEu}));
+  // Over the cap with large ids too.
+  std::vector<uint32_t> many;
+  for (uint32_t i = 0; i < 4097; ++i) many.push_back(i % 2 ? 100000 + i : i);
+  capped_log m({{"order-1", false}}, many);
+  ASSERT_FALSE(HasFailure());
+  uint8_t flags = 0;
+  EXPECT_EQ(m.match({{99999}, {}, {}}, &flags), segment_match::maybe);
+  EXPECT_EQ(flags & segment_index::kAnyType, segment_index::kAnyType);
+}
+
 TEST(SegmentFilter, TooManyCategoriesMeanAnyCategory) {
   std::vector<stream_spec> many;
   for (int i = 0; i < 1100; ++i) many.push_back({"c" + std::to_string(i) + "-x", false});
