@@ -3,10 +3,13 @@
 
 #include "varve/admin.h"
 #include "varve/event.h"
+#include "varve/event_filter.h"
 #include "varve/file_system.h"
+#include "varve/io_backend.h"
 #include "varve/log.h"
 #include "varve/options.h"
 #include "varve/reader.h"
+#include "varve/replay.h"
 #include "varve/status.h"
 #include "varve/type_registry.h"
 #include "varve/types.h"

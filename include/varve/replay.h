@@ -1,0 +1,250 @@
+// Replay: rebuild state from the log on every core, keeping each stream's
+// events in log order.
+//
+//   auto r = varve::replay(log).partitions(64).threads(8).run([](uint32_t p) {
+//     return count_by_type{};          // any type with apply(const event_view&)
+//   });
+//   if (!r) ...                       // r.error: corruption, projection error, cancel
+//   uint64_t n = r.reduce(uint64_t{0}, [](uint64_t a, const count_by_type& c) { ... });
+//
+// How it runs: the calling thread reads the range in large chunks (io_uring,
+// the mapping, or pread: varve/io_backend.h), validates every record, and
+// routes each event to partition xxh3(stream id) % P. Partition p belongs to
+// worker p % W, so one thread applies all of a partition's events, in log
+// order. Chunks are handed to the workers through a bounded ring: a slow
+// projection holds the reader back (backpressure) instead of buffering; no
+// allocation per event.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "varve/event.h"
+#include "varve/event_filter.h"
+#include "varve/file_system.h"
+#include "varve/io_backend.h"
+#include "varve/status.h"
+#include "varve/types.h"
+
+namespace varve {
+
+class event_log;
+
+struct replay_progress {
+  position reached;          // every wanted event below it has been applied
+  position to;               // where the replay stops
+  position from;
+  uint64_t events_applied = 0;
+  uint64_t bytes_read = 0;   // log bytes handed to the workers (or read from files)
+  double seconds = 0;
+};
+
+// Stops a running replay from another thread (or from a progress callback).
+class replay_cancel {
+ public:
+  void cancel() { flag_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return flag_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> flag_{false};
+};
+
+// Saves a replay's state and its position together, in one file, atomically:
+// a crash leaves either the previous checkpoint or the new one, never state
+// from one and a position from the other, so a resumed replay applies no
+// event twice and skips none. The file names the log it belongs to, the
+// partition count, and carries a checksum; anything else is refused.
+class checkpoint_store {
+ public:
+  // Checkpoints live in DIR/NAME.ckpt (DIR is created if absent).
+  checkpoint_store(std::string dir, std::string name,
+                   std::shared_ptr<file_system> fs = posix_file_system());
+
+  struct loaded {
+    position at;                                  // resume from here
+    std::vector<std::vector<std::byte>> states;   // one per partition
+  };
+  // not_found when there is no checkpoint yet; corruption (naming the file and
+  // offset) when there is one that fails validation; invalid_argument when it
+  // belongs to another log or another partition count.
+  result<loaded> load(uint64_t log_id, uint32_t partitions) const;
+  status save(uint64_t log_id, position at, std::span<const std::string> states) const;
+  std::string path() const;
+
+ private:
+  std::string dir_, name_;
+  std::shared_ptr<file_system> fs_;
+};
+
+namespace detail {
+
+// One partition's projection behind a virtual call (the scheduler is not a
+// template; the adapter below is).
+struct replay_partition {
+  virtual ~replay_partition() = default;
+  virtual status apply(const event_view& e) = 0;
+  virtual status save(std::string& out) const = 0;
+  virtual status load(std::span<const std::byte> in) = 0;
+};
+
+struct replay_config {
+  position from;
+  position to = position::none();   // none = the committed end at start
+  bool to_time = false;
+  uint64_t until_ns = 0;             // with to_time: state as of this time
+  uint32_t partitions = 0;           // 0 = 4 x threads
+  uint32_t threads = 0;              // 0 = hardware threads - 1 (at least 1)
+  event_filter filter;
+  io_backend io = io_backend::automatic;
+  uint32_t chunk_bytes = 1u << 20;
+  std::function<void(const replay_progress&)> on_progress;
+  std::chrono::milliseconds progress_every{200};
+  const replay_cancel* cancel = nullptr;
+  const checkpoint_store* checkpoints = nullptr;
+  bool resume = false;
+  uint64_t checkpoint_every_events = 0;  // 0 = only at the end
+};
+
+struct replay_summary {
+  status error;
+  position from, reached, to;
+  uint64_t events_applied = 0;
+  uint64_t events_skipped = 0;    // read but not wanted by the filter
+  uint64_t bytes_read = 0;
+  uint64_t segments_skipped = 0;  // sealed segments the filter let the reader skip
+  uint64_t checkpoints = 0;
+  uint32_t partitions = 0, threads = 0;
+  io_backend io = io_backend::automatic;
+  double seconds = 0;
+};
+
+replay_summary run_replay(const event_log& log, const replay_config& cfg,
+                          const std::function<replay_partition*(uint32_t)>& make);
+
+template <class P>
+concept checkpointable = requires(const P& cp, P& p, std::string& out,
+                                  std::span<const std::byte> in) {
+  { cp.save(out) };
+  { p.load(in) };
+};
+
+template <class P>
+struct alignas(64) partition_adapter final : replay_partition {
+  explicit partition_adapter(P&& p) : state(std::move(p)) {}
+  status apply(const event_view& e) override {
+    if constexpr (std::is_same_v<decltype(state.apply(e)), status>) {
+      return state.apply(e);
+    } else {
+      state.apply(e);
+      return {};
+    }
+  }
+  status save(std::string& out) const override {
+    if constexpr (checkpointable<P>) {
+      if constexpr (std::is_same_v<decltype(state.save(out)), status>) return state.save(out);
+      else { state.save(out); return {}; }
+    } else {
+      return status(errc::invalid_argument, "this projection has no save()/load()");
+    }
+  }
+  status load(std::span<const std::byte> in) override {
+    if constexpr (checkpointable<P>) {
+      if constexpr (std::is_same_v<decltype(state.load(in)), status>) return state.load(in);
+      else { state.load(in); return {}; }
+    } else {
+      return status(errc::invalid_argument, "this projection has no save()/load()");
+    }
+  }
+  P state;
+};
+
+}  // namespace detail
+
+// The outcome of a replay: per-partition states, how far it got, and why it
+// stopped if it did not reach its end. A projection error or a cancel stops
+// the replay cleanly: `reached` is then the position below which every wanted
+// event was applied, in every partition (some partitions may have gone
+// further; resume from `reached` only together with a checkpoint).
+template <class P>
+struct replay_result : detail::replay_summary {
+  std::vector<P> states;  // index = partition
+
+  explicit operator bool() const { return error.ok(); }
+  template <class R, class F>
+  R reduce(R init, F&& f) const {
+    for (const P& s : states) init = f(std::move(init), s);
+    return init;
+  }
+};
+
+class replay {
+ public:
+  explicit replay(const event_log& log) : log_(&log) {}
+
+  replay& from(position p) { c_.from = p; return *this; }
+  // Stop before `p` (default: the end committed when run() starts).
+  replay& to(position p) { c_.to = p; c_.to_time = false; return *this; }
+  // State as of a time: stop at the first event whose timestamp reaches `ns`
+  // (event_log::position_at_time).
+  replay& until(uint64_t ns) { c_.to_time = true; c_.until_ns = ns; return *this; }
+  replay& partitions(uint32_t p) { c_.partitions = p; return *this; }
+  replay& threads(uint32_t w) { c_.threads = w; return *this; }
+  // Only events the filter wants reach the projections; sealed segments whose
+  // summary shows none of them are not read at all.
+  replay& filter(event_filter f) { c_.filter = std::move(f); return *this; }
+  replay& io(io_backend b) { c_.io = b; return *this; }
+  replay& chunk_bytes(uint32_t n) { c_.chunk_bytes = n; return *this; }
+  replay& on_progress(std::function<void(const replay_progress&)> f,
+                      std::chrono::milliseconds every = std::chrono::milliseconds(200)) {
+    c_.on_progress = std::move(f);
+    c_.progress_every = every;
+    return *this;
+  }
+  replay& cancel_with(const replay_cancel& c) { c_.cancel = &c; return *this; }
+  // Projections with checkpoints (P has save(std::string&) and
+  // load(std::span<const std::byte>)): saves every partition's state and the
+  // position they reflect together, every `every_events` events (at a point
+  // where all partitions have applied exactly the events below it) and at the
+  // end. With resume(), run() first loads the newest checkpoint (if any) and
+  // continues from its position.
+  replay& checkpoint(const checkpoint_store& store, uint64_t every_events = 0) {
+    c_.checkpoints = &store;
+    c_.checkpoint_every_events = every_events;
+    return *this;
+  }
+  replay& resume(bool yes = true) { c_.resume = yes; return *this; }
+
+  // factory(partition) returns a projection (by value): anything with
+  // apply(const event_view&) returning void or varve::status.
+  template <class Factory>
+  auto run(Factory&& factory) {
+    using P = std::decay_t<std::invoke_result_t<Factory&, uint32_t>>;
+    static_assert(requires(P p, const event_view& e) { p.apply(e); },
+                  "a projection needs apply(const varve::event_view&)");
+    std::vector<std::unique_ptr<detail::partition_adapter<P>>> parts;
+    auto make = [&](uint32_t p) -> detail::replay_partition* {
+      parts.push_back(std::make_unique<detail::partition_adapter<P>>(factory(p)));
+      return parts.back().get();
+    };
+    replay_result<P> r;
+    static_cast<detail::replay_summary&>(r) = detail::run_replay(*log_, c_, make);
+    r.states.reserve(parts.size());
+    for (auto& a : parts) r.states.push_back(std::move(a->state));
+    return r;
+  }
+
+ private:
+  const event_log* log_;
+  detail::replay_config c_;
+};
+
+}  // namespace varve
