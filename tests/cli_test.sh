@@ -333,6 +333,48 @@ run index verify "$X" --json
 expect "index verify after rebuild: intact" py 'out[0]["intact"] and out[0]["index_files"] == out[0]["sealed_segments"]'
 usage_case "index with an unknown action" index frobnicate "$X"
 
+# --- replay ------------------------------------------------------------------
+R=$TMP/replaylog
+python3 -c '
+for i in range(1, 1201):
+    print("{\"stream\":\"%s-%d\",\"type\":%d,\"data\":{\"i\":%d}}" % ("order" if i % 3 else "cart", i % 40, i % 4, i))
+' | "$VARVE" append "$R" --create --segment-size 64K >/dev/null 2>&1
+input </dev/null
+run replay "$R" --projection count-by-type --threads 2 --partitions 5 --json
+expect "replay count-by-type" py 'out[0]["result"] == {"0": 300, "1": 300, "2": 300, "3": 300} and out[0]["events"] == 1200 and out[0]["error"] is None'
+for io in uring mmap pread; do
+  run replay "$R" --projection bytes-by-stream --io $io --json --top 1000
+  expect "replay bytes-by-stream --io $io" py 'out[0]["io"] == "'$io'" and out[0]["result"]["streams"] == 80 and sum(s["events"] for s in out[0]["result"]["top"]) == 1200'
+done
+run replay "$R" --projection count-by-type --type 2 --category cart- --json
+expect "replay --type --category filters" py 'out[0]["result"] == {"2": 100} and out[0]["events_filtered_out"] == 1100'
+run replay "$R" --projection count-by-type --to-position 0 --json
+expect "replay --to-position 0 applies nothing" py 'out[0]["events"] == 0 and out[0]["result"] == {}'
+run replay "$R" --projection count-by-type --until 2000-01-01T00:00:00Z --json
+expect "replay --until before the first event applies nothing" py 'out[0]["events"] == 0'
+MID=$("$VARVE" read "$R" --limit 700 | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["position"])')
+run replay "$R" --projection count-by-type --checkpoint c --to-position "$MID" --json
+expect "replay --checkpoint saves part of the log" py 'out[0]["events"] == 699 and out[0]["checkpoints"] == 1'
+expect "  ... in DIR/projections/NAME.ckpt" test -s "$R/projections/c.ckpt"
+run replay "$R" --projection count-by-type --checkpoint c --resume --json
+expect "replay --resume finishes with every event counted once" py 'out[0]["result"] == {"0": 300, "1": 300, "2": 300, "3": 300} and out[0]["events"] == 501'
+printf 'VARVECKPgarbage' >"$R/projections/c.ckpt"
+run replay "$R" --projection count-by-type --checkpoint c --resume
+expect "replay --resume with a damaged checkpoint fails" rc_is 1
+expect "  ... naming the file" err_has 'projections/c.ckpt'
+run replay "$R" --projection count-by-type --threads 2
+expect "replay prints a figures line" err_has 'events/s'
+usage_case "replay without --projection" replay "$R"
+usage_case "replay --projection unknown" replay "$R" --projection sum
+usage_case "replay --threads 0" replay "$R" --projection count-by-type --threads 0
+usage_case "replay --partitions x" replay "$R" --projection count-by-type --partitions x
+usage_case "replay --io bogus" replay "$R" --projection count-by-type --io bogus
+usage_case "replay --until garbage" replay "$R" --projection count-by-type --until yesterday
+usage_case "replay --to-position with --until" replay "$R" --projection count-by-type --to-position 5 --until 5
+usage_case "replay --resume without --checkpoint" replay "$R" --projection count-by-type --resume
+usage_case "replay --checkpoint a/path" replay "$R" --projection count-by-type --checkpoint ../x
+usage_case "replay --from-position past the end" replay "$R" --projection count-by-type --from-position 99999999
+
 run --help
 expect "--help exits 0" rc_is 0
 expect "  ... and documents the exit codes" grep -q '3 append stopped on a wrong expected_version' "$TMP/out"
