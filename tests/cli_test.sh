@@ -355,13 +355,13 @@ expect "replay --until before the first event applies nothing" py 'out[0]["event
 MID=$("$VARVE" read "$R" --limit 700 | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["position"])')
 run replay "$R" --projection count-by-type --checkpoint c --to-position "$MID" --json
 expect "replay --checkpoint saves part of the log" py 'out[0]["events"] == 699 and out[0]["checkpoints"] == 1'
-expect "  ... in DIR/projections/NAME.ckpt" test -s "$R/projections/c.ckpt"
+expect "  ... in DIR/projections/NAME.<generation>.ckpt" test -s "$R/projections/c.00000000000000000001.ckpt"
 run replay "$R" --projection count-by-type --checkpoint c --resume --json
 expect "replay --resume finishes with every event counted once" py 'out[0]["result"] == {"0": 300, "1": 300, "2": 300, "3": 300} and out[0]["events"] == 501'
-printf 'VARVECKPgarbage' >"$R/projections/c.ckpt"
-run replay "$R" --projection count-by-type --checkpoint c --resume
-expect "replay --resume with a damaged checkpoint fails" rc_is 1
-expect "  ... naming the file" err_has 'projections/c.ckpt'
+for f in "$R"/projections/c.*.ckpt; do printf 'VARVECKPgarbage' >"$f"; done
+run replay "$R" --projection count-by-type --snapshot c --from-snapshot --json
+expect "replay --from-snapshot with damaged snapshots rebuilds from the log" py 'out[0]["result"] == {"0": 300, "1": 300, "2": 300, "3": 300} and out[0]["events"] == 1200 and len(out[0]["warnings"]) == 2'
+expect "  ... naming the files" err_has 'projections/c.00000000000000000002.ckpt'
 run replay "$R" --projection count-by-type --threads 2
 expect "replay prints a figures line" err_has 'events/s'
 usage_case "replay without --projection" replay "$R"

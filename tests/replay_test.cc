@@ -400,23 +400,55 @@ TEST_F(ReplayTest, CheckpointThenResumeAppliesEveryEventOnce) {
   EXPECT_EQ(other.error.code(), errc::invalid_argument) << describe(other.error);
 }
 
-TEST_F(ReplayTest, DamagedCheckpointIsRefusedWithItsFileAndOffset) {
-  checkpoint_store store(d_.sub("proj"), "folds");
-  auto r = replay(*log_).partitions(3).threads(2).checkpoint(store).run([](uint32_t) {
-    return fold_projection{};
-  });
-  ASSERT_TRUE(r) << describe(r.error);
-  const auto bytes = read_file(store.path());
-  for (uint64_t off = 0; off < bytes.size(); off += 1 + off / 8) {
+// A damaged generation is reported (file and offset) and skipped: the
+// replay resumes from the older one, or from scratch when none is valid —
+// never from state it cannot trust.
+TEST_F(ReplayTest, DamagedCheckpointIsSkippedAndNamed) {
+  const auto pos = record_positions(*log_);
+  const std::string ck_dir = d_.sub("proj");
+  checkpoint_store store(ck_dir, "folds");
+  auto a = replay(*log_).to(pos[1000]).partitions(3).threads(2).checkpoint(store).run(
+      [](uint32_t) { return fold_projection{}; });
+  ASSERT_TRUE(a) << describe(a.error);
+  auto b = replay(*log_).to(pos[2000]).partitions(3).threads(2).checkpoint(store).resume().run(
+      [](uint32_t) { return fold_projection{}; });
+  ASSERT_TRUE(b) << describe(b.error);
+  const std::string newest = store.path();
+  ASSERT_NE(newest.find("folds.00000000000000000002.ckpt"), std::string::npos) << newest;
+  const auto want = reference(*log_, {}, log_->committed_position());
+  const auto bytes = read_file(newest);
+  for (uint64_t off = 0; off < bytes.size(); off += 1 + off / 6) {
     temp_dir copy;
-    checkpoint_store bad(copy.path(), "folds");
-    std::filesystem::copy_file(store.path(), bad.path());
-    flip_byte(bad.path(), off, 0x10);
-    auto again = replay(*log_).partitions(3).threads(2).checkpoint(bad).resume().run(
+    std::filesystem::copy(ck_dir, copy.path());
+    checkpoint_store damaged(copy.path(), "folds");
+    const std::string victim = damaged.path();
+    flip_byte(victim, off, 0x10);
+    auto r = replay(*log_).partitions(3).threads(2).checkpoint(damaged).resume().run(
         [](uint32_t) { return fold_projection{}; });
-    ASSERT_FALSE(again) << "flip at " << off << " went unnoticed";
-    EXPECT_NE(again.error.message().find(bad.path()), std::string::npos) << again.error.message();
+    ASSERT_TRUE(r) << "flip at " << off << ": " << describe(r.error);
+    EXPECT_EQ(r.from, pos[1000]) << "flip at " << off << " went unnoticed";
+    ASSERT_EQ(r.warnings.size(), 1u);
+    EXPECT_NE(r.warnings[0].message().find(victim), std::string::npos) << r.warnings[0].message();
+    EXPECT_EQ(merge(r.states), want);
   }
+  // Both generations damaged: from scratch, both named.
+  temp_dir copy;
+  std::filesystem::copy(ck_dir, copy.path());
+  for (const auto& e : std::filesystem::directory_iterator(copy.path())) flip_byte(e.path(), 60);
+  checkpoint_store both(copy.path(), "folds");
+  auto r = replay(*log_).partitions(3).threads(2).checkpoint(both).resume().run(
+      [](uint32_t) { return fold_projection{}; });
+  ASSERT_TRUE(r) << describe(r.error);
+  EXPECT_EQ(r.from, position{});
+  EXPECT_EQ(r.warnings.size(), 2u);
+  EXPECT_EQ(merge(r.states), want);
+  // Only `keep` (2) generations stay on disk.
+  auto c = replay(*log_).partitions(3).threads(2).checkpoint(store).resume().run(
+      [](uint32_t) { return fold_projection{}; });
+  ASSERT_TRUE(c);
+  size_t files = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(ck_dir)) ++files;
+  EXPECT_EQ(files, 2u);
 }
 
 TEST_F(ReplayTest, RangeArguments) {

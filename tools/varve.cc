@@ -849,6 +849,8 @@ int cmd_replay(const replay_args& a) {
 
   auto report = [&](const detail::replay_summary& s, nlohmann::ordered_json result) {
     progress.finish();
+    for (const status& w : s.warnings)
+      std::fprintf(stderr, "varve: warning: skipped a damaged checkpoint: %s\n", w.to_string().c_str());
     const double rate = s.seconds > 0 ? static_cast<double>(s.events_applied) / s.seconds : 0;
     if (a.json) {
       nlohmann::ordered_json j;
@@ -866,6 +868,8 @@ int cmd_replay(const replay_args& a) {
       j["partitions"] = s.partitions;
       j["io"] = to_string(s.io);
       j["checkpoints"] = s.checkpoints;
+      j["warnings"] = nlohmann::ordered_json::array();
+      for (const status& w : s.warnings) j["warnings"].push_back(w.to_string());
       j["error"] = s.error.ok() ? nlohmann::ordered_json() : nlohmann::ordered_json(s.error.to_string());
       j["result"] = std::move(result);
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
@@ -1027,11 +1031,14 @@ int run(int argc, char** argv) {
   rp->add_option("--category", replay_a.categories,
                  "Only streams whose id starts with this prefix, e.g. order- (repeatable)");
   rp->add_option("--stream", replay_a.streams, "Only this stream (repeatable)");
-  rp->add_option("--checkpoint", replay_a.checkpoint,
-                 "Save the projection with its position in DIR/projections/NAME.ckpt");
-  rp->add_option("--checkpoint-every", replay_a.checkpoint_every,
+  rp->add_option("--checkpoint,--snapshot", replay_a.checkpoint,
+                 "Save the projection's state with its position (a state snapshot) in "
+                 "DIR/projections/NAME.<generation>.ckpt; the newest 2 are kept");
+  rp->add_option("--checkpoint-every,--snapshot-every", replay_a.checkpoint_every,
                  "With --checkpoint: also every N events (default: only at the end or on Ctrl-C)");
-  rp->add_flag("--resume", replay_a.resume, "With --checkpoint: continue from the saved position");
+  rp->add_flag("--resume,--from-snapshot", replay_a.resume,
+               "With --checkpoint: continue from the newest valid state snapshot (a damaged "
+               "one is reported and skipped)");
   rp->add_option("--top", replay_a.top, "bytes-by-stream: how many streams to list (default 20)");
   rp->add_flag("--json", replay_a.json, "Print the figures and the result as one JSON object");
 

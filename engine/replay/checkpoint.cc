@@ -1,6 +1,7 @@
 // A projection checkpoint: every partition's state and the log position it
 // reflects, in one file written atomically (index_file::write: a .partial,
-// datasync, rename, directory sync). docs/FORMAT.md §8 is the byte layout:
+// datasync, rename, directory sync), one file per generation
+// (NAME.<20-digit generation>.ckpt). docs/FORMAT.md §7a is the byte layout:
 //
 //  0   8  magic "VARVECKP"
 //  8   4  format_version (1)
@@ -11,6 +12,8 @@
 //  40  8  header_checksum   XXH3-64 of bytes [0, 40)
 //  48  .. per partition: size u64, state bytes, zero padding to 8
 //  end 8  body_checksum     XXH3-64 of the partition area
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include <xxhash.h>
@@ -31,11 +34,38 @@ constexpr size_t kHeader = 48;
 uint64_t pad8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 }  // namespace
 
-checkpoint_store::checkpoint_store(std::string dir, std::string name,
+checkpoint_store::checkpoint_store(std::string dir, std::string name, uint32_t keep,
                                    std::shared_ptr<file_system> fs)
-    : dir_(std::move(dir)), name_(std::move(name)), fs_(std::move(fs)) {}
+    : dir_(std::move(dir)), name_(std::move(name)), keep_(std::max<uint32_t>(keep, 1)),
+      fs_(std::move(fs)) {}
 
-std::string checkpoint_store::path() const { return dir_ + "/" + name_ + ".ckpt"; }
+std::vector<std::pair<uint64_t, std::string>> checkpoint_store::generations() const {
+  std::vector<std::pair<uint64_t, std::string>> out;
+  if (!fs_->exists(dir_)) return out;
+  auto names = fs_->list_dir(dir_);
+  if (!names) return out;
+  const std::string prefix = name_ + ".";
+  for (const auto& n : names.value()) {
+    // NAME.<20 digits>.ckpt; anything else (a .partial, another name) is not ours.
+    if (n.size() != prefix.size() + 20 + 5 || n.compare(0, prefix.size(), prefix) != 0 ||
+        n.compare(n.size() - 5, 5, ".ckpt") != 0)
+      continue;
+    uint64_t g = 0;
+    bool digits = true;
+    for (size_t i = prefix.size(); i < prefix.size() + 20; ++i) {
+      if (n[i] < '0' || n[i] > '9') { digits = false; break; }
+      g = g * 10 + static_cast<uint64_t>(n[i] - '0');
+    }
+    if (digits) out.emplace_back(g, dir_ + "/" + n);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  return out;
+}
+
+std::string checkpoint_store::path() const {
+  auto g = generations();
+  return g.empty() ? std::string() : g.front().second;
+}
 
 status checkpoint_store::save(uint64_t log_id, position at,
                               std::span<const std::string> states) const {
@@ -63,20 +93,29 @@ status checkpoint_store::save(uint64_t log_id, position at,
     status st = fs_->create_dir(dir_);
     if (!st.ok()) return st;
   }
-  return index_file::write(*fs_, dir_, name_ + ".ckpt", buf);
+  const auto gens = generations();
+  const uint64_t next = gens.empty() ? 1 : gens.front().first + 1;
+  char file[64];
+  std::snprintf(file, sizeof file, ".%020llu.ckpt", static_cast<unsigned long long>(next));
+  status st = index_file::write(*fs_, dir_, name_ + file, buf);
+  if (!st.ok()) return st;
+  // Older generations go only once the new one is durable; failing to remove
+  // one costs disk space, not correctness.
+  for (size_t i = keep_ - 1; i < gens.size(); ++i) (void)fs_->remove(gens[i].second);
+  return {};
 }
 
-result<checkpoint_store::loaded> checkpoint_store::load(uint64_t log_id,
-                                                        uint32_t partitions) const {
-  const std::string file = path();
-  if (!fs_->exists(file)) return status(errc::not_found, file + ": no checkpoint yet");
-  auto bytes = index_file::read(*fs_, file, kHeader + 8);
-  if (!bytes) return bytes.error();
-  const std::byte* p = bytes.value().data();
-  const uint64_t size = bytes.value().size();
+namespace {
+// Validates one generation's bytes; errors name the file and offset.
+result<checkpoint_store::loaded> parse(const std::string& file, const std::vector<std::byte>& bytes,
+                                       uint64_t log_id, uint32_t partitions) {
+  using loaded = checkpoint_store::loaded;
+  const std::byte* p = bytes.data();
+  const uint64_t size = bytes.size();
   auto bad = [&](uint64_t off, const std::string& why) {
     return status(errc::corruption, file + " offset " + std::to_string(off) + ": " + why);
   };
+  if (size < kHeader + 8) return bad(0, "file of " + std::to_string(size) + " bytes is too short");
   if (std::memcmp(p, kMagic, 8) != 0) return bad(0, "not a varve checkpoint (bad magic)");
   if (get_u64(p + 40) != XXH3_64bits(p, 40)) return bad(40, "header checksum mismatch");
   if (get_u32(p + 8) != kVersion)
@@ -96,6 +135,7 @@ result<checkpoint_store::loaded> checkpoint_store::load(uint64_t log_id,
                                               " partitions, this replay " +
                                               std::to_string(partitions));
   loaded out;
+  out.file = file;
   out.at = position{get_u64(p + 24)};
   out.states.resize(parts);
   uint64_t off = kHeader;
@@ -111,6 +151,29 @@ result<checkpoint_store::loaded> checkpoint_store::load(uint64_t log_id,
   }
   if (off != end) return bad(off, "bytes after the last partition");
   return out;
+}
+}  // namespace
+
+result<checkpoint_store::loaded> checkpoint_store::load(uint64_t log_id, uint32_t partitions,
+                                                        std::vector<status>* skipped) const {
+  std::vector<status> problems;
+  for (const auto& [gen, file] : generations()) {
+    auto bytes = index_file::read(*fs_, file, 0);
+    result<loaded> got = bytes ? parse(file, bytes.value(), log_id, partitions)
+                               : result<loaded>(bytes.error());
+    if (got) {
+      got.value().skipped = problems;
+      if (skipped) *skipped = std::move(problems);
+      return got;
+    }
+    // Someone else's checkpoint is a mistake to report, not damage to route around.
+    if (got.error().code() == errc::invalid_argument) return got.error();
+    problems.push_back(got.error());
+  }
+  std::string msg = dir_ + "/" + name_ + ": no valid checkpoint";
+  for (const auto& p : problems) msg += "; " + p.to_string();
+  if (skipped) *skipped = std::move(problems);
+  return status(errc::not_found, msg);
 }
 
 }  // namespace varve

@@ -400,13 +400,18 @@ replay_summary run_replay(const event_log& log, const replay_config& cfg,
       s.error = status(errc::invalid_argument, "replay: resume() needs a checkpoint store");
       return s;
     }
-    auto ck = cfg.checkpoints->load(log_access::state(log).meta.log_id, P);
+    // Damaged generations are skipped (and reported): state is derived data,
+    // and with no valid generation the replay starts over, which is slower
+    // but never wrong.
+    auto ck = cfg.checkpoints->load(log_access::state(log).meta.log_id, P, &s.warnings);
     if (ck) {
       for (uint32_t p = 0; p < P; ++p) {
         status st = parts[p]->load(ck.value().states[p]);
         if (!st.ok()) {
-          s.error = status(st.code(), cfg.checkpoints->path() + ": partition " +
-                                          std::to_string(p) + ": " + st.message());
+          s.error = status(st.code(), ck.value().file + ": partition " + std::to_string(p) +
+                                          ": the projection cannot load this state (" +
+                                          st.message() +
+                                          "); remove the checkpoint to rebuild from the log");
           return s;
         }
       }

@@ -61,27 +61,39 @@ class replay_cancel {
 // Saves a replay's state and its position together, in one file, atomically:
 // a crash leaves either the previous checkpoint or the new one, never state
 // from one and a position from the other, so a resumed replay applies no
-// event twice and skips none. The file names the log it belongs to, the
-// partition count, and carries a checksum; anything else is refused.
+// event twice and skips none. These are state snapshots of projections:
+// derived data. The newest `keep` generations are kept (DIR/NAME.<gen>.ckpt);
+// a load takes the newest one that validates and reports (never trusts) any
+// newer one that does not — with none valid, the replay starts over from its
+// `from`, which is always correct, only slower.
 class checkpoint_store {
  public:
-  // Checkpoints live in DIR/NAME.ckpt (DIR is created if absent).
-  checkpoint_store(std::string dir, std::string name,
+  // DIR is created on the first save.
+  checkpoint_store(std::string dir, std::string name, uint32_t keep = 2,
                    std::shared_ptr<file_system> fs = posix_file_system());
 
   struct loaded {
     position at;                                  // resume from here
     std::vector<std::vector<std::byte>> states;   // one per partition
+    std::string file;                             // the generation used
+    std::vector<status> skipped;                  // newer generations that failed validation
   };
-  // not_found when there is no checkpoint yet; corruption (naming the file and
-  // offset) when there is one that fails validation; invalid_argument when it
-  // belongs to another log or another partition count.
-  result<loaded> load(uint64_t log_id, uint32_t partitions) const;
+  // The newest valid generation. not_found when there is none (`skipped`
+  // then lists what failed, via the message); invalid_argument when the
+  // newest valid one belongs to another log or another partition count (a
+  // mistake to report, not state to rebuild silently).
+  result<loaded> load(uint64_t log_id, uint32_t partitions,
+                      std::vector<status>* skipped = nullptr) const;
   status save(uint64_t log_id, position at, std::span<const std::string> states) const;
+  // The newest generation's path ("" when there is none).
   std::string path() const;
+  const std::string& dir() const { return dir_; }
+  const std::string& name() const { return name_; }
 
  private:
+  std::vector<std::pair<uint64_t, std::string>> generations() const;  // newest first
   std::string dir_, name_;
+  uint32_t keep_;
   std::shared_ptr<file_system> fs_;
 };
 
@@ -122,6 +134,7 @@ struct replay_summary {
   uint64_t bytes_read = 0;
   uint64_t segments_skipped = 0;  // sealed segments the filter let the reader skip
   uint64_t checkpoints = 0;
+  std::vector<status> warnings;   // e.g. a damaged checkpoint generation that was skipped
   uint32_t partitions = 0, threads = 0;
   io_backend io = io_backend::automatic;
   double seconds = 0;
