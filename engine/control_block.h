@@ -53,7 +53,10 @@ namespace varve {
 // (every writer does at open), before the follower reads commit again. If the
 // writer saw waiters == 0, its commit store is visible to that re-read; if it
 // saw the follower, it bumps wake_seq after the commit, so the follower either
-// sees the new wake_seq (FUTEX_WAIT returns at once) or is woken. Where
+// sees the new wake_seq (FUTEX_WAIT returns at once) or is woken. The price:
+// each park interrupts the writer's CPU if a writer thread is running then
+// (an IPI, about a microsecond), and parks happen only after the spin, when
+// the writer has been quiet for a while. Where
 // membarrier is missing (old kernel, seccomp), the writer fences each append
 // and a follower parks in 1 ms slices, so a miss costs at most that.
 // A follower killed while parked leaves `waiters` raised; the writer then

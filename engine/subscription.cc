@@ -202,6 +202,8 @@ result<subscription> subscription::open(const event_log& log, position from, eve
 result<bool> subscription::next(event_view& out, std::chrono::nanoseconds timeout) {
   if (!s_) return status(errc::invalid_argument, "subscription is not open");
   detail::subscription_state& s = *s_;
+  // "Forever" (nanoseconds::max()) must not overflow the deadline.
+  timeout = std::min<std::chrono::nanoseconds>(timeout, std::chrono::hours(24 * 365 * 50));
   bool have_deadline = false;
   clock_type::time_point deadline;
   auto deadline_passed = [&] {

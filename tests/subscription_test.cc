@@ -302,7 +302,7 @@ TEST(Subscription, TimeoutOnAnIdleLogAndCancelWakesAParkedNext) {
   std::atomic<bool> returned{false};
   result<bool> parked_result = false;
   std::thread t([&] {
-    parked_result = sub.next(e, 60s);
+    parked_result = sub.next(e, std::chrono::nanoseconds::max());  // "forever"
     returned.store(true);
   });
   // Parked: it counts itself in `waiters` (visible in the file, as to any process).
@@ -317,6 +317,64 @@ TEST(Subscription, TimeoutOnAnIdleLogAndCancelWakesAParkedNext) {
   EXPECT_NE(wake_words(dir.path()).first, seq_before);
   EXPECT_EQ(wake_words(dir.path()).second, 0u);
   EXPECT_ERRC(sub.next(e), errc::cancelled);
+}
+
+// A follower that may only read DIR/varve.ctl (another user's log, a
+// read-only mount): every other call goes to the real file system.
+class ctl_read_only_fs : public file_system {
+ public:
+  result<varve::file_handle> open(const std::string& path, open_mode mode) override {
+    if (mode != open_mode::read_only && path.ends_with("varve.ctl"))
+      return status(errc::io_error, "open " + path + ": Permission denied (test)");
+    return base_->open(path, mode);
+  }
+  void close(varve::file_handle& f) override { base_->close(f); }
+  status allocate(const varve::file_handle& f, uint64_t n) override { return base_->allocate(f, n); }
+  status truncate(const varve::file_handle& f, uint64_t n) override { return base_->truncate(f, n); }
+  result<uint64_t> file_size(const varve::file_handle& f) override { return base_->file_size(f); }
+  status pwrite(const varve::file_handle& f, uint64_t o, const void* d, size_t n) override {
+    return base_->pwrite(f, o, d, n);
+  }
+  status pread(const varve::file_handle& f, uint64_t o, void* d, size_t n) override {
+    return base_->pread(f, o, d, n);
+  }
+  status datasync(const varve::file_handle& f) override { return base_->datasync(f); }
+  result<void*> map(const varve::file_handle& f, uint64_t n, map_access a) override { return base_->map(f, n, a); }
+  void unmap(void* a, uint64_t n) override { base_->unmap(a, n); }
+  status sync_range(const varve::file_handle& f, void* a, uint64_t n) override { return base_->sync_range(f, a, n); }
+  status populate_write(void* a, uint64_t n) override { return base_->populate_write(a, n); }
+  status rename(const std::string& a, const std::string& b) override { return base_->rename(a, b); }
+  status remove(const std::string& p) override { return base_->remove(p); }
+  status sync_dir(const std::string& d) override { return base_->sync_dir(d); }
+  status sync_filesystem(const std::string& d) override { return base_->sync_filesystem(d); }
+  status create_dir(const std::string& d) override { return base_->create_dir(d); }
+  bool exists(const std::string& p) override { return base_->exists(p); }
+  result<std::vector<std::string>> list_dir(const std::string& d) override { return base_->list_dir(d); }
+
+ private:
+  std::shared_ptr<file_system> base_ = posix_file_system();
+};
+
+TEST(Subscription, WithoutWriteAccessToTheControlBlockItPollsAndMissesNothing) {
+  temp_dir dir;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), small_options()));
+  log_options ro_opts;
+  ro_opts.fs = std::make_shared<ctl_read_only_fs>();
+  ASSERT_OK_AND_ASSIGN(auto ro, event_log::open_read_only(dir.path(), ro_opts));
+  subscription_options o;
+  o.spin = 0ns;
+  ASSERT_OK_AND_ASSIGN(subscription sub, subscription::open(*ro, position{}, {}, o));
+  event_view e;
+  ASSERT_OK_AND_ASSIGN(bool got, sub.next(e, 30ms));
+  EXPECT_FALSE(got);
+  EXPECT_EQ(wake_words(dir.path()).second, 0u) << "a polling follower does not count as parked";
+  const uint64_t n = scaled(300);
+  std::string problem;
+  std::thread reader([&] { problem = take(sub, n, 0, all); });
+  status w = write_events(*log, n, 300us);
+  reader.join();
+  ASSERT_OK(w);
+  EXPECT_EQ(problem, "");
 }
 
 TEST(Subscription, WriterClearsAWaiterCountLeftByADeadFollower) {
