@@ -250,6 +250,8 @@ int main(int argc, char** argv) {
   else
     std::fprintf(stderr, "reusing %s\n", dir.c_str());
 
+  if (reps <= 0) return 0;  // --reps 0: build (or check) the log only
+
   const auto files = segment_files(dir);
   if (files.empty()) die(dir + ": no segment files");
   uint64_t committed = 0, capacity = 0;
