@@ -10,6 +10,7 @@
 #include "varve/options.h"
 #include "varve/reader.h"
 #include "varve/replay.h"
+#include "varve/snapshot.h"
 #include "varve/status.h"
 #include "varve/type_registry.h"
 #include "varve/types.h"

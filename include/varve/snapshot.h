@@ -1,0 +1,295 @@
+// Aggregate snapshots: a store of serialized aggregate states beside the log
+// (DIR/snapshots/, docs/FORMAT.md §7b), and load_aggregate(), which rebuilds
+// an aggregate from its newest usable snapshot plus only the events after it.
+//
+// Snapshots are derived data. A snapshot that is missing, fails its checksum,
+// was taken from another history (the log was recovered shorter and grew
+// again), is newer than the stream, or carries another schema version is
+// never used: load_aggregate falls back to an older snapshot, or to replaying
+// the stream from its first event, and says so in its result.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "varve/event.h"
+#include "varve/log.h"
+#include "varve/options.h"
+#include "varve/status.h"
+#include "varve/types.h"
+
+namespace varve {
+
+struct snapshot_options {
+  // A file is closed to new snapshots once it reaches this size; a snapshot
+  // larger than this gets a file of its own (there is no cap on its size).
+  uint64_t file_bytes = 64ull << 20;
+  // save() returns once the snapshot is durable (fdatasync). Off: it is in
+  // the page cache (survives a crash of the process, not a power loss) until
+  // flush().
+  bool sync_each_save = true;
+  // Told about every snapshot found damaged (checksum, framing, a file of
+  // another log) and every unfinished save cut at open. Thread-safe, not owned.
+  recovery_observer* observer = nullptr;
+  std::shared_ptr<file_system> fs = nullptr;  // null = posix_file_system()
+};
+
+// A validated snapshot, in place in the store's read-only mapping: `bytes`
+// stays valid while the snapshot_store is open. `bytes` starts 64-byte aligned.
+struct snapshot_view {
+  stream_version version = 0;      // the stream's version the state reflects
+  uint32_t schema_version = 0;     // the user's format of `bytes`
+  position anchor;                 // log position of the stream's event `version`
+  uint64_t anchor_timestamp_ns = 0;  // that event's timestamp
+  uint64_t saved_ns = 0;           // CLOCK_REALTIME at save
+  std::span<const std::byte> bytes;
+  uint64_t file = 0;               // snapshots/<file>.snap
+  uint64_t offset = 0;             // of the record in that file
+  const void* entry = nullptr;     // the store's own handle (mark_stale)
+};
+
+// One snapshot as listed (varve snapshot ls): the header only, body unread.
+struct snapshot_info {
+  std::string stream;              // raw id bytes
+  bool stream_is_integer = false;
+  stream_version version = 0;
+  uint32_t schema_version = 0;
+  position anchor;
+  uint64_t saved_ns = 0;
+  uint64_t bytes = 0;
+  uint64_t file = 0;
+  uint64_t offset = 0;
+  uint64_t stream_as_u64() const {
+    uint64_t v = 0;
+    for (char c : stream) v = (v << 8) | static_cast<uint8_t>(c);
+    return v;
+  }
+};
+
+struct snapshot_verify_report {
+  uint64_t files = 0;
+  uint64_t snapshots = 0;          // records whose header and body both check
+  uint64_t bytes = 0;              // body bytes checked
+  std::vector<status> problems;    // each names file and offset; empty = intact
+};
+
+namespace detail {
+struct snapshot_state;
+}
+
+// Thread safety: one writable store per log directory across processes (a
+// lock on DIR/snapshots/snapshots.lock; a second one gets errc::locked);
+// read-only stores need no lock. On one store, save() and flush() are called
+// from one thread at a time; latest(), list() and load_aggregate() from any
+// number of threads at once, concurrently with save(). save() looks up the
+// event it anchors to with read_stream, so it runs on a thread where that is
+// allowed (the log's writer thread, or any thread of a read-only log).
+//
+// The read path: a shared (reader) lock around one hash probe of the
+// in-memory index, no allocation, no system call. A snapshot's body checksum
+// is verified on its first access through latest() and the outcome cached, so
+// later loads of it cost no hashing; a snapshot found damaged is reported once
+// and skipped for good.
+class snapshot_store {
+ public:
+  // The writable store of an open log (read-only or writable: snapshots can be
+  // taken by a process that only reads the log). Creates DIR/snapshots/ if
+  // needed, rebuilds the index from the record headers (bodies are not read),
+  // and cuts an unfinished save at the end of the newest file.
+  static result<std::unique_ptr<snapshot_store>> open(const event_log& log,
+                                                      const snapshot_options& options = {});
+  // A read-only store of the log in `log_dir`: no lock, no change to any file.
+  // Sees snapshots saved later only after refresh().
+  static result<std::unique_ptr<snapshot_store>> open_read_only(const std::string& log_dir,
+                                                                const snapshot_options& options = {});
+  ~snapshot_store();
+  snapshot_store(const snapshot_store&) = delete;
+  snapshot_store& operator=(const snapshot_store&) = delete;
+
+  // Saves `bytes` as the state of `stream` at `version` (an event the stream
+  // has now), in the user's format `schema_version`. Appends one record; never
+  // rewrites one. The same version may be saved again: the newest save wins.
+  status save(stream_id stream, stream_version version, uint32_t schema_version,
+              std::span<const std::byte> bytes);
+  // Makes every save so far durable (with sync_each_save off).
+  status flush();
+
+  // The newest snapshot of `stream` at or below `at_or_below` in
+  // `schema_version` whose checksums verify; errc::not_found if none. Damaged
+  // ones are reported to the observer and skipped. Does not look at the log:
+  // load_aggregate checks the anchor.
+  result<snapshot_view> latest(stream_id stream, stream_version at_or_below,
+                               uint32_t schema_version) const;
+
+  // Every indexed snapshot (of one stream when `stream` is given), by stream
+  // then version. Headers only.
+  std::vector<snapshot_info> list(std::optional<stream_id> stream = std::nullopt) const;
+
+  // A read-only store: indexes what the writer saved since open/refresh.
+  status refresh();
+
+  // Snapshots found unusable so far (checksum, framing, anchor): for monitoring.
+  uint64_t damaged_count() const;
+  // Called by load_aggregate when a snapshot's anchor disagrees with the log
+  // (a snapshot of another history): reported once, then skipped like damage.
+  void mark_stale(const snapshot_view& v, const std::string& why) const;
+
+  const std::string& dir() const;  // DIR/snapshots
+  bool is_read_only() const;
+
+ private:
+  explicit snapshot_store(std::unique_ptr<detail::snapshot_state> s);
+  std::unique_ptr<detail::snapshot_state> s_;
+};
+
+// Reads every snapshot file of the log in `log_dir` and checks every header
+// and body (varve snapshot verify). Reads only; no lock.
+result<snapshot_verify_report> verify_snapshots(const std::string& log_dir);
+
+// What load_aggregate rebuilt.
+template <class State>
+struct loaded {
+  State state{};
+  stream_version version = 0;            // the stream's version the state reflects
+  bool used_snapshot = false;
+  stream_version snapshot_version = 0;   // when used_snapshot
+  uint64_t events_applied = 0;           // events folded after the snapshot (or from 1)
+  uint32_t snapshots_skipped = 0;        // newer candidates refused (anchor, decode)
+};
+
+namespace detail {
+// from_snapshot may return State, std::optional<State> or result<State>.
+template <class State, class R>
+bool take_state(R&& r, State& out) {
+  using T = std::remove_cvref_t<R>;
+  if constexpr (std::is_same_v<T, State>) {
+    out = std::forward<R>(r);
+    return true;
+  } else if constexpr (std::is_same_v<T, std::optional<State>>) {
+    if (!r) return false;
+    out = std::move(*r);
+    return true;
+  } else {
+    static_assert(std::is_same_v<T, result<State>>,
+                  "from_snapshot must return State, std::optional<State> or result<State>");
+    if (!r.ok()) return false;
+    out = std::move(r).value();
+    return true;
+  }
+}
+// fold may return void or status (a non-ok status stops the load).
+template <class Fold, class State>
+status fold_one(Fold& fold, State& s, const event_view& e) {
+  if constexpr (std::is_void_v<std::invoke_result_t<Fold&, State&, const event_view&>>) {
+    fold(s, e);
+    return {};
+  } else {
+    return fold(s, e);
+  }
+}
+}  // namespace detail
+
+// One aggregate in one call: the newest usable snapshot of `stream` in
+// `schema_version`, then only the events after it, read through the
+// per-aggregate index; with no usable snapshot, every event from version 1
+// folded into `initial`. A snapshot is used only if the log still holds the
+// event it was taken at, at the same position with the same timestamp (so a snapshot of a history
+// the log no longer has is refused) and from_snapshot accepts its bytes;
+// otherwise the next older one is tried. The result equals a full fold
+// whenever from_snapshot(save's bytes) equals the state saved.
+//
+// Called on a thread where log.read_stream is allowed (see event_log).
+// Errors: only the log's (a record that fails validation, I/O) and the fold's.
+template <class State, class FromSnapshot, class Fold>
+result<loaded<State>> load_aggregate(const event_log& log, const snapshot_store& store,
+                                     stream_id stream, uint32_t schema_version,
+                                     FromSnapshot&& from_snapshot, Fold&& fold,
+                                     State initial = {}) {
+  loaded<State> out;
+  stream_version below = log.version_of(stream);
+  event_view ev;
+  while (below > 0) {
+    auto snap = store.latest(stream, below, schema_version);
+    if (!snap) {
+      if (snap.error().code() == errc::not_found) break;
+      return snap.error();
+    }
+    const snapshot_view& sv = snap.value();
+    // Start at the snapshot's own event: its position must be the anchor.
+    auto rs = log.read_stream(stream, sv.version);
+    if (!rs) return rs.error();
+    auto first = rs->next(ev);
+    if (!first) return first.error();
+    if (!first.value() || ev.version != sv.version || ev.position != sv.anchor ||
+        ev.timestamp_ns != sv.anchor_timestamp_ns) {
+      store.mark_stale(sv, first.value() ? "the log's event at this version is another one (the "
+                                           "log was recovered shorter and grew again?)"
+                                         : "the stream has no event at this version");
+      ++out.snapshots_skipped;
+      below = sv.version - 1;
+      continue;
+    }
+    if (!detail::take_state(from_snapshot(sv.bytes), out.state)) {
+      ++out.snapshots_skipped;
+      below = sv.version - 1;
+      continue;
+    }
+    out.used_snapshot = true;
+    out.snapshot_version = out.version = sv.version;
+    for (;;) {
+      auto more = rs->next(ev);
+      if (!more) return more.error();
+      if (!more.value()) break;
+      if (status st = detail::fold_one(fold, out.state, ev); !st) return st;
+      out.version = ev.version;
+      ++out.events_applied;
+    }
+    return out;
+  }
+  out.state = std::move(initial);
+  auto rs = log.read_stream(stream, 1);
+  if (!rs) return rs.error();
+  for (;;) {
+    auto more = rs->next(ev);
+    if (!more) return more.error();
+    if (!more.value()) break;
+    if (status st = detail::fold_one(fold, out.state, ev); !st) return st;
+    out.version = ev.version;
+    ++out.events_applied;
+  }
+  return out;
+}
+
+// Take a snapshot every N events of a stream: after an append that moved the
+// stream from `before` to `after`, serialize() is called (and its bytes saved
+// at `after`) when a multiple of N lies in (before, after].
+struct snapshot_policy {
+  uint64_t every_n_events = 100;  // 0: never
+
+  bool due(stream_version before, stream_version after) const {
+    return every_n_events != 0 && after > before && after / every_n_events > before / every_n_events;
+  }
+  // serialize: () -> a contiguous container of bytes or chars (std::string,
+  // std::vector<std::byte>, ...). Returns whether a snapshot was saved.
+  template <class Serialize>
+  result<bool> maybe_snapshot(snapshot_store& store, stream_id stream, stream_version before,
+                              stream_version after, uint32_t schema_version,
+                              Serialize&& serialize) const {
+    if (!due(before, after)) return false;
+    const auto bytes = serialize();
+    if (status s = store.save(stream, after, schema_version, std::as_bytes(std::span(bytes))); !s)
+      return s;
+    return true;
+  }
+};
+
+}  // namespace varve
