@@ -363,7 +363,9 @@ TEST(Snapshot, EveryByteOfASmallFileDamaged) {
         EXPECT_GE(n.size(), 1u);
       } else if (off < t.rec_b) {
         EXPECT_EQ(got->snapshot_version, 4u);  // A damaged: B still used
-        if (!a_body) EXPECT_GE(n.size(), 1u);  // A's header: seen at open; its body only if read
+        if (!a_body) {
+          EXPECT_GE(n.size(), 1u);  // A's header: seen at open; its body only if read
+        }
       } else {
         EXPECT_EQ(got->snapshot_version, 2u) << "B damaged: A used";
         // B's body fails its checksum when the load reads it. B's header is
