@@ -194,6 +194,13 @@ class ChunkReader : public testing::TestWithParam<io_backend> {
     g_log->log = std::move(l.value());
     std::mt19937_64 rng(42);
     fill_random(*g_log->log, rng, 1000);
+    // Closed and reopened read-only: no background thread may still be
+    // writing index files while a test copies the directory.
+    ASSERT_OK(g_log->log->close());
+    g_log->log.reset();
+    auto ro = event_log::open_read_only(g_log->dir.path());
+    ASSERT_OK(ro);
+    g_log->log = std::move(ro.value());
     g_log->shared = detail::log_access::shared(*g_log->log);
     auto ref = read_reference(g_log->shared, 0, kEnd);
     ASSERT_OK(ref.err);
