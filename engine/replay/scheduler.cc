@@ -248,7 +248,7 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
     if (stop_.load(std::memory_order_acquire)) return {};  // a projection failed
     for (uint32_t p = 0; p < P; ++p) {
       saved[p].clear();
-      status st = parts_[p]->save(saved[p]);
+      status st = parts_[p]->save(saved[p], at);
       if (!st.ok()) return st;
     }
     status st = cfg_.checkpoints->save(log_id, at, saved);

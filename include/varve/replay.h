@@ -104,7 +104,9 @@ namespace detail {
 struct replay_partition {
   virtual ~replay_partition() = default;
   virtual status apply(const event_view& e) = 0;
-  virtual status save(std::string& out) const = 0;
+  // `at`: the position the state reflects (a projection that encodes its
+  // state in a self-describing format, e.g. varve/columnar.h, may record it).
+  virtual status save(std::string& out, position at) const = 0;
   virtual status load(std::span<const std::byte> in) = 0;
 };
 
@@ -143,12 +145,16 @@ struct replay_summary {
 replay_summary run_replay(const event_log& log, const replay_config& cfg,
                           const std::function<replay_partition*(uint32_t)>& make);
 
+// save(std::string&) or save(std::string&, position), and load(bytes).
+template <class P>
+concept saves_with_position = requires(const P& cp, std::string& out, position at) {
+  { cp.save(out, at) };
+};
 template <class P>
 concept checkpointable = requires(const P& cp, P& p, std::string& out,
                                   std::span<const std::byte> in) {
-  { cp.save(out) };
   { p.load(in) };
-};
+} && (saves_with_position<P> || requires(const P& cp, std::string& out) { { cp.save(out) }; });
 
 template <class P>
 struct alignas(64) partition_adapter final : replay_partition {
@@ -161,11 +167,16 @@ struct alignas(64) partition_adapter final : replay_partition {
       return {};
     }
   }
-  status save(std::string& out) const override {
-    if constexpr (checkpointable<P>) {
+  status save(std::string& out, position at) const override {
+    if constexpr (checkpointable<P> && saves_with_position<P>) {
+      if constexpr (std::is_same_v<decltype(state.save(out, at)), status>) return state.save(out, at);
+      else { state.save(out, at); return {}; }
+    } else if constexpr (checkpointable<P>) {
+      (void)at;
       if constexpr (std::is_same_v<decltype(state.save(out)), status>) return state.save(out);
       else { state.save(out); return {}; }
     } else {
+      (void)at;
       return status(errc::invalid_argument, "this projection has no save()/load()");
     }
   }
@@ -223,8 +234,8 @@ class replay {
     return *this;
   }
   replay& cancel_with(const replay_cancel& c) { c_.cancel = &c; return *this; }
-  // Projections with checkpoints (P has save(std::string&) and
-  // load(std::span<const std::byte>)): saves every partition's state and the
+  // Projections with checkpoints (P has save(std::string&) — or
+  // save(std::string&, position) — and load(std::span<const std::byte>)): saves every partition's state and the
   // position they reflect together, every `every_events` events (at a point
   // where all partitions have applied exactly the events below it) and at the
   // end. With resume(), run() first loads the newest checkpoint (if any) and
