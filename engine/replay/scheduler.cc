@@ -1,14 +1,17 @@
 // The partitioned replay scheduler (varve/replay.h).
 //
-// One reader (the calling thread) and W workers share a ring of K slots. The
-// reader fills slot n % K with chunk n of the log (validated by the
-// chunk_reader) and, per worker, the list of (record offset, partition) of
-// the events that worker must apply; then it publishes n+1. Every worker
-// visits every chunk in order and applies its own list, so a partition's
-// events (all on one worker) are applied in log order. A slot is refilled
-// only once every worker has finished it: the ring is the backpressure, and
-// the reader never holds more than K chunks. Lists are vectors that grow to
-// the largest chunk once and are then reused: no allocation per event.
+// W workers share a ring of K slots; worker 0 is the calling thread, which is
+// also the reader (so `threads(W)` uses W threads, and W = 1 is a plain
+// single-threaded loop with no hand-off at all). The reader fills slot n % K
+// with chunk n of the log (validated by the chunk_reader) and, per worker,
+// the list of (record offset, partition) of the events that worker must
+// apply; then it publishes n+1, and applies its own lists a little behind
+// (kLead chunks, so the others always have work queued). Every worker visits
+// every chunk in order and applies its own list, so a partition's events
+// (all on one worker) are applied in log order. A slot is refilled only once
+// every worker has finished it: the ring is the backpressure, and the reader
+// never holds more than K chunks. Lists are vectors that grow to the largest
+// chunk once and are then reused: no allocation per event.
 //
 // Waiting: a worker spins briefly on the published counter, then sleeps on
 // it (std::atomic::wait, a futex); the reader does the same on the slowest
@@ -41,8 +44,12 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 constexpr uint32_t kSlots = 8;
+constexpr uint64_t kLead = 2;  // chunks the reader keeps queued ahead of its own applying
 constexpr uint64_t kClosed = uint64_t{1} << 63;
-constexpr int kSpins = 2000;
+// A short spin before sleeping on a futex: long enough to catch a chunk that
+// is about to come, short enough not to steal a core from the thread that
+// is producing it (machines with fewer cores than threads).
+constexpr int kSpins = 128;
 
 struct item {
   uint32_t offset;     // of the record in the chunk
@@ -64,6 +71,11 @@ struct alignas(64) worker_state {
   std::atomic<uint64_t> through{0};    // every event of this worker below it is applied
   std::atomic<uint64_t> applied{0};
   std::thread thread;
+  // The owning thread's own: the next chunk to apply, its count, a failure.
+  uint64_t next = 0;
+  uint64_t applied_local = 0;
+  bool failed = false;
+  event_view v;
 };
 
 inline void cpu_relax() { _mm_pause(); }
@@ -101,8 +113,10 @@ class scheduler {
   replay_summary run(const event_log& log, position from, position to, replay_summary s);
 
  private:
+  void process(uint32_t w);
   void work(uint32_t w);
-  // Waits until every worker has finished chunk `n - 1` (all of them: n chunks).
+  // Waits until every worker has finished chunk `n - 1` (all of them: n
+  // chunks), applying the reader's own share on the way.
   void wait_done(uint64_t n);
   uint64_t min_done() const {
     uint64_t m = UINT64_MAX;
@@ -135,65 +149,69 @@ class scheduler {
   status error_;
 };
 
+// Applies worker w's list of chunk workers_[w].next (published already).
+void scheduler::process(uint32_t w) {
+  worker_state& me = workers_[w];
+  const slot& s = ring_[me.next % kSlots];
+  if (!me.failed) {
+    for (const item& it : s.lists[w]) {
+      const uint64_t pos = s.c.position + it.offset;
+      // Validated by the chunk reader; decode() re-checks the header's
+      // bounds (cheap) but not the checksum.
+      record::decoded d = record::decode(s.c.data + it.offset, s.c.end - pos, pos, false, me.v);
+      status st;
+      if (d.outcome != record::decode_outcome::event) {
+        st = status(errc::corruption, "replay: record at position " + std::to_string(pos) +
+                                          " changed after validation");
+      } else {
+        // A projection that throws stops the replay like one that returns
+        // an error, instead of taking the process down from a worker.
+        try {
+          st = parts_[it.partition]->apply(me.v);
+        } catch (const std::exception& ex) {
+          st = status(errc::invalid_argument, std::string("projection threw: ") + ex.what());
+        } catch (...) {
+          st = status(errc::invalid_argument, "projection threw an exception");
+        }
+      }
+      if (!st.ok()) {
+        me.through.store(pos, std::memory_order_release);
+        fail(std::move(st));
+        me.failed = true;
+        break;
+      }
+      ++me.applied_local;
+    }
+    if (!me.failed) me.through.store(s.next, std::memory_order_release);
+  }
+  me.applied.store(me.applied_local, std::memory_order_relaxed);
+  me.done.store(++me.next, std::memory_order_release);
+  me.done.notify_one();
+}
+
 void scheduler::work(uint32_t w) {
   worker_state& me = workers_[w];
-  uint64_t next = 0;
-  uint64_t applied = 0;
-  bool failed = false;
-  event_view v;
   for (;;) {
     uint64_t p = published_.load(std::memory_order_acquire);
-    for (int i = 0; (p & ~kClosed) <= next && !(p & kClosed) && i < kSpins; ++i) {
+    for (int i = 0; (p & ~kClosed) <= me.next && !(p & kClosed) && i < kSpins; ++i) {
       cpu_relax();
       p = published_.load(std::memory_order_acquire);
     }
-    if ((p & ~kClosed) <= next) {
+    if ((p & ~kClosed) <= me.next) {
       if (p & kClosed) break;
       published_.wait(p, std::memory_order_acquire);
       continue;
     }
-    const slot& s = ring_[next % kSlots];
-    if (!failed) {
-      for (const item& it : s.lists[w]) {
-        const uint64_t pos = s.c.position + it.offset;
-        // Validated by the chunk reader; decode() re-checks the header's
-        // bounds (cheap) but not the checksum.
-        record::decoded d = record::decode(s.c.data + it.offset, s.c.end - pos, pos, false, v);
-        status st;
-        if (d.outcome != record::decode_outcome::event) {
-          st = status(errc::corruption, "replay: record at position " + std::to_string(pos) +
-                                            " changed after validation");
-        } else {
-          // A projection that throws stops the replay like one that returns
-          // an error, instead of taking the process down from a worker.
-          try {
-            st = parts_[it.partition]->apply(v);
-          } catch (const std::exception& ex) {
-            st = status(errc::invalid_argument, std::string("projection threw: ") + ex.what());
-          } catch (...) {
-            st = status(errc::invalid_argument, "projection threw an exception");
-          }
-        }
-        if (!st.ok()) {
-          me.through.store(pos, std::memory_order_release);
-          fail(std::move(st));
-          failed = true;
-          break;
-        }
-        ++applied;
-      }
-      if (!failed) me.through.store(s.next, std::memory_order_release);
-    }
-    me.applied.store(applied, std::memory_order_relaxed);
-    me.done.store(++next, std::memory_order_release);
-    me.done.notify_one();
+    process(w);
   }
 }
 
 void scheduler::wait_done(uint64_t n) {
-  for (auto& w : workers_) {
+  while (workers_[0].next < n) process(0);  // the reader's own share first
+  for (size_t i = 1; i < workers_.size(); ++i) {
+    worker_state& w = workers_[i];
     uint64_t d = w.done.load(std::memory_order_acquire);
-    for (int i = 0; d < n && i < kSpins; ++i) {
+    for (int spin = 0; d < n && spin < kSpins; ++spin) {
       cpu_relax();
       d = w.done.load(std::memory_order_acquire);
     }
@@ -232,7 +250,7 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
   s.io = reader.backend();
 
   for (uint32_t w = 0; w < W; ++w) workers_[w].through.store(from.value);
-  for (uint32_t w = 0; w < W; ++w) workers_[w].thread = std::thread([this, w] { work(w); });
+  for (uint32_t w = 1; w < W; ++w) workers_[w].thread = std::thread([this, w] { work(w); });
 
   uint64_t n = 0;         // chunks published
   uint64_t released = 0;  // chunks handed back to the reader
@@ -296,6 +314,9 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
     bytes += sl.c.end - sl.c.position;
     since_checkpoint += sl.c.events.size();
     publish(++n);
+    // The reader's own share, kLead chunks behind (at once when alone).
+    const uint64_t lead = W > 1 ? kLead : 0;
+    while (workers_[0].next + lead < n) process(0);
 
     if (cfg_.checkpoints && cfg_.checkpoint_every_events &&
         since_checkpoint >= cfg_.checkpoint_every_events) {
@@ -332,8 +353,9 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
     status st = checkpoint(position{ring_[(n - 1) % kSlots].next});
     if (!st.ok() && read_error.ok()) read_error = st;
   }
+  wait_done(n);
   publish(n | kClosed);
-  for (auto& w : workers_) w.thread.join();
+  for (uint32_t w = 1; w < W; ++w) workers_[w].thread.join();
   for (; released < n; ++released) reader.release(ring_[released % kSlots].c);
 
   s.error = !error_.ok() ? error_ : read_error;
