@@ -385,7 +385,7 @@ replay_summary run_replay(const event_log& log, const replay_config& cfg,
                           const std::function<replay_partition*(uint32_t)>& make) {
   replay_summary s;
   uint32_t W = cfg.threads;
-  if (W == 0) W = std::max(1u, std::thread::hardware_concurrency() - 1);
+  if (W == 0) W = std::max(1u, std::thread::hardware_concurrency());
   uint32_t P = cfg.partitions ? cfg.partitions : 4 * W;
   if (P > (1u << 20)) {
     s.error = status(errc::invalid_argument, "replay: at most 1048576 partitions");

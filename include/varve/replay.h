@@ -116,7 +116,7 @@ struct replay_config {
   bool to_time = false;
   uint64_t until_ns = 0;             // with to_time: state as of this time
   uint32_t partitions = 0;           // 0 = 4 x threads
-  uint32_t threads = 0;              // 0 = hardware threads - 1 (at least 1)
+  uint32_t threads = 0;              // 0 = the hardware threads (the caller is one of them)
   event_filter filter;
   io_backend io = io_backend::automatic;
   uint32_t chunk_bytes = 1u << 20;
