@@ -15,7 +15,7 @@ build=${1:?usage: fuzz/run.sh BUILD_DIR [SECONDS] [TARGET...]}
 seconds=${2:-60}
 shift $(( $# >= 2 ? 2 : 1 ))
 targets=("$@")
-((${#targets[@]})) || targets=(record_decode log_open heads_file ndjson log_mutation segment_index)
+((${#targets[@]})) || targets=(record_decode log_open heads_file ndjson log_mutation segment_index columnar_decode)
 artifacts=${VARVE_FUZZ_ARTIFACTS:-$(mktemp -d "${TMPDIR:-/tmp}/varve-fuzz-XXXXXX")}
 mkdir -p "$artifacts"
 echo "fuzz: ${#targets[@]} targets, ${seconds} s each; artifacts and logs in $artifacts"
@@ -26,11 +26,13 @@ for t in "${targets[@]}"; do
   cp -R "fuzz/corpus/$t/." "$corpus/"
   dirs=("$corpus")
   [[ -d fuzz/regressions/$t ]] && dirs+=("fuzz/regressions/$t")
+  dict=()  # a target without a dictionary runs without one
+  [[ -f fuzz/dict/$t.dict ]] && dict=(-dict="fuzz/dict/$t.dict")
   echo "== fuzz $t (${seconds} s)"
   rc=0
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
   UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-    "$bin" -max_total_time="$seconds" -dict="fuzz/dict/$t.dict" -print_final_stats=1 \
+    "$bin" -max_total_time="$seconds" "${dict[@]}" -print_final_stats=1 \
            -artifact_prefix="$artifacts/$t-" "${dirs[@]}" >"$artifacts/$t.log" 2>&1 || rc=$?
   grep -aE '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::peak_rss_mb|stat::new_units_added)' \
     "$artifacts/$t.log" || true

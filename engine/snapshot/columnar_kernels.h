@@ -1,0 +1,27 @@
+// The columnar codec's bit-packing kernels (columnar_kernels.inc), compiled
+// for the baseline ISA and for AVX2; active() picks once per process.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace varve::columnar::kernels {
+
+template <class T>
+using unpack_fn = void (*)(const std::byte* in, T* out, size_t groups, T add, T first);
+template <class T>
+using pack_fn = void (*)(const T* in, std::byte* out, size_t groups);
+
+struct table {
+  // [delta][width]
+  unpack_fn<uint32_t> unpack32[2][33];
+  unpack_fn<uint64_t> unpack64[2][65];
+  pack_fn<uint32_t> pack32[33];
+  pack_fn<uint64_t> pack64[65];
+  const char* name;
+};
+
+const table& active();
+const table& baseline();  // for tests and the bench: the other path, same layout
+
+}  // namespace varve::columnar::kernels
