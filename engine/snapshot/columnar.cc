@@ -428,6 +428,13 @@ result<std::string> encoder::finish(position at, uint32_t schema_version) {
   return std::move(m.out);
 }
 
+status encoder::finish_into(std::string& out, position at, uint32_t schema_version) {
+  auto r = finish(at, schema_version);
+  if (!r) return r.error();
+  out = std::move(r.value());
+  return {};
+}
+
 status encoder::write_file(file_system& fs, const std::string& dir, const std::string& name,
                            position at, uint32_t schema_version) {
   auto bytes = finish(at, schema_version);

@@ -89,6 +89,9 @@ class encoder {
   // event below it applied, none at or after it); `schema_version`: the
   // caller's own version of its state layout, returned by the decoder.
   result<std::string> finish(position at, uint32_t schema_version = 0);
+  // The same into `out` (replacing what it held): a projection's
+  // save(std::string& out, position at) is `return enc.finish_into(out, at);`.
+  status finish_into(std::string& out, position at, uint32_t schema_version = 0);
   // finish(), then DIR/NAME written atomically (NAME.partial, datasync,
   // rename, directory sync): a crash leaves the old file or the new one.
   status write_file(file_system& fs, const std::string& dir, const std::string& name,
