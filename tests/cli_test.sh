@@ -333,6 +333,67 @@ run index verify "$X" --json
 expect "index verify after rebuild: intact" py 'out[0]["intact"] and out[0]["index_files"] == out[0]["sealed_segments"]'
 usage_case "index with an unknown action" index frobnicate "$X"
 
+# --- tail: history, then live ---------------------------------------------------
+T=$TMP/tail
+printf '%s\n' '{"stream":"order-1","type":"T","data":1}' '{"stream":"cust-1","type":"T","data":2}' \
+  '{"stream":"order-1","type":"T","data":3}' '{"stream":"cust-1","type":"T","data":4}' \
+  '{"stream":"order-2","type":"T","data":5}' >"$TMP/in"
+run append "$T" --create --segment-size 64K
+expect "a log for tail" rc_is 0
+input </dev/null
+run tail "$T" --from-position 0 --limit 3
+expect "tail --from-position 0 --limit 3: the first three events, then exit 0" rc_is 0
+expect "  ... as NDJSON like read" py '[e["data"] for e in out] == [1, 2, 3] and out[0]["stream"] == "order-1"'
+run tail "$T" --from-position 0 --category order- --limit 3
+expect "tail --category order-" py '[e["data"] for e in out] == [1, 3, 5]'
+run tail "$T" --from-position 0 --stream cust-1 --limit 2
+expect "tail --stream cust-1" py '[e["data"] for e in out] == [2, 4]'
+run stat "$T" --json
+end=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["committed"])' "$TMP/out")
+# A follower started at the end sees what a concurrent `varve append` adds.
+"$VARVE" tail "$T" --from-position "$end" --limit 2 >"$TMP/tail_live" 2>"$TMP/tail_err" &
+tailer=$!
+sleep 0.2
+printf '%s\n' '{"stream":"order-3","type":"T","data":6}' '{"stream":"order-3","type":"T","data":7}' >"$TMP/in"
+run append "$T"
+for _ in $(seq 100); do kill -0 "$tailer" 2>/dev/null || break; sleep 0.1; done
+kill "$tailer" 2>/dev/null
+wait "$tailer"
+rc=$?
+cp "$TMP/tail_live" "$TMP/out"
+expect "tail follows a concurrent append live and stops at --limit (exit 0)" rc_is 0
+expect "  ... printing exactly the new events" py '[e["data"] for e in out] == [6, 7]'
+# Ctrl-C / SIGTERM: a clean exit 0 with everything printed so far flushed.
+for sig in INT TERM; do
+  "$VARVE" tail "$T" --from-position 0 >"$TMP/tail_sig" 2>"$TMP/tail_err" &
+  tailer=$!
+  for _ in $(seq 100); do [ "$(grep -c . "$TMP/tail_sig")" -ge 7 ] && break; sleep 0.05; done
+  kill -s "$sig" "$tailer"
+  wait "$tailer"
+  rc=$?
+  cp "$TMP/tail_sig" "$TMP/out"
+  cp "$TMP/tail_err" "$TMP/err"
+  expect "tail exits 0 on SIG$sig" rc_is 0
+  expect "  ... having printed every event" out_lines 7
+done
+input </dev/null
+# --name: the next run resumes where the last one stopped.
+run tail "$T" --name proj --from-position 0 --limit 2
+expect "tail --name (first run)" py '[e["data"] for e in out] == [1, 2]'
+run tail "$T" --name proj --limit 3
+expect "tail --name resumes after what it printed" py '[e["data"] for e in out] == [3, 4, 5]'
+expect "  ... from DIR/subscriptions/NAME.pos" test -s "$T/subscriptions/proj.pos"
+printf 'garbage' >"$T/subscriptions/proj.pos"
+run tail "$T" --name proj --limit 1
+expect "tail --name with a damaged position file fails" rc_is 1
+expect "  ... naming the file" err_has 'subscriptions/proj.pos'
+usage_case "tail --stream with --category" tail "$T" --stream a --category b
+usage_case "tail --from-position garbage" tail "$T" --from-position x1
+usage_case "tail --from-position not a record" tail "$T" --from-position 67
+usage_case "tail --from-position past the end" tail "$T" --from-position 999999999
+usage_case "tail --limit -1" tail "$T" --limit -1
+usage_case "tail --name with a slash" tail "$T" --name ../x
+
 # --- replay ------------------------------------------------------------------
 R=$TMP/replaylog
 python3 -c '
@@ -374,6 +435,61 @@ usage_case "replay --to-position with --until" replay "$R" --projection count-by
 usage_case "replay --resume without --checkpoint" replay "$R" --projection count-by-type --resume
 usage_case "replay --checkpoint a/path" replay "$R" --projection count-by-type --checkpoint ../x
 usage_case "replay --from-position past the end" replay "$R" --projection count-by-type --from-position 99999999
+
+# --- snapshot ------------------------------------------------------------------
+S=$TMP/snaplog
+python3 -c '
+for i in range(1, 21):
+    print("{\"stream\":\"acct-%d\",\"type\":\"Deposited\",\"data\":{\"i\":%d}}" % (i % 2, i))
+print("{\"stream\":7,\"type\":\"Blob\",\"data\":1}")
+' | "$VARVE" append "$S" --create --segment-size 64K >/dev/null 2>&1
+input </dev/null
+run snapshot verify "$S"
+expect "snapshot verify with no snapshots yet is intact" rc_is 0
+printf 'state-of-acct-0-at-4' >"$TMP/in"
+run snapshot save "$S" --stream acct-0 --version 4
+expect "snapshot save" rc_is 0
+printf 'state-at-8' >"$TMP/in"
+run snapshot save "$S" --stream acct-0 --version 8 --schema 2
+expect "snapshot save --schema" rc_is 0
+printf 'int' >"$TMP/in"
+run snapshot save "$S" --stream-u64 7 --version 1
+expect "snapshot save --stream-u64" rc_is 0
+run snapshot save "$S" --stream acct-0 --version 11
+expect "snapshot save at a version the stream does not have is refused" rc_is 2
+expect "  ... with a clear error" err_clear
+input </dev/null
+run snapshot ls "$S" --json
+expect "snapshot ls lists every snapshot" py 'len(out) == 3 and [(o["stream"], o["version"], o["schema_version"], o["bytes"]) for o in out] == [("acct-0", 4, 1, 20), ("acct-0", 8, 2, 10), (7, 1, 1, 3)]'
+run snapshot ls "$S" --stream acct-0 --json
+expect "snapshot ls --stream" py 'len(out) == 2 and all(o["stream"] == "acct-0" for o in out)'
+run snapshot ls "$S" --stream-u64 7 --json
+expect "snapshot ls --stream-u64" py 'len(out) == 1 and out[0]["stream"] == 7'
+run snapshot ls "$S"
+expect "snapshot ls prints a table" grep -q 'acct-0' "$TMP/out"
+run snapshot verify "$S" --json
+expect "snapshot verify --json: intact" py 'out[0]["intact"] and out[0]["snapshots"] == 3 and out[0]["files"] == 1'
+SNAPF=$S/snapshots/00000000000000000000.snap
+OFF=$("$VARVE" snapshot ls "$S" --stream acct-0 --json | python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin][1]["offset"])')
+python3 - "$SNAPF" "$((OFF + 130))" <<'EOF2'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0xFF]))
+EOF2
+run snapshot verify "$S"
+expect "snapshot verify finds a damaged body (exit 2)" rc_is 2
+expect "  ... naming the file and offset" err_has "00000000000000000000.snap offset $OFF"
+run snapshot verify "$S" --json
+expect "snapshot verify --json: not intact" py 'not out[0]["intact"] and out[0]["snapshots"] == 2 and len(out[0]["problems"]) == 1'
+expect "  ... with exit 2" rc_is 2
+usage_case "snapshot without an action" snapshot
+usage_case "snapshot ls --stream with --stream-u64" snapshot ls "$S" --stream a --stream-u64 1
+usage_case "snapshot ls --stream-u64 x" snapshot ls "$S" --stream-u64 x
+usage_case "snapshot save without --stream" snapshot save "$S" --version 1
+usage_case "snapshot save --version 0" snapshot save "$S" --stream acct-0 --version 0
+run snapshot verify "$TMP/no-such-log"
+expect "snapshot verify of a missing log fails (exit 1)" rc_is 1
+expect "  ... with a clear error" err_clear
 
 run --help
 expect "--help exits 0" rc_is 0

@@ -23,6 +23,7 @@
 
 #include "tools/ndjson.h"
 #include "varve/varve.h"
+#include "varve/subscription.h"
 
 namespace {
 
@@ -944,6 +945,235 @@ int cmd_replay(const replay_args& a) {
   return report(res, std::move(j));
 }
 
+// --- tail ------------------------------------------------------------------
+
+struct tail_args {
+  std::string dir;
+  std::optional<std::string> from_position;
+  std::optional<std::string> stream;
+  std::optional<std::string> category;
+  std::optional<std::string> name;
+  std::optional<std::string> limit;
+};
+
+// SIGINT/SIGTERM: wake the parked subscription; the loop then flushes what it
+// printed, saves a named position and exits 0.
+subscription* g_tail_sub = nullptr;
+extern "C" void on_tail_signal(int) {
+  if (g_tail_sub) g_tail_sub->cancel();  // async-signal-safe
+}
+
+int cmd_tail(const tail_args& a) {
+  using namespace std::chrono_literals;
+  if (auto rc = check_dir(a.dir)) return *rc;
+  if (a.stream && a.category) return usage_error("--stream and --category exclude each other");
+  position from = subscription::end();
+  if (a.from_position) {
+    auto p = parse_u64(*a.from_position);
+    if (!p) return usage_error("--from-position: \"" + *a.from_position + "\" is not a position");
+    from = position{*p};
+  }
+  uint64_t limit = UINT64_MAX;
+  if (a.limit) {
+    auto n = parse_u64(*a.limit);
+    if (!n) return usage_error("--limit: \"" + *a.limit + "\" is not a non-negative integer");
+    limit = *n;
+  }
+  event_filter filter;
+  if (a.stream) {
+    if (a.stream->empty() || a.stream->size() > kMaxStreamIdBytes)
+      return usage_error("--stream: a stream id has 1 to 255 bytes");
+    filter.streams.push_back(*a.stream);
+  }
+  if (a.category) {
+    if (a.category->empty()) return usage_error("--category: the prefix is empty");
+    filter.stream_prefixes.push_back(*a.category);
+  }
+  subscription_options opts;
+  if (a.name) {
+    if (!subscription_store::valid_name(*a.name))
+      return usage_error("--name: \"" + *a.name + "\": use 1 to 100 of A-Z a-z 0-9 . _ - (not starting with '.')");
+    opts.name = *a.name;
+  }
+
+  auto opened = event_log::open_read_only(a.dir);
+  if (!opened) return fail(opened.error());
+  const event_log& log = **opened;
+  auto sub = subscription::open(log, from, std::move(filter), opts);
+  if (!sub) {
+    if (sub.error().code() == errc::invalid_argument && a.from_position)
+      return usage_error("--from-position " + *a.from_position + ": " + sub.error().to_string());
+    return fail(sub.error());
+  }
+  type_names names(a.dir);
+
+  g_tail_sub = &sub.value();
+  struct sigaction sa {};
+  sa.sa_handler = on_tail_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+
+  // A named tail saves its position after output is written (so a crash
+  // repeats lines rather than losing them), at most about once a second
+  // while events flow (each save is an fsync), and at exit.
+  auto last_save = std::chrono::steady_clock::now();
+  auto save = [&](bool now) -> status {
+    if (!a.name) return {};
+    if (!now && std::chrono::steady_clock::now() - last_save < 1s) return {};
+    last_save = std::chrono::steady_clock::now();
+    if (status r = sub->ack(sub->where()); !r) return r;
+    return sub->commit();
+  };
+
+  ndjson_writer out(STDOUT_FILENO);
+  event_view e;
+  status failure;
+  uint64_t n = 0;
+  while (n < limit) {
+    // Output waits only while events keep coming: caught up, it goes out.
+    auto got = sub->next(e, out.buffered() ? 0ns : std::chrono::nanoseconds(1s));
+    if (!got) {
+      if (got.error().code() != errc::cancelled) failure = got.error();
+      break;
+    }
+    if (!*got) {
+      if (status f = out.flush(); !f) break;
+      if (status r = save(false); !r) {
+        failure = r;
+        break;
+      }
+      continue;
+    }
+    write_event(out, e, names.json_for(e.type));
+    if (!out.error().ok()) break;
+    ++n;
+  }
+  g_tail_sub = nullptr;
+  status flushed = out.flush();
+  if (flushed && failure.ok()) {
+    if (status r = save(true); !r) failure = r;
+  }
+  if (!failure.ok()) return fail(failure);
+  if (!flushed) return fail(flushed);
+  return kExitOk;
+}
+
+// --- snapshot --------------------------------------------------------------
+
+struct snapshot_args {
+  std::string dir;
+  std::optional<std::string> stream, stream_u64, version, schema;
+  bool json = false;
+};
+
+// --stream S | --stream-u64 N into an id; `bytes` owns a string id's bytes.
+std::optional<int> snapshot_stream(const snapshot_args& a, std::string& bytes, std::optional<stream_id>& id) {
+  if (a.stream && a.stream_u64) return usage_error("--stream and --stream-u64 exclude each other");
+  if (a.stream_u64) {
+    auto n = parse_u64(*a.stream_u64);
+    if (!n) return usage_error("--stream-u64: \"" + *a.stream_u64 + "\" is not a non-negative integer");
+    id = stream_id::from_u64(*n);
+  } else if (a.stream) {
+    bytes = *a.stream;
+    if (bytes.empty() || bytes.size() > kMaxStreamIdBytes)
+      return usage_error("--stream: a stream id has 1 to 255 bytes");
+    id = stream_id(std::string_view(bytes));
+  }
+  return std::nullopt;
+}
+
+int cmd_snapshot_verify(const snapshot_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
+  auto rep = verify_snapshots(a.dir);
+  if (!rep) return fail(rep.error());
+  const auto& r = rep.value();
+  const bool intact = r.problems.empty();
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["intact"] = intact;
+    j["files"] = r.files;
+    j["snapshots"] = r.snapshots;
+    j["bytes"] = r.bytes;
+    j["problems"] = nlohmann::json::array();
+    for (const status& p : r.problems) j["problems"].push_back(p.to_string());
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("%s: %" PRIu64 " files, %" PRIu64 " snapshots, %s of snapshot bodies checked\n",
+                intact ? "snapshots intact" : "snapshots NOT intact", r.files, r.snapshots,
+                human_bytes(r.bytes).c_str());
+    for (const status& p : r.problems) std::fprintf(stderr, "varve: %s\n", p.to_string().c_str());
+  }
+  return intact ? kExitOk : kExitCorrupt;
+}
+
+int cmd_snapshot_ls(const snapshot_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
+  std::string bytes;
+  std::optional<stream_id> id;
+  if (auto rc = snapshot_stream(a, bytes, id)) return *rc;
+  auto store = snapshot_store::open_read_only(a.dir);
+  if (!store) return fail(store.error());
+  if (!a.json)
+    std::printf("%-24s %10s %7s %12s %22s %s\n", "stream", "version", "schema", "bytes", "file", "offset");
+  for (const snapshot_info& i : store.value()->list(id)) {
+    std::string name = i.stream_is_integer
+                           ? std::to_string(i.stream_as_u64())
+                           : nlohmann::json(i.stream).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (a.json) {
+      nlohmann::ordered_json j;
+      j["stream"] = i.stream_is_integer ? nlohmann::ordered_json(i.stream_as_u64())
+                                        : nlohmann::ordered_json::parse(name);
+      j["version"] = i.version;
+      j["schema_version"] = i.schema_version;
+      j["bytes"] = i.bytes;
+      j["anchor"] = i.anchor.value;
+      j["saved_ns"] = i.saved_ns;
+      j["file"] = i.file;
+      j["offset"] = i.offset;
+      std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    } else {
+      std::printf("%-24s %10" PRIu64 " %7u %12" PRIu64 " %22" PRIu64 " %" PRIu64 "\n", name.c_str(), i.version,
+                  i.schema_version, i.bytes, i.file, i.offset);
+    }
+  }
+  return kExitOk;
+}
+
+// Restores (or plants, for tests) a snapshot: the bytes come from stdin.
+int cmd_snapshot_save(const snapshot_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
+  std::string bytes;
+  std::optional<stream_id> id;
+  if (auto rc = snapshot_stream(a, bytes, id)) return *rc;
+  if (!id) return usage_error("snapshot save needs --stream or --stream-u64");
+  auto v = parse_u64(a.version.value_or(""));
+  if (!v || *v == 0) return usage_error("--version: a stream version from 1");
+  uint64_t schema = 1;
+  if (a.schema) {
+    auto n = parse_u64(*a.schema);
+    if (!n || *n > UINT32_MAX) return usage_error("--schema: \"" + *a.schema + "\" is not a u32");
+    schema = *n;
+  }
+  std::string body;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(status(errc::io_error, std::string("stdin: ") + std::strerror(errno)));
+    if (n == 0) break;
+    body.append(buf, static_cast<size_t>(n));
+  }
+  auto log = event_log::open_read_only(a.dir);
+  if (!log) return fail(log.error());
+  auto store = snapshot_store::open(*log.value());
+  if (!store) return fail(store.error());
+  status s = store.value()->save(*id, *v, static_cast<uint32_t>(schema), std::as_bytes(std::span(body)));
+  if (!s) return s.code() == errc::invalid_argument ? usage_error(s.to_string()) : fail(s);
+  std::printf("saved %zu bytes at version %" PRIu64 "\n", body.size(), *v);
+  return kExitOk;
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"varve: create, feed, export and check a varve event log", "varve"};
   app.require_subcommand(1);
@@ -1011,6 +1241,21 @@ int run(int argc, char** argv) {
   st->add_option("DIR", stat.dir, "Log directory")->required();
   st->add_flag("--json", stat.json, "Print as JSON");
 
+  tail_args tail;
+  auto* tl = app.add_subcommand(
+      "tail", "Print events as NDJSON (like read) and keep following the log live until "
+              "Ctrl-C / SIGTERM (exit 0) or --limit");
+  tl->add_option("DIR", tail.dir, "Log directory")->required();
+  tl->add_option("--from-position", tail.from_position,
+                 "Start at this record position (0 = the beginning; default: the end, live "
+                 "events only)");
+  tl->add_option("--stream", tail.stream, "Only this stream");
+  tl->add_option("--category", tail.category, "Only streams whose id starts with this prefix, e.g. order-");
+  tl->add_option("--name", tail.name,
+                 "A named subscription: resume where the last run with this name stopped "
+                 "(DIR/subscriptions/NAME.pos), and save the position as it goes");
+  tl->add_option("--limit", tail.limit, "Stop after N events");
+
   replay_args replay_a;
   auto* rp = app.add_subcommand(
       "replay", "Rebuild a projection from the log on several threads (read-only; works beside a live writer)");
@@ -1018,7 +1263,7 @@ int run(int argc, char** argv) {
   rp->add_option("--projection", replay_a.projection, "count-by-type | bytes-by-stream")
       ->required()
       ->check(CLI::IsMember({"count-by-type", "bytes-by-stream"}));
-  rp->add_option("--threads", replay_a.threads, "Worker threads (default: cores - 1)");
+  rp->add_option("--threads", replay_a.threads, "Threads, the calling one included (default: all cores)");
   rp->add_option("--partitions", replay_a.partitions,
                  "Partitions (streams are hashed onto them; default 4 x threads)");
   rp->add_option("--from-position", replay_a.from_position, "Start at this record position");
@@ -1042,6 +1287,24 @@ int run(int argc, char** argv) {
   rp->add_option("--top", replay_a.top, "bytes-by-stream: how many streams to list (default 20)");
   rp->add_flag("--json", replay_a.json, "Print the figures and the result as one JSON object");
 
+  snapshot_args snap_a;
+  auto* sn = app.add_subcommand("snapshot", "Aggregate snapshots (DIR/snapshots): verify, ls, save");
+  sn->require_subcommand(1);
+  auto* snv = sn->add_subcommand("verify", "Check every snapshot's header and body; exit 2 if not intact");
+  snv->add_option("DIR", snap_a.dir, "Log directory")->required();
+  snv->add_flag("--json", snap_a.json, "Print the report as JSON");
+  auto* snl = sn->add_subcommand("ls", "List snapshots: stream, version, schema, size, file, offset");
+  snl->add_option("DIR", snap_a.dir, "Log directory")->required();
+  snl->add_option("--stream", snap_a.stream, "Only this stream");
+  snl->add_option("--stream-u64", snap_a.stream_u64, "Only this integer stream id");
+  snl->add_flag("--json", snap_a.json, "One JSON object per snapshot");
+  auto* sns = sn->add_subcommand("save", "Save stdin's bytes as a snapshot of a stream at a version");
+  sns->add_option("DIR", snap_a.dir, "Log directory")->required();
+  sns->add_option("--stream", snap_a.stream, "The stream");
+  sns->add_option("--stream-u64", snap_a.stream_u64, "An integer stream id");
+  sns->add_option("--version", snap_a.version, "The stream version the bytes reflect")->required();
+  sns->add_option("--schema", snap_a.schema, "The bytes' schema version (default 1)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -1056,6 +1319,10 @@ int run(int argc, char** argv) {
   if (*st) return cmd_stat(stat);
   if (*ix) return cmd_index(index);
   if (*rp) return cmd_replay(replay_a);
+  if (*tl) return cmd_tail(tail);
+  if (*snv) return cmd_snapshot_verify(snap_a);
+  if (*snl) return cmd_snapshot_ls(snap_a);
+  if (*sns) return cmd_snapshot_save(snap_a);
   return usage_error("no command given");
 }
 

@@ -12,5 +12,6 @@
 #include "varve/replay.h"
 #include "varve/snapshot.h"
 #include "varve/status.h"
+#include "varve/subscription.h"
 #include "varve/type_registry.h"
 #include "varve/types.h"
