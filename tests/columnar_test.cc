@@ -378,9 +378,9 @@ TEST(Columnar, BothKernelBuildsAgree) {
     a.pack64[w](in64.data(), pa.data(), 2);
     b.pack64[w](in64.data(), pb.data(), 2);
     ASSERT_EQ(0, std::memcmp(pa.data(), pb.data(), w * 64)) << w;
-    for (int delta = 0; delta < 2; ++delta) {
-      a.unpack64[delta][w](pa.data(), out64a.data(), 2, 5, 11);
-      b.unpack64[delta][w](pa.data(), out64b.data(), 2, 5, 11);
+    for (bool delta : {false, true}) {
+      a.unpack64[w](pa.data(), out64a.data(), 2, 5, 11, delta);
+      b.unpack64[w](pa.data(), out64b.data(), 2, 5, 11, delta);
       ASSERT_TRUE(out64a == out64b) << w;
       if (!delta) {
         for (size_t i = 0; i < 512; ++i) ASSERT_EQ(out64a[i], in64[i] + 5) << w << " " << i;
@@ -391,9 +391,9 @@ TEST(Columnar, BothKernelBuildsAgree) {
     a.pack32[w](in32.data(), pa.data(), 2);
     b.pack32[w](in32.data(), pb.data(), 2);
     ASSERT_EQ(0, std::memcmp(pa.data(), pb.data(), w * 64)) << w;
-    for (int delta = 0; delta < 2; ++delta) {
-      a.unpack32[delta][w](pa.data(), out32a.data(), 2, 3, 9);
-      b.unpack32[delta][w](pa.data(), out32b.data(), 2, 3, 9);
+    for (bool delta : {false, true}) {
+      a.unpack32[w](pa.data(), out32a.data(), 2, 3, 9, delta);
+      b.unpack32[w](pa.data(), out32b.data(), 2, 3, 9, delta);
       ASSERT_TRUE(out32a == out32b) << w;
       if (!delta) {
         for (size_t i = 0; i < 512; ++i) ASSERT_EQ(out32a[i], in32[i] + 3) << w << " " << i;

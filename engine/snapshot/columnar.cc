@@ -639,18 +639,18 @@ void decoder::impl::unpack(const col_desc& d, uint64_t n, T* out) const {
   const auto& k = kernels::active();
   const bool is_delta = d.kind == delta;
   auto fn = [&] {
-    if constexpr (sizeof(T) == 4) return k.unpack32[is_delta][d.width];
-    else return k.unpack64[is_delta][d.width];
+    if constexpr (sizeof(T) == 4) return k.unpack32[d.width];
+    else return k.unpack64[d.width];
   }();
   const T add = static_cast<T>(is_delta ? d.step : d.base);
   const T first = static_cast<T>(d.base);
   const uint64_t full = n / kGroup, tail = n % kGroup;
-  fn(p + d.off, out, full, add, first);
+  fn(p + d.off, out, full, add, first, is_delta);
   if (tail) {
     alignas(64) T tmp[kGroup];
     // Delta: carry the running sum on (the kernel starts it at first - add).
     const T carry = full && is_delta ? static_cast<T>(out[full * kGroup - 1] + add) : first;
-    fn(p + d.off + full * d.width * 32, tmp, 1, add, carry);
+    fn(p + d.off + full * d.width * 32, tmp, 1, add, carry, is_delta);
     std::memcpy(out + full * kGroup, tmp, tail * sizeof(T));
   }
 }

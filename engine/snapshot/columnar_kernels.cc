@@ -38,24 +38,20 @@ namespace avx2 {
 
 namespace {
 
-#define VARVE_FILL_TABLE(NS, t)                                                                 \
-  do {                                                                                          \
-    auto u32f = NS::unpack_table<uint32_t, false>(std::make_integer_sequence<unsigned, 33>{});  \
-    auto u32d = NS::unpack_table<uint32_t, true>(std::make_integer_sequence<unsigned, 33>{});   \
-    auto u64f = NS::unpack_table<uint64_t, false>(std::make_integer_sequence<unsigned, 65>{});  \
-    auto u64d = NS::unpack_table<uint64_t, true>(std::make_integer_sequence<unsigned, 65>{});   \
-    auto p32 = NS::pack_table<uint32_t>(std::make_integer_sequence<unsigned, 33>{});            \
-    auto p64 = NS::pack_table<uint64_t>(std::make_integer_sequence<unsigned, 65>{});            \
-    for (unsigned w = 0; w < 33; ++w) {                                                         \
-      (t).unpack32[0][w] = u32f[w];                                                             \
-      (t).unpack32[1][w] = u32d[w];                                                             \
-      (t).pack32[w] = p32[w];                                                                   \
-    }                                                                                           \
-    for (unsigned w = 0; w < 65; ++w) {                                                         \
-      (t).unpack64[0][w] = u64f[w];                                                             \
-      (t).unpack64[1][w] = u64d[w];                                                             \
-      (t).pack64[w] = p64[w];                                                                   \
-    }                                                                                           \
+#define VARVE_FILL_TABLE(NS, t)                                                      \
+  do {                                                                               \
+    auto u32 = NS::unpack_table<uint32_t>(std::make_integer_sequence<unsigned, 33>{}); \
+    auto u64 = NS::unpack_table<uint64_t>(std::make_integer_sequence<unsigned, 65>{}); \
+    auto p32 = NS::pack_table<uint32_t>(std::make_integer_sequence<unsigned, 33>{});   \
+    auto p64 = NS::pack_table<uint64_t>(std::make_integer_sequence<unsigned, 65>{});   \
+    for (unsigned w = 0; w < 33; ++w) {                                              \
+      (t).unpack32[w] = u32[w];                                                      \
+      (t).pack32[w] = p32[w];                                                        \
+    }                                                                                \
+    for (unsigned w = 0; w < 65; ++w) {                                              \
+      (t).unpack64[w] = u64[w];                                                      \
+      (t).pack64[w] = p64[w];                                                        \
+    }                                                                                \
   } while (0)
 
 table make_baseline() {

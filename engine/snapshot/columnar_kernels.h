@@ -8,14 +8,14 @@
 namespace varve::columnar::kernels {
 
 template <class T>
-using unpack_fn = void (*)(const std::byte* in, T* out, size_t groups, T add, T first);
+using unpack_fn = void (*)(const std::byte* in, T* out, size_t groups, T add, T first, bool delta);
 template <class T>
 using pack_fn = void (*)(const T* in, std::byte* out, size_t groups);
 
 struct table {
-  // [delta][width]
-  unpack_fn<uint32_t> unpack32[2][33];
-  unpack_fn<uint64_t> unpack64[2][65];
+  // [width]
+  unpack_fn<uint32_t> unpack32[33];
+  unpack_fn<uint64_t> unpack64[65];
   pack_fn<uint32_t> pack32[33];
   pack_fn<uint64_t> pack64[65];
   const char* name;
