@@ -12,6 +12,21 @@
 //   if (!dec) ...                              // corruption names the offset
 //   std::vector<uint64_t> ids; dec->read_u64(0, ids);
 //
+// As a replay projection's checkpoint (varve/replay.h):
+//
+//   status save(std::string& out, position at) const {
+//     columnar::encoder enc(kSchema);
+//     enc.add_u64(0, ids); enc.add_i64(1, balances);
+//     return enc.finish_into(out, at, kStateVersion);
+//   }
+//   status load(std::span<const std::byte> in) {
+//     auto dec = columnar::decoder::open(in);
+//     if (!dec) return dec.error();
+//     if (status s = dec->expect(kSchema); !s.ok()) return s;
+//     if (status s = dec->read_u64(0, ids); !s.ok()) return s;
+//     return dec->read_i64(1, balances);
+//   }
+//
 // The layout (docs/FORMAT.md section 7c): a header with the schema, blocks of
 // rows in which every column is contiguous and 64-byte aligned, integer
 // columns frame-of-reference or delta coded and bit-packed at the block's
