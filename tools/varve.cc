@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/ndjson.h"
+#include "varve/columnar.h"
 #include "varve/varve.h"
 #include "varve/subscription.h"
 
@@ -658,22 +659,39 @@ struct count_by_type {
       if (dense[t]) out[t] += dense[t];
     return out;
   }
-  void save(std::string& out) const {
-    for (const auto& [t, n] : counts()) out += std::to_string(t) + " " + std::to_string(n) + "\n";
+  // State snapshots use the columnar codec (varve/columnar.h): checksummed
+  // per block, validated before anything is trusted, and recording the
+  // position the state reflects.
+  static const columnar::schema& columns() {
+    static const columnar::schema s({{"type", columnar::column_type::u32},
+                                     {"count", columnar::column_type::u64}});
+    return s;
+  }
+  status save(std::string& out, position at) const {
+    std::vector<uint32_t> types;
+    std::vector<uint64_t> ns;
+    for (const auto& [t, n] : counts()) {
+      types.push_back(t);
+      ns.push_back(n);
+    }
+    columnar::encoder enc(columns());
+    enc.add_u32(0, types);
+    enc.add_u64(1, ns);
+    auto bytes = enc.finish(at);
+    if (!bytes) return bytes.error();
+    out = std::move(bytes.value());
+    return {};
   }
   status load(std::span<const std::byte> in) {
-    std::string text(reinterpret_cast<const char*>(in.data()), in.size());
-    size_t at = 0;
-    while (at < text.size()) {
-      size_t eol = text.find('\n', at), sp = text.find(' ', at);
-      if (eol == std::string::npos || sp == std::string::npos || sp > eol)
-        return status(errc::corruption, "count-by-type state: malformed line");
-      auto t = parse_u64(std::string_view(text).substr(at, sp - at));
-      auto n = parse_u64(std::string_view(text).substr(sp + 1, eol - sp - 1));
-      if (!t || !n || *t > UINT32_MAX) return status(errc::corruption, "count-by-type state: bad number");
-      apply_count(static_cast<uint32_t>(*t), *n);
-      at = eol + 1;
-    }
+    auto dec = columnar::decoder::open(in);
+    if (!dec) return dec.error();
+    if (status st = dec->expect(columns()); !st) return st;
+    std::vector<uint32_t> types;
+    std::vector<uint64_t> ns;
+    if (status st = dec->read_u32(0, types); !st) return st;
+    if (status st = dec->read_u64(1, ns); !st) return st;
+    if (types.size() != ns.size()) return status(errc::corruption, "count-by-type state: column lengths differ");
+    for (size_t i = 0; i < types.size(); ++i) apply_count(types[i], ns[i]);
     return {};
   }
   void apply_count(uint32_t t, uint64_t n) {
@@ -703,36 +721,47 @@ struct bytes_by_stream {
     it->second.bytes += e.payload.size();
     it->second.is_integer = e.stream_is_integer;
   }
-  // Length-prefixed: stream ids are arbitrary bytes.
-  void save(std::string& out) const {
-    auto put = [&](uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); };
+  static const columnar::schema& columns() {
+    static const columnar::schema s({{"stream", columnar::column_type::bytes},
+                                     {"integer", columnar::column_type::u32},
+                                     {"events", columnar::column_type::u64},
+                                     {"bytes", columnar::column_type::u64}});
+    return s;
+  }
+  status save(std::string& out, position at) const {
+    std::vector<std::string_view> ids;
+    std::vector<uint32_t> ints;
+    std::vector<uint64_t> events, bytes;
     for (const auto& [k, t] : streams) {
-      put(k.size() | (t.is_integer ? uint64_t{1} << 63 : 0));
-      out += k;
-      put(t.events);
-      put(t.bytes);
+      ids.push_back(k);
+      ints.push_back(t.is_integer ? 1 : 0);
+      events.push_back(t.events);
+      bytes.push_back(t.bytes);
     }
+    columnar::encoder enc(columns());
+    enc.add_bytes(0, ids);
+    enc.add_u32(1, ints);
+    enc.add_u64(2, events);
+    enc.add_u64(3, bytes);
+    auto encoded = enc.finish(at);
+    if (!encoded) return encoded.error();
+    out = std::move(encoded.value());
+    return {};
   }
   status load(std::span<const std::byte> in) {
-    size_t off = 0;
-    auto get = [&](uint64_t& v) {
-      if (in.size() - off < 8) return false;
-      std::memcpy(&v, in.data() + off, 8);
-      off += 8;
-      return true;
-    };
-    while (off < in.size()) {
-      uint64_t len = 0;
-      stream_totals t;
-      if (!get(len)) return status(errc::corruption, "bytes-by-stream state: cut short");
-      t.is_integer = (len >> 63) != 0;
-      len &= ~(uint64_t{1} << 63);
-      if (len > in.size() - off) return status(errc::corruption, "bytes-by-stream state: cut short");
-      std::string k(reinterpret_cast<const char*>(in.data() + off), len);
-      off += len;
-      if (!get(t.events) || !get(t.bytes)) return status(errc::corruption, "bytes-by-stream state: cut short");
-      streams[k] = t;
-    }
+    auto dec = columnar::decoder::open(in);
+    if (!dec) return dec.error();
+    if (status st = dec->expect(columns()); !st) return st;
+    std::vector<std::string> ids;
+    std::vector<uint32_t> ints;
+    std::vector<uint64_t> events, bytes;
+    if (status st = dec->read_bytes(0, ids); !st) return st;
+    if (status st = dec->read_u32(1, ints); !st) return st;
+    if (status st = dec->read_u64(2, events); !st) return st;
+    if (status st = dec->read_u64(3, bytes); !st) return st;
+    streams.reserve(ids.size());
+    for (size_t i = 0; i < ids.size(); ++i)
+      streams[std::move(ids[i])] = stream_totals{events[i], bytes[i], ints[i] != 0};
     return {};
   }
 };
@@ -1255,6 +1284,7 @@ int run(int argc, char** argv) {
                  "A named subscription: resume where the last run with this name stopped "
                  "(DIR/subscriptions/NAME.pos), and save the position as it goes");
   tl->add_option("--limit", tail.limit, "Stop after N events");
+
 
   replay_args replay_a;
   auto* rp = app.add_subcommand(
