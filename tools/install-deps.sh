@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config
       libboost-dev libxxhash-dev liburing-dev
       libgtest-dev libgmock-dev libbenchmark-dev librocksdb-dev
-      nlohmann-json3-dev libcli11-dev)
+      nlohmann-json3-dev libcli11-dev librdkafka-dev)
 for arg in "$@"; do
   case "$arg" in
     --fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;

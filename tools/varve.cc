@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/ndjson.h"
+#include "tools/ship.h"
 #include "varve/columnar.h"
 #include "varve/varve.h"
 #include "varve/subscription.h"
@@ -641,6 +642,14 @@ struct replay_args {
   bool json = false;
 };
 
+// Opens a projection's state snapshot, checking it has the expected columns.
+result<columnar::decoder> open_state(std::span<const std::byte> in, const columnar::schema& s) {
+  auto dec = columnar::decoder::open(in);
+  if (!dec) return dec.error();
+  if (status st = dec->expect(s); !st) return st;
+  return dec;
+}
+
 // The two projections the CLI offers; both can checkpoint (save/load).
 struct count_by_type {
   std::vector<uint64_t> dense;                    // types below 4096
@@ -677,15 +686,11 @@ struct count_by_type {
     columnar::encoder enc(columns());
     enc.add_u32(0, types);
     enc.add_u64(1, ns);
-    auto bytes = enc.finish(at);
-    if (!bytes) return bytes.error();
-    out = std::move(bytes.value());
-    return {};
+    return enc.finish_into(out, at);
   }
   status load(std::span<const std::byte> in) {
-    auto dec = columnar::decoder::open(in);
+    auto dec = open_state(in, columns());
     if (!dec) return dec.error();
-    if (status st = dec->expect(columns()); !st) return st;
     std::vector<uint32_t> types;
     std::vector<uint64_t> ns;
     if (status st = dec->read_u32(0, types); !st) return st;
@@ -743,15 +748,11 @@ struct bytes_by_stream {
     enc.add_u32(1, ints);
     enc.add_u64(2, events);
     enc.add_u64(3, bytes);
-    auto encoded = enc.finish(at);
-    if (!encoded) return encoded.error();
-    out = std::move(encoded.value());
-    return {};
+    return enc.finish_into(out, at);
   }
   status load(std::span<const std::byte> in) {
-    auto dec = columnar::decoder::open(in);
+    auto dec = open_state(in, columns());
     if (!dec) return dec.error();
-    if (status st = dec->expect(columns()); !st) return st;
     std::vector<std::string> ids;
     std::vector<uint32_t> ints;
     std::vector<uint64_t> events, bytes;
@@ -1285,6 +1286,8 @@ int run(int argc, char** argv) {
                  "(DIR/subscriptions/NAME.pos), and save the position as it goes");
   tl->add_option("--limit", tail.limit, "Stop after N events");
 
+  ship_args ship_a;
+  auto* sh = add_ship_command(app, ship_a);
 
   replay_args replay_a;
   auto* rp = app.add_subcommand(
@@ -1350,6 +1353,7 @@ int run(int argc, char** argv) {
   if (*ix) return cmd_index(index);
   if (*rp) return cmd_replay(replay_a);
   if (*tl) return cmd_tail(tail);
+  if (*sh) return cmd_ship(ship_a);
   if (*snv) return cmd_snapshot_verify(snap_a);
   if (*snl) return cmd_snapshot_ls(snap_a);
   if (*sns) return cmd_snapshot_save(snap_a);

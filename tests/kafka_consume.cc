@@ -1,0 +1,209 @@
+// The checker of tests/kafka_ship_test.sh: reads a topic that `varve ship`
+// filled (read_committed, every partition from its start) and compares it
+// with the log it came from:
+//   - every event of the log is in the topic exactly once (by varve.position);
+//   - key = stream id, value = payload, byte for byte, and every header
+//     (version, type, schema, timestamp, ids, log id) matches the event;
+//   - within each partition, each stream's versions follow 1, 2, 3, ...
+//     (one aggregate's events in one partition, in order).
+// Usage: kafka_consume BROKERS TOPIC LOGDIR [--wait SECONDS]
+// Waits up to SECONDS (default 60) for the topic to hold as many events as the
+// log has when the checker starts. Prints "ok: ..." and exits 0, or prints the
+// first problems and exits 1.
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/meta_file.h"
+#include "tools/ndjson.h"
+#include "varve/varve.h"
+
+using namespace varve;
+
+namespace {
+
+int problems = 0;
+void problem(const std::string& s) {
+  if (++problems <= 20) std::fprintf(stderr, "kafka_consume: %s\n", s.c_str());
+}
+
+std::string header(rd_kafka_headers_t* h, const char* name, bool& present) {
+  const void* v = nullptr;
+  size_t n = 0;
+  present = h && rd_kafka_header_get_last(h, name, &v, &n) == 0;
+  return present && v ? std::string(static_cast<const char*>(v), n) : std::string();
+}
+
+std::string uuid_text(const id128* id) {
+  if (!id) return {};
+  char t[36];
+  tools::format_uuid(*id, t);
+  return std::string(t, 36);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: kafka_consume BROKERS TOPIC LOGDIR [--wait SECONDS]\n");
+    return 2;
+  }
+  const std::string brokers = argv[1], topic = argv[2], dir = argv[3];
+  int wait_s = 60;
+  if (argc >= 6 && std::strcmp(argv[4], "--wait") == 0) wait_s = std::atoi(argv[5]);
+
+  auto log = event_log::open_read_only(dir);
+  if (!log) {
+    std::fprintf(stderr, "kafka_consume: %s\n", log.error().to_string().c_str());
+    return 1;
+  }
+  segment_format::meta m;
+  if (status s = meta_file::read(*posix_file_system(), dir, m); !s) {
+    std::fprintf(stderr, "kafka_consume: %s\n", s.to_string().c_str());
+    return 1;
+  }
+  char log_hex[17];
+  std::snprintf(log_hex, sizeof log_hex, "%016" PRIx64, m.log_id);
+
+  // The log as it is now: position -> event.
+  std::unordered_map<uint64_t, event_view> events;
+  {
+    log_reader r = (*log)->read();
+    event_view e;
+    for (;;) {
+      auto got = r.next(e);
+      if (!got) {
+        std::fprintf(stderr, "kafka_consume: %s\n", got.error().to_string().c_str());
+        return 1;
+      }
+      if (!*got) break;
+      events.emplace(e.position.value, e);
+    }
+  }
+
+  char err[512];
+  rd_kafka_conf_t* c = rd_kafka_conf_new();
+  auto set = [&](const char* k, const char* v) {
+    if (rd_kafka_conf_set(c, k, v, err, sizeof err) != RD_KAFKA_CONF_OK) {
+      std::fprintf(stderr, "kafka_consume: %s\n", err);
+      std::exit(1);
+    }
+  };
+  set("bootstrap.servers", brokers.c_str());
+  set("group.id", "varve-kafka-consume");
+  set("isolation.level", "read_committed");
+  set("enable.auto.commit", "false");
+  set("auto.offset.reset", "earliest");
+  set("enable.partition.eof", "true");
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
+  if (!rk) {
+    std::fprintf(stderr, "kafka_consume: %s\n", err);
+    return 1;
+  }
+  rd_kafka_poll_set_consumer(rk);
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_topic_t* t = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  if (rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, 10000); e || md->topic_cnt != 1 ||
+                                                                        md->topics[0].err) {
+    std::fprintf(stderr, "kafka_consume: metadata of %s at %s failed\n", topic.c_str(), brokers.c_str());
+    return 1;
+  }
+  const int partitions = md->topics[0].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(t);
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p)
+    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(rk, list);
+  rd_kafka_topic_partition_list_destroy(list);
+
+  std::unordered_map<uint64_t, int> seen;  // position -> times
+  // (partition, stream) -> last version seen
+  std::map<std::pair<int, std::string>, uint64_t> last_version;
+  std::map<std::string, int> partition_of;
+  uint64_t records = 0, in_log = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
+  // Read on to the end of every partition even once all are seen: a
+  // duplicate may come after.
+  std::vector<bool> at_eof(partitions, false);
+  int eofs = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (in_log == events.size() && eofs == partitions) break;
+    rd_kafka_message_t* msg = rd_kafka_consumer_poll(rk, 200);
+    if (!msg) continue;
+    if (msg->partition >= 0 && msg->partition < partitions) {
+      const bool eof = msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+      if (eof != at_eof[msg->partition]) eofs += eof ? 1 : -1;
+      at_eof[msg->partition] = eof;
+    }
+    if (msg->err) {
+      if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        std::fprintf(stderr, "kafka_consume: %s\n", rd_kafka_message_errstr(msg));
+      rd_kafka_message_destroy(msg);
+      continue;
+    }
+    ++records;
+    rd_kafka_headers_t* h = nullptr;
+    rd_kafka_message_headers(msg, &h);
+    bool has = false;
+    const std::string where =
+        "partition " + std::to_string(msg->partition) + " offset " + std::to_string(msg->offset);
+    const std::string pos_text = header(h, "varve.position", has);
+    const uint64_t pos = std::strtoull(pos_text.c_str(), nullptr, 10);
+    if (header(h, "varve.log", has) != log_hex) problem(where + ": varve.log is not " + log_hex);
+    auto it = events.find(pos);
+    if (!has || it == events.end()) {
+      // Events appended after the checker started are fine; they are not checked.
+      if (pos_text.empty()) problem(where + ": no varve.position");
+      rd_kafka_message_destroy(msg);
+      continue;
+    }
+    const event_view& e = it->second;
+    if (++seen[pos] == 1) ++in_log;
+    else problem(where + ": position " + pos_text + " a second time");
+    std::string key(static_cast<const char*>(msg->key), msg->key_len);
+    if (key != e.stream) problem(where + ": key is not the stream id");
+    if (msg->len != e.payload.size() ||
+        (msg->len && std::memcmp(msg->payload, e.payload.data(), msg->len) != 0))
+      problem(where + ": value differs from the payload at position " + pos_text);
+    auto check = [&](const char* name, const std::string& want) {
+      bool present = false;
+      std::string got = header(h, name, present);
+      if (want.empty() ? present : got != want)
+        problem(where + ": header " + name + " is \"" + got + "\", want \"" + want + "\"");
+    };
+    check("varve.version", std::to_string(e.version));
+    check("varve.type", std::to_string(e.type));
+    check("varve.schema", std::to_string(e.schema_version));
+    check("varve.timestamp", std::to_string(e.timestamp_ns));
+    check("varve.event_id", uuid_text(e.event_id));
+    check("varve.correlation_id", uuid_text(e.correlation_id));
+    check("varve.causation_id", uuid_text(e.causation_id));
+    auto [pit, fresh] = partition_of.emplace(key, msg->partition);
+    if (!fresh && pit->second != msg->partition) problem(where + ": stream in two partitions");
+    uint64_t& lv = last_version[{msg->partition, key}];
+    if (e.version != lv + 1)
+      problem(where + ": stream version " + std::to_string(e.version) + " after " + std::to_string(lv));
+    lv = e.version;
+    rd_kafka_message_destroy(msg);
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  if (in_log < events.size())
+    problem("the topic holds " + std::to_string(in_log) + " of the log's " + std::to_string(events.size()) +
+            " events after " + std::to_string(wait_s) + " s");
+  if (problems) {
+    std::fprintf(stderr, "kafka_consume: %d problem(s)\n", problems);
+    return 1;
+  }
+  std::printf("ok: %zu events once each, %zu streams, %d partitions, %" PRIu64 " records read\n",
+              events.size(), partition_of.size(), partitions, records);
+  return 0;
+}
