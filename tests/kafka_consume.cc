@@ -3,7 +3,7 @@
 // with the log it came from:
 //   - every event of the log is in the topic exactly once (by varve.position);
 //   - key = stream id, value = payload, byte for byte, and every header
-//     (version, type, schema, timestamp, ids, log id) matches the event;
+//     (version, type and its name, schema, timestamp, ids, log id) matches the event;
 //   - within each partition, each stream's versions follow 1, 2, 3, ...
 //     (one aggregate's events in one partition, in order).
 // Usage: kafka_consume BROKERS TOPIC LOGDIR [--wait SECONDS]
@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -69,6 +70,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kafka_consume: %s\n", s.to_string().c_str());
     return 1;
   }
+  std::optional<type_registry> types;
+  if (auto reg = type_registry::open(dir)) types.emplace(std::move(reg.value()));
   char log_hex[17];
   std::snprintf(log_hex, sizeof log_hex, "%016" PRIx64, m.log_id);
 
@@ -181,6 +184,10 @@ int main(int argc, char** argv) {
     };
     check("varve.version", std::to_string(e.version));
     check("varve.type", std::to_string(e.type));
+    {
+      auto name = types ? types->name_of(e.type) : std::nullopt;
+      check("varve.type_name", name ? std::string(*name) : std::string());
+    }
     check("varve.schema", std::to_string(e.schema_version));
     check("varve.timestamp", std::to_string(e.timestamp_ns));
     check("varve.event_id", uuid_text(e.event_id));

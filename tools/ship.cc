@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <memory>
 #include <string>
 #include <thread>
@@ -151,6 +152,7 @@ class shipper {
   std::optional<ship_error> finish_transaction(bool commit);
   rd_kafka_conf_t* base_conf(char* err, size_t errn, bool& ok);
   void progress(bool force);
+  std::optional<std::string_view> type_name(uint32_t id);
 
   const ship_args& a_;
   const event_log& log_;
@@ -168,7 +170,22 @@ class shipper {
   clock_type::time_point last_progress_ = clock_type::now();
   uint64_t shipped_at_last_progress_ = 0;
   bool progress_dirty_ = false;
+  // Type names (DIR/types) for the varve.type_name header. A writer saves a
+  // new name before the first event of that type, so one re-read after
+  // meeting an unknown id is conclusive: ids still unnamed stay numbers.
+  std::optional<type_registry> types_;
+  std::set<uint32_t> unnamed_;
 };
+
+std::optional<std::string_view> shipper::type_name(uint32_t id) {
+  if (types_)
+    if (auto n = types_->name_of(id)) return n;
+  if (unnamed_.count(id)) return std::nullopt;
+  if (auto reg = type_registry::open(a_.dir)) types_.emplace(std::move(reg.value()));
+  auto n = types_ ? types_->name_of(id) : std::nullopt;
+  if (!n) unnamed_.insert(id);
+  return n;
+}
 
 rd_kafka_conf_t* shipper::base_conf(char* err, size_t errn, bool& ok) {
   rd_kafka_conf_t* c = rd_kafka_conf_new();
@@ -378,6 +395,8 @@ std::optional<ship_error> shipper::produce(const event_view& e) {
   add_u64("varve.position", e.position.value);
   add_u64("varve.version", e.version);
   add_u64("varve.type", e.type);
+  if (auto name = type_name(e.type))
+    rd_kafka_header_add(h, "varve.type_name", -1, name->data(), static_cast<ssize_t>(name->size()));
   add_u64("varve.schema", e.schema_version);
   add_u64("varve.timestamp", e.timestamp_ns);
   add_id("varve.event_id", e.event_id);

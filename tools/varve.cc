@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/ndjson.h"
+#include "tools/ship.h"
 #include "varve/columnar.h"
 #include "varve/varve.h"
 #include "varve/subscription.h"
@@ -1285,6 +1286,8 @@ int run(int argc, char** argv) {
                  "(DIR/subscriptions/NAME.pos), and save the position as it goes");
   tl->add_option("--limit", tail.limit, "Stop after N events");
 
+  ship_args ship_a;
+  auto* sh = add_ship_command(app, ship_a);
 
   replay_args replay_a;
   auto* rp = app.add_subcommand(
@@ -1350,6 +1353,7 @@ int run(int argc, char** argv) {
   if (*ix) return cmd_index(index);
   if (*rp) return cmd_replay(replay_a);
   if (*tl) return cmd_tail(tail);
+  if (*sh) return cmd_ship(ship_a);
   if (*snv) return cmd_snapshot_verify(snap_a);
   if (*snl) return cmd_snapshot_ls(snap_a);
   if (*sns) return cmd_snapshot_save(snap_a);
