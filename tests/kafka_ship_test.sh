@@ -41,7 +41,7 @@ addr=$("$broker" start "$kdir" 2>"$work/broker.err")
 rc=$?
 set -e
 if [[ $rc -eq 2 ]]; then
-  echo "SKIP: $(cat "$work/broker.err") $addr"
+  echo "SKIP: $(tail -1 "$work/broker.err")"
   exit 77
 fi
 [[ $rc -eq 0 ]] || { cat "$work/broker.err" >&2; fail "the broker did not start"; }
