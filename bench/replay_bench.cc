@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
       for (uint32_t w : threads) {
         std::vector<double> rates;
         for (int i = 0; i < reps; ++i) {
-          auto r = varve::replay(log).threads(w).partitions(4 * w).io(*io).run(
+          auto r = varve::replay(log).threads(w).io(*io).run(
               [ns](uint32_t) { return counting{ns}; });
           if (!r) die("replay: " + r.error.to_string());
           const uint64_t n = r.reduce(uint64_t{0}, [](uint64_t a, const counting& c) { return a + c.events; });

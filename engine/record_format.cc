@@ -1,5 +1,10 @@
 #include "engine/record_format.h"
 
+// The checksum of every record written and read: compiled into this file
+// (xxhash.h's header-only mode, same algorithm and values as libxxhash) so it
+// inlines into encode/decode and specialises for record-sized inputs instead
+// of a call through the shared library's length dispatch.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <cstring>

@@ -146,6 +146,7 @@ run_out run_records(const segment_view& sv, const std::byte* mem, uint64_t mem_o
                     uint32_t* events, uint32_t events_cap, sequence_check& seq) {
   run_out r;
   r.end = off;
+  event_view v;  // filled by decode() per record; declared once (it is ~120 bytes)
   auto fail = [&](status s) {
     r.stop = run_stop::error;
     r.err = std::move(s);
@@ -183,7 +184,6 @@ run_out run_records(const segment_view& sv, const std::byte* mem, uint64_t mem_o
         return r;
       }
     }
-    event_view v;
     const record::decoded d = record::decode(p, seg_left, sv.base + off, sv.verify, v);
     switch (d.outcome) {
       case record::decode_outcome::event:
