@@ -267,9 +267,13 @@ result<view> view::open(const std::byte* data, size_t size, const std::string& f
   if (h.log_id != log_id) return bad(16, "index file belongs to another log");
   if (h.segment_index != segment_index) return bad(24, "index file is for segment " + std::to_string(h.segment_index));
   // Sizes: each checked against the file before any arithmetic can overflow.
+  // Entries are padded to 8 bytes, which keeps the postings (u32), the time
+  // index and the summary lists after them aligned: a file that says
+  // otherwise would have them read through misaligned pointers.
   const uint64_t limit = size;
   if (h.slot_count < 2 || (h.slot_count & (h.slot_count - 1)) != 0 || h.slot_count > limit / kSlotSize ||
-      h.stream_count > h.slot_count / 2 || h.entries_bytes > limit || h.event_count > limit / 4 ||
+      h.stream_count > h.slot_count / 2 || h.entries_bytes > limit || h.entries_bytes % 8 != 0 ||
+      h.event_count > limit / 4 ||
       h.time_count > limit / kTimeEntry || h.stream_count > h.event_count)
     return bad(40, "index sizes are inconsistent");
   const uint64_t entries_at = kHeaderSize + h.slot_count * kSlotSize;
