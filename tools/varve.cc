@@ -90,6 +90,17 @@ std::optional<uint64_t> parse_u64(std::string_view s) {
   return v;
 }
 
+// An optional numeric flag: leaves `out` as it is when the flag is absent;
+// a value that is not a plain non-negative integer is a usage error (exit 2).
+std::optional<int> parse_flag(const std::optional<std::string>& s, const char* flag, uint64_t& out,
+                              const char* what = "a non-negative integer") {
+  if (!s) return std::nullopt;
+  auto v = parse_u64(*s);
+  if (!v) return usage_error(std::string(flag) + ": \"" + *s + "\" is not " + what);
+  out = *v;
+  return std::nullopt;
+}
+
 // "65536", "64K", "64M", "1G", also "64MiB"/"64MB": binary multiples, since
 // segment sizes are powers of two.
 std::optional<uint64_t> parse_size(std::string_view s) {
@@ -428,17 +439,9 @@ int cmd_read(const read_args& a) {
                          "\" is not a time (2026-11-22T10:00:00Z, or nanoseconds since the epoch)");
   }
   position from;
-  if (a.from_position) {
-    auto p = parse_u64(*a.from_position);
-    if (!p) return usage_error("--from-position: \"" + *a.from_position + "\" is not a position");
-    from = position{*p};
-  }
+  if (auto rc = parse_flag(a.from_position, "--from-position", from.value, "a position")) return *rc;
   uint64_t limit = UINT64_MAX;
-  if (a.limit) {
-    auto n = parse_u64(*a.limit);
-    if (!n) return usage_error("--limit: \"" + *a.limit + "\" is not a non-negative integer");
-    limit = *n;
-  }
+  if (auto rc = parse_flag(a.limit, "--limit", limit)) return *rc;
 
   auto opened = event_log::open_read_only(a.dir);
   if (!opened) return fail(opened.error());
@@ -809,21 +812,13 @@ class progress_printer {
 
 int cmd_replay(const replay_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
-  auto number = [](const std::optional<std::string>& s, const char* flag,
-                   uint64_t& out) -> std::optional<int> {
-    if (!s) return std::nullopt;
-    auto v = parse_u64(*s);
-    if (!v) return usage_error(std::string(flag) + ": \"" + *s + "\" is not a non-negative integer");
-    out = *v;
-    return std::nullopt;
-  };
   uint64_t threads = 0, partitions = 0, from = 0, to = UINT64_MAX, every = 0, top = 20;
-  if (auto rc = number(a.threads, "--threads", threads)) return *rc;
-  if (auto rc = number(a.partitions, "--partitions", partitions)) return *rc;
-  if (auto rc = number(a.from_position, "--from-position", from)) return *rc;
-  if (auto rc = number(a.to_position, "--to-position", to)) return *rc;
-  if (auto rc = number(a.checkpoint_every, "--checkpoint-every", every)) return *rc;
-  if (auto rc = number(a.top, "--top", top)) return *rc;
+  if (auto rc = parse_flag(a.threads, "--threads", threads)) return *rc;
+  if (auto rc = parse_flag(a.partitions, "--partitions", partitions)) return *rc;
+  if (auto rc = parse_flag(a.from_position, "--from-position", from)) return *rc;
+  if (auto rc = parse_flag(a.to_position, "--to-position", to)) return *rc;
+  if (auto rc = parse_flag(a.checkpoint_every, "--checkpoint-every", every)) return *rc;
+  if (auto rc = parse_flag(a.top, "--top", top)) return *rc;
   if (a.threads && (threads == 0 || threads > 1024)) return usage_error("--threads: 1 to 1024");
   if (a.partitions && (partitions == 0 || partitions > (1u << 20)))
     return usage_error("--partitions: 1 to 1048576");
@@ -998,17 +993,9 @@ int cmd_tail(const tail_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
   if (a.stream && a.category) return usage_error("--stream and --category exclude each other");
   position from = subscription::end();
-  if (a.from_position) {
-    auto p = parse_u64(*a.from_position);
-    if (!p) return usage_error("--from-position: \"" + *a.from_position + "\" is not a position");
-    from = position{*p};
-  }
+  if (auto rc = parse_flag(a.from_position, "--from-position", from.value, "a position")) return *rc;
   uint64_t limit = UINT64_MAX;
-  if (a.limit) {
-    auto n = parse_u64(*a.limit);
-    if (!n) return usage_error("--limit: \"" + *a.limit + "\" is not a non-negative integer");
-    limit = *n;
-  }
+  if (auto rc = parse_flag(a.limit, "--limit", limit)) return *rc;
   event_filter filter;
   if (a.stream) {
     if (a.stream->empty() || a.stream->size() > kMaxStreamIdBytes)
