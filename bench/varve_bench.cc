@@ -1,4 +1,4 @@
-// varve-bench: the ES-1 workload (/work/shared/WORKLOAD.md), phases P1-P6,
+// varve-bench: the ES-1 workload (/work/shared/WORKLOAD.md), phases P1-P7,
 // side by side against its peers, from one command, on the same data (seed 42)
 // in one run:
 //
@@ -12,7 +12,9 @@
 //   ceiling      memcpy of varve's record stream into a pre-faulted buffer (P1),
 //                a sequential read of that buffer (P4), write(4 KiB)+fdatasync
 //                (P3)
-//   (kafka       the real broker: issue 9; --peers is ready for it)
+//   kafka        the real Apache Kafka broker (tools/kafka/broker, one KRaft
+//                node on loopback, started per rep unless --kafka-brokers) through
+//                librdkafka (bench/peers/kafka.h; built when librdkafka is found)
 //
 // Each peer runs in a freshly exec'd child process (this binary, hidden
 // --child PEER), one after the other, so its peak RSS is its own and it
@@ -32,7 +34,10 @@
 // --p5-aggregates aggregates (median); P6 --p6-events appends into a fresh
 // store, each timed with steady_clock; P3 --p3-events durable single appends
 // into a fresh store; P2 --p2-events appends in durable batches of --p2-batch
-// into a fresh store. See docs/BENCHMARKS.md ("Side by side").
+// into a fresh store; P7 (varve, kafka) --p7-events appends paced at --p7-rate
+// per second into a fresh store while a reader in another process (this binary,
+// hidden --p7-follower) follows it and stamps each event as it sees it. See
+// docs/BENCHMARKS.md ("Side by side").
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -58,6 +63,9 @@
 #ifdef VARVE_BENCH_WITH_ROCKSDB
 #include "peers/rocksdb.h"
 #endif
+#ifdef VARVE_BENCH_WITH_KAFKA
+#include "peers/kafka.h"
+#endif
 
 namespace vb = varve_bench;
 using json = nlohmann::json;
@@ -67,7 +75,7 @@ namespace {
 // ---------------------------------------------------------------------------
 // Configuration.
 // ---------------------------------------------------------------------------
-const std::vector<std::string> kAllPhases = {"P1", "P2", "P3", "P4", "P5", "P6"};
+const std::vector<std::string> kAllPhases = {"P1", "P2", "P3", "P4", "P5", "P6", "P7"};
 
 struct config {
   uint64_t events = 5'000'000;
@@ -78,17 +86,23 @@ struct config {
   uint64_t p5_aggregates = 20'000;
   uint64_t writelog_p5_aggregates = 3;
   uint64_t p6_events = 1'000'000;
+  uint64_t p7_events = 100'000;
+  uint64_t p7_rate = 10'000;
   int p4_scans = 3;
   int p5_reps = 3;
   int reps = 1;
   std::string dir;
   std::string peers;  // default: every peer that can run
-  std::string phases = "P1,P2,P3,P4,P5,P6";
+  std::string skip_peers;
+  std::string phases = "P1,P2,P3,P4,P5,P6,P7";
   std::string json_file;
   bool keep = false;
   uint64_t segment_bytes = 64ull << 20;
   uint64_t rocks_cache_mb = 2048;
   uint64_t writelog_buffer = 64 << 10;
+  std::string kafka_brokers;  // HOST:PORT of a running broker; "" = start one per rep
+  std::string kafka_data_dir; // that broker's log.dirs, when known (bytes on disk)
+  std::string kafka_script;   // tools/kafka/broker
 
   bool has(const std::string& p) const {
     std::stringstream ss(phases);
@@ -109,16 +123,70 @@ std::vector<std::string> split(const std::string& s) {
 }
 
 std::string g_cleanup;  // removed by die() (the run's root, or the child's store)
+std::string g_broker_script, g_broker_dir;  // a broker this process started, stopped by die()
 
-[[noreturn]] void die(const std::string& what) {
+// Runs argv, returns its exit status (-1: it could not run or was killed);
+// `out` gets its stdout, its stderr goes to ours.
+int run_status(const std::vector<std::string>& argv, std::string& out) {
+  int fds[2];
+  if (::pipe(fds) != 0) return -1;
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  out.clear();
+  char buf[256];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void stop_broker() {
+  if (g_broker_dir.empty()) return;
+  std::string out;
+  if (run_status({"bash", g_broker_script, "stop", g_broker_dir}, out) != 0)
+    std::fprintf(stderr, "varve-bench: could not stop the Kafka broker in %s\n", g_broker_dir.c_str());
+  vb::remove_tree(g_broker_dir);
+  g_broker_dir.clear();
+}
+
+[[noreturn]] void die(const std::string& what, int code = 1) {
   std::fprintf(stderr, "varve-bench: %s\n", what.c_str());
+  stop_broker();
   if (!g_cleanup.empty()) vb::remove_tree(g_cleanup);
-  std::exit(1);
+  std::exit(code);
+}
+
+// Starts a broker in `dir` through tools/kafka/broker: its bootstrap address,
+// or the exit status (2: Java, Maven or Kafka's jars are missing) with the
+// script's reason already on stderr.
+int start_broker(const std::string& script, const std::string& dir, std::string& addr) {
+  std::string out;
+  const int rc = run_status({"bash", script, "start", dir}, out);
+  if (rc != 0) return rc;
+  g_broker_script = script;
+  g_broker_dir = dir;
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  addr = out.substr(out.rfind('\n') == std::string::npos ? 0 : out.rfind('\n') + 1);
+  if (addr.empty()) die("tools/kafka/broker start printed no address");
+  return 0;
 }
 
 // ---------------------------------------------------------------------------
 // The peers: name, the phases each one runs, whether this build has it.
-// A new peer (kafka, issue 9) is one row here and one child runner below.
+// A new peer is one row here and one child runner below.
 // ---------------------------------------------------------------------------
 struct peer_info {
   std::string name;
@@ -129,7 +197,7 @@ struct peer_info {
 
 const std::vector<peer_info>& peer_table() {
   static const std::vector<peer_info> t = {
-      {"varve", {"P1", "P2", "P3", "P4", "P5", "P6"}, true, ""},
+      {"varve", {"P1", "P2", "P3", "P4", "P5", "P6", "P7"}, true, ""},
       {"varve-group", {"P2", "P3"}, true, ""},
       {"varve-sync", {"P3"}, true, ""},
 #ifdef VARVE_BENCH_WITH_ROCKSDB
@@ -138,7 +206,11 @@ const std::vector<peer_info>& peer_table() {
       {"rocksdb", {"P1", "P2", "P3", "P4", "P5", "P6"}, false, "built without RocksDB (install librocksdb-dev)"},
 #endif
       {"writelog", {"P1", "P2", "P3", "P4", "P5", "P6"}, true, ""},
-      {"kafka", {"P1", "P2", "P3", "P4", "P5", "P6"}, false, "the real broker is issue 9 (not built yet)"},
+#ifdef VARVE_BENCH_WITH_KAFKA
+      {"kafka", {"P1", "P2", "P3", "P4", "P5", "P6", "P7"}, true, ""},
+#else
+      {"kafka", {"P1", "P2", "P3", "P4", "P5", "P6", "P7"}, false, "built without librdkafka (install librdkafka-dev)"},
+#endif
       {"ceiling", {"P1", "P3", "P4"}, true, ""},
   };
   return t;
@@ -233,6 +305,128 @@ uint64_t vm_hwm_bytes() {  // peak RSS so far, from /proc/self/status
   return 0;
 }
 
+std::string self_exe();
+
+uint64_t mono_ns() {  // CLOCK_MONOTONIC: one clock for every process on the machine
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void read_fully(int fd, void* buf, size_t want, const std::string& what) {
+  auto* b = static_cast<char*>(buf);
+  size_t got = 0;
+  while (got < want) {
+    const ssize_t r = ::read(fd, b + got, want - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) die(what + ": cut short after " + std::to_string(got) + " of " + std::to_string(want) + " bytes");
+    got += static_cast<size_t>(r);
+  }
+}
+
+// P7: the store's reader runs in another process (this binary, --p7-follower),
+// started on the fresh, empty store; once it says it is following (a byte on
+// a pipe) and has had 20 ms to park, --p7-events events are appended at a
+// steady --p7-rate per second, each stamped (CLOCK_MONOTONIC, in the event's
+// timestamp) just before the append call. The reader stamps each event as it
+// is handed over and sends the differences back through a second pipe.
+template <class P>
+void run_p7(const std::string& peer, const config& c, const vb::es1_data& d, const std::string& sdir, P& p,
+            child_out& out) {
+  const uint64_t n = c.p7_events;
+  p.create(sdir);
+  int ready[2], result[2];
+  if (::pipe(ready) != 0 || ::pipe(result) != 0) die("pipe: " + std::string(strerror(errno)));
+  std::vector<std::string> args = {self_exe(), "--p7-follower", peer, "--p7-events", std::to_string(n),
+                                   "--p7-fds", std::to_string(ready[1]) + "," + std::to_string(result[1])};
+  if constexpr (requires { p.topic(); }) {
+    args.insert(args.end(), {"--p7-store", p.topic(), "--kafka-brokers", p.brokers()});
+  } else {
+    args.insert(args.end(), {"--p7-store", sdir});
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) die("fork: " + std::string(strerror(errno)));
+  if (pid == 0) {
+    ::close(ready[0]);
+    ::close(result[0]);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(ready[1]);
+  ::close(result[1]);
+  char byte;
+  read_fully(ready[0], &byte, 1, peer + " P7: the follower did not start");
+  ::usleep(20'000);  // let it catch up and park
+  const uint64_t start = mono_ns() + 1'000'000;
+  const uint64_t step = 1'000'000'000ull / c.p7_rate;
+  for (uint64_t i = 0; i < n; ++i) {
+    const uint64_t at = start + i * step;
+    const timespec ts{static_cast<time_t>(at / 1'000'000'000), static_cast<long>(at % 1'000'000'000)};
+    while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+    }
+    p.append_stamped(d, i, mono_ns());
+  }
+  if constexpr (requires { p.wait_acknowledged(); }) p.wait_acknowledged();
+  std::vector<uint64_t> lat(n);
+  read_fully(result[0], lat.data(), n * sizeof(uint64_t), peer + " P7: the follower's latencies");
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ::close(ready[0]);
+  ::close(result[0]);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die(peer + " P7: the follower failed");
+  verify_store(p, d, n, "P7 store", out);
+  p.close();
+  if (!c.keep) vb::remove_tree(sdir);
+  std::vector<double> v(lat.begin(), lat.end());
+  add_latency(out, "P7", v, 1e-3, "us", true);
+  out.info["P7.rate_per_s"] = c.p7_rate;
+  std::fprintf(stderr, "  %s: P7 p50 %.1f us, p99 %.1f us\n", peer.c_str(), out.figures["P7.p50_us"].get<double>(),
+               out.figures["P7.p99_us"].get<double>());
+}
+
+// The reader side of P7 (its own process). Writes the latencies (ns, u64 each)
+// to out_fd.
+int p7_follower_main(const config& c, const std::string& peer, const std::string& store, const std::string& fds) {
+  int ready_fd = -1, out_fd = -1;
+  if (std::sscanf(fds.c_str(), "%d,%d", &ready_fd, &out_fd) != 2) die("--p7-fds: " + fds);
+  const uint64_t n = c.p7_events;
+  std::vector<uint64_t> lat;
+  if (peer == "varve") {
+    auto log = varve::event_log::open_read_only(store);
+    if (!log) die("P7 follower: " + log.error().to_string());
+    auto sub = varve::subscription::open(**log, varve::position{});
+    if (!sub) die("P7 follower: " + sub.error().to_string());
+    lat.reserve(n);
+    if (::write(ready_fd, "r", 1) != 1) die("P7 follower: ready pipe");
+    varve::event_view e;
+    while (lat.size() < n) {
+      auto got = sub->next(e, std::chrono::seconds(60));
+      if (!got) die("P7 follower: " + got.error().to_string());
+      if (!*got) die("P7 follower: no event for 60 s after " + std::to_string(lat.size()));
+      lat.push_back(mono_ns() - e.timestamp_ns);
+    }
+#ifdef VARVE_BENCH_WITH_KAFKA
+  } else if (peer == "kafka") {
+    lat = vb::kafka_p7_follow(c.kafka_brokers, store, n, ready_fd);
+#endif
+  } else {
+    die("P7 follower: no reader for peer " + peer);
+  }
+  const char* b = reinterpret_cast<const char*>(lat.data());
+  size_t left = lat.size() * sizeof(uint64_t);
+  while (left) {
+    const ssize_t w = ::write(out_fd, b, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return 1;
+    b += w;
+    left -= static_cast<size_t>(w);
+  }
+  return 0;
+}
+
 // Runs the phases for a store-backed peer. make() returns a fresh peer object.
 template <class Make>
 void run_store_peer(const std::string& peer, const peer_info& pi, const config& c, const vb::es1_data& d,
@@ -248,6 +442,9 @@ void run_store_peer(const std::string& peer, const peer_info& pi, const config& 
     p->create(sdir);
     const uint64_t t0 = vb::steady_ns();
     for (uint64_t i = 0; i < E; ++i) p->append(d, i);
+    // A Kafka append is done when the broker acknowledges it, not when
+    // produce() queues it: P1's time runs to the last acknowledgement.
+    if constexpr (requires { p->wait_acknowledged(); }) p->wait_acknowledged();
     const uint64_t t1 = vb::steady_ns();
     p->finish_load();
     const uint64_t t2 = vb::steady_ns();
@@ -258,9 +455,13 @@ void run_store_peer(const std::string& peer, const peer_info& pi, const config& 
       out.add("P1.ns_per_event", secs * 1e9 / static_cast<double>(E), "ns");
     }
     out.add("load.settle_s", static_cast<double>(t2 - t1) / 1e9, "s");
-    const double disk = static_cast<double>(vb::bytes_on_disk(sdir));  // once: a reopened varve log may
-    out.add("disk.bytes", disk, "B");                                  // pre-allocate its next segment later
-    out.add("disk.bytes_per_event", disk / static_cast<double>(E), "B");
+    // Once: a reopened varve log may pre-allocate its next segment later.
+    double disk = static_cast<double>(vb::bytes_on_disk(sdir));
+    if constexpr (requires { p->disk_bytes(); }) disk = static_cast<double>(p->disk_bytes());  // in the broker
+    if (disk > 0) {  // a Kafka broker we did not start: its disk is not ours to see
+      out.add("disk.bytes", disk, "B");
+      out.add("disk.bytes_per_event", disk / static_cast<double>(E), "B");
+    }
     std::fprintf(stderr, "  %s: P1 %.2f M events/s, settled in %.2f s\n", peer.c_str(), E / secs / 1e6,
                  static_cast<double>(t2 - t1) / 1e9);
 
@@ -290,7 +491,8 @@ void run_store_peer(const std::string& peer, const peer_info& pi, const config& 
     if (want("P5")) {
       const vb::expected_t exp = vb::expected_of(d);
       std::vector<uint32_t> list = vb::draw_p5_aggregates(c.p5_aggregates, c.aggregates);
-      if (peer == "writelog" && list.size() > c.writelog_p5_aggregates) list.resize(c.writelog_p5_aggregates);
+      if ((peer == "writelog" || peer == "kafka") && list.size() > c.writelog_p5_aggregates)
+        list.resize(c.writelog_p5_aggregates);  // no per-aggregate read: each one is a full scan
       std::vector<double> aps, eps, p50, p99, p999;
       uint64_t mismatches = 0, events = 0;
       std::vector<double> lat(list.size());
@@ -400,6 +602,15 @@ void run_store_peer(const std::string& peer, const peer_info& pi, const config& 
     p->close();
     if (!c.keep) vb::remove_tree(sdir);
     std::fprintf(stderr, "  %s: P2 %.2f M events/s\n", peer.c_str(), n / secs / 1e6);
+  }
+
+  // ---- P7 (the peers whose events carry the writer's stamp) ----
+  using peer_t = std::remove_reference_t<decltype(*make())>;
+  if constexpr (requires(peer_t& q) { q.append_stamped(d, 0, 0); }) {
+    if (want("P7")) {
+      auto p = make();
+      run_p7(peer, c, d, dir + "/p7", *p, out);
+    }
   }
 }
 
@@ -515,6 +726,15 @@ int child_main(const config& c, const std::string& peer, const std::string& dir)
     run_store_peer(peer, *pi, c, d, dir, [&] { return std::make_unique<vb::rocksdb_peer>(c.rocks_cache_mb); }, out);
     out.info["rocksdb_version"] = vb::rocks_version();
 #endif
+#ifdef VARVE_BENCH_WITH_KAFKA
+  } else if (peer == "kafka") {
+    if (c.kafka_brokers.empty()) die("kafka: no --kafka-brokers");
+    run_store_peer(peer, *pi, c, d, dir,
+                   [&] { return std::make_unique<vb::kafka_peer>(c.kafka_brokers, c.kafka_data_dir, c.p2_batch); },
+                   out);
+    out.info["librdkafka_version"] = rd_kafka_version_str();
+    out.info["brokers"] = c.kafka_brokers;
+#endif
   } else if (peer == "ceiling") {
     run_ceiling(c, d, dir, out);
   } else {
@@ -552,7 +772,7 @@ std::vector<std::string> child_args(const config& c) {
           "--writelog-p5-aggregates", u(c.writelog_p5_aggregates), "--p6-events", u(c.p6_events),
           "--p4-scans", std::to_string(c.p4_scans), "--p5-reps", std::to_string(c.p5_reps),
           "--phases", c.phases, "--segment-bytes", u(c.segment_bytes), "--rocks-cache-mb", u(c.rocks_cache_mb),
-          "--writelog-buffer", u(c.writelog_buffer)};
+          "--writelog-buffer", u(c.writelog_buffer), "--p7-events", u(c.p7_events), "--p7-rate", u(c.p7_rate)};
 }
 
 double load_average() {
@@ -616,6 +836,20 @@ const std::vector<target>& targets() {
       {"P6", "P6.p99.9_ns", "varve", "writelog", true, "", 0, "P6 write(2) log p99.9 / varve's"},
       {"P3", "P3.p50_us", "varve", "rocksdb", false, "", 0, "P3 varve p50 / RocksDB p50"},
       {"P3", "P3.p50_us", "varve", "writelog", false, "", 0, "P3 varve p50 / write(2) log p50"},
+      // The real Kafka broker (issue 9 asks for the ratios, sets no targets).
+      // Throughput: varve/Kafka; latency: Kafka's / varve's ("x lower").
+      {"P1", "P1.events_per_s", "varve", "kafka", false, "", 0, "P1 varve / Kafka"},
+      {"P2", "P2.events_per_s", "varve", "kafka", false, "", 0, "P2 varve (none + flush) / Kafka (flush.messages)"},
+      {"P2", "P2.events_per_s", "varve-group", "kafka", false, "", 0, "P2 varve-group / Kafka (flush.messages)"},
+      {"P3", "P3.p50_us", "varve", "kafka", true, "", 0, "P3 Kafka p50 / varve (append + flush) p50"},
+      {"P3", "P3.p50_us", "varve-sync", "kafka", true, "", 0, "P3 Kafka p50 / varve-sync p50"},
+      {"P4", "P4.events_per_s", "varve", "kafka", false, "", 0, "P4 varve / Kafka consumer"},
+      {"P5", "P5.aggregates_per_s", "varve", "kafka", false, "", 0, "P5 varve / Kafka (a partition scan each)"},
+      {"P6", "P6.p50_ns", "varve", "kafka", true, "", 0, "P6 Kafka produce() p50 / varve append p50"},
+      {"P6", "P6.p99.9_ns", "varve", "kafka", true, "", 0, "P6 Kafka produce() p99.9 / varve append p99.9"},
+      {"P7", "P7.p50_us", "varve", "kafka", true, "", 0, "P7 Kafka p50 / varve subscription p50"},
+      {"P7", "P7.p99_us", "varve", "kafka", true, "", 0, "P7 Kafka p99 / varve subscription p99"},
+      {"P7", "P7.p99.9_us", "varve", "kafka", true, "", 0, "P7 Kafka p99.9 / varve subscription p99.9"},
   };
   return t;
 }
@@ -626,14 +860,15 @@ const std::vector<target>& targets() {
 
 int main(int argc, char** argv) {
   config c;
-  std::string child_peer, child_dir;
+  std::string child_peer, child_dir, p7_follower, p7_store, p7_fds;
   std::vector<std::string> available;
   for (auto& p : peer_table())
     if (p.available) available.push_back(p.name);
   std::string all_available;
   for (auto& p : available) all_available += (all_available.empty() ? "" : ",") + p;
 
-  CLI::App app{"varve-bench: the ES-1 workload, phases P1-P6, varve against RocksDB and a write(2) log, with ceilings"};
+  CLI::App app{"varve-bench: the ES-1 workload, phases P1-P7, varve against RocksDB, Apache Kafka and a write(2) "
+               "log, with ceilings"};
   app.add_option("--events", c.events, "E: events loaded (P1, P4, P5)")->capture_default_str();
   app.add_option("--aggregates", c.aggregates, "A: aggregates (streams)")->capture_default_str();
   app.add_option("--p2-events", c.p2_events, "events appended in durable batches in P2 (0 = E)")->capture_default_str();
@@ -641,15 +876,22 @@ int main(int argc, char** argv) {
   app.add_option("--p3-events", c.p3_events, "durable single appends in P3")->capture_default_str();
   app.add_option("--p5-aggregates", c.p5_aggregates, "aggregates read per P5 pass (seed 0x5EED0005)")->capture_default_str();
   app.add_option("--writelog-p5-aggregates", c.writelog_p5_aggregates,
-                 "aggregates the write(2) log reads per P5 pass (each one is a full scan)")->capture_default_str();
+                 "aggregates the write(2) log and Kafka read per P5 pass (each one is a full scan)")
+      ->capture_default_str();
   app.add_option("--p6-events", c.p6_events, "appends timed one by one in P6")->capture_default_str();
+  app.add_option("--p7-events", c.p7_events, "events appended in P7 while another process follows")
+      ->capture_default_str();
+  app.add_option("--p7-rate", c.p7_rate, "P7's steady append rate (events/s)")->capture_default_str();
   app.add_option("--p4-scans", c.p4_scans, "timed scans in P4 (median)")->capture_default_str();
   app.add_option("--p5-reps", c.p5_reps, "timed P5 passes (median)")->capture_default_str();
   app.add_option("--reps", c.reps, "run every peer this many times, interleaved; the table shows medians")
       ->capture_default_str();
-  app.add_option("--peers", c.peers, "comma-separated, from: " + all_available + " (kafka: issue 9)")
+  app.add_option("--peers", c.peers,
+                 "comma-separated, from: " + all_available + " (default: all of them that can run; kafka needs "
+                 "Java and Maven, or --kafka-brokers)")
       ->default_str(all_available);
-  app.add_option("--phases", c.phases, "comma-separated, from P1,P2,P3,P4,P5,P6")->capture_default_str();
+  app.add_option("--skip-peers", c.skip_peers, "comma-separated peers left out of the default set");
+  app.add_option("--phases", c.phases, "comma-separated, from P1,P2,P3,P4,P5,P6,P7")->capture_default_str();
   app.add_option("--dir", c.dir, "data root, one directory per peer (default: a fresh directory under "
                                  "$VARVE_BENCH_DIR or /tmp, removed at exit unless --keep)");
   app.add_option("--json", c.json_file, "write the figures as JSON to this file");
@@ -658,28 +900,56 @@ int main(int argc, char** argv) {
   app.add_option("--writelog-buffer", c.writelog_buffer, "the write(2) log's user-space buffer (bytes)")
       ->capture_default_str();
   app.add_flag("--keep", c.keep, "keep the data directories");
+  app.add_option("--kafka-brokers", c.kafka_brokers,
+                 "HOST:PORT of a running Kafka broker to use (default: start one per rep with tools/kafka/broker)");
+  app.add_option("--kafka-data-dir", c.kafka_data_dir, "that broker's log.dirs, to report bytes on disk");
+#ifdef VARVE_SOURCE_DIR
+  c.kafka_script = VARVE_SOURCE_DIR "/tools/kafka/broker";
+#endif
+  app.add_option("--kafka-broker-script", c.kafka_script, "tools/kafka/broker")->capture_default_str();
+  app.add_option("--p7-follower", p7_follower)->group("");  // internal: P7's reader
+  app.add_option("--p7-store", p7_store)->group("");
+  app.add_option("--p7-fds", p7_fds)->group("");
   app.add_option("--child", child_peer)->group("");  // internal: run one peer
   app.add_option("--child-dir", child_dir)->group("");
   CLI11_PARSE(app, argc, argv);
 
   if (c.events == 0 || c.aggregates == 0 || c.aggregates > UINT32_MAX || c.p2_batch == 0 || c.p3_events == 0 ||
-      c.p5_aggregates == 0 || c.p6_events == 0 || c.p4_scans < 1 || c.p5_reps < 1 || c.reps < 1)
+      c.p5_aggregates == 0 || c.p6_events == 0 || c.p7_events == 0 || c.p7_rate == 0 || c.p7_rate > 1'000'000'000 ||
+      c.p4_scans < 1 || c.p5_reps < 1 || c.reps < 1)
     die("sizes must be positive");
   if (c.p2_events == 0) c.p2_events = c.events;
   c.p2_events = std::min(c.p2_events, c.events);
   c.p3_events = std::min(c.p3_events, c.events);
   c.p6_events = std::min(c.p6_events, c.events);
+  c.p7_events = std::min(c.p7_events, c.events);
   for (auto& p : split(c.phases))
     if (std::find(kAllPhases.begin(), kAllPhases.end(), p) == kAllPhases.end())
-      die("unknown phase " + p + " (P7 is not measured yet)");
+      die("unknown phase " + p + " (known: P1,P2,P3,P4,P5,P6,P7)");
 
+  if (!p7_follower.empty()) return p7_follower_main(c, p7_follower, p7_store, p7_fds);
   if (!child_peer.empty()) return child_main(c, child_peer, child_dir);
 
-  std::vector<std::string> peers = c.peers.empty() ? available : split(c.peers);
+  const bool default_peers = c.peers.empty();
+  std::vector<std::string> peers = default_peers ? available : split(c.peers);
+  for (auto& p : split(c.skip_peers)) {
+    if (!find_peer(p)) die("unknown peer " + p + " in --skip-peers (known: " + all_available + ")");
+    peers.erase(std::remove(peers.begin(), peers.end(), p), peers.end());
+  }
+  if (peers.empty()) die("no peers left to run");
   for (auto& p : peers) {
     const peer_info* pi = find_peer(p);
     if (!pi) die("unknown peer " + p + " (known: " + all_available + ")");
     if (!pi->available) die("peer " + p + " cannot run: " + pi->why_not);
+  }
+  // Kafka with a broker of our own: that its start works is known only by
+  // starting one. By default a broker that cannot be had (no Java or Maven:
+  // the script exits 2) leaves Kafka out, said once; asked for by name, it is
+  // an error.
+  const bool own_broker = c.kafka_brokers.empty();
+  if (std::find(peers.begin(), peers.end(), "kafka") != peers.end() && own_broker) {
+    if (c.kafka_script.empty() || !std::filesystem::exists(c.kafka_script))
+      die("kafka: no broker script (--kafka-broker-script tools/kafka/broker, or --kafka-brokers HOST:PORT)");
   }
 
   // The data root.
@@ -698,16 +968,42 @@ int main(int argc, char** argv) {
   std::map<std::string, peer_result> res;
   const double load0 = load_average();
   const std::string date = vb::utc_now_iso();
+  bool skipped_kafka = false;
   for (int rep = 0; rep < c.reps; ++rep) {
     for (auto& p : peers) {
+      if (p == "kafka" && skipped_kafka) continue;
       const std::string pdir = root + "/" + p;
       vb::remove_tree(pdir);
       std::fprintf(stderr, "rep %d/%d: %s\n", rep + 1, c.reps, p.c_str());
       std::vector<std::string> argv = {self, "--child", p, "--child-dir", pdir};
       for (auto& a : child_args(c)) argv.push_back(a);
       if (c.keep) argv.push_back("--keep");
+      if (p == "kafka") {
+        std::string addr = c.kafka_brokers, data = c.kafka_data_dir;
+        if (own_broker) {  // a fresh broker per rep, running only while Kafka is measured
+          const std::string bdir = root + "/kafka-broker";
+          vb::remove_tree(bdir);
+          const int rc = start_broker(c.kafka_script, bdir, addr);
+          if (rc == 2 && default_peers && rep == 0) {
+            std::fprintf(stderr, "varve-bench: leaving Kafka out (the line above says why; --kafka-brokers "
+                                 "HOST:PORT uses a running broker)\n");
+            skipped_kafka = true;
+            continue;
+          }
+          if (rc == 2)  // exit 2 as well, so that a test can skip
+            die("kafka: no broker can be had here (the line above says why; --kafka-brokers HOST:PORT uses a "
+                "running one)", 2);
+          if (rc != 0) die("kafka: tools/kafka/broker start failed (exit " + std::to_string(rc) + ")");
+          data = bdir + "/data";
+          std::fprintf(stderr, "rep %d/%d: kafka broker at %s\n", rep + 1, c.reps, addr.c_str());
+        }
+        argv.insert(argv.end(), {"--kafka-brokers", addr});
+        if (!data.empty()) argv.insert(argv.end(), {"--kafka-data-dir", data});
+      }
       std::string out;
-      if (!vb::run_capture(argv, out)) die("peer " + p + " failed (rep " + std::to_string(rep + 1) + ")");
+      const bool ok = vb::run_capture(argv, out).has_value();
+      if (p == "kafka") stop_broker();
+      if (!ok) die("peer " + p + " failed (rep " + std::to_string(rep + 1) + ")");
       json j;
       try {
         j = json::parse(out);
@@ -722,13 +1018,14 @@ int main(int argc, char** argv) {
     }
   }
   const double load1 = load_average();
+  if (skipped_kafka) peers.erase(std::find(peers.begin(), peers.end(), "kafka"));
 
   // ---- table ----
   std::printf("varve-bench  ES-1  E=%" PRIu64 " A=%" PRIu64 " seed=%" PRIu64 "  P2 %" PRIu64 " events in batches of %"
               PRIu64 "  P3 %" PRIu64 "  P5 %" PRIu64 " aggregates (writelog %" PRIu64 ")  P6 %" PRIu64
-              "  reps=%d (medians)\n",
+              "  P7 %" PRIu64 " at %" PRIu64 "/s  reps=%d (medians)\n",
               c.events, c.aggregates, vb::kSeed, c.p2_events, c.p2_batch, c.p3_events, c.p5_aggregates,
-              std::min(c.writelog_p5_aggregates, c.p5_aggregates), c.p6_events, c.reps);
+              std::min(c.writelog_p5_aggregates, c.p5_aggregates), c.p6_events, c.p7_events, c.p7_rate, c.reps);
   std::printf("machine: %s, %ld cores, %s, %s on %s; load average %.2f before, %.2f after; %s\n",
               vb::cpu_model().c_str(), vb::online_cores(), vb::kernel_release().c_str(),
               vb::filesystem_type(root).c_str(), root.c_str(), load0, load1, date.c_str());
@@ -808,6 +1105,8 @@ int main(int argc, char** argv) {
                    {"p5_seed", vb::kP5Seed},
                    {"writelog_p5_aggregates", std::min(c.writelog_p5_aggregates, c.p5_aggregates)},
                    {"p6_events", c.p6_events},
+                   {"p7_events", c.p7_events},
+                   {"p7_rate", c.p7_rate},
                    {"p4_scans", c.p4_scans},
                    {"p5_reps", c.p5_reps},
                    {"reps", c.reps},
@@ -828,6 +1127,27 @@ int main(int argc, char** argv) {
       opts["scan"] = "P4: an iterator over cf log from the first key, default ReadOptions";
       j["rocksdb_options"] = opts;
       j["rocksdb_version"] = vb::rocks_version();
+    }
+#endif
+#ifdef VARVE_BENCH_WITH_KAFKA
+    if (res.count("kafka")) {
+      j["kafka_options"] = {
+          {"broker", own_broker ? "tools/kafka/broker: Kafka (version in tools/kafka/pom.xml), one KRaft node on "
+                                  "127.0.0.1, a fresh one per rep"
+                                : "--kafka-brokers " + c.kafka_brokers},
+          {"client", std::string("librdkafka ") + rd_kafka_version_str()},
+          {"topic", "one per store, 1 partition, replication 1; P2: flush.messages=p2_batch; P3: flush.messages=1"},
+          {"producer", "enable.idempotence=true, acks=all, linger.ms=5 (P3, P7: 0), batch.size=1000000, "
+                       "batch.num.messages=100000, compression.type=none, queue.buffering.max.messages=2000000, "
+                       "queue.buffering.max.kbytes=1048576; RD_KAFKA_MSG_F_COPY; delivery reports served every "
+                       "1024 produce() calls"},
+          {"message", "key = aggregate (8 bytes), value = a 140-byte record with an XXH3 checksum (as writelog)"},
+          {"appends", "P1: produce() all, timed to the last delivery report; P2: p2_batch produce() then flush(); "
+                      "P3: produce() then flush(); P6: produce() timed alone"},
+          {"consumer", "assign partition 0 from the beginning, rd_kafka_consume_batch_queue of 4096, "
+                       "fetch.max.bytes=52428800, max.partition.fetch.bytes=8388608, queued.min.messages=1000000; "
+                       "P7: fetch.wait.max.ms=100, in another process"},
+          {"p5", "no per-key read: each aggregate is a scan of the partition"}};
     }
 #endif
     json pj = json::object();

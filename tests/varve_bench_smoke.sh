@@ -4,23 +4,33 @@
 # should report is there and positive, that every ratio was computed, and that
 # every peer read back exactly what it wrote (varve-bench exits non-zero on a
 # mismatch; the JSON's verify records say what was compared).
-# Usage: varve_bench_smoke.sh path/to/varve-bench
+# With "kafka" as the second argument it runs varve and the real Kafka broker
+# (tools/kafka/broker) instead, P1-P7, and exits 77 (skipped) when no broker
+# can be had here (varve-bench exits 2: Java or Maven missing); without it,
+# every peer but Kafka.
+# Usage: varve_bench_smoke.sh path/to/varve-bench [kafka]
 set -euo pipefail
-bench=${1:?usage: $0 path/to/varve-bench}
+bench=${1:?usage: $0 path/to/varve-bench [kafka]}
+mode=${2:-}
+if [ "$mode" = kafka ]; then peer_args=(--peers varve,kafka); else peer_args=(--skip-peers kafka); fi
 tmp=$(mktemp -d "${VARVE_BENCH_DIR:-/tmp}/varve-bench-smoke-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-"$bench" --events 20000 --aggregates 1000 --p3-events 20 --p5-aggregates 200 --p5-reps 1 \
-         --writelog-p5-aggregates 2 --p6-events 5000 --p4-scans 1 \
-         --dir "$tmp/data" --json "$tmp/bench.json" > "$tmp/table.txt" 2> "$tmp/log.txt" || {
-  echo "varve-bench failed:" >&2; cat "$tmp/log.txt" >&2; exit 1; }
+rc=0
+"$bench" "${peer_args[@]}" --events 20000 --aggregates 1000 --p3-events 20 --p5-aggregates 200 --p5-reps 1 \
+         --writelog-p5-aggregates 2 --p6-events 5000 --p4-scans 1 --p7-events 1000 \
+         --dir "$tmp/data" --json "$tmp/bench.json" > "$tmp/table.txt" 2> "$tmp/log.txt" || rc=$?
+if [ "$rc" = 2 ] && [ "$mode" = kafka ]; then
+  echo "varve-bench smoke: skipped: $(grep -m1 '^broker:' "$tmp/log.txt" || tail -1 "$tmp/log.txt")"; exit 77
+fi
+[ "$rc" = 0 ] || { echo "varve-bench failed (exit $rc):" >&2; cat "$tmp/log.txt" >&2; exit 1; }
 [ -z "$(ls -A "$tmp/data" 2>/dev/null)" ] || { echo "data directories left behind: $(ls "$tmp/data")" >&2; exit 1; }
 
 # The standard library's json module (any python3 will do). Without python3
 # (a minimal Debian has none; install-deps does not add it) a coarser check.
 if ! command -v python3 >/dev/null; then
   j="$tmp/bench.json"
-  for f in P1.events_per_s P2.events_per_s P3.p50_us P4.events_per_s P5.aggregates_per_s P6.p99.9_ns; do
+  for f in P1.events_per_s P2.events_per_s P3.p50_us P4.events_per_s P5.aggregates_per_s P6.p99.9_ns P7.p50_us; do
     grep -q "\"$f\"" "$j" || { echo "varve-bench smoke: FAIL: no $f in the JSON" >&2; exit 1; }
   done
   if grep -q '"ok": false' "$j"; then echo "varve-bench smoke: FAIL: a read-back check failed" >&2; exit 1; fi
@@ -28,20 +38,27 @@ if ! command -v python3 >/dev/null; then
   echo "varve-bench smoke: ok (coarse check: no python3 on PATH)"
   exit 0
 fi
-python3 - "$tmp/bench.json" <<'PY'
+python3 - "$tmp/bench.json" "$mode" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
+kafka_mode = sys.argv[2] == "kafka"
 fail = []
 def need(cond, what):
     if not cond: fail.append(what)
 for k in ("date", "machine", "config", "peers", "ratios"):
     need(k in j, "missing top-level " + k)
 peers = j["config"]["peers"]
-need({"varve", "varve-group", "varve-sync", "writelog", "ceiling"} <= set(peers), "default peers: %s" % peers)
+if kafka_mode:
+    need(peers == ["varve", "kafka"], "peers: %s" % peers)
+    need("broker" in j.get("kafka_options", {}), "Kafka's settings not written down")
+else:
+    need({"varve", "varve-group", "varve-sync", "writelog", "ceiling"} <= set(peers), "default peers: %s" % peers)
+    need("kafka" not in peers, "--skip-peers kafka ran Kafka")
 expected = {
     "varve":       ["P1.events_per_s", "P1.payload_MB_per_s", "P2.events_per_s", "P3.p50_us", "P3.p99_us",
                     "P3.max_us", "P4.events_per_s", "P4.payload_GB_per_s", "P5.aggregates_per_s", "P5.p50_us",
-                    "P5.p99_us", "P6.p50_ns", "P6.p99_ns", "P6.p99.9_ns", "P6.max_ns", "disk.bytes"],
+                    "P5.p99_us", "P6.p50_ns", "P6.p99_ns", "P6.p99.9_ns", "P6.max_ns", "P7.p50_us", "P7.p99_us",
+                    "P7.p99.9_us", "P7.max_us", "disk.bytes"],
     "varve-group": ["P2.events_per_s", "P3.p50_us", "P3.p99_us", "P3.max_us"],
     "varve-sync":  ["P3.p50_us", "P3.p99_us", "P3.max_us"],
     "writelog":    ["P1.events_per_s", "P2.events_per_s", "P3.p50_us", "P4.events_per_s", "P5.aggregates_per_s",
@@ -49,6 +66,8 @@ expected = {
     "rocksdb":     ["P1.events_per_s", "P2.events_per_s", "P3.p50_us", "P4.events_per_s", "P5.aggregates_per_s",
                     "P5.p99_us", "P6.p99.9_ns", "disk.bytes"],
     "ceiling":     ["P1.events_per_s", "P3.p50_us", "P3.overwrite.p50_us", "P4.record_GB_per_s"],
+    "kafka":       ["P1.events_per_s", "P2.events_per_s", "P3.p50_us", "P4.events_per_s", "P5.aggregates_per_s",
+                    "P6.p50_ns", "P6.p99.9_ns", "P7.p50_us", "P7.p99_us", "P7.p99.9_us", "disk.bytes"],
 }
 for p in peers:
     pj = j["peers"].get(p)
@@ -66,15 +85,23 @@ for p in peers:
         need("P1/P4 store" in ver and "P5" in ver, p + ": P4/P5 read-back checks missing")
         need(ver["P1/P4 store"]["events"] == j["config"]["events"], p + ": P4 count")
         need(ver["P5"]["mismatches"] == 0, p + ": P5 mismatches")
-    if p in ("varve", "writelog", "rocksdb"):
+    if p in ("varve", "writelog", "rocksdb", "kafka"):
         need("P6.cdf" in pj["info"] and len(pj["info"]["P6.cdf"]["ns"]) > 10, p + ": P6 CDF")
+    if p in ("varve", "kafka"):
+        need(ver.get("P7 store", {}).get("events") == j["config"]["p7_events"], p + ": P7 read-back")
+        need("P7.cdf" in pj["info"] and len(pj["info"]["P7.cdf"]["us"]) > 10, p + ": P7 CDF")
 if "rocksdb" in peers:
     need(len(j.get("rocksdb_options", {})) >= 5, "RocksDB options not written down")
 for r in j["ratios"]:
     need(r.get("varve_value", 0) > 0, "ratio %s: varve value" % r["what"])
     if "ratio" in r:
         need(r["ratio"] > 0, "ratio %s" % r["what"])
-need(any(r["what"].startswith("P1 varve >= 2x") for r in j["ratios"]), "P1 ratio vs write(2) log missing")
+if kafka_mode:
+    for ph in ("P1", "P2", "P3", "P4", "P5", "P6", "P7"):
+        need(any(r["phase"] == ph and r.get("peer") == "kafka" and r.get("ratio", 0) > 0 for r in j["ratios"]),
+             ph + " ratio varve/Kafka missing")
+else:
+    need(any(r["what"].startswith("P1 varve >= 2x") for r in j["ratios"]), "P1 ratio vs write(2) log missing")
 if fail:
     print("varve-bench smoke: FAIL\n  " + "\n  ".join(fail)); sys.exit(1)
 print("varve-bench smoke: ok (%d peers, %d ratios)" % (len(peers), len(j["ratios"])))

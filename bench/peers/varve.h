@@ -35,10 +35,12 @@ class varve_peer {
     log_ = std::move(r.value());
   }
 
-  inline varve::append_result append(const es1_data& d, uint64_t i) {
+  inline varve::append_result append(const es1_data& d, uint64_t i) { return append_stamped(d, i, i + 1); }
+  // P7: the timestamp is the writer's clock just before the call.
+  inline varve::append_result append_stamped(const es1_data& d, uint64_t i, uint64_t ts) {
     ev_.type = d.version[i] % 8;
     ev_.payload = {d.payload_of(i), kPayloadBytes};
-    ev_.timestamp_ns = i + 1;
+    ev_.timestamp_ns = ts;
     auto r = log_->append(varve::stream_id::from_u64(d.aggregate[i]),
                           varve::expected_version::exact(d.version[i] - 1), ev_);
     if (!r) [[unlikely]]
