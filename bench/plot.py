@@ -8,6 +8,8 @@ Writes, into OUT_DIR:
   es1_p3_latency.{png,svg}   P3 durable single append: p50 / p99 / max per peer
   es1_p6_cdf.{png,svg}       P6 per-append latency as a CDF, percentiles on a
                              log ("nines") scale, latency on a log scale
+  es1_p7_cdf.{png,svg}       P7 append -> seen by a reader in another process,
+                             the same way (when the run has P7)
 Needs matplotlib (Debian: python3-matplotlib; bash tools/install-deps.sh --bench).
 """
 import json
@@ -135,38 +137,54 @@ def nines(p):
     return -math.log10(max(1e-7, 1 - p / 100.0))
 
 
-def p6_cdf(j, out):
+def cdf(j, out, phase, unit, xlabel, mark, title, name):
+    """A latency CDF per peer from info[PHASE.cdf]; mark = (x, text) drawn as a dotted line."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     drawn = False
     for p in j["config"]["peers"]:
-        cdf = j["peers"].get(p, {}).get("info", {}).get("P6.cdf")
-        if not cdf:
+        c = j["peers"].get(p, {}).get("info", {}).get(phase + ".cdf")
+        if not c:
             continue
-        pct, ns = cdf["percentile"], cdf["ns"]
-        pts = [(max(v, 1), nines(q)) for q, v in zip(pct, ns) if q < 100]
-        pts.append((max(ns[-1], 1), nines(100)))  # the max, drawn at the top
+        pct, vals = c["percentile"], c[unit]
+        pts = [(max(v, 1e-3), nines(q)) for q, v in zip(pct, vals) if q < 100]
+        pts.append((max(vals[-1], 1e-3), nines(100)))  # the max, drawn at the top
         ax.step([a for a, _ in pts], [b for _, b in pts], where="post", color=color(p), label=label(p), linewidth=1.5)
         drawn = True
     if not drawn:
+        plt.close(fig)
         return
     ticks = [0, 90, 99, 99.9, 99.99, 99.999, 99.9999]
     ax.yaxis.set_major_locator(FixedLocator([nines(t) for t in ticks]))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: "%g" % (100 * (1 - 10 ** -y))))
     ax.set_ylim(0, nines(99.9999) + 0.2)
     ax.set_xscale("log")
-    ax.set_xlabel("latency of one append call (ns, log scale)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("percentile (log scale of 1 - p)")
-    ax.axvline(1000, color="black", linestyle=":", linewidth=1)
-    ax.text(1000, 0.2, " 1 µs", fontsize=7)
+    ax.axvline(mark[0], color="black", linestyle=":", linewidth=1)
+    ax.text(mark[0], 0.2, " " + mark[1], fontsize=7)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("P6: %s non-durable appends, each timed with steady_clock (further left is better)\n%s"
-                 % (human(j["config"]["p6_events"]),
-                    subtitle(j).replace("median of %s rep(s)" % j["config"]["reps"],
-                                        "the distribution of the last of %s rep(s)" % j["config"]["reps"])),
-                 fontsize=8)
+    ax.set_title("%s\n%s" % (title, subtitle(j).replace("median of %s rep(s)" % j["config"]["reps"],
+                                                        "the distribution of the last of %s rep(s)"
+                                                        % j["config"]["reps"])), fontsize=8)
     fig.tight_layout()
-    save(fig, out, "es1_p6_cdf")
+    save(fig, out, name)
+
+
+def p6_cdf(j, out):
+    cdf(j, out, "P6", "ns", "latency of one append call (ns, log scale)", (1000, "1 µs"),
+        "P6: %s non-durable appends, each timed with steady_clock (further left is better)"
+        % human(j["config"]["p6_events"]), "es1_p6_cdf")
+
+
+def p7_cdf(j, out):
+    c = j["config"]
+    if "p7_events" not in c:
+        return
+    cdf(j, out, "P7", "us", "append call -> seen by the reader in another process (µs, log scale)",
+        (1000, "1 ms"),
+        "P7: %s events appended at a steady %s/s, followed from another process (further left is better)"
+        % (human(c["p7_events"]), human(c["p7_rate"])), "es1_p7_cdf")
 
 
 def main():
@@ -178,6 +196,7 @@ def main():
     throughput(j, out)
     p3_latency(j, out)
     p6_cdf(j, out)
+    p7_cdf(j, out)
 
 
 if __name__ == "__main__":
