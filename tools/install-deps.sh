@@ -4,7 +4,11 @@
 #   --fuzz   also what the libFuzzer targets in fuzz/ need (clang-14 and its
 #            sanitizer/fuzzer runtime); see fuzz/README.md.
 #   --bench  also what bench/plot.py draws varve-bench's figures with
-#            (Debian's matplotlib, for /usr/bin/python3).
+#            (Debian's matplotlib, for /usr/bin/python3), and --kafka's.
+#   --kafka  also Java 17 and Maven, which tools/kafka/broker runs a real local
+#            Kafka broker with (for `varve ship`'s tests and varve-bench's
+#            Kafka peer; the library and the CLI never need them). Without
+#            them those tests skip, saying why.
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config
       libboost-dev libxxhash-dev liburing-dev
@@ -13,8 +17,9 @@ pkgs=(g++ cmake ninja-build pkg-config
 for arg in "$@"; do
   case "$arg" in
     --fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;
-    --bench) pkgs+=(python3-matplotlib) ;;
-    *) echo "usage: $0 [--fuzz] [--bench]" >&2; exit 2 ;;
+    --bench) pkgs+=(python3-matplotlib openjdk-17-jdk-headless maven) ;;
+    --kafka) pkgs+=(openjdk-17-jdk-headless maven) ;;
+    *) echo "usage: $0 [--fuzz] [--bench] [--kafka]" >&2; exit 2 ;;
   esac
 done
 missing=()
