@@ -42,6 +42,7 @@
 
 #include "../bench_common.h"
 #include "../es1_check.h"
+#include "writelog.h"  // log_record, read_aggregate_by_scan
 
 namespace varve_bench {
 
@@ -220,8 +221,8 @@ class partition_consumer {
 
 class kafka_peer {
  public:
-  static constexpr uint32_t kHeader = 40;
-  static constexpr uint32_t kRecord = kHeader + kPayloadBytes;
+  static constexpr uint32_t kHeader = log_record::kHeader;
+  static constexpr uint32_t kRecord = log_record::kRecord;
 
   // brokers: HOST:PORT; data_dir: the broker's log.dirs when known (bytes on
   // disk), else ""; p2_batch: flush.messages of the "p2" store.
@@ -267,7 +268,7 @@ class kafka_peer {
   // field carries i + 1, like the write(2) log's.
   inline void append(const es1_data& d, uint64_t i) { append_stamped(d, i, i + 1); }
   inline void append_stamped(const es1_data& d, uint64_t i, uint64_t ts) {
-    encode(rec_, d, i, ts);
+    log_record::encode(rec_, d, i, ts);
     const uint64_t key = d.aggregate[i];
     while (rd_kafka_produce(rkt_, 0, RD_KAFKA_MSG_F_COPY, rec_, kRecord, &key, sizeof key, nullptr) != 0) {
       const rd_kafka_resp_err_t e = rd_kafka_last_error();
@@ -328,13 +329,7 @@ class kafka_peer {
           fatal("kafka: " + topic_ + ": offset " + std::to_string(m->offset) + " where " + std::to_string(n) +
                 " was expected");
         const auto* r = static_cast<const std::byte*>(m->payload);
-        uint64_t sum;
-        uint32_t len = 0;
-        if (m->len == kRecord) {
-          std::memcpy(&sum, r, 8);
-          std::memcpy(&len, r + 8, 4);
-        }
-        if (len != kRecord || XXH3_64bits(r + 8, kRecord - 8) != sum) [[unlikely]]
+        if (!log_record::valid(r, m->len)) [[unlikely]]
           fatal("kafka: " + topic_ + ": bad record at offset " + std::to_string(m->offset));
         g(r, r + kHeader, kPayloadBytes);
         record_bytes += m->len + m->key_len;
@@ -346,20 +341,8 @@ class kafka_peer {
     return n;
   }
 
-  agg_read read_aggregate(uint32_t agg) {
-    agg_read out;
-    uint64_t rb = 0;
-    scan_raw([&](const std::byte* rec, const std::byte* payload, size_t n) {
-      uint64_t a, ver;
-      std::memcpy(&a, rec + 16, 8);
-      if (a != agg) return;
-      std::memcpy(&ver, rec + 24, 8);
-      out.in_order &= ver == out.count + 1;
-      out.checksum = fold(out.checksum, touch(payload, n));
-      ++out.count;
-    }, rb);
-    return out;
-  }
+  // No per-key read in Kafka: a scan of the partition.
+  agg_read read_aggregate(uint32_t agg) { return read_aggregate_by_scan(*this, agg); }
 
   // The partition's files in the broker's log.dirs (after the load).
   uint64_t disk_bytes() const {
@@ -386,18 +369,6 @@ class kafka_peer {
     } else {
       ++self->delivered_;
     }
-  }
-  static inline void encode(std::byte* r, const es1_data& d, uint64_t i, uint64_t ts) {
-    const uint32_t len = kRecord, type = d.version[i] % 8;
-    const uint64_t agg = d.aggregate[i], ver = d.version[i];
-    std::memcpy(r + 8, &len, 4);
-    std::memcpy(r + 12, &type, 4);
-    std::memcpy(r + 16, &agg, 8);
-    std::memcpy(r + 24, &ver, 8);
-    std::memcpy(r + 32, &ts, 8);
-    std::memcpy(r + kHeader, d.payload_of(i), kPayloadBytes);
-    const uint64_t sum = XXH3_64bits(r + 8, kRecord - 8);
-    std::memcpy(r, &sum, 8);
   }
 
   std::string brokers_, data_dir_, topic_;

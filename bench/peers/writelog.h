@@ -31,10 +31,57 @@
 
 namespace varve_bench {
 
-class writelog_peer {
- public:
+// The record above; the Kafka peer (kafka.h) sends the same bytes as its
+// message values.
+struct log_record {
   static constexpr uint32_t kHeader = 40;
   static constexpr uint32_t kRecord = kHeader + kPayloadBytes;
+
+  static inline void encode(std::byte* r, const es1_data& d, uint64_t i, uint64_t ts) {
+    const uint32_t len = kRecord, type = d.version[i] % 8;
+    const uint64_t agg = d.aggregate[i], ver = d.version[i];
+    std::memcpy(r + 8, &len, 4);
+    std::memcpy(r + 12, &type, 4);
+    std::memcpy(r + 16, &agg, 8);
+    std::memcpy(r + 24, &ver, 8);
+    std::memcpy(r + 32, &ts, 8);
+    std::memcpy(r + kHeader, d.payload_of(i), kPayloadBytes);
+    const uint64_t sum = XXH3_64bits(r + 8, kRecord - 8);
+    std::memcpy(r, &sum, 8);
+  }
+  // A whole record of `bytes` bytes whose checksum holds.
+  static inline bool valid(const std::byte* r, size_t bytes) {
+    if (bytes != kRecord) return false;
+    uint64_t sum;
+    uint32_t len;
+    std::memcpy(&sum, r, 8);
+    std::memcpy(&len, r + 8, 4);
+    return len == kRecord && XXH3_64bits(r + 8, kRecord - 8) == sum;
+  }
+};
+
+// One aggregate read by a peer without a per-aggregate index: a scan of the
+// whole store (scan_raw), keeping the aggregate's records.
+template <class P>
+agg_read read_aggregate_by_scan(P& p, uint32_t agg) {
+  agg_read out;
+  uint64_t rb = 0;
+  p.scan_raw([&](const std::byte* rec, const std::byte* payload, size_t n) {
+    uint64_t a, ver;
+    std::memcpy(&a, rec + 16, 8);
+    if (a != agg) return;
+    std::memcpy(&ver, rec + 24, 8);
+    out.in_order &= ver == out.count + 1;
+    out.checksum = fold(out.checksum, touch(payload, n));
+    ++out.count;
+  }, rb);
+  return out;
+}
+
+class writelog_peer {
+ public:
+  static constexpr uint32_t kHeader = log_record::kHeader;
+  static constexpr uint32_t kRecord = log_record::kRecord;
 
   explicit writelog_peer(size_t buffer_bytes) : buf_(buffer_bytes < kRecord ? kRecord : buffer_bytes) {}
   ~writelog_peer() { close(); }
@@ -52,7 +99,7 @@ class writelog_peer {
   inline void append(const es1_data& d, uint64_t i) {
     if (used_ + kRecord > buf_.size()) [[unlikely]]
       write_out();
-    encode(buf_.data() + used_, d, i);
+    log_record::encode(buf_.data() + used_, d, i, i + 1);
     used_ += kRecord;
   }
   // Writes out the buffer (the end of a load: everything handed to the kernel).
@@ -93,11 +140,7 @@ class writelog_peer {
       size_t p = 0;
       while (have - p >= kRecord) {
         const std::byte* r = rbuf_.data() + p;
-        uint64_t sum;
-        uint32_t len;
-        std::memcpy(&sum, r, 8);
-        std::memcpy(&len, r + 8, 4);
-        if (len != kRecord || XXH3_64bits(r + 8, kRecord - 8) != sum) [[unlikely]]
+        if (!log_record::valid(r, kRecord)) [[unlikely]]
           fatal("writelog: bad record at offset " + std::to_string(off - have + p));
         f(r, r + kHeader, kPayloadBytes);
         p += kRecord;
@@ -111,21 +154,8 @@ class writelog_peer {
     return n;
   }
 
-  // One aggregate: a scan of the whole file, keeping the aggregate's records.
-  agg_read read_aggregate(uint32_t agg) {
-    agg_read out;
-    uint64_t rb = 0;
-    scan_raw([&](const std::byte* rec, const std::byte* payload, size_t n) {
-      uint64_t a, ver;
-      std::memcpy(&a, rec + 16, 8);
-      if (a != agg) return;
-      std::memcpy(&ver, rec + 24, 8);
-      out.in_order &= ver == out.count + 1;
-      out.checksum = fold(out.checksum, touch(payload, n));
-      ++out.count;
-    }, rb);
-    return out;
-  }
+  // One aggregate: a scan of the whole file.
+  agg_read read_aggregate(uint32_t agg) { return read_aggregate_by_scan(*this, agg); }
 
   void close() {
     if (fd_ < 0) return;
@@ -135,18 +165,6 @@ class writelog_peer {
   }
 
  private:
-  static inline void encode(std::byte* r, const es1_data& d, uint64_t i) {
-    const uint32_t len = kRecord, type = d.version[i] % 8;
-    const uint64_t agg = d.aggregate[i], ver = d.version[i], ts = i + 1;
-    std::memcpy(r + 8, &len, 4);
-    std::memcpy(r + 12, &type, 4);
-    std::memcpy(r + 16, &agg, 8);
-    std::memcpy(r + 24, &ver, 8);
-    std::memcpy(r + 32, &ts, 8);
-    std::memcpy(r + kHeader, d.payload_of(i), kPayloadBytes);
-    const uint64_t sum = XXH3_64bits(r + 8, kRecord - 8);
-    std::memcpy(r, &sum, 8);
-  }
   void write_out() {
     size_t done = 0;
     while (done < used_) {
