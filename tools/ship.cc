@@ -18,6 +18,8 @@
 //   Kafka holds, so nothing is lost or doubled whatever failed where.
 // The shipper opens the log read-only: a slow or stopped broker only makes it
 // fall behind (lag), it never blocks the writer.
+// Calls that wait on the brokers wait in slices of a second, so Ctrl-C is
+// heard within seconds whatever the network does.
 #include "tools/ship.h"
 
 #include <signal.h>
@@ -87,6 +89,16 @@ constexpr int kExitOk = 0;
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
 
+// librdkafka calls that wait on the brokers wait this long at a time, then
+// look at g_ship_stop and call again (they resume where they were).
+constexpr int kSliceMs = 1000;
+// After Ctrl-C / SIGTERM, how long an open transaction may still take to
+// commit (at a batch boundary) or abort. Past that it is left open: the next
+// shipper's init_transactions() aborts it (the broker does after
+// transaction.timeout.ms otherwise) and ships its events again, so stopping
+// while the brokers are away loses nothing and doubles nothing.
+constexpr auto kStopGrace = 2s;
+
 subscription* g_ship_sub = nullptr;
 volatile sig_atomic_t g_ship_stop = 0;
 extern "C" void on_ship_signal(int) {
@@ -152,6 +164,7 @@ class shipper {
   std::optional<ship_error> finish_transaction(bool commit);
   rd_kafka_conf_t* base_conf(char* err, size_t errn, bool& ok);
   void progress(bool force);
+  bool stop_grace_over();
   std::optional<std::string_view> type_name(uint32_t id);
 
   const ship_args& a_;
@@ -175,7 +188,15 @@ class shipper {
   // meeting an unknown id is conclusive: ids still unnamed stay numbers.
   std::optional<type_registry> types_;
   std::set<uint32_t> unnamed_;
+  std::optional<clock_type::time_point> stop_seen_;  // when this thread first saw g_ship_stop
 };
+
+bool shipper::stop_grace_over() {
+  if (!g_ship_stop) return false;
+  const auto now = clock_type::now();
+  if (!stop_seen_) stop_seen_ = now;
+  return now - *stop_seen_ >= kStopGrace;
+}
 
 std::optional<std::string_view> shipper::type_name(uint32_t id) {
   if (types_)
@@ -222,7 +243,7 @@ std::optional<ship_error> shipper::connect(clock_type::time_point deadline) {
   producer_.reset(rk);
 
   for (;;) {
-    rd_kafka_error_t* e = rd_kafka_init_transactions(producer_.get(), 5000);
+    rd_kafka_error_t* e = rd_kafka_init_transactions(producer_.get(), kSliceMs);
     if (!e) return std::nullopt;
     const bool retriable = rd_kafka_error_is_retriable(e);
     std::string msg = take(e);
@@ -260,12 +281,25 @@ std::optional<ship_error> shipper::find_resume_point(std::optional<position>& la
   c.release();
   kafka_ptr rk(raw);
   rd_kafka_poll_set_consumer(rk.get());
+  // A request that waits on the brokers: up to 10 s, in slices, so that a
+  // stop is heard.
+  auto sliced = [](auto call) {
+    const auto until = clock_type::now() + 10s;
+    for (;;) {
+      const rd_kafka_resp_err_t e = call(kSliceMs);
+      if (e != RD_KAFKA_RESP_ERR__TIMED_OUT || g_ship_stop || clock_type::now() >= until) return e;
+    }
+  };
 
   // The partitions; a topic that does not exist is the caller's mistake.
   rd_kafka_topic_t* t = rd_kafka_topic_new(rk.get(), a_.topic.c_str(), nullptr);
   const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_resp_err_t merr = rd_kafka_metadata(rk.get(), 0, t, &md, 10000);
+  rd_kafka_resp_err_t merr = sliced([&](int ms) { return rd_kafka_metadata(rk.get(), 0, t, &md, ms); });
   rd_kafka_topic_destroy(t);
+  if (g_ship_stop) {
+    if (!merr) rd_kafka_metadata_destroy(md);
+    return ship_error{"stopped", true};
+  }
   if (merr) return ship_error{"Kafka at " + a_.brokers + ": metadata: " + rd_kafka_err2str(merr)};
   int partitions = 0;
   rd_kafka_resp_err_t terr = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -286,8 +320,10 @@ std::optional<ship_error> shipper::find_resume_point(std::optional<position>& la
   };
   std::vector<part> ps(partitions);
   for (int p = 0; p < partitions; ++p) {
-    rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(rk.get(), a_.topic.c_str(), p, &ps[p].low, &ps[p].high, 10000);
+    rd_kafka_resp_err_t e = sliced([&](int ms) {
+      return rd_kafka_query_watermark_offsets(rk.get(), a_.topic.c_str(), p, &ps[p].low, &ps[p].high, ms);
+    });
+    if (g_ship_stop) return ship_error{"stopped", true};
     if (e) return ship_error{"Kafka at " + a_.brokers + ": offsets of " + a_.topic + "/" +
                              std::to_string(p) + ": " + rd_kafka_err2str(e)};
     ps[p].scanned_from = ps[p].high;
@@ -415,9 +451,13 @@ std::optional<ship_error> shipper::produce(const event_view& e) {
         RD_KAFKA_V_MSGFLAGS(0), RD_KAFKA_V_TIMESTAMP(static_cast<int64_t>(e.timestamp_ns / 1000000)),
         RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;  // h is the message's now
-    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !g_ship_stop) {
       rd_kafka_poll(producer_.get(), 50);
       continue;
+    }
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {  // the brokers are away and we are asked to stop
+      rd_kafka_headers_destroy(h);
+      return ship_error{"stopped", true};
     }
     rd_kafka_headers_destroy(h);
     return ship_error{"Kafka at " + a_.brokers + ": produce: " + rd_kafka_err2str(err)};
@@ -425,18 +465,22 @@ std::optional<ship_error> shipper::produce(const event_view& e) {
 }
 
 // Commit (or abort) the open transaction. Retriable errors (a broker
-// restarting) are retried for as long as it takes; anything else ends the
-// session and the caller starts over from what Kafka holds.
+// restarting, a timed-out slice) are retried for as long as it takes; anything
+// else ends the session and the caller starts over from what Kafka holds.
+// The calls are sliced (each one resumes the last, as librdkafka allows after
+// a retriable timeout) so that a stop is heard while the brokers are away:
+// commit_transaction(-1) waited out the whole transaction timeout (60 s) on a
+// frozen broker, or longer, before it looked at Ctrl-C.
 std::optional<ship_error> shipper::finish_transaction(bool commit) {
   for (;;) {
-    rd_kafka_error_t* e = commit ? rd_kafka_commit_transaction(producer_.get(), -1)
-                                 : rd_kafka_abort_transaction(producer_.get(), -1);
+    rd_kafka_error_t* e = commit ? rd_kafka_commit_transaction(producer_.get(), kSliceMs)
+                                 : rd_kafka_abort_transaction(producer_.get(), kSliceMs);
     if (!e) return std::nullopt;
     if (rd_kafka_error_is_retriable(e)) {
       rd_kafka_error_destroy(e);
       // Stopped while the broker is away: leave the transaction open; the
       // next run's init_transactions() aborts it and resumes before it.
-      if (g_ship_stop) return ship_error{"stopped", true};
+      if (stop_grace_over()) return ship_error{"stopped", true};
       continue;
     }
     if (commit && rd_kafka_error_txn_requires_abort(e)) {
@@ -620,7 +664,8 @@ int shipper::run() {
   g_ship_sub = nullptr;
   progress(true);
   if (progress_dirty_) std::fprintf(stderr, "\n");
-  if (producer_) rd_kafka_flush(producer_.get(), 10000);
+  // No flush: every transaction that ended was committed (which flushes) or
+  // aborted; what an open one holds is the next shipper's to abort and ship.
   return kExitOk;
 }
 
