@@ -18,8 +18,12 @@
 //   Kafka holds, so nothing is lost or doubled whatever failed where.
 // The shipper opens the log read-only: a slow or stopped broker only makes it
 // fall behind (lag), it never blocks the writer.
-// Calls that wait on the brokers wait in slices of a second, so Ctrl-C is
-// heard within seconds whatever the network does.
+// A silent network (a broker frozen, a connection whose packets vanish) is
+// noticed after socket.timeout.ms (10 s, not librdkafka's 60 s): the request
+// fails, the connection is dropped and the idempotent producer resends the
+// same batch on a new one, well within the transaction's 60 s. Calls that wait
+// on the brokers wait in slices of a second, so Ctrl-C is heard within
+// seconds whatever the network does (tests/kafka_netfault_test.sh).
 #include "tools/ship.h"
 
 #include <signal.h>
@@ -214,6 +218,19 @@ rd_kafka_conf_t* shipper::base_conf(char* err, size_t errn, bool& ok) {
   rd_kafka_conf_set_log_cb(c, on_kafka_log);
   rd_kafka_conf_set_error_cb(c, on_kafka_error);
   ok = rd_kafka_conf_set(c, "bootstrap.servers", a_.brokers.c_str(), err, errn) == RD_KAFKA_CONF_OK;
+  // A request unanswered for 10 s drops its connection (librdkafka: 60 s).
+  // A connection that went silent (a lost NAT entry, a broker host gone
+  // without a reset, a frozen broker) would otherwise stall shipping for a
+  // minute per connection, past the 60 s transaction timeout, so the broker
+  // would abort the transaction and the session start over. A broker that is
+  // only slow costs a reconnect and a resend, which the idempotent producer
+  // deduplicates.
+  if (ok) ok = rd_kafka_conf_set(c, "socket.timeout.ms", "10000", err, errn) == RD_KAFKA_CONF_OK;
+  // Reconnect attempts back off up to 1 s apart, as Java clients do, not
+  // librdkafka's 10 s: its backoff only resets after 10 s without an attempt,
+  // so a second blip soon after a first one kept shipping away ~10 s after the
+  // brokers were back. One connect a second to a broker that is down is nothing.
+  if (ok) ok = rd_kafka_conf_set(c, "reconnect.backoff.max.ms", "1000", err, errn) == RD_KAFKA_CONF_OK;
   return c;
 }
 
