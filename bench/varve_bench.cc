@@ -380,6 +380,10 @@ void run_p7(const std::string& peer, const config& c, const vb::es1_data& d, con
   verify_store(p, d, n, "P7 store", out);
   p.close();
   if (!c.keep) vb::remove_tree(sdir);
+  if (const char* dump = std::getenv("VARVE_BENCH_P7_DUMP")) {  // one latency (ns) per line, in append order
+    std::ofstream f(dump);
+    for (uint64_t x : lat) f << x << "\n";
+  }
   std::vector<double> v(lat.begin(), lat.end());
   add_latency(out, "P7", v, 1e-3, "us", true);
   out.info["P7.rate_per_s"] = c.p7_rate;

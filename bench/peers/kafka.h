@@ -24,6 +24,9 @@
 // aggregate's records. P7 (latency): a producer with linger.ms=0 (what a
 // latency-minded user sets) in the benchmark's process and a consumer in
 // another process (kafka_p7_follow) that stamps each message as it arrives.
+//
+// For experiments: VARVE_BENCH_KAFKA_CONF="key=value,..." adds librdkafka
+// settings to every client, VARVE_BENCH_KAFKA_DEBUG its debug contexts.
 #pragma once
 
 #include <librdkafka/rdkafka.h>
@@ -68,6 +71,19 @@ inline rd_kafka_conf_t* make_conf(const std::string& brokers,
   set("socket.timeout.ms", "30000");
   for (auto& [k, v] : kv) set(k, v);
   if (const char* dbg = std::getenv("VARVE_BENCH_KAFKA_DEBUG")) set("debug", dbg);  // e.g. "fetch,broker"
+  // Experiments: VARVE_BENCH_KAFKA_CONF="key=value,key=value" on every client.
+  if (const char* extra = std::getenv("VARVE_BENCH_KAFKA_CONF")) {
+    std::string all = extra;
+    for (size_t at = 0; at < all.size();) {
+      size_t end = all.find(',', at);
+      if (end == std::string::npos) end = all.size();
+      const std::string kv = all.substr(at, end - at);
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos) fatal("VARVE_BENCH_KAFKA_CONF: '" + kv + "' is not key=value");
+      set(kv.substr(0, eq), kv.substr(eq + 1));
+      at = end + 1;
+    }
+  }
   return conf;
 }
 
