@@ -48,30 +48,7 @@ fi
 say "broker at $addr"
 "$broker" topic "$kdir" events 8
 
-# NDJSON events: mostly single appends, some atomic batches of 2-6, some with
-# ids and binary payloads, a few integer stream ids. $1 events from $2 on,
-# over $3 streams, seeded by $4.
-gen() {
-  awk -v n="$1" -v first="$2" -v streams="$3" -v seed="$4" 'BEGIN {
-    srand(seed); c = 0
-    while (c < n) {
-      s = int(rand() * streams); r = rand(); i = first + c
-      if (r < 0.15) {
-        k = 2 + int(rand() * 5); if (c + k > n) k = n - c
-        line = "{\"stream\":\"s-" s "\",\"events\":["
-        for (j = 0; j < k; j++)
-          line = line (j ? "," : "") "{\"type\":\"Batched\",\"data\":{\"i\":" i + j ",\"j\":" j "}}"
-        print line "]}"; c += k
-      } else if (r < 0.25) {
-        printf "{\"stream\":\"s-%d\",\"type\":\"Binary\",\"schema_version\":3,\"data_base64\":\"AAEC/w==\",\"event_id\":\"%08x-0000-4000-8000-%012x\",\"correlation_id\":\"%08x-1111-4000-8000-000000000000\",\"causation_id\":\"%08x-2222-4000-8000-000000000000\"}\n", s, i, s, i, i; c++
-      } else if (r < 0.27) {
-        printf "{\"stream\":%d,\"type\":\"Counted\",\"data\":%d}\n", s, i; c++
-      } else {
-        printf "{\"stream\":\"s-%d\",\"type\":\"Happened\",\"data\":{\"i\":%d,\"text\":\"event number %d\"}}\n", s, i, i; c++
-      }
-    }
-  }'
-}
+source "$(dirname "${BASH_SOURCE[0]}")/kafka_events.sh"  # gen
 
 # 1. A full log, shipped from the beginning.
 gen 100000 0 4000 1 | "$varve" append "$log" --create --segment-size 8M >/dev/null
