@@ -261,7 +261,18 @@ std::optional<ship_error> shipper::connect(clock_type::time_point deadline) {
 
   for (;;) {
     rd_kafka_error_t* e = rd_kafka_init_transactions(producer_.get(), kSliceMs);
-    if (!e) return std::nullopt;
+    if (!e) {
+      // Learn the topic's partitions now: a first produce to a topic the
+      // producer has not seen waits for librdkafka's one-second topic scan
+      // before it asks (measured: ~1 s at every start and reconnect).
+      // Best effort: on failure the first produce asks, as before.
+      rd_kafka_topic_t* t = rd_kafka_topic_new(producer_.get(), a_.topic.c_str(), nullptr);
+      const rd_kafka_metadata_t* md = nullptr;
+      if (t && rd_kafka_metadata(producer_.get(), 0, t, &md, kSliceMs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
+      if (t) rd_kafka_topic_destroy(t);
+      return std::nullopt;
+    }
     const bool retriable = rd_kafka_error_is_retriable(e);
     std::string msg = take(e);
     if (!retriable) return ship_error{"Kafka at " + a_.brokers + ": init_transactions: " + msg};
