@@ -599,6 +599,16 @@ void produce_one(rd_kafka_t* rk, const std::string& topic, const vb::es1_data& d
   }
 }
 
+// What ship does right after init_transactions (tools/ship.cc, connect()):
+// learn the topic's partitions before the first produce, which would
+// otherwise wait for librdkafka's one-second topic scan.
+void learn_topic(rd_kafka_t* rk, const std::string& topic) {
+  rd_kafka_topic_t* t = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  if (t && rd_kafka_metadata(rk, 0, t, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_metadata_destroy(md);
+  if (t) rd_kafka_topic_destroy(t);
+}
+
 memory_run run_memory(const std::string& brokers, const std::string& topic, const vb::es1_data& d,
                       const log_facts& f, bool transactional, uint64_t txn_events, uint64_t limit = ~0ull) {
   const uint64_t count = std::min(limit, d.events);
@@ -622,6 +632,7 @@ memory_run run_memory(const std::string& brokers, const std::string& topic, cons
         if (!retriable || tries >= 12) exit_with(1, what + ": init_transactions at " + brokers + ": " + msg);
         check_stop();
       }
+      learn_topic(rk.get(), topic);
       r.init_seconds = vb::now_seconds() - t0;
       for (uint64_t i = 0; i < count;) {
         check_stop();
@@ -647,6 +658,7 @@ memory_run run_memory(const std::string& brokers, const std::string& topic, cons
         ++r.transactions;
       }
     } else {
+      learn_topic(rk.get(), topic);
       for (uint64_t i = 0; i < count; ++i) {
         if ((i & 0x3fff) == 0) {
           check_stop();
