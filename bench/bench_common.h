@@ -235,15 +235,15 @@ struct figures {
   bool has(const std::string& name) const { return v.count(name) != 0; }
 };
 
-// Runs `argv` (argv[0] = the program) in a fresh process and returns what it
-// printed on stdout, or nullopt when it could not run or did not exit 0
-// (`out` then holds its output, for the error message). For "cold process"
-// timings: a benchmark re-executes itself with a hidden subcommand.
-inline std::optional<std::string> run_capture(const std::vector<std::string>& argv, std::string& out) {
+// Runs `argv` (argv[0] = the program, looked up in PATH when it has no '/')
+// in a fresh process and returns its exit status (-1: it could not be
+// started or did not exit); `out` gets what it printed on stdout, its stderr
+// goes to ours.
+inline int run_status(const std::vector<std::string>& argv, std::string& out) {
   int fds[2];
-  if (pipe(fds) != 0) return std::nullopt;
+  if (pipe(fds) != 0) return -1;
   pid_t pid = fork();
-  if (pid < 0) return std::nullopt;
+  if (pid < 0) return -1;
   if (pid == 0) {
     dup2(fds[1], 1);
     close(fds[0]);
@@ -251,7 +251,7 @@ inline std::optional<std::string> run_capture(const std::vector<std::string>& ar
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    execv(args[0], args.data());
+    execvp(args[0], args.data());
     _exit(127);
   }
   close(fds[1]);
@@ -262,7 +262,14 @@ inline std::optional<std::string> run_capture(const std::vector<std::string>& ar
   close(fds[0]);
   int st = 0;
   waitpid(pid, &st, 0);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) return std::nullopt;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// run_status for "cold process" timings (a benchmark re-executes itself with
+// a hidden subcommand): what it printed, or nullopt when it did not exit 0
+// (`out` then holds its output, for the error message).
+inline std::optional<std::string> run_capture(const std::vector<std::string>& argv, std::string& out) {
+  if (run_status(argv, out) != 0) return std::nullopt;
   return out;
 }
 

@@ -19,6 +19,9 @@ namespace varve_bench {
 
 inline constexpr uint64_t kP5Seed = 0x5EED'0005;  // the P5 aggregate draw; the data uses kSeed (42)
 
+// libstdc++'s steady_clock is CLOCK_MONOTONIC: one clock for every process
+// on the machine, so a stamp taken in one process can be compared in another
+// (varve-bench's P7).
 inline uint64_t steady_ns() {
   return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
 }

@@ -125,38 +125,10 @@ std::vector<std::string> split(const std::string& s) {
 std::string g_cleanup;  // removed by die() (the run's root, or the child's store)
 std::string g_broker_script, g_broker_dir;  // a broker this process started, stopped by die()
 
-// Runs argv, returns its exit status (-1: it could not run or was killed);
-// `out` gets its stdout, its stderr goes to ours.
-int run_status(const std::vector<std::string>& argv, std::string& out) {
-  int fds[2];
-  if (::pipe(fds) != 0) return -1;
-  const pid_t pid = ::fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    ::dup2(fds[1], 1);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  out.clear();
-  char buf[256];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  ::close(fds[0]);
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 void stop_broker() {
   if (g_broker_dir.empty()) return;
   std::string out;
-  if (run_status({"bash", g_broker_script, "stop", g_broker_dir}, out) != 0)
+  if (vb::run_status({"bash", g_broker_script, "stop", g_broker_dir}, out) != 0)
     std::fprintf(stderr, "varve-bench: could not stop the Kafka broker in %s\n", g_broker_dir.c_str());
   vb::remove_tree(g_broker_dir);
   g_broker_dir.clear();
@@ -174,7 +146,7 @@ void stop_broker() {
 // script's reason already on stderr.
 int start_broker(const std::string& script, const std::string& dir, std::string& addr) {
   std::string out;
-  const int rc = run_status({"bash", script, "start", dir}, out);
+  const int rc = vb::run_status({"bash", script, "start", dir}, out);
   if (rc != 0) return rc;
   g_broker_script = script;
   g_broker_dir = dir;
@@ -307,12 +279,6 @@ uint64_t vm_hwm_bytes() {  // peak RSS so far, from /proc/self/status
 
 std::string self_exe();
 
-uint64_t mono_ns() {  // CLOCK_MONOTONIC: one clock for every process on the machine
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 void read_fully(int fd, void* buf, size_t want, const std::string& what) {
   auto* b = static_cast<char*>(buf);
   size_t got = 0;
@@ -327,8 +293,9 @@ void read_fully(int fd, void* buf, size_t want, const std::string& what) {
 // P7: the store's reader runs in another process (this binary, --p7-follower),
 // started on the fresh, empty store; once it says it is following (a byte on
 // a pipe) and has had 20 ms to park, --p7-events events are appended at a
-// steady --p7-rate per second, each stamped (CLOCK_MONOTONIC, in the event's
-// timestamp) just before the append call. The reader stamps each event as it
+// steady --p7-rate per second, each stamped (steady_ns: CLOCK_MONOTONIC, one
+// clock for every process here; in the event's timestamp) just before the
+// append call. The reader stamps each event as it
 // is handed over and sends the differences back through a second pipe.
 template <class P>
 void run_p7(const std::string& peer, const config& c, const vb::es1_data& d, const std::string& sdir, P& p,
@@ -360,14 +327,14 @@ void run_p7(const std::string& peer, const config& c, const vb::es1_data& d, con
   char byte;
   read_fully(ready[0], &byte, 1, peer + " P7: the follower did not start");
   ::usleep(20'000);  // let it catch up and park
-  const uint64_t start = mono_ns() + 1'000'000;
+  const uint64_t start = vb::steady_ns() + 1'000'000;
   const uint64_t step = 1'000'000'000ull / c.p7_rate;
   for (uint64_t i = 0; i < n; ++i) {
     const uint64_t at = start + i * step;
     const timespec ts{static_cast<time_t>(at / 1'000'000'000), static_cast<long>(at % 1'000'000'000)};
     while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
     }
-    p.append_stamped(d, i, mono_ns());
+    p.append_stamped(d, i, vb::steady_ns());
   }
   if constexpr (requires { p.wait_acknowledged(); }) p.wait_acknowledged();
   std::vector<uint64_t> lat(n);
@@ -410,7 +377,7 @@ int p7_follower_main(const config& c, const std::string& peer, const std::string
       auto got = sub->next(e, std::chrono::seconds(60));
       if (!got) die("P7 follower: " + got.error().to_string());
       if (!*got) die("P7 follower: no event for 60 s after " + std::to_string(lat.size()));
-      lat.push_back(mono_ns() - e.timestamp_ns);
+      lat.push_back(vb::steady_ns() - e.timestamp_ns);
     }
 #ifdef VARVE_BENCH_WITH_KAFKA
   } else if (peer == "kafka") {

@@ -51,12 +51,6 @@ namespace varve_bench {
 
 namespace kafka_detail {
 
-inline uint64_t mono_ns() {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 inline rd_kafka_conf_t* make_conf(const std::string& brokers,
                                   const std::vector<std::pair<std::string, std::string>>& kv) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
@@ -337,7 +331,7 @@ class kafka_peer {
     if (!cons_) cons_ = std::make_unique<kafka_detail::partition_consumer>(brokers_, topic_, 0, false);
     else cons_->seek(0);
     auto& cons = *cons_;
-    const uint64_t deadline = kafka_detail::mono_ns() + 120'000'000'000ull;
+    const uint64_t deadline = steady_ns() + 120'000'000'000ull;
     while (n < static_cast<uint64_t>(hi)) {
       cons.poll(1000, [&](rd_kafka_message_t* m) {
         if (m->err) return;
@@ -351,7 +345,7 @@ class kafka_peer {
         record_bytes += m->len + m->key_len;
         ++n;
       });
-      if (kafka_detail::mono_ns() > deadline)
+      if (steady_ns() > deadline)
         fatal("kafka: " + topic_ + ": scan stuck at offset " + std::to_string(n) + " of " + std::to_string(hi));
     }
     return n;
@@ -408,10 +402,10 @@ inline std::vector<uint64_t> kafka_p7_follow(const std::string& brokers, const s
   std::vector<uint64_t> lat;
   lat.reserve(n);
   bool ready = false;
-  uint64_t last_progress = kafka_detail::mono_ns();
+  uint64_t last_progress = steady_ns();
   while (lat.size() < n) {
     const size_t got = cons.poll(100, [&](rd_kafka_message_t* m) {
-      const uint64_t now = kafka_detail::mono_ns();
+      const uint64_t now = steady_ns();
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         if (!ready && ::write(ready_fd, "r", 1) != 1) fatal("kafka P7 follower: ready pipe");
         ready = true;
@@ -422,7 +416,7 @@ inline std::vector<uint64_t> kafka_p7_follow(const std::string& brokers, const s
       std::memcpy(&sent, static_cast<const std::byte*>(m->payload) + 32, 8);
       lat.push_back(now - sent);
     });
-    const uint64_t now = kafka_detail::mono_ns();
+    const uint64_t now = steady_ns();
     if (got) last_progress = now;
     if (now - last_progress > 60'000'000'000ull)
       fatal("kafka P7 follower: nothing for 60 s after " + std::to_string(lat.size()) + " messages");
