@@ -171,10 +171,17 @@ inline uint64_t offset_in_segment(varve::position p, uint64_t segment_bytes) {
 // Copies a directory tree (a log, possibly still open: this is then what a
 // crash of the writer at this instant would leave behind, because the
 // mapping is shared with the page cache).
+// The writer's background threads may rename or remove a file between the
+// listing and its copy (an index file's temporary name, say): the copy is
+// then started again, as a crash a moment later would have left the tree.
 inline void copy_dir(const std::string& from, const std::string& to) {
   std::error_code ec;
-  fs::remove_all(to, ec);
-  fs::copy(from, to, fs::copy_options::recursive, ec);
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    ec.clear();
+    fs::remove_all(to, ec);
+    fs::copy(from, to, fs::copy_options::recursive, ec);
+    if (ec != std::errc::no_such_file_or_directory) break;
+  }
   ASSERT_FALSE(ec) << "copy " << from << " -> " << to << ": " << ec.message();
 }
 
