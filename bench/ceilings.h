@@ -26,7 +26,7 @@ struct ceiling_writer {
   explicit ceiling_writer(uint32_t r) : record_bytes(r), header_bytes(r - kPayloadBytes),
                                         header_template(header_bytes, std::byte{0}) {}
 
-  // Fields at the offsets varve's format 1 uses (engine/record_format.h); the
+  // Fields at the offsets varve's format 1 uses (base/record_format.h); the
   // checksum slot [0, 8) is left to the bare loop.
   inline void write(std::byte* dst, const es1_data& d, uint64_t i) const {
     std::memcpy(dst, header_template.data(), header_bytes);

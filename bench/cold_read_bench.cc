@@ -34,7 +34,7 @@
 #include "bench_common.h"
 #include "engine/io/chunk_reader.h"
 #include "engine/log_access.h"
-#include "engine/log_files.h"
+#include "base/log_files.h"
 #include "varve/varve.h"
 
 namespace {

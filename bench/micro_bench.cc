@@ -37,7 +37,7 @@
 #include <vector>
 
 #include "bench_common.h"
-#include "../engine/record_format.h"  // private headers, by path: the hot pieces themselves
+#include "../base/record_format.h"  // private headers, by path: the hot pieces themselves
 #include "../index/head_table.h"
 #include "../index/segment_index.h"
 #include "varve/varve.h"

@@ -71,7 +71,7 @@
 #include <vector>
 
 #include "bench_common.h"
-#include "engine/meta_file.h"
+#include "base/meta_file.h"
 #include "es1_check.h"
 #include "peers/varve.h"
 #include "varve/varve.h"

@@ -6,10 +6,10 @@
 
 #include <algorithm>
 
-#include "engine/log_files.h"
-#include "engine/meta_file.h"
-#include "engine/scan.h"
-#include "engine/segment_format.h"
+#include "base/log_files.h"
+#include "base/meta_file.h"
+#include "base/scan.h"
+#include "base/segment_format.h"
 
 namespace varve {
 namespace {

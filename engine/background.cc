@@ -7,8 +7,8 @@
 #include <algorithm>
 
 #include "engine/index_table.h"
-#include "engine/log_files.h"
-#include "engine/scan.h"
+#include "base/log_files.h"
+#include "base/scan.h"
 #include "engine/segment_table.h"
 #include "index/heads_file.h"
 

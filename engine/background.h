@@ -12,8 +12,8 @@
 #include <mutex>
 #include <thread>
 
-#include "engine/segment.h"
-#include "engine/segment_format.h"
+#include "base/segment.h"
+#include "base/segment_format.h"
 #include "index/head_table.h"
 #include "varve/options.h"
 

@@ -11,8 +11,8 @@
 #include <climits>
 #include <cstring>
 
-#include "engine/coding.h"
-#include "engine/log_files.h"
+#include "base/coding.h"
+#include "base/log_files.h"
 
 namespace varve {
 

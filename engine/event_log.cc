@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <random>
 
-#include "engine/log_files.h"
+#include "base/log_files.h"
 #include "engine/log_state.h"
-#include "engine/meta_file.h"
-#include "engine/record_format.h"
+#include "base/meta_file.h"
+#include "base/record_format.h"
 #include "index/heads_file.h"
 
 namespace varve {

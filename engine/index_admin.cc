@@ -4,9 +4,9 @@
 #include <cstring>
 
 #include "engine/index_table.h"
-#include "engine/log_files.h"
-#include "engine/meta_file.h"
-#include "engine/scan.h"
+#include "base/log_files.h"
+#include "base/meta_file.h"
+#include "base/scan.h"
 #include "engine/segment_table.h"
 #include "engine/writer_lock.h"
 #include "index/head_table.h"

@@ -2,7 +2,7 @@
 
 #include <time.h>
 
-#include "engine/log_files.h"
+#include "base/log_files.h"
 #include "engine/segment_table.h"
 #include "index/index_file.h"
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "engine/atomic_slots.h"
-#include "engine/segment.h"
+#include "base/segment.h"
 #include "index/segment_index.h"
 #include "varve/options.h"
 

@@ -1,4 +1,4 @@
-#include "engine/record_format.h"
+#include "base/record_format.h"
 #include "engine/shared_log.h"
 #include "varve/reader.h"
 

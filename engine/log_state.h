@@ -8,7 +8,7 @@
 
 #include "engine/background.h"
 #include "engine/flusher.h"
-#include "engine/segment_format.h"
+#include "base/segment_format.h"
 #include "engine/shared_log.h"
 #include "engine/writer_lock.h"
 #include "index/head_table.h"

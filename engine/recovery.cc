@@ -11,9 +11,9 @@
 
 #include "engine/background.h"
 #include "engine/control_block.h"
-#include "engine/log_files.h"
+#include "base/log_files.h"
 #include "engine/log_state.h"
-#include "engine/scan.h"
+#include "base/scan.h"
 #include "index/heads_file.h"
 
 namespace varve::detail {

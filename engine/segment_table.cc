@@ -1,6 +1,6 @@
 #include "engine/segment_table.h"
 
-#include "engine/log_files.h"
+#include "base/log_files.h"
 
 namespace varve {
 

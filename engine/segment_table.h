@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "engine/atomic_slots.h"
-#include "engine/segment.h"
+#include "base/segment.h"
 
 namespace varve {
 

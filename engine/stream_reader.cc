@@ -1,6 +1,6 @@
 #include "varve/stream_reader.h"
 
-#include "engine/record_format.h"
+#include "base/record_format.h"
 #include "engine/shared_log.h"
 
 namespace varve {

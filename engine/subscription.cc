@@ -11,11 +11,11 @@
 
 #include <xxhash.h>
 
-#include "engine/coding.h"
+#include "base/coding.h"
 #include "engine/control_block.h"
 #include "engine/log_access.h"
-#include "engine/log_files.h"
-#include "engine/meta_file.h"
+#include "base/log_files.h"
+#include "base/meta_file.h"
 #include "engine/segment_filter.h"
 #include "index/index_file.h"
 #include "varve/log.h"

@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "engine/log_files.h"
+#include "base/log_files.h"
 
 namespace varve {
 

@@ -11,7 +11,7 @@
 #include <set>
 #include <utility>
 
-#include "engine/log_files.h"
+#include "base/log_files.h"
 
 namespace varve {
 namespace {

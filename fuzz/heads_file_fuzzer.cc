@@ -21,7 +21,7 @@
 #include <tuple>
 #include <vector>
 
-#include "engine/log_files.h"
+#include "base/log_files.h"
 #include "fuzz/fuzz_util.h"
 #include "index/head_table.h"
 #include "index/heads_file.h"

@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/log_files.h"
-#include "engine/record_format.h"
-#include "engine/segment_format.h"
+#include "base/log_files.h"
+#include "base/record_format.h"
+#include "base/segment_format.h"
 #include "fuzz/fuzz_util.h"
 
 namespace varve_fuzz {

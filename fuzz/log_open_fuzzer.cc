@@ -36,8 +36,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/log_files.h"
-#include "engine/segment_format.h"
+#include "base/log_files.h"
+#include "base/segment_format.h"
 #include "fuzz/fuzz_util.h"
 #include "fuzz/log_input.h"
 #include "varve/varve.h"

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/coding.h"
-#include "engine/log_files.h"
-#include "engine/record_format.h"
-#include "engine/segment_format.h"
+#include "base/coding.h"
+#include "base/log_files.h"
+#include "base/record_format.h"
+#include "base/segment_format.h"
 #include "fuzz/fuzz_util.h"
 #include "fuzz/log_input.h"
 #include "varve/varve.h"

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/record_format.h"
+#include "base/record_format.h"
 #include "fuzz/fuzz_util.h"
 
 using namespace varve;

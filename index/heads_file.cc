@@ -6,8 +6,8 @@
 #include <cstring>
 #include <vector>
 
-#include "engine/coding.h"
-#include "engine/log_files.h"
+#include "base/coding.h"
+#include "base/log_files.h"
 #include "index/index_file.h"
 
 namespace varve::heads_file {

@@ -1,6 +1,6 @@
 #include "index/index_file.h"
 
-#include "engine/log_files.h"
+#include "base/log_files.h"
 
 namespace varve::index_file {
 

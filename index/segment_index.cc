@@ -7,9 +7,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "engine/coding.h"
-#include "engine/scan.h"
-#include "engine/segment.h"
+#include "base/coding.h"
+#include "base/scan.h"
+#include "base/segment.h"
 
 namespace varve::segment_index {
 

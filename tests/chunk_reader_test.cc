@@ -14,7 +14,7 @@
 #include "engine/io/chunk_reader.h"
 #include "engine/io/chunk_reader_internal.h"
 #include "engine/log_access.h"
-#include "engine/record_format.h"
+#include "base/record_format.h"
 #include "test_util.h"
 #include "varve/varve.h"
 

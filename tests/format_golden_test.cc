@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/record_format.h"
+#include "base/record_format.h"
 
 #ifndef VARVE_SOURCE_DIR
 #error "VARVE_SOURCE_DIR must point at the repository"

@@ -22,7 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/meta_file.h"
+#include "base/meta_file.h"
 #include "tools/ndjson.h"
 #include "varve/varve.h"
 

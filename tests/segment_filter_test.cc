@@ -13,9 +13,9 @@
 #include <random>
 #include <set>
 
-#include "engine/coding.h"
+#include "base/coding.h"
 #include "engine/log_access.h"
-#include "engine/log_files.h"
+#include "base/log_files.h"
 #include "engine/segment_filter.h"
 #include "engine/shared_log.h"
 #include "index/segment_index.h"

@@ -12,8 +12,8 @@
 #include <gtest/gtest.h>
 
 #include "engine/index_table.h"
-#include "engine/log_files.h"
-#include "engine/segment.h"
+#include "base/log_files.h"
+#include "base/segment.h"
 #include "index/segment_index.h"
 #include "test_util.h"
 #include "varve/varve.h"

@@ -42,7 +42,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/meta_file.h"
+#include "base/meta_file.h"
 #include "tools/ndjson.h"
 #include "varve/varve.h"
 #include "varve/subscription.h"

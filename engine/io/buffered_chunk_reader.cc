@@ -22,7 +22,7 @@
 
 #include "engine/io/chunk_reader.h"
 #include "engine/io/chunk_reader_internal.h"
-#include "engine/segment.h"
+#include "base/segment.h"
 
 namespace varve {
 namespace {

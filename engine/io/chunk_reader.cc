@@ -16,11 +16,11 @@
 #include <mutex>
 #include <vector>
 
-#include "engine/coding.h"
+#include "base/coding.h"
 #include "engine/io/chunk_reader_internal.h"
-#include "engine/log_files.h"
-#include "engine/record_format.h"
-#include "engine/segment.h"
+#include "base/log_files.h"
+#include "base/record_format.h"
+#include "base/segment.h"
 
 namespace varve {
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "engine/io/chunk_reader.h"
-#include "engine/segment_format.h"
+#include "base/segment_format.h"
 #include "engine/shared_log.h"
 
 namespace varve::io_detail {

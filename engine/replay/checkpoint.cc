@@ -18,7 +18,7 @@
 
 #include <xxhash.h>
 
-#include "engine/coding.h"
+#include "base/coding.h"
 #include "index/index_file.h"
 #include "varve/replay.h"
 

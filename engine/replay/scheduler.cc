@@ -30,10 +30,10 @@
 
 #include <xxhash.h>
 
-#include "engine/coding.h"
+#include "base/coding.h"
 #include "engine/io/chunk_reader.h"
 #include "engine/log_access.h"
-#include "engine/record_format.h"
+#include "base/record_format.h"
 #include "engine/segment_filter.h"
 #include "varve/replay.h"
 

@@ -20,7 +20,7 @@
 #include <limits>
 #include <unordered_set>
 
-#include "engine/coding.h"
+#include "base/coding.h"
 #include "engine/snapshot/columnar_kernels.h"
 #include "index/index_file.h"
 

@@ -5,7 +5,7 @@
 
 #include <xxhash.h>
 
-#include "engine/coding.h"
+#include "base/coding.h"
 
 namespace varve::snapshot_format {
 

@@ -31,7 +31,7 @@
 #include <xxhash.h>
 
 #include "engine/log_access.h"
-#include "engine/meta_file.h"
+#include "base/meta_file.h"
 #include "engine/snapshot/snapshot_format.h"
 #include "varve/snapshot.h"
 

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <string>
 
-#include "engine/record_format.h"
-#include "engine/segment.h"
+#include "base/record_format.h"
+#include "base/segment.h"
 
 namespace varve {
 
@@ -32,4 +32,4 @@ segment_scan scan_segment(const segment& seg, uint64_t first_sequence, bool veri
 
 }  // namespace varve
 
-#include "engine/scan_inl.h"
+#include "base/scan_inl.h"

@@ -1,4 +1,4 @@
-#include "engine/log_files.h"
+#include "base/log_files.h"
 
 #include <algorithm>
 #include <cstdio>

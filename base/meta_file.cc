@@ -1,8 +1,8 @@
-#include "engine/meta_file.h"
+#include "base/meta_file.h"
 
 #include <algorithm>
 
-#include "engine/log_files.h"
+#include "base/log_files.h"
 
 namespace varve::meta_file {
 

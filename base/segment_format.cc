@@ -1,10 +1,10 @@
-#include "engine/segment_format.h"
+#include "base/segment_format.h"
 
 #include <xxhash.h>
 
 #include <cstring>
 
-#include "engine/coding.h"
+#include "base/coding.h"
 
 namespace varve::segment_format {
 

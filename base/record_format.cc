@@ -1,4 +1,4 @@
-#include "engine/record_format.h"
+#include "base/record_format.h"
 
 // The checksum of every record written and read: compiled into this file
 // (xxhash.h's header-only mode, same algorithm and values as libxxhash) so it
@@ -9,7 +9,7 @@
 
 #include <cstring>
 
-#include "engine/coding.h"
+#include "base/coding.h"
 
 namespace varve::record {
 

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "engine/segment_format.h"
+#include "base/segment_format.h"
 #include "varve/file_system.h"
 
 namespace varve::meta_file {

@@ -1,6 +1,6 @@
-#include "engine/segment.h"
+#include "base/segment.h"
 
-#include "engine/log_files.h"
+#include "base/log_files.h"
 
 namespace varve {
 

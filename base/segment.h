@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "engine/segment_format.h"
+#include "base/segment_format.h"
 #include "varve/file_system.h"
 #include "varve/status.h"
 
