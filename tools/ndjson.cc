@@ -318,7 +318,14 @@ ndjson_writer::ndjson_writer(int fd, size_t capacity, flush_policy policy)
   buf_.reserve(capacity + capacity / 4);
 }
 
-ndjson_writer::~ndjson_writer() { (void)flush(); }
+// A manual writer holds output that must wait for something (acks wait for
+// durability): whatever is still buffered when it is destroyed was never
+// released by its owner, so it is dropped, never written. Flushing it here
+// printed acks of events whose sync had just failed (issue 15: the CLI in
+// group mode acknowledged events that a power cut then lost).
+ndjson_writer::~ndjson_writer() {
+  if (policy_ == flush_policy::automatic) (void)flush();
+}
 
 status ndjson_writer::flush() {
   if (!error_.ok()) {

@@ -99,7 +99,9 @@ class ndjson_writer {
 
   explicit ndjson_writer(int fd, size_t capacity = 1 << 20,
                          flush_policy policy = flush_policy::automatic);
-  ~ndjson_writer();  // flushes, ignoring errors: call flush() to see them
+  // automatic: flushes, ignoring errors (call flush() to see them); manual:
+  // drops what is buffered, which its owner never released.
+  ~ndjson_writer();
   ndjson_writer(const ndjson_writer&) = delete;
   ndjson_writer& operator=(const ndjson_writer&) = delete;
 
