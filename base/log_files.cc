@@ -47,4 +47,13 @@ std::optional<uint64_t> parse_heads_name(std::string_view n) { return parse_padd
 std::string sidx_name(uint64_t seg) { return padded(seg, ".sidx"); }
 std::optional<uint64_t> parse_sidx_name(std::string_view n) { return parse_padded(n, ".sidx"); }
 
+std::string lost_bytes_name(std::string_view file_name, uint64_t offset) {
+  return std::string(file_name) + ".at-" + padded(offset, "");
+}
+
+std::string_view base_name(std::string_view path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
 }  // namespace varve::log_files

@@ -17,6 +17,9 @@ inline constexpr const char* kIndexDir = "index";
 inline constexpr const char* kTypesName = "types";
 inline constexpr const char* kPartialSuffix = ".partial";
 inline constexpr const char* kDamagedSuffix = ".damaged";
+// Where recovery keeps every byte it takes out of the log (FORMAT.md section 1).
+inline constexpr const char* kLostFoundDir = "lost+found";
+inline constexpr const char* kLostFoundReport = "REPORT";
 
 std::string join(const std::string& dir, std::string_view name);
 // "00000000000000000042.seg": 20 digits hold any u64.
@@ -30,5 +33,9 @@ std::optional<uint64_t> parse_heads_name(std::string_view name);
 // index/00000000000000000042.sidx: the stream index of segment 42.
 std::string sidx_name(uint64_t segment);
 std::optional<uint64_t> parse_sidx_name(std::string_view name);
+// lost+found/<file>.at-<offset, 20 digits>: bytes that sat at `offset` of `file`.
+std::string lost_bytes_name(std::string_view file_name, uint64_t offset);
+// The last component of a path.
+std::string_view base_name(std::string_view path);
 
 }  // namespace varve::log_files

@@ -72,6 +72,17 @@ void encode_segment_end(std::byte* dst, uint64_t position) {
   put_u64(dst, checksum(dst, kSegmentEndSize));
 }
 
+void encode_hole(std::byte* dst, uint32_t length, uint64_t position, uint64_t first_sequence,
+                 uint64_t sequence_count) {
+  std::memset(dst + 8, 0, length - 8);
+  put_u32(dst + 8, length);
+  put_u8(dst + 12, kHole);
+  put_u64(dst + 16, position);
+  put_u64(dst + 24, first_sequence);
+  put_u64(dst + 32, sequence_count);
+  put_u64(dst, checksum(dst, length));
+}
+
 static decoded invalid(const char* why) { return {decode_outcome::invalid, 0, why}; }
 
 decoded decode(const std::byte* p, uint64_t avail, uint64_t expected_position,
@@ -95,6 +106,15 @@ decoded decode(const std::byte* p, uint64_t avail, uint64_t expected_position,
     if (get_u64(p + 16) != expected_position) return invalid("segment-end position mismatch");
     if (checksum(p, length) != sum) return invalid("segment-end checksum mismatch");
     return {decode_outcome::segment_end, length};
+  }
+  if (kind == kHole) {
+    if (length < kHoleMinSize) return invalid("bad hole length");
+    if (get_u64(p + 16) != expected_position) return invalid("hole position mismatch");
+    if (checksum(p, length) != sum) return invalid("hole checksum mismatch");
+    decoded d{decode_outcome::hole, length};
+    d.hole_first = get_u64(p + 24);
+    d.hole_count = get_u64(p + 32);
+    return d;
   }
   if (kind != kEvent) {
     if ((get_u8(p + 13) & kFlagIgnorable) && checksum(p, length) == sum)

@@ -37,7 +37,7 @@ namespace varve::record {
 inline constexpr uint32_t kHeaderSize = 72;
 inline constexpr uint32_t kIdSize = 16;
 
-enum kind : uint8_t { kUnwritten = 0, kEvent = 1, kSegmentEnd = 2 };
+enum kind : uint8_t { kUnwritten = 0, kEvent = 1, kSegmentEnd = 2, kHole = 3 };
 
 inline constexpr uint8_t kFlagBatchBegin = 1 << 0;
 inline constexpr uint8_t kFlagBatchEnd = 1 << 1;
@@ -82,11 +82,22 @@ uint32_t encode(std::byte* dst, uint32_t size, std::string_view stream, const ev
 
 void encode_segment_end(std::byte* dst, uint64_t position);
 
+// The hole record: written only by an explicit repair (`varve recover
+// --mode skip-damaged`) over a range of damaged bytes, so the valid records
+// after it stay readable. It says which sequence numbers the lost events had,
+// so sequences stay dense across it. At least 40 bytes:
+// checksum(8) length(4) kind=3(1) 0(3) position(8) first_sequence(8)
+// sequence_count(8), then zeros up to `length`.
+inline constexpr uint32_t kHoleMinSize = 40;
+void encode_hole(std::byte* dst, uint32_t length, uint64_t position, uint64_t first_sequence,
+                 uint64_t sequence_count);
+
 enum class decode_outcome : uint8_t {
   event,        // `out` filled
   segment_end,  // the log continues at the next segment
   unwritten,    // a zero header: nothing was ever written here
   skip,         // an ignorable record of a newer kind; `length` bytes
+  hole,         // a repair's hole: `length` bytes, sequences [hole_first, +hole_count) lost
   invalid,      // failed validation; `why` says how
 };
 
@@ -94,6 +105,8 @@ struct decoded {
   decode_outcome outcome;
   uint32_t length = 0;
   const char* why = nullptr;
+  uint64_t hole_first = 0;  // hole only
+  uint64_t hole_count = 0;
 };
 
 // Validates and decodes the record at `p`, of which `avail` bytes are readable

@@ -20,6 +20,8 @@ struct segment_scan {
   uint64_t first_sequence = 0;
   uint64_t next_sequence = 0;
   uint64_t last_position = ~uint64_t{0};
+  uint64_t holes = 0;            // repair holes crossed
+  uint64_t lost_events = 0;      // sequence numbers those holes stand for
   std::string problem;           // why the scan stopped, if not cleanly
   uint64_t problem_offset = 0;
 };

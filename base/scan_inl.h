@@ -38,6 +38,23 @@ segment_scan scan_segment(const segment& seg, uint64_t first_sequence, bool veri
       stop(d.why);
       break;
     }
+    if (d.outcome == record::decode_outcome::hole) {
+      if (in_batch) {
+        stop("hole inside a batch");
+        break;
+      }
+      if (d.hole_first != seq) {
+        stop("hole's sequence numbers do not continue the log");
+        break;
+      }
+      seq += d.hole_count;
+      off += d.length;
+      ++r.holes;
+      r.lost_events += d.hole_count;
+      r.next_sequence = seq;
+      r.good_end = off;
+      continue;
+    }
     if (d.outcome == record::decode_outcome::skip) {
       off += d.length;
       if (!in_batch) r.good_end = off;

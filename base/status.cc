@@ -17,6 +17,7 @@ std::string_view errc_name(errc c) noexcept {
     case errc::read_only: return "read only";
     case errc::too_large: return "too large";
     case errc::cancelled: return "cancelled";
+    case errc::already_exists: return "already exists";
   }
   return "unknown";
 }

@@ -10,6 +10,8 @@
 #include "base/meta_file.h"
 #include "base/scan.h"
 #include "base/segment_format.h"
+#include "engine/log_access.h"
+#include "engine/log_state.h"
 
 namespace varve {
 namespace {
@@ -24,7 +26,8 @@ result<std::vector<uint64_t>> list_segments(file_system& fs, const std::string& 
 std::string footer_mismatch(const segment& seg, const segment_scan& r,
                             const segment_format::footer& f, uint64_t first_seq) {
   if (!r.ended_by_marker || r.good_end != f.data_end) return "records end where the footer does not say";
-  if (r.events != f.event_count) return "event count disagrees with the footer";
+  // A footer counts sequence numbers: events, and those a repair's holes stand for.
+  if (r.events + r.lost_events != f.event_count) return "event count disagrees with the footer";
   if (f.first_sequence != first_seq) return "first sequence disagrees with the footer";
   if (r.last_position != f.last_position) return "last position disagrees with the footer";
   const uint64_t n = f.data_end + record::kSegmentEndSize - segment_format::kHeaderSize;
@@ -42,6 +45,8 @@ result<verify_report> verify_log(const std::string& dir,
   if (status s = meta_file::read(*fs, dir, m); !s) return s;
   // Opened read-only only to learn how far a live writer has committed: bytes
   // past that may be a record being written right now, not damage.
+  // With no writer alive, the read-only open also judged the tail against
+  // the end varve.ctl recorded as acknowledged (it may have found damage).
   auto live = event_log::open_read_only(dir);
   const uint64_t commit = live ? live.value()->committed_position().value : UINT64_MAX;
   auto segs = list_segments(*fs, dir);
@@ -57,6 +62,14 @@ result<verify_report> verify_log(const std::string& dir,
     rep.first_problem = status(errc::corruption, std::move(text));
     return rep;
   };
+  if (live && !detail::log_access::state(*live.value()).damage.ok()) {
+    rep.first_problem = detail::log_access::state(*live.value()).damage;
+    return rep;
+  }
+  if (!segs.value().empty() && segs.value().front() != 0)
+    return problem(log_files::join(dir, log_files::segment_name(0)) +
+                   ": segment file is missing: the log starts there");
+  uint64_t end_pos = 0;
   for (size_t i = 0; i < segs.value().size(); ++i) {
     const uint64_t k = segs.value()[i];
     if (i > 0 && k != segs.value()[i - 1] + 1)
@@ -78,7 +91,10 @@ result<verify_report> verify_log(const std::string& dir,
       rep.bytes += v.record_bytes;
     });
     rep.events += r.events;
+    rep.holes += r.holes;
+    rep.lost_events += r.lost_events;
     const uint64_t base = seg.base_position();
+    end_pos = r.ended_by_marker ? base + seg.capacity() + segment_format::kHeaderSize : base + r.good_end;
     if (!r.problem.empty() && base + r.problem_offset < commit)
       return problem(seg.path() + " offset " + std::to_string(r.problem_offset) + ": " + r.problem);
     if (fst.ok()) {
@@ -97,6 +113,11 @@ result<verify_report> verify_log(const std::string& dir,
     next_seq = r.next_sequence;
     if (progress) progress((i + 1) * cap, total);
   }
+  if (commit != UINT64_MAX && end_pos < commit)
+    return problem(log_files::join(dir, log_files::segment_name(commit == 0 ? 0 : (commit - 1) / cap)) +
+                   ": the log ends at position " + std::to_string(end_pos) +
+                   ", before its committed position " + std::to_string(commit) +
+                   " (a segment file is missing or short)");
   return rep;
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "engine/flusher.h"
 #include "engine/index_table.h"
 #include "base/log_files.h"
 #include "base/scan.h"
@@ -96,7 +97,8 @@ status background::drain() {
 }
 
 status background::write_footer(file_system& fs, segment& seg, segment_format::footer f,
-                                durability mode) {
+                                durability_tracker* gate) {
+  if (gate) return gate->gated([&] { return write_footer(fs, seg, f, nullptr); });
   f.data_checksum =
       XXH3_64bits(seg.data() + segment_format::kHeaderSize,
                   f.data_end + record::kSegmentEndSize - segment_format::kHeaderSize);
@@ -114,7 +116,6 @@ status background::write_footer(file_system& fs, segment& seg, segment_format::f
   // recovery rescans the segment as if it were unsealed. Nothing is lost.
   // Synced in every mode: recovery takes every segment before the newest
   // sealed one as sealed, so footers must reach the disk in segment order.
-  (void)mode;
   return fs.sync_range(seg.file(), at, segment_format::kFooterSize);
 }
 
@@ -235,9 +236,13 @@ void background::rebuild_damaged_indexes() {
 
 status background::do_seal(const seal_job& job) {
   if (!job.footer_written) {
-    if (status s = write_footer(*c_.fs, *job.seg, job.footer, c_.mode); !s) {
-      if (c_.on_sync_failure) c_.on_sync_failure(s);
-      return s;
+    // A failure is recorded by the gate (the log refuses writes from then on).
+    if (status s = write_footer(*c_.fs, *job.seg, job.footer, c_.durable); !s) return s;
+    if (c_.durable) {
+      c_.durable->sealed(job.seg->index());
+      // Recorded on disk too (mode none has no thread doing it): after a
+      // reboot recovery then knows this segment was durable.
+      (void)c_.durable->record_durable();
     }
   }
   // Index files and checkpoints are derived data: failing to write one costs

@@ -21,6 +21,7 @@ namespace varve {
 
 class segment_table;
 class index_table;
+class durability_tracker;
 
 struct seal_job {
   segment* seg;  // owned by the segment table; stays mapped
@@ -40,9 +41,10 @@ class background {
     uint64_t checkpointed_segment;  // newest heads checkpoint on disk (~0 = none)
     uint64_t first_segment;         // the log's oldest segment
     index_table* indexes;           // readers report damaged index files here
-    // A failed sync of a sealed segment (records or footer): the kernel may
-    // have dropped those pages, so the log must stop acknowledging writes.
-    std::function<void(const status&)> on_sync_failure;
+    // The log's sync gate: the sealer's syncs of a segment run through it
+    // one at a time with the flusher's, and a failure stops the log from
+    // acknowledging writes (flusher.h).
+    durability_tracker* durable;
   };
   explicit background(config c);
   ~background();  // finishes queued seals, then stops
@@ -59,9 +61,10 @@ class background {
   void index_sealed(uint64_t end);
   // Waits until every queued seal is done; returns the first error, if any.
   status drain();
-  // Seals synchronously (recovery uses it for segments it completes).
+  // Seals: makes the records durable, then writes and syncs the footer,
+  // through `gate` when given (recovery, before the log has one, passes none).
   static status write_footer(file_system& fs, segment& seg, segment_format::footer f,
-                             durability mode);
+                             durability_tracker* gate);
 
  private:
   void run_prepare();

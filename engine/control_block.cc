@@ -9,6 +9,9 @@
 #include <xxhash.h>
 
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <cstring>
 
 #include "base/coding.h"
@@ -157,30 +160,173 @@ static uint64_t clean_check(uint64_t log_id, uint64_t end) {
   return XXH3_64bits(words, sizeof words);
 }
 
+namespace {
+
+constexpr size_t kCleanEnd = 256, kCleanCheck = 264, kBootId = 272, kBootCheck = 288;
+constexpr size_t kPoisonFrom = 320, kPoisonNs = 328, kPoisonCode = 336, kPoisonCheck = 344;
+
+std::array<uint8_t, 16> parse_boot_id(const char* text) {
+  std::array<uint8_t, 16> id{};
+  int n = 0;
+  for (const char* p = text; *p && n < 32; ++p) {
+    int v;
+    if (*p >= '0' && *p <= '9') v = *p - '0';
+    else if (*p >= 'a' && *p <= 'f') v = *p - 'a' + 10;
+    else if (*p >= 'A' && *p <= 'F') v = *p - 'A' + 10;
+    else continue;  // the dashes of the UUID text
+    id[n / 2] = static_cast<uint8_t>(id[n / 2] | (v << ((n % 2) ? 0 : 4)));
+    ++n;
+  }
+  if (n != 32) id.fill(0);
+  return id;
+}
+
+std::array<uint8_t, 16> read_boot_id() {
+  if (const char* forced = std::getenv("VARVE_BOOT_ID")) return parse_boot_id(forced);
+  char buf[64] = {};
+  if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    return parse_boot_id(buf);
+  }
+  return {};
+}
+
+std::mutex& boot_mu() {
+  static std::mutex mu;
+  return mu;
+}
+std::array<uint8_t, 16>& boot_id_storage() {
+  static std::array<uint8_t, 16> id = read_boot_id();
+  return id;
+}
+
+uint64_t boot_check(uint64_t log_id, const uint8_t* boot) {
+  std::byte buf[24];
+  coding::put_u64(buf, log_id);
+  std::memcpy(buf + 8, boot, 16);
+  return XXH3_64bits(buf, sizeof buf);
+}
+
+uint64_t poison_check(uint64_t log_id, uint64_t from, uint64_t ns, uint32_t code) {
+  uint64_t words[4] = {log_id, from, ns, code};
+  const uint64_t h = XXH3_64bits(words, sizeof words);
+  return h == 0 ? 1 : h;  // 0 means "no poison mark"
+}
+
+bool is_zero_id(const std::array<uint8_t, 16>& id) {
+  for (uint8_t b : id)
+    if (b) return false;
+  return true;
+}
+
+}  // namespace
+
+const std::array<uint8_t, 16>& current_boot_id() {
+  std::lock_guard<std::mutex> g(boot_mu());
+  return boot_id_storage();
+}
+
+void test_hooks::set_boot_id(const std::array<uint8_t, 16>& id) {
+  std::lock_guard<std::mutex> g(boot_mu());
+  boot_id_storage() = id;
+}
+
 void control_block::set_clean_end(uint64_t log_id, uint64_t end) {
-  ref(264).store(clean_check(log_id, end), std::memory_order_relaxed);
-  ref(256).store(end, std::memory_order_release);
+  ref(kCleanCheck).store(clean_check(log_id, end), std::memory_order_relaxed);
+  ref(kCleanEnd).store(end, std::memory_order_release);
 }
 
 status control_block::clear_clean_end(bool durable) {
-  ref(256).store(0, std::memory_order_relaxed);
-  ref(264).store(0, std::memory_order_relaxed);
+  ref(kCleanEnd).store(0, std::memory_order_relaxed);
+  ref(kCleanCheck).store(0, std::memory_order_relaxed);
   if (!durable) return {};
-  return fs_->sync_range(file_, data_, kSize);
+  return sync();
 }
 
-uint64_t control_block::read_clean_end(file_system& fs, const std::string& dir, uint64_t log_id) {
-  auto f = fs.open(log_files::join(dir, log_files::kControlName), file_system::open_mode::read_only);
-  if (!f) return 0;
+uint64_t control_block::log_id() const { return coding::get_u64(data_ + 16); }
+
+void control_block::begin_session(uint64_t log_id) {
+  const std::array<uint8_t, 16> boot = current_boot_id();
+  std::memcpy(data_ + kBootId, boot.data(), boot.size());
+  ref(kBootCheck).store(boot_check(log_id, boot.data()), std::memory_order_relaxed);
+  ref(kPoisonCheck).store(0, std::memory_order_relaxed);
+  ref(kPoisonFrom).store(0, std::memory_order_relaxed);
+  ref(kPoisonNs).store(0, std::memory_order_relaxed);
+  ref32(kPoisonCode).store(0, std::memory_order_relaxed);
+}
+
+void control_block::set_poison(uint64_t log_id, uint64_t from, errc code) {
+  if (ref(kPoisonCheck).load(std::memory_order_relaxed) != 0) return;  // the first failure counts
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  const uint64_t ns = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+  ref(kPoisonFrom).store(from, std::memory_order_relaxed);
+  ref(kPoisonNs).store(ns, std::memory_order_relaxed);
+  ref32(kPoisonCode).store(static_cast<uint32_t>(code), std::memory_order_relaxed);
+  ref(kPoisonCheck).store(poison_check(log_id, from, ns, static_cast<uint32_t>(code)),
+                          std::memory_order_release);
+  // Crash story: the mark matters for a reopen within this boot, which reads
+  // it from the page cache whether or not this sync reaches the disk (the
+  // disk is failing). After a reboot the page cache is gone and recovery
+  // judges what the disk holds on its own.
+  (void)sync();
+}
+
+status control_block::sync() { return fs_->sync_range(file_, data_, kSize); }
+
+ctl_state control_block::read_state(file_system& fs, const std::string& dir, uint64_t log_id) {
+  ctl_state st;
+  const std::string path = log_files::join(dir, log_files::kControlName);
+  auto f = fs.open(path, file_system::open_mode::read_only);
+  if (!f) {
+    st.why = f.error().message();
+    return st;
+  }
   file_handle fh = f.value();
-  std::byte buf[16];
+  std::byte buf[512];
   auto size = fs.file_size(fh);
-  status s = size && size.value() >= kSize ? fs.pread(fh, 256, buf, sizeof buf)
-                                           : status(errc::corruption, "short");
+  status s = size && size.value() >= kSize ? fs.pread(fh, 0, buf, sizeof buf)
+                                           : status(errc::corruption, "shorter than 4096 bytes");
   fs.close(fh);
-  if (!s) return 0;
-  const uint64_t end = coding::get_u64(buf);
-  return end != 0 && coding::get_u64(buf + 8) == clean_check(log_id, end) ? end : 0;
+  if (!s) {
+    st.why = path + ": " + s.message();
+    return st;
+  }
+  st.present = true;
+  if (std::memcmp(buf, kMagic, 8) != 0 || coding::get_u64(buf + 16) != log_id) {
+    st.why = path + " offset 0: not this log's control block";
+    return st;
+  }
+  st.writer_pid = coding::get_u64(buf + 24);
+  st.commit = coding::get_u64(buf + 64);
+  st.next_sequence = coding::get_u64(buf + 72);
+  st.durable = coding::get_u64(buf + 128);
+  // A durable watermark past the committed one cannot have been written
+  // (durable only moves up to what is committed): the words are garbage.
+  if (st.durable > st.commit) {
+    st.why = path + " offset 128: durable position " + std::to_string(st.durable) +
+             " is past the committed position " + std::to_string(st.commit);
+    return st;
+  }
+  st.valid = true;
+  const uint64_t end = coding::get_u64(buf + kCleanEnd);
+  if (end != 0 && coding::get_u64(buf + kCleanCheck) == clean_check(log_id, end)) st.clean_end = end;
+  std::array<uint8_t, 16> boot;
+  std::memcpy(boot.data(), buf + kBootId, 16);
+  const std::array<uint8_t, 16> now = current_boot_id();
+  st.same_boot = !is_zero_id(now) && boot == now &&
+                 coding::get_u64(buf + kBootCheck) == boot_check(log_id, boot.data());
+  const uint64_t pc = coding::get_u64(buf + kPoisonCheck);
+  if (pc != 0) {
+    st.poison_from = coding::get_u64(buf + kPoisonFrom);
+    st.poison_ns = coding::get_u64(buf + kPoisonNs);
+    const uint32_t code = coding::get_u32(buf + kPoisonCode);
+    st.poisoned = pc == poison_check(log_id, st.poison_from, st.poison_ns, code);
+    st.poison_code = static_cast<errc>(code);
+  }
+  return st;
 }
 
 control_block::~control_block() {

@@ -2,6 +2,7 @@
 // writer publishes its watermarks to readers in any process.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -26,8 +27,17 @@ namespace varve {
 //  196 4  waiters           how many followers are (about to be) parked on wake_seq
 //  256 8  clean_end         end of the log at the last clean close (0 = none)
 //  264 8  clean_check       XXH3-64 of (log_id, clean_end): a torn or stale word fails it
-// It is derived state: rewritten by the writer after recovery, never trusted
-// for recovery itself (it may be stale after a crash).
+//  272 16 boot_id           the boot (kernel boot_id) of the writer session that wrote it
+//  288 8  boot_check        XXH3-64 of (log_id, boot_id)
+//  320 8  poison_from       a sync failed: bytes from here on may be missing on disk
+//  328 8  poison_ns         when (CLOCK_REALTIME)
+//  336 4  poison_code       the errc of the failure
+//  344 8  poison_check      XXH3-64 of (log_id, poison_from, poison_ns, poison_code); 0 = none
+// Everything recovery reads lies in the first 512-byte sector, which a power
+// loss writes whole or not at all. Recovery reads it before the writer
+// rewrites it (read_state): within the boot that wrote it, the page cache
+// holds every byte the writer stored, so `commit` bounds what was
+// acknowledged; after a reboot only `durable` does (FORMAT.md section 6).
 //
 // Wake-up protocol (followers in this or other processes; FORMAT.md section 6).
 // Both words are u32 futex words on one cache line, used through shared
@@ -63,6 +73,33 @@ namespace varve {
 // wakes nobody on every commit, and after kStaleWakes such commits in a row
 // resets it to 0 (a follower registering at that instant loses at most one
 // slice).
+// What the last writer session left in varve.ctl, read without mapping it.
+struct ctl_state {
+  bool present = false;    // the file exists with its full size
+  bool valid = false;      // magic, log_id and the watermarks are plausible
+  std::string why;         // why not valid (for reports)
+  bool same_boot = false;  // written during this boot (boot_id matches and checks)
+  uint64_t writer_pid = 0;
+  uint64_t commit = 0;
+  uint64_t next_sequence = 0;
+  uint64_t durable = 0;
+  uint64_t clean_end = 0;  // 0 unless the marker checks
+  bool poisoned = false;   // a sync failed in that session (poison words check)
+  uint64_t poison_from = 0;
+  uint64_t poison_ns = 0;
+  errc poison_code = errc::ok;
+};
+
+// This boot's identity (/proc/sys/kernel/random/boot_id), all zero when
+// unknown (then no session ever counts as "this boot"). VARVE_BOOT_ID in the
+// environment overrides it: power-loss tests open a crash image "after a
+// reboot" in the same process; never set it in production.
+const std::array<uint8_t, 16>& current_boot_id();
+namespace test_hooks {
+// Replaces current_boot_id() for this process (a simulated reboot).
+void set_boot_id(const std::array<uint8_t, 16>& id);
+}
+
 class control_block {
  public:
   static constexpr uint64_t kSize = 4096;
@@ -109,8 +146,19 @@ class control_block {
   // Clears the marker and, when `durable`, syncs the page: a stale marker
   // must never survive a power loss once new records may follow it.
   status clear_clean_end(bool durable);
-  // Reads the marker from DIR/varve.ctl without mapping it; 0 when absent.
-  static uint64_t read_clean_end(file_system& fs, const std::string& dir, uint64_t log_id);
+  // Reads what the last writer session left, without mapping the file.
+  static ctl_state read_state(file_system& fs, const std::string& dir, uint64_t log_id);
+
+  // Writer, at open: stamps this boot's id, clears any poison mark.
+  void begin_session(uint64_t log_id);
+  // A sync failed: from `from` on the disk may lack what the page cache
+  // holds, and a reopen in this boot must not trust those pages. Written
+  // into the page cache at once (a reopen in this boot reads it there) and
+  // synced as well as the failing disk allows.
+  void set_poison(uint64_t log_id, uint64_t from, errc code);
+  // msync of the whole control block: records the durable watermark on disk.
+  status sync();
+  uint64_t log_id() const;
 
  private:
   control_block(std::shared_ptr<file_system> fs, file_handle f, std::byte* data, bool writable)

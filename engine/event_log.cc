@@ -7,6 +7,7 @@
 #include "base/log_files.h"
 #include "engine/log_state.h"
 #include "base/meta_file.h"
+#include "engine/recovery.h"
 #include "base/record_format.h"
 #include "index/heads_file.h"
 
@@ -62,10 +63,12 @@ result<std::unique_ptr<event_log>> event_log::create(const std::string& dir,
   auto s = new_state(dir, options);
   file_system& fs = *s->fs;
   if (status r = fs.create_dir(dir); !r) return r;
-  if (fs.exists(log_files::join(dir, log_files::kMetaName)))
-    return status(errc::invalid_argument, dir + ": already holds a varve log");
   auto lock = writer_lock::acquire(dir);
   if (!lock) return lock.error();
+  // Checked under the lock: two creates racing on one directory would
+  // otherwise both see no log and the second would overwrite the first's meta.
+  if (fs.exists(log_files::join(dir, log_files::kMetaName)))
+    return status(errc::already_exists, dir + ": already holds a varve log");
   std::random_device rd;
   s->meta.log2_capacity = static_cast<uint8_t>(l2.value());
   s->meta.log_id = (uint64_t{rd()} << 32) ^ rd() ^ s->now_ns();
@@ -98,31 +101,42 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   make_shared_log(*s);
   if (status r = detail::recover(*s); !r) return r;
 
-  // What earlier sessions wrote (and what recovery just zeroed) may still be
-  // dirty in the page cache. Modes group and sync promise durability, so
-  // they make it durable now, with one syncfs whose cost follows the dirty
-  // data, not the log's size. Mode none promises nothing until flush(),
-  // which does the same then; open stays cheap.
+  // What earlier sessions wrote may still be dirty in the page cache (mode
+  // none leaves it there). Modes group and sync promise durability, so they
+  // sync exactly the files that can hold such pages - the unsealed tail -
+  // now; mode none promises nothing until flush(), which does the same then.
+  // Sealed segments are durable already (sealing syncs them in every mode),
+  // and what recovery itself changed it synced as it went.
   const uint64_t end = s->active->base_position() + s->write_off;
   const bool sync_now = s->opts.mode != durability::none;
+  const uint64_t dirty_first = std::min(s->tail_segment, s->active->index());
+  const uint64_t dirty_last = s->active->index();
   if (sync_now) {
-    if (status r = s->fs->sync_filesystem(dir); !r) return r;
+    for (uint64_t k = dirty_first; k <= dirty_last; ++k)
+      if (segment* seg = s->shared->segments.find(k); seg && seg->writable())
+        if (status r = s->fs->datasync(seg->file()); !r) return r;
   }
   auto ctl = control_block::create(s->fs, dir, s->meta.log_id);
   if (!ctl) return ctl.error();
   s->shared->ctl = std::move(ctl.value());
+  s->shared->ctl->begin_session(s->meta.log_id);
   if (status r = s->shared->ctl->clear_clean_end(sync_now); !r) return r;
   s->shared->ctl->next_sequence().store(s->next_seq, std::memory_order_relaxed);
   s->shared->ctl->commit().store(end, std::memory_order_release);
   s->written.store(end, std::memory_order_relaxed);
-  s->durable = std::make_unique<durability_tracker>(*s->shared, dir, end, sync_now);
-  if (s->opts.mode == durability::group)
-    s->durable->start_group(s->opts.group_commit_interval, s->opts.group_commit_bytes);
+  // Durable at open, in mode none: what the last session recorded (recovery
+  // never cuts below it), and every sealed segment.
+  uint64_t durable_at_open = (dirty_first << s->meta.log2_capacity) + segment_format::kHeaderSize;
+  if (s->ctl_at_open.valid) durable_at_open = std::max(durable_at_open, s->ctl_at_open.durable);
+  durable_at_open = std::min(durable_at_open, end);
+  s->durable = std::make_unique<durability_tracker>(
+      *s->shared, durability_tracker::config{end, durable_at_open, dirty_first, dirty_last, sync_now});
+  s->durable->start(s->opts.mode, s->opts.group_commit_interval, s->opts.group_commit_bytes);
 
   s->bg = std::make_unique<background>(background::config{
       s->fs, s->shared->segments.identity(), &s->shared->segments, s->opts.mode,
       s->opts.prepare_next_segment, s->opts.observer, s->checkpointed_segment, s->first_segment,
-      &s->shared->indexes, [d = s->durable.get()](const status& e) { d->poison(e); }});
+      &s->shared->indexes, s->durable.get()});
   s->shared->indexes.set_observer(s->opts.observer);
   s->shared->indexes.set_sealed_end(s->active->index());
   // Index files of sealed segments: checked, and rebuilt where missing or
@@ -146,10 +160,36 @@ result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& 
   if (status r = meta_file::read(*s->fs, dir, s->meta); !r) return r;
   s->read_only = true;
   make_shared_log(*s);
+  // Read first, while it is what the last writer left: with no writer alive
+  // the control block may be stale (a power loss) and the log's true end is
+  // found by reading the tail, O(tail), changing nothing.
+  const bool writer_alive = writer_lock::is_held(dir);
+  const ctl_state st = writer_alive ? ctl_state{} : control_block::read_state(*s->fs, dir, s->meta.log_id);
   auto ctl = control_block::open(s->fs, dir, s->meta.log_id);
   if (!ctl) return ctl.error();
   s->shared->ctl = std::move(ctl.value());
   s->shared->indexes.set_observer(s->opts.observer);
+  if (!writer_alive) {
+    auto found = detail::find_log_end(*s->fs, s->shared->segments, dir, s->meta.log_id,
+                                      s->meta.log2_capacity, st);
+    if (!found) {
+      // A segment that cannot even be mapped: readers reach it and fail there.
+      s->damage = found.error();
+    } else {
+      s->damage = found.value().damage;
+      s->first_segment = found.value().first_segment;
+      s->shared->commit_floor = found.value().end;
+      if (!found.value().torn.empty() && s->opts.observer)
+        s->opts.observer->on_action({recovery_action::kind::note, dir, 0, 0,
+                                     "torn tail (the next writer's open cuts it, keeping the bytes): " +
+                                         found.value().torn,
+                                     "", 0});
+    }
+    if (!s->damage.ok() && s->opts.observer)
+      s->opts.observer->on_action({recovery_action::kind::note, dir, 0, 0,
+                                   "damage below the acknowledged end (readers stop there with an "
+                                   "error): " + s->damage.message(), "", 0});
+  }
   return std::unique_ptr<event_log>(new event_log(std::move(s)));
 }
 
@@ -310,6 +350,8 @@ status event_log::flush() {
   log_state& s = *s_;
   if (s.read_only) return {};
   status r = s.durable->sync_until(s.shared->committed());
+  // Mode none has no thread recording the durable watermark on disk.
+  if (r && s.opts.mode == durability::none) r = s.durable->record_durable();
   if (!r) s.write_failure = status(errc::read_only, r.to_string());
   return r;
 }

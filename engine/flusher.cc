@@ -1,11 +1,12 @@
 #include "engine/flusher.h"
 
+#include "base/segment_format.h"
+
 namespace varve {
 
-durability_tracker::durability_tracker(detail::shared_log& log, std::string dir,
-                                       uint64_t end_at_open, bool history_synced)
-    : log_(log), durable_(end_at_open), dir_(std::move(dir)), history_synced_(history_synced) {
-  log_.ctl->durable().store(history_synced ? end_at_open : 0, std::memory_order_release);
+durability_tracker::durability_tracker(detail::shared_log& log, const config& c)
+    : log_(log), cfg_(c), durable_(c.history_synced ? c.end_at_open : c.durable_at_open) {
+  log_.ctl->durable().store(durable_.load(std::memory_order_relaxed), std::memory_order_release);
 }
 
 durability_tracker::~durability_tracker() {
@@ -19,11 +20,13 @@ durability_tracker::~durability_tracker() {
   }
 }
 
-void durability_tracker::start_group(std::chrono::microseconds interval, uint64_t wake_bytes) {
-  group_ = true;
+void durability_tracker::start(durability mode, std::chrono::microseconds interval,
+                               uint64_t wake_bytes) {
+  if (mode == durability::none) return;
+  group_ = mode == durability::group;
   interval_ = interval;
   wake_bytes_ = wake_bytes ? wake_bytes : 1;
-  thread_ = std::thread([this] { run_group(); });
+  thread_ = std::thread([this] { run(); });
 }
 
 status durability_tracker::failure() const {
@@ -31,72 +34,114 @@ status durability_tracker::failure() const {
   return failed_;
 }
 
-void durability_tracker::poison(const status& why) {
+status durability_tracker::fail_locked(const status& why) {
   {
     std::lock_guard<std::mutex> g(mu_);
-    if (!failed_.ok()) return;
-    failed_ = status(why.code() == errc::no_space ? errc::no_space : errc::io_error,
-                     why.message() + " (the log refuses writes until it is reopened)");
-    failed_flag_.store(true, std::memory_order_release);
+    if (failed_.ok()) {
+      failed_ = status(why.code() == errc::no_space ? errc::no_space : errc::io_error,
+                       why.message() + " (the log refuses writes until it is reopened)");
+      failed_flag_.store(true, std::memory_order_release);
+      // Crash story: the kernel may already have dropped the pages that
+      // failed, while the page cache still shows them; a reopen in this
+      // boot would take them for durable. The mark makes it refuse instead.
+      log_.ctl->set_poison(log_.ctl->log_id(), durable_.load(std::memory_order_relaxed), why.code());
+    }
+  }
+  done_cv_.notify_all();
+  return failure();
+}
+
+status durability_tracker::gated(const std::function<status()>& sync) {
+  std::lock_guard<std::mutex> gate(sync_mu_);
+  if (has_failed()) return failure();
+  status s = sync();
+  if (!s) return fail_locked(s);
+  return {};
+}
+
+status durability_tracker::sync_history_locked() {
+  if (cfg_.history_synced) return {};
+  // Crash story: until this returns, a power loss may lose pages an earlier
+  // session (mode none) left dirty in the tail; nothing past durable_at_open
+  // was reported durable. Exactly the files that may hold them are synced
+  // (never a syncfs, which would flush every other program's data too).
+  for (uint64_t k = cfg_.dirty_first; k <= cfg_.dirty_last; ++k) {
+    segment* seg = log_.segments.find(k);
+    if (!seg || !seg->writable()) continue;
+    if (status s = seg->fs().datasync(seg->file()); !s) return fail_locked(s);
+  }
+  cfg_.history_synced = true;
+  if (durable_.load(std::memory_order_relaxed) < cfg_.end_at_open) {
+    durable_.store(cfg_.end_at_open, std::memory_order_release);
+    log_.ctl->durable().store(cfg_.end_at_open, std::memory_order_release);
+  }
+  return {};
+}
+
+status durability_tracker::sync_until(uint64_t target) {
+  {
+    std::lock_guard<std::mutex> gate(sync_mu_);
+    if (has_failed()) return failure();
+    if (status s = sync_history_locked(); !s) return s;
+    uint64_t pos = durable_.load(std::memory_order_relaxed);
+    const uint64_t cap = log_.capacity();
+    // Sync segment by segment, oldest first: a power loss can then never keep
+    // a later segment's bytes durable while an earlier one's are not, and
+    // recovery's "the log is a prefix" holds.
+    while (pos < target) {
+      const uint64_t index = pos / cap;
+      const uint64_t seg_end = (index + 1) * cap;
+      const uint64_t upto = std::min(target, seg_end);
+      segment* seg = log_.segments.find(index);
+      if (!seg || !seg->writable())
+        return fail_locked(status(errc::io_error, "durability: segment " + std::to_string(index) +
+                                                      " is not mapped for writing"));
+      const uint64_t off = pos - index * cap;
+      // Crash story: msync(MS_SYNC) returns once the pages of [off, upto) and
+      // the file metadata needed to read them (extent conversion of the
+      // fallocated blocks) are on stable storage. If we die before it returns,
+      // recovery finds a prefix of these bytes (torn pages fail their checksum
+      // and are cut, above the durable position varve.ctl recorded) and none
+      // of the records in it was reported durable.
+      if (status s = seg->fs().sync_range(seg->file(), seg->data() + off, upto - pos); !s)
+        return fail_locked(s);
+      // Once one segment is fully durable the next range starts at its records.
+      pos = upto == seg_end ? seg_end : upto;
+      durable_.store(pos, std::memory_order_release);
+      log_.ctl->durable().store(pos, std::memory_order_release);
+    }
+  }
+  done_cv_.notify_all();
+  return {};
+}
+
+void durability_tracker::sealed(uint64_t index) {
+  {
+    std::lock_guard<std::mutex> gate(sync_mu_);
+    if (has_failed()) return;
+    const uint64_t cap = log_.capacity();
+    const uint64_t d = durable_.load(std::memory_order_relaxed);
+    const uint64_t next = (index + 1) * cap + segment_format::kHeaderSize;
+    if (d < index * cap || d >= next) return;
+    durable_.store(next, std::memory_order_release);
+    log_.ctl->durable().store(next, std::memory_order_release);
   }
   done_cv_.notify_all();
 }
 
-status durability_tracker::sync_until(uint64_t target) {
-  std::unique_lock<std::mutex> lk(mu_);
-  if (!failed_.ok()) return failed_;
-  if (!history_synced_) {
-    // Crash story: until this returns, a power loss may lose pages an
-    // earlier session (mode none) left dirty; nothing was reported durable.
-    if (status s = log_.segments.fs().sync_filesystem(dir_); !s) {
-      failed_ = status(s.code() == errc::no_space ? errc::no_space : errc::io_error,
-                       s.message() + " (the log refuses writes until it is reopened)");
-      failed_flag_.store(true, std::memory_order_release);
-      lk.unlock();
-      done_cv_.notify_all();
-      return failed_;
-    }
-    history_synced_ = true;
-    log_.ctl->durable().store(durable_.load(std::memory_order_relaxed), std::memory_order_release);
-  }
-  uint64_t from = durable_.load(std::memory_order_relaxed);
-  if (target <= from) return {};
-  const uint64_t cap = log_.capacity();
-  // Sync segment by segment, oldest first: a power loss can then never keep
-  // a later segment's bytes durable while an earlier one's are not, and
-  // recovery's "the log is a prefix" holds.
-  for (uint64_t pos = from; pos < target;) {
-    const uint64_t index = pos / cap;
-    const uint64_t seg_end = (index + 1) * cap;
-    const uint64_t upto = std::min(target, seg_end);
-    segment* seg = log_.segments.find(index);
-    if (!seg || !seg->writable()) {
-      failed_ = status(errc::io_error, "durability: segment " + std::to_string(index) +
-                                           " is not mapped for writing");
-      break;
-    }
-    const uint64_t off = pos - index * cap;
-    // Crash story: msync(MS_SYNC) returns once the pages of [off, upto) and
-    // the file metadata needed to read them (extent conversion of the
-    // fallocated blocks) are on stable storage. If we die before it returns,
-    // recovery finds a prefix of these bytes (torn pages fail their checksum
-    // and are cut) and none of the records in it was reported durable.
-    status s = seg->fs().sync_range(seg->file(), seg->data() + off, upto - pos);
-    if (!s) {
-      failed_ = status(s.code() == errc::no_space ? errc::no_space : errc::io_error,
-                       s.message() + " (the log refuses writes until it is reopened)");
-      break;
-    }
-    // Once one segment is fully durable the next range starts at its records.
-    pos = upto == seg_end ? seg_end : upto;
-    durable_.store(pos, std::memory_order_release);
-    log_.ctl->durable().store(pos, std::memory_order_release);
-  }
-  status r = failed_;
-  if (!r.ok()) failed_flag_.store(true, std::memory_order_release);
-  lk.unlock();
-  done_cv_.notify_all();
-  return r;
+status durability_tracker::record_durable() {
+  std::lock_guard<std::mutex> gate(sync_mu_);
+  if (has_failed()) return failure();
+  const uint64_t d = durable_.load(std::memory_order_relaxed);
+  if (d == recorded_) return {};
+  // Crash story: the word on disk only ever lags the data it describes (it
+  // is stored after the data's sync returned), so after a reboot recovery's
+  // guard is at most what really is durable; the lag only means a damaged
+  // record just below the true durable end is cut (bytes kept) rather than
+  // refused.
+  if (status s = log_.ctl->sync(); !s) return fail_locked(s);
+  recorded_ = d;
+  return {};
 }
 
 status durability_tracker::wait(uint64_t target) {
@@ -110,20 +155,33 @@ status durability_tracker::wait(uint64_t target) {
   return failed_;
 }
 
-void durability_tracker::run_group() {
+void durability_tracker::run() {
+  auto last_record = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lk(mu_);
   while (!stop_) {
-    cv_.wait_for(lk, interval_, [&] { return stop_ || nudged_.load(std::memory_order_acquire); });
+    const auto wait_for = group_ ? std::chrono::duration_cast<std::chrono::microseconds>(interval_)
+                                 : std::chrono::duration_cast<std::chrono::microseconds>(kRecordInterval);
+    cv_.wait_for(lk, wait_for, [&] { return stop_ || nudged_.load(std::memory_order_acquire); });
     nudged_.store(false, std::memory_order_release);
-    const uint64_t target = log_.committed();
-    if (target <= durable_.load(std::memory_order_relaxed) || !failed_.ok()) continue;
-    lk.unlock();
-    (void)sync_until(target);  // records its own failure
-    lk.lock();
+    if (stop_) break;
+    if (group_ && failed_.ok() && log_.committed() > durable_.load(std::memory_order_relaxed)) {
+      const uint64_t target = log_.committed();
+      lk.unlock();
+      (void)sync_until(target);  // records its own failure
+      lk.lock();
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_record >= kRecordInterval && failed_.ok()) {
+      lk.unlock();
+      (void)record_durable();
+      lk.lock();
+      last_record = now;
+    }
   }
   lk.unlock();
   // Last flush on close: what was committed before close() is made durable.
-  (void)sync_until(log_.committed());
+  if (group_) (void)sync_until(log_.committed());
+  (void)record_durable();
 }
 
 }  // namespace varve

@@ -2,12 +2,21 @@
 // all three modes: sync_until() msyncs the committed range not yet durable
 // and advances the durable watermark. Mode group runs it on a thread at an
 // interval; mode sync runs it inside each append; mode none on request.
+//
+// Every sync of the log's data goes through one gate (this object's
+// sync_mutex): the flusher's, the sealer's (records and footer of a segment
+// it seals) and the control block's. The kernel reports a write-back error to
+// one sync only, so two threads syncing the same file must not race: the
+// gate runs them one at a time, and a failure is recorded (failed, and the
+// poison mark in varve.ctl) before the next one may start, so no thread can
+// publish a durable position over pages another thread was told are lost.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -18,15 +27,23 @@ namespace varve {
 
 class durability_tracker {
  public:
-  // `history_synced` false: bytes below `end_at_open` (earlier sessions'
-  // pages) may still be dirty; the first sync makes them durable with one
-  // syncfs, and until then the published durable position is 0.
-  durability_tracker(detail::shared_log& log, std::string dir, uint64_t end_at_open,
-                     bool history_synced);
+  struct config {
+    uint64_t end_at_open = 0;      // committed end after recovery
+    uint64_t durable_at_open = 0;  // known durable then (<= end_at_open)
+    // Segments [dirty_first, dirty_last] may hold pages earlier sessions left
+    // dirty (mode none); until the first sync has synced them, nothing past
+    // durable_at_open is reported durable.
+    uint64_t dirty_first = 0, dirty_last = 0;
+    bool history_synced = false;
+  };
+  durability_tracker(detail::shared_log& log, const config& c);
   ~durability_tracker();
 
-  // Starts the group-commit thread.
-  void start_group(std::chrono::microseconds interval, uint64_t wake_bytes);
+  // Starts the thread: mode group syncs every `interval` (or when
+  // `wake_bytes` wait); modes group and sync also record the durable
+  // watermark in varve.ctl on disk every kRecordInterval (so a recovery
+  // after a reboot knows it). Mode none records it at each flush.
+  void start(durability mode, std::chrono::microseconds interval, uint64_t wake_bytes);
   // Makes everything below `target` (<= committed) durable. Thread-safe.
   // After a failed sync every call fails: the pages that failed may already
   // be dropped by the kernel, so carrying on could acknowledge lost data.
@@ -40,29 +57,43 @@ class durability_tracker {
       cv_.notify_one();
   }
   uint64_t durable() const { return durable_.load(std::memory_order_acquire); }
-  // A sync that failed elsewhere (the sealer's msync of a segment it seals):
-  // from now on every sync, wait and append fails, as if it had failed here.
-  void poison(const status& why);
+  // Runs `sync` (a sync of the log's files) through the gate; a failure is
+  // recorded before any other sync may run, and after a failure `sync` is
+  // not run at all. The sealer's syncs come here.
+  status gated(const std::function<status()>& sync);
+  // The sealer made segment `index` durable whole (records, then footer):
+  // if everything before it was durable, the watermark moves past it. So in
+  // mode none the durable position follows the sealed segments.
+  void sealed(uint64_t index);
+  // Writes the durable watermark to disk (msync of varve.ctl), through the gate.
+  status record_durable();
   status failure() const;
   // Lock-free check for the appender's hot path.
   bool has_failed() const { return failed_flag_.load(std::memory_order_acquire); }
 
+  static constexpr std::chrono::milliseconds kRecordInterval{100};
+
  private:
-  void run_group();
+  void run();
+  // Records a failed sync: every later sync, wait and append fails, and the
+  // control block carries the poison mark (sync_mu_ held).
+  status fail_locked(const status& why);
+  status sync_history_locked();
 
   detail::shared_log& log_;
+  config cfg_;
   std::atomic<uint64_t> durable_;
-  mutable std::mutex mu_;          // serializes syncs; guards failed_
-  std::condition_variable cv_;     // nudges the group thread
+  std::mutex sync_mu_;               // the gate: one sync of the log's data at a time
+  mutable std::mutex mu_;            // guards failed_, stop_; waits
+  std::condition_variable cv_;       // nudges the thread
   std::condition_variable done_cv_;  // durable advanced (or failed)
   status failed_;
-  std::string dir_;
-  bool history_synced_;
   bool group_ = false;
   bool stop_ = false;
   std::atomic<bool> nudged_{false};
   std::atomic<bool> failed_flag_{false};
   uint64_t wake_bytes_ = 0;
+  uint64_t recorded_ = 0;            // the durable watermark last synced in varve.ctl (sync_mu_)
   std::chrono::microseconds interval_{1000};
   std::thread thread_;
 };

@@ -42,6 +42,7 @@ result<bool> log_reader::next(event_view& out) {
         pos_.value = ((index + 1) << l2) + segment_format::kHeaderSize;
         continue;
       case record::decode_outcome::skip:
+      case record::decode_outcome::hole:  // events a repair could not keep
         pos_.value += d.length;
         continue;
       case record::decode_outcome::unwritten:

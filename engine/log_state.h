@@ -7,6 +7,7 @@
 #include <string>
 
 #include "engine/background.h"
+#include "engine/control_block.h"
 #include "engine/flusher.h"
 #include "base/segment_format.h"
 #include "engine/shared_log.h"
@@ -38,7 +39,16 @@ struct log_state {
   uint64_t seg_first_seq = 0;
   uint64_t seg_last_pos = ~uint64_t{0};
   uint64_t checkpointed_segment = ~uint64_t{0};
+  // What the previous writer session left in varve.ctl (read by recovery
+  // before this session rewrites it), and the first segment recovery found
+  // unsealed: earlier sessions may have left dirty pages from there on.
+  ctl_state ctl_at_open;
+  uint64_t tail_segment = 0;
   status write_failure;  // sticky: a failed roll-over sync, a failed durability sync
+
+  // Read-only logs opened with no writer alive: damage found below the end
+  // the last writer acknowledged (readers meet it; stat and verify report it).
+  status damage;
 
   // Read-only logs: a head table of their own, advanced on demand.
   bool follower_heads_loaded = false;
@@ -52,9 +62,10 @@ struct log_state {
   uint64_t now_ns() const;
 };
 
-// Recovery (recovery.cc): finds the tail, validates it, cuts what failed,
-// rebuilds the head table from the newest checkpoint plus the segments after
-// it, and leaves the writer's cursor at the end of the log.
+// Recovery (recovery.cc): finds the tail, judges it against the guard
+// varve.ctl recorded, refuses damage or cuts what a crash tore (keeping the
+// bytes in lost+found/), rebuilds the head table from the newest checkpoint
+// plus the segments after it, and leaves the writer's cursor at the end.
 status recover(log_state& s);
 
 }  // namespace varve::detail

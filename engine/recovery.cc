@@ -2,48 +2,208 @@
 // appends, records carry their own position and checksum, a batch's last
 // record carries the batch-end flag, and a segment the writer left carries a
 // segment-end record before the writer writes anything in the next one. So
-// after any crash the valid log is a prefix: sealed segments (valid footer)
-// are taken as they are; the unsealed tail is scanned from its first record,
-// and the first record that fails validation, or the first incomplete batch,
-// ends the log. Everything after that point was never acknowledged as
-// durable and never visible as committed in a way that survived: it is cut.
+// after a crash the valid log is a prefix: sealed segments (valid footer)
+// are taken as they are; the unsealed tail is scanned from its first record.
+//
+// What a crash can tear is bounded, and varve.ctl says how far: within the
+// boot that wrote it, the page cache survived, so everything below the
+// committed position is intact and at most the batch in flight is torn;
+// after a reboot, everything below the recorded durable position reached
+// the disk. Below that guard a record that fails its checks is damage: the
+// writer refuses to open and changes nothing. Above it the log ends at the
+// first record that fails; what follows is copied into lost+found/ before it
+// is zeroed, and reported. Nothing is ever cut silently or deleted.
+#include "engine/recovery.h"
+
 #include <algorithm>
 
-#include "engine/background.h"
-#include "engine/control_block.h"
+#include "base/coding.h"
 #include "base/log_files.h"
-#include "engine/log_state.h"
 #include "base/scan.h"
+#include "engine/background.h"
+#include "engine/log_state.h"
+#include "engine/lost_found.h"
+#include "engine/segment_table.h"
 #include "index/heads_file.h"
 
 namespace varve::detail {
+
+recovery_guard guard_from(const ctl_state& ctl, const std::string& ctl_path) {
+  recovery_guard g;
+  if (!ctl.valid) {
+    g.what = "no position (" + (ctl.why.empty() ? ctl_path + ": missing" : ctl.why) + ")";
+    return g;
+  }
+  if (ctl.same_boot) {
+    g.position = ctl.commit;
+    g.what = "the committed position " + std::to_string(ctl.commit) + " that " + ctl_path +
+             " recorded in this boot";
+  } else {
+    g.position = ctl.durable;
+    g.what = "the durable position " + std::to_string(ctl.durable) + " that " + ctl_path +
+             " recorded";
+  }
+  return g;
+}
+
+uint64_t find_valid_record(const segment& seg, uint64_t from, uint64_t to) {
+  const uint64_t end = seg.records_end();
+  to = std::min(to, end);
+  for (uint64_t off = coding::align8(from); off + record::kSegmentEndSize <= to; off += 8) {
+    const std::byte* p = seg.data() + off;
+    // Every record names its own position: most offsets fail this one load.
+    if (coding::get_u64(p + 16) != seg.base_position() + off) continue;
+    event_view v;
+    const record::decoded d = record::decode(p, end - off, seg.base_position() + off, true, v);
+    if (d.outcome == record::decode_outcome::event || d.outcome == record::decode_outcome::segment_end ||
+        d.outcome == record::decode_outcome::hole)
+      return off;
+  }
+  return to;
+}
+
+uint64_t count_valid_records(const segment& seg, uint64_t from, uint64_t to) {
+  uint64_t n = 0;
+  for (uint64_t off = from; off < to;) {
+    const uint64_t at = find_valid_record(seg, off, to);
+    if (at >= to) break;
+    event_view v;
+    const record::decoded d =
+        record::decode(seg.data() + at, seg.records_end() - at, seg.base_position() + at, true, v);
+    if (d.outcome == record::decode_outcome::event) ++n;
+    off = at + d.length;
+  }
+  return n;
+}
+
+uint64_t nonzero_end(const std::byte* data, uint64_t from, uint64_t to) {
+  constexpr uint64_t kBlock = 4096;
+  uint64_t hi = to;
+  while (hi > from) {
+    const uint64_t lo = std::max(from, hi > kBlock ? (hi - 1) / kBlock * kBlock : 0);
+    if (!segment_format::is_zero(data + lo, hi - lo)) {
+      for (uint64_t i = hi; i > lo; --i)
+        if (data[i - 1] != std::byte{0}) return std::min(to, coding::align8(i));
+    }
+    hi = lo;
+  }
+  return from;
+}
+
+result<bool> file_is_zero_from(file_system& fs, const std::string& path, uint64_t from) {
+  auto f = fs.open(path, file_system::open_mode::read_only);
+  if (!f) return f.error();
+  file_handle fh = f.value();
+  auto size = fs.file_size(fh);
+  if (!size) {
+    fs.close(fh);
+    return size.error();
+  }
+  std::vector<std::byte> buf(1 << 20);
+  bool zero = true;
+  for (uint64_t off = from; zero && off < size.value();) {
+    const uint64_t n = std::min<uint64_t>(buf.size(), size.value() - off);
+    if (status s = fs.pread(fh, off, buf.data(), n); !s) {
+      fs.close(fh);
+      return s;
+    }
+    zero = segment_format::is_zero(buf.data(), n);
+    off += n;
+  }
+  fs.close(fh);
+  return zero;
+}
+
 namespace {
 
-void note(log_state& s, const std::string& file, uint64_t off, uint64_t bytes,
-          const std::string& why) {
-  if (s.opts.observer) s.opts.observer->on_truncated(file, off, bytes, why);
+bool is_repair(recovery_mode m) {
+  return m == recovery_mode::point_in_time || m == recovery_mode::skip_damaged;
 }
 
-// Zeroes every non-zero byte of [from, to) in the mapping, page by page, so
-// that stale bytes past a cut can never be mistaken for records later. Pages
-// that are already zero are left clean (no writeback).
-uint64_t zero_from(std::byte* data, uint64_t from, uint64_t to, uint64_t& last_changed) {
-  uint64_t changed = 0;
-  constexpr uint64_t kPage = 4096;
-  for (uint64_t p = from; p < to;) {
-    uint64_t end = std::min(to, (p / kPage + 1) * kPage);
-    if (!segment_format::is_zero(data + p, end - p)) {
-      std::fill(data + p, data + end, std::byte{0});
-      changed += end - p;
-      last_changed = end;
-    }
-    p = end;
+std::string refusal_tail() {
+  return "; nothing was changed (read-only opens still read up to it). `varve recover DIR` "
+         "shows and repairs it, keeping every byte it takes out in DIR/lost+found/";
+}
+
+// What recovery tells the observer, and the operator's journal.
+struct reporter {
+  recovery_observer* observer;
+  lost_found& lf;
+  void operator()(recovery_action a) {
+    std::string line = a.file + " offset " + std::to_string(a.offset) + ": " + a.why;
+    if (a.bytes) line += " (" + std::to_string(a.bytes) + " bytes";
+    if (a.bytes && a.events) line += ", " + std::to_string(a.events) + " records that validated";
+    if (a.bytes) line += ")";
+    if (!a.kept_at.empty()) line += "; kept in " + a.kept_at;
+    if (a.what != recovery_action::kind::note && a.what != recovery_action::kind::removed_empty) lf.note(line);
+    if (observer) observer->on_action(a);
   }
-  return changed;
+};
+
+// Writes the header a segment file must have (it is fully determined by the
+// log and the file's index), after keeping the old bytes.
+status rebuild_header(file_system& fs, const segment::identity& id, uint64_t index,
+                      const std::string& path, lost_found& lf, reporter& report) {
+  auto f = fs.open(path, file_system::open_mode::read_write);
+  if (!f) return f.error();
+  file_handle fh = f.value();
+  std::byte old[segment_format::kHeaderSize];
+  status s = fs.pread(fh, 0, old, sizeof old);
+  result<std::string> kept = s ? lf.keep_bytes(path, 0, old, sizeof old) : result<std::string>(s);
+  if (!kept) {
+    fs.close(fh);
+    return kept.error();
+  }
+  std::byte hdr[segment_format::kHeaderSize];
+  segment_format::encode_header(hdr, {id.log2_capacity, index, id.log_id});
+  s = fs.pwrite(fh, 0, hdr, sizeof hdr);
+  if (s) s = fs.datasync(fh);
+  fs.close(fh);
+  if (!s) return s;
+  report({recovery_action::kind::rebuilt, path, 0, sizeof hdr, "segment header rebuilt", kept.value(), 0});
+  return {};
 }
 
-bool any_nonzero(const std::byte* data, uint64_t from, uint64_t to) {
-  return !segment_format::is_zero(data + from, to - from);
+// Replaces [from, to) of the segment with a hole record standing for the
+// events [first_seq, first_seq + count), after keeping the bytes. The caller
+// checked that a valid batch starts at `to`.
+status make_hole(file_system& fs, segment& seg, uint64_t from, uint64_t to, uint64_t first_seq,
+                 uint64_t count, const std::string& why, lost_found& lf, reporter& report) {
+  const uint64_t events = count_valid_records(seg, from, to);
+  auto kept = lf.keep_bytes(seg.path(), from, seg.data() + from, to - from);
+  if (!kept) return kept.error();
+  record::encode_hole(seg.data() + from, static_cast<uint32_t>(to - from), seg.base_position() + from,
+                      first_seq, count);
+  if (status s = fs.sync_range(seg.file(), seg.data() + from, to - from); !s) return s;
+  report({recovery_action::kind::hole, seg.path(), from, to - from,
+          why + ": replaced by a hole standing for " + std::to_string(count) + " event(s) from sequence " +
+              std::to_string(first_seq),
+          kept.value(), events});
+  return {};
+}
+
+// In a segment whose scan stopped at `r`, the start of the first batch after
+// the damage that continues the log: a valid event record that begins a batch,
+// with a sequence number not below the one expected. `records_end` when none.
+uint64_t find_continuation(const segment& seg, const segment_scan& r) {
+  const uint64_t end = seg.records_end();
+  for (uint64_t off = r.problem_offset + 8; off < end;) {
+    const uint64_t at = find_valid_record(seg, off, end);
+    if (at >= end) break;
+    event_view v;
+    const record::decoded d =
+        record::decode(seg.data() + at, end - at, seg.base_position() + at, true, v);
+    if (d.outcome == record::decode_outcome::event && v.batch_begin &&
+        v.sequence.value >= r.next_sequence)
+      return at;
+    off = at + 8;
+  }
+  return end;
+}
+
+// The sequence number of the record at `off` (an event, checked by the caller).
+uint64_t sequence_at(const segment& seg, uint64_t off) {
+  return coding::get_u64(seg.data() + off + 24);
 }
 
 }  // namespace
@@ -51,22 +211,76 @@ bool any_nonzero(const std::byte* data, uint64_t from, uint64_t to) {
 status recover(log_state& s) {
   file_system& fs = *s.fs;
   const std::string index_dir = log_files::join(s.dir, log_files::kIndexDir);
+  const std::string ctl_path = log_files::join(s.dir, log_files::kControlName);
   const segment::identity& id = s.shared->segments.identity();
   segment_table& table = s.shared->segments;
-  const bool strict = s.opts.recovery == recovery_mode::strict;
-  const uint64_t clean_end = control_block::read_clean_end(fs, s.dir, id.log_id);
+  const recovery_mode mode = s.opts.recovery;
+  const bool strict = mode == recovery_mode::strict;
+  const bool repair = is_repair(mode);
+  const uint8_t l2 = id.log2_capacity;
+  lost_found lf(fs, s.dir);
+  reporter report{s.opts.observer, lf};
 
-  // Leftovers of atomic writes that never reached their rename.
+  const ctl_state ctl = control_block::read_state(fs, s.dir, id.log_id);
+  s.ctl_at_open = ctl;
+  recovery_guard guard = guard_from(ctl, ctl_path);
+  // A sync failed in this boot: the page cache may hold bytes the disk never
+  // got, and they look perfectly valid. Do not trust them unless told to.
+  if (ctl.valid && ctl.poisoned && ctl.same_boot) {
+    if (!repair)
+      return {errc::io_error,
+              ctl_path + ": a sync failed in this boot (" + std::string(errc_name(ctl.poison_code)) +
+                  ") and the disk may lack what the page cache shows from position " +
+                  std::to_string(ctl.poison_from) + " on; refusing to open for writing. "
+                  "`varve recover DIR` writes those pages again, syncs them and checks the log"};
+    // Write the pages again from what the page cache holds and sync them: if
+    // that succeeds, disk and cache agree again. Below poison_from the data
+    // was durable; above it, recovery judges what the disk now holds.
+    auto names = fs.list_dir(s.dir);
+    if (!names) return names.error();
+    const uint64_t from_seg = ctl.poison_from >> l2;
+    for (uint64_t k : log_files::segment_indices(names.value())) {
+      if (k < from_seg) continue;
+      const std::string path = log_files::join(s.dir, log_files::segment_name(k));
+      auto f = fs.open(path, file_system::open_mode::read_write);
+      if (!f) return f.error();
+      file_handle fh = f.value();
+      auto size = fs.file_size(fh);
+      status st = size ? status{} : size.error();
+      const uint64_t start = k == from_seg ? (ctl.poison_from & ((uint64_t{1} << l2) - 1)) / 4096 * 4096 : 0;
+      std::vector<std::byte> buf(1 << 20);
+      for (uint64_t off = start; st && off < size.value();) {
+        const uint64_t n = std::min<uint64_t>(buf.size(), size.value() - off);
+        st = fs.pread(fh, off, buf.data(), n);
+        if (st && !segment_format::is_zero(buf.data(), n)) st = fs.pwrite(fh, off, buf.data(), n);
+        off += n;
+      }
+      if (st) st = fs.datasync(fh);
+      fs.close(fh);
+      if (!st) return st;
+    }
+    guard.position = ctl.poison_from;
+    guard.what = "the position " + std::to_string(ctl.poison_from) + " durable before the failed sync";
+    report({recovery_action::kind::rebuilt, s.dir, ctl.poison_from, 0,
+            "pages after a failed sync written again from the page cache and synced", "", 0});
+  } else if (ctl.valid && ctl.poisoned) {
+    report({recovery_action::kind::note, ctl_path, 0, 0,
+            "a sync failed before the last reboot; the log is judged by what the disk holds", "", 0});
+  }
+
+  // Leftovers of atomic writes that never reached their rename: never log data.
   auto names = fs.list_dir(s.dir);
   if (!names) return names.error();
   for (const std::string& n : names.value())
     if (n.ends_with(log_files::kPartialSuffix)) (void)fs.remove(log_files::join(s.dir, n));
   std::vector<uint64_t> segs = log_files::segment_indices(names.value());
 
-  // A segment file whose header was never written is a roll-over or
-  // pre-creation that died half way: it holds nothing.
+  // The newest segment files: a header is made durable before a segment is
+  // used, so one whose header is zero or does not decode was being created
+  // when a crash came, and holds nothing - unless something else damaged it.
   while (!segs.empty()) {
-    const std::string path = log_files::join(s.dir, log_files::segment_name(segs.back()));
+    const uint64_t k = segs.back();
+    const std::string path = log_files::join(s.dir, log_files::segment_name(k));
     auto f = fs.open(path, file_system::open_mode::read_only);
     if (!f) return f.error();
     file_handle fh = f.value();
@@ -75,52 +289,101 @@ status recover(log_state& s) {
     status rs = size && size.value() >= sizeof hdr ? fs.pread(fh, 0, hdr, sizeof hdr) : status{};
     fs.close(fh);
     if (!rs) return rs;
-    if (!segment_format::is_zero(hdr, sizeof hdr)) {
-      // A header that is there but does not decode, on the newest segment
-      // file: a power loss while that file was being created (headers are
-      // made durable before a segment is used, so it holds nothing that
-      // was acknowledged). Set it aside, keeping the bytes.
-      segment_format::header h;
-      status hs = segment_format::decode_header(hdr, path, h);
-      if (hs || strict || segs.size() < 2 ||
-          (hs.code() != errc::corruption && hs.code() != errc::not_a_log))
+    segment_format::header h;
+    status hs = segment_format::decode_header(hdr, path, h);
+    if (hs) break;
+    if (hs.code() == errc::newer_format) return hs;
+    const bool zero_hdr = segment_format::is_zero(hdr, sizeof hdr);
+    auto empty = file_is_zero_from(fs, path, segment_format::kHeaderSize);
+    if (!empty) return empty.error();
+    if (!empty.value()) {
+      if (repair && size && size.value() == (uint64_t{1} << l2)) {
+        if (status r = rebuild_header(fs, id, k, path, lf, report); !r) return r;
         break;
-      note(s, path, 0, 0, "newest segment file set aside: " + hs.message());
-      if (status r = fs.rename(path, path + log_files::kDamagedSuffix); !r) return r;
-      segs.pop_back();
-      continue;
+      }
+      return {errc::corruption, path + " offset 0: segment header " +
+                                    (zero_hdr ? std::string("is zero") : "does not decode (" + hs.message() + ")") +
+                                    " but the segment holds data" + refusal_tail()};
     }
     if (strict) return {errc::corruption, path + " offset 0: segment header was never written"};
-    note(s, path, 0, 0, "removed a segment file whose header was never written");
-    if (status r = fs.remove(path); !r) return r;
+    if (zero_hdr) {
+      if (status r = fs.remove(path); !r) return r;
+      report({recovery_action::kind::removed_empty, path, 0, 0,
+              "removed a segment file whose header was never written (it held nothing)", "", 0});
+    } else {
+      auto kept = lf.keep_file(path);
+      if (!kept) return kept.error();
+      report({recovery_action::kind::set_aside, path, 0, 0,
+              "newest segment file set aside: its header does not decode (" + hs.message() +
+                  ") and it holds nothing else",
+              kept.value(), 0});
+    }
     segs.pop_back();
   }
 
+  if (!ctl.valid && !segs.empty())
+    report({recovery_action::kind::note, ctl_path, 0, 0,
+            "no usable control block (" + ctl.why + "): recovery cannot tell acknowledged records "
+            "from torn ones; whatever it cuts is kept in lost+found/", "", 0});
+
+  // The log starts at segment 0 (no retention yet): a missing first file is
+  // a missing start, whatever the mode.
+  if (!segs.empty() && segs.front() != 0)
+    return {errc::corruption, log_files::join(s.dir, log_files::segment_name(0)) +
+                                  ": segment file is missing: the log starts there, but its first "
+                                  "file is " + log_files::segment_name(segs.front()) +
+                                  "; restore the missing file(s) from a backup" };
+  for (size_t i = 1; i < segs.size(); ++i) {
+    if (segs[i] == segs[0] + i) continue;
+    const std::string missing = log_files::join(s.dir, log_files::segment_name(segs[0] + i));
+    if (mode != recovery_mode::point_in_time)
+      return {errc::corruption, missing + ": segment file is missing (the log has a hole)" + refusal_tail()};
+    // Point in time: the log ends before the hole; what follows goes aside.
+    for (size_t j = i; j < segs.size(); ++j) {
+      const std::string path = log_files::join(s.dir, log_files::segment_name(segs[j]));
+      auto kept = lf.keep_file(path);
+      if (!kept) return kept.error();
+      report({recovery_action::kind::set_aside, path, 0, 0,
+              "segment after a missing one (" + missing + ") set aside", kept.value(), 0});
+    }
+    segs.resize(i);
+    break;
+  }
+
   if (segs.empty()) {
+    if (guard.position > segment_format::kHeaderSize && !repair)
+      return {errc::corruption, log_files::join(s.dir, log_files::segment_name(0)) +
+                                    ": no segment file holds the log, but it reaches " + guard.what +
+                                    refusal_tail()};
     auto made = segment::create(s.fs, id, 0, segment::prefault::for_write);
     if (!made) return made.error();
+    if (status r = fs.sync_dir(s.dir); !r) return r;
     s.active = made.value().get();
     table.install(std::move(made.value()));
     s.first_segment = 0;
+    s.tail_segment = 0;
     s.write_off = segment_format::kHeaderSize;
     s.next_seq = 0;
     s.seg_first_seq = 0;
     return {};
   }
-  for (size_t i = 1; i < segs.size(); ++i)
-    if (segs[i] != segs[0] + i)
-      return {errc::corruption,
-              log_files::join(s.dir, log_files::segment_name(segs[0] + i)) +
-                  ": segment file is missing (the log has a hole)"};
   s.first_segment = segs.front();
   const uint64_t last = segs.back();
+  if (guard.position > 0 && ((guard.position - 1) >> l2) > last && !repair)
+    return {errc::corruption,
+            log_files::join(s.dir, log_files::segment_name((guard.position - 1) >> l2)) +
+                ": segment file is missing, but " + guard.what + " lies in it" + refusal_tail()};
 
   // Find the first unsealed segment, walking back from the newest: open time
   // depends on the unsealed tail only, never on how many segments are sealed.
   uint64_t first_unsealed = s.first_segment;
   for (uint64_t k = last + 1; k-- > s.first_segment;) {
     auto opened = segment::open(s.fs, id, k, map_access::read_write);
-    if (!opened) return opened.error();
+    if (!opened) {
+      if (opened.error().code() == errc::corruption)
+        return {errc::corruption, opened.error().message() + refusal_tail()};
+      return opened.error();
+    }
     segment* seg = opened.value().get();
     table.install(std::move(opened.value()));
     segment_format::footer f;
@@ -130,9 +393,10 @@ status recover(log_state& s) {
       break;
     }
     if (fs_status.code() != errc::not_found)
-      note(s, seg->path(), seg->records_end(), segment_format::kFooterSize,
-           "damaged footer ignored; rescanning the segment: " + fs_status.message());
+      report({recovery_action::kind::note, seg->path(), seg->records_end(), segment_format::kFooterSize,
+              "damaged footer ignored; rescanning the segment: " + fs_status.message(), "", 0});
   }
+  s.tail_segment = std::min(first_unsealed, last);
 
   // The head table: newest usable checkpoint, then the sealed segments after it.
   uint64_t next_seq = 0;
@@ -163,8 +427,11 @@ status recover(log_state& s) {
         r = status(errc::corruption, path + ": checkpoint disagrees with the segment footer");
       }
       s.heads.clear();
-      note(s, path, 0, 0, "head-table checkpoint rejected, renamed aside: " + r.message());
+      // Derived data: renamed aside, rebuilt from the log.
       (void)fs.rename(path, path + log_files::kDamagedSuffix);
+      report({recovery_action::kind::set_aside, path, 0, 0,
+              "head-table checkpoint rejected, renamed aside: " + r.message(),
+              path + log_files::kDamagedSuffix, 0});
     }
   }
   for (uint64_t k = replay_from; k < first_unsealed; ++k) {
@@ -178,34 +445,44 @@ status recover(log_state& s) {
     if (!r.ended_by_marker || r.good_end != f.data_end)
       return {errc::corruption, seg.value()->path() + " offset " +
                                     std::to_string(r.problem_offset) + ": sealed segment is damaged: " +
-                                    (r.problem.empty() ? "records disagree with the footer" : r.problem)};
+                                    (r.problem.empty() ? "records disagree with the footer" : r.problem) +
+                                    refusal_tail()};
     next_seq = r.next_sequence;
   }
 
-  // Scan the unsealed tail. In strict mode nothing is modified until the
-  // whole tail has been judged clean.
+  // Scan the unsealed tail. Nothing is modified until the tail is judged.
   struct pending_seal {
     segment* seg;
     segment_format::footer f;
   };
   std::vector<pending_seal> seals;
-  uint64_t k = first_unsealed;
   segment* end_seg = nullptr;
   segment_scan end_scan;
-  for (; k <= last; ++k) {
+  for (uint64_t k = first_unsealed; k <= last; ++k) {
     segment* seg = table.find(k);
-    segment_scan r = scan_segment(*seg, next_seq, true, [&](const event_view& v) {
-      s.heads.advance(v.stream, v.stream_is_integer, v.version, v.position.value);
-    });
-    next_seq = r.next_sequence;
-    if (r.ended_by_marker && k < last) {
-      seals.push_back({seg, {k, r.good_end, r.events, r.first_sequence, r.last_position, 0}});
-      continue;
+    const uint64_t seq_in = next_seq;
+    segment_scan r;
+    while (true) {
+      r = scan_segment(*seg, seq_in, true, [&](const event_view& v) {
+        s.heads.advance(v.stream, v.stream_is_integer, v.version, v.position.value);
+      });
+      // skip_damaged: a damaged range followed by a valid batch that
+      // continues the log becomes a hole; then the segment is scanned again
+      // (re-applying the same heads is harmless).
+      if (mode != recovery_mode::skip_damaged || r.problem.empty()) break;
+      const uint64_t to = find_continuation(*seg, r);
+      if (to >= seg->records_end() || to - r.good_end < record::kHoleMinSize) break;
+      if (status st = make_hole(fs, *seg, r.good_end, to, r.next_sequence,
+                                sequence_at(*seg, to) - r.next_sequence, r.problem, lf, report);
+          !st)
+        return st;
     }
+    next_seq = r.next_sequence;
     if (r.ended_by_marker) {
-      // The writer left this segment but died before writing in the next:
-      // seal it and start a new one.
-      seals.push_back({seg, {k, r.good_end, r.events, r.first_sequence, r.last_position, 0}});
+      // A segment the writer left (it began the next one); the last one was
+      // left just before a crash: sealed now, the log goes on in a new file.
+      seals.push_back({seg, {k, r.good_end, r.events + r.lost_events, r.first_sequence, r.last_position, 0}});
+      if (k < last) continue;
       break;
     }
     end_seg = seg;
@@ -214,66 +491,112 @@ status recover(log_state& s) {
   }
 
   if (end_seg) {
-    // Everything past the cut: the rest of this segment, and later segments.
-    // After a clean close that ended exactly here, nothing was ever written
-    // past this point, and the page-by-page zero check (a read of up to a
-    // whole segment) can be skipped.
+    const uint64_t base = end_seg->base_position();
     const uint64_t cut = end_scan.good_end;
-    const bool clean_close = !strict && end_scan.problem.empty() && end_scan.clean_zero_end &&
-                             clean_end == end_seg->base_position() + cut;
-    const bool dirty = !clean_close && any_nonzero(end_seg->data(), cut, end_seg->capacity());
-    if (dirty && strict)
-      return {errc::corruption, end_seg->path() + " offset " +
-                                    std::to_string(end_scan.problem.empty() ? cut : end_scan.problem_offset) +
-                                    ": " + (end_scan.problem.empty() ? "bytes after the end of the log" : end_scan.problem)};
-    for (uint64_t j = end_seg->index() + 1; j <= last; ++j) {
-      segment* later = table.find(j);
-      if (strict && any_nonzero(later->data(), segment_format::kHeaderSize, later->capacity()))
-        return {errc::corruption, later->path() + ": segment follows the end of the log"};
+    const uint64_t end_pos = base + cut;
+    const bool damaged = !end_scan.problem.empty();
+    const uint64_t problem_off = damaged ? end_scan.problem_offset : cut;
+    if (guard.position > end_pos && !repair) {
+      if (damaged)
+        return {errc::corruption,
+                end_seg->path() + " offset " + std::to_string(problem_off) + ": " + end_scan.problem +
+                    ", before " + guard.what + ": damage, not a torn write" + refusal_tail()};
+      return {errc::corruption, end_seg->path() + " offset " + std::to_string(cut) +
+                                    ": the log ends here, before " + guard.what +
+                                    ": acknowledged events are missing" + refusal_tail()};
     }
-    if (dirty) {
-      uint64_t last_changed = cut;
-      uint64_t n = zero_from(end_seg->data(), cut, end_seg->capacity(), last_changed);
-      // Crash story: the zeroing must be durable before anything new is
-      // appended here. Otherwise a power loss could bring back records past
-      // the cut that would validate after new records of the same size.
-      if (status r = fs.sync_range(end_seg->file(), end_seg->data() + cut, last_changed - cut); !r)
-        return r;
-      note(s, end_seg->path(), cut, n,
-           end_scan.problem.empty() ? "cut non-zero bytes after the last record"
-                                    : "cut the tail at offset " + std::to_string(end_scan.problem_offset) +
-                                          ": " + end_scan.problem);
+    // Past the guard. After a clean close in this boot that ended exactly
+    // here, nothing was written past this point: skip reading the rest.
+    const bool clean_close = !strict && !damaged && end_scan.clean_zero_end && ctl.same_boot &&
+                             ctl.clean_end == end_pos;
+    // Up to the end of the file: a footer area that holds anything in an
+    // unsealed segment is garbage too (a power loss can leave it).
+    const uint64_t dirty_end =
+        clean_close ? cut : nonzero_end(end_seg->data(), cut, end_seg->capacity());
+    // Within one boot a crash tears at most the batch in flight: a valid
+    // record after the damage means something else wrote here.
+    if (ctl.same_boot && mode == recovery_mode::torn_tail && dirty_end > cut) {
+      const uint64_t after = find_valid_record(*end_seg, problem_off + 8, dirty_end);
+      if (after < std::min(dirty_end, end_seg->records_end()))
+        return {errc::corruption,
+                end_seg->path() + " offset " + std::to_string(after) + ": a valid record follows " +
+                    (damaged ? "the damaged one at offset " + std::to_string(problem_off) + " (" +
+                                   end_scan.problem + ")"
+                             : "the end of the log at offset " + std::to_string(cut)) +
+                    "; within one boot a crash cannot leave that" + refusal_tail()};
     }
-    for (uint64_t j = end_seg->index() + 1; j <= last; ++j) {
-      segment* later = table.find(j);
-      const std::string path = later->path();
-      // A pre-created segment the writer never reached: its first record slot
-      // is zero (the writer always begins a segment there).
-      const bool empty = !any_nonzero(later->data(), segment_format::kHeaderSize,
-                                      segment_format::kHeaderSize + 16);
-      // Unmapping is deferred to table destruction; the file can go now.
-      if (empty) {
+    if (strict && dirty_end > cut)
+      return {errc::corruption, end_seg->path() + " offset " + std::to_string(problem_off) + ": " +
+                                    (damaged ? end_scan.problem : "bytes after the end of the log")};
+    std::vector<segment*> later;
+    for (uint64_t j = end_seg->index() + 1; j <= last; ++j) later.push_back(table.find(j));
+    std::vector<bool> later_empty;
+    for (segment* seg : later) {
+      const bool empty = segment_format::is_zero(seg->data() + segment_format::kHeaderSize,
+                                                 seg->capacity() - segment_format::kHeaderSize);
+      if (strict && !empty)
+        return {errc::corruption, seg->path() + ": segment follows the end of the log"};
+      if (!empty && ctl.same_boot && mode == recovery_mode::torn_tail &&
+          find_valid_record(*seg, segment_format::kHeaderSize, seg->records_end()) < seg->records_end())
+        return {errc::corruption, seg->path() + ": holds valid records, but the log ends in " +
+                                      end_seg->path() + " at offset " + std::to_string(cut) +
+                                      "; within one boot a crash cannot leave that" + refusal_tail()};
+      later_empty.push_back(empty);
+    }
+
+    if (dirty_end > cut) {
+      // Crash story: the copy is durable before a byte is zeroed, and the
+      // zeroing is durable before anything new is appended here (else a
+      // power loss could bring back records past the cut that would
+      // validate after new records of the same size).
+      const uint64_t events = count_valid_records(*end_seg, cut, std::min(dirty_end, end_seg->records_end()));
+      auto kept = lf.keep_bytes(end_seg->path(), cut, end_seg->data() + cut, dirty_end - cut);
+      if (!kept) return kept.error();
+      std::fill(end_seg->data() + cut, end_seg->data() + dirty_end, std::byte{0});
+      if (status r = fs.sync_range(end_seg->file(), end_seg->data() + cut, dirty_end - cut); !r) return r;
+      report({recovery_action::kind::cut, end_seg->path(), cut, dirty_end - cut,
+              damaged ? "cut the log at offset " + std::to_string(cut) + ": " + end_scan.problem +
+                            " at offset " + std::to_string(problem_off)
+                      : "cut non-zero bytes after the last record",
+              kept.value(), events});
+    }
+    for (size_t i = 0; i < later.size(); ++i) {
+      const std::string path = later[i]->path();
+      const uint64_t index = later[i]->index();
+      table.evict(index);  // unmapped and closed first: the file can then go
+      if (later_empty[i]) {
         if (status r = fs.remove(path); !r) return r;
+        report({recovery_action::kind::removed_empty, path, 0, 0,
+                "removed a pre-created segment file the writer never reached (it held nothing)", "", 0});
       } else {
-        note(s, path, 0, later->capacity(), "segment after the end of the log renamed aside");
-        if (status r = fs.rename(path, path + log_files::kDamagedSuffix); !r) return r;
+        auto kept = lf.keep_file(path);
+        if (!kept) return kept.error();
+        report({recovery_action::kind::set_aside, path, 0, 0, "segment after the end of the log set aside",
+                kept.value(), 0});
       }
     }
+    if (!later.empty())
+      if (status r = fs.sync_dir(s.dir); !r) return r;
   }
 
   for (pending_seal& p : seals)
-    if (status r = background::write_footer(fs, *p.seg, p.f, s.opts.mode); !r) return r;
+    if (status r = background::write_footer(fs, *p.seg, p.f, nullptr); !r) return r;
 
   if (end_seg) {
     s.active = end_seg;
     s.write_off = end_scan.good_end;
-    s.seg_events = end_scan.events;
+    s.seg_events = end_scan.events + end_scan.lost_events;
     s.seg_first_seq = end_scan.first_sequence;
     s.seg_last_pos = end_scan.last_position;
   } else {
     // The last segment ended with a segment-end record: continue in a new one.
+    if (guard.position > ((last + 1) << l2) + segment_format::kHeaderSize && !repair)
+      return {errc::corruption, log_files::join(s.dir, log_files::segment_name(last + 1)) +
+                                    ": segment file is missing, but " + guard.what + " lies in it" +
+                                    refusal_tail()};
     auto made = segment::create(s.fs, id, last + 1, segment::prefault::for_write);
     if (!made) return made.error();
+    if (status r = fs.sync_dir(s.dir); !r) return r;
     s.active = made.value().get();
     table.install(std::move(made.value()));
     s.write_off = segment_format::kHeaderSize;
@@ -283,6 +606,85 @@ status recover(log_state& s) {
   }
   s.next_seq = next_seq;
   return {};
+}
+
+result<log_end> find_log_end(file_system& fs, segment_table& table, const std::string& dir,
+                             uint64_t log_id, uint8_t log2, const ctl_state& ctl) {
+  (void)log_id;
+  log_end out;
+  const recovery_guard guard = guard_from(ctl, log_files::join(dir, log_files::kControlName));
+  auto names = fs.list_dir(dir);
+  if (!names) return names.error();
+  std::vector<uint64_t> segs = log_files::segment_indices(names.value());
+  // A newest file whose header never became valid holds nothing (if it
+  // holds something, mapping it fails below and says so).
+  while (!segs.empty()) {
+    auto got = table.get(segs.back());
+    if (got) break;
+    const std::string path = log_files::join(dir, log_files::segment_name(segs.back()));
+    auto empty = file_is_zero_from(fs, path, segment_format::kHeaderSize);
+    if (!empty || !empty.value()) return got.error();
+    segs.pop_back();
+  }
+  if (segs.empty()) {
+    out.end = guard.position;
+    if (guard.position > segment_format::kHeaderSize)
+      out.damage = status(errc::corruption, log_files::join(dir, log_files::segment_name(0)) +
+                                                ": no segment file holds the log, but it reaches " + guard.what);
+    return out;
+  }
+  out.first_segment = segs.front();
+  if (segs.front() != 0)
+    out.damage = status(errc::corruption, log_files::join(dir, log_files::segment_name(0)) +
+                                              ": segment file is missing: the log starts there");
+  for (size_t i = 1; i < segs.size() && out.damage.ok(); ++i)
+    if (segs[i] != segs[0] + i)
+      out.damage = status(errc::corruption, log_files::join(dir, log_files::segment_name(segs[0] + i)) +
+                                                ": segment file is missing (the log has a hole)");
+  const uint64_t last = segs.back();
+  uint64_t first_unsealed = segs.front();
+  for (uint64_t k = last + 1; k-- > segs.front();) {
+    auto seg = table.get(k);
+    if (!seg) return seg.error();
+    segment_format::footer f;
+    if (seg.value()->read_footer(f)) {
+      first_unsealed = k + 1;
+      break;
+    }
+  }
+  // The sequence the tail starts with comes from the sealed segment before it.
+  uint64_t next_seq = 0;
+  if (first_unsealed > segs.front()) {
+    auto seg = table.get(first_unsealed - 1);
+    if (!seg) return seg.error();
+    segment_format::footer f;
+    if (status st = seg.value()->read_footer(f); !st) return st;
+    next_seq = f.first_sequence + f.event_count;
+  }
+  out.end = (std::min(first_unsealed, last + 1) << log2) + segment_format::kHeaderSize;
+  for (uint64_t k = first_unsealed; k <= last; ++k) {
+    auto seg = table.get(k);
+    if (!seg) return seg.error();
+    segment_scan r = scan_segment(*seg.value(), next_seq, true, [](const event_view&) {});
+    next_seq = r.next_sequence;
+    out.end = seg.value()->base_position() + r.good_end;
+    if (r.ended_by_marker) {
+      out.end = ((k + 1) << log2) + segment_format::kHeaderSize;
+      continue;
+    }
+    if (!r.problem.empty()) out.torn = seg.value()->path() + " offset " + std::to_string(r.problem_offset) + ": " + r.problem;
+    break;
+  }
+  if (guard.position > out.end) {
+    if (out.damage.ok())
+      out.damage = status(errc::corruption, out.torn.empty()
+                                                ? "the log ends at position " + std::to_string(out.end) +
+                                                      ", before " + guard.what
+                                                : out.torn + ", before " + guard.what);
+    out.end = guard.position;
+    out.torn.clear();
+  }
+  return out;
 }
 
 }  // namespace varve::detail

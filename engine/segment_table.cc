@@ -50,4 +50,10 @@ void segment_table::install(std::unique_ptr<segment> seg) {
   }
 }
 
+void segment_table::evict(uint64_t index) {
+  std::atomic<segment*>* s = slots_.slot(index, false);
+  if (!s) return;
+  delete s->exchange(nullptr, std::memory_order_acq_rel);
+}
+
 }  // namespace varve

@@ -29,6 +29,9 @@ class segment_table {
   // Installs a segment the writer created or opened read-write. Replaces (and
   // keeps alive until destruction) any read-only mapping a reader made first.
   void install(std::unique_ptr<segment> s);
+  // Unmaps and closes a segment and empties its slot. Only while nobody else
+  // can hold a view of it: recovery, before the log is handed out.
+  void evict(uint64_t index);
 
   const segment::identity& identity() const { return id_; }
   file_system& fs() const { return *fs_; }

@@ -2,6 +2,7 @@
 // block through which the writer publishes how far the log is committed.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -20,12 +21,18 @@ struct shared_log {
   uint64_t capacity() const { return uint64_t{1} << log2(); }
   // Acquire pairs with the writer's release store: every byte of every record
   // below the returned position is written and visible to this thread.
-  uint64_t committed() const { return ctl->commit().load(std::memory_order_acquire); }
+  // A read-only log opened while no writer was alive may know a later end
+  // than the control block (which a power loss can leave stale): the floor.
+  uint64_t committed() const {
+    return std::max(ctl->commit().load(std::memory_order_acquire), commit_floor);
+  }
 
   segment_table segments;
   index_table indexes;
   std::unique_ptr<control_block> ctl;
   bool verify_checksums;
+  // Set once before the log is handed out (read-only opens only).
+  uint64_t commit_floor = 0;
 };
 
 }  // namespace varve::detail

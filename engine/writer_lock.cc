@@ -67,6 +67,26 @@ result<std::unique_ptr<writer_lock>> writer_lock::acquire(const std::string& dir
   return std::unique_ptr<writer_lock>(new writer_lock(std::move(i)));
 }
 
+bool writer_lock::is_held(const std::string& dir) {
+  const std::string path = log_files::join(dir, log_files::kLockName);
+  // Under g_mu: no thread of this process can take the lock while we hold a
+  // descriptor of the file (closing it would drop their lock).
+  std::lock_guard<std::mutex> g(g_mu);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return false;
+  if (held().count(std::make_pair(st.st_dev, st.st_ino))) return true;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct flock fl = {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = 0;
+  fl.l_len = 0;
+  const bool held_elsewhere = ::fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+  ::close(fd);
+  return held_elsewhere;
+}
+
 writer_lock::writer_lock(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
 
 writer_lock::~writer_lock() {

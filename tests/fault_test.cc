@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "engine/io/fault_injection_file_system.h"
@@ -171,10 +173,24 @@ void fail_syncs(fault_injection_file_system& fs) {
   fs.fail_always(op::sync_filesystem, EIO);
 }
 
-// Reopens without faults and checks the acknowledged events are there; an
-// append that failed may be there too, but only whole and only as the next event.
+// After a failed sync, a reopen in the same boot must not trust the page
+// cache (it may show bytes the disk never got): the plain open refuses,
+// naming varve.ctl's poison mark, and changes nothing. The explicit repair
+// (what `varve recover` runs) writes the pages again, syncs them and opens.
+// Then the acknowledged events are there; an append that failed may be there
+// too, but only whole and only as the next event.
 void expect_reopened_log_holds(const std::string& dir, const log_model& model,
                                const std::vector<owned_event>& maybe) {
+  {
+    auto refused = event_log::open(dir, plain_options());
+    ASSERT_ERRC(refused, errc::io_error);
+    EXPECT_NE(refused.error().message().find("a sync failed"), std::string::npos)
+        << refused.error().to_string();
+    EXPECT_NE(refused.error().message().find("varve.ctl"), std::string::npos);
+  }
+  log_options repair = plain_options();
+  repair.recovery = recovery_mode::point_in_time;
+  { ASSERT_OK_AND_ASSIGN(auto repaired, event_log::open(dir, repair)); }
   ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir, plain_options()));
   read_outcome all = read_all(*log);
   ASSERT_OK(all.error);
@@ -411,6 +427,10 @@ TEST(FailedSync, ReopeningAfterAFailedSyncRestoresWrites) {
     ASSERT_FALSE(log->append("s", expected_version::any(), event_of(rng, 10).data()).ok());
     f.fs->clear();
   }
+  ASSERT_ERRC(event_log::open(dir, f.options(durability::sync)), errc::io_error);
+  log_options repair = f.options(durability::sync);
+  repair.recovery = recovery_mode::point_in_time;
+  { ASSERT_OK_AND_ASSIGN(auto repaired, event_log::open(dir, repair)); }
   ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir, f.options(durability::sync)));
   // Whatever happened to the failed append, the stream's version tells us where we are.
   read_outcome all = read_all(*log);
@@ -418,6 +438,50 @@ TEST(FailedSync, ReopeningAfterAFailedSyncRestoresWrites) {
   ASSERT_GE(all.events.size(), 1u);
   EXPECT_OK(log->append("s", expected_version::exact(log->version_of("s")), event_of(rng, 10).data()));
   EXPECT_EQ(log->next_sequence().value, all.events.size() + 1);
+}
+
+// The kernel reports a write-back error to one sync only. The sealer (syncing
+// the segment it seals) and the group flusher (syncing the committed tail)
+// sync the same files from two threads: whichever one meets the error, the
+// other must not go on to publish a durable position afterwards. One
+// injected failure of the Nth sync, wherever it lands, must freeze the
+// durable position for good and poison the log (a reopen in this boot refuses).
+TEST(FailedSync, AWriteBackErrorSeenByEitherSyncingThreadFreezesTheDurablePosition) {
+  for (uint64_t nth : {3u, 9u, 17u, 26u, 40u}) {
+    SCOPED_TRACE("the sync that fails: #" + std::to_string(nth + 1));
+    temp_dir root;
+    fault_fixture f;
+    const std::string dir = root.sub("log");
+    log_options o = f.options(durability::group, true);
+    o.group_commit_interval = std::chrono::microseconds(200);
+    std::mt19937_64 rng(nth);
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
+    f.fs->fail(op::sync_range, EIO, nth, 1);
+    bool failed = false;
+    for (int i = 0; i < 20000 && !failed; ++i) {
+      const std::string stream = "s" + std::to_string(i % 7);
+      auto r = log->append(std::string_view(stream), expected_version::any(), event_of(rng, 200).data());
+      if (!r.ok()) {
+        failed = true;
+        break;
+      }
+      if (i % 16 == 0 && !log->wait_durable(r->end).ok()) failed = true;
+    }
+    ASSERT_TRUE(failed) << "the injected failure never surfaced";
+    ASSERT_EQ(f.fs->failures_injected(), 1u);
+    const uint64_t frozen = log->durable_position().value;
+    // Later syncs would succeed (the fault fired once), as they do after a
+    // real write-back error: nothing may use that to report more as durable.
+    for (int i = 0; i < 20; ++i) {
+      EXPECT_FALSE(log->append("late", expected_version::any(), event_of(rng, 10).data()).ok());
+      EXPECT_FALSE(log->wait_durable(log->committed_position()).ok());
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    EXPECT_EQ(log->durable_position().value, frozen) << "the durable position moved after a failed sync";
+    (void)log->close();
+    log.reset();
+    ASSERT_ERRC(event_log::open(dir, plain_options()), errc::io_error);
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/io/power_loss_file_system.h"
+#include "reboot.h"
 #include "test_util.h"
 #include "varve/varve.h"
 
@@ -336,6 +337,9 @@ void run_state::check_all(coverage& c) {
 
 void run_state::check(const snapshot& s, size_t index) {
   SCOPED_TRACE("crash image " + std::to_string(index) + " (" + s.why + ")");
+  // The image is what the disk held when the power went: it is opened after
+  // a (simulated) reboot, as it would be.
+  simulated_reboot reboot(seed_ * 1000 + index);
   log_options o;
   o.prepare_next_segment = false;
   std::map<stream_key, stream_version> seen;

@@ -3,12 +3,14 @@
 // strict policy, damage inside sealed segments, and directories that are not
 // (or no longer) logs. Each case runs on a fresh copy of one crash image.
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "reboot.h"
 #include "test_util.h"
 #include "varve/varve.h"
 
@@ -44,7 +46,7 @@ struct record_info {
   uint64_t batch_first = 0;  // sequence of the first event of its append
 };
 
-log_options recovery_options(recovery_mode mode = recovery_mode::truncate_tail) {
+log_options recovery_options(recovery_mode mode = recovery_mode::torn_tail) {
   log_options o;
   o.segment_bytes = k64KiB;
   o.clock = [] { return kFixedClock; };
@@ -133,9 +135,13 @@ class TailImage : public testing::Test {
     return records_.size();
   }
 
-  // Opens the damaged copy, checks it holds exactly the first `survivors`
-  // events, then that it takes an append (and, when asked, keeps it over a reopen).
+  // Opens the damaged copy after a (simulated) reboot - damage like this is
+  // what a power loss can leave past the durable position, and only after a
+  // reboot does recovery take it for a torn write - checks it holds exactly
+  // the first `survivors` events, then that it takes an append (and, when
+  // asked, keeps it over a reopen).
   void expect_recovers(uint64_t survivors, bool reopen, collecting_observer* obs = nullptr) {
+    simulated_reboot reboot(survivors * 7 + reopen);
     log_options o = recovery_options();
     o.observer = obs;
     auto opened = event_log::open(work(), o);
@@ -228,6 +234,7 @@ TEST_F(TailImage, GarbageAfterTheLastRecordIsCutAndZeroed) {
     const uint64_t at = end_offset() + gap;
     ASSERT_NO_FATAL_FAILURE(write_at(work_tail(), at, garbage.data(), garbage.size()));
     {
+      simulated_reboot reboot(gap);
       collecting_observer obs;
       log_options o = recovery_options();
       o.observer = &obs;
@@ -287,7 +294,9 @@ TEST_F(TailImage, StrictModeRefusesADamagedTailNamingTheFileAndChangesNothing) {
     EXPECT_NE(opened.error().message().find(segment_file_name(tail_index_)), std::string::npos)
         << opened.error().to_string();
     EXPECT_TRUE(read_file(work_tail()) == before) << "strict recovery modified the segment";
-    // The same directory still opens (and repairs) under the default policy.
+    // After a reboot the same directory still opens (and repairs) under the
+    // default policy: every damage here lies past the durable position.
+    simulated_reboot reboot(7);
     auto repaired = event_log::open(work(), recovery_options());
     ASSERT_OK(repaired);
   }
@@ -306,6 +315,7 @@ TEST_F(TailImage, RecoveryIsIdempotentAfterACrashDuringRecovery) {
   const record_info& r = records_[records_.size() - 3];
   ASSERT_NO_FATAL_FAILURE(flip_byte(work_tail(), file_offset(r) + 3));
   {
+    simulated_reboot reboot(3);
     ASSERT_OK_AND_ASSIGN(auto log, event_log::open(work(), recovery_options()));
     log_model m = model_;
     m.truncate(r.batch_first);
@@ -317,6 +327,175 @@ TEST_F(TailImage, RecoveryIsIdempotentAfterACrashDuringRecovery) {
     ASSERT_OK_AND_ASSIGN(auto again, event_log::open(crashed, recovery_options()));
     EXPECT_TRUE(log_matches_model(*again, m));
   }
+}
+
+// Every file of a directory, by name, byte for byte: "changes nothing".
+std::map<std::string, std::vector<uint8_t>> dir_bytes(const std::string& dir) {
+  std::map<std::string, std::vector<uint8_t>> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) out[fs::relative(e.path(), dir).string()] = read_file(e.path().string());
+  return out;
+}
+
+// The files recovery kept in DIR/lost+found/, by name.
+std::map<std::string, std::vector<uint8_t>> lost_found_files(const std::string& dir) {
+  std::map<std::string, std::vector<uint8_t>> out;
+  const std::string lf = dir + "/lost+found";
+  if (!fs::exists(lf)) return out;
+  for (const auto& e : fs::directory_iterator(lf))
+    if (e.is_regular_file() && e.path().filename() != "REPORT")
+      out[e.path().filename().string()] = read_file(e.path().string());
+  return out;
+}
+
+// Within the boot that wrote varve.ctl, its committed position bounds what was
+// acknowledged: a record that fails below it is damage, not a torn write. The
+// writer refuses (naming file and offset), the directory is left exactly as
+// it was, readers still get every event up to the damage and then an error,
+// and verify says so.
+TEST_F(TailImage, DamageBelowTheCommittedPositionIsRefusedWithinTheBootAndChangesNothing) {
+  const size_t k = first_of_last(6);
+  const record_info& r = records_[k];
+  size_t in_first_segment = 0;
+  for (const record_info& x : records_) in_first_segment += !in_tail(x);
+  struct damage {
+    const char* what;
+    std::function<void()> apply;
+    size_t readable;  // events a reader still gets before the error
+    const char* names;
+  };
+  const damage cases[] = {
+      {"a flipped byte inside a durable record", [&] { flip_byte(work_tail(), file_offset(r) + 50); }, k,
+       "00000000000000000001.seg"},
+      {"the tail zeroed from a record on (lost writes)",
+       [&] { zero_range(work_tail(), file_offset(r), end_offset() - file_offset(r)); }, k,
+       "00000000000000000001.seg"},
+      {"the newest segment's header overwritten",
+       [&] {
+         uint8_t junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+         write_at(work_tail(), 0, junk, sizeof junk);
+       },
+       in_first_segment, "00000000000000000001.seg"},
+      {"the newest segment file missing", [&] { fs::remove(work_tail()); }, in_first_segment,
+       "00000000000000000001.seg"},
+  };
+  for (const damage& d : cases) {
+    SCOPED_TRACE(d.what);
+    ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+    ASSERT_NO_FATAL_FAILURE(d.apply());
+    const auto before = dir_bytes(work());
+    for (recovery_mode mode : {recovery_mode::torn_tail, recovery_mode::strict}) {
+      auto opened = event_log::open(work(), recovery_options(mode));
+      ASSERT_ERRC(opened, errc::corruption);
+      EXPECT_NE(opened.error().message().find(d.names), std::string::npos) << opened.error().to_string();
+    }
+    EXPECT_TRUE(dir_bytes(work()) == before) << "a refused open changed the directory";
+    {
+      ASSERT_OK_AND_ASSIGN(auto ro, event_log::open_read_only(work(), recovery_options()));
+      read_outcome all = read_all(*ro);
+      EXPECT_EQ(all.events.size(), d.readable) << "a reader must get every event before the damage";
+      EXPECT_FALSE(all.error.ok()) << "a reader must not take the damage for the end of the log";
+    }
+    ASSERT_OK_AND_ASSIGN(verify_report rep, verify_log(work()));
+    EXPECT_FALSE(rep.first_problem.ok()) << "verify called a log intact while acknowledged events are unreadable";
+    EXPECT_TRUE(dir_bytes(work()) == before) << "a read-only open or verify changed the directory";
+  }
+}
+
+// The explicit repair: the log ends just before the damaged batch, and every
+// byte taken out is in lost+found/, byte for byte, before it was zeroed.
+TEST_F(TailImage, PointInTimeRepairCutsBeforeTheDamageAndKeepsEveryByte) {
+  const size_t k = first_of_last(6);
+  const record_info& r = records_[k];
+  ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+  ASSERT_NO_FATAL_FAILURE(flip_byte(work_tail(), file_offset(r) + 50));
+  const std::vector<uint8_t> damaged = read_file(work_tail());
+  collecting_observer obs;
+  log_options o = recovery_options(recovery_mode::point_in_time);
+  o.observer = &obs;
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::open(work(), o));
+    log_model m = model_;
+    m.truncate(r.batch_first);
+    ASSERT_TRUE(log_matches_model(*log, m));
+    ASSERT_OK(log->close());
+  }
+  const uint64_t cut = file_offset(records_[r.batch_first]);
+  const auto kept = lost_found_files(work());
+  const std::string name = segment_file_name(tail_index_) + ".at-" + std::string(20 - std::to_string(cut).size(), '0') + std::to_string(cut);
+  ASSERT_TRUE(kept.count(name)) << "no " << name << " in lost+found";
+  const std::vector<uint8_t>& bytes = kept.at(name);
+  ASSERT_GE(bytes.size(), end_offset() - cut);
+  for (size_t i = 0; i < bytes.size(); ++i) ASSERT_EQ(bytes[i], damaged[cut + i]) << "byte " << i;
+  EXPECT_FALSE(obs.cuts.empty());
+  EXPECT_TRUE(fs::exists(work() + "/lost+found/REPORT"));
+  // And the repaired log is an ordinary one: a plain reopen, verify intact.
+  ASSERT_OK_AND_ASSIGN(auto again, event_log::open(work(), recovery_options()));
+  ASSERT_OK(again->close());
+  ASSERT_OK_AND_ASSIGN(verify_report rep, verify_log(work()));
+  EXPECT_OK(rep.first_problem);
+}
+
+// skip_damaged keeps the batches after the damage: the damaged batch becomes
+// a hole (its bytes in lost+found), sequences stay dense across it.
+TEST_F(TailImage, SkipDamagedRepairKeepsEveryBatchAfterTheDamage) {
+  const size_t k = first_of_last(6);  // the first event of tail-b's batch of 3
+  const record_info& r = records_[k];
+  ASSERT_EQ(r.batch_first, r.sequence);
+  ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+  ASSERT_NO_FATAL_FAILURE(flip_byte(work_tail(), file_offset(r) + 50));
+  collecting_observer obs;
+  log_options o = recovery_options(recovery_mode::skip_damaged);
+  o.observer = &obs;
+  auto check = [&](event_log& log) {
+    read_outcome all = read_all(log);
+    ASSERT_OK(all.error);
+    std::vector<uint64_t> want;
+    for (const record_info& x : records_)
+      if (x.batch_first != r.batch_first) want.push_back(x.sequence);
+    std::vector<uint64_t> got;
+    for (const event_view& v : all.events) got.push_back(v.sequence.value);
+    ASSERT_EQ(got, want);
+    EXPECT_EQ(log.next_sequence().value, records_.size());
+  };
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::open(work(), o));
+    ASSERT_NO_FATAL_FAILURE(check(*log));
+    std::mt19937_64 rng(1);
+    auto more = small_event(rng, 10);
+    ASSERT_OK_AND_ASSIGN(append_result a, log->append("tail-c", expected_version::exact(2), more.data()));
+    EXPECT_EQ(a.first_sequence.value, records_.size());
+    ASSERT_OK(log->close());
+  }
+  bool hole = false;
+  for (const auto& c : obs.cuts) hole |= c.why.find("hole") != std::string::npos;
+  EXPECT_TRUE(hole) << "the hole was not reported";
+  EXPECT_FALSE(lost_found_files(work()).empty());
+  ASSERT_OK_AND_ASSIGN(auto again, event_log::open(work(), recovery_options()));
+  read_outcome all = read_all(*again);
+  ASSERT_OK(all.error);
+  EXPECT_EQ(all.events.size(), records_.size() - 3 + 1);
+  ASSERT_OK(again->close());
+  ASSERT_OK_AND_ASSIGN(verify_report rep, verify_log(work()));
+  EXPECT_OK(rep.first_problem);
+}
+
+// Above the guard (a batch in flight when the process died), a torn record
+// may end the log - but within one boot nothing valid can follow it.
+TEST_F(TailImage, AValidRecordAfterATornOneIsCorruptionWithinOneBootAndCutAfterAReboot) {
+  const size_t last_batch = records_.back().batch_first;
+  ASSERT_EQ(records_.size() - last_batch, 2u);
+  const record_info& first = records_[last_batch];
+  ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+  // As if the process died before committing the last batch.
+  const uint64_t commit = first.position;
+  ASSERT_NO_FATAL_FAILURE(write_at(work() + "/varve.ctl", 64, &commit, 8));
+  ASSERT_NO_FATAL_FAILURE(flip_byte(work_tail(), file_offset(first) + 50));
+  auto opened = event_log::open(work(), recovery_options());
+  ASSERT_ERRC(opened, errc::corruption);
+  EXPECT_NE(opened.error().message().find("a valid record follows"), std::string::npos)
+      << opened.error().to_string();
+  ASSERT_NO_FATAL_FAILURE(expect_recovers(last_batch, true));
 }
 
 // ---------------------------------------------------------------------------
@@ -480,7 +659,11 @@ TEST_F(SealedSegments, UnsealedTailAcrossTwoFilesIsSealedByRecovery) {
   EXPECT_OK(rep.first_problem);
 }
 
-TEST_F(SealedSegments, DamageInAnUnsealedTailSegmentCutsThereAndSetsLaterDataAside) {
+// A segment that was sealed (durable) lost its footer and has a damaged
+// record: that is damage below the durable position, refused by default even
+// after a reboot; a point-in-time repair cuts there and sets the later
+// segment aside in lost+found/.
+TEST_F(SealedSegments, DamageInAnUnsealedTailSegmentIsRefusedThenRepairedPointInTime) {
   const uint64_t last = list_segments(dir_).size() - 1;
   const std::string before_last = segment_path(dir_, last - 1);
   ASSERT_NO_FATAL_FAILURE(zero_range(before_last, k64KiB - 64, 64));
@@ -488,21 +671,24 @@ TEST_F(SealedSegments, DamageInAnUnsealedTailSegmentCutsThereAndSetsLaterDataAsi
   const record_info& r = records_[k];
   ASSERT_NO_FATAL_FAILURE(flip_byte(before_last, offset_in_segment(position{r.position}, k64KiB) + 30));
 
+  simulated_reboot reboot(11);
+  auto refused = event_log::open(dir_, recovery_options());
+  ASSERT_ERRC(refused, errc::corruption);
+  EXPECT_NE(refused.error().message().find(segment_file_name(last - 1)), std::string::npos)
+      << refused.error().to_string();
+
   collecting_observer obs;
-  log_options o = recovery_options();
+  log_options o = recovery_options(recovery_mode::point_in_time);
   o.observer = &obs;
   ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir_, o));
   log_model m = model_;
   m.truncate(r.batch_first);
   ASSERT_TRUE(log_matches_model(*log, m));
   EXPECT_FALSE(obs.cuts.empty()) << "events were cut without telling the observer";
-  // The later segment held data: it is set aside, never deleted.
-  bool set_aside = false;
-  for (const auto& e : fs::directory_iterator(dir_)) {
-    const std::string name = e.path().filename().string();
-    if (name.starts_with(segment_file_name(last)) && name.ends_with(".damaged")) set_aside = true;
-  }
-  EXPECT_TRUE(set_aside) << segment_file_name(last) << " was not renamed .damaged";
+  // The later segment held data: it is in lost+found, never deleted.
+  EXPECT_TRUE(fs::exists(dir_ + "/lost+found/" + segment_file_name(last)))
+      << segment_file_name(last) << " was not kept in lost+found";
+  EXPECT_FALSE(fs::exists(segment_path(dir_, last)) && fs::file_size(segment_path(dir_, last)) == 0);
   // Appends continue at the cut, across roll-overs, and survive a reopen.
   std::mt19937_64 rng(4);
   for (int i = 0; i < 300; ++i)
@@ -512,6 +698,20 @@ TEST_F(SealedSegments, DamageInAnUnsealedTailSegmentCutsThereAndSetsLaterDataAsi
   log.reset();
   ASSERT_OK_AND_ASSIGN(log, event_log::open(dir_, recovery_options()));
   EXPECT_TRUE(log_matches_model(*log, m));
+}
+
+// The first segment is where the log starts: without it, nothing opens for
+// writing (no mode can invent it), and the error says which file.
+TEST_F(SealedSegments, MissingFirstSegmentIsRefusedNamingIt) {
+  fs::remove(segment_path(dir_, 0));
+  for (recovery_mode mode : {recovery_mode::torn_tail, recovery_mode::point_in_time}) {
+    auto opened = event_log::open(dir_, recovery_options(mode));
+    ASSERT_ERRC(opened, errc::corruption);
+    EXPECT_NE(opened.error().message().find(segment_file_name(0)), std::string::npos)
+        << opened.error().to_string();
+  }
+  ASSERT_OK_AND_ASSIGN(verify_report rep, verify_log(dir_));
+  EXPECT_FALSE(rep.first_problem.ok());
 }
 
 // Head-table checkpoints are a cache: damaged or missing ones are rebuilt

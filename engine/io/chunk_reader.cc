@@ -203,6 +203,19 @@ run_out run_records(const segment_view& sv, const std::byte* mem, uint64_t mem_o
         off += d.length;
         r.end = off;
         continue;
+      case record::decode_outcome::hole:
+        // A repair's hole: the events it stands for are gone, their sequence
+        // numbers with them; the next event continues after them.
+        if (seq.known && d.hole_first != seq.next)
+          return fail(status(errc::corruption, *sv.path + " offset " + std::to_string(off) +
+                                                   ": hole starts at sequence " +
+                                                   std::to_string(d.hole_first) + ", expected " +
+                                                   std::to_string(seq.next)));
+        seq.known = true;
+        seq.next = d.hole_first + d.hole_count;
+        off += d.length;
+        r.end = off;
+        continue;
       case record::decode_outcome::segment_end:
         r.end = off + d.length;
         r.stop = run_stop::marker;

@@ -17,6 +17,8 @@ struct verify_report {
   uint64_t sealed_segments = 0;
   uint64_t events = 0;
   uint64_t bytes = 0;          // record bytes checked
+  uint64_t holes = 0;          // repair holes (varve recover --mode skip-damaged) crossed
+  uint64_t lost_events = 0;    // events those holes stand for
   status first_problem;        // ok when intact; otherwise file and offset
 };
 

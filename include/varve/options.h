@@ -12,15 +12,57 @@
 
 namespace varve {
 
-// How recovery treats bytes that fail validation in the unsealed tail.
+// How opening a log for writing treats records that fail their checks. The
+// contract (README, docs/RELIABILITY.md): recovery never cuts or zeroes an
+// event that was acknowledged. varve.ctl records how far that goes: the
+// committed position, within the boot that wrote it (the page cache still
+// holds every byte the writer stored, so a process crash tears nothing); the
+// durable position, after a reboot (a power loss may tear or drop only what
+// was never made durable). That position is the log's *guard*.
 enum class recovery_mode : uint8_t {
-  // Cut the tail at the first record that fails validation (a torn or partial
-  // write), zero what follows, and continue appending there. The default: a
-  // crash can only tear the tail.
-  truncate_tail,
-  // Refuse to open if the tail holds anything past the last valid record other
-  // than zeros; nothing is modified. For forensics before a repair.
+  // The default. Past the guard, a power loss (or a crash mid-append) may
+  // leave a torn record, holes, or garbage: the log is cut at the first
+  // record that fails, every cut byte is first copied into DIR/lost+found/,
+  // and the cut is reported. At or below the guard a record that fails is
+  // corruption: the open fails with errc::corruption naming the file, the
+  // offset and what failed, and nothing on disk changes (read-only opens
+  // still read up to the damage). So is a valid record after a damaged one
+  // within one boot, a missing segment file, or a log that ends before the
+  // guard. `varve recover` (repair_log) then repairs it explicitly.
+  torn_tail,
+  truncate_tail = torn_tail,  // the name before the guard existed
+  // Refuse any damage, a torn tail included; modify nothing. For forensics.
   strict,
+  // Explicit repairs, for an operator who has read what recovery refused
+  // (they also apply at or below the guard). Every byte taken out is kept in
+  // DIR/lost+found/ first and reported.
+  // point_in_time: the log ends just before the first damage; everything
+  // after it (later segments too) is set aside. A consistent prefix.
+  point_in_time,
+  // skip_damaged: a damaged range is replaced by a hole record (FORMAT.md
+  // 4.4) and the valid records after it are kept; the events in the range are
+  // lost (their bytes are in lost+found). Reads of a stream whose events sat
+  // there stop with errc::corruption at the hole.
+  skip_damaged,
+};
+
+// One thing recovery, verify or repair did or found, for the operator.
+struct recovery_action {
+  enum class kind : uint8_t {
+    cut,            // bytes past the end of the log taken out (kept in lost+found first)
+    set_aside,      // a whole file moved into lost+found (or renamed .damaged, derived files)
+    removed_empty,  // a segment file that held nothing (zero past its header) removed
+    hole,           // skip_damaged: a damaged range replaced by a hole record
+    rebuilt,        // a header, footer, index or checkpoint written anew
+    note,           // anything else the operator should know
+  };
+  kind what = kind::note;
+  std::string file;
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+  std::string why;
+  std::string kept_at;  // where the bytes are now (lost+found), if anywhere
+  uint64_t events = 0;  // records that validated among the bytes taken out (best effort)
 };
 
 // Told about every range recovery or verify skips or cuts, so nothing is lost
@@ -31,6 +73,12 @@ struct recovery_observer {
   virtual ~recovery_observer() = default;
   virtual void on_truncated(const std::string& file, uint64_t offset, uint64_t bytes,
                             const std::string& why) = 0;
+  // The structured form of the same report; by default it is passed on to
+  // on_truncated with the lost+found path in the text.
+  virtual void on_action(const recovery_action& a) {
+    on_truncated(a.file, a.offset, a.bytes,
+                 a.kept_at.empty() ? a.why : a.why + " (bytes kept in " + a.kept_at + ")");
+  }
 };
 
 struct log_options {
@@ -41,7 +89,7 @@ struct log_options {
   // group_commit_bytes of committed data are waiting.
   std::chrono::microseconds group_commit_interval{1000};
   uint64_t group_commit_bytes = 1 << 20;
-  recovery_mode recovery = recovery_mode::truncate_tail;
+  recovery_mode recovery = recovery_mode::torn_tail;
   recovery_observer* observer = nullptr;  // not owned
   // Pre-create and pre-fault the next segment in the background (recommended).
   bool prepare_next_segment = true;

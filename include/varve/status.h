@@ -25,6 +25,7 @@ enum class errc : uint8_t {
   read_only,               // opened read-only, or writes refused after a failed sync
   too_large,               // an event or batch cannot fit in one segment
   cancelled,
+  already_exists,          // create() of a log where one already is
 };
 
 std::string_view errc_name(errc c) noexcept;
