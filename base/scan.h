@@ -28,9 +28,11 @@ struct segment_scan {
 
 // Calls on_event(view) for each event of each *complete* batch, in order,
 // after the batch's last record validated; events of an incomplete batch are
-// never passed. Sequence numbers must continue from `first_sequence`.
+// never passed. Sequence numbers must continue from `first_sequence`. The
+// scan starts at offset `from` (a record boundary; the first record by default).
 template <class F>
-segment_scan scan_segment(const segment& seg, uint64_t first_sequence, bool verify, F&& on_event);
+segment_scan scan_segment(const segment& seg, uint64_t first_sequence, bool verify, F&& on_event,
+                          uint64_t from = segment_format::kHeaderSize);
 
 }  // namespace varve
 

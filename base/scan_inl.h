@@ -7,12 +7,13 @@ namespace varve {
 
 template <class F>
 segment_scan scan_segment(const segment& seg, uint64_t first_sequence, bool verify,
-                          F&& on_event) {
+                          F&& on_event, uint64_t from) {
   segment_scan r;
   r.first_sequence = r.next_sequence = first_sequence;
+  r.good_end = from;
   const uint64_t end = seg.records_end();
   const uint64_t base = seg.base_position();
-  uint64_t off = segment_format::kHeaderSize;
+  uint64_t off = from;
   uint64_t seq = first_sequence;
   // A batch holds few events in practice; reuse one buffer per scan.
   std::vector<event_view> batch;

@@ -65,6 +65,12 @@ result<std::unique_ptr<segment>> segment::open(std::shared_ptr<file_system> fs,
     return m.error();
   }
   auto* data = static_cast<std::byte*>(m.value());
+  // A read-only segment never syncs: the mapping keeps the file, and the
+  // descriptor would only count against the process's limit.
+  if (access == map_access::read_only) {
+    fs->close(fh);
+    fh.fd = -1;
+  }
   segment_format::header h;
   status s = segment_format::decode_header(data, path, h);
   if (s && (h.segment_index != index || h.log2_capacity != id.log2_capacity))
@@ -79,6 +85,15 @@ result<std::unique_ptr<segment>> segment::open(std::shared_ptr<file_system> fs,
     return s;
   }
   return std::unique_ptr<segment>(new segment(std::move(fs), fh, data, cap, index, access));
+}
+
+status segment::make_read_only() {
+  if (access_ == map_access::read_only) return {};
+  if (status s = fs_->remap_read_only(file_, data_, capacity_); !s) return s;
+  fs_->close(file_);
+  file_.fd = -1;
+  access_ = map_access::read_only;
+  return {};
 }
 
 segment::~segment() {

@@ -48,6 +48,12 @@ class segment {
   file_system& fs() const { return *fs_; }
   bool writable() const { return access_ == map_access::read_write; }
 
+  // Once sealed and durable: the writable mapping becomes a read-only one at
+  // the same address (views stay valid) and the descriptor is closed, so a
+  // long log holds no descriptor per segment. Only the thread that syncs the
+  // log's data (under its sync gate) may call it.
+  status make_read_only();
+
   // ok + footer when sealed; not_found when unsealed; corruption otherwise.
   status read_footer(segment_format::footer& out) const;
 

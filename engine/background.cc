@@ -76,7 +76,19 @@ result<std::unique_ptr<segment>> background::take_segment(uint64_t index) {
 
 void background::seal(const seal_job& job) {
   {
-    std::lock_guard<std::mutex> g(mu_);
+    std::unique_lock<std::mutex> lk(mu_);
+    // Backpressure: each segment waiting for its seal keeps its writable
+    // mapping and descriptor, and is not yet durable in mode none. A sealer
+    // this far behind (a disk slower than the appends, on tiny segments) makes
+    // the writer wait here rather than let both grow without bound.
+    if (seals_.size() >= kMaxPendingSeals) {
+      const auto t0 = std::chrono::steady_clock::now();
+      cv_.wait(lk, [&] { return seals_.size() < kMaxPendingSeals || stop_; });
+      const auto waited = std::chrono::steady_clock::now() - t0;
+      const uint64_t ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count());
+      if (ns > longest_seal_wait_ns_.load(std::memory_order_relaxed))
+        longest_seal_wait_ns_.store(ns, std::memory_order_relaxed);
+    }
     seals_.push_back(job);
   }
   cv_.notify_all();
@@ -154,7 +166,7 @@ segment_scan apply_segment(const segment& seg, uint64_t first_sequence, bool ver
 
 }  // namespace
 
-status background::checkpoint(segment& sealed) {
+status background::checkpoint(segment& sealed, bool write_file) {
   const std::string index_dir = log_files::join(c_.id.dir, log_files::kIndexDir);
   if (!shadow_) {
     shadow_ = std::make_unique<head_table>();
@@ -184,12 +196,21 @@ status background::checkpoint(segment& sealed) {
   // memory: re-verifying every checksum here would double the hashing work.
   segment_scan r = apply_segment(sealed, shadow_next_sequence_, false, *shadow_);
   shadow_next_sequence_ = r.next_sequence;
+  // More seals are queued: the next one's checkpoint supersedes this one, so
+  // only the shadow table moves (open replays the sealed segments after the
+  // newest checkpoint either way).
+  if (!write_file) return {};
   if (status s = c_.fs->create_dir(index_dir); !s) return s;
   heads_file::checkpoint_info info{sealed.index(), shadow_next_sequence_, 0};
   if (status s = heads_file::write(*c_.fs, index_dir, c_.id.log_id, info, *shadow_); !s) return s;
-  // Keep the newest two checkpoints; older ones are superseded.
-  if (sealed.index() >= 2)
+  // Keep the newest two checkpoints; older ones are superseded (derived data,
+  // so removing them loses nothing). Coalesced seals leave gaps in the
+  // numbering, hence the one before the previous is remembered, not computed.
+  if (previous_checkpoint_ != ~uint64_t{0})
+    (void)c_.fs->remove(log_files::join(index_dir, log_files::heads_name(previous_checkpoint_)));
+  else if (sealed.index() >= 2)
     (void)c_.fs->remove(log_files::join(index_dir, log_files::heads_name(sealed.index() - 2)));
+  previous_checkpoint_ = c_.checkpointed_segment;
   c_.checkpointed_segment = sealed.index();
   return {};
 }
@@ -234,12 +255,12 @@ void background::rebuild_damaged_indexes() {
   }
 }
 
-status background::do_seal(const seal_job& job) {
+status background::do_seal(const seal_job& job, bool more_queued) {
   if (!job.footer_written) {
     // A failure is recorded by the gate (the log refuses writes from then on).
     if (status s = write_footer(*c_.fs, *job.seg, job.footer, c_.durable); !s) return s;
     if (c_.durable) {
-      c_.durable->sealed(job.seg->index());
+      c_.durable->sealed(*job.seg);
       // Recorded on disk too (mode none has no thread doing it): after a
       // reboot recovery then knows this segment was durable.
       (void)c_.durable->record_durable();
@@ -256,7 +277,7 @@ status background::do_seal(const seal_job& job) {
   }
   if (c_.checkpointed_segment != ~uint64_t{0} && job.seg->index() <= c_.checkpointed_segment)
     return {};  // already covered by a checkpoint on disk
-  if (status s = checkpoint(*job.seg); !s) {
+  if (status s = checkpoint(*job.seg, !more_queued); !s) {
     shadow_.reset();
     if (c_.observer)
       c_.observer->on_truncated(job.seg->path(), 0, 0,
@@ -297,9 +318,11 @@ void background::run_seal() {
     }
     seal_job job = seals_.front();
     seals_.pop_front();
+    const bool more = !seals_.empty();
     busy_sealing_ = true;
+    cv_.notify_all();  // a writer waiting for room in the queue
     lk.unlock();
-    status s = do_seal(job);
+    status s = do_seal(job, more);
     rebuild_damaged_indexes();
     lk.lock();
     busy_sealing_ = false;

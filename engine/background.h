@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -61,6 +62,10 @@ class background {
   void index_sealed(uint64_t end);
   // Waits until every queued seal is done; returns the first error, if any.
   status drain();
+  // The longest a roll-over waited for room in the seal queue (ns).
+  uint64_t longest_seal_wait_ns() const { return longest_seal_wait_ns_.load(std::memory_order_relaxed); }
+  // Segments that may wait for their seal before a roll-over waits.
+  static constexpr size_t kMaxPendingSeals = 8;
   // Seals: makes the records durable, then writes and syncs the footer,
   // through `gate` when given (recovery, before the log has one, passes none).
   static status write_footer(file_system& fs, segment& seg, segment_format::footer f,
@@ -69,8 +74,8 @@ class background {
  private:
   void run_prepare();
   void run_seal();
-  status do_seal(const seal_job& job);
-  status checkpoint(segment& sealed);
+  status do_seal(const seal_job& job, bool more_queued);
+  status checkpoint(segment& sealed, bool write_file);
   status index_segment(const segment& sealed);
   void rebuild_damaged_indexes();
 
@@ -89,6 +94,7 @@ class background {
   // The checkpointer's own head table, advanced one sealed segment at a time.
   std::unique_ptr<head_table> shadow_;
   uint64_t shadow_next_sequence_ = 0;
+  uint64_t previous_checkpoint_ = ~uint64_t{0};  // the older of the two kept
   // Segment index files: the newest one written or checked, and its running
   // timestamp maximum (the next one continues it).
   uint64_t indexed_segment_ = ~uint64_t{0};
@@ -97,6 +103,7 @@ class background {
   // Destruction without drain(): an index pass over a large log stops early
   // (the next open finishes it).
   std::atomic<bool> closing_{false};
+  std::atomic<uint64_t> longest_seal_wait_ns_{0};
   // Two threads, so a long checkpoint never delays the next segment's
   // preparation (which the writer may be waiting for).
   std::thread prepare_thread_;

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "base/log_files.h"
+#include "engine/log_access.h"
 #include "engine/log_state.h"
 #include "base/meta_file.h"
 #include "engine/recovery.h"
@@ -94,6 +95,14 @@ result<std::unique_ptr<event_log>> event_log::open(const std::string& dir,
   if (!lock) return lock.error();
   s->lock = std::move(lock.value());
   return open_locked(std::move(s));
+}
+
+result<std::unique_ptr<event_log>> detail::log_access::open_locked(
+    const std::string& dir, const log_options& o, std::unique_ptr<writer_lock> lock) {
+  auto s = new_state(dir, o);
+  if (status r = meta_file::read(*s->fs, dir, s->meta); !r) return r;
+  s->lock = std::move(lock);
+  return event_log::open_locked(std::move(s));
 }
 
 result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_state> s) {

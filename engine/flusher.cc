@@ -115,16 +115,21 @@ status durability_tracker::sync_until(uint64_t target) {
   return {};
 }
 
-void durability_tracker::sealed(uint64_t index) {
+void durability_tracker::sealed(segment& seg) {
   {
     std::lock_guard<std::mutex> gate(sync_mu_);
     if (has_failed()) return;
     const uint64_t cap = log_.capacity();
+    const uint64_t index = seg.index();
     const uint64_t d = durable_.load(std::memory_order_relaxed);
     const uint64_t next = (index + 1) * cap + segment_format::kHeaderSize;
-    if (d < index * cap || d >= next) return;
-    durable_.store(next, std::memory_order_release);
-    log_.ctl->durable().store(next, std::memory_order_release);
+    if (d >= index * cap && d < next) {
+      durable_.store(next, std::memory_order_release);
+      log_.ctl->durable().store(next, std::memory_order_release);
+    }
+    // Not durable yet through here (an earlier segment lags): the flusher
+    // will still msync this one through its writable mapping.
+    if (durable_.load(std::memory_order_relaxed) >= next) (void)seg.make_read_only();
   }
   done_cv_.notify_all();
 }

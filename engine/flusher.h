@@ -61,10 +61,12 @@ class durability_tracker {
   // recorded before any other sync may run, and after a failure `sync` is
   // not run at all. The sealer's syncs come here.
   status gated(const std::function<status()>& sync);
-  // The sealer made segment `index` durable whole (records, then footer):
-  // if everything before it was durable, the watermark moves past it. So in
-  // mode none the durable position follows the sealed segments.
-  void sealed(uint64_t index);
+  // The sealer made `seg` durable whole (records, then footer): if
+  // everything before it was durable, the watermark moves past it (so in
+  // mode none the durable position follows the sealed segments), and no sync
+  // needs its writable mapping any more: it becomes read-only and its
+  // descriptor is closed.
+  void sealed(segment& seg);
   // Writes the durable watermark to disk (msync of varve.ctl), through the gate.
   status record_durable();
   status failure() const;

@@ -114,6 +114,19 @@ result<bool> file_is_zero_from(file_system& fs, const std::string& path, uint64_
   return zero;
 }
 
+reporter make_reporter(recovery_observer* observer, lost_found& lf) {
+  return [observer, &lf](recovery_action a) {
+    std::string line = a.file + " offset " + std::to_string(a.offset) + ": " + a.why;
+    if (a.bytes) line += " (" + std::to_string(a.bytes) + " bytes";
+    if (a.bytes && a.events) line += ", " + std::to_string(a.events) + " records that validated";
+    if (a.bytes) line += ")";
+    if (!a.kept_at.empty()) line += "; kept in " + a.kept_at;
+    if (a.what != recovery_action::kind::note && a.what != recovery_action::kind::removed_empty)
+      lf.note(line);
+    if (observer) observer->on_action(a);
+  };
+}
+
 namespace {
 
 bool is_repair(recovery_mode m) {
@@ -125,20 +138,7 @@ std::string refusal_tail() {
          "shows and repairs it, keeping every byte it takes out in DIR/lost+found/";
 }
 
-// What recovery tells the observer, and the operator's journal.
-struct reporter {
-  recovery_observer* observer;
-  lost_found& lf;
-  void operator()(recovery_action a) {
-    std::string line = a.file + " offset " + std::to_string(a.offset) + ": " + a.why;
-    if (a.bytes) line += " (" + std::to_string(a.bytes) + " bytes";
-    if (a.bytes && a.events) line += ", " + std::to_string(a.events) + " records that validated";
-    if (a.bytes) line += ")";
-    if (!a.kept_at.empty()) line += "; kept in " + a.kept_at;
-    if (a.what != recovery_action::kind::note && a.what != recovery_action::kind::removed_empty) lf.note(line);
-    if (observer) observer->on_action(a);
-  }
-};
+}  // namespace
 
 // Writes the header a segment file must have (it is fully determined by the
 // log and the file's index), after keeping the old bytes.
@@ -185,8 +185,8 @@ status make_hole(file_system& fs, segment& seg, uint64_t from, uint64_t to, uint
 // In a segment whose scan stopped at `r`, the start of the first batch after
 // the damage that continues the log: a valid event record that begins a batch,
 // with a sequence number not below the one expected. `records_end` when none.
-uint64_t find_continuation(const segment& seg, const segment_scan& r) {
-  const uint64_t end = seg.records_end();
+uint64_t find_continuation(const segment& seg, const segment_scan& r, uint64_t limit) {
+  const uint64_t end = std::min(limit, seg.records_end());
   for (uint64_t off = r.problem_offset + 8; off < end;) {
     const uint64_t at = find_valid_record(seg, off, end);
     if (at >= end) break;
@@ -206,8 +206,6 @@ uint64_t sequence_at(const segment& seg, uint64_t off) {
   return coding::get_u64(seg.data() + off + 24);
 }
 
-}  // namespace
-
 status recover(log_state& s) {
   file_system& fs = *s.fs;
   const std::string index_dir = log_files::join(s.dir, log_files::kIndexDir);
@@ -219,7 +217,7 @@ status recover(log_state& s) {
   const bool repair = is_repair(mode);
   const uint8_t l2 = id.log2_capacity;
   lost_found lf(fs, s.dir);
-  reporter report{s.opts.observer, lf};
+  reporter report = make_reporter(s.opts.observer, lf);
 
   const ctl_state ctl = control_block::read_state(fs, s.dir, id.log_id);
   s.ctl_at_open = ctl;
@@ -470,7 +468,7 @@ status recover(log_state& s) {
       // continues the log becomes a hole; then the segment is scanned again
       // (re-applying the same heads is harmless).
       if (mode != recovery_mode::skip_damaged || r.problem.empty()) break;
-      const uint64_t to = find_continuation(*seg, r);
+      const uint64_t to = find_continuation(*seg, r, seg->records_end());
       if (to >= seg->records_end() || to - r.good_end < record::kHoleMinSize) break;
       if (status st = make_hole(fs, *seg, r.good_end, to, r.next_sequence,
                                 sequence_at(*seg, to) - r.next_sequence, r.problem, lf, report);

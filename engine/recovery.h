@@ -6,9 +6,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "base/scan.h"
 #include "base/segment.h"
 #include "engine/control_block.h"
 #include "varve/options.h"
@@ -41,6 +43,28 @@ uint64_t nonzero_end(const std::byte* data, uint64_t from, uint64_t to);
 // Whether bytes [from, size) of the file at `path` are all zero (read with
 // pread, in slices: for files whose header cannot be trusted to map them).
 result<bool> file_is_zero_from(file_system& fs, const std::string& path, uint64_t from);
+
+class lost_found;
+
+// How recovery and repair tell the observer (and lost+found/REPORT) what they did.
+using reporter = std::function<void(recovery_action)>;
+reporter make_reporter(recovery_observer* observer, lost_found& lf);
+
+// Replaces [from, to) of a writable segment with a hole record standing for
+// the events [first_seq, first_seq + count), after copying the bytes into
+// lost+found/ (durably); then syncs it. to - from >= record::kHoleMinSize.
+status make_hole(file_system& fs, segment& seg, uint64_t from, uint64_t to, uint64_t first_seq,
+                 uint64_t count, const std::string& why, lost_found& lf, reporter& report);
+// In a segment whose scan stopped at a damaged record, the start of the first
+// batch after it (below `limit`) that continues the log: a valid event record
+// beginning a batch, with a sequence number not below the expected one.
+// `limit` (or the record area's end) when there is none.
+uint64_t find_continuation(const segment& seg, const segment_scan& r, uint64_t limit);
+uint64_t sequence_at(const segment& seg, uint64_t off);
+// Writes the header segment `index` must have (it is fully determined by the
+// log and the index), after keeping the old bytes in lost+found/.
+status rebuild_header(file_system& fs, const segment::identity& id, uint64_t index,
+                      const std::string& path, lost_found& lf, reporter& report);
 
 // Where the log really ends, judged without changing anything (read-only
 // opens, verify, stat when no writer holds the lock). `end` is the position

@@ -108,6 +108,12 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
     if (events.size() % kTimeStride == 0) times.push_back({max_ts, off});
     events.push_back({it->second, off});
   });
+  // A stream's events next to a repair's hole need not have consecutive
+  // versions, which the entries assume: such a segment stays unindexed.
+  if (r.holes)
+    return status(errc::corruption, seg.path() + ": holds " + std::to_string(r.holes) +
+                                        " repair hole(s) (varve recover --mode skip-damaged): not "
+                                        "indexed; stream reads through it follow the back-chain");
   if (!r.ended_by_marker || r.good_end != f.data_end || r.events != f.event_count)
     return status(errc::corruption,
                   seg.path() + " offset " + std::to_string(r.problem_offset) +

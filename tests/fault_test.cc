@@ -11,6 +11,11 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -482,6 +487,58 @@ TEST(FailedSync, AWriteBackErrorSeenByEitherSyncingThreadFreezesTheDurablePositi
     log.reset();
     ASSERT_ERRC(event_log::open(dir, plain_options()), errc::io_error);
   }
+}
+
+// A long log must not cost a descriptor per segment: sealed segments drop
+// theirs once durable, readers map segments and close them. A child with a
+// limit of 48 descriptors writes, rolls over 100 times, reads, reopens.
+TEST(Resources, ALongLogRollsReadsAndReopensWithin48Descriptors) {
+  temp_dir root;
+  const std::string dir = root.sub("log");
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    rlimit lim{48, 48};
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) ::_exit(3);
+    auto fail = [](const std::string& what) {
+      std::fprintf(stderr, "child: %s\n", what.c_str());
+      // Which descriptors are open, for the report.
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator("/proc/self/fd", ec))
+        std::fprintf(stderr, "  fd %s -> %s\n", e.path().filename().c_str(),
+                     fs::read_symlink(e.path(), ec).c_str());
+      ::_exit(1);
+    };
+    log_options o = plain_options();
+    o.prepare_next_segment = true;
+    std::mt19937_64 rng(5);
+    uint64_t appended = 0;
+    {
+      auto log = event_log::create(dir, o);
+      if (!log) fail(log.error().to_string());
+      while ((*log)->committed_position().value < 101 * k64KiB) {
+        auto r = (*log)->append("s", expected_version::any(), event_of(rng, 300).data());
+        if (!r) fail("append " + std::to_string(appended) + ": " + r.error().to_string());
+        ++appended;
+      }
+      read_outcome all = read_all(**log);
+      if (!all.error.ok() || all.events.size() != appended) fail("read: " + describe(all.error));
+      if (status st = (*log)->close(); !st) fail(st.to_string());
+    }
+    auto again = event_log::open(dir, o);
+    if (!again) fail("reopen: " + again.error().to_string());
+    read_outcome all = read_all(**again);
+    if (!all.error.ok() || all.events.size() != appended) fail("read after reopen: " + describe(all.error));
+    auto ro = event_log::open_read_only(dir, o);
+    if (!ro) fail("read-only open: " + ro.error().to_string());
+    read_outcome ro_all = read_all(**ro);
+    if (!ro_all.error.ok() || ro_all.events.size() != appended) fail("read-only read: " + describe(ro_all.error));
+    ::_exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  ASSERT_TRUE(WIFEXITED(st)) << "the child died by signal " << (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+  ASSERT_EQ(WEXITSTATUS(st), 0) << "the child failed (see its stderr)";
 }
 
 // ---------------------------------------------------------------------------

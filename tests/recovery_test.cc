@@ -609,6 +609,80 @@ TEST_F(SealedSegments, DamagedSealedRecordIsNotSilentlyDroppedByReopen) {
   EXPECT_GE(a.first.value, records_.back().position + records_.back().bytes);
 }
 
+// `varve recover`: damage in a sealed segment (which an open does not read)
+// is repaired only on request. A dry run changes nothing; point-in-time ends
+// the log before the damaged batch and keeps every later byte; skip-damaged
+// keeps every other event around a hole.
+TEST_F(SealedSegments, RepairOfASealedSegmentDryRunThenPointInTime) {
+  const size_t k = record_in_segment(2, 3);
+  const record_info& r = records_[k];
+  ASSERT_NO_FATAL_FAILURE(flip_byte(segment_path(dir_, 2), offset_in_segment(position{r.position}, k64KiB) + 40));
+  const auto before = dir_bytes(dir_);
+  repair_options dry;
+  dry.dry_run = true;
+  ASSERT_OK_AND_ASSIGN(repair_report plan, repair_log(dir_, dry));
+  EXPECT_TRUE(plan.damaged);
+  ASSERT_FALSE(plan.actions.empty());
+  EXPECT_NE(plan.actions[0].file.find(segment_file_name(2)), std::string::npos);
+  EXPECT_EQ(plan.events_before, r.batch_first);
+  EXPECT_TRUE(dir_bytes(dir_) == before) << "a dry run changed the directory";
+
+  ASSERT_OK_AND_ASSIGN(repair_report done, repair_log(dir_, {}));
+  EXPECT_TRUE(done.damaged);
+  EXPECT_EQ(done.events_after, r.batch_first);
+  // Everything after the cut is in lost+found: the later segment files whole,
+  // and the damaged one's bytes from the cut (and its footer).
+  const auto kept = lost_found_files(dir_);
+  for (uint64_t seg = 3; seg < list_segments(root_.sub("log")).size() + 3 && fs::exists(segment_path(dir_, seg)); ++seg)
+    ADD_FAILURE() << segment_file_name(seg) << " is still in the log";
+  EXPECT_TRUE(kept.count(segment_file_name(3))) << "segment 3 was not kept";
+  EXPECT_TRUE(kept.count(segment_file_name(4))) << "segment 4 was not kept";
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir_, recovery_options()));
+  log_model m = model_;
+  m.truncate(r.batch_first);
+  EXPECT_TRUE(log_matches_model(*log, m));
+}
+
+TEST_F(SealedSegments, RepairOfASealedSegmentSkipDamagedKeepsEveryOtherEvent) {
+  const size_t k = record_in_segment(1, 4);
+  const record_info& r = records_[k];
+  ASSERT_NO_FATAL_FAILURE(flip_byte(segment_path(dir_, 1), offset_in_segment(position{r.position}, k64KiB) + 40));
+  repair_options o;
+  o.mode = recovery_mode::skip_damaged;
+  ASSERT_OK_AND_ASSIGN(repair_report done, repair_log(dir_, o));
+  size_t batch = 0;
+  for (const record_info& x : records_) batch += x.batch_first == r.batch_first;
+  EXPECT_EQ(done.lost_events, batch);
+  EXPECT_EQ(done.events_after, records_.size() - batch);
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir_, recovery_options()));
+  read_outcome all = read_all(*log);
+  ASSERT_OK(all.error);
+  std::vector<uint64_t> want, got;
+  for (const record_info& x : records_)
+    if (x.batch_first != r.batch_first) want.push_back(x.sequence);
+  for (const event_view& v : all.events) got.push_back(v.sequence.value);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(log->next_sequence().value, records_.size());
+  ASSERT_OK(log->close());
+  ASSERT_OK_AND_ASSIGN(verify_report rep, verify_log(dir_));
+  EXPECT_OK(rep.first_problem);
+  EXPECT_EQ(rep.holes, 1u);
+  EXPECT_EQ(rep.lost_events, batch);
+}
+
+// A header is fully determined by the log: a damaged one is rebuilt, and no
+// event is lost.
+TEST_F(SealedSegments, RepairRebuildsADamagedHeaderWithoutLosingAnEvent) {
+  uint8_t junk[8] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4};
+  ASSERT_NO_FATAL_FAILURE(write_at(segment_path(dir_, 1), 0, junk, sizeof junk));
+  ASSERT_OK_AND_ASSIGN(verify_report broken, verify_log(dir_));
+  EXPECT_FALSE(broken.first_problem.ok());
+  ASSERT_OK_AND_ASSIGN(repair_report done, repair_log(dir_, {}));
+  EXPECT_EQ(done.events_after, records_.size());
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(dir_, recovery_options()));
+  EXPECT_TRUE(log_matches_model(*log, model_));
+}
+
 TEST_F(SealedSegments, MissingSegmentInTheMiddleIsCorruptionNamingIt) {
   ASSERT_TRUE(fs::remove(segment_path(dir_, 1)));
   auto opened = event_log::open(dir_, recovery_options());
@@ -795,6 +869,75 @@ TEST_F(SealedSegments, GarbageJustPastACleanlyClosedEndIsCut) {
   ASSERT_NO_FATAL_FAILURE(append_checked(*log, m, stream_key::named("x"), expected_version::any(),
                                          {small_event(rng, 10)}));
   EXPECT_TRUE(log_matches_model(*log, m));
+}
+
+// The first case of issue 15: every acknowledgement durable, then one bit
+// flipped inside the active segment's records, at every 4 KiB. Before, a
+// plain open zeroed the rest of the segment and handed the versions out
+// again. Now the writer refuses - within the boot, and after a reboot too,
+// since everything was durable - and changes nothing; `varve recover`
+// (point in time) keeps every event before the damaged batch and every byte
+// from it on in lost+found/.
+TEST(DurableActiveSegment, ABitFlipAtEvery4KiBIsRefusedThenRepairedKeepingEveryByte) {
+  temp_dir root;
+  const std::string live = root.sub("live");
+  log_options o = recovery_options();
+  o.segment_bytes = 1 << 20;
+  o.mode = durability::group;
+  std::vector<record_info> records;
+  {
+    std::mt19937_64 rng(15);
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(live, o));
+    uint64_t batch_first = 0;
+    while (log->committed_position().value < 300 * 1024) {
+      const std::string stream = "acct-" + std::to_string(rng() % 40);
+      std::vector<owned_event> evs;
+      for (size_t i = 0, n = 1 + rng() % 3; i < n; ++i) evs.push_back(small_event(rng, 50 + rng() % 300));
+      std::vector<event_data> data;
+      for (const owned_event& e : evs) data.push_back(e.data());
+      ASSERT_OK_AND_ASSIGN(append_result r, log->append(std::string_view(stream), expected_version::any(),
+                                                        std::span<const event_data>(data)));
+      batch_first = r.first_sequence.value;
+      (void)batch_first;
+    }
+    ASSERT_OK(log->wait_durable(log->committed_position()));
+    EXPECT_EQ(log->durable_position().value, log->committed_position().value);
+    read_outcome all = read_all(*log);
+    ASSERT_OK(all.error);
+    for (const event_view& v : all.events) {
+      if (v.batch_begin) batch_first = v.sequence.value;
+      records.push_back({v.position.value, v.record_bytes, v.sequence.value, batch_first});
+    }
+    ASSERT_OK(log->close());
+  }
+  const uint64_t end = records.back().position + records.back().bytes;
+  for (uint64_t off = 4096; off < end; off += 4096) {
+    SCOPED_TRACE("bit flipped at file offset " + std::to_string(off));
+    const std::string work = root.sub("work");
+    ASSERT_NO_FATAL_FAILURE(copy_dir(live, work));
+    ASSERT_NO_FATAL_FAILURE(flip_byte(segment_path(work, 0), off, 0x10));
+    const auto before = dir_bytes(work);
+    ASSERT_ERRC(event_log::open(work, o), errc::corruption);
+    {
+      simulated_reboot reboot(off);
+      ASSERT_ERRC(event_log::open(work, o), errc::corruption);
+    }
+    EXPECT_TRUE(dir_bytes(work) == before) << "a refused open changed the directory";
+    // The record holding the flipped byte, and its batch.
+    size_t hit = 0;
+    while (hit + 1 < records.size() && records[hit + 1].position <= off) ++hit;
+    const uint64_t cut = records[records[hit].batch_first].position;
+    ASSERT_OK_AND_ASSIGN(repair_report rep, repair_log(work, {}));
+    EXPECT_EQ(rep.events_after, records[hit].batch_first);
+    const auto kept = lost_found_files(work);
+    ASSERT_EQ(kept.size(), 1u);
+    const std::vector<uint8_t>& bytes = kept.begin()->second;
+    const std::vector<uint8_t>& orig = before.at(segment_file_name(0));
+    ASSERT_GE(cut + bytes.size(), end) << "lost+found lacks bytes of acknowledged events";
+    for (size_t i = 0; i < bytes.size(); ++i) ASSERT_EQ(bytes[i], orig[cut + i]) << "byte " << cut + i;
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::open(work, o));
+    EXPECT_EQ(log->next_sequence().value, records[hit].batch_first);
+  }
 }
 
 // ---------------------------------------------------------------------------

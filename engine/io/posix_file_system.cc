@@ -182,6 +182,15 @@ class posix_fs final : public file_system {
 
 }  // namespace
 
+status file_system::remap_read_only(const file_handle& f, void* addr, uint64_t size) {
+  // MAP_FIXED over the old mapping: the kernel swaps it under its mmap lock,
+  // so a reader touching these addresses meanwhile sees one or the other,
+  // both showing the same file pages.
+  void* p = ::mmap(addr, size, PROT_READ, MAP_SHARED | MAP_FIXED, f.fd, 0);
+  if (p == MAP_FAILED) return from_errno(errno, "mmap (read-only remap)", f.path);
+  return {};
+}
+
 std::shared_ptr<file_system> posix_file_system() {
   static std::shared_ptr<file_system> fs = std::make_shared<posix_fs>();
   return fs;

@@ -31,6 +31,35 @@ result<verify_report> verify_log(const std::string& dir,
 
 result<log_stats> stat_log(const std::string& dir);
 
+// Explicit repair of a log that recovery refused (`varve recover`). Takes the
+// writer lock (errc::locked while a writer has the log open). Every byte it
+// takes out of the log is first copied (or moved) into DIR/lost+found/,
+// durably, and every action is reported; derived files (index, checkpoints)
+// it invalidates are renamed .damaged and rebuilt.
+struct repair_options {
+  // point_in_time: the log ends just before the first damage, wherever it is
+  // (a sealed segment included); everything after goes to lost+found/.
+  // skip_damaged: each damaged range becomes a hole record and the valid
+  // records after it stay (see recovery_mode). Other modes: invalid_argument.
+  recovery_mode mode = recovery_mode::point_in_time;
+  // Report what would be done, change nothing (takes no lock either).
+  bool dry_run = false;
+  recovery_observer* observer = nullptr;  // told every action as it happens
+  std::function<void(uint64_t, uint64_t)> progress;  // (bytes checked, bytes in all)
+};
+
+struct repair_report {
+  std::vector<recovery_action> actions;  // done, or (dry run) found and planned
+  uint64_t events_before = 0;     // events readable in order before the first damage
+  uint64_t events_after = 0;      // events in the log after the repair (dry run: 0)
+  uint64_t records_set_aside = 0; // records that validated among the bytes taken out
+  uint64_t lost_events = 0;       // events repair holes stand for (skip_damaged)
+  position end_before;            // the end varve.ctl recorded as acknowledged
+  position end_after;             // the log's end after the repair (dry run: 0)
+  bool damaged = false;           // anything needed repairing
+};
+result<repair_report> repair_log(const std::string& dir, const repair_options& options = {});
+
 // The per-aggregate index of a log (index/*.sidx and the newest head-table
 // checkpoints), compared with or rebuilt from the log alone.
 struct index_report {

@@ -40,6 +40,11 @@ class file_system {
   virtual status datasync(const file_handle& f) = 0;
   virtual result<void*> map(const file_handle& f, uint64_t size, map_access access) = 0;
   virtual void unmap(void* addr, uint64_t size) = 0;
+  // Replaces the writable shared mapping [addr, addr + size) of `f` by a
+  // read-only one at the same address, atomically (views into it stay
+  // valid); afterwards the descriptor may be closed. The default does it
+  // with mmap(MAP_FIXED) on f.fd.
+  virtual status remap_read_only(const file_handle& f, void* addr, uint64_t size);
   // Make [addr, addr+n) of a shared mapping durable (msync MS_SYNC). `f` names the file.
   virtual status sync_range(const file_handle& f, void* addr, uint64_t n) = 0;
   // Fault every page of a writable mapping in for writing (MADV_POPULATE_WRITE),
