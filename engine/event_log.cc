@@ -187,7 +187,8 @@ result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& 
     } else {
       s->damage = found.value().damage;
       s->first_segment = found.value().first_segment;
-      s->shared->commit_floor = found.value().end;
+      s->shared->stale_commit = s->shared->ctl->commit().load(std::memory_order_acquire);
+      s->shared->found_end = found.value().end;
       if (!found.value().torn.empty() && s->opts.observer)
         s->opts.observer->on_action({recovery_action::kind::note, dir, 0, 0,
                                      "torn tail (the next writer's open cuts it, keeping the bytes): " +

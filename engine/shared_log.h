@@ -21,10 +21,13 @@ struct shared_log {
   uint64_t capacity() const { return uint64_t{1} << log2(); }
   // Acquire pairs with the writer's release store: every byte of every record
   // below the returned position is written and visible to this thread.
-  // A read-only log opened while no writer was alive may know a later end
-  // than the control block (which a power loss can leave stale): the floor.
+  // A read-only log opened while no writer was alive found the log's end by
+  // reading the tail: the control block's word may be stale (a power loss
+  // can leave it behind or ahead of the data). That end holds until the word
+  // changes, i.e. until a writer opens the log again.
   uint64_t committed() const {
-    return std::max(ctl->commit().load(std::memory_order_acquire), commit_floor);
+    const uint64_t c = ctl->commit().load(std::memory_order_acquire);
+    return c == stale_commit ? found_end : c;
   }
 
   segment_table segments;
@@ -32,7 +35,8 @@ struct shared_log {
   std::unique_ptr<control_block> ctl;
   bool verify_checksums;
   // Set once before the log is handed out (read-only opens only).
-  uint64_t commit_floor = 0;
+  uint64_t stale_commit = UINT64_MAX;  // the control block's word when the tail was read
+  uint64_t found_end = 0;
 };
 
 }  // namespace varve::detail
