@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "base/meta_file.h"
+#include "tools/cli/common.h"
 #include "tools/ndjson.h"
 #include "varve/varve.h"
 #include "varve/subscription.h"
@@ -726,3 +727,14 @@ int cmd_ship(const ship_args& a) {
 #endif  // VARVE_HAVE_KAFKA
 
 }  // namespace varve::tools
+
+// The `varve ship` entry of tools/cli/main.cc's table.
+namespace varve::cli {
+
+void add_ship(CLI::App& app, command_list& out) {
+  auto a = std::make_shared<tools::ship_args>();
+  CLI::App* sh = tools::add_ship_command(app, *a);
+  out.push_back({sh, [a] { return tools::cmd_ship(*a); }});
+}
+
+}  // namespace varve::cli
