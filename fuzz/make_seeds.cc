@@ -377,6 +377,23 @@ void ndjson_seeds() {
   seed("ndjson", "many-lines", all);
   seed("ndjson", "no-final-newline", std::string(lines[0]) + "\n" + lines[2]);
   seed("ndjson", "stream-bytes", std::string("{\"stream\":\"\xc3\xa9\\u0000\\ud800x\",\"type\":1,\"data\":0}\n\xff\xfe\x80 raw\n"));
+  // Issue 15.9: nesting far past --max-depth (data nested 100,000 deep once
+  // overflowed the stack), at each place a line can nest, closed or not; and
+  // lines long enough to cross every bound the fuzzer tries.
+  auto nest = [](const char* open, size_t depth, const char* close) {
+    std::string s;
+    for (size_t i = 0; i < depth; ++i) s += open;
+    for (size_t i = 0; close && i < depth; ++i) s += close;
+    return s;
+  };
+  const std::string head = lines[0];
+  seed("ndjson", "deep-data-arrays", head + "\n{\"stream\":\"d\",\"type\":\"T\",\"data\":" + nest("[", 3000, "]") + "}\n");
+  seed("ndjson", "deep-data-objects", "{\"stream\":\"d\",\"type\":\"T\",\"data\":" + nest("{\"k\":", 700, nullptr) + "1" + std::string(700, '}') + "}\n");
+  seed("ndjson", "deep-batch", "{\"stream\":\"d\",\"events\":[{\"type\":\"T\",\"data\":" + nest("[", 513, "]") + "}]}\n");
+  seed("ndjson", "deep-unclosed", "{\"stream\":\"d\",\"type\":" + nest("[{\"a\":", 700, nullptr) + "\n" + head + "\n");
+  seed("ndjson", "deep-just-fits", "{\"stream\":\"d\",\"type\":\"T\",\"data\":" + nest("[", 5, "]") + "}\n" + "{\"stream\":\"d\",\"type\":\"T\",\"data\":" + nest("[", 6, "]") + "}\n");
+  seed("ndjson", "long-line", head + "\n{\"stream\":\"l\",\"type\":\"T\",\"data\":\"" + std::string(5000, 'x') + "\"}\r\n" + head + "\n");
+  seed("ndjson", "long-last-line", head + "\n" + std::string(3000, ' ') + head);
 }
 
 void mutation_seeds() {

@@ -5,6 +5,11 @@
 // Checks:
 // - line_reader splits the input exactly like a reference splitter ("\n",
 //   "\r\n", a last line without a terminator counts), whatever its chunk size;
+//   with a line bound, it gives the same lines up to the first longer one,
+//   then errc::too_large for good, never holding more than the bound + a chunk;
+// - with a small --max-depth, an accepted event's data keeps it, and what is
+//   accepted is accepted the same with the default bound (nesting is checked
+//   before nlohmann's recursive dump() can see a deep line);
 // - parse_append_line returns ok or invalid_argument with a message, never
 //   throws (an exception escaping is a crash here);
 // - an accepted request is well formed: 1..255-byte string stream id, one
@@ -23,6 +28,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -77,6 +83,27 @@ std::vector<std::string> reference_lines(std::string_view in) {
     b = nl == std::string_view::npos ? in.size() : nl + 1;
   }
   return out;
+}
+
+// line_reader with a bound: the reference's lines up to the first longer one.
+void check_bounded_lines(int fd, size_t chunk, size_t max_line, const std::vector<std::string>& want) {
+  FUZZ_CHECK(::lseek(fd, 0, SEEK_SET) == 0, "lseek");
+  line_reader r(fd, chunk, max_line);
+  std::string_view line;
+  for (const std::string& w : want) {
+    auto more = r.next(line);
+    if (w.size() > max_line) {
+      FUZZ_CHECK(!more.ok() && more.error().code() == errc::too_large,
+                 "a " + std::to_string(w.size()) + "-byte line passed a bound of " + std::to_string(max_line));
+      FUZZ_CHECK(r.capacity() <= std::max(chunk, max_line + 2 + chunk),
+                 "buffered " + std::to_string(r.capacity()) + " bytes for a bound of " + std::to_string(max_line));
+      FUZZ_CHECK(!r.next(line).ok(), "line_reader went on after a line over its bound");
+      return;
+    }
+    FUZZ_CHECK(more.ok() && more.value() && line == w, "bounded line_reader splits differently");
+  }
+  auto more = r.next(line);
+  FUZZ_CHECK(more.ok() && !more.value(), "bounded line_reader does not end with the input");
 }
 
 std::vector<std::string> read_lines(int fd, size_t chunk) {
@@ -275,10 +302,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
 
-  // 2. Each line through the parser, and back out.
-  append_request req;
+  check_bounded_lines(in_fd, chunk, 1 + mix % 97, want);
+
+  // 2. Each line through the parser, and back out; and again with a small
+  //    depth bound.
+  append_request req, shallow;
+  const unsigned max_depth = 1 + (mix >> 8) % 6;
   for (const std::string& line : want) {
     status st = parse_append_line(line, req);
+    status small = parse_append_line(line, shallow, parse_limits{max_depth});
+    if (!small.ok()) {
+      FUZZ_CHECK(small.code() == errc::invalid_argument && !small.message().empty(), small.to_string());
+    } else {
+      FUZZ_CHECK(st.ok(), "accepted under --max-depth " + std::to_string(max_depth) + " but not by default");
+      for (const input_event& ev : shallow.events)
+        if (ev.content == content_type::json)
+          FUZZ_CHECK(check_json(ev.payload, max_depth) != json_verdict::too_deep,
+                     "data deeper than --max-depth " + std::to_string(max_depth) + " accepted: " + ev.payload);
+    }
     if (!st.ok()) {
       FUZZ_CHECK(st.code() == errc::invalid_argument, st.to_string());
       FUZZ_CHECK(!st.message().empty(), "error without a message");

@@ -118,6 +118,62 @@ printf '%s\n' '{"stream":"order-7","type":"T","data":1,"event_id":"not-a-uuid"}'
 run append "$D"
 expect "a non-UUID id is rejected clearly" err_has 'line 1: "event_id" must be a UUID'
 
+# --- bounds on a line (issue 15.9) ------------------------------------------------
+B=$TMP/bounds
+input </dev/null
+run create "$B" --segment-size 64K
+# 100,000 nested arrays once killed append with SIGSEGV (a recursive serializer).
+python3 - "$TMP/in" <<'PYEOF'
+import sys
+n = 100000
+with open(sys.argv[1], "w") as f:
+    f.write('{"stream":"b-1","type":"T","data":1}\n')
+    f.write('{"stream":"b-2","type":"T","data":' + "[" * n + "]" * n + '}\n')
+    f.write('{"stream":"b-3","type":"T","data":3}\n')
+PYEOF
+run append "$B"
+expect "data nested 100,000 deep is refused with exit 1, not a crash" rc_is 1
+expect "  ... naming the line and the bound" err_has 'line 2: .* deeper than --max-depth 512 allows'
+expect "  ... after acking the line before it" py 'len(out) == 1 and out[0]["stream"] == "b-1"'
+run read "$B"
+expect "  ... which is in the log, and nothing after it" py '[e["stream"] for e in out] == ["b-1"]'
+python3 -c 'n = 600; print("{\"stream\":\"b-4\",\"type\":\"T\",\"data\":" + "[" * n + "]" * n + "}")' >"$TMP/in"
+run append "$B"
+expect "600 levels are refused by default" rc_is 1
+run append "$B" --max-depth 600
+expect "  ... and taken with --max-depth 600" rc_is 0
+expect "  ... and acked" out_lines 1
+usage_case_early() { run "$@"; expect "$* is a usage error (exit 2)" rc_is 2; }
+usage_case_early append "$B" --max-depth 0
+usage_case_early append "$B" --max-depth 4001
+usage_case_early append "$B" --max-depth x
+usage_case_early append "$B" --max-line-bytes 0
+usage_case_early append "$B" --max-line-bytes 1Q
+# A 100 MB line once took ~500 MB of memory before being refused; now the
+# reader stops at the bound (+ one 1 MiB read chunk).
+python3 - "$TMP/in" <<'PYEOF'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write('{"stream":"b-5","type":"T","data":5}\n')
+    f.write('{"stream":"b-6","type":"T","data":"' + "x" * (100 << 20) + '"}\n')
+    f.write('{"stream":"b-7","type":"T","data":7}\n')
+PYEOF
+maxrss_kb=$(python3 - "$VARVE" "$B" "$TMP/in" "$TMP/out" "$TMP/err" <<'PYEOF'
+import resource, subprocess, sys
+varve, log, src, out, err = sys.argv[1:]
+r = subprocess.run([varve, "append", log, "--max-line-bytes", "1M"], stdin=open(src, "rb"),
+                   stdout=open(out, "wb"), stderr=open(err, "wb"))
+print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+PYEOF
+)
+rc=${maxrss_kb% *}
+maxrss_kb=${maxrss_kb#* }
+expect "a line over --max-line-bytes is refused with exit 1" rc_is 1
+expect "  ... naming the line and the bound" err_has 'line 2: longer than 1048576 bytes (--max-line-bytes'
+expect "  ... after acking the line before it" py 'len(out) == 1 and out[0]["stream"] == "b-5"'
+expect "  ... without buffering the 100 MB line (max RSS ${maxrss_kb} KiB < 40 MiB)" test "$maxrss_kb" -lt 40960
+rm -f "$TMP/in"
+
 # --- optimistic concurrency ----------------------------------------------------
 input <<'EOF'
 {"stream":"order-1","type":"OrderCancelled","expected_version":5,"data":{}}

@@ -8,6 +8,8 @@
 #include <span>
 #include <vector>
 
+#include "base/record_format.h"
+#include "base/segment_format.h"
 #include "varve/varve.h"
 
 namespace varve::cli {
@@ -25,7 +27,16 @@ struct append_args {
   std::string on_conflict = "fail";
   bool create = false;
   std::optional<std::string> segment_size;
+  std::optional<std::string> max_depth;
+  std::optional<std::string> max_line_bytes;
 };
+
+// What one event's payload may be in `log`: a segment less its header, one
+// record header and the end-of-segment marker (the stream id aside).
+uint64_t max_event_bytes(const event_log& log) {
+  return log.stats().segment_bytes - segment_format::kHeaderSize - record::kHeaderSize -
+         record::kSegmentEndSize;
+}
 
 int cmd_append(const append_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
@@ -42,6 +53,20 @@ int cmd_append(const append_args& a) {
     opts.segment_bytes = *n;
   }
   const bool skip_conflicts = a.on_conflict == "skip";
+  parse_limits limits;
+  uint64_t depth = limits.max_depth;
+  if (auto rc = parse_flag(a.max_depth, "--max-depth", depth)) return *rc;
+  if (depth < 1 || depth > kMaxDepthLimit)
+    return usage_error("--max-depth: 1 to " + std::to_string(kMaxDepthLimit));
+  limits.max_depth = static_cast<unsigned>(depth);
+  uint64_t max_line = kDefaultMaxLineBytes;
+  if (a.max_line_bytes) {
+    auto n = parse_size(*a.max_line_bytes);
+    if (!n || *n == 0 || *n > SIZE_MAX / 2)
+      return usage_error("--max-line-bytes: \"" + *a.max_line_bytes +
+                         "\" is not a size (bytes, or a number with a K, M or G suffix)");
+    max_line = *n;
+  }
 
   auto opened = a.create ? event_log::open_or_create(a.dir, opts) : event_log::open(a.dir, opts);
   if (!opened) {
@@ -54,7 +79,7 @@ int cmd_append(const append_args& a) {
   auto types = type_registry::open(a.dir);
   if (!types) return fail(types.error());
 
-  line_reader in(STDIN_FILENO);
+  line_reader in(STDIN_FILENO, 1 << 20, max_line);
   ndjson_writer acks(STDOUT_FILENO, 1 << 20, ndjson_writer::flush_policy::manual);
   position last_end;
   // An ack promises durability in modes group and sync, so the wait comes
@@ -85,13 +110,18 @@ int cmd_append(const append_args& a) {
     }
     std::string_view line;
     auto got = in.next(line);
-    if (!got) return stop(got.error().to_string());
+    if (!got) {
+      if (got.error().code() != errc::too_large) return stop(got.error().to_string());
+      return stop("line " + std::to_string(line_no + 1) + ": " + got.error().message() +
+                  " (--max-line-bytes; the largest event a segment of this log holds is " +
+                  human_bytes(max_event_bytes(log)) + ")");
+    }
     if (!*got) break;
     ++line_no;
     auto where = [line_no] { return "line " + std::to_string(line_no) + ": "; };
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
 
-    if (status st = parse_append_line(line, req); !st) return stop(where() + st.message());
+    if (status st = parse_append_line(line, req, limits); !st) return stop(where() + st.message());
 
     events.clear();
     for (const input_event& ev : req.events) {
@@ -157,6 +187,13 @@ void add_append(CLI::App& app, command_list& out) {
   ap->add_flag("--create", a->create, "Create the log if DIR holds none");
   ap->add_option("--segment-size", a->segment_size,
                  "Segment capacity when --create creates the log");
+  ap->add_option("--max-depth", a->max_depth,
+                 "Refuse a line whose data nests arrays/objects deeper than this (default 512, "
+                 "what `varve read` gives back as JSON; at most 4000)");
+  ap->add_option("--max-line-bytes", a->max_line_bytes,
+                 "Refuse a line longer than this, before reading the rest of it (default 16M: "
+                 "parsing takes about 5x a line in memory). Raise it for larger events, up to "
+                 "what a segment holds (suffixes K, M, G)");
   out.push_back({ap, [a] { return cmd_append(*a); }});
 }
 
