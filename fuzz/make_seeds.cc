@@ -394,6 +394,14 @@ void ndjson_seeds() {
   seed("ndjson", "deep-just-fits", "{\"stream\":\"d\",\"type\":\"T\",\"data\":" + nest("[", 5, "]") + "}\n" + "{\"stream\":\"d\",\"type\":\"T\",\"data\":" + nest("[", 6, "]") + "}\n");
   seed("ndjson", "long-line", head + "\n{\"stream\":\"l\",\"type\":\"T\",\"data\":\"" + std::string(5000, 'x') + "\"}\r\n" + head + "\n");
   seed("ndjson", "long-last-line", head + "\n" + std::string(3000, ' ') + head);
+  // "timestamp" as ISO 8601: a zone, fractions, the last and first
+  // nanoseconds 64 bits hold, and what is refused (no zone, before 1970).
+  std::string iso;
+  for (const char* t : {"2026-11-22T10:00:00.123Z", "2026-11-22T10:00:00+01:00", "2026-11-22t10:00:00.123456789-05:30",
+                        "2554-07-21T23:34:33.709551615Z", "2554-07-21T23:34:33.709551616Z",
+                        "1970-01-01T00:00:00Z", "2026-11-22T10:00:00", "1969-12-31T23:59:59Z"})
+    iso += std::string("{\"stream\":\"t\",\"type\":\"T\",\"data\":1,\"timestamp\":\"") + t + "\"}\n";
+  seed("ndjson", "iso-timestamps", iso);
 }
 
 void mutation_seeds() {

@@ -17,8 +17,8 @@
 //   compact JSON that dumps back to itself, a binary payload survives base64;
 // - write_ack and write_event render valid JSON (whatever bytes a stream id
 //   holds), and the line write_event renders for an accepted event parses back
-//   (parse_append_line) to the same stream, type, payload, ids, timestamp and
-//   schema version;
+//   (parse_append_line) to the same stream, type, payload, ids, timestamp
+//   (printed as nanoseconds and as ISO 8601) and schema version;
 // - ndjson_writer::str turns any bytes into a valid JSON string, and gives
 //   back exactly the bytes when they are valid UTF-8 (nlohmann is the oracle);
 // - the JSON validator `varve read` splices payloads by (tools/json_check.h)
@@ -174,32 +174,34 @@ void check_event_roundtrip(int out_fd, const append_request& req, const input_ev
   v.payload = event_data::bytes(ev.payload);
   const std::string type_json = ev.type_id ? std::to_string(*ev.type_id) : json(ev.type_name).dump();
 
-  reset(out_fd);
-  {
-    ndjson_writer w(out_fd, 1 << 16, ndjson_writer::flush_policy::manual);
-    write_event(w, v, type_json);
-    FUZZ_CHECK(w.flush().ok(), "flush");
+  for (time_format tf : {time_format::ns, time_format::iso}) {
+    reset(out_fd);
+    {
+      ndjson_writer w(out_fd, 1 << 16, ndjson_writer::flush_policy::manual);
+      write_event(w, v, type_json, tf);
+      FUZZ_CHECK(w.flush().ok(), "flush");
+    }
+    std::string line = contents(out_fd);
+    (void)parse_rendered(line, "write_event output");
+    line.pop_back();
+    append_request back;
+    status st = parse_append_line(line, back);
+    FUZZ_CHECK(st.ok(), "varve read's line does not parse as varve append input: " + st.message() + "\n  " + line);
+    FUZZ_CHECK(back.stream_is_integer == req.stream_is_integer && back.stream == req.stream &&
+                   back.stream_u64 == req.stream_u64,
+               "stream changed through read -> append: " + line);
+    FUZZ_CHECK(!back.is_batch && back.events.size() == 1, line);
+    const input_event& b = back.events[0];
+    FUZZ_CHECK(b.type_name == ev.type_name && b.type_id == ev.type_id, "type changed: " + line);
+    FUZZ_CHECK(b.schema_version == ev.schema_version && b.timestamp_ns == ev.timestamp_ns, line);
+    FUZZ_CHECK(b.event_id == ev.event_id && b.correlation_id == ev.correlation_id &&
+                   b.causation_id == ev.causation_id,
+               "ids changed: " + line);
+    FUZZ_CHECK(b.payload == ev.payload, "payload changed through read -> append: " + line);
+    // An empty or multi-line payload goes out as base64 and comes back binary.
+    FUZZ_CHECK(b.content == ev.content || (ev.content == content_type::json && ev.payload.empty()),
+               "content type changed: " + line);
   }
-  std::string line = contents(out_fd);
-  (void)parse_rendered(line, "write_event output");
-  line.pop_back();
-  append_request back;
-  status st = parse_append_line(line, back);
-  FUZZ_CHECK(st.ok(), "varve read's line does not parse as varve append input: " + st.message() + "\n  " + line);
-  FUZZ_CHECK(back.stream_is_integer == req.stream_is_integer && back.stream == req.stream &&
-                 back.stream_u64 == req.stream_u64,
-             "stream changed through read -> append: " + line);
-  FUZZ_CHECK(!back.is_batch && back.events.size() == 1, line);
-  const input_event& b = back.events[0];
-  FUZZ_CHECK(b.type_name == ev.type_name && b.type_id == ev.type_id, "type changed: " + line);
-  FUZZ_CHECK(b.schema_version == ev.schema_version && b.timestamp_ns == ev.timestamp_ns, line);
-  FUZZ_CHECK(b.event_id == ev.event_id && b.correlation_id == ev.correlation_id &&
-                 b.causation_id == ev.causation_id,
-             "ids changed: " + line);
-  FUZZ_CHECK(b.payload == ev.payload, "payload changed through read -> append: " + line);
-  // An empty or multi-line payload goes out as base64 and comes back binary.
-  FUZZ_CHECK(b.content == ev.content || (ev.content == content_type::json && ev.payload.empty()),
-             "content type changed: " + line);
 }
 
 void check_request(int out_fd, const append_request& req, std::string_view line) {

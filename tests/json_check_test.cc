@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/ndjson.h"
+#include "tools/time_text.h"
 
 namespace {
 
@@ -445,6 +446,49 @@ TEST(LineReaderBounds, ALastLineWithoutNewlineCountsToo) {
   ASSERT_TRUE(got.ok() && got.value());
   EXPECT_EQ(line, std::string(10, 'z'));
   ::close(fd);
+}
+
+}  // namespace
+
+// --- timestamps as text (tools/time_text.h) ----------------------------------
+
+namespace {
+
+using varve::tools::format_iso8601;
+using varve::tools::kIso8601Chars;
+using varve::tools::parse_iso8601;
+
+std::string iso(uint64_t ns) {
+  char out[kIso8601Chars];
+  format_iso8601(ns, out);
+  return std::string(out, sizeof out);
+}
+
+TEST(TimeText, ParsesZonesAndFractions) {
+  EXPECT_EQ(parse_iso8601("1970-01-01T00:00:00Z"), 0u);
+  EXPECT_EQ(parse_iso8601("2026-11-22T10:00:00Z"), 1795341600000000000u);
+  EXPECT_EQ(parse_iso8601("2026-11-22T10:00:00.123Z"), 1795341600123000000u);
+  EXPECT_EQ(parse_iso8601("2026-11-22T11:00:00.123+01:00"), 1795341600123000000u);
+  EXPECT_EQ(parse_iso8601("2026-11-22T04:30:00.000000001-05:30"), 1795341600000000001u);
+  EXPECT_EQ(parse_iso8601("2026-11-22t10:00:00.1234567891z"), 1795341600123456789u);  // past 9 digits: dropped
+  EXPECT_EQ(parse_iso8601("2554-07-21T23:34:33.709551615Z"), UINT64_MAX);
+  for (const char* bad : {"", "2026-11-22", "2026-11-22T10:00:00", "2026-11-22T10:00:00.Z",
+                          "2026-11-22 10:00:00Z", " 2026-11-22T10:00:00Z", "2026-11-22T10:00:00Zjunk",
+                          "2026-13-01T00:00:00Z", "2026-11-22T24:00:00Z", "2026-11-22T10:00:00+1:00",
+                          "2026-11-22T10:00:00+01", "1969-12-31T23:59:59Z", "1970-01-01T00:30:00+01:00",
+                          "2554-07-21T23:34:33.709551616Z", "9999-12-31T23:59:59Z", "+026-11-22T10:00:00Z"})
+    EXPECT_FALSE(parse_iso8601(bad).has_value()) << bad;
+}
+
+TEST(TimeText, FormatsFixedWidthUtcThatParsesBackExactly) {
+  EXPECT_EQ(iso(0), "1970-01-01T00:00:00.000000000Z");
+  EXPECT_EQ(iso(1795341600123000000u), "2026-11-22T10:00:00.123000000Z");
+  EXPECT_EQ(iso(UINT64_MAX), "2554-07-21T23:34:33.709551615Z");
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 10000; ++i) {
+    const uint64_t ns = rng();
+    ASSERT_EQ(parse_iso8601(iso(ns)), ns) << iso(ns);
+  }
 }
 
 }  // namespace

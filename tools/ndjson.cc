@@ -11,6 +11,7 @@
 
 #include "tools/base64.h"
 #include "tools/json_check.h"
+#include "tools/time_text.h"
 
 namespace varve::tools {
 namespace {
@@ -123,8 +124,15 @@ status parse_event(const json& obj, input_event& ev, bool top_level,
       if (!(st = parse_uint(v, key, UINT16_MAX, n))) return st;
       ev.schema_version = static_cast<uint16_t>(n);
     } else if (key == "timestamp") {
-      if (!(st = parse_uint(v, key, UINT64_MAX, n))) return st;
-      ev.timestamp_ns = n;
+      // Nanoseconds since the epoch, as `varve read` prints them, or the
+      // ISO 8601 text `--since` takes and `read --time-format iso` prints.
+      std::optional<uint64_t> t;
+      if (v.is_number_unsigned()) t = v.get<uint64_t>();
+      else if (v.is_string()) t = parse_iso8601(v.get_ref<const std::string&>());
+      if (!t)
+        return bad("\"timestamp\" must be nanoseconds since the epoch or an ISO 8601 time with a zone "
+                   "(\"2026-11-22T10:00:00.123Z\", \"...+01:00\"), not " + v.dump());
+      ev.timestamp_ns = *t;
     } else if (key == "event_id") {
       if (!(st = parse_id(v, key, ev.event_id))) return st;
     } else if (key == "correlation_id") {
@@ -377,6 +385,8 @@ ndjson_writer::ndjson_writer(int fd, size_t capacity, flush_policy policy)
 
 ndjson_writer::~ndjson_writer() { (void)flush(); }
 
+void ndjson_writer::discard() { buf_.clear(); }
+
 status ndjson_writer::flush() {
   if (!error_.ok()) {
     buf_.clear();
@@ -452,7 +462,7 @@ void ndjson_writer::base64(std::span<const std::byte> bytes) {
   buf_.push_back('"');
 }
 
-void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json) {
+void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json, time_format tf) {
   w.raw("{\"position\":");
   w.u64(e.position.value);
   w.raw(",\"sequence\":");
@@ -466,7 +476,15 @@ void write_event(ndjson_writer& w, const event_view& e, std::string_view type_js
   w.raw(",\"schema_version\":");
   w.u64(e.schema_version);
   w.raw(",\"timestamp\":");
-  w.u64(e.timestamp_ns);
+  if (tf == time_format::iso) {
+    char text[kIso8601Chars + 2];
+    text[0] = '"';
+    format_iso8601(e.timestamp_ns, text + 1);
+    text[kIso8601Chars + 1] = '"';
+    w.raw(std::string_view(text, sizeof text));
+  } else {
+    w.u64(e.timestamp_ns);
+  }
   if (e.event_id) w.raw(",\"event_id\":"), w.uuid(*e.event_id);
   if (e.correlation_id) w.raw(",\"correlation_id\":"), w.uuid(*e.correlation_id);
   if (e.causation_id) w.raw(",\"causation_id\":"), w.uuid(*e.causation_id);

@@ -147,6 +147,9 @@ class ndjson_writer {
   }
 
   size_t buffered() const { return buf_.size(); }
+  // Drops what is buffered and not written yet (`append --acks last` keeps
+  // only the newest ack).
+  void discard();
   status flush();
   const status& error() const { return error_; }
 
@@ -158,9 +161,15 @@ class ndjson_writer {
   status error_;
 };
 
+// How "timestamp" is printed: integer nanoseconds since the epoch (what
+// scripts have always parsed), or ISO 8601 text in UTC with nine fractional
+// digits (tools/time_text.h). `varve append` takes either back exactly.
+enum class time_format : uint8_t { ns, iso };
+
 // One event of `varve read`. `type_json` is the already rendered JSON value of
 // "type" (a quoted name, or the number when the registry has no name).
-void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json);
+void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json,
+                 time_format tf = time_format::ns);
 
 // The ack `varve append` prints for each line.
 void write_ack(ndjson_writer& w, const append_request& req, const append_result& r);
