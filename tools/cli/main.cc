@@ -5,6 +5,8 @@
 // through an add_<name> function listed below.
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <string_view>
 
 #include "tools/cli/common.h"
 
@@ -21,10 +23,13 @@ int run(int argc, char** argv) {
   CLI::App app{"varve: create, feed, export and check a varve event log", "varve"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "varve 0.1.0");
-  app.footer(
-      "Exit codes: 0 done; 1 the log could not be used or an input line was refused; "
-      "2 a malformed command line (and for verify: the log is not intact); "
-      "3 append stopped on a wrong expected_version.");
+  app.footer(std::string(kExitCodesHelp) +
+             "\nvarve runs on Linux only (5.14 or newer: MADV_POPULATE_WRITE; futex, membarrier; "
+             "io_uring where allowed, else pread/mmap).");
+  // Errors as JSON from the first one on, a malformed command line included:
+  // the flag is looked for before CLI11 parses (every subcommand takes it).
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--json") set_json_errors(true);
 
   command_list commands;
   for (command_adder* add : {add_create, add_append, add_read, add_index, add_verify, add_stat, add_tail,
@@ -51,7 +56,6 @@ int main(int argc, char** argv) {
   try {
     return varve::cli::run(argc, argv);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "varve: internal error: %s\n", e.what());
-    return varve::cli::kExitError;
+    return varve::cli::fail_with(varve::cli::kExitError, "internal", std::string("internal error: ") + e.what());
   }
 }

@@ -1,10 +1,11 @@
-// `varve read DIR` (the log, or one stream, as NDJSON) and `varve tail DIR`
-// (the same, then following the log live).
+// `varve read DIR` (the log, one stream, or the events a filter wants, as
+// NDJSON) and `varve tail DIR` (the same, then following the log live).
 #include "tools/cli/common.h"
 
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -15,51 +16,63 @@ namespace varve::cli {
 namespace {
 
 using namespace varve::tools;
+using namespace std::chrono_literals;
 
 struct read_args {
   std::string dir;
-  std::optional<std::string> from_position;
-  std::optional<std::string> limit;
-  std::optional<std::string> stream;       // --stream: a named stream
-  std::optional<std::string> stream_u64;   // --stream-u64: an integer stream id
-  std::optional<std::string> from_version;
+  std::optional<uint64_t> from_position;
+  std::optional<uint64_t> limit;
+  std::optional<uint64_t> stream_u64;   // --stream-u64: an integer stream id
+  std::optional<uint64_t> from_version;
+  std::optional<uint64_t> since;
   bool backward = false;
-  std::optional<std::string> since;
+  filter_flags filter;
+  time_format tf = time_format::ns;
+  bool json = false;
 };
 
-// `varve read --stream S`: one stream through the per-aggregate index.
-int read_one_stream(const event_log& log, const read_args& a, uint64_t limit, type_names& names) {
+// "stream X not found": exit 5, before anything is printed. An existing
+// stream with nothing in the range asked for is not an error.
+std::optional<int> check_stream_exists(const event_log& log, const stream_id& id, const std::string& shown,
+                                       const std::string& dir) {
+  if (log.version_of(id) != 0) return std::nullopt;
+  return fail_with(kExitNotFound, "not_found", "stream " + shown + " not found in " + dir);
+}
+
+// `varve read --stream S`: one stream through the per-aggregate index; --type
+// still filters.
+int read_one_stream(const event_log& log, const read_args& a, const event_filter& filter, type_names& names) {
   stream_id id;
-  std::string bytes;
+  std::string shown;
   if (a.stream_u64) {
-    auto n = parse_u64(*a.stream_u64);
-    if (!n) return usage_error("--stream-u64: \"" + *a.stream_u64 + "\" is not a non-negative integer");
-    id = stream_id::from_u64(*n);
+    id = stream_id::from_u64(*a.stream_u64);
+    shown = std::to_string(*a.stream_u64);
   } else {
-    bytes = *a.stream;
-    if (bytes.empty() || bytes.size() > kMaxStreamIdBytes)
-      return usage_error("--stream: a stream id has 1 to 255 bytes");
-    id = stream_id(std::string_view(bytes));
+    id = stream_id(std::string_view(a.filter.streams.front()));
+    shown = json_text(a.filter.streams.front());
   }
+  if (auto rc = check_stream_exists(log, id, shown, a.dir)) return *rc;
+  const uint64_t limit = a.limit.value_or(UINT64_MAX);
   stream_version from = a.backward ? kLatestVersion : 1;
-  if (a.from_version) {
-    auto v = parse_u64(*a.from_version);
-    if (!v) return usage_error("--from-version: \"" + *a.from_version + "\" is not a non-negative integer");
-    from = *v;
-  }
-  auto reader = log.read_stream(id, from, a.backward ? read_direction::backward : read_direction::forward, limit);
+  if (a.from_version) from = *a.from_version;
+  // With a type filter the limit counts what is printed, not what is read.
+  auto reader = log.read_stream(id, from, a.backward ? read_direction::backward : read_direction::forward,
+                                filter.types.empty() ? limit : UINT64_MAX);
   if (!reader) return fail(reader.error());
   ndjson_writer out(STDOUT_FILENO);
   event_view e;
-  while (true) {
+  for (uint64_t n = 0; n < limit;) {
     auto got = reader->next(e);
     if (!got) {
       (void)out.flush();
-      return fail(got.error());
+      return fail_reading(got.error());
     }
     if (!*got) break;
-    write_event(out, e, names.json_for(e.type));
+    if (!filter.types.empty() && std::find(filter.types.begin(), filter.types.end(), e.type) == filter.types.end())
+      continue;
+    write_event(out, e, names.json_for(e.type), a.tf);
     if (!out.error().ok()) break;
+    ++n;
   }
   if (status st = out.flush(); !st) return fail(st);
   return kExitOk;
@@ -67,32 +80,30 @@ int read_one_stream(const event_log& log, const read_args& a, uint64_t limit, ty
 
 int cmd_read(const read_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
-  const bool by_stream = a.stream || a.stream_u64;
-  if (a.stream && a.stream_u64) return usage_error("--stream and --stream-u64 exclude each other");
-  if (by_stream && (a.from_position || a.since))
+  const bool by_stream = a.stream_u64 || (a.filter.streams.size() == 1 && a.filter.categories.empty());
+  if (a.stream_u64 && !a.filter.streams.empty()) return usage_error("--stream and --stream-u64 exclude each other");
+  if (a.stream_u64 && !a.filter.categories.empty())
+    return usage_error("--stream-u64 reads one stream: --category does not apply");
+  if (!a.filter.streams.empty() && (a.from_position || a.since))
     return usage_error("--stream reads one stream by version: --from-position and --since do not apply");
   if (!by_stream && (a.from_version || a.backward))
-    return usage_error("--from-version and --backward need --stream");
+    return usage_error("--from-version and --backward need one --stream (and no --category)");
   if (a.since && a.from_position) return usage_error("--since and --from-position exclude each other");
-  std::optional<uint64_t> since;
-  if (a.since) {
-    since = parse_time(*a.since);
-    if (!since)
-      return usage_error("--since: \"" + *a.since +
-                         "\" is not a time (2026-11-22T10:00:00Z, or nanoseconds since the epoch)");
-  }
   position from;
-  if (auto rc = parse_flag(a.from_position, "--from-position", from.value, "a position")) return *rc;
-  uint64_t limit = UINT64_MAX;
-  if (auto rc = parse_flag(a.limit, "--limit", limit)) return *rc;
+  if (a.from_position) from.value = *a.from_position;
+  const uint64_t limit = a.limit.value_or(UINT64_MAX);
 
   auto opened = event_log::open_read_only(a.dir);
-  if (!opened) return fail(opened.error());
+  if (!opened) return fail_open(opened.error(), a.dir);
   const event_log& log = **opened;
+  event_filter filter;
+  if (auto rc = make_filter(a.filter, a.dir, filter)) return *rc;
   type_names names(a.dir);
-  if (by_stream) return read_one_stream(log, a, limit, names);
-  if (since) {
-    auto p = log.position_at_time(*since);
+  if (by_stream) return read_one_stream(log, a, filter, names);
+  for (const std::string& s : a.filter.streams)
+    if (auto rc = check_stream_exists(log, stream_id(std::string_view(s)), json_text(s), a.dir)) return *rc;
+  if (a.since) {
+    auto p = log.position_at_time(*a.since);
     if (!p) return fail(p.error());
     from = *p;
   }
@@ -100,38 +111,45 @@ int cmd_read(const read_args& a) {
   ndjson_writer out(STDOUT_FILENO);
   log_reader reader = log.read(from);
   event_view e;
-  for (uint64_t n = 0; n < limit; ++n) {
+  bool first = true;
+  for (uint64_t n = 0; n < limit;) {
     auto got = reader.next(e);
     if (!got) {
       (void)out.flush();
       // The first record not being one is more likely a --from-position that
-      // names no record than a corrupt log: say so.
-      if (n == 0 && a.from_position && from.value != 0) {
-        if (got.error().code() == errc::invalid_argument)
-          return usage_error("--from-position " + *a.from_position + ": " + got.error().to_string());
-        std::fprintf(stderr,
-                     "varve: %s\nvarve: (is --from-position %s the position of a record? "
-                     "positions come from append acks and varve read)\n",
-                     got.error().to_string().c_str(), a.from_position->c_str());
-        return kExitError;
+      // names no record than a corrupt log: say so (and do not claim
+      // corruption with exit 4).
+      if (first && a.from_position && from.value != 0) {
+        const std::string where = "--from-position " + std::to_string(*a.from_position);
+        if (got.error().code() == errc::invalid_argument) return usage_error(where + ": " + got.error().to_string());
+        return fail(status(got.error().code(),
+                           got.error().message() + " (is " + where +
+                               " the position of a record? positions come from append acks and varve read)"),
+                    kExitError);
       }
-      return fail(got.error());
+      return fail_reading(got.error());
     }
     if (!*got) break;
-    write_event(out, e, names.json_for(e.type));
+    first = false;
+    if (!filter.empty() && !filter.matches(e)) continue;
+    write_event(out, e, names.json_for(e.type), a.tf);
     if (!out.error().ok()) break;
+    ++n;
   }
   if (status st = out.flush(); !st) return fail(st);
   return kExitOk;
 }
 
+// --- tail ------------------------------------------------------------------
+
 struct tail_args {
   std::string dir;
-  std::optional<std::string> from_position;
-  std::optional<std::string> stream;
-  std::optional<std::string> category;
+  std::optional<uint64_t> from_position;
+  std::optional<uint64_t> limit;
   std::optional<std::string> name;
-  std::optional<std::string> limit;
+  filter_flags filter;
+  time_format tf = time_format::ns;
+  bool json = false;
 };
 
 // SIGINT/SIGTERM: wake the parked subscription; the loop then flushes what it
@@ -142,23 +160,9 @@ extern "C" void on_tail_signal(int) {
 }
 
 int cmd_tail(const tail_args& a) {
-  using namespace std::chrono_literals;
   if (auto rc = check_dir(a.dir)) return *rc;
-  if (a.stream && a.category) return usage_error("--stream and --category exclude each other");
-  position from = subscription::end();
-  if (auto rc = parse_flag(a.from_position, "--from-position", from.value, "a position")) return *rc;
-  uint64_t limit = UINT64_MAX;
-  if (auto rc = parse_flag(a.limit, "--limit", limit)) return *rc;
-  event_filter filter;
-  if (a.stream) {
-    if (a.stream->empty() || a.stream->size() > kMaxStreamIdBytes)
-      return usage_error("--stream: a stream id has 1 to 255 bytes");
-    filter.streams.push_back(*a.stream);
-  }
-  if (a.category) {
-    if (a.category->empty()) return usage_error("--category: the prefix is empty");
-    filter.stream_prefixes.push_back(*a.category);
-  }
+  const position from = a.from_position ? position{*a.from_position} : subscription::end();
+  const uint64_t limit = a.limit.value_or(UINT64_MAX);
   subscription_options opts;
   if (a.name) {
     if (!subscription_store::valid_name(*a.name))
@@ -167,12 +171,14 @@ int cmd_tail(const tail_args& a) {
   }
 
   auto opened = event_log::open_read_only(a.dir);
-  if (!opened) return fail(opened.error());
+  if (!opened) return fail_open(opened.error(), a.dir);
   const event_log& log = **opened;
+  event_filter filter;
+  if (auto rc = make_filter(a.filter, a.dir, filter)) return *rc;
   auto sub = subscription::open(log, from, std::move(filter), opts);
   if (!sub) {
     if (sub.error().code() == errc::invalid_argument && a.from_position)
-      return usage_error("--from-position " + *a.from_position + ": " + sub.error().to_string());
+      return usage_error("--from-position " + std::to_string(*a.from_position) + ": " + sub.error().to_string());
     return fail(sub.error());
   }
   type_names names(a.dir);
@@ -215,7 +221,7 @@ int cmd_tail(const tail_args& a) {
       }
       continue;
     }
-    write_event(out, e, names.json_for(e.type));
+    write_event(out, e, names.json_for(e.type), a.tf);
     if (!out.error().ok()) break;
     ++n;
   }
@@ -224,7 +230,7 @@ int cmd_tail(const tail_args& a) {
   if (flushed && failure.ok()) {
     if (status r = save(true); !r) failure = r;
   }
-  if (!failure.ok()) return fail(failure);
+  if (!failure.ok()) return fail_reading(failure);
   if (!flushed) return fail(flushed);
   return kExitOk;
 }
@@ -233,18 +239,25 @@ int cmd_tail(const tail_args& a) {
 
 void add_read(CLI::App& app, command_list& out) {
   auto a = std::make_shared<read_args>();
-  auto* rd = app.add_subcommand("read", "Print events as NDJSON");
+  auto* rd = app.add_subcommand(
+      "read", "Print events as NDJSON: the whole log in log order, or one --stream in version order");
   rd->add_option("DIR", a->dir, "Log directory")->required();
-  rd->add_option("--from-position", a->from_position, "Start at this record position");
-  rd->add_option("--since", a->since,
-                 "Start at the first event at or after this time (2026-11-22T10:00:00Z, or ns "
-                 "since the epoch), through the time index");
-  rd->add_option("--limit", a->limit, "Print at most N events");
-  rd->add_option("--stream", a->stream, "Read only this stream, in version order");
-  rd->add_option("--stream-u64", a->stream_u64, "Read only this integer stream id");
-  rd->add_option("--from-version", a->from_version,
-                 "With --stream: start at this version (default 1; backward: the newest)");
-  rd->add_flag("--backward", a->backward, "With --stream: newest first");
+  add_uint(*rd, "--from-position", a->from_position, "Start at this record position", "POSITION");
+  add_time(*rd, "--since", a->since,
+           "Start at the first event at or after this time (2026-11-22T10:00:00Z, or ns since the "
+           "epoch), through the time index");
+  add_uint(*rd, "--limit", a->limit, "Print at most N events");
+  add_filter_flags(*rd, a->filter);
+  add_uint(*rd, "--stream-u64", a->stream_u64, "Read only this integer stream id");
+  add_uint(*rd, "--from-version", a->from_version,
+           "With one --stream: start at this version (default 1; backward: the newest)", "VERSION");
+  rd->add_flag("--backward", a->backward, "With one --stream: newest first");
+  add_time_format(*rd, a->tf);
+  add_json_flag(*rd, a->json, "Events are NDJSON already");
+  rd->footer(
+      "One --stream (alone, or with --type) reads that stream through the per-aggregate index; a "
+      "stream that does not exist is exit 5. Otherwise the filters pick events from the log in "
+      "log order.");
   out.push_back({rd, [a] { return cmd_read(*a); }});
 }
 
@@ -254,15 +267,16 @@ void add_tail(CLI::App& app, command_list& out) {
       "tail", "Print events as NDJSON (like read) and keep following the log live until "
               "Ctrl-C / SIGTERM (exit 0) or --limit");
   tl->add_option("DIR", a->dir, "Log directory")->required();
-  tl->add_option("--from-position", a->from_position,
-                 "Start at this record position (0 = the beginning; default: the end, live "
-                 "events only)");
-  tl->add_option("--stream", a->stream, "Only this stream");
-  tl->add_option("--category", a->category, "Only streams whose id starts with this prefix, e.g. order-");
+  add_uint(*tl, "--from-position", a->from_position,
+           "Start at this record position (0 = the beginning; default: the end, live events only)",
+           "POSITION");
+  add_filter_flags(*tl, a->filter);
   tl->add_option("--name", a->name,
                  "A named subscription: resume where the last run with this name stopped "
                  "(DIR/subscriptions/NAME.pos), and save the position as it goes");
-  tl->add_option("--limit", a->limit, "Stop after N events");
+  add_uint(*tl, "--limit", a->limit, "Stop after N events");
+  add_time_format(*tl, a->tf);
+  add_json_flag(*tl, a->json, "Events are NDJSON already");
   out.push_back({tl, [a] { return cmd_tail(*a); }});
 }
 

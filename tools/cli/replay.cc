@@ -26,9 +26,9 @@ using namespace varve::tools;
 struct replay_args {
   std::string dir;
   std::string projection;
-  std::optional<std::string> threads, partitions, from_position, to_position, until, io;
-  std::vector<std::string> types, categories, streams;
-  std::optional<std::string> checkpoint, checkpoint_every, top;
+  std::optional<uint64_t> threads, partitions, from_position, to_position, until, checkpoint_every, top;
+  std::optional<std::string> io, checkpoint;
+  filter_flags filter;
   bool resume = false;
   bool json = false;
 };
@@ -200,13 +200,9 @@ class progress_printer {
 
 int cmd_replay(const replay_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
-  uint64_t threads = 0, partitions = 0, from = 0, to = UINT64_MAX, every = 0, top = 20;
-  if (auto rc = parse_flag(a.threads, "--threads", threads)) return *rc;
-  if (auto rc = parse_flag(a.partitions, "--partitions", partitions)) return *rc;
-  if (auto rc = parse_flag(a.from_position, "--from-position", from)) return *rc;
-  if (auto rc = parse_flag(a.to_position, "--to-position", to)) return *rc;
-  if (auto rc = parse_flag(a.checkpoint_every, "--checkpoint-every", every)) return *rc;
-  if (auto rc = parse_flag(a.top, "--top", top)) return *rc;
+  const uint64_t threads = a.threads.value_or(0), partitions = a.partitions.value_or(0);
+  const uint64_t from = a.from_position.value_or(0), every = a.checkpoint_every.value_or(0);
+  const uint64_t top = a.top.value_or(20);
   if (a.threads && (threads == 0 || threads > 1024)) return usage_error("--threads: 1 to 1024");
   if (a.partitions && (partitions == 0 || partitions > (1u << 20)))
     return usage_error("--partitions: 1 to 1048576");
@@ -215,31 +211,18 @@ int cmd_replay(const replay_args& a) {
     return usage_error("--resume and --checkpoint-every need --checkpoint NAME");
   if (a.checkpoint && (a.checkpoint->empty() || a.checkpoint->find('/') != std::string::npos))
     return usage_error("--checkpoint: a name, not a path (it is kept in DIR/projections/)");
-  std::optional<uint64_t> until;
-  if (a.until) {
-    until = parse_time(*a.until);
-    if (!until)
-      return usage_error("--until: \"" + *a.until +
-                         "\" is not a time (2026-11-22T10:00:00Z, or nanoseconds since the epoch)");
-  }
   io_backend io = io_backend::automatic;
   if (a.io) {
     auto b = parse_io_backend(*a.io);
     if (!b) return usage_error("--io: \"" + *a.io + "\" is not one of auto, uring, mmap, pread");
     io = *b;
   }
-  event_filter filter;
-  for (const auto& t : a.types) {
-    auto v = parse_u64(t);
-    if (!v || *v > UINT32_MAX) return usage_error("--type: \"" + t + "\" is not an event type number");
-    filter.types.push_back(static_cast<uint32_t>(*v));
-  }
-  filter.stream_prefixes = a.categories;
-  filter.streams = a.streams;
 
   auto opened = event_log::open_read_only(a.dir);
-  if (!opened) return fail(opened.error());
+  if (!opened) return fail_open(opened.error(), a.dir);
   const event_log& log = **opened;
+  event_filter filter;
+  if (auto rc = make_filter(a.filter, a.dir, filter)) return *rc;
 
   replay_cancel cancel;
   g_replay_cancel = &cancel;
@@ -253,8 +236,8 @@ int cmd_replay(const replay_args& a) {
   r.from(position{from}).partitions(static_cast<uint32_t>(partitions))
       .threads(static_cast<uint32_t>(threads)).io(io).filter(filter).cancel_with(cancel)
       .on_progress([&progress](const replay_progress& p) { progress(p); });
-  if (a.to_position) r.to(position{to});
-  if (until) r.until(*until);
+  if (a.to_position) r.to(position{*a.to_position});
+  if (a.until) r.until(*a.until);
   std::optional<checkpoint_store> store;
   if (a.checkpoint) {
     store.emplace(a.dir + "/projections", *a.checkpoint);
@@ -264,7 +247,7 @@ int cmd_replay(const replay_args& a) {
   auto report = [&](const detail::replay_summary& s, nlohmann::ordered_json result) {
     progress.finish();
     for (const status& w : s.warnings)
-      std::fprintf(stderr, "varve: warning: skipped a damaged checkpoint: %s\n", w.to_string().c_str());
+      warn("skipped a damaged checkpoint: " + w.to_string());
     const double rate = s.seconds > 0 ? static_cast<double>(s.events_applied) / s.seconds : 0;
     if (a.json) {
       nlohmann::ordered_json j;
@@ -298,9 +281,12 @@ int cmd_replay(const replay_args& a) {
                                       : "");
     }
     if (s.error.ok()) return kExitOk;
-    std::fprintf(stderr, "varve: replay stopped at position %" PRIu64 ": %s\n", s.reached.value,
-                 s.error.to_string().c_str());
-    return s.error.code() == errc::invalid_argument ? kExitUsage : kExitError;
+    // A position that names no record is the command line's; damage met on
+    // the way is the log's (a missing segment file included).
+    const status stopped(s.error.code(), "replay stopped at position " + std::to_string(s.reached.value) +
+                                             ": " + s.error.to_string());
+    if (s.error.code() == errc::invalid_argument) return usage_error(stopped.message());
+    return fail_reading(stopped);
   };
 
   type_names names(a.dir);
@@ -368,29 +354,25 @@ void add_replay(CLI::App& app, command_list& out) {
   rp->add_option("--projection", a->projection, "count-by-type | bytes-by-stream")
       ->required()
       ->check(CLI::IsMember({"count-by-type", "bytes-by-stream"}));
-  rp->add_option("--threads", a->threads, "Threads, the calling one included (default: all cores)");
-  rp->add_option("--partitions", a->partitions,
-                 "Partitions (streams are hashed onto them; default 4 x threads)");
-  rp->add_option("--from-position", a->from_position, "Start at this record position");
-  rp->add_option("--to-position", a->to_position, "Stop before this position");
-  rp->add_option("--until", a->until,
-                 "State as of a time: stop at the first event at or after it "
-                 "(2026-11-22T10:00:00Z, or ns since the epoch)");
-  rp->add_option("--io", a->io, "auto | uring | mmap | pread (default: VARVE_IO, else auto)");
-  rp->add_option("--type", a->types, "Only events of this type number (repeatable)");
-  rp->add_option("--category", a->categories,
-                 "Only streams whose id starts with this prefix, e.g. order- (repeatable)");
-  rp->add_option("--stream", a->streams, "Only this stream (repeatable)");
+  add_uint(*rp, "--threads", a->threads, "Threads, the calling one included (default: all cores)");
+  add_uint(*rp, "--partitions", a->partitions, "Partitions (streams are hashed onto them; default 4 x threads)");
+  add_uint(*rp, "--from-position", a->from_position, "Start at this record position", "POSITION");
+  add_uint(*rp, "--to-position", a->to_position, "Stop before this position", "POSITION");
+  add_time(*rp, "--until", a->until,
+           "State as of a time: stop at the first event at or after it (2026-11-22T10:00:00Z, or ns "
+           "since the epoch)");
+  rp->add_option("--io", a->io, "auto | uring | mmap | pread (default: VARVE_IO, else auto)")->type_name("IO");
+  add_filter_flags(*rp, a->filter);
   rp->add_option("--checkpoint,--snapshot", a->checkpoint,
                  "Save the projection's state with its position (a state snapshot) in "
                  "DIR/projections/NAME.<generation>.ckpt; the newest 2 are kept");
-  rp->add_option("--checkpoint-every,--snapshot-every", a->checkpoint_every,
-                 "With --checkpoint: also every N events (default: only at the end or on Ctrl-C)");
+  add_uint(*rp, "--checkpoint-every,--snapshot-every", a->checkpoint_every,
+           "With --checkpoint: also every N events (default: only at the end or on Ctrl-C)");
   rp->add_flag("--resume,--from-snapshot", a->resume,
                "With --checkpoint: continue from the newest valid state snapshot (a damaged "
                "one is reported and skipped)");
-  rp->add_option("--top", a->top, "bytes-by-stream: how many streams to list (default 20)");
-  rp->add_flag("--json", a->json, "Print the figures and the result as one JSON object");
+  add_uint(*rp, "--top", a->top, "bytes-by-stream: how many streams to list (default 20)");
+  add_json_flag(*rp, a->json, "Print the figures and the result as one JSON object");
   out.push_back({rp, [a] { return cmd_replay(*a); }});
 }
 

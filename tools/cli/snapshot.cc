@@ -21,22 +21,22 @@ using namespace varve::tools;
 
 struct snapshot_args {
   std::string dir;
-  std::optional<std::string> stream, stream_u64, version, schema;
+  std::optional<std::string> stream;
+  std::optional<uint64_t> stream_u64, version, schema;
   bool json = false;
 };
 
-// --stream S | --stream-u64 N into an id; `bytes` owns a string id's bytes.
-std::optional<int> snapshot_stream(const snapshot_args& a, std::string& bytes, std::optional<stream_id>& id) {
+// --stream S | --stream-u64 N into an id, and how messages show it.
+std::optional<int> snapshot_stream(const snapshot_args& a, std::optional<stream_id>& id, std::string& shown) {
   if (a.stream && a.stream_u64) return usage_error("--stream and --stream-u64 exclude each other");
   if (a.stream_u64) {
-    auto n = parse_u64(*a.stream_u64);
-    if (!n) return usage_error("--stream-u64: \"" + *a.stream_u64 + "\" is not a non-negative integer");
-    id = stream_id::from_u64(*n);
+    id = stream_id::from_u64(*a.stream_u64);
+    shown = std::to_string(*a.stream_u64);
   } else if (a.stream) {
-    bytes = *a.stream;
-    if (bytes.empty() || bytes.size() > kMaxStreamIdBytes)
+    if (a.stream->empty() || a.stream->size() > kMaxStreamIdBytes)
       return usage_error("--stream: a stream id has 1 to 255 bytes");
-    id = stream_id(std::string_view(bytes));
+    id = stream_id(std::string_view(*a.stream));  // a.stream outlives the id
+    shown = json_text(*a.stream);
   }
   return std::nullopt;
 }
@@ -44,7 +44,7 @@ std::optional<int> snapshot_stream(const snapshot_args& a, std::string& bytes, s
 int cmd_snapshot_verify(const snapshot_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
   auto rep = verify_snapshots(a.dir);
-  if (!rep) return fail(rep.error());
+  if (!rep) return fail_open(rep.error(), a.dir);
   const auto& r = rep.value();
   const bool intact = r.problems.empty();
   if (a.json) {
@@ -60,18 +60,18 @@ int cmd_snapshot_verify(const snapshot_args& a) {
     std::printf("%s: %" PRIu64 " files, %" PRIu64 " snapshots, %s of snapshot bodies checked\n",
                 intact ? "snapshots intact" : "snapshots NOT intact", r.files, r.snapshots,
                 human_bytes(r.bytes).c_str());
-    for (const status& p : r.problems) std::fprintf(stderr, "varve: %s\n", p.to_string().c_str());
   }
-  return intact ? kExitOk : kExitCorrupt;
+  for (size_t i = 0; i + 1 < r.problems.size(); ++i) fail(r.problems[i], kExitCorrupt);
+  return intact ? kExitOk : fail(r.problems.back(), kExitCorrupt);
 }
 
 int cmd_snapshot_ls(const snapshot_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
-  std::string bytes;
+  std::string shown;
   std::optional<stream_id> id;
-  if (auto rc = snapshot_stream(a, bytes, id)) return *rc;
+  if (auto rc = snapshot_stream(a, id, shown)) return *rc;
   auto store = snapshot_store::open_read_only(a.dir);
-  if (!store) return fail(store.error());
+  if (!store) return fail_open(store.error(), a.dir);
   if (!a.json)
     std::printf("%-24s %10s %7s %12s %22s %s\n", "stream", "version", "schema", "bytes", "file", "offset");
   for (const snapshot_info& i : store.value()->list(id)) {
@@ -101,18 +101,14 @@ int cmd_snapshot_ls(const snapshot_args& a) {
 // Restores (or plants, for tests) a snapshot: the bytes come from stdin.
 int cmd_snapshot_save(const snapshot_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
-  std::string bytes;
+  std::string shown;
   std::optional<stream_id> id;
-  if (auto rc = snapshot_stream(a, bytes, id)) return *rc;
+  if (auto rc = snapshot_stream(a, id, shown)) return *rc;
   if (!id) return usage_error("snapshot save needs --stream or --stream-u64");
-  auto v = parse_u64(a.version.value_or(""));
-  if (!v || *v == 0) return usage_error("--version: a stream version from 1");
-  uint64_t schema = 1;
-  if (a.schema) {
-    auto n = parse_u64(*a.schema);
-    if (!n || *n > UINT32_MAX) return usage_error("--schema: \"" + *a.schema + "\" is not a u32");
-    schema = *n;
-  }
+  const uint64_t v = a.version.value_or(0);
+  if (v == 0) return usage_error("--version: a stream version from 1");
+  const uint64_t schema = a.schema.value_or(1);
+  if (schema > UINT32_MAX) return usage_error("--schema: \"" + std::to_string(schema) + "\" is not a u32");
   std::string body;
   char buf[1 << 16];
   for (;;) {
@@ -123,12 +119,26 @@ int cmd_snapshot_save(const snapshot_args& a) {
     body.append(buf, static_cast<size_t>(n));
   }
   auto log = event_log::open_read_only(a.dir);
-  if (!log) return fail(log.error());
+  if (!log) return fail_open(log.error(), a.dir);
+  // The library refuses this too (invalid_argument); it is "not found", not
+  // a malformed command line.
+  if (const stream_version have = log.value()->version_of(*id); have < v)
+    return fail_with(kExitNotFound, "not_found",
+                     have == 0 ? "stream " + shown + " not found in " + a.dir
+                               : "stream " + shown + " has no event at version " + std::to_string(v) +
+                                     " (it is at version " + std::to_string(have) + ")");
   auto store = snapshot_store::open(*log.value());
   if (!store) return fail(store.error());
-  status s = store.value()->save(*id, *v, static_cast<uint32_t>(schema), std::as_bytes(std::span(body)));
+  status s = store.value()->save(*id, v, static_cast<uint32_t>(schema), std::as_bytes(std::span(body)));
   if (!s) return s.code() == errc::invalid_argument ? usage_error(s.to_string()) : fail(s);
-  std::printf("saved %zu bytes at version %" PRIu64 "\n", body.size(), *v);
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["saved_bytes"] = body.size();
+    j["version"] = v;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("saved %zu bytes at version %" PRIu64 "\n", body.size(), v);
+  }
   return kExitOk;
 }
 
@@ -139,22 +149,25 @@ void add_snapshot(CLI::App& app, command_list& out) {
   auto a = std::make_shared<snapshot_args>();
   auto* sn = app.add_subcommand("snapshot", "Aggregate snapshots (DIR/snapshots): verify, ls, save");
   sn->require_subcommand(1);
-  auto* snv = sn->add_subcommand("verify", "Check every snapshot's header and body; exit 2 if not intact");
+  auto* snv = sn->add_subcommand("verify", "Check every snapshot's header and body; exit 4 if not intact");
   snv->add_option("DIR", a->dir, "Log directory")->required();
-  snv->add_flag("--json", a->json, "Print the report as JSON");
+  add_json_flag(*snv, a->json, "Print the report as JSON");
   out.push_back({snv, [a] { return cmd_snapshot_verify(*a); }});
   auto* snl = sn->add_subcommand("ls", "List snapshots: stream, version, schema, size, file, offset");
   snl->add_option("DIR", a->dir, "Log directory")->required();
-  snl->add_option("--stream", a->stream, "Only this stream");
-  snl->add_option("--stream-u64", a->stream_u64, "Only this integer stream id");
-  snl->add_flag("--json", a->json, "One JSON object per snapshot");
+  snl->add_option("--stream", a->stream, "Only this stream")->type_name("STREAM");
+  add_uint(*snl, "--stream-u64", a->stream_u64, "Only this integer stream id");
+  add_json_flag(*snl, a->json, "One JSON object per snapshot");
   out.push_back({snl, [a] { return cmd_snapshot_ls(*a); }});
-  auto* sns = sn->add_subcommand("save", "Save stdin's bytes as a snapshot of a stream at a version");
+  auto* sns = sn->add_subcommand(
+      "save", "Save stdin's bytes as a snapshot of a stream at a version (exit 5 if the stream has no "
+              "event at that version)");
   sns->add_option("DIR", a->dir, "Log directory")->required();
-  sns->add_option("--stream", a->stream, "The stream");
-  sns->add_option("--stream-u64", a->stream_u64, "An integer stream id");
-  sns->add_option("--version", a->version, "The stream version the bytes reflect")->required();
-  sns->add_option("--schema", a->schema, "The bytes' schema version (default 1)");
+  sns->add_option("--stream", a->stream, "The stream")->type_name("STREAM");
+  add_uint(*sns, "--stream-u64", a->stream_u64, "An integer stream id");
+  add_uint(*sns, "--version", a->version, "The stream version the bytes reflect", "VERSION")->required();
+  add_uint(*sns, "--schema", a->schema, "The bytes' schema version (default 1)");
+  add_json_flag(*sns, a->json, "Print {\"saved_bytes\":N,\"version\":V}");
   out.push_back({sns, [a] { return cmd_snapshot_save(*a); }});
 }
 
