@@ -2,9 +2,11 @@
 // They read without the writer lock and never modify anything.
 #include "varve/admin.h"
 
+#include <sys/stat.h>
 #include <xxhash.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "base/log_files.h"
 #include "base/meta_file.h"
@@ -36,10 +38,39 @@ std::string footer_mismatch(const segment& seg, const segment_scan& r,
   return {};
 }
 
+// Segment files are preallocated to the log's capacity: any other size is a
+// truncated (or foreign) file, found without mapping it.
+status check_segment_size(file_system& fs, const std::string& path, uint64_t cap) {
+  auto f = fs.open(path, file_system::open_mode::read_only);
+  if (!f) return f.error();
+  auto size = fs.file_size(f.value());
+  fs.close(f.value());
+  if (!size) return size.error();
+  if (size.value() != cap)
+    return status(errc::corruption, path + ": segment is " + std::to_string(size.value()) +
+                                        " bytes, expected " + std::to_string(cap));
+  return {};
+}
+
+// Allocated bytes of every file under `dir` (what `du` says), lstat'ing each:
+// a file vanishing meanwhile (the sealer renames index files) only drops out.
+uint64_t allocated_bytes(const std::string& dir) {
+  namespace fsys = std::filesystem;
+  uint64_t total = 0;
+  std::error_code ec;
+  for (fsys::recursive_directory_iterator it(dir, fsys::directory_options::skip_permission_denied, ec), end;
+       !ec && it != end; it.increment(ec)) {
+    struct stat st;
+    if (::lstat(it->path().c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+      total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
 }  // namespace
 
 result<verify_report> verify_log(const std::string& dir,
-                                 std::function<void(uint64_t, uint64_t)> progress) {
+                                 std::function<void(uint64_t, uint64_t)> progress, verify_scope scope) {
   auto fs = posix_file_system();
   segment_format::meta m;
   if (status s = meta_file::read(*fs, dir, m); !s) return s;
@@ -70,7 +101,37 @@ result<verify_report> verify_log(const std::string& dir,
     return problem(log_files::join(dir, log_files::segment_name(0)) +
                    ": segment file is missing: the log starts there");
   uint64_t end_pos = 0;
-  for (size_t i = 0; i < segs.value().size(); ++i) {
+  size_t start = 0;
+  if (scope == verify_scope::unsealed_tail) {
+    // Every file is there and whole; the tail starts after the last segment
+    // with a footer, and continues its sequence numbers.
+    for (size_t i = 0; i < segs.value().size(); ++i) {
+      const uint64_t k = segs.value()[i];
+      if (i > 0 && k != segs.value()[i - 1] + 1)
+        return problem(log_files::join(dir, log_files::segment_name(segs.value()[i - 1] + 1)) +
+                       ": segment file is missing");
+      if (status st = check_segment_size(*fs, log_files::join(dir, log_files::segment_name(k)), cap); !st) {
+        if (st.code() != errc::corruption) return st;
+        rep.first_problem = st;
+        return rep;
+      }
+    }
+    for (size_t i = segs.value().size(); i-- > 0;) {
+      auto opened = segment::open(fs, id, segs.value()[i], map_access::read_only);
+      if (!opened) return opened.error();
+      segment_format::footer f;
+      if (opened.value()->read_footer(f)) {
+        start = i + 1;
+        rep.sealed_segments = i + 1;  // a footer is written only once all before it have one
+        next_seq = f.first_sequence + f.event_count;
+        break;
+      }
+    }
+  }
+  if (start > 0) end_pos = ((segs.value()[start - 1] + 1) << m.log2_capacity) + segment_format::kHeaderSize;
+  rep.first_checked = start < segs.value().size() ? segs.value()[start]
+                                                   : (segs.value().empty() ? 0 : segs.value().back() + 1);
+  for (size_t i = start; i < segs.value().size(); ++i) {
     const uint64_t k = segs.value()[i];
     if (i > 0 && k != segs.value()[i - 1] + 1)
       return problem(log_files::join(dir, log_files::segment_name(segs.value()[i - 1] + 1)) +
@@ -128,7 +189,7 @@ result<log_stats> stat_log(const std::string& dir) {
   auto segs = list_segments(*posix_file_system(), dir);
   if (!segs) return segs.error();
   st.segments = segs.value().size();
-  st.bytes_on_disk = st.segments * st.segment_bytes;
+  st.bytes_on_disk = allocated_bytes(dir);
   return st;
 }
 

@@ -134,7 +134,7 @@ result<index_report> verify_index(const std::string& dir) {
   return rep;
 }
 
-result<index_report> rebuild_index(const std::string& dir) {
+result<index_report> rebuild_index(const std::string& dir, std::function<void(uint64_t, uint64_t)> progress) {
   auto o = open_for_index(dir);
   if (!o) return o.error();
   auto lock = writer_lock::acquire(dir);
@@ -148,14 +148,18 @@ result<index_report> rebuild_index(const std::string& dir) {
 
   index_report rep;
   rep.sealed_segments = p.value().end - p.value().first;
-  auto built = ensure_indexes(fs, table, p.value().first, p.value().end, nullptr, /*force=*/true);
-  if (!built) return built.error();
   rep.index_files = rep.sealed_segments;
   uint64_t next_seq = 0;
+  uint64_t through = 0;  // the running timestamp maximum the time index carries
   head_table heads;
   for (uint64_t k = p.value().first; k < p.value().end; ++k) {
+    if (progress) progress(k - p.value().first, rep.sealed_segments);
     auto seg = table.get(k);
     if (!seg) return seg.error();
+    // What ensure_indexes(force) does, one segment at a time for progress.
+    auto built = index_table::build_and_write(fs, dir, o.value().meta.log_id, *seg.value(), through);
+    if (!built) return built.error();
+    through = built.value();
     advance_heads(*seg.value(), next_seq, heads, rep.events);
     auto sz = index_file::read(fs, log_files::join(index_dir, log_files::sidx_name(k)), 0);
     if (sz) rep.index_bytes += sz.value().size();
@@ -176,6 +180,7 @@ result<index_report> rebuild_index(const std::string& dir) {
     if (!keep) (void)fs.remove(log_files::join(index_dir, n));
   }
   if (status s = fs.sync_dir(index_dir); !s) return s;
+  if (progress) progress(rep.sealed_segments, rep.sealed_segments);
   return rep;
 }
 

@@ -377,6 +377,31 @@ void ndjson_seeds() {
   seed("ndjson", "many-lines", all);
   seed("ndjson", "no-final-newline", std::string(lines[0]) + "\n" + lines[2]);
   seed("ndjson", "stream-bytes", std::string("{\"stream\":\"\xc3\xa9\\u0000\\ud800x\",\"type\":1,\"data\":0}\n\xff\xfe\x80 raw\n"));
+  // Issue 15.9: nesting far past --max-depth (data nested 100,000 deep once
+  // overflowed the stack), at each place a line can nest, closed or not; and
+  // lines long enough to cross every bound the fuzzer tries.
+  auto nest = [](const char* open, size_t depth, const char* close) {
+    std::string s;
+    for (size_t i = 0; i < depth; ++i) s += open;
+    for (size_t i = 0; close && i < depth; ++i) s += close;
+    return s;
+  };
+  const std::string head = lines[0];
+  seed("ndjson", "deep-data-arrays", head + "\n{\"stream\":\"d\",\"type\":\"T\",\"data\":" + nest("[", 3000, "]") + "}\n");
+  seed("ndjson", "deep-data-objects", "{\"stream\":\"d\",\"type\":\"T\",\"data\":" + nest("{\"k\":", 700, nullptr) + "1" + std::string(700, '}') + "}\n");
+  seed("ndjson", "deep-batch", "{\"stream\":\"d\",\"events\":[{\"type\":\"T\",\"data\":" + nest("[", 513, "]") + "}]}\n");
+  seed("ndjson", "deep-unclosed", "{\"stream\":\"d\",\"type\":" + nest("[{\"a\":", 700, nullptr) + "\n" + head + "\n");
+  seed("ndjson", "deep-just-fits", "{\"stream\":\"d\",\"type\":\"T\",\"data\":" + nest("[", 5, "]") + "}\n" + "{\"stream\":\"d\",\"type\":\"T\",\"data\":" + nest("[", 6, "]") + "}\n");
+  seed("ndjson", "long-line", head + "\n{\"stream\":\"l\",\"type\":\"T\",\"data\":\"" + std::string(5000, 'x') + "\"}\r\n" + head + "\n");
+  seed("ndjson", "long-last-line", head + "\n" + std::string(3000, ' ') + head);
+  // "timestamp" as ISO 8601: a zone, fractions, the last and first
+  // nanoseconds 64 bits hold, and what is refused (no zone, before 1970).
+  std::string iso;
+  for (const char* t : {"2026-11-22T10:00:00.123Z", "2026-11-22T10:00:00+01:00", "2026-11-22t10:00:00.123456789-05:30",
+                        "2554-07-21T23:34:33.709551615Z", "2554-07-21T23:34:33.709551616Z",
+                        "1970-01-01T00:00:00Z", "2026-11-22T10:00:00", "1969-12-31T23:59:59Z"})
+    iso += std::string("{\"stream\":\"t\",\"type\":\"T\",\"data\":1,\"timestamp\":\"") + t + "\"}\n";
+  seed("ndjson", "iso-timestamps", iso);
 }
 
 void mutation_seeds() {

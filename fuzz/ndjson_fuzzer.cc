@@ -5,6 +5,11 @@
 // Checks:
 // - line_reader splits the input exactly like a reference splitter ("\n",
 //   "\r\n", a last line without a terminator counts), whatever its chunk size;
+//   with a line bound, it gives the same lines up to the first longer one,
+//   then errc::too_large for good, never holding more than the bound + a chunk;
+// - with a small --max-depth, an accepted event's data keeps it, and what is
+//   accepted is accepted the same with the default bound (nesting is checked
+//   before nlohmann's recursive dump() can see a deep line);
 // - parse_append_line returns ok or invalid_argument with a message, never
 //   throws (an exception escaping is a crash here);
 // - an accepted request is well formed: 1..255-byte string stream id, one
@@ -12,8 +17,8 @@
 //   compact JSON that dumps back to itself, a binary payload survives base64;
 // - write_ack and write_event render valid JSON (whatever bytes a stream id
 //   holds), and the line write_event renders for an accepted event parses back
-//   (parse_append_line) to the same stream, type, payload, ids, timestamp and
-//   schema version;
+//   (parse_append_line) to the same stream, type, payload, ids, timestamp
+//   (printed as nanoseconds and as ISO 8601) and schema version;
 // - ndjson_writer::str turns any bytes into a valid JSON string, and gives
 //   back exactly the bytes when they are valid UTF-8 (nlohmann is the oracle);
 // - the JSON validator `varve read` splices payloads by (tools/json_check.h)
@@ -23,6 +28,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -77,6 +83,27 @@ std::vector<std::string> reference_lines(std::string_view in) {
     b = nl == std::string_view::npos ? in.size() : nl + 1;
   }
   return out;
+}
+
+// line_reader with a bound: the reference's lines up to the first longer one.
+void check_bounded_lines(int fd, size_t chunk, size_t max_line, const std::vector<std::string>& want) {
+  FUZZ_CHECK(::lseek(fd, 0, SEEK_SET) == 0, "lseek");
+  line_reader r(fd, chunk, max_line);
+  std::string_view line;
+  for (const std::string& w : want) {
+    auto more = r.next(line);
+    if (w.size() > max_line) {
+      FUZZ_CHECK(!more.ok() && more.error().code() == errc::too_large,
+                 "a " + std::to_string(w.size()) + "-byte line passed a bound of " + std::to_string(max_line));
+      FUZZ_CHECK(r.capacity() <= std::max(chunk, max_line + 2 + chunk),
+                 "buffered " + std::to_string(r.capacity()) + " bytes for a bound of " + std::to_string(max_line));
+      FUZZ_CHECK(!r.next(line).ok(), "line_reader went on after a line over its bound");
+      return;
+    }
+    FUZZ_CHECK(more.ok() && more.value() && line == w, "bounded line_reader splits differently");
+  }
+  auto more = r.next(line);
+  FUZZ_CHECK(more.ok() && !more.value(), "bounded line_reader does not end with the input");
 }
 
 std::vector<std::string> read_lines(int fd, size_t chunk) {
@@ -147,32 +174,34 @@ void check_event_roundtrip(int out_fd, const append_request& req, const input_ev
   v.payload = event_data::bytes(ev.payload);
   const std::string type_json = ev.type_id ? std::to_string(*ev.type_id) : json(ev.type_name).dump();
 
-  reset(out_fd);
-  {
-    ndjson_writer w(out_fd, 1 << 16, ndjson_writer::flush_policy::manual);
-    write_event(w, v, type_json);
-    FUZZ_CHECK(w.flush().ok(), "flush");
+  for (time_format tf : {time_format::ns, time_format::iso}) {
+    reset(out_fd);
+    {
+      ndjson_writer w(out_fd, 1 << 16, ndjson_writer::flush_policy::manual);
+      write_event(w, v, type_json, tf);
+      FUZZ_CHECK(w.flush().ok(), "flush");
+    }
+    std::string line = contents(out_fd);
+    (void)parse_rendered(line, "write_event output");
+    line.pop_back();
+    append_request back;
+    status st = parse_append_line(line, back);
+    FUZZ_CHECK(st.ok(), "varve read's line does not parse as varve append input: " + st.message() + "\n  " + line);
+    FUZZ_CHECK(back.stream_is_integer == req.stream_is_integer && back.stream == req.stream &&
+                   back.stream_u64 == req.stream_u64,
+               "stream changed through read -> append: " + line);
+    FUZZ_CHECK(!back.is_batch && back.events.size() == 1, line);
+    const input_event& b = back.events[0];
+    FUZZ_CHECK(b.type_name == ev.type_name && b.type_id == ev.type_id, "type changed: " + line);
+    FUZZ_CHECK(b.schema_version == ev.schema_version && b.timestamp_ns == ev.timestamp_ns, line);
+    FUZZ_CHECK(b.event_id == ev.event_id && b.correlation_id == ev.correlation_id &&
+                   b.causation_id == ev.causation_id,
+               "ids changed: " + line);
+    FUZZ_CHECK(b.payload == ev.payload, "payload changed through read -> append: " + line);
+    // An empty or multi-line payload goes out as base64 and comes back binary.
+    FUZZ_CHECK(b.content == ev.content || (ev.content == content_type::json && ev.payload.empty()),
+               "content type changed: " + line);
   }
-  std::string line = contents(out_fd);
-  (void)parse_rendered(line, "write_event output");
-  line.pop_back();
-  append_request back;
-  status st = parse_append_line(line, back);
-  FUZZ_CHECK(st.ok(), "varve read's line does not parse as varve append input: " + st.message() + "\n  " + line);
-  FUZZ_CHECK(back.stream_is_integer == req.stream_is_integer && back.stream == req.stream &&
-                 back.stream_u64 == req.stream_u64,
-             "stream changed through read -> append: " + line);
-  FUZZ_CHECK(!back.is_batch && back.events.size() == 1, line);
-  const input_event& b = back.events[0];
-  FUZZ_CHECK(b.type_name == ev.type_name && b.type_id == ev.type_id, "type changed: " + line);
-  FUZZ_CHECK(b.schema_version == ev.schema_version && b.timestamp_ns == ev.timestamp_ns, line);
-  FUZZ_CHECK(b.event_id == ev.event_id && b.correlation_id == ev.correlation_id &&
-                 b.causation_id == ev.causation_id,
-             "ids changed: " + line);
-  FUZZ_CHECK(b.payload == ev.payload, "payload changed through read -> append: " + line);
-  // An empty or multi-line payload goes out as base64 and comes back binary.
-  FUZZ_CHECK(b.content == ev.content || (ev.content == content_type::json && ev.payload.empty()),
-             "content type changed: " + line);
 }
 
 void check_request(int out_fd, const append_request& req, std::string_view line) {
@@ -275,10 +304,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
 
-  // 2. Each line through the parser, and back out.
-  append_request req;
+  check_bounded_lines(in_fd, chunk, 1 + mix % 97, want);
+
+  // 2. Each line through the parser, and back out; and again with a small
+  //    depth bound.
+  append_request req, shallow;
+  const unsigned max_depth = 1 + (mix >> 8) % 6;
   for (const std::string& line : want) {
     status st = parse_append_line(line, req);
+    status small = parse_append_line(line, shallow, parse_limits{max_depth});
+    if (!small.ok()) {
+      FUZZ_CHECK(small.code() == errc::invalid_argument && !small.message().empty(), small.to_string());
+    } else {
+      FUZZ_CHECK(st.ok(), "accepted under --max-depth " + std::to_string(max_depth) + " but not by default");
+      for (const input_event& ev : shallow.events)
+        if (ev.content == content_type::json)
+          FUZZ_CHECK(check_json(ev.payload, max_depth) != json_verdict::too_deep,
+                     "data deeper than --max-depth " + std::to_string(max_depth) + " accepted: " + ev.payload);
+    }
     if (!st.ok()) {
       FUZZ_CHECK(st.code() == errc::invalid_argument, st.to_string());
       FUZZ_CHECK(!st.message().empty(), "error without a message");

@@ -4,58 +4,17 @@
 set -u
 
 VARVE=${1:?usage: cli_test.sh path/to/varve}
-command -v python3 >/dev/null || { echo "cli_test.sh: python3 is required"; exit 1; }
-TMP=$(mktemp -d)
-trap 'exec 3>&- 2>/dev/null; rm -rf "$TMP"' EXIT
+source "$(dirname "$0")/cli_lib.sh"
 D=$TMP/log
 SEG=$D/00000000000000000000.seg
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   - $1"; }
-not_ok() {
-  failed=$((failed + 1))
-  echo "FAIL - $1"
-  echo "       rc=$rc; stderr: $(head -c 600 "$TMP/err")"
-}
-# expect DESCRIPTION CONDITION...: passes when the condition (a command) succeeds.
-expect() {
-  local desc=$1
-  shift
-  if "$@"; then ok "$desc"; else not_ok "$desc"; fi
-}
-# run ARGS...: runs varve with stdin from $TMP/in; sets rc, $TMP/out, $TMP/err.
-run() {
-  "$VARVE" "$@" <"$TMP/in" >"$TMP/out" 2>"$TMP/err"
-  rc=$?
-}
-input() { cat >"$TMP/in"; }
-rc_is() { [ "$rc" -eq "$1" ]; }
-rc_nonzero() { [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ]; }  # failed, but did not crash
-err_has() { grep -q -- "$1" "$TMP/err"; }
-# One clear line, prefixed, as every error should be.
-err_clear() { [ "$(wc -l <"$TMP/err")" -ge 1 ] && head -1 "$TMP/err" | grep -q '^varve: '; }
-out_lines() { [ "$(grep -c . "$TMP/out")" -eq "$1" ]; }
-# py SCRIPT: runs python with the last stdout as `out` (list of parsed lines).
-py() {
-  python3 - "$TMP/out" "$TMP/expected" "$1" <<'EOF'
-import json, sys
-out = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-try:
-    expected = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
-except FileNotFoundError:
-    expected = []
-sys.exit(0 if eval(sys.argv[3]) else 1)
-EOF
-}
 
 # --- create ------------------------------------------------------------------
 input </dev/null
 run create "$D" --segment-size 1M
 expect "create succeeds" rc_is 0
 run create "$D"
-expect "create refuses a directory that already holds a log" rc_nonzero
-expect "  ... with a clear error" err_clear
+expect "create refuses a directory that already holds a log, with exit 6" rc_is 6
+expect "  ... with a clear error" err_has 'already holds a varve log'
 
 # --- append and read back -----------------------------------------------------
 input <<'EOF'
@@ -117,6 +76,61 @@ expect "  ... with exit 1" rc_is 1
 printf '%s\n' '{"stream":"order-7","type":"T","data":1,"event_id":"not-a-uuid"}' >"$TMP/in"
 run append "$D"
 expect "a non-UUID id is rejected clearly" err_has 'line 1: "event_id" must be a UUID'
+
+# --- bounds on a line (issue 15.9) ------------------------------------------------
+B=$TMP/bounds
+input </dev/null
+run create "$B" --segment-size 64K
+# 100,000 nested arrays once killed append with SIGSEGV (a recursive serializer).
+python3 - "$TMP/in" <<'PYEOF'
+import sys
+n = 100000
+with open(sys.argv[1], "w") as f:
+    f.write('{"stream":"b-1","type":"T","data":1}\n')
+    f.write('{"stream":"b-2","type":"T","data":' + "[" * n + "]" * n + '}\n')
+    f.write('{"stream":"b-3","type":"T","data":3}\n')
+PYEOF
+run append "$B"
+expect "data nested 100,000 deep is refused with exit 1, not a crash" rc_is 1
+expect "  ... naming the line and the bound" err_has 'line 2: .* deeper than --max-depth 512 allows'
+expect "  ... after acking the line before it" py 'len(out) == 1 and out[0]["stream"] == "b-1"'
+run read "$B"
+expect "  ... which is in the log, and nothing after it" py '[e["stream"] for e in out] == ["b-1"]'
+python3 -c 'n = 600; print("{\"stream\":\"b-4\",\"type\":\"T\",\"data\":" + "[" * n + "]" * n + "}")' >"$TMP/in"
+run append "$B"
+expect "600 levels are refused by default" rc_is 1
+run append "$B" --max-depth 600
+expect "  ... and taken with --max-depth 600" rc_is 0
+expect "  ... and acked" out_lines 1
+usage_case "append --max-depth 0" append "$B" --max-depth 0
+usage_case "append --max-depth 4001" append "$B" --max-depth 4001
+usage_case "append --max-depth x" append "$B" --max-depth x
+usage_case "append --max-line-bytes 0" append "$B" --max-line-bytes 0
+usage_case "append --max-line-bytes 1Q" append "$B" --max-line-bytes 1Q
+# A 100 MB line once took ~500 MB of memory before being refused; now the
+# reader stops at the bound (+ one 1 MiB read chunk).
+python3 - "$TMP/in" <<'PYEOF'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write('{"stream":"b-5","type":"T","data":5}\n')
+    f.write('{"stream":"b-6","type":"T","data":"' + "x" * (100 << 20) + '"}\n')
+    f.write('{"stream":"b-7","type":"T","data":7}\n')
+PYEOF
+maxrss_kb=$(python3 - "$VARVE" "$B" "$TMP/in" "$TMP/out" "$TMP/err" <<'PYEOF'
+import resource, subprocess, sys
+varve, log, src, out, err = sys.argv[1:]
+r = subprocess.run([varve, "append", log, "--max-line-bytes", "1M"], stdin=open(src, "rb"),
+                   stdout=open(out, "wb"), stderr=open(err, "wb"))
+print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+PYEOF
+)
+rc=${maxrss_kb% *}
+maxrss_kb=${maxrss_kb#* }
+expect "a line over --max-line-bytes is refused with exit 1" rc_is 1
+expect "  ... naming the line and the bound" err_has 'line 2: longer than 1048576 bytes (--max-line-bytes'
+expect "  ... after acking the line before it" py 'len(out) == 1 and out[0]["stream"] == "b-5"'
+expect "  ... without buffering the 100 MB line (max RSS ${maxrss_kb} KiB < 40 MiB)" test "$maxrss_kb" -lt 40960
+rm -f "$TMP/in"
 
 # --- optimistic concurrency ----------------------------------------------------
 input <<'EOF'
@@ -206,25 +220,33 @@ off=$((64 + 20))
 byte=$(od -An -tu1 -j "$off" -N1 "$SEG" | tr -d ' ')
 printf "\\$(printf %o $((byte ^ 0xff)))" | dd of="$SEG" bs=1 seek="$off" conv=notrunc status=none
 run verify "$D"
-expect "verify fails a corrupted log with exit 2" rc_is 2
+expect "verify fails a corrupted log with exit 4" rc_is 4
 expect "  ... naming the segment file" err_has '00000000000000000000.seg'
 run verify "$D" --json
 expect "verify --json reports the problem" py 'out[0]["intact"] is False and "problem" in out[0]'
 run read "$D"
-expect "read of a corrupted record fails without crashing" rc_nonzero
+expect "read of a corrupted record fails with exit 4, without crashing" rc_is 4
 expect "  ... with a clear error" err_clear
 
 # --- what is not a log -------------------------------------------------------------
 mkdir -p "$TMP/notalog"
 echo hello >"$TMP/notalog/readme.txt"
-for cmd in read stat verify append; do
-  run $cmd "$TMP/missing"
-  expect "$cmd on a missing directory fails" rc_nonzero
+for cmd in read stat verify append tail replay "index verify" "snapshot ls"; do
+  extra=""
+  [ "$cmd" = replay ] && extra="--projection count-by-type"
+  run $cmd "$TMP/missing" $extra
+  expect "$cmd on a missing directory: no such log, exit 5" rc_is 5
   expect "  ... with a clear error" err_clear
-  run $cmd "$TMP/notalog"
-  expect "$cmd on a directory that is not a log fails" rc_nonzero
+  run $cmd "$TMP/notalog" $extra
+  expect "$cmd on a directory holding no log: no such log, exit 5" rc_is 5
   expect "  ... with a clear error" err_clear
 done
+run append "$TMP/missing"
+expect "  ... append says how to make one" err_has 'varve create.*--create'
+echo garbage >"$TMP/notalog/varve.meta"
+run stat "$TMP/notalog"
+expect "stat of a log whose varve.meta is garbage: the log cannot be used, exit 1" rc_is 1
+expect "  ... with a clear error" err_clear
 
 echo hello >"$TMP/afile"
 for cmd in read stat verify append create; do
@@ -250,14 +272,6 @@ run create "$TMP/other2" --segment-size 3M
 expect "a segment size that is not a power of two is a usage error" rc_is 2
 expect "  ... with a clear error" err_has 'segment size 3145728 is not a power of two'
 expect "  ... and creates nothing" test ! -e "$TMP/other2/varve.meta"
-# usage_case DESCRIPTION ARGS...: exit 2, a clear first line, no crash.
-usage_case() {
-  local desc=$1
-  shift
-  run "$@"
-  expect "$desc is a usage error (exit 2)" rc_is 2
-  expect "  ... with a clear error" err_clear
-}
 for size in 12Q -1 -64M 64MX 64MBB 1.5M " 64M" 64M\  "" 0 99999999999999999999999 17179869184G 16G 1K; do
   usage_case "create --segment-size '$size'" create "$TMP/other3" --segment-size "$size"
 done
@@ -325,7 +339,7 @@ run index verify "$X"
 expect "index verify: intact" rc_is 0
 rm "$X"/index/00000000000000000001.sidx
 run index verify "$X"
-expect "index verify finds a missing index file" rc_is 2
+expect "index verify finds a missing index file (exit 4)" rc_is 4
 expect "  ... and names it" err_has '00000000000000000001.sidx'
 run index rebuild "$X"
 expect "index rebuild" rc_is 0
@@ -348,6 +362,8 @@ run tail "$T" --from-position 0 --category order- --limit 3
 expect "tail --category order-" py '[e["data"] for e in out] == [1, 3, 5]'
 run tail "$T" --from-position 0 --stream cust-1 --limit 2
 expect "tail --stream cust-1" py '[e["data"] for e in out] == [2, 4]'
+run tail "$T" --from-position 0 --stream cust-1 --category order-2 --limit 3
+expect "tail --stream and --category add up (an event matches either)" py '[e["data"] for e in out] == [2, 4, 5]'
 run stat "$T" --json
 end=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["committed"])' "$TMP/out")
 # A follower started at the end sees what a concurrent `varve append` adds.
@@ -385,9 +401,8 @@ expect "tail --name resumes after what it printed" py '[e["data"] for e in out] 
 expect "  ... from DIR/subscriptions/NAME.pos" test -s "$T/subscriptions/proj.pos"
 printf 'garbage' >"$T/subscriptions/proj.pos"
 run tail "$T" --name proj --limit 1
-expect "tail --name with a damaged position file fails" rc_is 1
+expect "tail --name with a damaged position file fails with exit 4" rc_is 4
 expect "  ... naming the file" err_has 'subscriptions/proj.pos'
-usage_case "tail --stream with --category" tail "$T" --stream a --category b
 usage_case "tail --from-position garbage" tail "$T" --from-position x1
 usage_case "tail --from-position not a record" tail "$T" --from-position 67
 usage_case "tail --from-position past the end" tail "$T" --from-position 999999999
@@ -456,8 +471,11 @@ printf 'int' >"$TMP/in"
 run snapshot save "$S" --stream-u64 7 --version 1
 expect "snapshot save --stream-u64" rc_is 0
 run snapshot save "$S" --stream acct-0 --version 11
-expect "snapshot save at a version the stream does not have is refused" rc_is 2
-expect "  ... with a clear error" err_clear
+expect "snapshot save at a version the stream does not have is refused: not found, exit 5" rc_is 5
+expect "  ... saying so" err_has 'stream "acct-0" has no event at version 11 (it is at version 10)'
+run snapshot save "$S" --stream nobody --version 1
+expect "snapshot save of a stream that does not exist: exit 5" rc_is 5
+expect "  ... saying so" err_has 'stream "nobody" not found'
 input </dev/null
 run snapshot ls "$S" --json
 expect "snapshot ls lists every snapshot" py 'len(out) == 3 and [(o["stream"], o["version"], o["schema_version"], o["bytes"]) for o in out] == [("acct-0", 4, 1, 20), ("acct-0", 8, 2, 10), (7, 1, 1, 3)]'
@@ -477,23 +495,22 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0xFF]))
 EOF2
 run snapshot verify "$S"
-expect "snapshot verify finds a damaged body (exit 2)" rc_is 2
+expect "snapshot verify finds a damaged body (exit 4)" rc_is 4
 expect "  ... naming the file and offset" err_has "00000000000000000000.snap offset $OFF"
 run snapshot verify "$S" --json
 expect "snapshot verify --json: not intact" py 'not out[0]["intact"] and out[0]["snapshots"] == 2 and len(out[0]["problems"]) == 1'
-expect "  ... with exit 2" rc_is 2
+expect "  ... with exit 4" rc_is 4
 usage_case "snapshot without an action" snapshot
 usage_case "snapshot ls --stream with --stream-u64" snapshot ls "$S" --stream a --stream-u64 1
 usage_case "snapshot ls --stream-u64 x" snapshot ls "$S" --stream-u64 x
 usage_case "snapshot save without --stream" snapshot save "$S" --version 1
 usage_case "snapshot save --version 0" snapshot save "$S" --stream acct-0 --version 0
 run snapshot verify "$TMP/no-such-log"
-expect "snapshot verify of a missing log fails (exit 1)" rc_is 1
+expect "snapshot verify of a missing log fails (exit 5)" rc_is 5
 expect "  ... with a clear error" err_clear
 
 run --help
 expect "--help exits 0" rc_is 0
-expect "  ... and documents the exit codes" grep -q '3 append stopped on a wrong expected_version' "$TMP/out"
+expect "  ... and documents the exit codes" grep -q '4 corruption (verify or index verify found the log not intact' "$TMP/out"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

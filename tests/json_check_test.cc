@@ -15,12 +15,14 @@
 #include <nlohmann/json.hpp>
 
 #include "tools/ndjson.h"
+#include "tools/time_text.h"
 
 namespace {
 
 using varve::tools::check_json;
 using varve::tools::is_valid_json;
 using varve::tools::json_verdict;
+using varve::tools::kJsonDepthLimit;
 using varve::tools::kMaxJsonDepth;
 using namespace std::string_literals;
 
@@ -93,6 +95,24 @@ TEST(JsonCheck, BoundsNestingWithoutRecursing) {
   EXPECT_EQ(check_json(mixed + "0" + closing), json_verdict::valid);
   closing[150] = closing[150] == ']' ? '}' : ']';
   EXPECT_EQ(check_json(mixed + "0" + closing), json_verdict::invalid);
+  // A level reopened as the other kind forgets what it was (the stack is not
+  // zeroed up front): 100 objects deep, then 100 arrays deep at the same levels.
+  std::string objects100, arrays100;
+  for (unsigned i = 0; i < 100; ++i) objects100 += "{\"k\":";
+  objects100 += "0" + std::string(100, '}');
+  arrays100 = std::string(100, '[') + "1,2" + std::string(100, ']');
+  EXPECT_EQ(check_json("[" + objects100 + "," + arrays100 + "]", 128), json_verdict::valid);
+  EXPECT_EQ(check_json("[" + arrays100 + "," + objects100 + "]", 128), json_verdict::valid);
+}
+
+TEST(JsonCheck, DepthCanBeRaisedToTheLimitAndNoFurther) {
+  auto nested = [](size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  EXPECT_EQ(check_json(nested(kJsonDepthLimit), kJsonDepthLimit), json_verdict::valid);
+  EXPECT_EQ(check_json(nested(kJsonDepthLimit + 1), kJsonDepthLimit), json_verdict::too_deep);
+  // Asking for more than the limit gets the limit.
+  EXPECT_EQ(check_json(nested(kJsonDepthLimit + 1), UINT32_MAX), json_verdict::too_deep);
+  EXPECT_EQ(check_json(nested(1000), 999), json_verdict::too_deep);
+  EXPECT_EQ(check_json(nested(1000), 1000), json_verdict::valid);
 }
 
 // What the validator is meant to agree with. Two nlohmann quirks set aside:
@@ -293,6 +313,182 @@ TEST(WriteEvent, SplicesValidJsonAndEncodesTheRest) {
   }
   EXPECT_TRUE(nlohmann::json::parse(render("{\"a\":1}", content_type::json)).contains("data"));
   EXPECT_TRUE(nlohmann::json::parse(render("{\"a\":1}", content_type::binary)).contains("data_base64"));
+}
+
+}  // namespace
+
+// --- the bounds `varve append` puts on a line (tools/ndjson.h) ---------------
+
+namespace {
+
+using varve::errc;
+using varve::status;
+using varve::tools::append_request;
+using varve::tools::kDefaultMaxDepth;
+using varve::tools::kMaxDepthLimit;
+using varve::tools::line_reader;
+using varve::tools::parse_append_line;
+using varve::tools::parse_limits;
+
+std::string arrays(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+std::string objects(size_t depth) {
+  std::string s;
+  for (size_t i = 0; i < depth; ++i) s += "{\"k\":";
+  return s + "0" + std::string(depth, '}');
+}
+std::string single(const std::string& data) { return R"({"stream":"a","type":"E","data":)" + data + "}"; }
+std::string batch(const std::string& data) {
+  return R"({"stream":"a","events":[{"type":"E","data":1},{"type":"E","data":)" + data + "}]}";
+}
+
+status parse(const std::string& line, unsigned max_depth = kDefaultMaxDepth) {
+  append_request req;
+  return parse_append_line(line, req, parse_limits{max_depth});
+}
+
+// Issue 15.9: data nesting 100,000 arrays killed `varve append` with SIGSEGV
+// (nlohmann's serializer recursing once per level while making the payload).
+TEST(AppendLineBounds, DataNested100000DeepIsRefusedNotACrash) {
+  for (const std::string& data : {arrays(100'000), objects(100'000), std::string(100'000, '[')}) {
+    for (const std::string& line : {single(data), batch(data)}) {
+      status st = parse(line);
+      EXPECT_EQ(st.code(), errc::invalid_argument);
+      EXPECT_NE(st.message().find("deeper than --max-depth 512 allows"), std::string::npos) << st.message();
+    }
+  }
+  // Deep anywhere else on the line: refused the same way, whatever the key.
+  for (const std::string& line : {R"({"stream":"a","type":)" + arrays(100'000) + R"(,"data":1})",
+                                  R"({"stream":"a","type":"E","data":1,"x":)" + objects(100'000) + "}",
+                                  R"({"stream":)" + arrays(100'000) + "}", arrays(100'000)}) {
+    status st = parse(line);
+    EXPECT_EQ(st.code(), errc::invalid_argument);
+    EXPECT_NE(st.message().find("deeper than --max-depth"), std::string::npos) << st.message();
+  }
+}
+
+TEST(AppendLineBounds, DataMayNestExactlyMaxDepth) {
+  for (unsigned max : {1u, 2u, 3u, 63u, 64u, 65u, kDefaultMaxDepth, kMaxDepthLimit}) {
+    for (auto make : {arrays, objects}) {
+      for (auto wrap : {single, batch}) {
+        append_request req;
+        status st = parse_append_line(wrap(make(max)), req, parse_limits{max});
+        ASSERT_TRUE(st.ok()) << "depth " << max << ": " << st.to_string();
+        EXPECT_EQ(req.events.back().payload, nlohmann::json::parse(make(max)).dump());
+        st = parse(wrap(make(max + 1)), max);
+        EXPECT_EQ(st.code(), errc::invalid_argument) << "depth " << max + 1;
+        EXPECT_NE(st.message().find("deeper than --max-depth " + std::to_string(max)), std::string::npos)
+            << st.message();
+      }
+    }
+  }
+  // Past the ceiling a bound counts as the ceiling.
+  EXPECT_EQ(parse(single(arrays(kMaxDepthLimit + 1)), UINT32_MAX).code(), errc::invalid_argument);
+  // Scalars have depth 0; the bound is about containers only.
+  EXPECT_TRUE(parse(single("\"" + std::string(1000, '[') + "\""), 1).ok());
+}
+
+TEST(AppendLineBounds, KeepsWhatWasAcceptedBefore) {
+  // nlohmann skips a UTF-8 byte-order mark (a file's first line may carry
+  // one); the depth pre-check must not turn that into a refusal.
+  EXPECT_TRUE(parse("\xef\xbb\xbf" + single("{\"a\":[1,2]}")).ok());
+  EXPECT_EQ(parse(single("[1,]")).message().rfind("not valid JSON", 0), 0u) << parse(single("[1,]")).message();
+}
+
+// A file holding `text`, read back from the start.
+int file_with(const std::string& text) {
+  const int fd = ::memfd_create("line-reader-test", MFD_CLOEXEC);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(::pwrite(fd, text.data(), text.size(), 0), static_cast<ssize_t>(text.size()));
+  return fd;
+}
+
+TEST(LineReaderBounds, RefusesALongLineWithoutBufferingIt) {
+  constexpr size_t kMax = 1000;
+  for (size_t chunk : {size_t{2}, size_t{64}, size_t{4096}, size_t{1} << 20}) {
+    const std::string exact(kMax, 'x');
+    const std::string text = "short\n" + exact + "\r\n" + exact + "\n" + std::string(50 * kMax, 'y') +
+                             "\n" + "after\n";
+    const int fd = file_with(text);
+    line_reader r(fd, chunk, kMax);
+    std::string_view line;
+    for (const std::string& want : {std::string("short"), exact, exact}) {
+      auto got = r.next(line);
+      ASSERT_TRUE(got.ok() && got.value()) << "chunk " << chunk;
+      EXPECT_EQ(line, want);
+    }
+    auto got = r.next(line);
+    ASSERT_FALSE(got.ok()) << "chunk " << chunk << ": a " << line.size() << "-byte line came through";
+    EXPECT_EQ(got.error().code(), errc::too_large);
+    EXPECT_NE(got.error().message().find("longer than 1000 bytes"), std::string::npos);
+    // Never more than the bound, its "\r\n" and one chunk (or the first chunk).
+    EXPECT_LE(r.capacity(), std::max(chunk, kMax + 2 + chunk)) << "chunk " << chunk;
+    // Done: the rest of the long line is not handed out as a line of its own.
+    got = r.next(line);
+    EXPECT_FALSE(got.ok());
+    ::close(fd);
+  }
+}
+
+TEST(LineReaderBounds, ALastLineWithoutNewlineCountsToo) {
+  for (const std::string& text : {std::string(11, 'z'), std::string(11, 'z') + "\r", "ok\n" + std::string(11, 'z')}) {
+    const int fd = file_with(text);
+    line_reader r(fd, 4, 10);
+    std::string_view line;
+    auto got = r.next(line);
+    if (got.ok() && got.value() && line == "ok") got = r.next(line);
+    EXPECT_FALSE(got.ok()) << text;
+    ::close(fd);
+  }
+  const int fd = file_with(std::string(10, 'z') + "\r");
+  line_reader r(fd, 4, 10);
+  std::string_view line;
+  auto got = r.next(line);
+  ASSERT_TRUE(got.ok() && got.value());
+  EXPECT_EQ(line, std::string(10, 'z'));
+  ::close(fd);
+}
+
+}  // namespace
+
+// --- timestamps as text (tools/time_text.h) ----------------------------------
+
+namespace {
+
+using varve::tools::format_iso8601;
+using varve::tools::kIso8601Chars;
+using varve::tools::parse_iso8601;
+
+std::string iso(uint64_t ns) {
+  char out[kIso8601Chars];
+  format_iso8601(ns, out);
+  return std::string(out, sizeof out);
+}
+
+TEST(TimeText, ParsesZonesAndFractions) {
+  EXPECT_EQ(parse_iso8601("1970-01-01T00:00:00Z"), 0u);
+  EXPECT_EQ(parse_iso8601("2026-11-22T10:00:00Z"), 1795341600000000000u);
+  EXPECT_EQ(parse_iso8601("2026-11-22T10:00:00.123Z"), 1795341600123000000u);
+  EXPECT_EQ(parse_iso8601("2026-11-22T11:00:00.123+01:00"), 1795341600123000000u);
+  EXPECT_EQ(parse_iso8601("2026-11-22T04:30:00.000000001-05:30"), 1795341600000000001u);
+  EXPECT_EQ(parse_iso8601("2026-11-22t10:00:00.1234567891z"), 1795341600123456789u);  // past 9 digits: dropped
+  EXPECT_EQ(parse_iso8601("2554-07-21T23:34:33.709551615Z"), UINT64_MAX);
+  for (const char* bad : {"", "2026-11-22", "2026-11-22T10:00:00", "2026-11-22T10:00:00.Z",
+                          "2026-11-22 10:00:00Z", " 2026-11-22T10:00:00Z", "2026-11-22T10:00:00Zjunk",
+                          "2026-13-01T00:00:00Z", "2026-11-22T24:00:00Z", "2026-11-22T10:00:00+1:00",
+                          "2026-11-22T10:00:00+01", "1969-12-31T23:59:59Z", "1970-01-01T00:30:00+01:00",
+                          "2554-07-21T23:34:33.709551616Z", "9999-12-31T23:59:59Z", "+026-11-22T10:00:00Z"})
+    EXPECT_FALSE(parse_iso8601(bad).has_value()) << bad;
+}
+
+TEST(TimeText, FormatsFixedWidthUtcThatParsesBackExactly) {
+  EXPECT_EQ(iso(0), "1970-01-01T00:00:00.000000000Z");
+  EXPECT_EQ(iso(1795341600123000000u), "2026-11-22T10:00:00.123000000Z");
+  EXPECT_EQ(iso(UINT64_MAX), "2554-07-21T23:34:33.709551615Z");
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 10000; ++i) {
+    const uint64_t ns = rng();
+    ASSERT_EQ(parse_iso8601(iso(ns)), ns) << iso(ns);
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // offset), every byte of the last records flipped, garbage after the end, the
 // strict policy, damage inside sealed segments, and directories that are not
 // (or no longer) logs. Each case runs on a fresh copy of one crash image.
+#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -546,6 +547,72 @@ TEST_F(SealedSegments, IntactLogVerifiesClean) {
   EXPECT_GE(rep.segments, 5u);
   EXPECT_GE(rep.sealed_segments, 4u);
   EXPECT_GT(rep.bytes, 0u);
+}
+
+// verify_scope::unsealed_tail, what `varve stat` and `varve index verify` run:
+// every file's presence and size, then only the segments after the last footer.
+TEST_F(SealedSegments, TailScopeChecksOnlyTheSegmentsAfterTheLastFooter) {
+  ASSERT_OK_AND_ASSIGN(verify_report whole, verify_log(dir_));
+  ASSERT_OK_AND_ASSIGN(verify_report tail, verify_log(dir_, {}, verify_scope::unsealed_tail));
+  EXPECT_OK(tail.first_problem);
+  EXPECT_EQ(tail.segments, whole.segments);
+  EXPECT_EQ(tail.sealed_segments, whole.sealed_segments);
+  EXPECT_EQ(tail.first_checked, whole.sealed_segments);
+  uint64_t in_tail = 0;
+  for (const record_info& r : records_)
+    if (segment_of(position{r.position}, k64KiB) >= whole.sealed_segments) ++in_tail;
+  EXPECT_GT(in_tail, 0u);
+  EXPECT_EQ(tail.events, in_tail);
+  EXPECT_LT(tail.bytes, whole.bytes);
+  // Records of sealed segments are the whole check's business (that is what
+  // makes this one cheap).
+  const record_info& r = records_[record_in_segment(1, 2)];
+  ASSERT_NO_FATAL_FAILURE(flip_byte(segment_path(dir_, 1), offset_in_segment(position{r.position}, k64KiB) + 20));
+  ASSERT_OK_AND_ASSIGN(tail, verify_log(dir_, {}, verify_scope::unsealed_tail));
+  EXPECT_OK(tail.first_problem);
+  ASSERT_OK_AND_ASSIGN(whole, verify_log(dir_));
+  EXPECT_ERRC(whole.first_problem, errc::corruption);
+}
+
+TEST_F(SealedSegments, TailScopeFindsTruncatedMissingAndDamagedSegments) {
+  const uint64_t last = list_segments(dir_).size() - 1;
+  const record_info& r = records_[record_in_segment(last, 0)];
+  struct damage {
+    std::string what;
+    std::function<void(const std::string&)> apply;
+    std::string expect;  // in the problem's message
+  };
+  const std::vector<damage> cases = {
+      {"a truncated active segment", [&](const std::string& d) { fs::resize_file(segment_path(d, last), 1000); },
+       segment_file_name(last) + ": segment is 1000 bytes, expected 65536"},
+      {"a truncated sealed segment", [&](const std::string& d) { fs::resize_file(segment_path(d, 1), 4096); },
+       segment_file_name(1) + ": segment is 4096 bytes"},
+      {"a missing sealed segment", [&](const std::string& d) { fs::remove(segment_path(d, 2)); },
+       segment_file_name(2) + ": segment file is missing"},
+      {"a damaged record in the tail",
+       [&](const std::string& d) {
+         flip_byte(segment_path(d, last), offset_in_segment(position{r.position}, k64KiB) + 30);
+       },
+       segment_file_name(last) + " offset " + std::to_string(offset_in_segment(position{r.position}, k64KiB))},
+  };
+  for (const damage& c : cases) {
+    SCOPED_TRACE(c.what);
+    const std::string work = root_.sub("work-" + std::to_string(&c - cases.data()));
+    ASSERT_NO_FATAL_FAILURE(copy_dir(dir_, work));
+    c.apply(work);
+    ASSERT_OK_AND_ASSIGN(verify_report tail, verify_log(work, {}, verify_scope::unsealed_tail));
+    ASSERT_ERRC(tail.first_problem, errc::corruption);
+    EXPECT_NE(tail.first_problem.message().find(c.expect), std::string::npos) << tail.first_problem.to_string();
+  }
+}
+
+TEST_F(SealedSegments, StatCountsEveryFileOfTheDirectory) {
+  ASSERT_OK_AND_ASSIGN(log_stats before, stat_log(dir_));
+  EXPECT_GT(before.bytes_on_disk, before.segments * k64KiB) << "index files and the control block count too";
+  fs::create_directories(dir_ + "/projections");
+  { std::ofstream(dir_ + "/projections/p.00000000000000000001.ckpt", std::ios::binary) << std::string(100000, 'x'); }
+  ASSERT_OK_AND_ASSIGN(log_stats after, stat_log(dir_));
+  EXPECT_GE(after.bytes_on_disk, before.bytes_on_disk + 100000);
 }
 
 TEST_F(SealedSegments, DamagedRecordMakesTheReaderFailNamingFileAndOffset) {

@@ -488,9 +488,13 @@ TEST(IndexAdmin, VerifyFindsEachDamagedFileAndRebuildRestoresTheIndex) {
     ASSERT_OK(w);
     EXPECT_ERRC(rebuild_index(b.dir), errc::locked);
   }
-  auto rebuilt = rebuild_index(b.dir);
+  // Progress (a line on the operator's terminal): before each segment, then done.
+  std::vector<std::pair<uint64_t, uint64_t>> progress;
+  auto rebuilt = rebuild_index(b.dir, [&](uint64_t done, uint64_t total) { progress.emplace_back(done, total); });
   ASSERT_OK(rebuilt);
   EXPECT_EQ(rebuilt->index_files, sealed);
+  ASSERT_EQ(progress.size(), sealed + 1);
+  for (uint64_t i = 0; i <= sealed; ++i) EXPECT_EQ(progress[i], std::make_pair(i, uint64_t{sealed}));
   EXPECT_EQ(read_file(ix0), original0);
   auto again = verify_index(b.dir);
   ASSERT_OK(again);

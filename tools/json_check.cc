@@ -13,8 +13,8 @@ namespace {
 
 using byte_ptr = const uint8_t*;
 
-constexpr unsigned kStackWords = kMaxJsonDepth / 64;
-static_assert(kMaxJsonDepth % 64 == 0);
+constexpr unsigned kStackWords = kJsonDepthLimit / 64;  // 512 bytes of stack
+static_assert(kJsonDepthLimit % 64 == 0 && kMaxJsonDepth <= kJsonDepthLimit);
 
 inline bool is_ws(uint8_t c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 inline bool is_digit(uint8_t c) { return static_cast<uint8_t>(c - '0') < 10; }
@@ -198,12 +198,21 @@ size_t utf8_sequence_length(const uint8_t* p, size_t n) {
 }
 
 json_verdict check_json(std::string_view text, unsigned max_depth) {
-  if (max_depth > kMaxJsonDepth) max_depth = kMaxJsonDepth;
+  if (max_depth > kJsonDepthLimit) max_depth = kJsonDepthLimit;
   byte_ptr p = reinterpret_cast<byte_ptr>(text.data());
   const byte_ptr end = p + text.size();
   // One bit per open container: set for an object, clear for an array.
-  uint64_t is_object[kStackWords] = {};
+  // Not zeroed up front (512 bytes a call, and `varve read` calls this per
+  // event): a word is zeroed when its first level opens (open_level).
+  uint64_t is_object[kStackWords];
   unsigned depth = 0;
+  auto open_level = [&](bool object) {
+    uint64_t& word = is_object[depth / 64];
+    const uint64_t bit = uint64_t{1} << (depth % 64);
+    if (depth % 64 == 0) word = 0;
+    word = object ? word | bit : word & ~bit;
+    ++depth;
+  };
   auto top_is_object = [&] { return (is_object[(depth - 1) / 64] >> ((depth - 1) % 64)) & 1; };
   // A key, then ':' (p at the key's opening quote); false when not there.
   auto member_key = [&]() -> bool {
@@ -222,8 +231,7 @@ json_verdict check_json(std::string_view text, unsigned max_depth) {
     switch (*p) {
       case '{':
         if (depth == max_depth) return json_verdict::too_deep;
-        is_object[depth / 64] |= uint64_t{1} << (depth % 64);
-        ++depth;
+        open_level(true);
         p = skip_ws(p + 1, end);
         if (p != end && *p == '}') {
           ++p;
@@ -234,8 +242,7 @@ json_verdict check_json(std::string_view text, unsigned max_depth) {
         continue;
       case '[':
         if (depth == max_depth) return json_verdict::too_deep;
-        is_object[depth / 64] &= ~(uint64_t{1} << (depth % 64));
-        ++depth;
+        open_level(false);
         p = skip_ws(p + 1, end);
         if (p != end && *p == ']') {
           ++p;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -10,6 +11,7 @@
 
 #include "tools/base64.h"
 #include "tools/json_check.h"
+#include "tools/time_text.h"
 
 namespace varve::tools {
 namespace {
@@ -79,10 +81,17 @@ status parse_expected(const json& v, expected_version& out) {
       v.dump());
 }
 
+std::string too_deep(std::string_view what, unsigned max_depth) {
+  return std::string(what) + " arrays/objects deeper than --max-depth " + std::to_string(max_depth) +
+         " allows";
+}
+
 // The per-event fields, shared by a single-event line and each element of a
 // batch's "events". `top_level` says the caller handles "stream" and
-// "expected_version" itself.
-status parse_event(const json& obj, input_event& ev, bool top_level) {
+// "expected_version" itself. `data_depth`, when set, is a bound the line as a
+// whole did not show "data" to keep.
+status parse_event(const json& obj, input_event& ev, bool top_level,
+                   std::optional<unsigned> data_depth) {
   bool have_type = false;
   bool have_data = false;
   bool have_base64 = false;
@@ -102,6 +111,8 @@ status parse_event(const json& obj, input_event& ev, bool top_level) {
       have_data = true;
       ev.payload = v.dump();
       ev.content = content_type::json;
+      if (data_depth && check_json(ev.payload, *data_depth) == json_verdict::too_deep)
+        return bad(too_deep("\"data\" nests", *data_depth));
     } else if (key == "data_base64") {
       have_base64 = true;
       if (!v.is_string()) return bad("\"data_base64\" must be a string, not " + v.dump());
@@ -113,8 +124,15 @@ status parse_event(const json& obj, input_event& ev, bool top_level) {
       if (!(st = parse_uint(v, key, UINT16_MAX, n))) return st;
       ev.schema_version = static_cast<uint16_t>(n);
     } else if (key == "timestamp") {
-      if (!(st = parse_uint(v, key, UINT64_MAX, n))) return st;
-      ev.timestamp_ns = n;
+      // Nanoseconds since the epoch, as `varve read` prints them, or the
+      // ISO 8601 text `--since` takes and `read --time-format iso` prints.
+      std::optional<uint64_t> t;
+      if (v.is_number_unsigned()) t = v.get<uint64_t>();
+      else if (v.is_string()) t = parse_iso8601(v.get_ref<const std::string&>());
+      if (!t)
+        return bad("\"timestamp\" must be nanoseconds since the epoch or an ISO 8601 time with a zone "
+                   "(\"2026-11-22T10:00:00.123Z\", \"...+01:00\"), not " + v.dump());
+      ev.timestamp_ns = *t;
     } else if (key == "event_id") {
       if (!(st = parse_id(v, key, ev.event_id))) return st;
     } else if (key == "correlation_id") {
@@ -143,19 +161,43 @@ std::string parse_error_text(const char* what) {
   return std::string(s);
 }
 
-status parse_line(std::string_view line, append_request& out) {
+// Levels above an event's "data": the line's object, a batch's "events"
+// array and the event's object.
+constexpr unsigned kEnvelopeDepth = 3;
+static_assert(kMaxDepthLimit + kEnvelopeDepth <= kJsonDepthLimit);
+
+status parse_line(std::string_view line, append_request& out, const parse_limits& limits) {
   // nlohmann takes a NUL byte for the end of input and would accept
   // `{...}\0anything`; no JSON text holds a raw NUL (in a string it must be
   // escaped), so such a line is refused before it gets there.
   if (const void* nul = std::memchr(line.data(), '\0', line.size()))
     return bad("not valid JSON: a NUL byte at column " +
                std::to_string(static_cast<const char*>(nul) - line.data() + 1));
+  // nlohmann parses and frees without recursing, but dump() (the payload, the
+  // values quoted in messages) recurses once per level: data nested 100,000
+  // deep overflowed the stack. The validator never recurses, so it bounds the
+  // line before nlohmann sees it. Depth max+1 holds any line whose data keeps
+  // the bound; a deeper line is refused past max+3, and in between each
+  // event's data is measured once dumped (safe at that depth).
+  const unsigned max_depth = std::min(limits.max_depth, kMaxDepthLimit);
+  std::string_view body = line;
+  if (body.starts_with("\xef\xbb\xbf")) body.remove_prefix(3);  // nlohmann skips a BOM
+  json_verdict verdict = check_json(body, max_depth + 1);
+  std::optional<unsigned> data_depth;
+  if (verdict == json_verdict::too_deep) {
+    verdict = check_json(body, max_depth + kEnvelopeDepth);
+    if (verdict == json_verdict::too_deep) return bad(too_deep("the line nests", max_depth));
+    data_depth = max_depth;
+  }
   json j;
   try {
     j = json::parse(line.data(), line.data() + line.size());
   } catch (const json::parse_error& e) {
     return bad("not valid JSON: " + parse_error_text(e.what()));
   }
+  // The two agree (the ndjson fuzzer checks it); were they ever not to, the
+  // depth bound above would not hold for what nlohmann accepted.
+  if (verdict != json_verdict::valid) return bad("not valid JSON");
   if (!j.is_object()) return bad("not a JSON object");
 
   auto it = j.find("stream");
@@ -180,7 +222,7 @@ status parse_line(std::string_view line, append_request& out) {
   it = j.find("events");
   if (it == j.end()) {
     out.events.emplace_back();
-    return parse_event(j, out.events.back(), /*top_level=*/true);
+    return parse_event(j, out.events.back(), /*top_level=*/true, data_depth);
   }
 
   out.is_batch = true;
@@ -196,7 +238,7 @@ status parse_line(std::string_view line, append_request& out) {
     const std::string where = "events[" + std::to_string(i++) + "]: ";
     if (!e.is_object()) return bad(where + "not a JSON object");
     out.events.emplace_back();
-    if (status st = parse_event(e, out.events.back(), /*top_level=*/false); !st)
+    if (status st = parse_event(e, out.events.back(), /*top_level=*/false, data_depth); !st)
       return bad(where + st.message());
   }
   return {};
@@ -243,7 +285,7 @@ void format_uuid(const id128& id, char* out) {
   }
 }
 
-status parse_append_line(std::string_view line, append_request& out) {
+status parse_append_line(std::string_view line, append_request& out, const parse_limits& limits) {
   out.stream.clear();
   out.stream_u64 = 0;
   out.stream_is_integer = false;
@@ -253,7 +295,7 @@ status parse_append_line(std::string_view line, append_request& out) {
   // Type errors from the DOM (a value of an unexpected kind slipping past a
   // check) must still be a rejected line, never an escaped exception.
   try {
-    return parse_line(line, out);
+    return parse_line(line, out, limits);
   } catch (const json::exception& e) {
     return bad(parse_error_text(e.what()));
   }
@@ -271,32 +313,55 @@ std::string describe_expected(expected_version e) {
 
 // --- line_reader -----------------------------------------------------------
 
-line_reader::line_reader(int fd, size_t chunk) : fd_(fd), chunk_(chunk), buf_(chunk) {}
+line_reader::line_reader(int fd, size_t chunk, size_t max_line)
+    : fd_(fd), chunk_(chunk), max_line_(max_line), buf_(chunk) {}
+
+status line_reader::too_long() {
+  failed_ = status(errc::too_large, "longer than " + std::to_string(max_line_) + " bytes");
+  return failed_;
+}
+
+// The line [from, stop), stop being its '\n' or the end of input, less a "\r".
+result<bool> line_reader::hand_out(std::string_view& line, size_t from, size_t stop) {
+  line = std::string_view(buf_.data() + from, stop - from);
+  if (line.ends_with('\r')) line.remove_suffix(1);
+  if (line.size() > max_line_) return too_long();
+  return true;
+}
 
 result<bool> line_reader::next(std::string_view& line) {
+  if (!failed_.ok()) return failed_;
   size_t scan = begin_;  // bytes before this hold no '\n'
   for (;;) {
     const char* base = buf_.data();
     if (const void* nl = std::memchr(base + scan, '\n', end_ - scan)) {
       const size_t stop = static_cast<const char*>(nl) - base;
-      line = std::string_view(base + begin_, stop - begin_);
+      const size_t from = begin_;
       begin_ = stop + 1;
-      if (line.ends_with('\r')) line.remove_suffix(1);
-      return true;
+      return hand_out(line, from, stop);
     }
     if (eof_) {
       if (begin_ == end_) return false;
-      line = std::string_view(base + begin_, end_ - begin_);
+      const size_t from = begin_;
       begin_ = end_;
-      if (line.ends_with('\r')) line.remove_suffix(1);
-      return true;
+      return hand_out(line, from, end_);
     }
-    // Keep the partial line, make room behind it (doubling for long lines).
-    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
-    end_ -= begin_;
+    // No end of line yet. Past max_line + 1 bytes (the last may be the "\r"
+    // of a "\r\n") nothing that follows can make the line short enough: say
+    // so now rather than buffer the rest of it (a 200 MB line once took
+    // 950 MB of memory by the time it was refused).
+    const size_t partial = end_ - begin_;
+    if (partial > max_line_ && partial - max_line_ > 1) return too_long();
+    // Keep the partial line, make room behind it (doubling for long lines,
+    // but never past the longest allowed line, its "\r\n" and one chunk).
+    std::memmove(buf_.data(), buf_.data() + begin_, partial);
+    end_ = partial;
     begin_ = 0;
     scan = end_;
-    if (buf_.size() - end_ < chunk_ / 2) buf_.resize(buf_.size() * 2);
+    if (buf_.size() - end_ < std::max<size_t>(chunk_ / 2, 1)) {
+      const size_t cap = max_line_ > SIZE_MAX - chunk_ - 2 ? SIZE_MAX : max_line_ + 2 + chunk_;
+      buf_.resize(std::max(buf_.size(), std::min(buf_.size() * 2, cap)));
+    }
     const ssize_t n = ::read(fd_, buf_.data() + end_, buf_.size() - end_);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -326,6 +391,8 @@ ndjson_writer::ndjson_writer(int fd, size_t capacity, flush_policy policy)
 ndjson_writer::~ndjson_writer() {
   if (policy_ == flush_policy::automatic) (void)flush();
 }
+
+void ndjson_writer::discard() { buf_.clear(); }
 
 status ndjson_writer::flush() {
   if (!error_.ok()) {
@@ -402,7 +469,7 @@ void ndjson_writer::base64(std::span<const std::byte> bytes) {
   buf_.push_back('"');
 }
 
-void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json) {
+void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json, time_format tf) {
   w.raw("{\"position\":");
   w.u64(e.position.value);
   w.raw(",\"sequence\":");
@@ -416,7 +483,15 @@ void write_event(ndjson_writer& w, const event_view& e, std::string_view type_js
   w.raw(",\"schema_version\":");
   w.u64(e.schema_version);
   w.raw(",\"timestamp\":");
-  w.u64(e.timestamp_ns);
+  if (tf == time_format::iso) {
+    char text[kIso8601Chars + 2];
+    text[0] = '"';
+    format_iso8601(e.timestamp_ns, text + 1);
+    text[kIso8601Chars + 1] = '"';
+    w.raw(std::string_view(text, sizeof text));
+  } else {
+    w.u64(e.timestamp_ns);
+  }
   if (e.event_id) w.raw(",\"event_id\":"), w.uuid(*e.event_id);
   if (e.correlation_id) w.raw(",\"correlation_id\":"), w.uuid(*e.correlation_id);
   if (e.causation_id) w.raw(",\"causation_id\":"), w.uuid(*e.causation_id);

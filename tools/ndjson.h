@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tools/json_check.h"
 #include "varve/event.h"
 #include "varve/log.h"
 #include "varve/status.h"
@@ -54,10 +55,29 @@ struct append_request {
   }
 };
 
+// How deep an event's "data" may nest arrays and objects (`varve append
+// --max-depth`): [] is 1, a scalar 0. The default is what `varve read`
+// splices back verbatim (kMaxJsonDepth); kJsonDepthLimit is the most allowed.
+inline constexpr unsigned kDefaultMaxDepth = kMaxJsonDepth;
+// How long one input line may be (`varve append --max-line-bytes`). Parsing a
+// line costs about five times its size in memory (the line, the parsed DOM,
+// the compact payload, the event), so 16 MiB bounds that near 80 MiB; larger
+// events need the option raised (up to what a segment holds).
+inline constexpr size_t kDefaultMaxLineBytes = size_t{16} << 20;
+
+// The most --max-depth may be: the validator's ceiling (kJsonDepthLimit) less
+// the levels around "data" (a batch line's object, "events", the event).
+inline constexpr unsigned kMaxDepthLimit = 4000;
+
+struct parse_limits {
+  unsigned max_depth = kDefaultMaxDepth;  // more than kMaxDepthLimit counts as that
+};
+
 // Parses one line (without its terminator) into `out`. Failures are
 // invalid_argument whose message() says what is wrong, e.g. `missing "type"`
 // or `events[2]: "event_id" is not a UUID ...`; the caller adds the line number.
-status parse_append_line(std::string_view line, append_request& out);
+// Any bytes are safe to give it: nesting is bounded before anything recurses.
+status parse_append_line(std::string_view line, append_request& out, const parse_limits& limits = {});
 
 // "3", "any", "no_stream", "stream_exists": how an expectation reads in messages.
 std::string describe_expected(expected_version e);
@@ -65,23 +85,33 @@ std::string describe_expected(expected_version e);
 // Reads a file descriptor in big chunks and hands out lines in place.
 class line_reader {
  public:
-  explicit line_reader(int fd, size_t chunk = 1 << 20);
+  // A line longer than `max_line` bytes (its terminator aside) is an error,
+  // found before more than max_line + chunk + 2 bytes are buffered.
+  explicit line_reader(int fd, size_t chunk = 1 << 20, size_t max_line = SIZE_MAX);
 
   // Sets `line` to the next line, without "\n" or "\r\n"; a last line without
   // a terminator counts. Returns false at end of input. `line` stays valid
-  // until the next call.
+  // until the next call. A line over max_line: errc::too_large (the reader is
+  // then done: it does not look for the line's end).
   result<bool> next(std::string_view& line);
   // True when next() has no complete line buffered and must read(), which may
   // block: the moment to flush anything the other end is waiting for.
   bool must_read() const;
+  // Bytes of buffer held: what the bound above is about.
+  size_t capacity() const { return buf_.size(); }
 
  private:
+  result<bool> hand_out(std::string_view& line, size_t from, size_t stop);
+  status too_long();
+
   int fd_;
   size_t chunk_;
+  size_t max_line_;
   std::vector<char> buf_;
   size_t begin_ = 0;  // start of unconsumed bytes
   size_t end_ = 0;    // end of valid bytes
   bool eof_ = false;
+  status failed_;     // a line was too long: every later call says so
 };
 
 // ---------------------------------------------------------------------------
@@ -119,6 +149,9 @@ class ndjson_writer {
   }
 
   size_t buffered() const { return buf_.size(); }
+  // Drops what is buffered and not written yet (`append --acks last` keeps
+  // only the newest ack).
+  void discard();
   status flush();
   const status& error() const { return error_; }
 
@@ -130,9 +163,15 @@ class ndjson_writer {
   status error_;
 };
 
+// How "timestamp" is printed: integer nanoseconds since the epoch (what
+// scripts have always parsed), or ISO 8601 text in UTC with nine fractional
+// digits (tools/time_text.h). `varve append` takes either back exactly.
+enum class time_format : uint8_t { ns, iso };
+
 // One event of `varve read`. `type_json` is the already rendered JSON value of
 // "type" (a quoted name, or the number when the registry has no name).
-void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json);
+void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json,
+                 time_format tf = time_format::ns);
 
 // The ack `varve append` prints for each line.
 void write_ack(ndjson_writer& w, const append_request& req, const append_result& r);

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "base/meta_file.h"
+#include "tools/cli/common.h"
 #include "tools/ndjson.h"
 #include "varve/varve.h"
 #include "varve/subscription.h"
@@ -89,9 +90,8 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr int kExitOk = 0;
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
+using cli::kExitError;
+using cli::kExitOk;
 
 // librdkafka calls that wait on the brokers wait this long at a time, then
 // look at g_ship_stop and call again (they resume where they were).
@@ -700,25 +700,13 @@ int shipper::run() {
 }  // namespace
 
 int cmd_ship(const ship_args& a) {
-  if (a.brokers.empty()) {
-    std::fprintf(stderr, "varve: --brokers is empty\n");
-    return kExitUsage;
-  }
-  if (a.topic.empty()) {
-    std::fprintf(stderr, "varve: --topic is empty\n");
-    return kExitUsage;
-  }
+  if (a.brokers.empty()) return cli::usage_error("--brokers is empty");
+  if (a.topic.empty()) return cli::usage_error("--topic is empty");
   auto opened = event_log::open_read_only(a.dir);
-  if (!opened) {
-    std::fprintf(stderr, "varve: %s\n", opened.error().to_string().c_str());
-    return kExitError;
-  }
+  if (!opened) return cli::fail_open(opened.error(), a.dir);
   // The log's id names the producer (fencing) and tags every record.
   segment_format::meta m;
-  if (status s = meta_file::read(*posix_file_system(), a.dir, m); !s) {
-    std::fprintf(stderr, "varve: %s\n", s.to_string().c_str());
-    return kExitError;
-  }
+  if (status s = meta_file::read(*posix_file_system(), a.dir, m); !s) return cli::fail_open(s, a.dir);
   shipper s(a, **opened, m.log_id);
   return s.run();
 }
@@ -726,3 +714,14 @@ int cmd_ship(const ship_args& a) {
 #endif  // VARVE_HAVE_KAFKA
 
 }  // namespace varve::tools
+
+// The `varve ship` entry of tools/cli/main.cc's table.
+namespace varve::cli {
+
+void add_ship(CLI::App& app, command_list& out) {
+  auto a = std::make_shared<tools::ship_args>();
+  CLI::App* sh = tools::add_ship_command(app, *a);
+  out.push_back({sh, [a] { return tools::cmd_ship(*a); }});
+}
+
+}  // namespace varve::cli

@@ -12,23 +12,39 @@
 
 namespace varve {
 
+// What verify_log reads.
+enum class verify_scope : uint8_t {
+  // Every record of every segment, and every footer.
+  whole_log,
+  // Cheap enough for `varve stat` and `varve index verify`: that no segment
+  // file is missing or of the wrong size, then every record of the segments
+  // after the last one with a footer (the unsealed tail, where a crash or a
+  // truncation shows). Sealed segments' records are not read.
+  unsealed_tail,
+};
+
 struct verify_report {
   uint64_t segments = 0;
   uint64_t sealed_segments = 0;
-  uint64_t events = 0;
+  uint64_t events = 0;         // in the segments whose records were checked
   uint64_t bytes = 0;          // record bytes checked
   uint64_t holes = 0;          // repair holes (varve recover --mode skip-damaged) crossed
   uint64_t lost_events = 0;    // events those holes stand for
+  uint64_t first_checked = 0;  // the first segment whose records were checked
   status first_problem;        // ok when intact; otherwise file and offset
 };
 
-// Checks every record of every segment (checksums, positions, sequence
-// continuity, batch framing) and every footer, without modifying anything and
-// without the writer lock. `progress(bytes_done, bytes_total)` is called now
-// and then when set.
+// Checks every record of every segment in `scope` (checksums, positions,
+// sequence continuity, batch framing) and every footer, without modifying
+// anything and without the writer lock. `progress(bytes_done, bytes_total)`
+// is called now and then when set.
 result<verify_report> verify_log(const std::string& dir,
-                                 std::function<void(uint64_t, uint64_t)> progress = {});
+                                 std::function<void(uint64_t, uint64_t)> progress = {},
+                                 verify_scope scope = verify_scope::whole_log);
 
+// Figures only (no check: see verify_scope::unsealed_tail); bytes_on_disk
+// counts every file under `dir` (index, snapshots, subscriptions, projections,
+// control block...), as allocated on disk.
 result<log_stats> stat_log(const std::string& dir);
 
 // Explicit repair of a log that recovery refused (`varve recover`). Takes the
@@ -78,6 +94,8 @@ result<index_report> verify_index(const std::string& dir);
 // Rewrites the index from the log alone: every sealed segment's index file,
 // and one head-table checkpoint (the newest sealed segment). Takes the writer
 // lock (errc::locked while a writer has the log open); never touches events.
-result<index_report> rebuild_index(const std::string& dir);
+// `progress(segments_done, segments_total)` is called before each segment.
+result<index_report> rebuild_index(const std::string& dir,
+                                   std::function<void(uint64_t, uint64_t)> progress = {});
 
 }  // namespace varve

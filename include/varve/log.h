@@ -39,7 +39,7 @@ struct log_stats {
   position written;             // bytes encoded into the mapping
   position committed;           // visible to readers
   position durable;             // survives power loss
-  uint64_t bytes_on_disk = 0;   // allocated bytes of all segment files
+  uint64_t bytes_on_disk = 0;   // stats(): segment files; stat_log(): every file of the directory
 };
 
 // Thread safety and ownership:

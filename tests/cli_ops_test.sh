@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# End-to-end checks of what an operator relies on (issue 18.3): distinct exit
+# codes, errors as JSON, typed and documented options, ISO 8601 timestamps,
+# the same event filters on read, tail and replay, ack modes, progress on a
+# terminal only, and stat / index verify saying what they checked.
+#   bash tests/cli_ops_test.sh path/to/varve      (needs python3)
+set -u
+
+VARVE=${1:?usage: cli_ops_test.sh path/to/varve}
+source "$(dirname "$0")/cli_lib.sh"
+L=$TMP/log
+# err_json PYTHON-EXPR: every stderr line is a JSON object; `errs` is the list.
+err_json() {
+  python3 - "$TMP/err" "$1" <<'EOF'
+import json, sys
+errs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+sys.exit(0 if errs and eval(sys.argv[2]) else 1)
+EOF
+}
+
+# A log of 64K segments: orders, carts and an integer stream, three types.
+input </dev/null
+run create "$L" --segment-size 64K
+python3 - "$TMP/in" <<'PYEOF'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(1, 1201):
+        stream = 42 if i % 10 == 0 else ("order-%d" if i % 3 else "cart-%d") % (i % 4)
+        kind = ["Placed", "Paid", "Shipped"][i % 3]
+        f.write(json.dumps({"stream": stream, "type": kind, "data": {"i": i}, "timestamp": 1700000000000000000 + i}) + "\n")
+PYEOF
+run append "$L"
+expect "a log of 1200 events over several segments" rc_is 0
+input </dev/null
+
+# --- exit codes ---------------------------------------------------------------------
+run create "$L"
+expect "exit 6: create on a log" rc_is 6
+run read "$TMP/nothing"
+expect "exit 5: no such log" rc_is 5
+run read "$L" --stream nope
+expect "exit 5: read --stream of a stream that does not exist" rc_is 5
+expect "  ... saying so on stderr" err_has 'stream "nope" not found'
+expect "  ... and printing nothing" out_lines 0
+run read "$L" --stream order-1 --from-version 100000
+expect "exit 0: an existing stream with nothing in the range" rc_is 0
+expect "  ... prints nothing" out_lines 0
+run read "$L" --stream order-1 --stream nope
+expect "exit 5: any --stream named that does not exist" rc_is 5
+run read "$L" --type NoSuchType
+expect "exit 5: a --type name the log has never seen" rc_is 5
+expect "  ... naming it" err_has 'no event type of that name'
+printf '%s\n' '{"stream":"order-1","type":"Paid","expected_version":1,"data":1}' >"$TMP/in"
+run append "$L"
+expect "exit 3: a wrong expected_version" rc_is 3
+input </dev/null
+run read "$L" --limit -1
+expect "exit 2: usage only" rc_is 2
+cp -a "$L" "$TMP/damaged"
+last_seg=$(ls "$TMP/damaged"/*.seg | tail -1)
+truncate -s 1000 "$last_seg"
+for cmd in "verify" "stat" "index verify" "read"; do
+  run $cmd "$TMP/damaged"
+  expect "exit 4: $cmd of a log with a truncated active segment" rc_is 4
+  expect "  ... naming the segment" err_has "$(basename "$last_seg"): segment is 1000 bytes, expected 65536"
+done
+run --help
+expect "--help documents every exit code" python3 -c '
+import sys; t = open(sys.argv[1]).read()
+sys.exit(0 if all(s in t for s in ["0 done", "1 error", "2 usage", "3 conflict", "4 corruption", "5 not found", "6 already exists"]) else 1)' "$TMP/out"
+expect "--help says varve is Linux-only" grep -q 'Linux only' "$TMP/out"
+
+# --- errors as JSON ---------------------------------------------------------------------
+run read "$TMP/damaged" --json
+expect "--json: corruption as one JSON object on stderr, exit 4" rc_is 4
+expect "  ... with code, exit, message, file and offset" err_json 'len(errs) == 1 and errs[0]["error"]["code"] == "corruption" and errs[0]["error"]["exit"] == 4 and errs[0]["error"]["file"].endswith("'"$(basename "$last_seg")"'") and "segment is 1000 bytes" in errs[0]["error"]["message"]'
+cp -a "$L" "$TMP/flipped"
+python3 - "$TMP/flipped/00000000000000000000.seg" <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(100); b = f.read(1); f.seek(100); f.write(bytes([b[0] ^ 0xFF]))
+EOF
+run verify "$TMP/flipped" --json
+expect "--json: verify names the file and the offset of the damage" err_json 'errs[0]["error"]["file"].endswith("00000000000000000000.seg") and errs[0]["error"]["offset"] == 64'
+expect "  ... exit 4" rc_is 4
+run read "$L" --limit 5x --json
+expect "--json: a usage error too" err_json 'errs[0]["error"]["code"] == "usage" and errs[0]["error"]["exit"] == 2 and "--limit" in errs[0]["error"]["message"]'
+run read "$TMP/nothing" --json
+expect "--json: not found" err_json 'errs[0]["error"]["code"] == "not_found" and errs[0]["error"]["exit"] == 5'
+printf '%s\n' '{"stream":"j","type":"T","data":1}' '{"stream":"j","data":1}' >"$TMP/in"
+run append "$L" --json
+expect "--json: a refused input line carries its line number" err_json 'errs[0]["error"]["line"] == 2 and errs[0]["error"]["message"] == "missing \"type\"" and errs[0]["error"]["exit"] == 1'
+printf '%s\n' '{"stream":"j","type":"T","expected_version":9,"data":1}' >"$TMP/in"
+run append "$L" --json --on-conflict skip
+expect "--json: warnings (a skipped conflict) are JSON too" err_json 'all("warning" in e for e in errs) and errs[0]["warning"]["code"] == "wrong_expected_version" and errs[0]["warning"]["line"] == 1'
+input </dev/null
+run read "$TMP/damaged"
+expect "without --json errors stay one plain line" err_clear
+
+# --- typed options in --help, still parsed strictly ----------------------------------------
+run read --help
+expect "read --help shows typed options" python3 -c '
+import sys; t = open(sys.argv[1]).read()
+sys.exit(0 if all(s in t for s in ["--limit UINT", "--since TIME", "--from-position POSITION", "--from-version VERSION", "--type TYPE"]) else 1)' "$TMP/out"
+run create --help
+expect "create --help shows --segment-size SIZE" grep -q -- '--segment-size SIZE' "$TMP/out"
+run replay --help
+expect "replay --help shows --threads UINT and --until TIME" python3 -c '
+import sys; t = open(sys.argv[1]).read(); sys.exit(0 if "--threads UINT" in t and "--until TIME" in t else 1)' "$TMP/out"
+for v in -1 " 5" 5x 0x10 1e3 ""; do
+  usage_case "replay --threads '$v'" replay "$L" --projection count-by-type --threads "$v"
+  usage_case "snapshot save --version '$v'" snapshot save "$L" --stream order-1 --version "$v"
+  usage_case "append --max-line-bytes '$v'" append "$L" --max-line-bytes "$v"
+done
+run append --help
+expect "append --help documents the expected_version keywords" python3 -c '
+import sys; t = open(sys.argv[1]).read()
+sys.exit(0 if all(s in t for s in ["expected_version", "\"any\"", "\"no_stream\"", "\"stream_exists\""]) else 1)' "$TMP/out"
+
+# --- ISO 8601 timestamps --------------------------------------------------------------------
+Z=$TMP/iso
+printf '%s\n' '{"stream":"t","type":"T","data":1,"timestamp":"2026-11-22T10:00:00.123Z"}' \
+  '{"stream":"t","type":"T","data":2,"timestamp":"2026-11-22T11:00:00.5+01:00"}' \
+  '{"stream":"t","type":"T","data":3,"timestamp":1795435200000000007}' >"$TMP/in"
+run append "$Z" --create --segment-size 64K
+expect "append takes ISO 8601 timestamps with a zone, and integers" rc_is 0
+input </dev/null
+run read "$Z"
+expect "  ... stored as nanoseconds" py '[e["timestamp"] for e in out] == [1795341600123000000, 1795341600500000000, 1795435200000000007]'
+run read "$Z" --time-format iso
+expect "read --time-format iso prints UTC with nine digits" py '[e["timestamp"] for e in out] == ["2026-11-22T10:00:00.123000000Z", "2026-11-22T10:00:00.500000000Z", "2026-11-23T12:00:00.000000007Z"]'
+cp "$TMP/out" "$TMP/in"
+run append "$TMP/iso-copy" --create --segment-size 64K
+input </dev/null
+run read "$TMP/iso-copy"
+expect "  ... and append takes that back exactly" py '[e["timestamp"] for e in out] == [1795341600123000000, 1795341600500000000, 1795435200000000007]'
+run tail "$Z" --from-position 0 --limit 1 --time-format iso
+expect "tail --time-format iso" py 'out[0]["timestamp"] == "2026-11-22T10:00:00.123000000Z"'
+for t in '"2026-11-22T10:00:00"' '"yesterday"' '"1969-12-31T23:59:59Z"' '"2026-11-22 10:00:00Z"' '-5' '"5"'; do
+  printf '{"stream":"t","type":"T","data":1,"timestamp":%s}\n' "$t" >"$TMP/in"
+  run append "$Z"
+  expect "timestamp $t is refused (exit 1)" rc_is 1
+  expect "  ... saying what it takes" err_has 'line 1: "timestamp" must be nanoseconds since the epoch or an ISO 8601 time with a zone'
+done
+input </dev/null
+
+# --- the same filters on read, tail and replay ---------------------------------------------
+run read "$L" --type Paid --category order-1
+expect "read --type NAME --category" py 'len(out) > 0 and all(e["type"] == "Paid" and e["stream"] == "order-1" for e in out)'
+n_paid=$(grep -c . "$TMP/out")
+# Ids come in order of first use: Paid (i = 1) is 1, Shipped 2, Placed 3.
+run read "$L" --type 1 --category order-1
+expect "read --type takes a number too" out_lines "$n_paid"
+run read "$L" --type Paid --type Shipped --stream order-1 --stream order-2
+expect "read: repeated --type and --stream" py 'len(out) > 0 and all(e["type"] in ("Paid", "Shipped") and e["stream"] in ("order-1", "order-2") for e in out) and {e["stream"] for e in out} == {"order-1", "order-2"}'
+run read "$L" --stream order-1 --type Shipped --limit 3
+expect "read --stream with --type (the index path) counts what it prints" py 'len(out) == 3 and all(e["stream"] == "order-1" and e["type"] == "Shipped" for e in out)'
+run read "$L" --category order- --stream cart-1
+expect "read: --stream and --category add up (an event matches either)" py '{e["stream"] for e in out} == {"order-0", "order-1", "order-2", "order-3", "cart-1"}'
+run tail "$L" --from-position 0 --type Placed --category cart- --limit 5
+expect "tail --type NAME --category" py 'len(out) == 5 and all(e["type"] == "Placed" and e["stream"].startswith("cart-") for e in out)'
+run replay "$L" --projection count-by-type --type Paid --type Shipped --category order- --json
+expect "replay --type NAME (repeatable) --category" py 'set(out[0]["result"]) == {"Paid", "Shipped"}'
+usage_case "read --from-version with two --stream" read "$L" --stream a --stream b --from-version 2
+usage_case "read --category with --stream-u64" read "$L" --category a --stream-u64 1
+
+# --- acks ------------------------------------------------------------------------------------
+python3 -c '
+for i in range(1, 501): print("{\"stream\":\"ack-%d\",\"type\":\"T\",\"data\":%d}" % (i % 5, i))' >"$TMP/in500"
+cp "$TMP/in500" "$TMP/in"
+run append "$L" --acks last
+expect "--acks last prints one ack" out_lines 1
+expect "  ... the last line's" py 'out[0]["stream"] == "ack-0" and out[0]["last_version"] == 100'
+cp "$TMP/in500" "$TMP/in"
+run append "$L" --acks none --durability group
+expect "--acks none prints nothing, exit 0" rc_is 0
+expect "  ... nothing at all" out_lines 0
+cp "$TMP/in500" "$TMP/in"
+run append "$L" --quiet
+expect "--quiet is --acks none" out_lines 0
+input </dev/null
+run read "$L" --category ack-
+expect "  ... and every line was appended each time" out_lines 1500
+printf '%s\n' '{"stream":"ack-x","type":"T","data":1}' '{"stream":"ack-x","type":"T","data":2}' '{"stream":"ack-x","data":3}' >"$TMP/in"
+run append "$L" --acks last
+expect "--acks last, then a refused line: exit 1" rc_is 1
+expect "  ... after the ack of the last line appended" py 'len(out) == 1 and out[0]["last_version"] == 2'
+usage_case "--quiet with --acks every" append "$L" --quiet --acks every
+usage_case "--acks sometimes" append "$L" --acks sometimes
+
+# --- progress: on a terminal, never on a pipe --------------------------------------------------
+cp "$TMP/in500" "$TMP/in"
+run append "$L" --acks none
+expect "no progress when stderr is not a terminal" test ! -s "$TMP/err"
+# stderr on a pseudo-terminal; the input pauses past the 1 s a progress line waits for.
+python3 - "$VARVE" "$L" "$TMP/in500" "$TMP/pty_err" "append" <<'PYEOF'
+import os, pty, subprocess, sys, time
+varve, log, src, dst, what = sys.argv[1:]
+master, slave = pty.openpty()
+if what == "append":
+    p = subprocess.Popen([varve, "append", log, "--acks", "none"], stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, stderr=slave)
+    lines = open(src, "rb").read()
+    p.stdin.write(lines[:100]); p.stdin.flush(); time.sleep(1.3)
+    p.stdin.write(lines[100:]); p.stdin.close()
+else:
+    p = subprocess.Popen([varve, "index", "rebuild", log], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=slave)
+os.close(slave)
+got = b""
+while True:
+    try:
+        chunk = os.read(master, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    got += chunk
+p.wait()
+open(dst, "wb").write(got + b"\nexit %d\n" % p.returncode)
+PYEOF
+cp "$TMP/pty_err" "$TMP/err"
+expect "append shows progress on a terminal" err_has 'varve: append: [0-9]* lines, [0-9]* events, [0-9]* events/s'
+expect "  ... and still exits 0" err_has '^exit 0'
+python3 - "$VARVE" "$L" "" "$TMP/pty_err" "rebuild" <<'PYEOF'
+import os, pty, subprocess, sys
+varve, log, src, dst, what = sys.argv[1:]
+master, slave = pty.openpty()
+p = subprocess.Popen([varve, "index", "rebuild", log], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.DEVNULL, stderr=slave)
+os.close(slave)
+got = b""
+while True:
+    try:
+        chunk = os.read(master, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    got += chunk
+p.wait()
+open(dst, "wb").write(got + b"\nexit %d\n" % p.returncode)
+PYEOF
+cp "$TMP/pty_err" "$TMP/err"
+expect "index rebuild shows progress on a terminal" err_has 'varve: index rebuild: segment [0-9]* of [0-9]*'
+expect "  ... and exits 0" err_has '^exit 0'
+run index rebuild "$L"
+expect "  ... but not on a pipe" test ! -s "$TMP/err"
+
+# --- stat and index verify say what they checked -----------------------------------------------
+run stat "$L" --json
+expect "stat --json: intact, as far as the tail check sees" py 'out[0]["intact"] is True and out[0]["tail_events_checked"] > 0'
+du_bytes=$(python3 -c '
+import os, sys
+t = 0
+for root, dirs, files in os.walk(sys.argv[1]):
+    for f in files: t += os.lstat(os.path.join(root, f)).st_blocks * 512
+print(t)' "$L")
+expect "stat: bytes on disk counts every file of the directory ($du_bytes)" py 'out[0]["bytes_on_disk"] == '"$du_bytes"' and out[0]["bytes_on_disk"] > out[0]["segments"] * out[0]["segment_bytes"]'
+run stat "$TMP/damaged" --json
+expect "stat --json of a truncated tail: not intact, exit 4" py 'out[0]["intact"] is False and "segment is 1000 bytes" in out[0]["problem"]'
+run index verify "$L"
+expect "index verify says it covers the sealed segments" grep -q '^index intact: the sealed segments 0-[0-9]*: [0-9]* index files .* head checkpoints' "$TMP/out"
+expect "  ... and reports the unsealed tail" grep -q '^tail: [0-9]* events in segment [0-9]*, not indexed yet (indexed at seal)' "$TMP/out"
+run index verify "$L" --json
+expect "index verify --json: the tail too" py 'out[0]["intact"] and out[0]["tail"]["events"] > 0 and out[0]["tail"]["indexed"] is False and out[0]["tail"]["first_segment"] == out[0]["sealed_segments"]'
+expect "  ... and its events with the index's are every event" python3 -c '
+import json, subprocess, sys
+j = json.load(open(sys.argv[1])); s = json.loads(subprocess.run([sys.argv[2], "stat", sys.argv[3], "--json"], capture_output=True).stdout)
+sys.exit(0 if j["events"] + j["tail"]["events"] == s["events"] else 1)' "$TMP/out" "$VARVE" "$L"
+
+summary
