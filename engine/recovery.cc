@@ -336,8 +336,9 @@ status recover(log_state& s) {
     const std::string missing = log_files::join(s.dir, log_files::segment_name(segs[0] + i));
     if (mode != recovery_mode::point_in_time)
       return {errc::corruption, missing + ": segment file is missing (the log has a hole)" + refusal_tail()};
-    // Point in time: the log ends before the hole; what follows goes aside.
-    for (size_t j = i; j < segs.size(); ++j) {
+    // Point in time: the log ends before the hole; what follows goes aside
+    // (newest first, so a crash part way leaves no new hole).
+    for (size_t j = segs.size(); j-- > i;) {
       const std::string path = log_files::join(s.dir, log_files::segment_name(segs[j]));
       auto kept = lf.keep_file(path);
       if (!kept) return kept.error();
@@ -558,7 +559,10 @@ status recover(log_state& s) {
                       : "cut non-zero bytes after the last record",
               kept.value(), events});
     }
-    for (size_t i = 0; i < later.size(); ++i) {
+    // Newest first: a crash part way leaves the files that remain
+    // contiguous (removing the oldest first would leave a hole, which the
+    // next open would rightly refuse).
+    for (size_t i = later.size(); i-- > 0;) {
       const std::string path = later[i]->path();
       const uint64_t index = later[i]->index();
       table.evict(index);  // unmapped and closed first: the file can then go

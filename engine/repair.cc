@@ -258,7 +258,9 @@ result<repair_report> repair_log(const std::string& dir, const repair_options& o
   // (2) Changes in sealed segments.
   if (!damaged.empty() && o.mode == recovery_mode::point_in_time) {
     const damaged_segment& d = damaged.front();
-    for (uint64_t k : segs) {
+    // Newest first: a crash part way leaves the remaining files contiguous.
+    for (auto it = segs.rbegin(); it != segs.rend(); ++it) {
+      const uint64_t k = *it;
       if (k <= d.index) continue;
       const std::string path = log_files::join(dir, log_files::segment_name(k));
       auto kept = lf.keep_file(path);

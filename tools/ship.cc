@@ -702,7 +702,7 @@ int shipper::run() {
 int cmd_ship(const ship_args& a) {
   if (a.brokers.empty()) return cli::usage_error("--brokers is empty");
   if (a.topic.empty()) return cli::usage_error("--topic is empty");
-  auto opened = event_log::open_read_only(a.dir);
+  auto opened = event_log::open_read_only(a.dir, cli::cli_log_options());
   if (!opened) return cli::fail_open(opened.error(), a.dir);
   // The log's id names the producer (fencing) and tags every record.
   segment_format::meta m;

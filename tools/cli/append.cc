@@ -48,7 +48,7 @@ uint64_t max_event_bytes(const event_log& log) {
 
 int cmd_append(const append_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
-  log_options opts;
+  log_options opts = cli_log_options();
   opts.mode = a.durability == "sync"    ? durability::sync
               : a.durability == "group" ? durability::group
                                         : durability::none;

@@ -5,6 +5,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 
@@ -159,6 +160,35 @@ int usage_error(const std::string& msg) {
 void warn(const std::string& msg, std::string_view code, std::optional<uint64_t> line) {
   print("warning", 0, code, msg, line,
         line ? "line " + std::to_string(*line) + ": " + msg : (code == "warning" ? "warning: " + msg : msg));
+}
+
+namespace {
+
+struct printing_observer final : recovery_observer {
+  std::mutex mu;
+  void on_truncated(const std::string& file, uint64_t offset, uint64_t bytes, const std::string& why) override {
+    on_action({recovery_action::kind::note, file, offset, bytes, why, "", 0});
+  }
+  void on_action(const recovery_action& a) override {
+    std::string text = a.file + " offset " + std::to_string(a.offset) + ": " + a.why;
+    if (a.bytes) text += " (" + std::to_string(a.bytes) + " bytes)";
+    if (!a.kept_at.empty()) text += "; bytes kept in " + a.kept_at;
+    std::lock_guard<std::mutex> g(mu);
+    warn(text, "recovery");
+  }
+};
+
+}  // namespace
+
+recovery_observer* recovery_printer() {
+  static printing_observer o;
+  return &o;
+}
+
+log_options cli_log_options() {
+  log_options o;
+  o.observer = recovery_printer();
+  return o;
 }
 
 int fail_open(const status& s, const std::string& dir) {

@@ -17,6 +17,7 @@
 
 #include "tools/ndjson.h"
 #include "varve/event_filter.h"
+#include "varve/options.h"
 #include "varve/status.h"
 #include "varve/type_registry.h"
 
@@ -77,6 +78,13 @@ int fail_line(uint64_t line, const std::string& message, std::string_view code, 
 int fail_with(int exit, std::string_view code, const std::string& message);
 int usage_error(const std::string& msg);
 void warn(const std::string& msg, std::string_view code = "warning", std::optional<uint64_t> line = {});
+
+// Every recovery action (a cut, a file set aside, damage found by a
+// read-only open) goes to stderr as a warning, always: a recovery must
+// never be silent. Thread-safe; one for the whole process.
+recovery_observer* recovery_printer();
+// log_options with recovery_printer() as the observer.
+log_options cli_log_options();
 
 // Opening DIR failed: an option the library refused (invalid_argument, e.g. a
 // segment size) is a usage error; a directory without varve.meta is "no such

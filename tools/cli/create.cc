@@ -21,7 +21,7 @@ struct create_args {
 
 int cmd_create(const create_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
-  log_options opts;
+  log_options opts = cli_log_options();
   if (a.segment_size) opts.segment_bytes = *a.segment_size;
   auto log = event_log::create(a.dir, opts);
   if (!log) return fail_open(log.error(), a.dir);

@@ -93,7 +93,7 @@ int cmd_read(const read_args& a) {
   if (a.from_position) from.value = *a.from_position;
   const uint64_t limit = a.limit.value_or(UINT64_MAX);
 
-  auto opened = event_log::open_read_only(a.dir);
+  auto opened = event_log::open_read_only(a.dir, cli_log_options());
   if (!opened) return fail_open(opened.error(), a.dir);
   const event_log& log = **opened;
   event_filter filter;
@@ -170,7 +170,7 @@ int cmd_tail(const tail_args& a) {
     opts.name = *a.name;
   }
 
-  auto opened = event_log::open_read_only(a.dir);
+  auto opened = event_log::open_read_only(a.dir, cli_log_options());
   if (!opened) return fail_open(opened.error(), a.dir);
   const event_log& log = **opened;
   event_filter filter;

@@ -218,7 +218,7 @@ int cmd_replay(const replay_args& a) {
     io = *b;
   }
 
-  auto opened = event_log::open_read_only(a.dir);
+  auto opened = event_log::open_read_only(a.dir, cli_log_options());
   if (!opened) return fail_open(opened.error(), a.dir);
   const event_log& log = **opened;
   event_filter filter;

@@ -118,7 +118,7 @@ int cmd_snapshot_save(const snapshot_args& a) {
     if (n == 0) break;
     body.append(buf, static_cast<size_t>(n));
   }
-  auto log = event_log::open_read_only(a.dir);
+  auto log = event_log::open_read_only(a.dir, cli_log_options());
   if (!log) return fail_open(log.error(), a.dir);
   // The library refuses this too (invalid_argument); it is "not found", not
   // a malformed command line.
