@@ -37,8 +37,8 @@ run append "$TMP/log"
 expect "append refuses a log with a damaged durable record (exit 4)" rc_is 4
 expect "  ... naming the file" err_has "$(basename "$seg")"
 damaged_at=$(grep -Eo 'offset [0-9]+' "$TMP/err" | head -1 | cut -d' ' -f2)
-expect "  ... and the offset of the damaged record (the flip was at 5000)" \
-  [ -n "$damaged_at" ] && [ "$damaged_at" -le 5000 ] && [ "$damaged_at" -gt 4000 ]
+near_5000() { [ -n "$damaged_at" ] && [ "$damaged_at" -le 5000 ] && [ "$damaged_at" -gt 4000 ]; }
+expect "  ... and the offset of the damaged record (the flip was at 5000)" near_5000
 expect "  ... and pointing at varve recover" err_has "varve recover"
 expect "  ... and changes nothing" [ "$(dir_sum "$TMP/log")" = "$before" ]
 echo -n >"$TMP/in"
