@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "varve/export.h"
 #include "varve/log.h"
 #include "varve/status.h"
 
@@ -26,10 +27,10 @@ struct verify_report {
 // continuity, batch framing) and every footer, without modifying anything and
 // without the writer lock. `progress(bytes_done, bytes_total)` is called now
 // and then when set.
-result<verify_report> verify_log(const std::string& dir,
+VARVE_API result<verify_report> verify_log(const std::string& dir,
                                  std::function<void(uint64_t, uint64_t)> progress = {});
 
-result<log_stats> stat_log(const std::string& dir);
+VARVE_API result<log_stats> stat_log(const std::string& dir);
 
 // The per-aggregate index of a log (index/*.sidx and the newest head-table
 // checkpoints), compared with or rebuilt from the log alone.
@@ -45,10 +46,10 @@ struct index_report {
 // Rebuilds every segment index file in memory from the sealed segments and
 // compares it byte for byte with the file on disk, and each head-table
 // checkpoint with the heads a scan gives. Reads only; no lock.
-result<index_report> verify_index(const std::string& dir);
+VARVE_API result<index_report> verify_index(const std::string& dir);
 // Rewrites the index from the log alone: every sealed segment's index file,
 // and one head-table checkpoint (the newest sealed segment). Takes the writer
 // lock (errc::locked while a writer has the log open); never touches events.
-result<index_report> rebuild_index(const std::string& dir);
+VARVE_API result<index_report> rebuild_index(const std::string& dir);
 
 }  // namespace varve
