@@ -84,7 +84,7 @@ void set_message(varve_error* err, std::string_view a, std::string_view b = {}) 
   bool cut = false;
   for (std::string_view part : {a, b}) {
     const size_t take = std::min(part.size(), cap - n);
-    std::memcpy(err->message + n, part.data(), take);
+    if (take) std::memcpy(err->message + n, part.data(), take);  // an empty view's data() may be null
     n += take;
     cut |= take < part.size();
   }
@@ -145,6 +145,17 @@ varve_errc guarded(varve_error* err, F&& body) noexcept {
     if (!(arg)) return fail(err, VARVE_INVALID_ARGUMENT, #arg " is NULL"); \
   } while (0)
 
+// The value a C caller stored in an enum: C lets any int live there, while in
+// C++ merely loading an enum object outside its values is undefined (UBSan's
+// -fsanitize=enum says so), so the bytes are read as the int they are.
+template <class E>
+int raw(const E& e) noexcept {
+  static_assert(std::is_enum_v<E> && sizeof(E) == sizeof(int));
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 // Converters, each validating what a C caller can get wrong that C++'s types
 // rule out (enum values out of range, NULL with a non-zero size).
 
@@ -160,7 +171,7 @@ varve_errc to_stream(varve_stream_id in, varve::stream_id& out, varve_error* err
 }
 
 varve_errc to_expected(varve_expected_version in, varve::expected_version& out, varve_error* err) {
-  switch (in.kind) {
+  switch (raw(in.kind)) {
     case VARVE_EXPECT_ANY: out = varve::expected_version::any(); return VARVE_OK;
     case VARVE_EXPECT_NO_STREAM: out = varve::expected_version::no_stream(); return VARVE_OK;
     case VARVE_EXPECT_STREAM_EXISTS:
@@ -180,13 +191,14 @@ varve_errc to_event(const varve_event_data& in, varve::event_data& out, ids& kee
                     varve_error* err) {
   if (!in.payload && in.payload_size != 0)
     return fail(err, VARVE_INVALID_ARGUMENT, "event payload is NULL with a non-zero size");
-  if (in.content != VARVE_CONTENT_BINARY && in.content != VARVE_CONTENT_JSON)
+  const int content = raw(in.content);
+  if (content != VARVE_CONTENT_BINARY && content != VARVE_CONTENT_JSON)
     return fail(err, VARVE_INVALID_ARGUMENT, "unknown event content type");
   out = varve::event_data{};
   out.type = in.type;
   out.schema_version = in.schema_version ? in.schema_version : 1;
   out.payload = std::span(static_cast<const std::byte*>(in.payload), in.payload_size);
-  out.content = static_cast<varve::content_type>(in.content);
+  out.content = static_cast<varve::content_type>(content);
   out.timestamp_ns = in.timestamp_ns;
   auto copy = [](const varve_id128* from, varve::id128& to) -> const varve::id128* {
     if (!from) return nullptr;
@@ -209,7 +221,10 @@ void to_c(const varve::event_view& v, varve_event& e) noexcept {
   e.previous = v.previous.value;
   e.type = v.type;
   e.schema_version = v.schema_version;
-  e.content = static_cast<varve_content_type>(v.content);
+  // Stored as the int it is: a content byte this C header has no name for
+  // must not become an out-of-range C++ enum value (see raw()).
+  const int content = static_cast<int>(v.content);
+  std::memcpy(&e.content, &content, sizeof content);
   e.timestamp_ns = v.timestamp_ns;
   e.batch_begin = v.batch_begin;
   e.batch_end = v.batch_end;
@@ -232,17 +247,16 @@ void to_c(const varve::append_result& r, varve_append_result* out) noexcept {
 
 varve_errc to_options(const varve_log_options* in, varve::log_options& out, varve_error* err) {
   if (!in) return VARVE_OK;
-  // Read as int: a C caller can store any int in an enum, C++ types cannot say so.
-  if (const int d = static_cast<int>(in->durability);
-      d < VARVE_DURABILITY_NONE || d > VARVE_DURABILITY_SYNC)
+  const int mode = raw(in->durability), recovery = raw(in->recovery);
+  if (mode < VARVE_DURABILITY_NONE || mode > VARVE_DURABILITY_SYNC)
     return fail(err, VARVE_INVALID_ARGUMENT, "unknown durability mode");
-  if (in->recovery != VARVE_RECOVERY_TRUNCATE_TAIL && in->recovery != VARVE_RECOVERY_STRICT)
+  if (recovery != VARVE_RECOVERY_TRUNCATE_TAIL && recovery != VARVE_RECOVERY_STRICT)
     return fail(err, VARVE_INVALID_ARGUMENT, "unknown recovery mode");
   out.segment_bytes = in->segment_bytes;
-  out.mode = static_cast<varve::durability>(in->durability);
+  out.mode = static_cast<varve::durability>(mode);
   out.group_commit_interval = std::chrono::microseconds(in->group_commit_interval_us);
   out.group_commit_bytes = in->group_commit_bytes;
-  out.recovery = in->recovery == VARVE_RECOVERY_STRICT ? varve::recovery_mode::strict
+  out.recovery = recovery == VARVE_RECOVERY_STRICT ? varve::recovery_mode::strict
                                                        : varve::recovery_mode::truncate_tail;
   out.prepare_next_segment = in->prepare_next_segment;
   out.verify_checksums = in->verify_checksums;
@@ -274,15 +288,12 @@ varve_errc open_with(opener how, const char* dir, const varve_log_options* optio
 extern "C" {
 
 const char* varve_errc_name(varve_errc code) noexcept {
-  switch (code) {
-    case VARVE_OUT_OF_MEMORY: return "out of memory";
-    case VARVE_INTERNAL: return "internal error";
-    default:
-      if (const int c = static_cast<int>(code); c < VARVE_OK || c > VARVE_CANCELLED)
-        return "unknown";
-      // errc_name's strings are literals, hence NUL-terminated.
-      return varve::errc_name(static_cast<errc>(code)).data();
-  }
+  const int c = raw(code);
+  if (c == VARVE_OUT_OF_MEMORY) return "out of memory";
+  if (c == VARVE_INTERNAL) return "internal error";
+  if (c < VARVE_OK || c > VARVE_CANCELLED) return "unknown";
+  // errc_name's strings are literals, hence NUL-terminated.
+  return varve::errc_name(static_cast<errc>(c)).data();
 }
 
 const char* varve_version(void) noexcept { return VARVE_VERSION_STRING; }
@@ -512,13 +523,14 @@ varve_errc varve_stream_read(varve_log* log, varve_stream_id stream, uint64_t fr
     VARVE_REQUIRE(out);
     *out = nullptr;
     VARVE_REQUIRE(log);
-    if (direction != VARVE_FORWARD && direction != VARVE_BACKWARD)
+    const int dir = raw(direction);
+    if (dir != VARVE_FORWARD && dir != VARVE_BACKWARD)
       return fail(err, VARVE_INVALID_ARGUMENT, "unknown read direction");
     varve::stream_id s;
     if (varve_errc c = to_stream(stream, s, err)) return c;
     auto r = log->log->read_stream(s, from,
-                                   direction == VARVE_FORWARD ? varve::read_direction::forward
-                                                              : varve::read_direction::backward,
+                                   dir == VARVE_FORWARD ? varve::read_direction::forward
+                                                        : varve::read_direction::backward,
                                    max_count);
     if (!r) return fail(err, r.error());
     *out = new varve_stream_reader{log, std::move(r).value()};
