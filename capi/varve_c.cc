@@ -68,6 +68,7 @@ static_assert(VARVE_LOCKED == static_cast<int>(errc::locked));
 static_assert(VARVE_READ_ONLY == static_cast<int>(errc::read_only));
 static_assert(VARVE_TOO_LARGE == static_cast<int>(errc::too_large));
 static_assert(VARVE_CANCELLED == static_cast<int>(errc::cancelled));
+static_assert(VARVE_ALREADY_EXISTS == static_cast<int>(errc::already_exists));
 // varve_event hands out the mapping's id128s as varve_id128s.
 static_assert(sizeof(varve_id128) == sizeof(varve::id128) &&
               alignof(varve_id128) == alignof(varve::id128));
@@ -75,6 +76,10 @@ static_assert(VARVE_POSITION_NONE == varve::position::none().value);
 static_assert(VARVE_LATEST_VERSION == varve::kLatestVersion);
 static_assert(VARVE_CONTENT_BINARY == static_cast<int>(varve::content_type::binary) &&
               VARVE_CONTENT_JSON == static_cast<int>(varve::content_type::json));
+static_assert(VARVE_RECOVERY_TORN_TAIL == static_cast<int>(varve::recovery_mode::torn_tail) &&
+              VARVE_RECOVERY_STRICT == static_cast<int>(varve::recovery_mode::strict) &&
+              VARVE_RECOVERY_POINT_IN_TIME == static_cast<int>(varve::recovery_mode::point_in_time) &&
+              VARVE_RECOVERY_SKIP_DAMAGED == static_cast<int>(varve::recovery_mode::skip_damaged));
 
 // Copies `a` then `b` into the message buffer without allocating (it also runs
 // in the handlers of std::bad_alloc), ending a message that does not fit in "...".
@@ -250,14 +255,13 @@ varve_errc to_options(const varve_log_options* in, varve::log_options& out, varv
   const int mode = raw(in->durability), recovery = raw(in->recovery);
   if (mode < VARVE_DURABILITY_NONE || mode > VARVE_DURABILITY_SYNC)
     return fail(err, VARVE_INVALID_ARGUMENT, "unknown durability mode");
-  if (recovery != VARVE_RECOVERY_TRUNCATE_TAIL && recovery != VARVE_RECOVERY_STRICT)
+  if (recovery < VARVE_RECOVERY_TORN_TAIL || recovery > VARVE_RECOVERY_SKIP_DAMAGED)
     return fail(err, VARVE_INVALID_ARGUMENT, "unknown recovery mode");
   out.segment_bytes = in->segment_bytes;
   out.mode = static_cast<varve::durability>(mode);
   out.group_commit_interval = std::chrono::microseconds(in->group_commit_interval_us);
   out.group_commit_bytes = in->group_commit_bytes;
-  out.recovery = recovery == VARVE_RECOVERY_STRICT ? varve::recovery_mode::strict
-                                                       : varve::recovery_mode::truncate_tail;
+  out.recovery = static_cast<varve::recovery_mode>(recovery);
   out.prepare_next_segment = in->prepare_next_segment;
   out.verify_checksums = in->verify_checksums;
   return VARVE_OK;
@@ -291,8 +295,9 @@ const char* varve_errc_name(varve_errc code) noexcept {
   const int c = raw(code);
   if (c == VARVE_OUT_OF_MEMORY) return "out of memory";
   if (c == VARVE_INTERNAL) return "internal error";
-  if (c < VARVE_OK || c > VARVE_CANCELLED) return "unknown";
-  // errc_name's strings are literals, hence NUL-terminated.
+  // Every value below 100 is varve::errc's, whose names are literals (hence
+  // NUL-terminated); errc_name says "unknown" for a value that is no code.
+  if (c < VARVE_OK || c >= VARVE_OUT_OF_MEMORY) return "unknown";
   return varve::errc_name(static_cast<errc>(c)).data();
 }
 
@@ -305,8 +310,7 @@ void varve_log_options_init(varve_log_options* options) noexcept {
   options->durability = static_cast<varve_durability>(d.mode);
   options->group_commit_interval_us = static_cast<uint64_t>(d.group_commit_interval.count());
   options->group_commit_bytes = d.group_commit_bytes;
-  options->recovery = d.recovery == varve::recovery_mode::strict ? VARVE_RECOVERY_STRICT
-                                                                 : VARVE_RECOVERY_TRUNCATE_TAIL;
+  options->recovery = static_cast<varve_recovery_mode>(d.recovery);
   options->prepare_next_segment = d.prepare_next_segment;
   options->verify_checksums = d.verify_checksums;
 }

@@ -66,6 +66,7 @@ typedef enum varve_errc {
   VARVE_READ_ONLY = 10,             /* opened read-only, or writes refused after a failed sync */
   VARVE_TOO_LARGE = 11,             /* an event or batch cannot fit in one segment */
   VARVE_CANCELLED = 12,
+  VARVE_ALREADY_EXISTS = 13,        /* create() where a log already is */
   VARVE_OUT_OF_MEMORY = 100,        /* std::bad_alloc (or a length no allocation can hold) */
   VARVE_INTERNAL = 101              /* any other C++ exception: a bug in varve */
 } varve_errc;
@@ -80,7 +81,8 @@ typedef struct varve_error {
   char message[VARVE_ERROR_MESSAGE_SIZE];
 } varve_error;
 
-/* "ok", "wrong_expected_version", ...: a static string; "unknown" for other values. */
+/* "ok", "wrong expected version", ... (varve::errc_name's text): a static
+ * string; "unknown" for values that are no code. */
 VARVE_API const char* varve_errc_name(varve_errc code) VARVE_C_NOEXCEPT;
 /* The release of the library linked at run time, e.g. "0.1.0" (static string). */
 VARVE_API const char* varve_version(void) VARVE_C_NOEXCEPT;
@@ -231,9 +233,18 @@ typedef enum varve_durability {
   VARVE_DURABILITY_SYNC = 2   /* each append returns once durable */
 } varve_durability;
 
+/* varve::recovery_mode (varve/options.h has the full contract). */
 typedef enum varve_recovery_mode {
-  VARVE_RECOVERY_TRUNCATE_TAIL = 0, /* cut a torn tail and carry on (the default) */
-  VARVE_RECOVERY_STRICT = 1         /* refuse to open when the tail holds anything invalid */
+  /* The default: past the log's guard a torn tail is cut (the bytes kept in
+   * DIR/lost+found/ first); at or below it damage is VARVE_CORRUPTION and
+   * nothing changes. */
+  VARVE_RECOVERY_TORN_TAIL = 0,
+  VARVE_RECOVERY_STRICT = 1,        /* refuse any damage, a torn tail included */
+  /* Explicit repairs, after reading what recovery refused: the log ends just
+   * before the first damage / a damaged range becomes a hole and the records
+   * after it stay. What is taken out is kept in DIR/lost+found/. */
+  VARVE_RECOVERY_POINT_IN_TIME = 2,
+  VARVE_RECOVERY_SKIP_DAMAGED = 3
 } varve_recovery_mode;
 
 /* varve::log_options without the C++-only hooks (file system, clock, observer). */
