@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "varve/export.h"
 #include "varve/log.h"
 #include "varve/status.h"
 
@@ -38,14 +39,14 @@ struct verify_report {
 // sequence continuity, batch framing) and every footer, without modifying
 // anything and without the writer lock. `progress(bytes_done, bytes_total)`
 // is called now and then when set.
-result<verify_report> verify_log(const std::string& dir,
+VARVE_API result<verify_report> verify_log(const std::string& dir,
                                  std::function<void(uint64_t, uint64_t)> progress = {},
                                  verify_scope scope = verify_scope::whole_log);
 
 // Figures only (no check: see verify_scope::unsealed_tail); bytes_on_disk
 // counts every file under `dir` (index, snapshots, subscriptions, projections,
 // control block...), as allocated on disk.
-result<log_stats> stat_log(const std::string& dir);
+VARVE_API result<log_stats> stat_log(const std::string& dir);
 
 // Explicit repair of a log that recovery refused (`varve recover`). Takes the
 // writer lock (errc::locked while a writer has the log open). Every byte it
@@ -74,7 +75,7 @@ struct repair_report {
   position end_after;             // the log's end after the repair (dry run: 0)
   bool damaged = false;           // anything needed repairing
 };
-result<repair_report> repair_log(const std::string& dir, const repair_options& options = {});
+VARVE_API result<repair_report> repair_log(const std::string& dir, const repair_options& options = {});
 
 // The per-aggregate index of a log (index/*.sidx and the newest head-table
 // checkpoints), compared with or rebuilt from the log alone.
@@ -90,12 +91,12 @@ struct index_report {
 // Rebuilds every segment index file in memory from the sealed segments and
 // compares it byte for byte with the file on disk, and each head-table
 // checkpoint with the heads a scan gives. Reads only; no lock.
-result<index_report> verify_index(const std::string& dir);
+VARVE_API result<index_report> verify_index(const std::string& dir);
 // Rewrites the index from the log alone: every sealed segment's index file,
 // and one head-table checkpoint (the newest sealed segment). Takes the writer
 // lock (errc::locked while a writer has the log open); never touches events.
 // `progress(segments_done, segments_total)` is called before each segment.
-result<index_report> rebuild_index(const std::string& dir,
+VARVE_API result<index_report> rebuild_index(const std::string& dir,
                                    std::function<void(uint64_t, uint64_t)> progress = {});
 
 }  // namespace varve

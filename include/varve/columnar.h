@@ -43,6 +43,7 @@
 #include <string_view>
 #include <vector>
 
+#include "varve/export.h"
 #include "varve/file_system.h"
 #include "varve/status.h"
 #include "varve/types.h"
@@ -50,7 +51,7 @@
 namespace varve::columnar {
 
 enum class column_type : uint8_t { u32 = 1, u64 = 2, i64 = 3, f64 = 4, bytes = 5 };
-std::string_view type_name(column_type t) noexcept;
+VARVE_API std::string_view type_name(column_type t) noexcept;
 
 struct column {
   std::string name;  // 1 to 255 bytes
@@ -58,7 +59,7 @@ struct column {
   bool operator==(const column&) const = default;
 };
 
-class schema {
+class VARVE_API schema {
  public:
   schema() = default;
   schema(std::vector<column> cols) : cols_(std::move(cols)) {}  // NOLINT(implicit)
@@ -86,30 +87,30 @@ struct encoder_options {
 // and returned by finish().
 class encoder {
  public:
-  explicit encoder(schema s, encoder_options o = {});
-  ~encoder();
-  encoder(encoder&&) noexcept;
-  encoder& operator=(encoder&&) noexcept;
+  VARVE_API explicit encoder(schema s, encoder_options o = {});
+  VARVE_API ~encoder();
+  VARVE_API encoder(encoder&&) noexcept;
+  VARVE_API encoder& operator=(encoder&&) noexcept;
 
-  void add_u32(uint32_t col, std::span<const uint32_t> v);
-  void add_u64(uint32_t col, std::span<const uint64_t> v);
-  void add_i64(uint32_t col, std::span<const int64_t> v);
-  void add_f64(uint32_t col, std::span<const double> v);
-  void add_bytes(uint32_t col, std::span<const std::string> v);
-  void add_bytes(uint32_t col, std::span<const std::string_view> v);
+  VARVE_API void add_u32(uint32_t col, std::span<const uint32_t> v);
+  VARVE_API void add_u64(uint32_t col, std::span<const uint64_t> v);
+  VARVE_API void add_i64(uint32_t col, std::span<const int64_t> v);
+  VARVE_API void add_f64(uint32_t col, std::span<const double> v);
+  VARVE_API void add_bytes(uint32_t col, std::span<const std::string> v);
+  VARVE_API void add_bytes(uint32_t col, std::span<const std::string_view> v);
   // One value at a time (row-wise producers).
-  void add_bytes(uint32_t col, std::string_view v);
+  VARVE_API void add_bytes(uint32_t col, std::string_view v);
 
   // The encoded snapshot. `at`: the log position the state reflects (every
   // event below it applied, none at or after it); `schema_version`: the
   // caller's own version of its state layout, returned by the decoder.
-  result<std::string> finish(position at, uint32_t schema_version = 0);
+  VARVE_API result<std::string> finish(position at, uint32_t schema_version = 0);
   // The same into `out` (replacing what it held): a projection's
   // save(std::string& out, position at) is `return enc.finish_into(out, at);`.
-  status finish_into(std::string& out, position at, uint32_t schema_version = 0);
+  VARVE_API status finish_into(std::string& out, position at, uint32_t schema_version = 0);
   // finish(), then DIR/NAME written atomically (NAME.partial, datasync,
   // rename, directory sync): a crash leaves the old file or the new one.
-  status write_file(file_system& fs, const std::string& dir, const std::string& name,
+  VARVE_API status write_file(file_system& fs, const std::string& dir, const std::string& name,
                     position at, uint32_t schema_version = 0);
 
  private:
@@ -127,46 +128,46 @@ struct decoder_options {
 // (open_file keeps its own copy). Views handed out point into them.
 class decoder {
  public:
-  static result<decoder> open(std::span<const std::byte> bytes, decoder_options o = {});
-  static result<decoder> open(std::string_view bytes, decoder_options o = {});
+  VARVE_API static result<decoder> open(std::span<const std::byte> bytes, decoder_options o = {});
+  VARVE_API static result<decoder> open(std::string_view bytes, decoder_options o = {});
   // Reads the whole file; errors name the path.
-  static result<decoder> open_file(file_system& fs, const std::string& path,
+  VARVE_API static result<decoder> open_file(file_system& fs, const std::string& path,
                                    decoder_options o = {});
-  ~decoder();
-  decoder(decoder&&) noexcept;
-  decoder& operator=(decoder&&) noexcept;
+  VARVE_API ~decoder();
+  VARVE_API decoder(decoder&&) noexcept;
+  VARVE_API decoder& operator=(decoder&&) noexcept;
 
-  const columnar::schema& schema() const;
-  uint32_t schema_version() const;
-  position at() const;  // the log position the state reflects
-  uint64_t rows() const;
-  uint32_t block_rows() const;
-  uint64_t blocks() const;
-  uint64_t rows_in_block(uint64_t block) const;
+  VARVE_API const columnar::schema& schema() const;
+  VARVE_API uint32_t schema_version() const;
+  VARVE_API position at() const;  // the log position the state reflects
+  VARVE_API uint64_t rows() const;
+  VARVE_API uint32_t block_rows() const;
+  VARVE_API uint64_t blocks() const;
+  VARVE_API uint64_t rows_in_block(uint64_t block) const;
 
   // invalid_argument unless this snapshot's schema is exactly `want`.
-  status expect(const columnar::schema& want) const;
+  VARVE_API status expect(const columnar::schema& want) const;
 
   // A whole column into `out` (resized to rows()). invalid_argument when the
   // column does not exist or has another type; corruption for a bytes
   // column whose offsets do not add up (the only thing open() leaves to the
   // read, since it would cost a decode).
-  status read_u32(uint32_t col, std::vector<uint32_t>& out) const;
-  status read_u64(uint32_t col, std::vector<uint64_t>& out) const;
-  status read_i64(uint32_t col, std::vector<int64_t>& out) const;
-  status read_f64(uint32_t col, std::vector<double>& out) const;
-  status read_bytes(uint32_t col, std::vector<std::string>& out) const;
+  VARVE_API status read_u32(uint32_t col, std::vector<uint32_t>& out) const;
+  VARVE_API status read_u64(uint32_t col, std::vector<uint64_t>& out) const;
+  VARVE_API status read_i64(uint32_t col, std::vector<int64_t>& out) const;
+  VARVE_API status read_f64(uint32_t col, std::vector<double>& out) const;
+  VARVE_API status read_bytes(uint32_t col, std::vector<std::string>& out) const;
   // Views into the snapshot's bytes (no copy of the values).
-  status read_bytes(uint32_t col, std::vector<std::string_view>& out) const;
+  VARVE_API status read_bytes(uint32_t col, std::vector<std::string_view>& out) const;
 
   // One block into a caller's span of exactly rows_in_block(block) values
   // (parallel or streaming loads).
-  status read_u32(uint32_t col, uint64_t block, std::span<uint32_t> out) const;
-  status read_u64(uint32_t col, uint64_t block, std::span<uint64_t> out) const;
-  status read_i64(uint32_t col, uint64_t block, std::span<int64_t> out) const;
+  VARVE_API status read_u32(uint32_t col, uint64_t block, std::span<uint32_t> out) const;
+  VARVE_API status read_u64(uint32_t col, uint64_t block, std::span<uint64_t> out) const;
+  VARVE_API status read_i64(uint32_t col, uint64_t block, std::span<int64_t> out) const;
   // f64 in place, no copy: invalid_argument when the snapshot's bytes are not
   // 8-byte aligned in memory (then read_f64 copies instead).
-  result<std::span<const double>> view_f64(uint32_t col, uint64_t block) const;
+  VARVE_API result<std::span<const double>> view_f64(uint32_t col, uint64_t block) const;
 
  private:
   struct impl;
@@ -175,6 +176,6 @@ class decoder {
 };
 
 // Which integer unpacking routine this CPU runs ("avx2" or "sse2"), for reports.
-std::string_view simd_level() noexcept;
+VARVE_API std::string_view simd_level() noexcept;
 
 }  // namespace varve::columnar

@@ -8,10 +8,11 @@
 #include <vector>
 
 #include "varve/event.h"
+#include "varve/export.h"
 
 namespace varve {
 
-struct event_filter {
+struct VARVE_API event_filter {
   // Event types wanted; empty = every type.
   std::vector<uint32_t> types;
   // Streams wanted, by id prefix: "order-" wants every stream whose id starts

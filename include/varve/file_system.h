@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "varve/export.h"
 #include "varve/status.h"
 
 namespace varve {
@@ -23,7 +24,7 @@ enum class map_access : uint8_t { read_only, read_write };
 
 // Every method returns a status naming the path (and offset where relevant) on
 // failure. Implementations must be thread-safe.
-class file_system {
+class VARVE_API file_system {
  public:
   virtual ~file_system() = default;
 
@@ -62,6 +63,6 @@ class file_system {
 };
 
 // The real thing. Shared and stateless.
-std::shared_ptr<file_system> posix_file_system();
+VARVE_API std::shared_ptr<file_system> posix_file_system();
 
 }  // namespace varve

@@ -7,6 +7,8 @@
 #include <optional>
 #include <string_view>
 
+#include "varve/export.h"
+
 namespace varve {
 
 enum class io_backend : uint8_t {
@@ -16,8 +18,8 @@ enum class io_backend : uint8_t {
   pread,      // large pread(2) calls into a few buffers
 };
 
-const char* to_string(io_backend b);
+VARVE_API const char* to_string(io_backend b);
 // "uring" | "mmap" | "pread" | "auto"; nullopt for anything else.
-std::optional<io_backend> parse_io_backend(std::string_view s);
+VARVE_API std::optional<io_backend> parse_io_backend(std::string_view s);
 
 }  // namespace varve

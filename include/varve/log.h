@@ -7,6 +7,7 @@
 #include <string>
 
 #include "varve/event.h"
+#include "varve/export.h"
 #include "varve/options.h"
 #include "varve/reader.h"
 #include "varve/stream_reader.h"
@@ -64,20 +65,20 @@ struct log_stats {
 class event_log {
  public:
   // Creates an empty log in `dir` (created if absent; must not already hold a log).
-  static result<std::unique_ptr<event_log>> create(const std::string& dir,
+  VARVE_API static result<std::unique_ptr<event_log>> create(const std::string& dir,
                                                    const log_options& options = {});
   // Opens an existing log for writing, running recovery on its unsealed tail.
-  static result<std::unique_ptr<event_log>> open(const std::string& dir,
+  VARVE_API static result<std::unique_ptr<event_log>> open(const std::string& dir,
                                                  const log_options& options = {});
-  static result<std::unique_ptr<event_log>> open_or_create(const std::string& dir,
+  VARVE_API static result<std::unique_ptr<event_log>> open_or_create(const std::string& dir,
                                                            const log_options& options = {});
   // Opens a log for reading only, without the writer lock and without recovery:
   // follows what the writer (in this or another process) commits, through the
   // shared control block. Appends fail with errc::read_only.
-  static result<std::unique_ptr<event_log>> open_read_only(const std::string& dir,
+  VARVE_API static result<std::unique_ptr<event_log>> open_read_only(const std::string& dir,
                                                            const log_options& options = {});
 
-  ~event_log();
+  VARVE_API ~event_log();
   event_log(const event_log&) = delete;
   event_log& operator=(const event_log&) = delete;
 
@@ -85,39 +86,39 @@ class event_log {
   // No allocation, lock or system call in durability::none (except at segment
   // roll-over, once per segment). On a version mismatch returns
   // errc::wrong_expected_version with actual_version() set; nothing is written.
-  result<append_result> append(stream_id stream, expected_version expected,
+  VARVE_API result<append_result> append(stream_id stream, expected_version expected,
                                const event_data& event);
   // Appends events atomically: all become visible together and survive
   // recovery together, or none does. The whole batch must fit in one segment.
-  result<append_result> append(stream_id stream, expected_version expected,
+  VARVE_API result<append_result> append(stream_id stream, expected_version expected,
                                std::span<const event_data> events);
 
   // Blocks until everything up to `p` is durable (flushes it itself in modes
   // none and sync). Fails if a sync failed: the log then refuses writes.
-  status wait_durable(position p);
+  VARVE_API status wait_durable(position p);
   // Makes everything committed so far durable.
-  status flush();
+  VARVE_API status flush();
   // Seals nothing, syncs per the durability mode, stops background threads and
   // releases the writer lock. Also done by the destructor (errors then ignored).
-  status close();
+  VARVE_API status close();
 
-  position written_position() const;
-  position committed_position() const;
-  position durable_position() const;
-  sequence next_sequence() const;
+  VARVE_API position written_position() const;
+  VARVE_API position committed_position() const;
+  VARVE_API position durable_position() const;
+  VARVE_API sequence next_sequence() const;
 
   // Current version of a stream (0 if it does not exist). O(1) expected.
-  stream_version version_of(stream_id stream) const;
+  VARVE_API stream_version version_of(stream_id stream) const;
   bool stream_exists(stream_id stream) const { return version_of(stream) != 0; }
 
   // A cursor over committed events from `from` (position{} = the beginning).
-  log_reader read(position from = {}) const;
+  VARVE_API log_reader read(position from = {}) const;
 
   // One stream's events from version `from`: forward (from, from+1, ...) or
   // backward (from, from-1, ..., 1; kLatestVersion = the newest), at most
   // `max_count` of them. Called like version_of() (it looks up the stream's
   // head); the returned reader may then be used from any thread.
-  result<stream_reader> read_stream(stream_id stream, stream_version from = 1,
+  VARVE_API result<stream_reader> read_stream(stream_id stream, stream_version from = 1,
                                     read_direction direction = read_direction::forward,
                                     uint64_t max_count = UINT64_MAX) const;
 
@@ -129,12 +130,12 @@ class event_log {
   // rise with the log. The committed end of the log when no event reaches t.
   // O(log segments) through the segment index files, plus a scan of at most
   // 64 events (in the unsealed tail: of up to one segment).
-  result<position> position_at_time(uint64_t t) const;
+  VARVE_API result<position> position_at_time(uint64_t t) const;
 
-  log_stats stats() const;
-  const std::string& dir() const;
-  const log_options& options() const;
-  bool is_read_only() const;
+  VARVE_API log_stats stats() const;
+  VARVE_API const std::string& dir() const;
+  VARVE_API const log_options& options() const;
+  VARVE_API bool is_read_only() const;
 
  private:
   friend struct detail::log_access;  // engine/ parts built on a log (replay, subscriptions)

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "varve/export.h"
 #include "varve/file_system.h"
 #include "varve/types.h"
 
@@ -69,7 +70,7 @@ struct recovery_action {
 // silently; also about derived files (checkpoints, index files) found damaged
 // and rebuilt. Called from the opening thread, the writer's background thread
 // and reader threads, possibly at once: implementations must be thread-safe.
-struct recovery_observer {
+struct VARVE_API recovery_observer {
   virtual ~recovery_observer() = default;
   virtual void on_truncated(const std::string& file, uint64_t offset, uint64_t bytes,
                             const std::string& why) = 0;

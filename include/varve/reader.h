@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "varve/event.h"
+#include "varve/export.h"
 #include "varve/status.h"
 #include "varve/types.h"
 
@@ -26,13 +27,13 @@ class log_reader {
   // at the end of what is committed now (not an error: call again to follow the
   // writer); returns errc::corruption naming file and offset for a record that
   // fails validation (the cursor stays put).
-  result<bool> next(event_view& out);
+  VARVE_API result<bool> next(event_view& out);
 
   // Position of the next record this reader will return (or the end of log).
   position where() const { return pos_; }
   void seek(position p) { pos_ = p; }
   // The committed end of the log as this reader sees it now (acquire load).
-  position committed() const;
+  VARVE_API position committed() const;
 
  private:
   std::shared_ptr<detail::shared_log> log_;

@@ -30,6 +30,7 @@
 
 #include "varve/event.h"
 #include "varve/event_filter.h"
+#include "varve/export.h"
 #include "varve/file_system.h"
 #include "varve/io_backend.h"
 #include "varve/status.h"
@@ -69,7 +70,7 @@ class replay_cancel {
 class checkpoint_store {
  public:
   // DIR is created on the first save.
-  checkpoint_store(std::string dir, std::string name, uint32_t keep = 2,
+  VARVE_API checkpoint_store(std::string dir, std::string name, uint32_t keep = 2,
                    std::shared_ptr<file_system> fs = posix_file_system());
 
   struct loaded {
@@ -82,11 +83,11 @@ class checkpoint_store {
   // then lists what failed, via the message); invalid_argument when the
   // newest valid one belongs to another log or another partition count (a
   // mistake to report, not state to rebuild silently).
-  result<loaded> load(uint64_t log_id, uint32_t partitions,
+  VARVE_API result<loaded> load(uint64_t log_id, uint32_t partitions,
                       std::vector<status>* skipped = nullptr) const;
-  status save(uint64_t log_id, position at, std::span<const std::string> states) const;
+  VARVE_API status save(uint64_t log_id, position at, std::span<const std::string> states) const;
   // The newest generation's path ("" when there is none).
-  std::string path() const;
+  VARVE_API std::string path() const;
   const std::string& dir() const { return dir_; }
   const std::string& name() const { return name_; }
 
@@ -142,7 +143,7 @@ struct replay_summary {
   double seconds = 0;
 };
 
-replay_summary run_replay(const event_log& log, const replay_config& cfg,
+VARVE_API replay_summary run_replay(const event_log& log, const replay_config& cfg,
                           const std::function<replay_partition*(uint32_t)>& make);
 
 // save(std::string&) or save(std::string&, position), and load(bytes).

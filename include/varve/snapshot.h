@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "varve/event.h"
+#include "varve/export.h"
 #include "varve/log.h"
 #include "varve/options.h"
 #include "varve/status.h"
@@ -105,46 +106,46 @@ class snapshot_store {
   // taken by a process that only reads the log). Creates DIR/snapshots/ if
   // needed, rebuilds the index from the record headers (bodies are not read),
   // and cuts an unfinished save at the end of the newest file.
-  static result<std::unique_ptr<snapshot_store>> open(const event_log& log,
+  VARVE_API static result<std::unique_ptr<snapshot_store>> open(const event_log& log,
                                                       const snapshot_options& options = {});
   // A read-only store of the log in `log_dir`: no lock, no change to any file.
   // Sees snapshots saved later only after refresh().
-  static result<std::unique_ptr<snapshot_store>> open_read_only(const std::string& log_dir,
+  VARVE_API static result<std::unique_ptr<snapshot_store>> open_read_only(const std::string& log_dir,
                                                                 const snapshot_options& options = {});
-  ~snapshot_store();
+  VARVE_API ~snapshot_store();
   snapshot_store(const snapshot_store&) = delete;
   snapshot_store& operator=(const snapshot_store&) = delete;
 
   // Saves `bytes` as the state of `stream` at `version` (an event the stream
   // has now), in the user's format `schema_version`. Appends one record; never
   // rewrites one. The same version may be saved again: the newest save wins.
-  status save(stream_id stream, stream_version version, uint32_t schema_version,
+  VARVE_API status save(stream_id stream, stream_version version, uint32_t schema_version,
               std::span<const std::byte> bytes);
   // Makes every save so far durable (with sync_each_save off).
-  status flush();
+  VARVE_API status flush();
 
   // The newest snapshot of `stream` at or below `at_or_below` in
   // `schema_version` whose checksums verify; errc::not_found if none. Damaged
   // ones are reported to the observer and skipped. Does not look at the log:
   // load_aggregate checks the anchor.
-  result<snapshot_view> latest(stream_id stream, stream_version at_or_below,
+  VARVE_API result<snapshot_view> latest(stream_id stream, stream_version at_or_below,
                                uint32_t schema_version) const;
 
   // Every indexed snapshot (of one stream when `stream` is given), by stream
   // then version. Headers only.
-  std::vector<snapshot_info> list(std::optional<stream_id> stream = std::nullopt) const;
+  VARVE_API std::vector<snapshot_info> list(std::optional<stream_id> stream = std::nullopt) const;
 
   // A read-only store: indexes what the writer saved since open/refresh.
-  status refresh();
+  VARVE_API status refresh();
 
   // Snapshots found unusable so far (checksum, framing, anchor): for monitoring.
-  uint64_t damaged_count() const;
+  VARVE_API uint64_t damaged_count() const;
   // Called by load_aggregate when a snapshot's anchor disagrees with the log
   // (a snapshot of another history): reported once, then skipped like damage.
-  void mark_stale(const snapshot_view& v, const std::string& why) const;
+  VARVE_API void mark_stale(const snapshot_view& v, const std::string& why) const;
 
-  const std::string& dir() const;  // DIR/snapshots
-  bool is_read_only() const;
+  VARVE_API const std::string& dir() const;  // DIR/snapshots
+  VARVE_API bool is_read_only() const;
 
  private:
   explicit snapshot_store(std::unique_ptr<detail::snapshot_state> s);
@@ -153,7 +154,7 @@ class snapshot_store {
 
 // Reads every snapshot file of the log in `log_dir` and checks every header
 // and body (varve snapshot verify). Reads only; no lock.
-result<snapshot_verify_report> verify_snapshots(const std::string& log_dir);
+VARVE_API result<snapshot_verify_report> verify_snapshots(const std::string& log_dir);
 
 // What load_aggregate rebuilt.
 template <class State>

@@ -9,6 +9,8 @@
 #include <utility>
 #include <variant>
 
+#include "varve/export.h"
+
 namespace varve {
 
 enum class errc : uint8_t {
@@ -28,10 +30,10 @@ enum class errc : uint8_t {
   already_exists,          // create() of a log where one already is
 };
 
-std::string_view errc_name(errc c) noexcept;
+VARVE_API std::string_view errc_name(errc c) noexcept;
 
 // A cheap-to-return outcome. ok() carries no allocation; errors carry a message.
-class [[nodiscard]] status {
+class [[nodiscard]] VARVE_API status {
  public:
   status() noexcept = default;
   status(errc code, std::string message);

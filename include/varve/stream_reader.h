@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "varve/event.h"
+#include "varve/export.h"
 #include "varve/status.h"
 #include "varve/types.h"
 
@@ -35,7 +36,7 @@ class stream_reader {
 
   // Fills `out` with the next event; false once the requested range is done;
   // errc::corruption naming file and offset for a record that fails validation.
-  result<bool> next(event_view& out);
+  VARVE_API result<bool> next(event_view& out);
 
   // The stream's version when the read began (0: the stream does not exist).
   stream_version stream_version_at_start() const { return head_version_; }

@@ -15,6 +15,7 @@
 
 #include "varve/event.h"
 #include "varve/event_filter.h"
+#include "varve/export.h"
 #include "varve/file_system.h"
 #include "varve/status.h"
 #include "varve/types.h"
@@ -71,7 +72,7 @@ struct subscription_lag {
 // so events processed after it are delivered again: at-least-once. Make
 // handlers idempotent (e.g. remember the last event's position or sequence
 // applied) for effectively-once.
-class subscription {
+class VARVE_API subscription {
  public:
   // "The committed end when the subscription opens": live events only.
   static constexpr position end() { return position::none(); }
@@ -127,17 +128,17 @@ class subscription {
 // and for consumers that keep positions by hand.
 class subscription_store {
  public:
-  static result<subscription_store> open(const std::string& log_dir,
+  VARVE_API static result<subscription_store> open(const std::string& log_dir,
                                          std::shared_ptr<file_system> fs = nullptr);
 
   // The saved position, or nullopt when NAME was never saved. corruption
   // naming the file when it fails its checks.
-  result<std::optional<position>> load(std::string_view name) const;
-  status save(std::string_view name, position p);
-  status remove(std::string_view name);
-  result<std::vector<std::string>> names() const;
+  VARVE_API result<std::optional<position>> load(std::string_view name) const;
+  VARVE_API status save(std::string_view name, position p);
+  VARVE_API status remove(std::string_view name);
+  VARVE_API result<std::vector<std::string>> names() const;
 
-  static bool valid_name(std::string_view name);
+  VARVE_API static bool valid_name(std::string_view name);
 
  private:
   subscription_store(std::string dir, std::string log_dir, uint64_t log_id,

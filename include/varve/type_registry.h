@@ -10,6 +10,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "varve/export.h"
 #include "varve/file_system.h"
 #include "varve/status.h"
 
@@ -18,7 +19,7 @@ namespace varve {
 // Stored in DIR/types as text lines "ID NAME", rewritten atomically (write
 // types.partial, sync, rename, sync dir) when a name is added. Not thread-safe;
 // one registry per writer. Ids are assigned densely from 1.
-class type_registry {
+class VARVE_API type_registry {
  public:
   static result<type_registry> open(const std::string& dir,
                                     std::shared_ptr<file_system> fs = nullptr);

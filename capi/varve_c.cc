@@ -1,0 +1,695 @@
+// The C API (include/varve/varve_c.h) over the public C++ API. It uses only
+// include/varve/, like tools/: a binding layer above the engine, not part of
+// it, which is why it has a folder of its own rather than a file in engine/.
+//
+// Every entry point is noexcept and runs its body inside guarded(), which turns
+// any C++ exception into an error code: unwinding into a C caller's frames is
+// undefined behaviour, and a C caller could not catch it anyway.
+
+#include "varve/varve_c.h"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "varve/event.h"
+#include "varve/event_filter.h"
+#include "varve/log.h"
+#include "varve/reader.h"
+#include "varve/status.h"
+#include "varve/stream_reader.h"
+#include "varve/subscription.h"
+
+// The handles. Each child keeps its log's address and is counted in it, so
+// varve_log_close can refuse to pull the mapping from under an open cursor
+// (whose event pointers would then dangle) instead of crashing later.
+struct varve_log {
+  std::unique_ptr<varve::event_log> log;
+  std::atomic<uint64_t> children{0};
+};
+struct varve_reader {
+  varve_log* owner;
+  varve::log_reader reader;
+};
+struct varve_stream_reader {
+  varve_log* owner;
+  varve::stream_reader reader;
+};
+struct varve_subscription {
+  varve_log* owner;
+  varve::subscription sub;
+};
+
+namespace {
+
+using varve::errc;
+
+// The C codes are varve::errc's values, so a status converts by a cast.
+static_assert(VARVE_OK == static_cast<int>(errc::ok));
+static_assert(VARVE_WRONG_EXPECTED_VERSION == static_cast<int>(errc::wrong_expected_version));
+static_assert(VARVE_CORRUPTION == static_cast<int>(errc::corruption));
+static_assert(VARVE_IO_ERROR == static_cast<int>(errc::io_error));
+static_assert(VARVE_NO_SPACE == static_cast<int>(errc::no_space));
+static_assert(VARVE_NOT_FOUND == static_cast<int>(errc::not_found));
+static_assert(VARVE_INVALID_ARGUMENT == static_cast<int>(errc::invalid_argument));
+static_assert(VARVE_NOT_A_LOG == static_cast<int>(errc::not_a_log));
+static_assert(VARVE_NEWER_FORMAT == static_cast<int>(errc::newer_format));
+static_assert(VARVE_LOCKED == static_cast<int>(errc::locked));
+static_assert(VARVE_READ_ONLY == static_cast<int>(errc::read_only));
+static_assert(VARVE_TOO_LARGE == static_cast<int>(errc::too_large));
+static_assert(VARVE_CANCELLED == static_cast<int>(errc::cancelled));
+static_assert(VARVE_ALREADY_EXISTS == static_cast<int>(errc::already_exists));
+// varve_event hands out the mapping's id128s as varve_id128s.
+static_assert(sizeof(varve_id128) == sizeof(varve::id128) &&
+              alignof(varve_id128) == alignof(varve::id128));
+static_assert(VARVE_POSITION_NONE == varve::position::none().value);
+static_assert(VARVE_LATEST_VERSION == varve::kLatestVersion);
+static_assert(VARVE_CONTENT_BINARY == static_cast<int>(varve::content_type::binary) &&
+              VARVE_CONTENT_JSON == static_cast<int>(varve::content_type::json));
+static_assert(VARVE_RECOVERY_TORN_TAIL == static_cast<int>(varve::recovery_mode::torn_tail) &&
+              VARVE_RECOVERY_STRICT == static_cast<int>(varve::recovery_mode::strict) &&
+              VARVE_RECOVERY_POINT_IN_TIME == static_cast<int>(varve::recovery_mode::point_in_time) &&
+              VARVE_RECOVERY_SKIP_DAMAGED == static_cast<int>(varve::recovery_mode::skip_damaged));
+
+// Copies `a` then `b` into the message buffer without allocating (it also runs
+// in the handlers of std::bad_alloc), ending a message that does not fit in "...".
+void set_message(varve_error* err, std::string_view a, std::string_view b = {}) noexcept {
+  constexpr size_t cap = VARVE_ERROR_MESSAGE_SIZE - 1;
+  size_t n = 0;
+  bool cut = false;
+  for (std::string_view part : {a, b}) {
+    const size_t take = std::min(part.size(), cap - n);
+    if (take) std::memcpy(err->message + n, part.data(), take);  // an empty view's data() may be null
+    n += take;
+    cut |= take < part.size();
+  }
+  if (cut) std::memcpy(err->message + cap - 3, "...", 3);
+  err->message[n] = '\0';
+}
+
+varve_errc fail(varve_error* err, varve_errc code, std::string_view a,
+                std::string_view b = {}) noexcept {
+  if (err) {
+    err->code = code;
+    err->actual_version = 0;
+    set_message(err, a, b);
+  }
+  return code;
+}
+
+varve_errc fail(varve_error* err, const varve::status& s) {
+  const auto code = static_cast<varve_errc>(s.code());
+  if (err) {
+    err->code = code;
+    err->actual_version = code == VARVE_WRONG_EXPECTED_VERSION ? s.actual_version() : 0;
+    set_message(err, s.to_string());
+  }
+  return code;
+}
+
+varve_errc done(varve_error* err) noexcept {
+  if (err) {
+    err->code = VARVE_OK;
+    err->actual_version = 0;
+    err->message[0] = '\0';
+  }
+  return VARVE_OK;
+}
+
+varve_errc from_status(varve_error* err, const varve::status& s) {
+  return s.ok() ? done(err) : fail(err, s);
+}
+
+template <class F>
+varve_errc guarded(varve_error* err, F&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc& e) {
+    return fail(err, VARVE_OUT_OF_MEMORY, "out of memory: ", e.what());
+  } catch (const std::length_error& e) {
+    return fail(err, VARVE_OUT_OF_MEMORY, "out of memory: ", e.what());
+  } catch (const std::exception& e) {
+    return fail(err, VARVE_INTERNAL, "unexpected C++ exception: ", e.what());
+  } catch (...) {
+    return fail(err, VARVE_INTERNAL, "unexpected C++ exception of unknown type");
+  }
+}
+
+#define VARVE_REQUIRE(arg)                                           \
+  do {                                                               \
+    if (!(arg)) return fail(err, VARVE_INVALID_ARGUMENT, #arg " is NULL"); \
+  } while (0)
+
+// The value a C caller stored in an enum: C lets any int live there, while in
+// C++ merely loading an enum object outside its values is undefined (UBSan's
+// -fsanitize=enum says so), so the bytes are read as the int they are.
+template <class E>
+int raw(const E& e) noexcept {
+  static_assert(std::is_enum_v<E> && sizeof(E) == sizeof(int));
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
+// Converters, each validating what a C caller can get wrong that C++'s types
+// rule out (enum values out of range, NULL with a non-zero size).
+
+varve_errc to_stream(varve_stream_id in, varve::stream_id& out, varve_error* err) {
+  if (in.is_integer) {
+    out = varve::stream_id::from_u64(in.integer);
+    return VARVE_OK;
+  }
+  if (!in.bytes && in.size != 0)
+    return fail(err, VARVE_INVALID_ARGUMENT, "stream bytes are NULL with a non-zero size");
+  out = varve::stream_id(std::string_view(in.bytes ? in.bytes : "", in.size));
+  return VARVE_OK;
+}
+
+varve_errc to_expected(varve_expected_version in, varve::expected_version& out, varve_error* err) {
+  switch (raw(in.kind)) {
+    case VARVE_EXPECT_ANY: out = varve::expected_version::any(); return VARVE_OK;
+    case VARVE_EXPECT_NO_STREAM: out = varve::expected_version::no_stream(); return VARVE_OK;
+    case VARVE_EXPECT_STREAM_EXISTS:
+      out = varve::expected_version::stream_exists();
+      return VARVE_OK;
+    case VARVE_EXPECT_EXACT: out = varve::expected_version::exact(in.version); return VARVE_OK;
+  }
+  return fail(err, VARVE_INVALID_ARGUMENT, "unknown expected-version kind");
+}
+
+// The C event's ids are copied beside it: the C++ event_data points at id128s.
+struct ids {
+  varve::id128 event, correlation, causation;
+};
+
+varve_errc to_event(const varve_event_data& in, varve::event_data& out, ids& keep,
+                    varve_error* err) {
+  if (!in.payload && in.payload_size != 0)
+    return fail(err, VARVE_INVALID_ARGUMENT, "event payload is NULL with a non-zero size");
+  const int content = raw(in.content);
+  if (content != VARVE_CONTENT_BINARY && content != VARVE_CONTENT_JSON)
+    return fail(err, VARVE_INVALID_ARGUMENT, "unknown event content type");
+  out = varve::event_data{};
+  out.type = in.type;
+  out.schema_version = in.schema_version ? in.schema_version : 1;
+  out.payload = std::span(static_cast<const std::byte*>(in.payload), in.payload_size);
+  out.content = static_cast<varve::content_type>(content);
+  out.timestamp_ns = in.timestamp_ns;
+  auto copy = [](const varve_id128* from, varve::id128& to) -> const varve::id128* {
+    if (!from) return nullptr;
+    std::memcpy(to.bytes.data(), from->bytes, 16);
+    return &to;
+  };
+  out.event_id = copy(in.event_id, keep.event);
+  out.correlation_id = copy(in.correlation_id, keep.correlation);
+  out.causation_id = copy(in.causation_id, keep.causation);
+  return VARVE_OK;
+}
+
+void to_c(const varve::event_view& v, varve_event& e) noexcept {
+  e.position = v.position.value;
+  e.sequence = v.sequence.value;
+  e.stream = v.stream.data();
+  e.stream_size = v.stream.size();
+  e.stream_is_integer = v.stream_is_integer;
+  e.version = v.version;
+  e.previous = v.previous.value;
+  e.type = v.type;
+  e.schema_version = v.schema_version;
+  // Stored as the int it is: a content byte this C header has no name for
+  // must not become an out-of-range C++ enum value (see raw()).
+  const int content = static_cast<int>(v.content);
+  std::memcpy(&e.content, &content, sizeof content);
+  e.timestamp_ns = v.timestamp_ns;
+  e.batch_begin = v.batch_begin;
+  e.batch_end = v.batch_end;
+  e.event_id = reinterpret_cast<const varve_id128*>(v.event_id);
+  e.correlation_id = reinterpret_cast<const varve_id128*>(v.correlation_id);
+  e.causation_id = reinterpret_cast<const varve_id128*>(v.causation_id);
+  e.payload = v.payload.data();
+  e.payload_size = v.payload.size();
+  e.record_bytes = v.record_bytes;
+}
+
+void to_c(const varve::append_result& r, varve_append_result* out) noexcept {
+  if (!out) return;
+  out->first = r.first.value;
+  out->end = r.end.value;
+  out->first_sequence = r.first_sequence.value;
+  out->first_version = r.first_version;
+  out->last_version = r.last_version;
+}
+
+varve_errc to_options(const varve_log_options* in, varve::log_options& out, varve_error* err) {
+  if (!in) return VARVE_OK;
+  const int mode = raw(in->durability), recovery = raw(in->recovery);
+  if (mode < VARVE_DURABILITY_NONE || mode > VARVE_DURABILITY_SYNC)
+    return fail(err, VARVE_INVALID_ARGUMENT, "unknown durability mode");
+  if (recovery < VARVE_RECOVERY_TORN_TAIL || recovery > VARVE_RECOVERY_SKIP_DAMAGED)
+    return fail(err, VARVE_INVALID_ARGUMENT, "unknown recovery mode");
+  out.segment_bytes = in->segment_bytes;
+  out.mode = static_cast<varve::durability>(mode);
+  out.group_commit_interval = std::chrono::microseconds(in->group_commit_interval_us);
+  out.group_commit_bytes = in->group_commit_bytes;
+  out.recovery = static_cast<varve::recovery_mode>(recovery);
+  out.prepare_next_segment = in->prepare_next_segment;
+  out.verify_checksums = in->verify_checksums;
+  return VARVE_OK;
+}
+
+using opener = varve::result<std::unique_ptr<varve::event_log>> (*)(const std::string&,
+                                                                     const varve::log_options&);
+
+varve_errc open_with(opener how, const char* dir, const varve_log_options* options,
+                     varve_log** out, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(out);
+    *out = nullptr;
+    VARVE_REQUIRE(dir);
+    varve::log_options o;
+    if (varve_errc c = to_options(options, o, err)) return c;
+    auto log = how(dir, o);
+    if (!log) return fail(err, log.error());
+    auto handle = std::make_unique<varve_log>();
+    handle->log = std::move(log).value();
+    *out = handle.release();
+    return done(err);
+  });
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* varve_errc_name(varve_errc code) noexcept {
+  const int c = raw(code);
+  if (c == VARVE_OUT_OF_MEMORY) return "out of memory";
+  if (c == VARVE_INTERNAL) return "internal error";
+  // Every value below 100 is varve::errc's, whose names are literals (hence
+  // NUL-terminated); errc_name says "unknown" for a value that is no code.
+  if (c < VARVE_OK || c >= VARVE_OUT_OF_MEMORY) return "unknown";
+  return varve::errc_name(static_cast<errc>(c)).data();
+}
+
+const char* varve_version(void) noexcept { return VARVE_VERSION_STRING; }
+
+void varve_log_options_init(varve_log_options* options) noexcept {
+  if (!options) return;
+  const varve::log_options d;
+  options->segment_bytes = d.segment_bytes;
+  options->durability = static_cast<varve_durability>(d.mode);
+  options->group_commit_interval_us = static_cast<uint64_t>(d.group_commit_interval.count());
+  options->group_commit_bytes = d.group_commit_bytes;
+  options->recovery = static_cast<varve_recovery_mode>(d.recovery);
+  options->prepare_next_segment = d.prepare_next_segment;
+  options->verify_checksums = d.verify_checksums;
+}
+
+varve_errc varve_log_create(const char* dir, const varve_log_options* options, varve_log** out,
+                            varve_error* err) noexcept {
+  return open_with(&varve::event_log::create, dir, options, out, err);
+}
+varve_errc varve_log_open(const char* dir, const varve_log_options* options, varve_log** out,
+                          varve_error* err) noexcept {
+  return open_with(&varve::event_log::open, dir, options, out, err);
+}
+varve_errc varve_log_open_or_create(const char* dir, const varve_log_options* options,
+                                    varve_log** out, varve_error* err) noexcept {
+  return open_with(&varve::event_log::open_or_create, dir, options, out, err);
+}
+varve_errc varve_log_open_read_only(const char* dir, const varve_log_options* options,
+                                    varve_log** out, varve_error* err) noexcept {
+  return open_with(&varve::event_log::open_read_only, dir, options, out, err);
+}
+
+varve_errc varve_log_close(varve_log* log, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    if (const uint64_t n = log->children.load(std::memory_order_acquire); n != 0)
+      return fail(err, VARVE_INVALID_ARGUMENT,
+                  std::to_string(n) + " reader(s) or subscription(s) of this log are still open");
+    // Freed whatever close() says: the destructor finishes what close could not.
+    std::unique_ptr<varve_log> owned(log);
+    return from_status(err, owned->log->close());
+  });
+}
+
+varve_errc varve_append(varve_log* log, varve_stream_id stream, varve_expected_version expected,
+                        const varve_event_data* event, varve_append_result* result,
+                        varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(event);
+    varve::stream_id s;
+    varve::expected_version e = varve::expected_version::any();
+    varve::event_data d;
+    ids keep;
+    if (varve_errc c = to_stream(stream, s, err)) return c;
+    if (varve_errc c = to_expected(expected, e, err)) return c;
+    if (varve_errc c = to_event(*event, d, keep, err)) return c;
+    auto r = log->log->append(s, e, d);
+    if (!r) return fail(err, r.error());
+    to_c(r.value(), result);
+    return done(err);
+  });
+}
+
+varve_errc varve_append_batch(varve_log* log, varve_stream_id stream,
+                              varve_expected_version expected, const varve_event_data* events,
+                              size_t count, varve_append_result* result,
+                              varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(events);
+    varve::stream_id s;
+    varve::expected_version e = varve::expected_version::any();
+    if (varve_errc c = to_stream(stream, s, err)) return c;
+    if (varve_errc c = to_expected(expected, e, err)) return c;
+    // Small batches convert on the stack, so the common case allocates no
+    // more than the C++ call does.
+    constexpr size_t kOnStack = 16;
+    std::array<varve::event_data, kOnStack> small_data;
+    std::array<ids, kOnStack> small_ids;
+    std::vector<varve::event_data> big_data;
+    std::vector<ids> big_ids;
+    std::span<varve::event_data> data(small_data.data(), std::min(count, kOnStack));
+    std::span<ids> keep(small_ids.data(), data.size());
+    if (count > kOnStack) {
+      big_data.resize(count);
+      big_ids.resize(count);
+      data = big_data;
+      keep = big_ids;
+    }
+    for (size_t i = 0; i < count; ++i)
+      if (varve_errc c = to_event(events[i], data[i], keep[i], err)) return c;
+    auto r = log->log->append(s, e, std::span<const varve::event_data>(data.data(), count));
+    if (!r) return fail(err, r.error());
+    to_c(r.value(), result);
+    return done(err);
+  });
+}
+
+varve_errc varve_wait_durable(varve_log* log, uint64_t position, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    return from_status(err, log->log->wait_durable(varve::position{position}));
+  });
+}
+
+varve_errc varve_flush(varve_log* log, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    return from_status(err, log->log->flush());
+  });
+}
+
+varve_errc varve_log_positions(const varve_log* log, varve_positions* out,
+                               varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(out);
+    out->written = log->log->written_position().value;
+    out->committed = log->log->committed_position().value;
+    out->durable = log->log->durable_position().value;
+    out->next_sequence = log->log->next_sequence().value;
+    return done(err);
+  });
+}
+
+varve_errc varve_log_stats(varve_log* log, varve_stats* out, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(out);
+    const varve::log_stats s = log->log->stats();
+    out->segments = s.segments;
+    out->segment_bytes = s.segment_bytes;
+    out->events = s.events;
+    out->streams = s.streams;
+    out->written = s.written.value;
+    out->committed = s.committed.value;
+    out->durable = s.durable.value;
+    out->bytes_on_disk = s.bytes_on_disk;
+    return done(err);
+  });
+}
+
+varve_errc varve_version_of(varve_log* log, varve_stream_id stream, uint64_t* version,
+                            varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(version);
+    varve::stream_id s;
+    if (varve_errc c = to_stream(stream, s, err)) return c;
+    *version = log->log->version_of(s);
+    return done(err);
+  });
+}
+
+varve_errc varve_position_at_time(varve_log* log, uint64_t t_ns, uint64_t* position,
+                                  varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(position);
+    auto p = log->log->position_at_time(t_ns);
+    if (!p) return fail(err, p.error());
+    *position = p.value().value;
+    return done(err);
+  });
+}
+
+varve_errc varve_reader_open(varve_log* log, uint64_t from, varve_reader** out,
+                             varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(out);
+    *out = nullptr;
+    VARVE_REQUIRE(log);
+    *out = new varve_reader{log, log->log->read(varve::position{from})};
+    log->children.fetch_add(1, std::memory_order_relaxed);
+    return done(err);
+  });
+}
+
+varve_errc varve_reader_next(varve_reader* reader, varve_event* event, bool* got,
+                             varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(reader);
+    VARVE_REQUIRE(event);
+    VARVE_REQUIRE(got);
+    *got = false;
+    varve::event_view v;
+    auto more = reader->reader.next(v);
+    if (!more) return fail(err, more.error());
+    if (more.value()) to_c(v, *event);
+    *got = more.value();
+    return done(err);
+  });
+}
+
+varve_errc varve_reader_where(const varve_reader* reader, uint64_t* position,
+                              varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(reader);
+    VARVE_REQUIRE(position);
+    *position = reader->reader.where().value;
+    return done(err);
+  });
+}
+
+varve_errc varve_reader_seek(varve_reader* reader, uint64_t position, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(reader);
+    reader->reader.seek(varve::position{position});
+    return done(err);
+  });
+}
+
+void varve_reader_free(varve_reader* reader) noexcept {
+  if (!reader) return;
+  varve_log* owner = reader->owner;
+  delete reader;
+  owner->children.fetch_sub(1, std::memory_order_release);
+}
+
+varve_errc varve_stream_read(varve_log* log, varve_stream_id stream, uint64_t from,
+                             varve_direction direction, uint64_t max_count,
+                             varve_stream_reader** out, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(out);
+    *out = nullptr;
+    VARVE_REQUIRE(log);
+    const int dir = raw(direction);
+    if (dir != VARVE_FORWARD && dir != VARVE_BACKWARD)
+      return fail(err, VARVE_INVALID_ARGUMENT, "unknown read direction");
+    varve::stream_id s;
+    if (varve_errc c = to_stream(stream, s, err)) return c;
+    auto r = log->log->read_stream(s, from,
+                                   dir == VARVE_FORWARD ? varve::read_direction::forward
+                                                        : varve::read_direction::backward,
+                                   max_count);
+    if (!r) return fail(err, r.error());
+    *out = new varve_stream_reader{log, std::move(r).value()};
+    log->children.fetch_add(1, std::memory_order_relaxed);
+    return done(err);
+  });
+}
+
+varve_errc varve_stream_reader_next(varve_stream_reader* reader, varve_event* event, bool* got,
+                                    varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(reader);
+    VARVE_REQUIRE(event);
+    VARVE_REQUIRE(got);
+    *got = false;
+    varve::event_view v;
+    auto more = reader->reader.next(v);
+    if (!more) return fail(err, more.error());
+    if (more.value()) to_c(v, *event);
+    *got = more.value();
+    return done(err);
+  });
+}
+
+varve_errc varve_stream_reader_version(const varve_stream_reader* reader, uint64_t* version,
+                                       varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(reader);
+    VARVE_REQUIRE(version);
+    *version = reader->reader.stream_version_at_start();
+    return done(err);
+  });
+}
+
+void varve_stream_reader_free(varve_stream_reader* reader) noexcept {
+  if (!reader) return;
+  varve_log* owner = reader->owner;
+  delete reader;
+  owner->children.fetch_sub(1, std::memory_order_release);
+}
+
+void varve_subscription_options_init(varve_subscription_options* options) noexcept {
+  if (!options) return;
+  const varve::subscription_options d;
+  options->spin_ns = static_cast<int64_t>(d.spin.count());
+  options->name = nullptr;
+}
+
+varve_errc varve_subscription_open(varve_log* log, uint64_t from, const varve_filter* filter,
+                                   const varve_subscription_options* options,
+                                   varve_subscription** out, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(out);
+    *out = nullptr;
+    VARVE_REQUIRE(log);
+    varve::event_filter f;
+    if (filter) {
+      if ((!filter->types && filter->type_count) ||
+          (!filter->stream_prefixes && filter->stream_prefix_count) ||
+          (!filter->streams && filter->stream_count))
+        return fail(err, VARVE_INVALID_ARGUMENT, "filter list is NULL with a non-zero count");
+      f.types.assign(filter->types, filter->types + filter->type_count);
+      for (size_t i = 0; i < filter->stream_prefix_count; ++i) {
+        if (!filter->stream_prefixes[i])
+          return fail(err, VARVE_INVALID_ARGUMENT, "filter stream prefix is NULL");
+        f.stream_prefixes.emplace_back(filter->stream_prefixes[i]);
+      }
+      for (size_t i = 0; i < filter->stream_count; ++i) {
+        varve::stream_id s;
+        if (varve_errc c = to_stream(filter->streams[i], s, err)) return c;
+        f.streams.emplace_back(s.bytes());
+      }
+    }
+    varve::subscription_options o;
+    if (options) {
+      if (options->spin_ns < 0) return fail(err, VARVE_INVALID_ARGUMENT, "negative spin_ns");
+      o.spin = std::chrono::nanoseconds(options->spin_ns);
+      if (options->name) o.name = options->name;
+    }
+    auto sub = varve::subscription::open(*log->log, varve::position{from}, std::move(f),
+                                         std::move(o));
+    if (!sub) return fail(err, sub.error());
+    *out = new varve_subscription{log, std::move(sub).value()};
+    log->children.fetch_add(1, std::memory_order_relaxed);
+    return done(err);
+  });
+}
+
+varve_errc varve_subscription_next(varve_subscription* sub, varve_event* event,
+                                   int64_t timeout_ns, bool* got, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(sub);
+    VARVE_REQUIRE(event);
+    VARVE_REQUIRE(got);
+    *got = false;
+    if (timeout_ns < 0) return fail(err, VARVE_INVALID_ARGUMENT, "negative timeout_ns");
+    varve::event_view v;
+    auto more = sub->sub.next(v, std::chrono::nanoseconds(timeout_ns));
+    if (!more) return fail(err, more.error());
+    if (more.value()) to_c(v, *event);
+    *got = more.value();
+    return done(err);
+  });
+}
+
+varve_errc varve_subscription_where(const varve_subscription* sub, uint64_t* position,
+                                    varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(sub);
+    VARVE_REQUIRE(position);
+    *position = sub->sub.where().value;
+    return done(err);
+  });
+}
+
+varve_errc varve_subscription_lag(const varve_subscription* sub, uint64_t* events,
+                                  uint64_t* bytes, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(sub);
+    VARVE_REQUIRE(events);
+    VARVE_REQUIRE(bytes);
+    const varve::subscription_lag lag = sub->sub.lag();
+    *events = lag.events;
+    *bytes = lag.bytes;
+    return done(err);
+  });
+}
+
+varve_errc varve_subscription_cancel(varve_subscription* sub) noexcept {
+  // Nothing here may allocate or lock: a signal handler may be the caller.
+  if (!sub) return VARVE_INVALID_ARGUMENT;
+  sub->sub.cancel();
+  return VARVE_OK;
+}
+
+varve_errc varve_subscription_ack(varve_subscription* sub, uint64_t resume_at,
+                                  varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(sub);
+    return from_status(err, sub->sub.ack(varve::position{resume_at}));
+  });
+}
+
+varve_errc varve_subscription_commit(varve_subscription* sub, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(sub);
+    return from_status(err, sub->sub.commit());
+  });
+}
+
+void varve_subscription_free(varve_subscription* sub) noexcept {
+  if (!sub) return;
+  varve_log* owner = sub->owner;
+  delete sub;
+  owner->children.fetch_sub(1, std::memory_order_release);
+}
+
+}  // extern "C"

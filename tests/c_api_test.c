@@ -1,0 +1,822 @@
+/* The C API (include/varve/varve_c.h), from C11 and against the shared
+ * library: every function, its error paths, and that what C reads back is
+ * what C wrote. Each case runs as its own CTest test:  c_api_test CASE. */
+#define _XOPEN_SOURCE 700 /* mkdtemp, nftw, pread/pwrite in strict C11 */
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "varve/varve_c.h"
+
+static int g_failures = 0;
+
+#define CHECK(cond)                                                              \
+  do {                                                                           \
+    if (!(cond)) {                                                               \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);   \
+      ++g_failures;                                                              \
+    }                                                                            \
+  } while (0)
+
+/* Runs a call that takes &err last and checks its code; prints the message of
+ * an unexpected outcome. */
+#define CHECK_CODE(want, call)                                                           \
+  do {                                                                                   \
+    varve_errc got_ = (call);                                                            \
+    if (got_ != (want) || err.code != got_) {                                            \
+      fprintf(stderr, "%s:%d: %s\n  returned %s (err.code %s), want %s: %s\n", __FILE__,  \
+              __LINE__, #call, varve_errc_name(got_), varve_errc_name(err.code),          \
+              varve_errc_name(want), err.message);                                       \
+      ++g_failures;                                                                      \
+    }                                                                                    \
+  } while (0)
+#define CHECK_OK(call) CHECK_CODE(VARVE_OK, call)
+
+/* ---- scratch directories ------------------------------------------------ */
+
+static char g_root[256];
+
+static int remove_entry(const char* path, const struct stat* sb, int flag, struct FTW* ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+static void make_root(void) {
+  const char* tmp = getenv("TMPDIR");
+  snprintf(g_root, sizeof g_root, "%s/varve_c_api_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(g_root)) {
+    perror("mkdtemp");
+    exit(2);
+  }
+}
+
+static void remove_root(void) { nftw(g_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* g_root/NAME (not created: varve_log_create makes it). */
+static const char* path_in_root(const char* name) {
+  static char buf[4][512];
+  static int next = 0;
+  char* p = buf[next++ % 4];
+  snprintf(p, sizeof buf[0], "%s/%s", g_root, name);
+  return p;
+}
+
+static varve_log_options small_segments(void) {
+  varve_log_options o;
+  varve_log_options_init(&o);
+  o.segment_bytes = 64 * 1024; /* the smallest: keeps files and scans small */
+  return o;
+}
+
+static varve_event_data event_of(uint32_t type, const char* text) {
+  varve_event_data d;
+  memset(&d, 0, sizeof d);
+  d.type = type;
+  d.payload = text;
+  d.payload_size = strlen(text);
+  return d;
+}
+
+static bool payload_is(const varve_event* e, const char* text) {
+  return e->payload_size == strlen(text) && memcmp(e->payload, text, e->payload_size) == 0;
+}
+
+static bool stream_is(const varve_event* e, const char* name) {
+  return !e->stream_is_integer && e->stream_size == strlen(name) &&
+         memcmp(e->stream, name, e->stream_size) == 0;
+}
+
+#define S(name) varve_stream_bytes((name), strlen(name))
+
+static varve_log* create_log(const char* name, const varve_log_options* o) {
+  varve_error err;
+  varve_log* log = NULL;
+  CHECK_OK(varve_log_create(path_in_root(name), o, &log, &err));
+  if (!log) exit(1);
+  return log;
+}
+
+/* ---- cases ---------------------------------------------------------------- */
+
+static void test_names_and_version(void) {
+  CHECK(strcmp(varve_errc_name(VARVE_OK), "ok") == 0);
+  CHECK(strcmp(varve_errc_name(VARVE_WRONG_EXPECTED_VERSION), "wrong expected version") == 0);
+  CHECK(strcmp(varve_errc_name(VARVE_CORRUPTION), "corruption") == 0);
+  CHECK(strcmp(varve_errc_name(VARVE_CANCELLED), "cancelled") == 0);
+  CHECK(strcmp(varve_errc_name(VARVE_ALREADY_EXISTS), "already exists") == 0);
+  /* The code after the last one varve_c.h names has no name: fails when
+   * varve::errc grows a code that this header does not mirror yet. */
+  CHECK(strcmp(varve_errc_name((varve_errc)(VARVE_ALREADY_EXISTS + 1)), "unknown") == 0);
+  CHECK(strcmp(varve_errc_name(VARVE_OUT_OF_MEMORY), "out of memory") == 0);
+  CHECK(strcmp(varve_errc_name(VARVE_INTERNAL), "internal error") == 0);
+  CHECK(strcmp(varve_errc_name((varve_errc)77), "unknown") == 0);
+  CHECK(strcmp(varve_errc_name((varve_errc)-1), "unknown") == 0);
+  CHECK(strcmp(varve_version(), VARVE_EXPECTED_VERSION) == 0);
+
+  varve_log_options o;
+  memset(&o, 0xff, sizeof o);
+  varve_log_options_init(&o);
+  CHECK(o.segment_bytes == 64ull << 20);
+  CHECK(o.durability == VARVE_DURABILITY_NONE);
+  CHECK(o.group_commit_interval_us == 1000);
+  CHECK(o.group_commit_bytes == 1u << 20);
+  CHECK(o.recovery == VARVE_RECOVERY_TORN_TAIL);
+  CHECK(o.prepare_next_segment && o.verify_checksums);
+  varve_log_options_init(NULL); /* harmless */
+
+  varve_subscription_options so;
+  memset(&so, 0xff, sizeof so);
+  varve_subscription_options_init(&so);
+  CHECK(so.spin_ns == 20000 && so.name == NULL);
+  varve_subscription_options_init(NULL);
+}
+
+static void test_create_open_close(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  varve_log* log = create_log("a", &o);
+
+  /* A second writer is refused while the first holds the lock; a reader is not. */
+  varve_log* other = (varve_log*)&err; /* must be overwritten with NULL */
+  CHECK_CODE(VARVE_LOCKED, varve_log_open(path_in_root("a"), &o, &other, &err));
+  CHECK(other == NULL);
+  CHECK(err.message[0] != '\0');
+  varve_log* ro = NULL;
+  CHECK_OK(varve_log_open_read_only(path_in_root("a"), NULL, &ro, &err));
+  CHECK(ro != NULL);
+  CHECK_OK(varve_log_close(ro, &err));
+
+  /* create refuses a directory that already holds a log: open here, the
+   * lock says so first; closed, the log itself. */
+  CHECK_CODE(VARVE_LOCKED, varve_log_create(path_in_root("a"), &o, &other, &err));
+  CHECK_OK(varve_log_close(log, &err));
+  CHECK_CODE(VARVE_ALREADY_EXISTS, varve_log_create(path_in_root("a"), &o, &other, &err));
+  CHECK(other == NULL && strstr(err.message, "already holds a varve log") != NULL);
+
+  /* Reopen for writing; open_or_create both opens and creates. */
+  CHECK_OK(varve_log_open(path_in_root("a"), NULL, &log, &err));
+  CHECK_OK(varve_log_close(log, &err));
+  CHECK_OK(varve_log_open_or_create(path_in_root("a"), &o, &log, &err));
+  CHECK_OK(varve_log_close(log, &err));
+  CHECK_OK(varve_log_open_or_create(path_in_root("b"), &o, &log, &err));
+  CHECK_OK(varve_log_close(log, &err));
+
+  /* Errors of opening. */
+  CHECK(varve_log_open(path_in_root("nothing-here"), NULL, &log, &err) != VARVE_OK);
+  CHECK(log == NULL && err.code != VARVE_OK && err.message[0] != '\0');
+  o.segment_bytes = 1000; /* not a power of two */
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_log_create(path_in_root("c"), &o, &log, &err));
+  o = small_segments();
+  o.durability = (varve_durability)7;
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_log_create(path_in_root("c"), &o, &log, &err));
+  CHECK(strstr(err.message, "durability") != NULL);
+  o = small_segments();
+  o.recovery = (varve_recovery_mode)9;
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_log_create(path_in_root("c"), &o, &log, &err));
+
+  /* A message longer than the buffer is cut, ends in "...", stays terminated. */
+  char deep[1200];
+  int n = snprintf(deep, sizeof deep, "%s", g_root);
+  while (n < 1000) n += snprintf(deep + n, sizeof deep - (size_t)n, "/%s", "a-long-directory-name");
+  CHECK(varve_log_open(deep, NULL, &log, &err) != VARVE_OK);
+  CHECK(strlen(err.message) == VARVE_ERROR_MESSAGE_SIZE - 1);
+  CHECK(strcmp(err.message + VARVE_ERROR_MESSAGE_SIZE - 4, "...") == 0);
+
+  /* err may be NULL: the code still comes back. */
+  CHECK(varve_log_open(path_in_root("nothing-here"), NULL, &log, NULL) != VARVE_OK);
+  log = create_log("d", NULL);
+  CHECK(varve_log_close(log, NULL) == VARVE_OK);
+}
+
+static void test_append(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  varve_log* log = create_log("log", &o);
+  varve_event_data ev = event_of(7, "{\"qty\":1}");
+  ev.content = VARVE_CONTENT_JSON;
+  varve_append_result r;
+
+  CHECK_OK(varve_append(log, S("order-1"), varve_expect_no_stream(), &ev, &r, &err));
+  CHECK(r.first_version == 1 && r.last_version == 1 && r.first_sequence == 0);
+  CHECK(r.first == 64 && r.end > r.first); /* the first record follows the segment header */
+
+  /* Optimistic concurrency: the code, the actual version, nothing written. */
+  CHECK_CODE(VARVE_WRONG_EXPECTED_VERSION,
+             varve_append(log, S("order-1"), varve_expect_no_stream(), &ev, &r, &err));
+  CHECK(err.actual_version == 1);
+  CHECK_CODE(VARVE_WRONG_EXPECTED_VERSION,
+             varve_append(log, S("order-1"), varve_expect_exact(5), &ev, NULL, &err));
+  CHECK(err.actual_version == 1);
+  CHECK_CODE(VARVE_WRONG_EXPECTED_VERSION,
+             varve_append(log, S("order-2"), varve_expect_exists(), &ev, NULL, &err));
+  CHECK(err.actual_version == 0);
+  CHECK(varve_append(log, S("order-1"), varve_expect_exact(3), &ev, NULL, NULL) ==
+        VARVE_WRONG_EXPECTED_VERSION);
+  uint64_t v = 99;
+  CHECK_OK(varve_version_of(log, S("order-1"), &v, &err));
+  CHECK(v == 1);
+  CHECK_OK(varve_version_of(log, S("order-2"), &v, &err));
+  CHECK(v == 0);
+
+  CHECK_OK(varve_append(log, S("order-1"), varve_expect_exact(1), &ev, &r, &err));
+  CHECK(r.first_version == 2 && r.last_version == 2 && r.first_sequence == 1);
+  CHECK_OK(varve_append(log, S("order-1"), varve_expect_exists(), &ev, NULL, &err));
+  CHECK_OK(varve_append(log, S("order-1"), varve_expect_any(), &ev, &r, &err));
+  CHECK(r.last_version == 4);
+
+  /* An atomic batch. */
+  varve_event_data batch[3] = {event_of(1, "a"), event_of(2, "bb"), event_of(3, "ccc")};
+  CHECK_OK(varve_append_batch(log, S("order-1"), varve_expect_exact(4), batch, 3, &r, &err));
+  CHECK(r.first_version == 5 && r.last_version == 7 && r.first_sequence == 4);
+  CHECK_CODE(VARVE_WRONG_EXPECTED_VERSION,
+             varve_append_batch(log, S("order-1"), varve_expect_exact(4), batch, 3, &r, &err));
+  CHECK(err.actual_version == 7);
+  /* A batch beyond the on-stack conversion buffer (more than 16 events). */
+  varve_event_data many[40];
+  for (int i = 0; i < 40; ++i) many[i] = event_of((uint32_t)i, "m");
+  CHECK_OK(varve_append_batch(log, S("bulk"), varve_expect_no_stream(), many, 40, &r, &err));
+  CHECK(r.first_version == 1 && r.last_version == 40);
+
+  /* Integer stream ids are their own ids, not their bytes as a string. */
+  CHECK_OK(varve_append(log, varve_stream_u64(42), varve_expect_no_stream(), &ev, &r, &err));
+  CHECK_OK(varve_version_of(log, varve_stream_u64(42), &v, &err));
+  CHECK(v == 1);
+
+  /* What the C++ API refuses comes back with its code. */
+  CHECK_CODE(VARVE_INVALID_ARGUMENT,
+             varve_append_batch(log, S("order-1"), varve_expect_any(), batch, 0, &r, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT,
+             varve_append(log, varve_stream_bytes("", 0), varve_expect_any(), &ev, &r, &err));
+  static char big[70 * 1024];
+  memset(big, 'x', sizeof big);
+  varve_event_data huge = event_of(1, "");
+  huge.payload = big;
+  huge.payload_size = sizeof big;
+  CHECK_CODE(VARVE_TOO_LARGE, varve_append(log, S("order-1"), varve_expect_any(), &huge, &r, &err));
+  /* ... and what C can get wrong that C++'s types rule out. */
+  varve_event_data bad = event_of(1, "x");
+  bad.payload = NULL;
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_append(log, S("s"), varve_expect_any(), &bad, &r, &err));
+  bad = event_of(1, "x");
+  bad.content = (varve_content_type)5;
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_append(log, S("s"), varve_expect_any(), &bad, &r, &err));
+  varve_expected_version weird = {(varve_expect)9, 0};
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_append(log, S("s"), weird, &ev, &r, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT,
+             varve_append(log, varve_stream_bytes(NULL, 3), varve_expect_any(), &ev, &r, &err));
+
+  /* A C++ exception inside the call (here std::length_error from a vector of
+   * impossible size, thrown before any event is read) becomes a code. */
+  CHECK_CODE(VARVE_OUT_OF_MEMORY, varve_append_batch(log, S("s"), varve_expect_any(), batch,
+                                                     SIZE_MAX / 8, &r, &err));
+  CHECK(strstr(err.message, "out of memory") != NULL);
+
+  /* Nothing the failures above tried was written. */
+  CHECK_OK(varve_version_of(log, S("order-1"), &v, &err));
+  CHECK(v == 7);
+  CHECK_OK(varve_version_of(log, S("s"), &v, &err));
+  CHECK(v == 0);
+
+  /* A read-only log refuses appends. */
+  varve_log* ro = NULL;
+  CHECK_OK(varve_log_open_read_only(path_in_root("log"), NULL, &ro, &err));
+  CHECK_CODE(VARVE_READ_ONLY, varve_append(ro, S("order-9"), varve_expect_any(), &ev, &r, &err));
+  CHECK_OK(varve_version_of(ro, S("order-1"), &v, &err));
+  CHECK(v == 7);
+  CHECK_OK(varve_log_close(ro, &err));
+  CHECK_OK(varve_log_close(log, &err));
+}
+
+static void test_read_log(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  varve_log* log = create_log("log", &o);
+  varve_id128 id = {{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}};
+  varve_id128 corr = {{0xaa}};
+  varve_event_data first = event_of(11, "first");
+  first.schema_version = 3;
+  first.timestamp_ns = 1000;
+  first.event_id = &id;
+  first.correlation_id = &corr;
+  varve_append_result r1, r2;
+  CHECK_OK(varve_append(log, S("order-1"), varve_expect_no_stream(), &first, &r1, &err));
+  varve_event_data pair[2] = {event_of(12, "second"), event_of(13, "third")};
+  pair[0].timestamp_ns = 2000;
+  pair[1].timestamp_ns = 3000;
+  CHECK_OK(varve_append_batch(log, S("order-1"), varve_expect_exact(1), pair, 2, &r2, &err));
+
+  varve_reader* rd = NULL;
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  varve_event e;
+  bool got = false;
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got);
+  CHECK(e.position == r1.first && e.sequence == 0 && stream_is(&e, "order-1"));
+  CHECK(e.version == 1 && e.previous == VARVE_POSITION_NONE && e.type == 11);
+  CHECK(e.schema_version == 3 && e.timestamp_ns == 1000 && e.content == VARVE_CONTENT_BINARY);
+  CHECK(e.batch_begin && e.batch_end && payload_is(&e, "first"));
+  CHECK(e.event_id && memcmp(e.event_id->bytes, id.bytes, 16) == 0);
+  CHECK(e.correlation_id && e.correlation_id->bytes[0] == 0xaa && e.causation_id == NULL);
+  CHECK(e.position + e.record_bytes == r1.end);
+  const void* first_payload = e.payload;
+
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && e.version == 2 && e.previous == r1.first && e.schema_version == 1);
+  CHECK(e.batch_begin && !e.batch_end && payload_is(&e, "second") && e.event_id == NULL);
+  uint64_t where = 0;
+  CHECK_OK(varve_reader_where(rd, &where, &err));
+  CHECK(where == e.position + e.record_bytes);
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && e.version == 3 && !e.batch_begin && e.batch_end && payload_is(&e, "third"));
+  CHECK_OK(varve_reader_where(rd, &where, &err));
+  CHECK(where == r2.end);
+
+  /* The end is not an error; a later append is there on the next call. */
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(!got);
+  varve_event_data later = event_of(14, "later");
+  CHECK_OK(varve_append(log, S("order-2"), varve_expect_any(), &later, NULL, &err));
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && stream_is(&e, "order-2") && payload_is(&e, "later") && e.sequence == 3);
+
+  /* Seek back to a record; a position that cannot be a record's (records
+   * are 8-byte aligned) is refused by the read, one inside a record fails
+   * validation. */
+  CHECK_OK(varve_reader_seek(rd, r1.first, &err));
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && e.sequence == 0 && e.payload == first_payload); /* zero copy: the same bytes */
+  CHECK_OK(varve_reader_seek(rd, r1.first + 4, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_reader_next(rd, &e, &got, &err));
+  CHECK(!got && strstr(err.message, "not a record position") != NULL);
+  CHECK_OK(varve_reader_seek(rd, r1.first + 8, &err));
+  CHECK_CODE(VARVE_CORRUPTION, varve_reader_next(rd, &e, &got, &err));
+  varve_reader_free(rd);
+
+  /* A reader opened at an append's end starts with the next event. */
+  CHECK_OK(varve_reader_open(log, r2.end, &rd, &err));
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && payload_is(&e, "later"));
+  varve_reader_free(rd);
+
+  /* Watermarks and figures. */
+  varve_positions p;
+  CHECK_OK(varve_log_positions(log, &p, &err));
+  CHECK(p.committed > r2.end && p.written == p.committed && p.durable <= p.committed);
+  CHECK(p.next_sequence == 4);
+  CHECK_OK(varve_flush(log, &err));
+  CHECK_OK(varve_log_positions(log, &p, &err));
+  CHECK(p.durable == p.committed);
+  varve_stats st;
+  CHECK_OK(varve_log_stats(log, &st, &err));
+  CHECK(st.events == 4 && st.streams == 2 && st.segments == 1 && st.segment_bytes == 64 * 1024);
+  CHECK(st.committed == p.committed && st.durable == p.durable && st.bytes_on_disk >= 64 * 1024);
+
+  /* "As of a time": the first event at or after t. */
+  uint64_t at = 0;
+  CHECK_OK(varve_position_at_time(log, 1500, &at, &err));
+  CHECK(at == r1.end); /* the record of "second" follows "first" */
+  CHECK_OK(varve_position_at_time(log, 1, &at, &err));
+  CHECK(at == r1.first);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
+static void test_read_stream(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  varve_log* log = create_log("log", &o);
+  char text[16];
+  for (int i = 1; i <= 5; ++i) {
+    snprintf(text, sizeof text, "a%d", i);
+    varve_event_data d = event_of(1, text);
+    CHECK_OK(varve_append(log, S("acct-a"), varve_expect_exact((uint64_t)i - 1), &d, NULL, &err));
+    snprintf(text, sizeof text, "b%d", i);
+    d = event_of(2, text);
+    CHECK_OK(varve_append(log, varve_stream_u64(7), varve_expect_any(), &d, NULL, &err));
+  }
+  varve_stream_reader* sr = NULL;
+  varve_event e;
+  bool got;
+  uint64_t v = 0;
+
+  /* Forward from version 2, at most 3. */
+  CHECK_OK(varve_stream_read(log, S("acct-a"), 2, VARVE_FORWARD, 3, &sr, &err));
+  CHECK_OK(varve_stream_reader_version(sr, &v, &err));
+  CHECK(v == 5);
+  for (uint64_t want = 2; want <= 4; ++want) {
+    CHECK_OK(varve_stream_reader_next(sr, &e, &got, &err));
+    snprintf(text, sizeof text, "a%d", (int)want);
+    CHECK(got && e.version == want && stream_is(&e, "acct-a") && payload_is(&e, text));
+  }
+  CHECK_OK(varve_stream_reader_next(sr, &e, &got, &err));
+  CHECK(!got);
+  varve_stream_reader_free(sr);
+
+  /* Backward from the newest, an integer stream. */
+  CHECK_OK(varve_stream_read(log, varve_stream_u64(7), VARVE_LATEST_VERSION, VARVE_BACKWARD,
+                             UINT64_MAX, &sr, &err));
+  for (uint64_t want = 5; want >= 1; --want) {
+    CHECK_OK(varve_stream_reader_next(sr, &e, &got, &err));
+    CHECK(got && e.version == want && e.stream_is_integer && e.stream_size == 8);
+    CHECK(e.stream_size == 8 && (unsigned char)e.stream[7] == 7 && e.type == 2);
+  }
+  CHECK_OK(varve_stream_reader_next(sr, &e, &got, &err));
+  CHECK(!got);
+  varve_stream_reader_free(sr);
+
+  /* A stream that does not exist reads as empty. */
+  CHECK_OK(varve_stream_read(log, S("nobody"), 1, VARVE_FORWARD, UINT64_MAX, &sr, &err));
+  CHECK_OK(varve_stream_reader_version(sr, &v, &err));
+  CHECK(v == 0);
+  CHECK_OK(varve_stream_reader_next(sr, &e, &got, &err));
+  CHECK(!got);
+  varve_stream_reader_free(sr);
+
+  CHECK_CODE(VARVE_INVALID_ARGUMENT,
+             varve_stream_read(log, S("acct-a"), 1, (varve_direction)4, 1, &sr, &err));
+  CHECK(sr == NULL);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
+static void test_subscribe(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  varve_log* log = create_log("log", &o);
+  varve_event_data d = event_of(1, "o1");
+  CHECK_OK(varve_append(log, S("order-1"), varve_expect_any(), &d, NULL, &err));
+  d = event_of(2, "c1");
+  CHECK_OK(varve_append(log, S("cust-1"), varve_expect_any(), &d, NULL, &err));
+  d = event_of(3, "o2");
+  varve_append_result r;
+  CHECK_OK(varve_append(log, S("order-2"), varve_expect_any(), &d, &r, &err));
+
+  /* History through a category filter, then live. */
+  const char* prefixes[] = {"order-"};
+  varve_filter f;
+  memset(&f, 0, sizeof f);
+  f.stream_prefixes = prefixes;
+  f.stream_prefix_count = 1;
+  varve_subscription* sub = NULL;
+  CHECK_OK(varve_subscription_open(log, 0, &f, NULL, &sub, &err));
+  varve_event e;
+  bool got;
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK(got && payload_is(&e, "o1"));
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK(got && payload_is(&e, "o2"));
+  uint64_t where = 0, lag_events = 9, lag_bytes = 9;
+  CHECK_OK(varve_subscription_where(sub, &where, &err));
+  CHECK(where == r.end);
+  CHECK_OK(varve_subscription_lag(sub, &lag_events, &lag_bytes, &err));
+  CHECK(lag_events == 0 && lag_bytes == 0);
+  /* Caught up: a wait that times out is not an error. */
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  CHECK_OK(varve_subscription_next(sub, &e, 20 * 1000 * 1000, &got, &err));
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  CHECK(!got);
+  CHECK((t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec) >= 15 * 1000 * 1000);
+  d = event_of(4, "c2");
+  CHECK_OK(varve_append(log, S("cust-2"), varve_expect_any(), &d, NULL, &err));
+  d = event_of(5, "o3");
+  CHECK_OK(varve_append(log, S("order-3"), varve_expect_any(), &d, NULL, &err));
+  CHECK_OK(varve_subscription_lag(sub, &lag_events, &lag_bytes, &err));
+  CHECK(lag_events == 2 && lag_bytes > 0);
+  CHECK_OK(varve_subscription_next(sub, &e, 1000 * 1000 * 1000, &got, &err));
+  CHECK(got && payload_is(&e, "o3"));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_subscription_ack(sub, e.position, &err)); /* unnamed */
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_subscription_commit(sub, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_subscription_next(sub, &e, -1, &got, &err));
+  CHECK(varve_subscription_cancel(sub) == VARVE_OK);
+  CHECK_CODE(VARVE_CANCELLED, varve_subscription_next(sub, &e, 0, &got, &err));
+  varve_subscription_free(sub);
+
+  /* By type and by exact stream (an integer one). */
+  d = event_of(6, "n7");
+  CHECK_OK(varve_append(log, varve_stream_u64(7), varve_expect_any(), &d, NULL, &err));
+  uint32_t types[] = {2, 6};
+  varve_stream_id streams[] = {varve_stream_u64(7)};
+  memset(&f, 0, sizeof f);
+  f.types = types;
+  f.type_count = 2;
+  f.streams = streams;
+  f.stream_count = 1;
+  CHECK_OK(varve_subscription_open(log, 0, &f, NULL, &sub, &err));
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK(got && payload_is(&e, "n7") && e.stream_is_integer);
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK(!got);
+  varve_subscription_free(sub);
+
+  /* Live only: VARVE_POSITION_END. */
+  CHECK_OK(varve_subscription_open(log, VARVE_POSITION_END, NULL, NULL, &sub, &err));
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK(!got);
+  d = event_of(7, "new");
+  CHECK_OK(varve_append(log, S("x"), varve_expect_any(), &d, NULL, &err));
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK(got && payload_is(&e, "new"));
+  varve_subscription_free(sub);
+
+  /* Named: ack + commit persist the position; a new one resumes there. */
+  varve_subscription_options so;
+  varve_subscription_options_init(&so);
+  so.name = "billing";
+  so.spin_ns = 0;
+  CHECK_OK(varve_subscription_open(log, 0, NULL, &so, &sub, &err));
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK(got && payload_is(&e, "c1"));
+  CHECK_OK(varve_subscription_ack(sub, e.position + e.record_bytes, &err));
+  CHECK_OK(varve_subscription_commit(sub, &err));
+  varve_subscription_free(sub);
+  CHECK_OK(varve_subscription_open(log, 0, NULL, &so, &sub, &err)); /* `from` ignored */
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK(got && payload_is(&e, "o2"));
+  /* An ack past the committed end. */
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_subscription_ack(sub, 1u << 30, &err));
+  varve_subscription_free(sub);
+
+  /* Errors of opening. */
+  so.name = ".hidden";
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_subscription_open(log, 0, NULL, &so, &sub, &err));
+  CHECK(sub == NULL);
+  so.name = NULL;
+  so.spin_ns = -5;
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_subscription_open(log, 0, NULL, &so, &sub, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT,
+             varve_subscription_open(log, 1ull << 40, NULL, NULL, &sub, &err));
+  memset(&f, 0, sizeof f);
+  f.type_count = 3; /* with types NULL */
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_subscription_open(log, 0, &f, NULL, &sub, &err));
+  const char* null_prefix[] = {NULL};
+  memset(&f, 0, sizeof f);
+  f.stream_prefixes = null_prefix;
+  f.stream_prefix_count = 1;
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_subscription_open(log, 0, &f, NULL, &sub, &err));
+  CHECK_OK(varve_log_close(log, &err));
+}
+
+static void test_durability(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  o.durability = VARVE_DURABILITY_GROUP;
+  o.group_commit_interval_us = 200;
+  varve_log* log = create_log("group", &o);
+  varve_event_data d = event_of(1, "g");
+  varve_append_result r;
+  CHECK_OK(varve_append(log, S("s"), varve_expect_any(), &d, &r, &err));
+  CHECK_OK(varve_wait_durable(log, r.end, &err));
+  varve_positions p;
+  CHECK_OK(varve_log_positions(log, &p, &err));
+  CHECK(p.durable >= r.end);
+  CHECK_OK(varve_log_close(log, &err));
+
+  o.durability = VARVE_DURABILITY_SYNC;
+  log = create_log("sync", &o);
+  CHECK_OK(varve_append(log, S("s"), varve_expect_any(), &d, &r, &err));
+  CHECK_OK(varve_log_positions(log, &p, &err));
+  CHECK(p.durable >= r.end); /* sync: durable when append returns */
+  CHECK_OK(varve_log_close(log, &err));
+
+  /* Survives a reopen, recovery included. */
+  CHECK_OK(varve_log_open(path_in_root("sync"), NULL, &log, &err));
+  uint64_t v = 0;
+  CHECK_OK(varve_version_of(log, S("s"), &v, &err));
+  CHECK(v == 1);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
+/* Flips one byte of `marker`'s first occurrence in DIR/00000000000000000000.seg. */
+static void corrupt_segment(const char* dir, const char* marker) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/00000000000000000000.seg", dir);
+  int fd = open(path, O_RDWR);
+  CHECK(fd >= 0);
+  if (fd < 0) return;
+  static unsigned char seg[64 * 1024];
+  ssize_t n = pread(fd, seg, sizeof seg, 0);
+  CHECK(n == (ssize_t)sizeof seg);
+  size_t len = strlen(marker);
+  long at = -1;
+  for (size_t i = 0; n > 0 && i + len <= (size_t)n; ++i)
+    if (memcmp(seg + i, marker, len) == 0) {
+      at = (long)i;
+      break;
+    }
+  CHECK(at >= 0);
+  if (at >= 0) {
+    unsigned char b = seg[at] ^ 0x20;
+    CHECK(pwrite(fd, &b, 1, at) == 1); /* the log's shared mapping sees it at once */
+  }
+  close(fd);
+}
+
+static void test_corruption(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  varve_log* log = create_log("log", &o);
+  varve_event_data d = event_of(1, "intact-payload");
+  CHECK_OK(varve_append(log, S("order-1"), varve_expect_any(), &d, NULL, &err));
+  d = event_of(1, "CORRUPT-ME-PAYLOAD");
+  CHECK_OK(varve_append(log, S("order-1"), varve_expect_any(), &d, NULL, &err));
+  CHECK_OK(varve_flush(log, &err));
+  corrupt_segment(path_in_root("log"), "CORRUPT-ME-PAYLOAD");
+
+  varve_reader* rd = NULL;
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  varve_event e;
+  bool got;
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && payload_is(&e, "intact-payload"));
+  CHECK_CODE(VARVE_CORRUPTION, varve_reader_next(rd, &e, &got, &err));
+  CHECK(!got && strstr(err.message, "00000000000000000000.seg offset") != NULL);
+  /* The cursor stays on the bad record: never skipped silently. */
+  CHECK_CODE(VARVE_CORRUPTION, varve_reader_next(rd, &e, &got, &err));
+  varve_reader_free(rd);
+
+  /* A stream read walks down from the stream's newest record, the bad one. */
+  varve_stream_reader* sr = (varve_stream_reader*)&err;
+  CHECK_CODE(VARVE_CORRUPTION,
+             varve_stream_read(log, S("order-1"), 1, VARVE_FORWARD, UINT64_MAX, &sr, &err));
+  CHECK(sr == NULL && strstr(err.message, "checksum mismatch") != NULL);
+
+  varve_subscription* sub = NULL;
+  CHECK_OK(varve_subscription_open(log, 0, NULL, NULL, &sub, &err));
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK_CODE(VARVE_CORRUPTION, varve_subscription_next(sub, &e, 0, &got, &err));
+  varve_subscription_free(sub);
+  CHECK_OK(varve_log_close(log, &err));
+
+  /* The damaged event was acknowledged: reopening for writing refuses, in
+   * the default mode and in strict, and changes nothing... */
+  CHECK_CODE(VARVE_CORRUPTION, varve_log_open(path_in_root("log"), &o, &log, &err));
+  CHECK(log == NULL);
+  o.recovery = VARVE_RECOVERY_STRICT;
+  CHECK_CODE(VARVE_CORRUPTION, varve_log_open(path_in_root("log"), &o, &log, &err));
+  /* ... until an explicit repair ends the log just before the damage. */
+  o.recovery = VARVE_RECOVERY_POINT_IN_TIME;
+  CHECK_OK(varve_log_open(path_in_root("log"), &o, &log, &err));
+  uint64_t v = 0;
+  CHECK_OK(varve_version_of(log, S("order-1"), &v, &err));
+  CHECK(v == 1);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
+static void test_close_with_open_children(void) {
+  varve_error err;
+  varve_log* log = create_log("log", NULL);
+  varve_reader* rd = NULL;
+  varve_stream_reader* sr = NULL;
+  varve_subscription* sub = NULL;
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  CHECK_OK(varve_stream_read(log, S("s"), 1, VARVE_FORWARD, 1, &sr, &err));
+  CHECK_OK(varve_subscription_open(log, 0, NULL, NULL, &sub, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_log_close(log, &err));
+  CHECK(strstr(err.message, "3 reader(s)") != NULL);
+  varve_reader_free(rd);
+  varve_stream_reader_free(sr);
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_log_close(log, &err)); /* still open: the log too */
+  varve_event_data d = event_of(1, "still usable");
+  CHECK_OK(varve_append(log, S("s"), varve_expect_any(), &d, NULL, &err));
+  varve_subscription_free(sub);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
+static void test_null_arguments(void) {
+  varve_error err;
+  varve_log* log = create_log("log", NULL);
+  varve_log* none = NULL;
+  varve_event_data d = event_of(1, "x");
+  varve_append_result r;
+  varve_positions p;
+  varve_stats st;
+  uint64_t u;
+  bool got;
+  varve_event e;
+  varve_reader* rd = NULL;
+  varve_stream_reader* sr = NULL;
+  varve_subscription* sub = NULL;
+  const varve_errc inval = VARVE_INVALID_ARGUMENT;
+
+  CHECK_CODE(inval, varve_log_create(NULL, NULL, &none, &err));
+  CHECK(strstr(err.message, "dir is NULL") != NULL);
+  CHECK_CODE(inval, varve_log_create(path_in_root("n"), NULL, NULL, &err));
+  CHECK_CODE(inval, varve_log_open(NULL, NULL, &none, &err));
+  CHECK_CODE(inval, varve_log_open_or_create(NULL, NULL, &none, &err));
+  CHECK_CODE(inval, varve_log_open_read_only(NULL, NULL, &none, &err));
+  CHECK_CODE(inval, varve_log_close(NULL, &err));
+  CHECK_CODE(inval, varve_append(NULL, S("s"), varve_expect_any(), &d, &r, &err));
+  CHECK_CODE(inval, varve_append(log, S("s"), varve_expect_any(), NULL, &r, &err));
+  CHECK_CODE(inval, varve_append_batch(NULL, S("s"), varve_expect_any(), &d, 1, &r, &err));
+  CHECK_CODE(inval, varve_append_batch(log, S("s"), varve_expect_any(), NULL, 1, &r, &err));
+  CHECK_CODE(inval, varve_wait_durable(NULL, 0, &err));
+  CHECK_CODE(inval, varve_flush(NULL, &err));
+  CHECK_CODE(inval, varve_log_positions(NULL, &p, &err));
+  CHECK_CODE(inval, varve_log_positions(log, NULL, &err));
+  CHECK_CODE(inval, varve_log_stats(NULL, &st, &err));
+  CHECK_CODE(inval, varve_log_stats(log, NULL, &err));
+  CHECK_CODE(inval, varve_version_of(NULL, S("s"), &u, &err));
+  CHECK_CODE(inval, varve_version_of(log, S("s"), NULL, &err));
+  CHECK_CODE(inval, varve_position_at_time(NULL, 0, &u, &err));
+  CHECK_CODE(inval, varve_position_at_time(log, 0, NULL, &err));
+  CHECK_CODE(inval, varve_reader_open(NULL, 0, &rd, &err));
+  CHECK_CODE(inval, varve_reader_open(log, 0, NULL, &err));
+  CHECK_CODE(inval, varve_reader_next(NULL, &e, &got, &err));
+  CHECK_CODE(inval, varve_reader_where(NULL, &u, &err));
+  CHECK_CODE(inval, varve_reader_seek(NULL, 0, &err));
+  CHECK_CODE(inval, varve_stream_read(NULL, S("s"), 1, VARVE_FORWARD, 1, &sr, &err));
+  CHECK_CODE(inval, varve_stream_read(log, S("s"), 1, VARVE_FORWARD, 1, NULL, &err));
+  CHECK_CODE(inval, varve_stream_reader_next(NULL, &e, &got, &err));
+  CHECK_CODE(inval, varve_stream_reader_version(NULL, &u, &err));
+  CHECK_CODE(inval, varve_subscription_open(NULL, 0, NULL, NULL, &sub, &err));
+  CHECK_CODE(inval, varve_subscription_open(log, 0, NULL, NULL, NULL, &err));
+  CHECK_CODE(inval, varve_subscription_next(NULL, &e, 0, &got, &err));
+  CHECK_CODE(inval, varve_subscription_where(NULL, &u, &err));
+  CHECK_CODE(inval, varve_subscription_lag(NULL, &u, &u, &err));
+  CHECK(varve_subscription_cancel(NULL) == inval);
+  CHECK_CODE(inval, varve_subscription_ack(NULL, 0, &err));
+  CHECK_CODE(inval, varve_subscription_commit(NULL, &err));
+
+  /* NULL out-parameters of live handles. */
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  CHECK_CODE(inval, varve_reader_next(rd, NULL, &got, &err));
+  CHECK_CODE(inval, varve_reader_next(rd, &e, NULL, &err));
+  CHECK_CODE(inval, varve_reader_where(rd, NULL, &err));
+  CHECK_OK(varve_stream_read(log, S("s"), 1, VARVE_FORWARD, 1, &sr, &err));
+  CHECK_CODE(inval, varve_stream_reader_next(sr, NULL, &got, &err));
+  CHECK_CODE(inval, varve_stream_reader_next(sr, &e, NULL, &err));
+  CHECK_CODE(inval, varve_stream_reader_version(sr, NULL, &err));
+  CHECK_OK(varve_subscription_open(log, 0, NULL, NULL, &sub, &err));
+  CHECK_CODE(inval, varve_subscription_next(sub, NULL, 0, &got, &err));
+  CHECK_CODE(inval, varve_subscription_next(sub, &e, 0, NULL, &err));
+  CHECK_CODE(inval, varve_subscription_where(sub, NULL, &err));
+  CHECK_CODE(inval, varve_subscription_lag(sub, NULL, &u, &err));
+  CHECK_CODE(inval, varve_subscription_lag(sub, &u, NULL, &err));
+
+  /* The free functions take NULL like free(). */
+  varve_reader_free(NULL);
+  varve_stream_reader_free(NULL);
+  varve_subscription_free(NULL);
+  varve_reader_free(rd);
+  varve_stream_reader_free(sr);
+  varve_subscription_free(sub);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+struct test_case {
+  const char* name;
+  void (*run)(void);
+};
+
+static const struct test_case g_cases[] = {
+    {"names_and_version", test_names_and_version},
+    {"create_open_close", test_create_open_close},
+    {"append", test_append},
+    {"read_log", test_read_log},
+    {"read_stream", test_read_stream},
+    {"subscribe", test_subscribe},
+    {"durability", test_durability},
+    {"corruption", test_corruption},
+    {"close_with_open_children", test_close_with_open_children},
+    {"null_arguments", test_null_arguments},
+};
+
+int main(int argc, char** argv) {
+  const size_t n = sizeof g_cases / sizeof g_cases[0];
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s all|CASE\ncases:", argv[0]);
+    for (size_t i = 0; i < n; ++i) fprintf(stderr, " %s", g_cases[i].name);
+    fprintf(stderr, "\n");
+    return 2;
+  }
+  int ran = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (strcmp(argv[1], "all") != 0 && strcmp(argv[1], g_cases[i].name) != 0) continue;
+    make_root();
+    g_cases[i].run();
+    remove_root();
+    ++ran;
+  }
+  if (!ran) {
+    fprintf(stderr, "no case named %s\n", argv[1]);
+    return 2;
+  }
+  if (g_failures) {
+    fprintf(stderr, "%d check(s) failed\n", g_failures);
+    return 1;
+  }
+  printf("ok (%d case(s))\n", ran);
+  return 0;
+}
