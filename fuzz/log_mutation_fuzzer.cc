@@ -4,14 +4,17 @@
 // picks one of its crash states and a list of byte-level mutations of its
 // files (flip, zero, truncate, splice, duplicate, overwrite, fill, delete),
 // then the damaged directory goes through verify_log, event_log::open
-// (recovery_mode::truncate_tail), a full read, an append, and optionally a
+// (recovery_mode::torn_tail), a full read, an append, and optionally a
 // close + verify + reopen. The recovery invariants are asserted, not just
-// "no crash".
+// "no crash". The states were written in this process, so recovery's guard
+// (README "Recovery contract") is varve.ctl's committed position; setup bit
+// 6 opens "after a reboot" instead, where the guard is the durable position.
 //
 // Input: u8 setup, u8 append, then 8-byte ops until the input ends.
 //   setup bits 0-2: base state (mod 5), see make_variants()
 //         bit 3: prepare_next_segment;  bit 4: close, verify and reopen at the end
 //         bit 5: durability::group (else none)
+//         bit 6: open after a simulated reboot (another boot id)
 //   append: bits 0-4: stream (mod 21; 20 = a new stream), bits 5-6: batch size - 1 (max 3)
 //   op: u8 kind, u8 file, u16 offset, u16 length, u8 file2, u8 value
 //       kind % 8: 0 flip (xor value, 0x80 if 0) · 1 zero range · 2 truncate
@@ -23,10 +26,14 @@
 //   index/*.heads, varve.ctl), modulo its size; offsets are modulo the size.
 //
 // Invariants (any violation traps):
-//  1. open fails only with corruption / not_a_log / newer_format, and only if
-//     a sealed segment (or a segment file's size, header or existence) was
-//     damaged: damage confined to the unsealed tail's records, the
-//     checkpoints and the control block must always recover.
+//  0. Nothing below the guard is ever cut: when open succeeds, every event
+//     that ends at or below the guard varve.ctl gives (read before the open)
+//     is read back; whatever recovery cut is in lost+found/.
+//  1. open fails only with corruption / not_a_log / newer_format / io_error,
+//     and only if damage lies below the guard, or a sealed segment (or a
+//     segment file's size, header or existence) was damaged: damage confined
+//     to the unsealed tail's records past the guard, the checkpoints and the
+//     control block must always recover.
 //  2. Every event read back validates and equals the original event with that
 //     sequence number (stream, version, position, previous, type, payload,
 //     batch flags): recovery keeps a prefix of the log, never invents,
@@ -46,6 +53,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -56,7 +64,10 @@
 #include <vector>
 
 #include "base/log_files.h"
+#include "base/meta_file.h"
 #include "base/segment_format.h"
+#include "engine/control_block.h"
+#include "engine/recovery.h"
 #include "fuzz/fuzz_util.h"
 #include "varve/varve.h"
 
@@ -336,6 +347,20 @@ world& setup() {
     w.variants.push_back(v3);
     variant v4 = v2;
     std::erase_if(v4.files, [&](const file_entry& f) { return f.name == log_files::segment_name(last_seg); });
+    {
+      // At that moment varve.ctl had committed no more than what the
+      // segment before holds (a crash cannot have acknowledged the rest).
+      uint64_t end = 0;
+      for (const original_event& e : w.events)
+        if ((e.position >> kLog2) < last_seg) end = std::max(end, e.end);
+      if (file_entry* ctl = find_file(v4, log_files::kControlName)) {
+        uint64_t durable;
+        std::memcpy(&durable, ctl->bytes.data() + 128, 8);
+        durable = std::min(durable, end);
+        std::memcpy(ctl->bytes.data() + 64, &end, 8);
+        std::memcpy(ctl->bytes.data() + 128, &durable, 8);
+      }
+    }
     w.variants.push_back(v4);
 
     // Re-derive the tail of each state from its bytes, and learn how many
@@ -490,17 +515,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // verify_log on the damaged directory: must not crash; no other promise.
   (void)verify_log(w.work);
 
+  // A reboot, when asked: recovery then trusts only the durable position.
+  struct boot_guard {
+    std::array<uint8_t, 16> saved = current_boot_id();
+    explicit boot_guard(bool reboot, uint64_t salt) {
+      if (!reboot) return;
+      std::array<uint8_t, 16> id;
+      for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<uint8_t>((salt >> (i % 8)) | 1);
+      test_hooks::set_boot_id(id);
+    }
+    ~boot_guard() { test_hooks::set_boot_id(saved); }
+  } boot(setup_bits & 0x40, size + 7);
+  uint64_t log_id = 0;
+  {
+    segment_format::meta m;
+    if (meta_file::read(*posix_file_system(), w.work, m)) log_id = m.log_id;
+  }
+  const ctl_state ctl = control_block::read_state(*posix_file_system(), w.work, log_id);
+  const uint64_t guard = detail::guard_from(ctl, "varve.ctl").position;
+
   log_options o;
   o.segment_bytes = kSegBytes;
-  o.recovery = recovery_mode::truncate_tail;
+  o.recovery = recovery_mode::torn_tail;
   o.prepare_next_segment = (setup_bits & 0x08) != 0;
   o.mode = (setup_bits & 0x20) ? durability::group : durability::none;
   auto opened = event_log::open(w.work, o);
   if (!opened) {
     FUZZ_CHECK(clean_open_error(opened.error().code()), "open failed uncleanly: " + opened.error().to_string());
     ++g_stats.open_failed;
-    FUZZ_CHECK(!strong, "open failed although only the unsealed tail, checkpoints or control block "
-                        "were damaged: " + opened.error().to_string());
+    FUZZ_CHECK(!strong || first_damage < guard ||
+                   (opened.error().code() == errc::io_error && ctl.poisoned),
+               "open failed although only the unsealed tail past the guard (" + std::to_string(guard) +
+                   "), checkpoints or control block were damaged: " + opened.error().to_string());
     remove_tree(w.work);
     return 0;
   }
@@ -517,6 +563,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(sealed_damage, "read failed although no sealed segment was damaged: " + r.error);
   const uint64_t recovered = log->next_sequence().value;
   FUZZ_CHECK(recovered <= w.events.size(), "recovery invented events");
+
+  // Invariant 0: nothing at or below the guard was cut.
+  if (r.complete) {
+    uint64_t below = 0;
+    for (size_t i = 0; i < w.events.size() && i < v.survivors; ++i)
+      if (w.events[i].end <= guard && w.events[i].end_flag) below = i + 1;
+    FUZZ_CHECK(r.events >= below, "recovery cut " + std::to_string(below - r.events) +
+                                      " events below the guard " + std::to_string(guard));
+  }
 
   // Invariant 6: complete batches before the first damaged byte survive.
   if (r.complete) {
