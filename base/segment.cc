@@ -1,5 +1,7 @@
 #include "base/segment.h"
 
+#include <algorithm>
+
 #include "base/log_files.h"
 
 namespace varve {
@@ -30,9 +32,11 @@ result<std::unique_ptr<segment>> segment::create(std::shared_ptr<file_system> fs
     return fail(s);
   }
   if (pf == prefault::for_write) {
-    if (status s = fs->populate_write(data, cap); !s) {
-      fs->unmap(data, cap);
-      return fail(status(s.code(), path + ": pre-faulting the segment: " + s.message()));
+    for (uint64_t off = 0; off < cap; off += kPrefaultSlice) {
+      if (status s = fs->populate_write(data + off, std::min(kPrefaultSlice, cap - off)); !s) {
+        fs->unmap(data, cap);
+        return fail(status(s.code(), path + ": pre-faulting the segment: " + s.message()));
+      }
     }
   }
   return std::unique_ptr<segment>(
@@ -90,10 +94,14 @@ result<std::unique_ptr<segment>> segment::open(std::shared_ptr<file_system> fs,
 status segment::make_read_only() {
   if (access_ == map_access::read_only) return {};
   if (status s = fs_->remap_read_only(file_, data_, capacity_); !s) return s;
-  fs_->close(file_);
-  file_.fd = -1;
   access_ = map_access::read_only;
   return {};
+}
+
+void segment::release_file() {
+  if (access_ != map_access::read_only || !file_.valid()) return;
+  fs_->close(file_);
+  file_.fd = -1;
 }
 
 segment::~segment() {

@@ -22,6 +22,9 @@ class segment {
     uint64_t log_id;
   };
   enum class prefault : uint8_t { no, for_write };
+  // Pre-faulting runs in slices of this size, so the mapping lock is never
+  // held long (another thread's mmap or munmap waits for at most one slice).
+  static constexpr uint64_t kPrefaultSlice = 4ull << 20;
 
   // Creates DIR/<index>.seg: allocate every byte (ENOSPC fails here, never as a
   // SIGBUS later), map read-write, write the header, optionally fault every
@@ -48,11 +51,16 @@ class segment {
   file_system& fs() const { return *fs_; }
   bool writable() const { return access_ == map_access::read_write; }
 
-  // Once sealed and durable: the writable mapping becomes a read-only one at
-  // the same address (views stay valid) and the descriptor is closed, so a
-  // long log holds no descriptor per segment. Only the thread that syncs the
-  // log's data (under its sync gate) may call it.
+  // Once the writer has left the segment: the writable mapping becomes a
+  // read-only one at the same address (views stay valid). Write-back then
+  // has no writable page table entries to write-protect, so syncing the
+  // segment sends no TLB-shootdown interrupts to the writer's CPU. The
+  // descriptor stays (for fdatasync) until release_file(). Only the thread
+  // that syncs the log's data (under its sync gate) may call these.
   status make_read_only();
+  // Closes the descriptor of a read-only segment that is durable whole, so a
+  // long log holds no descriptor per segment.
+  void release_file();
 
   // ok + footer when sealed; not_found when unsealed; corruption otherwise.
   status read_footer(segment_format::footer& out) const;

@@ -16,96 +16,191 @@
 namespace varve {
 
 background::background(config c) : c_(std::move(c)) {
+  if (c_.prepare_ahead > kMaxAhead) c_.prepare_ahead = kMaxAhead;
   prepare_thread_ = std::thread([this] { run_prepare(); });
   seal_thread_ = std::thread([this] { run_seal(); });
 }
 
 background::~background() {
   closing_.store(true);
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
+  stop_.store(true);
   prepare_thread_.join();
   seal_thread_.join();
-  // A prepared segment nobody used: remove it so the directory holds only the log.
-  if (prepared_) {
-    std::string path = prepared_->path();
-    prepared_.reset();
+  // Prepared segments nobody used: removed, so the directory holds only the
+  // log (a crash leaves them instead, and recovery removes them: they hold
+  // nothing past their header).
+  // Newest first: a power loss keeps a prefix of these unlinks, and the
+  // files left must stay contiguous with the log (no hole).
+  std::vector<std::unique_ptr<segment>> unused;
+  for (auto& slot : ready_)
+    if (segment* seg = slot.exchange(nullptr)) unused.emplace_back(seg);
+  std::sort(unused.begin(), unused.end(), [](const auto& a, const auto& b) { return a->index() > b->index(); });
+  for (auto& seg : unused) {
+    const std::string path = seg->path();
+    seg.reset();
     (void)c_.fs->remove(path);
   }
 }
 
-void background::prepare(uint64_t index) {
-  if (!c_.prepare_next) return;
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    if (prepared_ && prepared_->index() == index) return;
-    want_prepare_ = index;
+void background::note_wait(std::atomic<uint64_t>& longest, std::chrono::steady_clock::time_point since) {
+  const uint64_t ns = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - since).count());
+  uint64_t cur = longest.load(std::memory_order_relaxed);
+  while (ns > cur && !longest.compare_exchange_weak(cur, ns, std::memory_order_relaxed)) {
   }
-  cv_.notify_all();
+}
+
+std::chrono::milliseconds background::idle_sleep(std::chrono::steady_clock::time_point last_work) const {
+  using namespace std::chrono_literals;
+  return std::chrono::steady_clock::now() - last_work < 200ms ? 1ms : 20ms;
+}
+
+void background::start_preparing(uint64_t next) {
+  made_upto_.store(next - 1, std::memory_order_relaxed);
+  next_to_prepare_.store(next, std::memory_order_relaxed);
+  prepare_upto_.store(next + c_.prepare_ahead, std::memory_order_release);
 }
 
 result<std::unique_ptr<segment>> background::take_segment(uint64_t index) {
+  std::atomic<segment*>& slot = ready_[index % kMaxAhead];
   std::unique_ptr<segment> got;
-  {
-    std::unique_lock<std::mutex> lk(mu_);
-    // Waiting here is the only place the writer may block on the kernel: when
-    // the helper has fallen behind (or was never asked).
-    cv_.wait(lk, [&] { return !preparing_; });
-    if (prepared_ && prepared_->index() == index) got = std::move(prepared_);
-    if (!got && prepare_error_index_ == index) {
-      // Report the helper's failure once; the synchronous retry below may succeed.
-      prepare_error_index_ = ~uint64_t{0};
-      prepare_error_ = {};
-    }
-    if (want_prepare_ == index) want_prepare_ = ~uint64_t{0};
+  if (c_.prepare_ahead > 0) {
+    segment* s = slot.exchange(nullptr, std::memory_order_acq_rel);
+    if (s && s->index() == index) got.reset(s);
+    else if (s) slot.store(s, std::memory_order_release);  // not ours (cannot happen): leave it
   }
   if (!got) {
-    auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
-    if (!made) return made.error();
-    // The new file's name must survive a power loss before records in it do,
-    // in every mode: flush() in mode none syncs records, not names.
-    if (status s = c_.fs->sync_dir(c_.id.dir); !s) return s;
-    got = std::move(made.value());
+    // The preparer is behind. If it has not started this segment, the writer
+    // makes it now; if it has, the writer waits for it (the only place the
+    // writer may wait on the kernel, and only when the helper fell behind).
+    const auto t0 = std::chrono::steady_clock::now();
+    waited_rollovers_.fetch_add(1, std::memory_order_relaxed);
+    bool mine = c_.prepare_ahead == 0;
+    for (uint64_t cur = next_to_prepare_.load(std::memory_order_acquire); !mine && cur <= index;)
+      mine = next_to_prepare_.compare_exchange_weak(cur, index + 1, std::memory_order_acq_rel);
+    if (!mine) {
+      // The preparer marks the index it works on before claiming it, and
+      // publishes the segment before unmarking it: so once the mark is gone,
+      // a second look at the slot is final (if still empty, its attempt
+      // failed: made here instead).
+      auto take = [&]() -> bool {
+        segment* s = slot.exchange(nullptr, std::memory_order_acq_rel);
+        if (s && s->index() == index) {
+          got.reset(s);
+          return true;
+        }
+        if (s) slot.store(s, std::memory_order_release);
+        return false;
+      };
+      while (!take()) {
+        if (preparing_index_.load(std::memory_order_acquire) != index) {
+          (void)take();
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
+    if (!got) {
+      auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
+      if (!made) {
+        note_wait(longest_segment_wait_ns_, t0);
+        return made.error();
+      }
+      // The new file's name must survive a power loss before records in it do,
+      // in every mode: flush() in mode none syncs records, not names.
+      if (status s = c_.fs->sync_dir(c_.id.dir); !s) return s;
+      got = std::move(made.value());
+      uint64_t m = made_upto_.load(std::memory_order_relaxed);
+      while (m < index && !made_upto_.compare_exchange_weak(m, index, std::memory_order_acq_rel)) {
+      }
+    }
+    note_wait(longest_segment_wait_ns_, t0);
   }
-  prepare(index + 1);
+  // One release store: the preparer sees it at its next look.
+  prepare_upto_.store(index + 1 + c_.prepare_ahead, std::memory_order_release);
   return got;
 }
 
-void background::seal(const seal_job& job) {
-  {
-    std::unique_lock<std::mutex> lk(mu_);
-    // Backpressure: each segment waiting for its seal keeps its writable
-    // mapping and descriptor, and is not yet durable in mode none. A sealer
-    // this far behind (a disk slower than the appends, on tiny segments) makes
-    // the writer wait here rather than let both grow without bound.
-    if (seals_.size() >= kMaxPendingSeals) {
-      const auto t0 = std::chrono::steady_clock::now();
-      cv_.wait(lk, [&] { return seals_.size() < kMaxPendingSeals || stop_; });
-      const auto waited = std::chrono::steady_clock::now() - t0;
-      const uint64_t ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count());
-      if (ns > longest_seal_wait_ns_.load(std::memory_order_relaxed))
-        longest_seal_wait_ns_.store(ns, std::memory_order_relaxed);
+void background::run_prepare() {
+  auto last_work = std::chrono::steady_clock::now();
+  while (!stop_.load(std::memory_order_acquire)) {
+    uint64_t i = next_to_prepare_.load(std::memory_order_acquire);
+    bool claimed = false;
+    // Strictly in order: segment i is begun only once i - 1 exists with its
+    // name synced (made here, or by the writer itself), so a power loss keeps
+    // a prefix of the created files, never a hole among them.
+    if (c_.prepare_ahead > 0 && i < prepare_upto_.load(std::memory_order_acquire) &&
+        made_upto_.load(std::memory_order_acquire) + 1 >= i &&
+        ready_[i % kMaxAhead].load(std::memory_order_acquire) == nullptr) {
+      preparing_index_.store(i, std::memory_order_release);  // before the claim (take_segment)
+      claimed = next_to_prepare_.compare_exchange_strong(i, i + 1, std::memory_order_acq_rel);
+      if (!claimed) preparing_index_.store(~uint64_t{0}, std::memory_order_release);
     }
-    seals_.push_back(job);
+    if (!claimed) {
+      std::this_thread::sleep_for(idle_sleep(last_work));
+      continue;
+    }
+    last_work = std::chrono::steady_clock::now();
+    auto made = segment::create(c_.fs, c_.id, i, segment::prefault::for_write);
+    status dir_synced;
+    if (made) dir_synced = c_.fs->sync_dir(c_.id.dir);  // as in take_segment
+    if (made && dir_synced) {
+      made_upto_.store(i, std::memory_order_release);
+      ready_[i % kMaxAhead].store(made.value().release(), std::memory_order_release);
+      preparing_index_.store(~uint64_t{0}, std::memory_order_release);  // after publishing
+      continue;
+    }
+    // Left to the writer's own attempt, which reports the error (a full disk
+    // fails there, before any byte of the append is written).
+    if (made) {
+      const std::string path = made.value()->path();
+      made.value().reset();
+      (void)c_.fs->remove(path);
+    }
+    {
+      std::lock_guard<std::mutex> g(error_mu_);
+      prepare_error_ = made ? dir_synced : made.error();
+    }
+    preparing_index_.store(~uint64_t{0}, std::memory_order_release);
+    // Do not hammer a full disk: the writer retries at its roll-over anyway.
+    for (int k = 0; k < 100 && !stop_.load(std::memory_order_acquire); ++k)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  cv_.notify_all();
+}
+
+void background::seal(const seal_job& job) {
+  const uint64_t tail = ring_tail_.load(std::memory_order_relaxed);
+  // Backpressure: each segment waiting for its seal keeps its writable
+  // mapping and descriptor, and is not yet durable in mode none. A sealer
+  // this far behind (a disk slower than the appends, on tiny segments) makes
+  // the writer wait here rather than let both grow without bound.
+  if (tail - ring_head_.load(std::memory_order_acquire) >= kMaxPendingSeals) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (tail - ring_head_.load(std::memory_order_acquire) >= kMaxPendingSeals)
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    note_wait(longest_seal_wait_ns_, t0);
+  }
+  ring_[tail % kMaxPendingSeals] = job;
+  ring_tail_.store(tail + 1, std::memory_order_release);
 }
 
 void background::index_sealed(uint64_t end) {
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    index_pass_end_ = end;
-  }
-  cv_.notify_all();
+  std::lock_guard<std::mutex> g(mu_);
+  index_pass_end_ = end;
 }
 
 status background::drain() {
-  std::unique_lock<std::mutex> lk(mu_);
-  cv_.wait(lk, [&] { return seals_.empty() && index_pass_end_ == 0 && !busy_sealing_; });
-  return seal_error_;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      // The ring first: the sealer marks itself busy before it takes a job,
+      // so an empty ring read here makes a job in progress visible below.
+      const bool empty =
+          ring_head_.load(std::memory_order_acquire) == ring_tail_.load(std::memory_order_acquire);
+      if (empty && index_pass_end_ == 0 && !busy_.load(std::memory_order_acquire)) return seal_error_;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
 }
 
 status background::write_footer(file_system& fs, segment& seg, segment_format::footer f,
@@ -114,21 +209,25 @@ status background::write_footer(file_system& fs, segment& seg, segment_format::f
   f.data_checksum =
       XXH3_64bits(seg.data() + segment_format::kHeaderSize,
                   f.data_end + record::kSegmentEndSize - segment_format::kHeaderSize);
+  // The writer has left this segment: its writable mapping goes first, so
+  // the write-back below finds no writable page table entry to protect and
+  // sends the writer's CPU no TLB-shootdown interrupt (an msync through the
+  // writable mapping cost the writer its tail latency and half its
+  // throughput; DESIGN.md "Sealing").
+  if (status s = seg.make_read_only(); !s) return s;
   // Crash story: a valid footer makes recovery take the segment as sealed and
-  // insist that its records match. So the records it covers must be durable
-  // before the footer can reach the disk (the kernel may write the footer's
-  // page back at any moment once it is in the mapping, in every mode):
-  // otherwise a power loss can keep the footer and lose the records, and the
-  // log no longer opens.
-  if (status s = fs.sync_range(seg.file(), seg.data(), f.data_end + record::kSegmentEndSize); !s)
+  // insist that its records match. So the records it covers are durable
+  // before the footer is written at all.
+  if (status s = fs.datasync(seg.file()); !s) return s;
+  std::byte footer[segment_format::kFooterSize];
+  segment_format::encode_footer(footer, f);
+  if (status s = fs.pwrite(seg.file(), seg.capacity() - segment_format::kFooterSize, footer, sizeof footer); !s)
     return s;
-  std::byte* at = seg.data() + seg.capacity() - segment_format::kFooterSize;
-  segment_format::encode_footer(at, f);
   // Crash story: a footer torn by a power loss fails its checksum, and
   // recovery rescans the segment as if it were unsealed. Nothing is lost.
   // Synced in every mode: recovery takes every segment before the newest
   // sealed one as sealed, so footers must reach the disk in segment order.
-  return fs.sync_range(seg.file(), at, segment_format::kFooterSize);
+  return fs.datasync(seg.file());
 }
 
 namespace {
@@ -290,77 +389,50 @@ void background::run_seal() {
   // Checkpoints are derived data: on a small machine they must not take a
   // core from the writer or from the preparer the writer may wait for.
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
-  std::unique_lock<std::mutex> lk(mu_);
+  auto last_work = std::chrono::steady_clock::now();
   while (true) {
-    cv_.wait(lk, [&] { return stop_ || !seals_.empty() || index_pass_end_ != 0; });
-    if (index_pass_end_ != 0) {
-      const uint64_t end = index_pass_end_;
-      busy_sealing_ = true;
-      lk.unlock();
-      auto r = ensure_indexes(*c_.fs, *c_.table, c_.first_segment, end, c_.observer, false,
-                              &closing_);
-      if (r && end > c_.first_segment) {
-        indexed_segment_ = end - 1;
+    uint64_t pass_end = 0;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      pass_end = index_pass_end_;
+      if (pass_end) busy_.store(true, std::memory_order_release);
+    }
+    if (pass_end) {
+      auto r = ensure_indexes(*c_.fs, *c_.table, c_.first_segment, pass_end, c_.observer, false, &closing_);
+      if (r && pass_end > c_.first_segment) {
+        indexed_segment_ = pass_end - 1;
         indexed_through_ = r.value();
       } else if (!r && c_.observer && r.error().code() != errc::cancelled) {
         c_.observer->on_truncated(c_.id.dir, 0, 0, "segment indexes not checked: " + r.error().to_string());
       }
-      lk.lock();
-      busy_sealing_ = false;
+      std::lock_guard<std::mutex> g(mu_);
       index_pass_end_ = 0;
-      cv_.notify_all();
+      busy_.store(false, std::memory_order_release);
+      last_work = std::chrono::steady_clock::now();
       continue;
     }
-    if (seals_.empty()) {  // stop_, and every queued seal is done
-      lk.unlock();
-      rebuild_damaged_indexes();  // what readers found since the last seal
-      break;
-    }
-    seal_job job = seals_.front();
-    seals_.pop_front();
-    const bool more = !seals_.empty();
-    busy_sealing_ = true;
-    cv_.notify_all();  // a writer waiting for room in the queue
-    lk.unlock();
-    status s = do_seal(job, more);
-    rebuild_damaged_indexes();
-    lk.lock();
-    busy_sealing_ = false;
-    if (!s && seal_error_.ok()) seal_error_ = s;
-    cv_.notify_all();
-  }
-}
-
-void background::run_prepare() {
-  std::unique_lock<std::mutex> lk(mu_);
-  while (true) {
-    cv_.wait(lk, [&] {
-      return stop_ ||
-             (want_prepare_ != ~uint64_t{0} && !prepared_ && prepare_error_index_ != want_prepare_);
-    });
-    if (stop_) break;
-    uint64_t index = want_prepare_;
-    preparing_ = true;
-    lk.unlock();
-    auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
-    status dir_synced;
-    if (made) dir_synced = c_.fs->sync_dir(c_.id.dir);  // as in take_segment
-    lk.lock();
-    preparing_ = false;
-    if (made && dir_synced) {
-      prepared_ = std::move(made.value());
-    } else {
-      // Leave it to the writer's synchronous attempt, which reports the error.
-      prepare_error_ = made ? dir_synced : made.error();
-      prepare_error_index_ = index;
-      if (made) {
-        std::string path = made.value()->path();
-        made.value().reset();
-        (void)c_.fs->remove(path);
+    const uint64_t head = ring_head_.load(std::memory_order_relaxed);
+    const uint64_t tail = ring_tail_.load(std::memory_order_acquire);
+    if (head == tail) {
+      if (stop_.load(std::memory_order_acquire)) {
+        rebuild_damaged_indexes();  // what readers found since the last seal
+        break;
       }
+      std::this_thread::sleep_for(idle_sleep(last_work));
+      continue;
     }
-    if (want_prepare_ == index) want_prepare_ = ~uint64_t{0};
-    cv_.notify_all();
+    busy_.store(true, std::memory_order_release);
+    const seal_job job = ring_[head % kMaxPendingSeals];
+    // The slot is free again once the job is copied out.
+    ring_head_.store(head + 1, std::memory_order_release);
+    status s = do_seal(job, head + 1 != tail);
+    rebuild_damaged_indexes();
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (!s && seal_error_.ok()) seal_error_ = s;
+      busy_.store(false, std::memory_order_release);
+    }
+    last_work = std::chrono::steady_clock::now();
   }
 }
 

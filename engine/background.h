@@ -3,11 +3,10 @@
 // so the appender never waits on the kernel in steady state.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -30,6 +29,15 @@ struct seal_job {
   bool footer_written = false;    // recovery sealed it already: checkpoint only
 };
 
+// The writer never takes a lock, waits or makes a system call here in the
+// steady state, roll-over included: prepared segments wait in a small ring of
+// atomic slots (the writer takes one with an exchange), sealed segments go to
+// the sealer through a single-producer ring (one release store), and neither
+// helper is ever signalled: each polls its ring, every millisecond while the
+// log is busy and every 20 ms once it has been idle for a while. The writer
+// waits only when a helper has fallen behind (the preparer has not finished
+// the next segment, or kMaxPendingSeals segments wait for their seal); the
+// longest such waits are kept for the benchmarks.
 class background {
  public:
   struct config {
@@ -37,7 +45,9 @@ class background {
     segment::identity id;
     segment_table* table;
     durability mode;
-    bool prepare_next;
+    // Segments created and pre-faulted ahead of the writer (0: the writer
+    // creates each one itself at roll-over).
+    uint32_t prepare_ahead;
     recovery_observer* observer;
     uint64_t checkpointed_segment;  // newest heads checkpoint on disk (~0 = none)
     uint64_t first_segment;         // the log's oldest segment
@@ -48,28 +58,36 @@ class background {
     durability_tracker* durable;
   };
   explicit background(config c);
-  ~background();  // finishes queued seals, then stops
+  ~background();  // finishes queued seals, then stops; removes unused prepared segments
 
-  // Called by the writer at roll-over: the prepared segment `index`, waiting
-  // for it if it is being made, or creating it now. Schedules index + 1.
+  // Starts preparing segments from `next` on (the one after the active one).
+  void start_preparing(uint64_t next);
+  // Called by the writer at roll-over: segment `index`, prepared ahead (an
+  // atomic exchange), or waited for when the preparer is making it, or
+  // created now when nobody had started it.
   result<std::unique_ptr<segment>> take_segment(uint64_t index);
-  // Asks for `index` to be made ahead of time.
-  void prepare(uint64_t index);
-  // Queues the footer write and checkpoint of a segment the writer left.
+  // Queues the seal (records durable, footer) and checkpoint of a segment the
+  // writer left. Waits only while kMaxPendingSeals are queued.
   void seal(const seal_job& job);
   // Checks (and rebuilds where missing or damaged) the segment index files of
   // sealed segments [first_segment, end), before any later seal.
   void index_sealed(uint64_t end);
   // Waits until every queued seal is done; returns the first error, if any.
   status drain();
-  // The longest a roll-over waited for room in the seal queue (ns).
-  uint64_t longest_seal_wait_ns() const { return longest_seal_wait_ns_.load(std::memory_order_relaxed); }
-  // Segments that may wait for their seal before a roll-over waits.
-  static constexpr size_t kMaxPendingSeals = 8;
   // Seals: makes the records durable, then writes and syncs the footer,
   // through `gate` when given (recovery, before the log has one, passes none).
+  // Afterwards the segment's mapping is read-only.
   static status write_footer(file_system& fs, segment& seg, segment_format::footer f,
                              durability_tracker* gate);
+
+  // The longest the writer waited for the next segment, and for room in the
+  // seal queue (ns), and how many roll-overs waited at all.
+  uint64_t longest_segment_wait_ns() const { return longest_segment_wait_ns_.load(std::memory_order_relaxed); }
+  uint64_t longest_seal_wait_ns() const { return longest_seal_wait_ns_.load(std::memory_order_relaxed); }
+  uint64_t rollovers_that_waited() const { return waited_rollovers_.load(std::memory_order_relaxed); }
+  // Segments that may wait for their seal before a roll-over waits.
+  static constexpr size_t kMaxPendingSeals = 8;
+  static constexpr uint32_t kMaxAhead = 8;
 
  private:
   void run_prepare();
@@ -78,19 +96,32 @@ class background {
   status checkpoint(segment& sealed, bool write_file);
   status index_segment(const segment& sealed);
   void rebuild_damaged_indexes();
+  static void note_wait(std::atomic<uint64_t>& longest, std::chrono::steady_clock::time_point since);
+  // How long a helper sleeps when it finds nothing to do.
+  std::chrono::milliseconds idle_sleep(std::chrono::steady_clock::time_point last_work) const;
 
   config c_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<seal_job> seals_;
-  uint64_t want_prepare_ = ~uint64_t{0};
-  bool preparing_ = false;
-  std::unique_ptr<segment> prepared_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> closing_{false};  // an index pass over a large log stops early
+
+  // --- preparation: segment i waits in ready_[i % kMaxAhead] ---
+  std::array<std::atomic<segment*>, kMaxAhead> ready_{};
+  std::atomic<uint64_t> next_to_prepare_{0};  // claimed by CAS (preparer, or the writer)
+  std::atomic<uint64_t> prepare_upto_{0};     // the preparer makes indices below this
+  std::atomic<uint64_t> preparing_index_{~uint64_t{0}};  // the one the preparer is making now
+  std::atomic<uint64_t> made_upto_{0};  // every segment up to this one exists, its name synced
+  std::mutex error_mu_;
   status prepare_error_;
-  uint64_t prepare_error_index_ = ~uint64_t{0};
-  bool busy_sealing_ = false;
+
+  // --- sealing: a single-producer, single-consumer ring ---
+  std::array<seal_job, kMaxPendingSeals> ring_{};
+  std::atomic<uint64_t> ring_head_{0};  // next job the sealer takes
+  std::atomic<uint64_t> ring_tail_{0};  // next slot the producer fills
+  std::atomic<bool> busy_{false};       // the sealer is working on a job or an index pass
+  std::mutex mu_;                       // index_pass_end_, seal_error_
+  uint64_t index_pass_end_ = 0;         // > 0: index_sealed() asked for a pass
   status seal_error_;
-  bool stop_ = false;
+
   // The checkpointer's own head table, advanced one sealed segment at a time.
   std::unique_ptr<head_table> shadow_;
   uint64_t shadow_next_sequence_ = 0;
@@ -99,13 +130,10 @@ class background {
   // timestamp maximum (the next one continues it).
   uint64_t indexed_segment_ = ~uint64_t{0};
   uint64_t indexed_through_ = 0;
-  uint64_t index_pass_end_ = 0;  // > 0: index_sealed() asked for a pass
-  // Destruction without drain(): an index pass over a large log stops early
-  // (the next open finishes it).
-  std::atomic<bool> closing_{false};
+
+  std::atomic<uint64_t> longest_segment_wait_ns_{0};
   std::atomic<uint64_t> longest_seal_wait_ns_{0};
-  // Two threads, so a long checkpoint never delays the next segment's
-  // preparation (which the writer may be waiting for).
+  std::atomic<uint64_t> waited_rollovers_{0};
   std::thread prepare_thread_;
   std::thread seal_thread_;
 };

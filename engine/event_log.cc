@@ -144,8 +144,8 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
 
   s->bg = std::make_unique<background>(background::config{
       s->fs, s->shared->segments.identity(), &s->shared->segments, s->opts.mode,
-      s->opts.prepare_next_segment, s->opts.observer, s->checkpointed_segment, s->first_segment,
-      &s->shared->indexes, s->durable.get()});
+      s->opts.prepare_next_segment ? std::max<uint32_t>(1, s->opts.prepare_ahead) : 0u, s->opts.observer,
+      s->checkpointed_segment, s->first_segment, &s->shared->indexes, s->durable.get()});
   s->shared->indexes.set_observer(s->opts.observer);
   s->shared->indexes.set_sealed_end(s->active->index());
   // Index files of sealed segments: checked, and rebuilt where missing or
@@ -159,7 +159,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
     else if (auto got = s->shared->segments.get(s->active->index() - 1))
       s->bg->seal({got.value(), {}, true});
   }
-  s->bg->prepare(s->active->index() + 1);
+  s->bg->start_preparing(s->active->index() + 1);
   return std::unique_ptr<event_log>(new event_log(std::move(s)));
 }
 

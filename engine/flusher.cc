@@ -93,9 +93,19 @@ status durability_tracker::sync_until(uint64_t target) {
       const uint64_t seg_end = (index + 1) * cap;
       const uint64_t upto = std::min(target, seg_end);
       segment* seg = log_.segments.find(index);
-      if (!seg || !seg->writable())
+      if (!seg)
         return fail_locked(status(errc::io_error, "durability: segment " + std::to_string(index) +
-                                                      " is not mapped for writing"));
+                                                      " is not mapped"));
+      if (!seg->writable()) {
+        // At or past the durable position, only the sealer makes a segment
+        // of the writer's read-only, and it does so under this gate right
+        // before syncing the whole file (a failure there poisoned the log):
+        // the segment is durable whole.
+        pos = seg_end;
+        durable_.store(pos, std::memory_order_release);
+        log_.ctl->durable().store(pos, std::memory_order_release);
+        continue;
+      }
       const uint64_t off = pos - index * cap;
       // Crash story: msync(MS_SYNC) returns once the pages of [off, upto) and
       // the file metadata needed to read them (extent conversion of the
@@ -127,9 +137,9 @@ void durability_tracker::sealed(segment& seg) {
       durable_.store(next, std::memory_order_release);
       log_.ctl->durable().store(next, std::memory_order_release);
     }
-    // Not durable yet through here (an earlier segment lags): the flusher
-    // will still msync this one through its writable mapping.
-    if (durable_.load(std::memory_order_relaxed) >= next) (void)seg.make_read_only();
+    // Durable whole, and below the durable position: no sync needs its
+    // descriptor again.
+    if (durable_.load(std::memory_order_relaxed) >= next) seg.release_file();
   }
   done_cv_.notify_all();
 }

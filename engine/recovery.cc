@@ -46,20 +46,50 @@ recovery_guard guard_from(const ctl_state& ctl, const std::string& ctl_path) {
   return g;
 }
 
-uint64_t find_valid_record(const segment& seg, uint64_t from, uint64_t to) {
-  const uint64_t end = seg.records_end();
-  to = std::min(to, end);
+uint64_t find_valid_record(const std::byte* data, uint64_t records_end, uint64_t base, uint64_t from,
+                           uint64_t to) {
+  to = std::min(to, records_end);
   for (uint64_t off = coding::align8(from); off + record::kSegmentEndSize <= to; off += 8) {
-    const std::byte* p = seg.data() + off;
+    const std::byte* p = data + off;
     // Every record names its own position: most offsets fail this one load.
-    if (coding::get_u64(p + 16) != seg.base_position() + off) continue;
+    if (coding::get_u64(p + 16) != base + off) continue;
     event_view v;
-    const record::decoded d = record::decode(p, end - off, seg.base_position() + off, true, v);
+    const record::decoded d = record::decode(p, records_end - off, base + off, true, v);
     if (d.outcome == record::decode_outcome::event || d.outcome == record::decode_outcome::segment_end ||
         d.outcome == record::decode_outcome::hole)
       return off;
   }
   return to;
+}
+
+uint64_t find_valid_record(const segment& seg, uint64_t from, uint64_t to) {
+  return find_valid_record(seg.data(), seg.records_end(), seg.base_position(), from, to);
+}
+
+result<bool> file_holds_records(file_system& fs, const std::string& path, uint64_t index, uint8_t log2) {
+  auto f = fs.open(path, file_system::open_mode::read_only);
+  if (!f) return f.error();
+  file_handle fh = f.value();
+  auto size = fs.file_size(fh);
+  if (!size) {
+    fs.close(fh);
+    return size.error();
+  }
+  const uint64_t cap = uint64_t{1} << log2;
+  const uint64_t n = std::min(size.value(), cap);
+  if (n <= segment_format::kHeaderSize) {
+    fs.close(fh);
+    return false;
+  }
+  auto m = fs.map(fh, n, map_access::read_only);
+  fs.close(fh);
+  if (!m) return m.error();
+  const auto* data = static_cast<const std::byte*>(m.value());
+  const uint64_t records_end = std::min(n, cap - segment_format::kFooterSize);
+  const bool found = find_valid_record(data, records_end, index << log2, segment_format::kHeaderSize,
+                                       records_end) < records_end;
+  fs.unmap(m.value(), n);
+  return found;
 }
 
 uint64_t count_valid_records(const segment& seg, uint64_t from, uint64_t to) {
@@ -273,51 +303,94 @@ status recover(log_state& s) {
     if (n.ends_with(log_files::kPartialSuffix)) (void)fs.remove(log_files::join(s.dir, n));
   std::vector<uint64_t> segs = log_files::segment_indices(names.value());
 
-  // The newest segment files: a header is made durable before a segment is
-  // used, so one whose header is zero or does not decode was being created
-  // when a crash came, and holds nothing - unless something else damaged it.
-  while (!segs.empty()) {
-    const uint64_t k = segs.back();
+  // The newest segment files. Segments are created (and pre-faulted) ahead
+  // of the writer, up to prepare_ahead of them, and a crash can come while
+  // one is being made, or leave ones the writer never reached. A header is
+  // made durable before a segment is used, so a trailing file that holds
+  // nothing past its header - whether its header is valid, zero, does not
+  // decode, or the file is short - never held an event. Past the first
+  // segment after the last one holding anything, such files are removed (or,
+  // with a header that does not decode, moved into lost+found/), newest
+  // first; that first one, when its header is valid, may be where the writer
+  // had just rolled to and stays for the tail scan to judge. A file whose
+  // header is not valid but which holds anything else is damage.
+  const uint64_t cap = uint64_t{1} << l2;
+  bool removed_trailing = false;
+  struct trailing_file {
+    std::string path;
+    bool valid_header, zero_header, full, all_zero;
+    status why;
+  };
+  std::vector<trailing_file> empties;  // newest first
+  while (empties.size() < segs.size()) {
+    const uint64_t k = segs[segs.size() - 1 - empties.size()];
     const std::string path = log_files::join(s.dir, log_files::segment_name(k));
     auto f = fs.open(path, file_system::open_mode::read_only);
     if (!f) return f.error();
     file_handle fh = f.value();
-    std::byte hdr[segment_format::kHeaderSize] = {};
+    std::byte hdr[segment_format::kHeaderSize + 16] = {};
     auto size = fs.file_size(fh);
     status rs = size && size.value() >= sizeof hdr ? fs.pread(fh, 0, hdr, sizeof hdr) : status{};
     fs.close(fh);
     if (!rs) return rs;
     segment_format::header h;
     status hs = segment_format::decode_header(hdr, path, h);
-    if (hs) break;
     if (hs.code() == errc::newer_format) return hs;
-    const bool zero_hdr = segment_format::is_zero(hdr, sizeof hdr);
+    const bool full = size && size.value() == cap;
+    if (hs && full && !segment_format::is_zero(hdr + segment_format::kHeaderSize, 16)) break;  // in use
     auto empty = file_is_zero_from(fs, path, segment_format::kHeaderSize);
     if (!empty) return empty.error();
+    const bool zero_hdr = segment_format::is_zero(hdr, segment_format::kHeaderSize);
+    // Not all zero: garbage a power loss left in pages that were never
+    // written, or records. Only records make it part of the log.
+    bool records = false;
     if (!empty.value()) {
-      if (repair && size && size.value() == (uint64_t{1} << l2)) {
+      auto holds = file_holds_records(fs, path, k, l2);
+      if (!holds) return holds.error();
+      records = holds.value();
+    }
+    if (records) {
+      if (hs && full) break;  // the tail scan judges what is there
+      if (repair && full && empties.empty()) {
         if (status r = rebuild_header(fs, id, k, path, lf, report); !r) return r;
         break;
       }
       return {errc::corruption, path + " offset 0: segment header " +
-                                    (zero_hdr ? std::string("is zero") : "does not decode (" + hs.message() + ")") +
-                                    " but the segment holds data" + refusal_tail()};
+                                    (!full ? "of a file of " + std::to_string(size ? size.value() : 0) + " bytes"
+                                     : zero_hdr ? std::string("is zero")
+                                                : "does not decode (" + hs.message() + ")") +
+                                    " but the segment holds records" + refusal_tail()};
     }
-    if (strict) return {errc::corruption, path + " offset 0: segment header was never written"};
-    if (zero_hdr) {
-      if (status r = fs.remove(path); !r) return r;
-      report({recovery_action::kind::removed_empty, path, 0, 0,
-              "removed a segment file whose header was never written (it held nothing)", "", 0});
+    if (strict && !hs) return {errc::corruption, path + " offset 0: segment header was never written"};
+    empties.push_back({path, hs.ok(), zero_hdr, full, empty.value(), hs});
+  }
+  // The oldest of them, with a valid header, may be the writer's next (or a
+  // fresh log's first) segment: kept, the tail scan decides.
+  size_t drop = empties.size();
+  if (drop > 0 && empties.back().valid_header && empties.back().full && empties.back().all_zero) --drop;
+  for (size_t i = 0; i < drop; ++i) {
+    const trailing_file& t = empties[i];
+    if (t.all_zero && (t.valid_header || t.zero_header || !t.full)) {
+      if (status r = fs.remove(t.path); !r) return r;
+      report({recovery_action::kind::removed_empty, t.path, 0, 0,
+              t.valid_header ? "removed a segment file created ahead that the writer never reached (it held nothing)"
+                             : "removed a segment file whose creation a crash interrupted (it held nothing)",
+              "", 0});
     } else {
-      auto kept = lf.keep_file(path);
+      auto kept = lf.keep_file(t.path);
       if (!kept) return kept.error();
-      report({recovery_action::kind::set_aside, path, 0, 0,
-              "newest segment file set aside: its header does not decode (" + hs.message() +
-                  ") and it holds nothing else",
+      report({recovery_action::kind::set_aside, t.path, 0, 0,
+              t.valid_header ? "segment file created ahead set aside: it holds no record, only bytes a "
+                               "power loss left"
+                             : "newest segment file set aside: its header does not decode (" + t.why.message() +
+                                   ") and it holds no record",
               kept.value(), 0});
     }
     segs.pop_back();
+    removed_trailing = true;
   }
+  if (removed_trailing)
+    if (status r = fs.sync_dir(s.dir); !r) return r;
 
   if (!ctl.valid && !segs.empty())
     report({recovery_action::kind::note, ctl_path, 0, 0,
@@ -368,9 +441,16 @@ status recover(log_state& s) {
   }
   s.first_segment = segs.front();
   const uint64_t last = segs.back();
-  if (guard.position > 0 && ((guard.position - 1) >> l2) > last && !repair)
+  // The segment that holds the last acknowledged byte. A guard right at the
+  // start of a segment's records (a roll-over with nothing written after it)
+  // needs only the segment before, which ends with its segment-end record.
+  const uint64_t guard_seg =
+      guard.position <= segment_format::kHeaderSize ? 0
+      : (guard.position & (cap - 1)) == segment_format::kHeaderSize ? (guard.position >> l2) - 1
+                                                                     : (guard.position - 1) >> l2;
+  if (guard.position > segment_format::kHeaderSize && guard_seg > last && !repair)
     return {errc::corruption,
-            log_files::join(s.dir, log_files::segment_name((guard.position - 1) >> l2)) +
+            log_files::join(s.dir, log_files::segment_name(guard_seg)) +
                 ": segment file is missing, but " + guard.what + " lies in it" + refusal_tail()};
 
   // Find the first unsealed segment, walking back from the newest: open time
@@ -618,14 +698,24 @@ result<log_end> find_log_end(file_system& fs, segment_table& table, const std::s
   auto names = fs.list_dir(dir);
   if (!names) return names.error();
   std::vector<uint64_t> segs = log_files::segment_indices(names.value());
-  // A newest file whose header never became valid holds nothing (if it
-  // holds something, mapping it fails below and says so).
+  // Trailing files that hold nothing past their header (created ahead, or
+  // being created when a crash came) are no part of the log, as the writer's
+  // recovery judges them; a file that holds something but does not map is
+  // the damage the error names.
   while (!segs.empty()) {
     auto got = table.get(segs.back());
-    if (got) break;
+    if (got && !segment_format::is_zero(got.value()->data() + segment_format::kHeaderSize, 16)) break;
     const std::string path = log_files::join(dir, log_files::segment_name(segs.back()));
     auto empty = file_is_zero_from(fs, path, segment_format::kHeaderSize);
-    if (!empty || !empty.value()) return got.error();
+    if (!empty) return empty.error();
+    if (!empty.value()) {
+      auto holds = file_holds_records(fs, path, segs.back(), log2);
+      if (!holds) return holds.error();
+      if (holds.value()) {
+        if (!got) return got.error();
+        break;
+      }
+    }
     segs.pop_back();
   }
   if (segs.empty()) {

@@ -36,7 +36,12 @@ recovery_guard guard_from(const ctl_state& ctl, const std::string& ctl_path);
 // before the checksum).
 uint64_t find_valid_record(const segment& seg, uint64_t from, uint64_t to);
 // Records that validate in [from, to), hopping over each one found.
+uint64_t find_valid_record(const std::byte* data, uint64_t records_end, uint64_t base, uint64_t from,
+                           uint64_t to);
 uint64_t count_valid_records(const segment& seg, uint64_t from, uint64_t to);
+// Whether any record of segment `index` validates anywhere in the file at
+// `path` (its header aside, which may be what is damaged).
+result<bool> file_holds_records(file_system& fs, const std::string& path, uint64_t index, uint8_t log2);
 // Just past the last non-zero byte of [from, to), rounded up to 8; `from` if
 // all are zero.
 uint64_t nonzero_end(const std::byte* data, uint64_t from, uint64_t to);

@@ -351,8 +351,9 @@ TEST(NoSpace, WhileWritingIndexFilesAppendsGoOnAndTheNextOpenWritesThem) {
   log_options o = f.options(durability::none, true);
   o.observer = &notes;
   ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
-  // Index files and checkpoints are written with pwrite; segments are mapped.
-  f.fs->fail_always(op::pwrite, ENOSPC);
+  // Index files and checkpoints are written with pwrite (only theirs fail
+  // here: a segment's blocks are allocated before it is used).
+  f.fs->fail_always(op::pwrite, ENOSPC, "/index/");
   log_model model(k64KiB, kFixedClock);
   std::mt19937_64 rng(12);
   for (int i = 0; i < 600; ++i)

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include "varve/file_system.h"
 
@@ -21,9 +22,11 @@ class fault_injection_file_system final : public file_system {
 
   explicit fault_injection_file_system(std::shared_ptr<file_system> base = posix_file_system());
 
-  // Fails `count` calls of `o` with `err`, after letting the next `after` pass.
-  void fail(op o, int err, uint64_t after = 0, uint64_t count = 1);
-  void fail_always(op o, int err) { fail(o, err, 0, UINT64_MAX); }
+  // Fails `count` calls of `o` with `err`, after letting the next `after`
+  // pass; only calls on paths containing `path_part` when it is not empty
+  // (calls on other paths neither fail nor count).
+  void fail(op o, int err, uint64_t after = 0, uint64_t count = 1, std::string path_part = {});
+  void fail_always(op o, int err, std::string path_part = {}) { fail(o, err, 0, UINT64_MAX, std::move(path_part)); }
   void clear();
   uint64_t calls(op o) const { return calls_[static_cast<size_t>(o)].load(); }
   uint64_t failures_injected() const { return injected_.load(); }
@@ -52,12 +55,13 @@ class fault_injection_file_system final : public file_system {
 
  private:
   // Returns the errno to fail with, or 0 to pass the call through.
-  int should_fail(op o);
+  int should_fail(op o, const std::string& path = {});
 
   struct rule {
     int err = 0;
     uint64_t after = 0;
     uint64_t count = 0;
+    std::string path_part;
   };
   std::shared_ptr<file_system> base_;
   std::mutex mu_;

@@ -92,8 +92,12 @@ struct log_options {
   uint64_t group_commit_bytes = 1 << 20;
   recovery_mode recovery = recovery_mode::torn_tail;
   recovery_observer* observer = nullptr;  // not owned
-  // Pre-create and pre-fault the next segment in the background (recommended).
+  // Pre-create and pre-fault segments in the background (recommended): the
+  // writer then takes the next one at roll-over with one atomic exchange.
   bool prepare_next_segment = true;
+  // How many segments are kept ready ahead of the writer (1..8). Two cover a
+  // writer filling segments faster than one can be pre-faulted now and then.
+  uint32_t prepare_ahead = 2;
   // Verify each record's checksum as readers yield it.
   bool verify_checksums = true;
   std::shared_ptr<file_system> fs = nullptr;  // null = posix_file_system()
