@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "test_util.h"
+#include "uring_test_util.h"
 #include "varve/replay.h"
 #include "varve/varve.h"
 
@@ -179,7 +180,10 @@ std::unique_ptr<event_log> open_ro(const std::string& dir) {
   return log.ok() ? std::move(log.value()) : nullptr;
 }
 
-class ReplayBackends : public testing::TestWithParam<io_backend> {};
+class ReplayBackends : public testing::TestWithParam<io_backend> {
+ protected:
+  void SetUp() override { VARVE_SKIP_OR_FAIL_IN_CI_WITHOUT_URING(GetParam()); }
+};
 
 TEST_P(ReplayBackends, MatchesSingleThreadedFold) {
   for (uint64_t seed = 1; seed <= 4; ++seed) {
