@@ -503,23 +503,34 @@ TEST_F(ReplayTest, KilledWhileCheckpointingLosesNothingAndRepeatsNothing) {
     _exit(r ? 0 : 4);
   };
   std::mt19937_64 rng(5);
-  int killed = 0;
+  checkpoint_store store(ck_dir, "killed");
+  // Only a SIGKILL that ended a child after it had saved a checkpoint in that
+  // run counts: kill() also succeeds on a child that already exited (a
+  // zombie), and a child killed before its first save leaves nothing for the
+  // next one to resume from. Without such a kill the test checks nothing of
+  // what its name says.
+  int killed = 0, killed_after_a_save = 0;
   for (int round = 0; round < 12; ++round) {
     log_.reset();  // no log (and no background thread) open across fork()
+    const std::string newest_before = store.path();
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) child_run();
     std::this_thread::sleep_for(std::chrono::microseconds(2000 + rng() % 40000));
-    if (::kill(pid, SIGKILL) == 0) ++killed;
+    ::kill(pid, SIGKILL);
     int st = 0;
     ASSERT_EQ(waitpid(pid, &st, 0), pid);
-    if (WIFEXITED(st)) {
+    if (WIFSIGNALED(st)) {
+      ASSERT_EQ(WTERMSIG(st), SIGKILL) << "the child died of signal " << WTERMSIG(st) << " by itself";
+      ++killed;
+      if (store.path() != newest_before) ++killed_after_a_save;
+    } else {
+      ASSERT_TRUE(WIFEXITED(st));
       ASSERT_EQ(WEXITSTATUS(st), 0) << "child failed";
     }
   }
-  EXPECT_GT(killed, 0);
+  EXPECT_GT(killed_after_a_save, 0) << killed << " children were killed, none after a checkpoint of its own";
   log_ = open_ro(dir);
-  checkpoint_store store(ck_dir, "killed");
   auto last = replay(*log_).partitions(6).threads(2).checkpoint(store).resume().run(
       [](uint32_t) { return fold_projection{}; });
   ASSERT_TRUE(last) << describe(last.error);
