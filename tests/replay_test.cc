@@ -31,7 +31,10 @@ using namespace varve_test;
 
 constexpr uint64_t kSegmentBytes = 64 * 1024;
 constexpr uint64_t kT0 = 1'700'000'000'000'000'000ull;
-volatile uint64_t g_sink;  // keeps a busy loop from being optimised away
+// Keeps a busy loop from being optimised away. Atomic: partitions apply on
+// several threads, and a plain (even volatile) global is a data race that
+// TSan reports.
+std::atomic<uint64_t> g_sink;
 
 // Per stream: how many events, the last version, and a hash over (sequence,
 // payload) in apply order, so a reordered, missing or doubled event shows.
@@ -492,7 +495,7 @@ TEST_F(ReplayTest, KilledWhileCheckpointingLosesNothingAndRepeatsNothing) {
       status apply(const event_view& e) {
         uint64_t x = e.sequence.value;
         for (int i = 0; i < 20000; ++i) x = mix64(x);
-        g_sink = x;
+        g_sink.store(x, std::memory_order_relaxed);
         return fold_projection::apply(e);
       }
     };
