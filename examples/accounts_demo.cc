@@ -3,6 +3,10 @@
 // optimistic concurrency checks, folded back into balances, and survive a reopen.
 //
 //   accounts_demo [--events N] [--accounts N] [--dir PATH]
+//
+// PATH (default ./varve-data/accounts, parents created) gets a fresh log on
+// every run, replacing the previous run's; a non-empty directory that is not a
+// varve log is refused.
 
 #include <algorithm>
 #include <chrono>
@@ -151,8 +155,36 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Start from nothing so every run does (and measures) the same work.
-  std::filesystem::remove_all(dir);
+  // Start from nothing so every run does (and measures) the same work: a
+  // second run replaces the log the first one left. Only a log is replaced
+  // (its varve.meta says so); any other non-empty directory is refused, so a
+  // mistyped --dir cannot wipe someone's files. The parents are created, as
+  // event_log::create makes only the last directory of the path.
+  {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path path(dir);
+    if (fs::exists(path / "varve.meta", ec)) {
+      fs::remove_all(path, ec);
+      if (ec) {
+        std::fprintf(stderr, "accounts_demo: removing the previous run's log %s: %s\n", dir.c_str(),
+                     ec.message().c_str());
+        return 1;
+      }
+    } else if (fs::exists(path, ec) && !fs::is_empty(path, ec)) {
+      std::fprintf(stderr, "accounts_demo: %s is not empty and holds no varve log; give --dir a new "
+                   "or empty directory\n", dir.c_str());
+      return 1;
+    }
+    if (path.has_parent_path()) {
+      fs::create_directories(path.parent_path(), ec);
+      if (ec) {
+        std::fprintf(stderr, "accounts_demo: creating %s: %s\n", path.parent_path().c_str(),
+                     ec.message().c_str());
+        return 1;
+      }
+    }
+  }
   varve::log_options options;
   options.mode = varve::durability::none;  // page cache: survives a crash, not a power loss
   auto log = check(varve::event_log::create(dir, options), "create");

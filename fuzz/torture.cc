@@ -36,7 +36,7 @@
 // predicted from its own model, and after every open its index must agree
 // with the versions the parent last verified.
 //
-// Usage: varve-torture [--seconds S] [--iterations N] [--seed X] [--dir D]
+// Usage: varve-torture [--seconds S] [--iterations N] [--seed X|random] [--dir D]
 //                      [--keep] [--snapshot] [--json FILE] [--verbose]
 // Runs until S seconds or N iterations, whichever ends first (neither: 60 s).
 // D (default: a fresh mkdtemp under $TMPDIR or /tmp) must be absent, empty
@@ -45,8 +45,9 @@
 // is started every 10-30 iterations or past 256 MiB; the previous one is
 // deleted. --keep keeps the last log. Exit status: 0 when every invariant
 // held, 1 on a violation (the seed, iteration, configuration and log
-// directory are printed; the directory is kept), 2 on a usage or
-// environment error. docs/RELIABILITY.md has more.
+// directory are printed; the directory is kept) or when the run checked
+// nothing (no iteration, no acknowledged event, no event verified), 2 on a
+// usage or environment error. docs/RELIABILITY.md has more.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -770,7 +771,27 @@ class parent {
       std::fflush(stdout);
     }
     const double elapsed = std::chrono::duration<double>(steady::now() - t0).count();
-    if (!failure.empty()) {
+    // A run that checked nothing must not pass: a deadline reached before the
+    // first iteration, children that never got to acknowledge an append, or a
+    // parent that never verified an event are a broken harness (or machine),
+    // not a clean log.
+    std::string no_progress;
+    if (failure.empty()) {
+      if (t_.iterations == 0)
+        no_progress = "no iteration completed";
+      else if (t_.events_acked == 0)
+        no_progress = "no child acknowledged an event, so nothing was checked against an acknowledgement";
+      else if (t_.events_verified == 0)
+        no_progress = "no event was verified";
+    }
+    if (!no_progress.empty()) {
+      ++t_.failures;
+      std::fflush(stdout);
+      std::fprintf(stderr, "torture: FAILURE: the run checked nothing: %s (%" PRIu64
+                   " iterations in %.1f s, seed %" PRIu64 ")\n",
+                   no_progress.c_str(), t_.iterations, elapsed, c_.seed);
+      failure = no_progress;
+    } else if (!failure.empty()) {
       ++t_.failures;
       std::fflush(stdout);
       std::fprintf(stderr,
@@ -1495,12 +1516,12 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::string_view(argv[1]) == "--child") return child_main(argc, argv);
 
   run_config c;
-  std::optional<uint64_t> seed;
+  std::string seed_text;
   CLI::App app{"varve-torture: SIGKILL a writer at random moments, recover, check every invariant",
                "varve-torture"};
   app.add_option("--seconds", c.seconds, "stop after this many seconds (whichever of --seconds and --iterations ends first)");
   app.add_option("--iterations", c.iterations, "stop after this many kill/recover iterations");
-  app.add_option("--seed", seed, "master seed (default: from the clock; printed)");
+  app.add_option("--seed", seed_text, "master seed, or \"random\" (the default: from the clock); always printed");
   app.add_option("--dir", c.dir, "working directory (default: a fresh mkdtemp under $TMPDIR or /tmp)");
   app.add_flag("--keep", c.keep, "keep the working directory at the end");
   app.add_flag("--snapshot", c.snapshot, "copy each crashed log before recovery (to DIR/crashed-snapshot)");
@@ -1512,12 +1533,21 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (c.seconds <= 0 && c.iterations == 0) c.seconds = 60;
-  if (!seed) {
+  if (seed_text.empty() || seed_text == "random") {
     timespec ts;
     ::clock_gettime(CLOCK_REALTIME, &ts);
-    seed = mix64(uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec) + uint64_t(::getpid()));
+    c.seed = mix64(uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec) + uint64_t(::getpid()));
+  } else {
+    // "random" exists so that a caller with a fixed default (CTest's
+    // torture_short, through VARVE_TORTURE_SEED) can still ask for a fresh one.
+    char* end = nullptr;
+    errno = 0;
+    c.seed = std::strtoull(seed_text.c_str(), &end, 10);
+    if (seed_text[0] < '0' || seed_text[0] > '9' || *end != '\0' || errno == ERANGE) {
+      std::fprintf(stderr, "torture: --seed %s: want a number or \"random\"\n", seed_text.c_str());
+      return 2;
+    }
   }
-  c.seed = *seed;
   if (c.dir.empty()) {
     const char* base = std::getenv("TMPDIR");
     std::string tmpl = std::string(base && *base ? base : "/tmp") + "/varve-torture-XXXXXX";

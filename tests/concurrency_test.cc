@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <string>
 #include <thread>
@@ -211,6 +212,10 @@ TEST(Concurrency, PositionGettersMayBeReadFromAnyThreadWhileTheWriterAppends) {
   ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), o));
   const uint64_t n = scaled(5000);
   std::atomic<bool> done{false};
+  // A loaded machine may not schedule the observer until the writer is done,
+  // and it would then have watched nothing: the writer waits for its first
+  // look, and at half way for a look at the log mid-run.
+  std::atomic<bool> looked{false}, looked_mid_run{false}, observer_stopped{false};
   std::string problem;
   std::thread observer([&] {
     position last_committed, last_written;
@@ -227,11 +232,22 @@ TEST(Concurrency, PositionGettersMayBeReadFromAnyThreadWhileTheWriterAppends) {
       last_committed = committed;
       last_written = written;
       last_seq = seq;
+      looked.store(true, std::memory_order_release);
+      if (seq > 0 && seq < n) looked_mid_run.store(true, std::memory_order_release);
     }
+    observer_stopped.store(true, std::memory_order_release);
   });
+  auto wait_for = [&](const std::atomic<bool>& flag) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!flag.load(std::memory_order_acquire) && !observer_stopped.load(std::memory_order_acquire) &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+  };
+  wait_for(looked);
   std::mt19937_64 rng(3);
   status w;
   for (uint64_t i = 0; i < n && w.ok(); ++i) {
+    if (i == n / 2) wait_for(looked_mid_run);
     std::vector<std::byte> p = random_bytes(rng, rng() % 200);
     event_data d;
     d.payload = p;
@@ -241,6 +257,7 @@ TEST(Concurrency, PositionGettersMayBeReadFromAnyThreadWhileTheWriterAppends) {
   observer.join();
   ASSERT_OK(w);
   EXPECT_EQ(problem, "");
+  EXPECT_TRUE(looked_mid_run.load()) << "the observer never saw the log while the writer appended";
   EXPECT_EQ(log->version_of("single"), n);
 }
 

@@ -22,9 +22,11 @@
 #     exit 0 within a few seconds; a new shipper then completes the topic,
 #     still every event once.
 # Exit 77 (CTest: skipped) with the broker script's reason where Java or Maven
-# is missing. VARVE_KAFKA_SEED=N replays a run's fault schedule (printed).
+# is missing; under CI=true that fails instead (tests/ci_skip.sh).
+# VARVE_KAFKA_SEED=N replays a run's fault schedule (printed).
 # Usage: kafka_netfault_test.sh VARVE KAFKA_CONSUME BROKER_SCRIPT TCP_PROXY
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/ci_skip.sh"
 varve=$1
 consume=$2
 broker=$3
@@ -134,8 +136,7 @@ wait "$bstart"
 rc=$?
 set -e
 if [[ $rc -eq 2 ]]; then
-  echo "SKIP: $(tail -1 "$work/broker.err")"
-  exit 77
+  varve_skip_or_fail_in_ci "$(tail -1 "$work/broker.err")"
 fi
 [[ $rc -eq 0 && -n $bpid ]] || { cat "$work/broker.err" >&2; fail "the broker did not start"; }
 say "broker at $addr (pid $bpid), advertised through the proxy at $via; seed $seed"

@@ -11,7 +11,7 @@
 #   powercut_test.sh VARVE POWERCUT_FS
 #   VARVE_POWERCUT_ROUNDS (default 12), VARVE_POWERCUT_SEED (default 1; "random"),
 #   VARVE_POWERCUT_MODES (default "group sync none"; none only checks nothing breaks)
-# Exit 77 (skipped) where FUSE cannot be mounted, unless CI=true (then 1).
+# Exit 77 (skipped) where FUSE cannot be mounted, unless CI=true (then 1: tests/ci_skip.sh).
 set -uo pipefail
 varve=$1
 pcfs=$2
@@ -20,11 +20,8 @@ seed=${VARVE_POWERCUT_SEED:-1}
 [[ $seed == random ]] && seed=$(( (RANDOM << 15) | RANDOM ))
 echo "powercut: seed $seed, $rounds rounds (VARVE_POWERCUT_SEED=$seed to replay)"
 
-skip() {
-  if [[ ${CI:-} == true ]]; then echo "powercut: FAIL (CI=true): $*" >&2; exit 1; fi
-  echo "powercut: skipped: $*" >&2
-  exit 77
-}
+source "$(dirname "$0")/ci_skip.sh"
+skip() { varve_skip_or_fail_in_ci "powercut: $*"; }
 [[ -c /dev/fuse ]] || skip "/dev/fuse is missing"
 command -v fusermount3 >/dev/null || skip "fusermount3 is missing (apt-get install fuse3)"
 command -v python3 >/dev/null || skip "python3 is missing"

@@ -86,6 +86,28 @@ inline std::string errc_text(varve::errc c) { return std::string(varve::errc_nam
   ASSERT_OK_AND_ASSIGN_IMPL(VARVE_TEST_CONCAT(varve_test_r_, __LINE__), lhs, expr)
 
 // ---------------------------------------------------------------------------
+// Skipping, and why CI must not.
+
+// CI=true (or 1) in the environment, as .ci/run exports it. Kept in step with
+// varve_in_ci in tests/ci_skip.sh, its shell twin.
+inline bool in_ci() {
+  const char* v = std::getenv("CI");
+  return v && (std::string_view(v) == "true" || std::string_view(v) == "1");
+}
+
+// For a test that cannot run here because something outside the code is
+// missing (a permission, a kernel feature, a tool): skips with the reason on a
+// developer's machine, but fails with it under CI=true, where a skip would let
+// CI pass without ever having run the test. Returns from the calling function
+// (a test body or SetUp) either way.
+#define VARVE_SKIP_OR_FAIL_IN_CI(reason)                                        \
+  do {                                                                          \
+    const std::string varve_test_why_ = (reason);                               \
+    if (::varve_test::in_ci()) FAIL() << "CI=true, so this is not skipped: " << varve_test_why_; \
+    GTEST_SKIP() << varve_test_why_;                                            \
+  } while (0)
+
+// ---------------------------------------------------------------------------
 // Scale: VARVE_TEST_SCALE=N multiplies iteration counts for long runs.
 
 inline uint64_t test_scale() {

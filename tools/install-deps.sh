@@ -10,10 +10,14 @@
 #            Kafka peer; the library and the CLI never need them). Without
 #            them those tests skip, saying why.
 set -euo pipefail
+# python3: tests/cli_test.sh and the Kafka tests check JSON with it.
+# fuse3, libfuse3-dev: the FUSE file system the power-loss test on a real
+# mount is built on.
 pkgs=(g++ cmake ninja-build pkg-config
       libboost-dev libxxhash-dev liburing-dev
       libgtest-dev libgmock-dev libbenchmark-dev librocksdb-dev
-      nlohmann-json3-dev libcli11-dev librdkafka-dev)
+      nlohmann-json3-dev libcli11-dev librdkafka-dev
+      python3 fuse3 libfuse3-dev)
 for arg in "$@"; do
   case "$arg" in
     --fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;

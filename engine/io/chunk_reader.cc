@@ -51,10 +51,10 @@ bool uring_forced_unavailable() {
 
 namespace {
 std::atomic<bool> g_fallback_said{false};
+}  // namespace
 
-// 0 when a ring can be set up in this process, else the errno. Probed once:
-// a kernel or seccomp policy does not change under a running process. The
-// test hook is looked at every time, so a test can turn it on late.
+// Probed once: a kernel or seccomp policy does not change under a running
+// process. The test hook is looked at every time, so a test can turn it on late.
 int uring_probe() {
   if (uring_forced_unavailable()) return ENOSYS;
   static const int err = [] {
@@ -66,7 +66,6 @@ int uring_probe() {
   }();
   return err;
 }
-}  // namespace
 
 void say_fallback(int err) {
   // One line per process: a replay that opens a reader per partition must not

@@ -118,6 +118,10 @@ result<std::unique_ptr<chunk_reader>> open_buffered(std::shared_ptr<detail::shar
 
 // Test hook: VARVE_IO_URING_FAIL=1 makes io_uring look unavailable (ENOSYS).
 bool uring_forced_unavailable();
+// 0 when an io_uring ring can be set up in this process, else the errno that
+// makes `automatic` and `uring` fall back to pread (ENOSYS under the hook).
+// Tests ask it to tell a real uring run from a silent fallback.
+int uring_probe();
 // Test hook: the "said once" flag of say_fallback, so a test can see the line.
 void reset_fallback_notice_for_test();
 
