@@ -16,6 +16,7 @@
 #include "engine/recovery.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "base/coding.h"
 #include "base/log_files.h"
@@ -296,11 +297,27 @@ status recover(log_state& s) {
             "a sync failed before the last reboot; the log is judged by what the disk holds", "", 0});
   }
 
+  // Changes that clean up after a crash (leftover temporary files, trailing
+  // files that never held an event, rejected checkpoints) wait here until
+  // the log has been judged: an open that refuses must leave the directory
+  // exactly as it found it, for the operator and for `varve recover`.
+  std::vector<std::function<status()>> deferred;
+  auto apply_deferred = [&]() -> status {
+    for (auto& f : deferred)
+      if (status r = f(); !r) return r;
+    deferred.clear();
+    return {};
+  };
+
   // Leftovers of atomic writes that never reached their rename: never log data.
   auto names = fs.list_dir(s.dir);
   if (!names) return names.error();
   for (const std::string& n : names.value())
-    if (n.ends_with(log_files::kPartialSuffix)) (void)fs.remove(log_files::join(s.dir, n));
+    if (n.ends_with(log_files::kPartialSuffix))
+      deferred.push_back([&fs, path = log_files::join(s.dir, n)] {
+        (void)fs.remove(path);
+        return status{};
+      });
   std::vector<uint64_t> segs = log_files::segment_indices(names.value());
 
   // The newest segment files. Segments are created (and pre-faulted) ahead
@@ -369,28 +386,30 @@ status recover(log_state& s) {
   size_t drop = empties.size();
   if (drop > 0 && empties.back().valid_header && empties.back().full && empties.back().all_zero) --drop;
   for (size_t i = 0; i < drop; ++i) {
-    const trailing_file& t = empties[i];
-    if (t.all_zero && (t.valid_header || t.zero_header || !t.full)) {
-      if (status r = fs.remove(t.path); !r) return r;
-      report({recovery_action::kind::removed_empty, t.path, 0, 0,
-              t.valid_header ? "removed a segment file created ahead that the writer never reached (it held nothing)"
-                             : "removed a segment file whose creation a crash interrupted (it held nothing)",
-              "", 0});
-    } else {
-      auto kept = lf.keep_file(t.path);
-      if (!kept) return kept.error();
-      report({recovery_action::kind::set_aside, t.path, 0, 0,
-              t.valid_header ? "segment file created ahead set aside: it holds no record, only bytes a "
-                               "power loss left"
-                             : "newest segment file set aside: its header does not decode (" + t.why.message() +
-                                   ") and it holds no record",
-              kept.value(), 0});
-    }
+    deferred.push_back([&fs, &lf, &report, t = empties[i]]() -> status {
+      if (t.all_zero && (t.valid_header || t.zero_header || !t.full)) {
+        if (status r = fs.remove(t.path); !r) return r;
+        report({recovery_action::kind::removed_empty, t.path, 0, 0,
+                t.valid_header
+                    ? "removed a segment file created ahead that the writer never reached (it held nothing)"
+                    : "removed a segment file whose creation a crash interrupted (it held nothing)",
+                "", 0});
+      } else {
+        auto kept = lf.keep_file(t.path);
+        if (!kept) return kept.error();
+        report({recovery_action::kind::set_aside, t.path, 0, 0,
+                t.valid_header ? "segment file created ahead set aside: it holds no record, only bytes a "
+                                 "power loss left"
+                               : "newest segment file set aside: its header does not decode (" +
+                                     t.why.message() + ") and it holds no record",
+                kept.value(), 0});
+      }
+      return {};
+    });
     segs.pop_back();
     removed_trailing = true;
   }
-  if (removed_trailing)
-    if (status r = fs.sync_dir(s.dir); !r) return r;
+  if (removed_trailing) deferred.push_back([&fs, &s] { return fs.sync_dir(s.dir); });
 
   if (!ctl.valid && !segs.empty())
     report({recovery_action::kind::note, ctl_path, 0, 0,
@@ -411,6 +430,7 @@ status recover(log_state& s) {
       return {errc::corruption, missing + ": segment file is missing (the log has a hole)" + refusal_tail()};
     // Point in time: the log ends before the hole; what follows goes aside
     // (newest first, so a crash part way leaves no new hole).
+    if (status r = apply_deferred(); !r) return r;
     for (size_t j = segs.size(); j-- > i;) {
       const std::string path = log_files::join(s.dir, log_files::segment_name(segs[j]));
       auto kept = lf.keep_file(path);
@@ -427,6 +447,7 @@ status recover(log_state& s) {
       return {errc::corruption, log_files::join(s.dir, log_files::segment_name(0)) +
                                     ": no segment file holds the log, but it reaches " + guard.what +
                                     refusal_tail()};
+    if (status r = apply_deferred(); !r) return r;
     auto made = segment::create(s.fs, id, 0, segment::prefault::for_write);
     if (!made) return made.error();
     if (status r = fs.sync_dir(s.dir); !r) return r;
@@ -483,7 +504,11 @@ status recover(log_state& s) {
   if (auto idx_names = fs.list_dir(index_dir)) {
     std::vector<uint64_t> cps;
     for (const std::string& n : idx_names.value()) {
-      if (n.ends_with(log_files::kPartialSuffix)) (void)fs.remove(log_files::join(index_dir, n));
+      if (n.ends_with(log_files::kPartialSuffix))
+        deferred.push_back([&fs, path = log_files::join(index_dir, n)] {
+          (void)fs.remove(path);
+          return status{};
+        });
       if (auto i = log_files::parse_heads_name(n)) cps.push_back(*i);
     }
     std::sort(cps.rbegin(), cps.rend());
@@ -507,10 +532,12 @@ status recover(log_state& s) {
       }
       s.heads.clear();
       // Derived data: renamed aside, rebuilt from the log.
-      (void)fs.rename(path, path + log_files::kDamagedSuffix);
-      report({recovery_action::kind::set_aside, path, 0, 0,
-              "head-table checkpoint rejected, renamed aside: " + r.message(),
-              path + log_files::kDamagedSuffix, 0});
+      deferred.push_back([&fs, &report, path, why = r.message()] {
+        (void)fs.rename(path, path + log_files::kDamagedSuffix);
+        report({recovery_action::kind::set_aside, path, 0, 0,
+                "head-table checkpoint rejected, renamed aside: " + why, path + log_files::kDamagedSuffix, 0});
+        return status{};
+      });
     }
   }
   for (uint64_t k = replay_from; k < first_unsealed; ++k) {
@@ -623,6 +650,8 @@ status recover(log_state& s) {
       later_empty.push_back(empty);
     }
 
+    // Judged: from here on recovery changes the directory.
+    if (status r = apply_deferred(); !r) return r;
     if (dirty_end > cut) {
       // Crash story: the copy is durable before a byte is zeroed, and the
       // zeroing is durable before anything new is appended here (else a
@@ -676,6 +705,7 @@ status recover(log_state& s) {
       return {errc::corruption, log_files::join(s.dir, log_files::segment_name(last + 1)) +
                                     ": segment file is missing, but " + guard.what + " lies in it" +
                                     refusal_tail()};
+    if (status r = apply_deferred(); !r) return r;
     auto made = segment::create(s.fs, id, last + 1, segment::prefault::for_write);
     if (!made) return made.error();
     if (status r = fs.sync_dir(s.dir); !r) return r;
@@ -687,7 +717,7 @@ status recover(log_state& s) {
     s.seg_last_pos = ~uint64_t{0};
   }
   s.next_seq = next_seq;
-  return {};
+  return apply_deferred();
 }
 
 result<log_end> find_log_end(file_system& fs, segment_table& table, const std::string& dir,
