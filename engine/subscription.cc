@@ -3,6 +3,7 @@
 // store of named positions (DIR/subscriptions/NAME.pos).
 #include "varve/subscription.h"
 
+#include <sched.h>
 #include <time.h>
 
 #include <algorithm>
@@ -74,14 +75,28 @@ bool wait_for_commit(detail::subscription_state& s, uint64_t at, clock_type::tim
   auto moved = [&] {
     return s.reader.committed().value > at || s.cancelled.load(std::memory_order_acquire);
   };
+  // now + d without overflow (kForever spins until the deadline).
+  auto until = [&](std::chrono::nanoseconds d) {
+    const auto now = clock_type::now();
+    return d >= deadline - now ? deadline : now + d;
+  };
   if (s.opts.spin.count() > 0) {
-    const auto spin_end = std::min(clock_type::now() + s.opts.spin, deadline);
+    const auto spin_end = until(s.opts.spin);
     for (uint32_t i = 1;; ++i) {
       if (moved()) return true;
       cpu_pause();
       if ((i & 15) == 0 && clock_type::now() >= spin_end) break;
     }
   }
+  if (s.opts.yield.count() > 0) {
+    const auto yield_end = until(s.opts.yield);
+    for (;;) {
+      if (moved()) return true;
+      if (clock_type::now() >= yield_end) break;
+      ::sched_yield();
+    }
+  }
+  if (clock_type::now() >= deadline) return moved();
   control_block* ctl = s.ctl.get();
   if (!ctl) {
     for (;;) {

@@ -28,12 +28,25 @@ namespace detail {
 struct subscription_state;
 }
 
+// The follow policy: what next() does once it has caught up with the writer,
+// in three stages. It spins (re-reads the commit position with a CPU pause
+// between looks) for `spin`, then yields the CPU between looks (sched_yield)
+// for `yield`, then parks on a futex in the shared control block until the
+// writer wakes it. An event that lands while it spins is delivered in well
+// under a microsecond; while it yields, within a scheduler round (a few
+// microseconds when the core is free); once parked, in the time a futex wake
+// takes (tens of microseconds, more when the core has gone idle).
+//   latency-critical reader on a core of its own: spin = kForever
+//   shared cores, low latency:                    spin = 20us, yield = 2ms
+//   the default, cheap on CPU:                    spin = 20us, yield = 0
+inline constexpr std::chrono::nanoseconds kForever = std::chrono::nanoseconds::max();
+
 struct subscription_options {
-  // Once caught up, next() re-reads the commit position this long (with a CPU
-  // pause between looks) before it parks on a futex: an event that lands
-  // within the spin is delivered in well under a microsecond, a later one in
-  // the time a futex wake takes. 0 = park at once (no spinning at all).
+  // Spin this long before yielding or parking. 0 = no spinning at all;
+  // kForever = never park (busy-waits a core while there is nothing to read).
   std::chrono::nanoseconds spin = std::chrono::microseconds(20);
+  // Then yield between looks this long before parking (kForever = never park).
+  std::chrono::nanoseconds yield = std::chrono::nanoseconds(0);
   // A named subscription: its position is kept in DIR/subscriptions/NAME.pos.
   // When that file exists the subscription resumes there and `from` is
   // ignored; commit() writes it. Names: 1 to 100 of [A-Za-z0-9._-], not
