@@ -48,7 +48,7 @@ class durability_tracker {
   // After a failed sync every call fails: the pages that failed may already
   // be dropped by the kernel, so carrying on could acknowledge lost data.
   status sync_until(uint64_t target);
-  // Blocks until durable >= target (group mode: nudges the thread).
+  // Returns once durable >= target: runs the sync itself (through the gate).
   status wait(uint64_t target);
   // Cheap hint from the appender: committed moved on (group mode).
   void notify_committed(uint64_t committed) {
