@@ -4,8 +4,7 @@
 // (xxhash.h's header-only mode, same algorithm and values as libxxhash) so it
 // inlines into encode/decode and specialises for record-sized inputs instead
 // of a call through the shared library's length dispatch.
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "base/record_encode.h"
 
 #include <cstring>
 
@@ -17,50 +16,11 @@ using namespace varve::coding;
 
 static_assert(kHeaderSize % 8 == 0 && kSegmentEndSize % 8 == 0);
 
-uint64_t checksum(const std::byte* rec, uint32_t length) {
-  return XXH3_64bits(rec + 8, length - 8);
-}
+uint64_t checksum(const std::byte* rec, uint32_t length) { return checksum_inline(rec, length); }
 
 uint32_t encode(std::byte* dst, uint32_t size, std::string_view stream, const event_data& e,
                 const header_fields& h) {
-  uint8_t flags = h.flags;
-  if (e.event_id) flags |= kFlagEventId;
-  if (e.correlation_id) flags |= kFlagCorrelation;
-  if (e.causation_id) flags |= kFlagCausation;
-  if (e.content == content_type::json) flags |= kFlagJson;
-
-  put_u32(dst + 8, size);
-  put_u8(dst + 12, kEvent);
-  put_u8(dst + 13, flags);
-  put_u8(dst + 14, static_cast<uint8_t>(stream.size()));
-  put_u8(dst + 15, 0);
-  put_u64(dst + 16, h.position);
-  put_u64(dst + 24, h.sequence);
-  put_u64(dst + 32, h.version);
-  put_u64(dst + 40, h.timestamp_ns);
-  put_u32(dst + 48, e.type);
-  put_u16(dst + 52, e.schema_version);
-  put_u16(dst + 54, kHeaderSize);
-  put_u32(dst + 56, static_cast<uint32_t>(e.payload.size()));
-  put_u32(dst + 60, 0);
-  put_u64(dst + 64, h.prev_position);
-  std::byte* p = dst + kHeaderSize;
-  for (const id128* id : {e.event_id, e.correlation_id, e.causation_id}) {
-    if (id) {
-      std::memcpy(p, id->bytes.data(), kIdSize);
-      p += kIdSize;
-    }
-  }
-  std::memcpy(p, stream.data(), stream.size());
-  p += stream.size();
-  if (!e.payload.empty()) std::memcpy(p, e.payload.data(), e.payload.size());
-  p += e.payload.size();
-  // Padding must be zero: it is covered by the checksum, and the mapping may
-  // hold garbage where a torn tail was cut (recovery zeroes it, but be exact).
-  std::memset(p, 0, static_cast<size_t>(dst + size - p));
-  // The checksum goes last: until it is right, recovery treats the record as torn.
-  put_u64(dst, checksum(dst, size));
-  return size;
+  return encode_inline(dst, size, stream, e, h);
 }
 
 void encode_segment_end(std::byte* dst, uint64_t position) {

@@ -88,6 +88,7 @@ struct config {
   uint64_t p6_events = 1'000'000;
   uint64_t p7_events = 100'000;
   uint64_t p7_rate = 10'000;
+  std::string p7_follow = "park,spin";  // varve's follow policies measured in P7
   int p4_scans = 3;
   int p5_reps = 3;
   int reps = 1;
@@ -297,15 +298,21 @@ void read_fully(int fd, void* buf, size_t want, const std::string& what) {
 // clock for every process here; in the event's timestamp) just before the
 // append call. The reader stamps each event as it
 // is handed over and sends the differences back through a second pipe.
+// `policy` is varve's follow policy (subscription_options): "park" (the
+// default: spin 20 us, then park on the futex), "yield" (spin 20 us, yield for
+// up to 10 ms, then park) or "spin" (never park); its figures are P7.* for
+// park and P7.<policy>.* for the others.
 template <class P>
 void run_p7(const std::string& peer, const config& c, const vb::es1_data& d, const std::string& sdir, P& p,
-            child_out& out) {
+            child_out& out, const std::string& policy = "park") {
   const uint64_t n = c.p7_events;
+  const std::string prefix = policy == "park" ? "P7" : "P7." + policy;
   p.create(sdir);
   int ready[2], result[2];
   if (::pipe(ready) != 0 || ::pipe(result) != 0) die("pipe: " + std::string(strerror(errno)));
   std::vector<std::string> args = {self_exe(), "--p7-follower", peer, "--p7-events", std::to_string(n),
-                                   "--p7-fds", std::to_string(ready[1]) + "," + std::to_string(result[1])};
+                                   "--p7-fds", std::to_string(ready[1]) + "," + std::to_string(result[1]),
+                                   "--p7-policy", policy};
   if constexpr (requires { p.topic(); }) {
     args.insert(args.end(), {"--p7-store", p.topic(), "--kafka-brokers", p.brokers()});
   } else {
@@ -352,15 +359,16 @@ void run_p7(const std::string& peer, const config& c, const vb::es1_data& d, con
     for (uint64_t x : lat) f << x << "\n";
   }
   std::vector<double> v(lat.begin(), lat.end());
-  add_latency(out, "P7", v, 1e-3, "us", true);
+  add_latency(out, prefix, v, 1e-3, "us", true);
   out.info["P7.rate_per_s"] = c.p7_rate;
-  std::fprintf(stderr, "  %s: P7 p50 %.1f us, p99 %.1f us\n", peer.c_str(), out.figures["P7.p50_us"].get<double>(),
-               out.figures["P7.p99_us"].get<double>());
+  std::fprintf(stderr, "  %s: %s p50 %.1f us, p99 %.1f us\n", peer.c_str(), prefix.c_str(),
+               out.figures[prefix + ".p50_us"].get<double>(), out.figures[prefix + ".p99_us"].get<double>());
 }
 
 // The reader side of P7 (its own process). Writes the latencies (ns, u64 each)
 // to out_fd.
-int p7_follower_main(const config& c, const std::string& peer, const std::string& store, const std::string& fds) {
+int p7_follower_main(const config& c, const std::string& peer, const std::string& store, const std::string& fds,
+                     const std::string& policy) {
   int ready_fd = -1, out_fd = -1;
   if (std::sscanf(fds.c_str(), "%d,%d", &ready_fd, &out_fd) != 2) die("--p7-fds: " + fds);
   const uint64_t n = c.p7_events;
@@ -368,7 +376,10 @@ int p7_follower_main(const config& c, const std::string& peer, const std::string
   if (peer == "varve") {
     auto log = varve::event_log::open_read_only(store);
     if (!log) die("P7 follower: " + log.error().to_string());
-    auto sub = varve::subscription::open(**log, varve::position{});
+    varve::subscription_options so;
+    if (policy == "spin") so.spin = varve::kForever;
+    if (policy == "yield") so.yield = std::chrono::milliseconds(10);
+    auto sub = varve::subscription::open(**log, varve::position{}, {}, so);
     if (!sub) die("P7 follower: " + sub.error().to_string());
     lat.reserve(n);
     if (::write(ready_fd, "r", 1) != 1) die("P7 follower: ready pipe");
@@ -417,6 +428,10 @@ void run_store_peer(const std::string& peer, const peer_info& pi, const config& 
     // produce() queues it: P1's time runs to the last acknowledgement.
     if constexpr (requires { p->wait_acknowledged(); }) p->wait_acknowledged();
     const uint64_t t1 = vb::steady_ns();
+    if constexpr (requires { p->load_figures(); })
+      if (want("P1"))
+        for (auto& [name, value] : p->load_figures())
+          out.add("P1." + name, value, name.ends_with("_us") ? "us" : "count");
     p->finish_load();
     const uint64_t t2 = vb::steady_ns();
     const double secs = static_cast<double>(t1 - t0) / 1e9;
@@ -579,8 +594,12 @@ void run_store_peer(const std::string& peer, const peer_info& pi, const config& 
   using peer_t = std::remove_reference_t<decltype(*make())>;
   if constexpr (requires(peer_t& q) { q.append_stamped(d, 0, 0); }) {
     if (want("P7")) {
-      auto p = make();
-      run_p7(peer, c, d, dir + "/p7", *p, out);
+      std::vector<std::string> policies = {"park"};
+      if (peer == "varve") policies = split(c.p7_follow);
+      for (const std::string& policy : policies) {
+        auto p = make();
+        run_p7(peer, c, d, dir + "/p7", *p, out, policy);
+      }
     }
   }
 }
@@ -743,7 +762,7 @@ std::vector<std::string> child_args(const config& c) {
           "--writelog-p5-aggregates", u(c.writelog_p5_aggregates), "--p6-events", u(c.p6_events),
           "--p4-scans", std::to_string(c.p4_scans), "--p5-reps", std::to_string(c.p5_reps),
           "--phases", c.phases, "--segment-bytes", u(c.segment_bytes), "--rocks-cache-mb", u(c.rocks_cache_mb),
-          "--writelog-buffer", u(c.writelog_buffer), "--p7-events", u(c.p7_events), "--p7-rate", u(c.p7_rate)};
+          "--writelog-buffer", u(c.writelog_buffer), "--p7-events", u(c.p7_events), "--p7-rate", u(c.p7_rate), "--p7-follow", c.p7_follow};
 }
 
 double load_average() {
@@ -831,7 +850,7 @@ const std::vector<target>& targets() {
 
 int main(int argc, char** argv) {
   config c;
-  std::string child_peer, child_dir, p7_follower, p7_store, p7_fds;
+  std::string child_peer, child_dir, p7_follower, p7_store, p7_fds, p7_policy = "park";
   std::vector<std::string> available;
   for (auto& p : peer_table())
     if (p.available) available.push_back(p.name);
@@ -853,6 +872,11 @@ int main(int argc, char** argv) {
   app.add_option("--p7-events", c.p7_events, "events appended in P7 while another process follows")
       ->capture_default_str();
   app.add_option("--p7-rate", c.p7_rate, "P7's steady append rate (events/s)")->capture_default_str();
+  app.add_option("--p7-follow", c.p7_follow,
+                 "varve's follow policies in P7, comma-separated, from park (figures P7.*), yield (P7.yield.*) "
+                 "and spin (P7.spin.*)")
+      ->capture_default_str();
+  app.add_option("--p7-policy", p7_policy)->group("");  // internal: the follower's policy
   app.add_option("--p4-scans", c.p4_scans, "timed scans in P4 (median)")->capture_default_str();
   app.add_option("--p5-reps", c.p5_reps, "timed P5 passes (median)")->capture_default_str();
   app.add_option("--reps", c.reps, "run every peer this many times, interleaved; the table shows medians")
@@ -898,7 +922,7 @@ int main(int argc, char** argv) {
     if (std::find(kAllPhases.begin(), kAllPhases.end(), p) == kAllPhases.end())
       die("unknown phase " + p + " (known: P1,P2,P3,P4,P5,P6,P7)");
 
-  if (!p7_follower.empty()) return p7_follower_main(c, p7_follower, p7_store, p7_fds);
+  if (!p7_follower.empty()) return p7_follower_main(c, p7_follower, p7_store, p7_fds, p7_policy);
   if (!child_peer.empty()) return child_main(c, child_peer, child_dir);
 
   const bool default_peers = c.peers.empty();
@@ -1078,6 +1102,7 @@ int main(int argc, char** argv) {
                    {"p6_events", c.p6_events},
                    {"p7_events", c.p7_events},
                    {"p7_rate", c.p7_rate},
+                   {"p7_follow", c.p7_follow},
                    {"p4_scans", c.p4_scans},
                    {"p5_reps", c.p5_reps},
                    {"reps", c.reps},

@@ -9,7 +9,7 @@
 #include "engine/log_state.h"
 #include "base/meta_file.h"
 #include "engine/recovery.h"
-#include "base/record_format.h"
+#include "base/record_encode.h"
 #include "index/heads_file.h"
 
 namespace varve {
@@ -160,6 +160,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
       s->bg->seal({got.value(), {}, true});
   }
   s->bg->start_preparing(s->active->index() + 1);
+  if (s->opts.expected_streams) s->heads.reserve(s->opts.expected_streams);
   return std::unique_ptr<event_log>(new event_log(std::move(s)));
 }
 
@@ -225,6 +226,7 @@ status roll(log_state& s, uint64_t needed) {
               false});
   s.active = next.value().get();
   s.shared->segments.install(std::move(next.value()));
+  ++s.rollovers;
   s.write_off = segment_format::kHeaderSize;
   s.seg_events = 0;
   s.seg_first_seq = s.next_seq;
@@ -310,7 +312,7 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
     uint8_t flags = int_flag;
     if (single || i == 0) flags |= record::kFlagBatchBegin;
     if (single || i + 1 == events.size()) flags |= record::kFlagBatchEnd;
-    record::encode(data + s.write_off, size, key, e,
+    record::encode_inline(data + s.write_off, size, key, e,
                    {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags});
     prev = pos;
     s.write_off += size;
@@ -519,6 +521,12 @@ log_stats event_log::stats() const {
   const uint64_t end_index = (st.committed.value == 0 ? 0 : (st.committed.value - 1) >> s.meta.log2_capacity);
   st.segments = end_index - s.first_segment + 1;
   st.bytes_on_disk = st.segments * s.capacity();
+  if (s.bg) {
+    st.rollovers = s.rollovers;
+    st.rollovers_that_waited = s.bg->rollovers_that_waited();
+    st.longest_rollover_wait_ns = s.bg->longest_segment_wait_ns();
+    st.longest_seal_wait_ns = s.bg->longest_seal_wait_ns();
+  }
   return st;
 }
 

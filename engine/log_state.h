@@ -57,6 +57,7 @@ struct log_state {
   std::unique_ptr<background> bg;
   std::unique_ptr<durability_tracker> durable;
   bool closed = false;
+  uint64_t rollovers = 0;  // roll-overs since open (stats())
 
   uint64_t capacity() const { return uint64_t{1} << meta.log2_capacity; }
   uint64_t now_ns() const;

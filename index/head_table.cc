@@ -40,10 +40,13 @@ head_table::head_table(hash_fn h) : hash_(h) { reset_slots(1024); }
 head_table::~head_table() { free_slots(slots_, mask_ + 1); }
 
 void head_table::reserve(size_t streams) {
-  if (size_ != 0) return;
   size_t n = 1024;
   while (n * 4 < streams * 5) n *= 2;
-  if (n > mask_ + 1) reset_slots(n);
+  if (n <= mask_ + 1) return;
+  if (size_ == 0)
+    reset_slots(n);
+  else
+    rehash(n);
 }
 
 void head_table::clear() {
@@ -72,11 +75,13 @@ head_table::head* head_table::insert(std::string_view stream, uint64_t h, bool i
   return &s.h;
 }
 
-void head_table::grow() {
+void head_table::grow() { rehash((mask_ + 1) * 2); }
+
+void head_table::rehash(size_t n) {
   slot* old = slots_;
   const size_t old_n = mask_ + 1;
-  slots_ = allocate_slots(old_n * 2);
-  mask_ = old_n * 2 - 1;
+  slots_ = allocate_slots(n);
+  mask_ = n - 1;
   for (size_t j = 0; j < old_n; ++j) {
     const slot& s = old[j];
     if (!s.key_len) continue;

@@ -76,8 +76,9 @@ class head_table {
   }
   size_t size() const { return size_; }
   void clear();
-  // Sizes the table for `streams` entries at once (loading a checkpoint),
-  // instead of doubling and rehashing its way there. Only on an empty table.
+  // Sizes the table for `streams` entries at once (loading a checkpoint, or
+  // the writer's expected_streams at open), instead of doubling and
+  // rehashing its way there while appending. Never shrinks.
   void reserve(size_t streams);
   // Calls f(stream bytes, integer_id, head) for every stream, in slot order.
   template <class F>
@@ -114,6 +115,7 @@ class head_table {
     return std::string_view(arena_.data() + s.key_off, s.key_len);
   }
   void grow();
+  void rehash(size_t n);  // n: a power of two that holds every entry
   // Slots live in memory the kernel may back with huge pages: lookups are
   // random by nature, and a 4 KiB page per probe would cost a TLB miss each.
   static slot* allocate_slots(size_t n);

@@ -67,3 +67,31 @@ TEST(HeadTable, AWeakHashStillTellsStreamsApart) {
 }
 
 }  // namespace
+
+// reserve() on a table that already holds streams (the writer's
+// expected_streams, applied after recovery rebuilt the table) keeps every
+// entry, and later inserts up to the reservation never grow the table.
+TEST(HeadTable, ReserveOnAFilledTableKeepsEveryStreamAndStopsGrowth) {
+  std::mt19937_64 rng(5);
+  head_table t;
+  std::map<std::string, uint64_t> model;
+  for (int i = 0; i < 3000; ++i) {
+    std::string s = stream_name(rng, i);
+    t.advance(s, false, uint64_t(i) + 1, uint64_t(i) * 8);
+    model[s] = uint64_t(i) + 1;
+  }
+  t.reserve(100'000);
+  const size_t reserved_bytes = t.memory_bytes();
+  ASSERT_GE(reserved_bytes, size_t{100'000} * 32);
+  for (auto& [s, v] : model) {
+    const head_table::head* h = t.find(s, t.hash(s));
+    ASSERT_NE(h, nullptr) << s;
+    EXPECT_EQ(h->version, v);
+  }
+  for (int i = 3000; i < 90'000; ++i) t.find_or_insert("n" + std::to_string(i), false);
+  EXPECT_EQ(t.size(), model.size() + 87'000);
+  // The new ids are short (kept in the slot): no slot array grew, no rehash.
+  EXPECT_EQ(t.memory_bytes(), reserved_bytes);
+  t.reserve(10);  // never shrinks
+  EXPECT_EQ(t.size(), model.size() + 87'000);
+}

@@ -50,6 +50,16 @@ class varve_peer {
 
   // After the load: close (drains the background sealer and index writer) and
   // reopen, as varve-p5 does; what a reader of a loaded log sees.
+  // The writer's waits on its helpers during the load (issue 16: a roll-over
+  // should never wait).
+  std::vector<std::pair<std::string, double>> load_figures() const {
+    const varve::log_stats st = log_->stats();
+    return {{"rollovers", double(st.rollovers)},
+            {"rollovers_that_waited", double(st.rollovers_that_waited)},
+            {"longest_rollover_wait_us", double(st.longest_rollover_wait_ns) / 1e3},
+            {"longest_seal_wait_us", double(st.longest_seal_wait_ns) / 1e3}};
+  }
+
   void finish_load() {
     if (auto s = log_->close(); !s.ok()) fatal("varve close: " + s.to_string());
     log_.reset();

@@ -41,6 +41,14 @@ struct log_stats {
   position committed;           // visible to readers
   position durable;             // survives power loss
   uint64_t bytes_on_disk = 0;   // stats(): segment files; stat_log(): every file of the directory
+  // The writer's waits on its background helpers since open (0 on a
+  // read-only log). A roll-over waits only when the next segment is not yet
+  // prepared (prepare_ahead too small for the append rate, or a slow disk);
+  // a seal waits only when 8 sealed segments are still queued for syncing.
+  uint64_t rollovers = 0;
+  uint64_t rollovers_that_waited = 0;
+  uint64_t longest_rollover_wait_ns = 0;
+  uint64_t longest_seal_wait_ns = 0;
 };
 
 // Thread safety and ownership:

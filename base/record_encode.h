@@ -1,0 +1,65 @@
+// The appender's copy of record::encode and the record checksum, inline:
+// the writer's hot path (engine/event_log.cc) encodes every event through
+// here with XXH3 specialised for record-sized inputs, no call through the
+// shared library's length dispatch. Same bytes as record::encode (which is
+// this function, out of line); docs/FORMAT.md is the normative description.
+// Include only from .cc files: it compiles xxhash.h in its header-only mode.
+#pragma once
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "base/coding.h"
+#include "base/record_format.h"
+
+namespace varve::record {
+
+inline uint64_t checksum_inline(const std::byte* rec, uint32_t length) {
+  return XXH3_64bits(rec + 8, length - 8);
+}
+
+inline uint32_t encode_inline(std::byte* dst, uint32_t size, std::string_view stream, const event_data& e,
+                               const header_fields& h) {
+  uint8_t flags = h.flags;
+  if (e.event_id) flags |= kFlagEventId;
+  if (e.correlation_id) flags |= kFlagCorrelation;
+  if (e.causation_id) flags |= kFlagCausation;
+  if (e.content == content_type::json) flags |= kFlagJson;
+
+  coding::put_u32(dst + 8, size);
+  coding::put_u8(dst + 12, kEvent);
+  coding::put_u8(dst + 13, flags);
+  coding::put_u8(dst + 14, static_cast<uint8_t>(stream.size()));
+  coding::put_u8(dst + 15, 0);
+  coding::put_u64(dst + 16, h.position);
+  coding::put_u64(dst + 24, h.sequence);
+  coding::put_u64(dst + 32, h.version);
+  coding::put_u64(dst + 40, h.timestamp_ns);
+  coding::put_u32(dst + 48, e.type);
+  coding::put_u16(dst + 52, e.schema_version);
+  coding::put_u16(dst + 54, kHeaderSize);
+  coding::put_u32(dst + 56, static_cast<uint32_t>(e.payload.size()));
+  coding::put_u32(dst + 60, 0);
+  coding::put_u64(dst + 64, h.prev_position);
+  std::byte* p = dst + kHeaderSize;
+  for (const id128* id : {e.event_id, e.correlation_id, e.causation_id}) {
+    if (id) {
+      std::memcpy(p, id->bytes.data(), kIdSize);
+      p += kIdSize;
+    }
+  }
+  std::memcpy(p, stream.data(), stream.size());
+  p += stream.size();
+  if (!e.payload.empty()) std::memcpy(p, e.payload.data(), e.payload.size());
+  p += e.payload.size();
+  // Padding must be zero: it is covered by the checksum, and the mapping may
+  // hold garbage where a torn tail was cut (recovery zeroes it, but be exact).
+  std::memset(p, 0, static_cast<size_t>(dst + size - p));
+  // The checksum goes last: until it is right, recovery treats the record as torn.
+  coding::put_u64(dst, checksum_inline(dst, size));
+  return size;
+}
+
+}  // namespace varve::record
