@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -186,6 +187,53 @@ TEST(Subscription, PacedWriterWakesAParkedSubscriberEveryTime) {
   ASSERT_OK(w);
   EXPECT_EQ(problem, "");
   EXPECT_EQ(wake_words(dir.path()).second, 0u) << "a waiter stayed registered";
+}
+
+// The follow policies: a spinning reader (never parks) and a yielding one
+// each get every event of a paced writer, never count themselves as parked
+// waiters, and still honour their timeout and cancel().
+TEST(Subscription, SpinningAndYieldingFollowersGetEveryEventAndNeverPark) {
+  for (const char* policy : {"spin", "yield"}) {
+    SCOPED_TRACE(policy);
+    temp_dir dir;
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), small_options()));
+    subscription_options o;
+    if (policy == std::string("spin")) o.spin = kForever;
+    else {
+      o.spin = 0ns;
+      o.yield = kForever;
+    }
+    ASSERT_OK_AND_ASSIGN(subscription sub, subscription::open(*log, position{}, {}, o));
+    const uint64_t n = scaled(300);
+    std::string problem;
+    std::atomic<uint32_t> most_waiters{0};
+    std::atomic<bool> done{false};
+    std::thread watcher([&] {
+      while (!done.load()) {
+        most_waiters = std::max(most_waiters.load(), wake_words(dir.path()).second);
+        std::this_thread::sleep_for(1ms);
+      }
+    });
+    std::thread reader([&] { problem = take(sub, n, 0, all); });
+    status w = write_events(*log, n, 200us);
+    reader.join();
+    done = true;
+    watcher.join();
+    ASSERT_OK(w);
+    EXPECT_EQ(problem, "");
+    EXPECT_EQ(most_waiters.load(), 0u) << "a follower that never parks registered as a waiter";
+    // Caught up: a timeout still ends the wait (kForever must not overflow it).
+    event_view e;
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_OK_AND_ASSIGN(bool got, sub.next(e, 30ms));
+    EXPECT_FALSE(got);
+    EXPECT_GE(std::chrono::steady_clock::now() - t0, 30ms);
+    std::thread t([&] { (void)sub.next(e, std::chrono::nanoseconds::max()); });
+    std::this_thread::sleep_for(5ms);
+    sub.cancel();
+    t.join();
+    EXPECT_TRUE(sub.cancelled());
+  }
 }
 
 TEST(Subscription, FiltersByStreamAndByCategory) {
