@@ -554,9 +554,10 @@ status consumer_group::ack(const event_view& e) {
   if (!s_ || s_->left) return status(errc::invalid_argument, "consumer group member is not joined");
   const uint32_t p = group_partition_of(e.stream, s_->partitions);
   const uint64_t end = e.position.value + e.record_bytes;
-  if (s_->parts[p].owned && end > s_->parts[p].next)
-    return status(errc::invalid_argument, "ack of position " + std::to_string(e.position.value) +
-                                              ", which this member has not delivered");
+  // Not delivered under the current lease (the partition changed hands since,
+  // or it was never delivered): acknowledging it could skip events, so the
+  // ack is dropped; the partition's owner delivers it (again).
+  if (!s_->parts[p].owned || end > s_->parts[p].next) return {};
   ack_internal(*s_, p, end);
   if (s_->have_prev && s_->prev_part == p && s_->prev_end <= end) s_->have_prev = false;
   return {};

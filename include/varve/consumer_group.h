@@ -138,7 +138,8 @@ class VARVE_API consumer_group {
   result<bool> next(event_view& out, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
 
   // `e` and every earlier event of its partition are processed (cumulative,
-  // as Kafka's offsets). In memory; commit() makes it durable.
+  // as Kafka's offsets). In memory; commit() makes it durable. Ignored for an
+  // event not delivered under this member's current lease of its partition.
   status ack(const event_view& e);
   // Writes every partition's newest acknowledgement and fdatasyncs the group
   // file. A partition lost meanwhile (the lease expired and another member

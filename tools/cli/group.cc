@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -98,16 +99,22 @@ int cmd_consume(const consume_args& a) {
   ndjson_writer out(STDOUT_FILENO);
   event_view e;
   status failure;
-  uint64_t n = 0, pending = 0;
+  uint64_t n = 0;
+  // Printed (maybe still buffered) and not yet acknowledged: acknowledged
+  // only once their lines are out, because a rebalance (inside next())
+  // commits what is acknowledged for the partitions it gives away.
+  std::vector<event_view> pending;
   auto commit = [&]() -> status {
     // Lines first, then the commit: a crash between them repeats lines, never
     // loses them.
     if (status f = out.flush(); !f) return f;
-    pending = 0;
+    for (const event_view& p : pending)
+      if (status r = g->ack(p); !r) return r;
+    pending.clear();
     return g->commit();
   };
   while (n < limit) {
-    auto got = g->next(e, 1s);
+    auto got = g->next(e, pending.empty() ? std::chrono::nanoseconds(1s) : std::chrono::nanoseconds(0));
     if (!got) {
       if (got.error().code() != errc::cancelled) failure = got.error();
       break;
@@ -122,11 +129,8 @@ int cmd_consume(const consume_args& a) {
     write_event(out, e, names.json_for(e.type), a.tf);
     if (!out.error().ok()) break;
     ++n;
-    if (status r = g->ack(e); !r) {
-      failure = r;
-      break;
-    }
-    if (++pending >= every) {
+    pending.push_back(e);
+    if (pending.size() >= every) {
       if (status r = commit(); !r) {
         failure = r;
         break;
@@ -135,7 +139,7 @@ int cmd_consume(const consume_args& a) {
   }
   g_consumer = nullptr;
   status flushed = out.flush();
-  if (flushed && failure.ok()) failure = g->commit();
+  if (flushed && failure.ok() && out.error().ok()) failure = commit();
   if (status left = g->leave(); !left && failure.ok()) failure = left;
   if (!failure.ok()) return fail_reading(failure);
   if (!flushed) return fail(flushed);
