@@ -402,13 +402,15 @@ consumer_group::consumer_group() = default;
 consumer_group::consumer_group(consumer_group&&) noexcept = default;
 consumer_group& consumer_group::operator=(consumer_group&& o) noexcept {
   if (this != &o) {
-    if (s_) (void)leave();
+    if (s_) (void)leave_impl(false);
     s_ = std::move(o.s_);
   }
   return *this;
 }
+// Not leave(): a member destroyed while its handler unwinds (an exception)
+// must not count the event it was handling as processed.
 consumer_group::~consumer_group() {
-  if (s_) (void)leave();
+  if (s_) (void)leave_impl(false);
 }
 
 bool consumer_group::valid_name(std::string_view group) { return subscription_store::valid_name(group); }
@@ -535,8 +537,15 @@ result<bool> consumer_group::next(event_view& out, std::chrono::nanoseconds time
     }
     if (e.stream == s.dlq_stream) continue;
     const uint32_t p = group_partition_of(e.stream, s.partitions);
+    if (!s.parts[p].owned || e.position.value < s.parts[p].next) continue;
+    // A wait that overran the heartbeat (the process was stopped, or the
+    // machine starved it) may have outlived the lease: renew first, and
+    // deliver only what is still ours.
+    if (steady::now() - s.last_heartbeat >= heartbeat_every(s)) {
+      if (status r = do_heartbeat(s); !r) return r;
+      if (!s.parts[p].owned || e.position.value < s.parts[p].next) continue;
+    }
     group_part& ps = s.parts[p];
-    if (!ps.owned || e.position.value < ps.next) continue;
     const uint64_t end = e.position.value + e.record_bytes;
     ps.next = end;
     ps.delivered_end = std::max(ps.delivered_end, end);
@@ -622,11 +631,13 @@ status consumer_group::heartbeat() {
   return do_heartbeat(*s_);
 }
 
-status consumer_group::leave() {
+status consumer_group::leave() { return leave_impl(true); }
+
+status consumer_group::leave_impl(bool ack_last) {
   if (!s_ || s_->left) return {};
   group_state& s = *s_;
   s.left = true;
-  if (s.opts.commit == commit_policy::automatic && s.have_prev) {
+  if (ack_last && s.opts.commit == commit_policy::automatic && s.have_prev) {
     ack_internal(s, s.prev_part, s.prev_end);
     s.have_prev = false;
   }

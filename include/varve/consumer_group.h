@@ -128,7 +128,9 @@ class VARVE_API consumer_group {
   consumer_group();
   consumer_group(consumer_group&&) noexcept;
   consumer_group& operator=(consumer_group&&) noexcept;
-  // leave(), errors ignored.
+  // Leaves like leave(), errors ignored, except that with the automatic
+  // policy the last event next() returned is not acknowledged (the
+  // destructor may run while a handler unwinds): it is delivered again.
   ~consumer_group();
 
   // The next event of a partition this member owns: true; false when none
@@ -153,7 +155,8 @@ class VARVE_API consumer_group {
 
   // Renews leases and rebalances now (next() does it when due).
   status heartbeat();
-  // Commits, gives up every partition and the member slot. Idempotent.
+  // Commits, gives up every partition and the member slot. Idempotent. With
+  // the automatic policy the last event next() returned counts as processed.
   status leave();
   // Makes next() return errc::cancelled, from any thread or a signal handler.
   void cancel();
@@ -180,6 +183,7 @@ class VARVE_API consumer_group {
   static status remove(const std::string& log_dir, std::string_view group);
 
  private:
+  status leave_impl(bool ack_last);
   static result<consumer_group> join_impl(const event_log& log, event_log* writable,
                                           std::string_view group, group_options options);
   std::unique_ptr<detail::group_state> s_;
