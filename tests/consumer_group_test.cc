@@ -358,6 +358,32 @@ TEST(ConsumerGroup, WaitUntilReturnsOnceEveryPartitionCommittedThePosition) {
   EXPECT_TRUE(done);
 }
 
+TEST(ConsumerGroupReadYourWrites, ANamedSubscriptionsWaitUntilReturnsOnceItCommittedThePosition) {
+  temp_dir dir;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), small_options()));
+  ASSERT_OK(append_events(*log, 30, 3));
+  const position end = log->committed_position();
+  ASSERT_OK_AND_ASSIGN(auto store, subscription_store::open(dir.path()));
+  ASSERT_OK_AND_ASSIGN(bool early, store.wait_until("proj", end, 10ms));
+  EXPECT_FALSE(early) << "never saved";
+  subscription_options so;
+  so.name = "proj";
+  ASSERT_OK_AND_ASSIGN(subscription sub, subscription::open(*log, position{}, {}, so));
+  std::thread projector([&] {
+    event_view e;
+    for (int i = 0; i < 30; ++i) {
+      auto got = sub.next(e, 1s);
+      if (!got.ok() || !*got) return;
+      std::this_thread::sleep_for(1ms);
+      (void)sub.ack(e);
+      (void)sub.commit();
+    }
+  });
+  ASSERT_OK_AND_ASSIGN(bool done, store.wait_until("proj", end, 10s));
+  projector.join();
+  EXPECT_TRUE(done);
+}
+
 TEST(ConsumerGroup, ResetAndRemoveRefuseWhileAMemberIsAlive) {
   temp_dir dir;
   ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), small_options()));
