@@ -58,6 +58,12 @@ struct group_state {
   std::string dlq_stream;
   std::vector<group_part> parts;
   std::optional<subscription> sub;
+  // Every event before it has been handled: delivered, or passed over (a
+  // partition not ours, one delivered before, the dead letters). Not the
+  // subscription's where(): an event read but not yet handed out (next()
+  // renewing the lease between the two) is not handled, and a partition
+  // given away then must not be committed past it.
+  uint64_t scanned = 0;
   std::chrono::steady_clock::time_point last_heartbeat;
   std::chrono::steady_clock::time_point last_commit;
   // automatic policy: the event next() returned last, acknowledged by the next call.
@@ -185,12 +191,12 @@ result<uint64_t> log_id_of(const std::string& log_dir) {
 }
 
 // What a commit of partition p writes: the newest acknowledgement, or, with
-// nothing delivered and unacknowledged, the cursor (every event of p before
-// it was seen and either delivered and acked or not of p).
+// nothing delivered and unacknowledged, how far the member has handled the
+// log (every event of p before it was delivered and acknowledged).
 uint64_t commit_value(const group_state& s, const group_part& ps) {
   if (ps.delivered_end > ps.acked) return ps.acked;
-  const uint64_t cursor = s.sub ? s.sub->where().value : ps.acked;
-  return std::max(ps.acked, cursor);
+  const uint64_t handled = s.sub ? s.scanned : ps.acked;
+  return std::max(ps.acked, handled);
 }
 
 // The subscription restarts at the lowest position any owned partition still
@@ -211,6 +217,7 @@ status reposition(group_state& s) {
                       ") cannot be read: " + sub.error().message());
   }
   s.sub.emplace(std::move(sub.value()));
+  s.scanned = low;
   return {};
 }
 
@@ -532,12 +539,20 @@ result<bool> consumer_group::next(event_view& out, std::chrono::nanoseconds time
     auto got = s.sub->next(e, slice);
     if (!got) return got.error();
     if (!*got) {
+      s.scanned = s.sub->where().value;  // caught up: everything read was handled
       if (steady::now() >= deadline) return false;
       continue;
     }
-    if (e.stream == s.dlq_stream) continue;
+    const uint64_t end = e.position.value + e.record_bytes;
+    if (e.stream == s.dlq_stream) {
+      s.scanned = end;
+      continue;
+    }
     const uint32_t p = group_partition_of(e.stream, s.partitions);
-    if (!s.parts[p].owned || e.position.value < s.parts[p].next) continue;
+    if (!s.parts[p].owned || e.position.value < s.parts[p].next) {
+      s.scanned = end;
+      continue;
+    }
     // A wait that overran the heartbeat (the process was stopped, or the
     // machine starved it) may have outlived the lease: renew first, and
     // deliver only what is still ours.
@@ -546,7 +561,9 @@ result<bool> consumer_group::next(event_view& out, std::chrono::nanoseconds time
       if (!s.parts[p].owned || e.position.value < s.parts[p].next) continue;
     }
     group_part& ps = s.parts[p];
-    const uint64_t end = e.position.value + e.record_bytes;
+    // Unless the heartbeat just moved the cursor back (a takeover), which
+    // then handles everything from there again.
+    if (s.sub && s.sub->where().value == end) s.scanned = end;
     ps.next = end;
     ps.delivered_end = std::max(ps.delivered_end, end);
     if (s.opts.commit == commit_policy::automatic) {
