@@ -25,6 +25,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include "engine/groups/group_file.h"
 #include "test_util.h"
@@ -101,6 +102,100 @@ TEST(ConsumerGroup, PartitionOfAStreamIsStableAndInRange) {
     seen.insert(p);
   }
   EXPECT_EQ(seen.size(), 8u) << "200 streams should reach every one of 8 partitions";
+}
+
+uint64_t u64_at(const std::vector<std::byte>& b, size_t off) {
+  uint64_t v;
+  std::memcpy(&v, b.data() + off, 8);
+  return v;
+}
+uint32_t u32_at(const std::vector<std::byte>& b, size_t off) {
+  uint32_t v;
+  std::memcpy(&v, b.data() + off, 4);
+  return v;
+}
+
+// docs/FORMAT.md 6b, byte for byte: the offsets of every field the tables
+// give, the copy a generation goes to, and the checksums.
+TEST(ConsumerGroup, TheGroupFileHasTheBytesFormatMdDescribes) {
+  namespace gf = group_file;
+  gf::header h;
+  h.partitions = 3;
+  h.log_id = 0x1122334455667788ull;
+  h.created_ns = 1795435200000000000ull;
+  std::vector<std::byte> f = gf::fresh(h, 4096);
+  ASSERT_EQ(f.size(), 8256u + 256u * 3);
+  EXPECT_EQ(std::memcmp(f.data(), "VARVEGRP", 8), 0);
+  EXPECT_EQ(u32_at(f, 8), 1u);
+  EXPECT_EQ(u32_at(f, 12), 3u);
+  EXPECT_EQ(u64_at(f, 16), h.log_id);
+  EXPECT_EQ(u64_at(f, 24), h.created_ns);
+  EXPECT_EQ(u32_at(f, 32), 64u);
+  for (size_t i = 36; i < 56; ++i) EXPECT_EQ(f[i], std::byte{0}) << "reserved byte " << i;
+  EXPECT_EQ(u64_at(f, 56), XXH3_64bits(f.data(), 56));
+  // Every member slot starts zero (free); every commit is gen 1 in copy 1.
+  for (size_t i = 64; i < 8256; ++i) ASSERT_EQ(f[i], std::byte{0}) << "member area byte " << i;
+  for (uint32_t p = 0; p < 3; ++p) {
+    const size_t c = 8256 + 256 * p;
+    for (size_t i = 0; i < 64; ++i) ASSERT_EQ(f[c + i], std::byte{0}) << "commit copy 0 of " << p;
+    EXPECT_EQ(u64_at(f, c + 64), 1u) << "gen";
+    EXPECT_EQ(u64_at(f, c + 64 + 8), 4096u) << "position";
+    EXPECT_EQ(u64_at(f, c + 64 + 16), h.created_ns) << "committed_ns";
+    EXPECT_EQ(u64_at(f, c + 64 + 24), UINT64_MAX) << "retry_position: none";
+    EXPECT_EQ(u32_at(f, c + 64 + 32), 0u) << "retries";
+    EXPECT_EQ(u64_at(f, c + 64 + 56), XXH3_64bits(f.data() + c + 64, 56));
+    for (size_t i = 128; i < 256; ++i) ASSERT_EQ(f[c + i], std::byte{0}) << "lease copies of " << p;
+  }
+  // A member copy, a lease copy.
+  gf::member m;
+  m.gen = 2;
+  m.id = 0xAAAA;
+  m.expiry_ns = 123;
+  m.boot = 456;
+  m.pid = 789;
+  m.name = "worker-1";
+  std::vector<std::byte> mc(64);
+  gf::encode_member(m, mc.data());
+  EXPECT_EQ(u64_at(mc, 0), 2u);
+  EXPECT_EQ(u64_at(mc, 8), 0xAAAAu);
+  EXPECT_EQ(u64_at(mc, 16), 123u);
+  EXPECT_EQ(u64_at(mc, 24), 456u);
+  EXPECT_EQ(u32_at(mc, 32), 789u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(mc.data() + 36), 8), "worker-1");
+  for (size_t i = 44; i < 56; ++i) EXPECT_EQ(mc[i], std::byte{0}) << "name padding " << i;
+  EXPECT_EQ(u64_at(mc, 56), XXH3_64bits(mc.data(), 56));
+  gf::lease l;
+  l.gen = 5;
+  l.owner = 0xBBBB;
+  l.expiry_ns = 1000;
+  l.boot = 456;
+  l.epoch = 9;
+  std::vector<std::byte> lc(64);
+  gf::encode_lease(l, lc.data());
+  EXPECT_EQ(u64_at(lc, 0), 5u);
+  EXPECT_EQ(u64_at(lc, 8), 0xBBBBu);
+  EXPECT_EQ(u64_at(lc, 16), 1000u);
+  EXPECT_EQ(u64_at(lc, 24), 456u);
+  EXPECT_EQ(u64_at(lc, 32), 9u);
+  for (size_t i = 40; i < 56; ++i) EXPECT_EQ(lc[i], std::byte{0}) << "reserved " << i;
+  EXPECT_EQ(u64_at(lc, 56), XXH3_64bits(lc.data(), 56));
+  // Written in place (gen 2 -> copy 0 of member slot 5, gen 5 -> copy 1 of
+  // partition 2's lease), the file decodes to them.
+  std::memcpy(f.data() + 64 + 128 * 5, mc.data(), 64);
+  std::memcpy(f.data() + 8256 + 256 * 2 + 128 + 64, lc.data(), 64);
+  ASSERT_OK_AND_ASSIGN(auto img, gf::decode(f, "g.group", h.log_id));
+  EXPECT_EQ(img.members[5].id, 0xAAAAu);
+  EXPECT_EQ(img.members[5].name, "worker-1");
+  EXPECT_EQ(img.parts[2].l.owner, 0xBBBBu);
+  EXPECT_EQ(img.parts[2].l.epoch, 9u);
+  EXPECT_EQ(img.parts[1].c.position, 4096u);
+  EXPECT_FALSE(img.fell_back);
+  // A copy at the index its gen does not select is not valid.
+  std::memcpy(f.data() + 8256 + 256 * 2 + 128, lc.data(), 64);  // gen 5 in copy 0
+  std::memset(f.data() + 8256 + 256 * 2 + 128 + 64, 0, 64);
+  ASSERT_ERRC(gf::decode(f, "g.group", h.log_id), errc::corruption);
+  // Partition of a stream: XXH3-64 of its bytes modulo P.
+  EXPECT_EQ(group_partition_of("order-1", 8), XXH3_64bits("order-1", 7) % 8);
 }
 
 TEST(ConsumerGroup, ASingleMemberOwnsEveryPartitionAndGetsEveryEventInOrder) {
