@@ -752,9 +752,15 @@ result<group_file::image> read_locked(group_file::file& f, uint64_t log_id) {
 
 }  // namespace
 
+// describe() and wait_until() read through a descriptor of their own: OFD
+// locks belong to the open file description, so a shared lock taken through
+// the member's own one from another thread would convert (and its unlock
+// release) a heartbeat's exclusive lock.
 result<group_description> consumer_group::describe() const {
   if (!s_) return status(errc::invalid_argument, "consumer group member is not joined");
-  auto img = read_locked(s_->f, s_->log_id);
+  auto f = group_file::file::open(s_->f.path(), false);
+  if (!f) return f.error();
+  auto img = read_locked(*f, s_->log_id);
   if (!img) return img.error();
   return describe_image(*img, s_->f.path(), s_->log->committed_position().value);
 }
@@ -763,8 +769,10 @@ result<bool> consumer_group::wait_until(position p, std::chrono::nanoseconds tim
   if (!s_) return status(errc::invalid_argument, "consumer group member is not joined");
   timeout = std::min<std::chrono::nanoseconds>(timeout, std::chrono::hours(24 * 365 * 50));
   const auto deadline = steady::now() + timeout;
+  auto f = group_file::file::open(s_->f.path(), false);
+  if (!f) return f.error();
   for (;;) {
-    auto img = read_locked(s_->f, s_->log_id);
+    auto img = read_locked(*f, s_->log_id);
     if (!img) return img.error();
     bool all = true;
     for (const auto& part : img->parts) all = all && part.c.position >= p.value;

@@ -107,7 +107,9 @@ struct group_description {
 //   members (by id) one more; a member keeps what it holds up to its quota,
 //   gives up the rest (committing first) on its next heartbeat, and takes free
 //   or expired partitions up to its quota. A join moves about P/n partitions.
-// - Used by one thread at a time, except cancel() (any thread, signal-safe).
+// - Used by one thread at a time, except cancel() (any thread, signal-safe)
+//   and describe() / wait_until() (any thread: they read the group file
+//   through a descriptor of their own).
 //   The log must outlive the member; views are valid while the log is open.
 // - Writable file system needed: the member writes DIR/groups/NAME.group.
 class VARVE_API consumer_group {
