@@ -16,6 +16,7 @@
 #include "base/log_files.h"
 #include "base/record_format.h"
 #include "base/segment_format.h"
+#include "engine/groups/group_file.h"
 #include "fuzz/fuzz_util.h"
 #include "fuzz/log_input.h"
 #include "varve/varve.h"
@@ -351,6 +352,46 @@ void heads_seeds() {
   seed("heads_file", "empty-table", std::string(1, '\x02') + str(empty));
 }
 
+// A consumer group file (FORMAT.md 6b) of 4 partitions: one member, one
+// lease, one partition committed twice (both copies in use); and the same
+// with the newer commit copy torn (the decoder falls back to the older).
+void group_seeds() {
+  namespace gf = group_file;
+  gf::header h;
+  h.partitions = 4;
+  h.log_id = kFuzzLogId;
+  h.created_ns = 1795435200000000000ull;
+  std::vector<std::byte> f = gf::fresh(h, 64);
+  gf::member m;
+  m.gen = 1;
+  m.id = 0x1111222233334444ull;
+  m.expiry_ns = 5'000'000'000ull;
+  m.boot = 77;
+  m.pid = 4242;
+  m.name = "worker-1";
+  gf::encode_member(m, f.data() + gf::member_offset(0) + gf::kCopySize);
+  gf::lease l;
+  l.gen = 1;
+  l.owner = m.id;
+  l.expiry_ns = m.expiry_ns;
+  l.boot = 77;
+  l.epoch = 1;
+  gf::encode_lease(l, f.data() + gf::lease_offset(0) + gf::kCopySize);
+  gf::commit c;
+  c.gen = 2;
+  c.position = 4096;
+  c.committed_ns = h.created_ns + 1000;
+  c.retry_position = 4096;
+  c.retries = 2;
+  c.member = m.id;
+  gf::encode_commit(c, f.data() + gf::commit_offset(1));
+  seed("group_file", "four-partitions", std::string(1, '\x02') + str(f));
+  seed("group_file", "four-partitions-fixups", std::string(1, '\x03') + str(f));
+  seed("group_file", "four-partitions-foreign-log", std::string(1, '\x00') + str(f));
+  f[gf::commit_offset(1) + 9] ^= std::byte{0xff};
+  seed("group_file", "four-partitions-torn-commit", std::string(1, '\x02') + str(f));
+}
+
 void ndjson_seeds() {
   const char* lines[] = {
       R"({"stream":"order-1","type":"OrderPlaced","data":{"sku":"A1","qty":2},"expected_version":3})",
@@ -449,6 +490,7 @@ int main(int argc, char** argv) {
   log_open_seeds();
   record_seeds();
   heads_seeds();
+  group_seeds();
   ndjson_seeds();
   mutation_seeds();
   std::printf("seeds written under %s\n", g_out.c_str());

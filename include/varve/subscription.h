@@ -153,6 +153,12 @@ class subscription_store {
 
   VARVE_API static bool valid_name(std::string_view name);
 
+  // Read-your-writes: waits until NAME's saved position has reached `p` (a
+  // position from an append_result's end), polling the file every 2 ms.
+  // true when it has, false at the timeout; load()'s errors.
+  VARVE_API result<bool> wait_until(std::string_view name, position p,
+                                    std::chrono::nanoseconds timeout) const;
+
  private:
   subscription_store(std::string dir, std::string log_dir, uint64_t log_id,
                      std::shared_ptr<file_system> fs)

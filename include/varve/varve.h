@@ -2,6 +2,7 @@
 #pragma once
 
 #include "varve/admin.h"
+#include "varve/consumer_group.h"
 #include "varve/event.h"
 #include "varve/event_filter.h"
 #include "varve/file_system.h"
