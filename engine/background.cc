@@ -168,19 +168,25 @@ void background::run_prepare() {
   }
 }
 
+size_t background::max_pending_seals() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return kSealRing;
+  return std::clamp<size_t>(static_cast<size_t>(rl.rlim_cur / 16), 4, kSealRing);
+}
+
 void background::seal(const seal_job& job) {
   const uint64_t tail = ring_tail_.load(std::memory_order_relaxed);
   // Backpressure: each segment waiting for its seal keeps its writable
   // mapping and descriptor, and is not yet durable in mode none. A sealer
   // this far behind (a disk slower than the appends, on tiny segments) makes
   // the writer wait here rather than let both grow without bound.
-  if (tail - ring_head_.load(std::memory_order_acquire) >= kMaxPendingSeals) {
+  if (tail - ring_head_.load(std::memory_order_acquire) >= max_pending_) {
     const auto t0 = std::chrono::steady_clock::now();
-    while (tail - ring_head_.load(std::memory_order_acquire) >= kMaxPendingSeals)
+    while (tail - ring_head_.load(std::memory_order_acquire) >= max_pending_)
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     note_wait(longest_seal_wait_ns_, t0);
   }
-  ring_[tail % kMaxPendingSeals] = job;
+  ring_[tail % kSealRing] = job;
   ring_tail_.store(tail + 1, std::memory_order_release);
 }
 
@@ -422,7 +428,7 @@ void background::run_seal() {
       continue;
     }
     busy_.store(true, std::memory_order_release);
-    const seal_job job = ring_[head % kMaxPendingSeals];
+    const seal_job job = ring_[head % kSealRing];
     // The slot is free again once the job is copied out.
     ring_head_.store(head + 1, std::memory_order_release);
     status s = do_seal(job, head + 1 != tail);

@@ -36,7 +36,7 @@ struct seal_job {
 // helper is ever signalled: each polls its ring, every millisecond while the
 // log is busy and every 20 ms once it has been idle for a while. The writer
 // waits only when a helper has fallen behind (the preparer has not finished
-// the next segment, or kMaxPendingSeals segments wait for their seal); the
+// the next segment, or max_pending_seals() segments wait for their seal); the
 // longest such waits are kept for the benchmarks.
 class background {
  public:
@@ -67,7 +67,7 @@ class background {
   // created now when nobody had started it.
   result<std::unique_ptr<segment>> take_segment(uint64_t index);
   // Queues the seal (records durable, footer) and checkpoint of a segment the
-  // writer left. Waits only while kMaxPendingSeals are queued.
+  // writer left. Waits only while max_pending_seals() are queued.
   void seal(const seal_job& job);
   // Checks (and rebuilds where missing or damaged) the segment index files of
   // sealed segments [first_segment, end), before any later seal.
@@ -85,8 +85,15 @@ class background {
   uint64_t longest_segment_wait_ns() const { return longest_segment_wait_ns_.load(std::memory_order_relaxed); }
   uint64_t longest_seal_wait_ns() const { return longest_seal_wait_ns_.load(std::memory_order_relaxed); }
   uint64_t rollovers_that_waited() const { return waited_rollovers_.load(std::memory_order_relaxed); }
-  // Segments that may wait for their seal before a roll-over waits.
-  static constexpr size_t kMaxPendingSeals = 8;
+  // Segments that may wait for their seal before a roll-over waits: as many
+  // as the descriptor budget allows (each keeps its descriptor and writable
+  // mapping until sealed), RLIMIT_NOFILE / 16, between 4 and kSealRing. A
+  // burst of appends faster than the disk (mode none's P1: 14 segments of
+  // 64 MiB in a few seconds, sealed at the disk's pace) then never waits;
+  // a sustained one waits for the disk, as a write(2) log's writer does once
+  // the kernel's dirty limit is reached.
+  static constexpr size_t kSealRing = 64;
+  static size_t max_pending_seals();
   static constexpr uint32_t kMaxAhead = 8;
 
  private:
@@ -114,7 +121,8 @@ class background {
   status prepare_error_;
 
   // --- sealing: a single-producer, single-consumer ring ---
-  std::array<seal_job, kMaxPendingSeals> ring_{};
+  std::array<seal_job, kSealRing> ring_{};
+  const size_t max_pending_ = max_pending_seals();
   std::atomic<uint64_t> ring_head_{0};  // next job the sealer takes
   std::atomic<uint64_t> ring_tail_{0};  // next slot the producer fills
   std::atomic<bool> busy_{false};       // the sealer is working on a job or an index pass

@@ -44,7 +44,9 @@ struct log_stats {
   // The writer's waits on its background helpers since open (0 on a
   // read-only log). A roll-over waits only when the next segment is not yet
   // prepared (prepare_ahead too small for the append rate, or a slow disk);
-  // a seal waits only when 8 sealed segments are still queued for syncing.
+  // a seal waits only when the sealer is that many segments behind (the
+  // descriptor budget: RLIMIT_NOFILE / 16, 4 to 64), i.e. the disk is slower
+  // than the appends for longer than a burst.
   uint64_t rollovers = 0;
   uint64_t rollovers_that_waited = 0;
   uint64_t longest_rollover_wait_ns = 0;
