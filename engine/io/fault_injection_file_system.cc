@@ -8,9 +8,10 @@ namespace varve {
 fault_injection_file_system::fault_injection_file_system(std::shared_ptr<file_system> base)
     : base_(std::move(base)) {}
 
-void fault_injection_file_system::fail(op o, int err, uint64_t after, uint64_t count, std::string path_part) {
+void fault_injection_file_system::fail(op o, int err, uint64_t after, uint64_t count, std::string path_part,
+                                       uint64_t min_bytes) {
   std::lock_guard<std::mutex> g(mu_);
-  rules_[static_cast<size_t>(o)] = rule{err, after, count, std::move(path_part)};
+  rules_[static_cast<size_t>(o)] = rule{err, after, count, std::move(path_part), min_bytes};
 }
 
 void fault_injection_file_system::clear() {
@@ -18,12 +19,13 @@ void fault_injection_file_system::clear() {
   rules_.fill(rule{});
 }
 
-int fault_injection_file_system::should_fail(op o, const std::string& path) {
+int fault_injection_file_system::should_fail(op o, const std::string& path, uint64_t bytes) {
   calls_[static_cast<size_t>(o)].fetch_add(1);
   std::lock_guard<std::mutex> g(mu_);
   rule& r = rules_[static_cast<size_t>(o)];
   if (r.count == 0) return 0;
   if (!r.path_part.empty() && path.find(r.path_part) == std::string::npos) return 0;
+  if (bytes < r.min_bytes) return 0;
   if (r.after > 0) {
     --r.after;
     return 0;
@@ -69,7 +71,7 @@ result<void*> fault_injection_file_system::map(const file_handle& f, uint64_t si
   return base_->map(f, size, access);
 }
 status fault_injection_file_system::sync_range(const file_handle& f, void* addr, uint64_t n) {
-  if (int e = should_fail(op::sync_range, f.path)) return injected(e, "msync", f.path);
+  if (int e = should_fail(op::sync_range, f.path, n)) return injected(e, "msync", f.path);
   return base_->sync_range(f, addr, n);
 }
 status fault_injection_file_system::populate_write(void* addr, uint64_t n) {

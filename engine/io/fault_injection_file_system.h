@@ -24,8 +24,12 @@ class fault_injection_file_system final : public file_system {
 
   // Fails `count` calls of `o` with `err`, after letting the next `after`
   // pass; only calls on paths containing `path_part` when it is not empty
-  // (calls on other paths neither fail nor count).
-  void fail(op o, int err, uint64_t after = 0, uint64_t count = 1, std::string path_part = {});
+  // (calls on other paths neither fail nor count), and, for sync_range, only
+  // syncs of at least `min_bytes` (a test of write-back errors in the data
+  // leaves a new segment's header msync alone: its failure is a failed
+  // creation, which the writer retries, not a lost write).
+  void fail(op o, int err, uint64_t after = 0, uint64_t count = 1, std::string path_part = {},
+            uint64_t min_bytes = 0);
   void fail_always(op o, int err, std::string path_part = {}) { fail(o, err, 0, UINT64_MAX, std::move(path_part)); }
   void clear();
   uint64_t calls(op o) const { return calls_[static_cast<size_t>(o)].load(); }
@@ -55,13 +59,14 @@ class fault_injection_file_system final : public file_system {
 
  private:
   // Returns the errno to fail with, or 0 to pass the call through.
-  int should_fail(op o, const std::string& path = {});
+  int should_fail(op o, const std::string& path = {}, uint64_t bytes = UINT64_MAX);
 
   struct rule {
     int err = 0;
     uint64_t after = 0;
     uint64_t count = 0;
     std::string path_part;
+    uint64_t min_bytes = 0;
   };
   std::shared_ptr<file_system> base_;
   std::mutex mu_;
