@@ -14,6 +14,9 @@
 #include "base/segment_format.h"
 #include "engine/log_access.h"
 #include "engine/log_state.h"
+#include "varve/consumer_group.h"
+#include "varve/metrics.h"
+#include "varve/subscription.h"
 
 namespace varve {
 namespace {
@@ -191,6 +194,88 @@ result<log_stats> stat_log(const std::string& dir) {
   st.segments = segs.value().size();
   st.bytes_on_disk = allocated_bytes(dir);
   return st;
+}
+
+namespace {
+
+// Fills in how far behind the log's end a reader saved at `at` is.
+consumer_lag lag_of(const event_log& log, const log_metrics& m, consumer_lag c) {
+  if (c.at.is_none() || c.at.value >= m.committed.value) {
+    if (!c.at.is_none() && c.at.value > m.committed.value)
+      c.problem = "saved position " + std::to_string(c.at.value) + " is past the log's committed end " +
+                  std::to_string(m.committed.value);
+    return c;
+  }
+  c.lag_bytes = m.committed.value - c.at.value;
+  // Events behind: the sequence number of the next event it would read.
+  log_reader r = log.read(c.at);
+  event_view v;
+  auto more = r.next(v);
+  if (!more) {
+    c.lag_events_known = false;
+    c.problem = more.error().to_string();
+  } else if (more.value()) {
+    c.lag_events = m.next_sequence - std::min(m.next_sequence, v.sequence.value);
+  }
+  return c;
+}
+
+}  // namespace
+
+result<log_metrics> read_metrics(const std::string& dir, const metrics_options& o) {
+  auto log = event_log::open_read_only(dir);
+  if (!log) return log.error();
+  log_metrics m = log.value()->metrics();
+  if (o.disk) {
+    auto segs = list_segments(*posix_file_system(), dir);
+    if (!segs) return segs.error();
+    m.segments = segs.value().size();
+    m.bytes_on_disk = allocated_bytes(dir);
+  }
+  if (!o.consumers) return m;
+  // A damaged subscription or group file is that reader's problem, reported
+  // in its entry: the log's own figures are still worth having.
+  if (auto store = subscription_store::open(dir)) {
+    if (auto names = store.value().names()) {
+      for (const std::string& n : names.value()) {
+        consumer_lag c;
+        c.what = consumer_lag::kind::subscription;
+        c.name = n;
+        auto p = store.value().load(n);
+        if (!p) {
+          c.lag_events_known = false;
+          c.problem = p.error().to_string();
+          m.consumers.push_back(std::move(c));
+          continue;
+        }
+        c.at = p.value().value_or(position{0});
+        m.consumers.push_back(lag_of(*log.value(), m, std::move(c)));
+      }
+    }
+  }
+  if (auto groups = consumer_group::list(dir)) {
+    for (const std::string& g : groups.value()) {
+      auto d = consumer_group::describe(dir, g);
+      if (!d) {
+        consumer_lag c;
+        c.what = consumer_lag::kind::group;
+        c.name = g;
+        c.lag_events_known = false;
+        c.problem = d.error().to_string();
+        m.consumers.push_back(std::move(c));
+        continue;
+      }
+      for (const group_partition_info& slot : d.value().slots) {
+        consumer_lag c;
+        c.what = consumer_lag::kind::group;
+        c.name = g;
+        c.partition = slot.partition;
+        c.at = slot.committed;
+        m.consumers.push_back(lag_of(*log.value(), m, std::move(c)));
+      }
+    }
+  }
+  return m;
 }
 
 }  // namespace varve

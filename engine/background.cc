@@ -42,12 +42,10 @@ background::~background() {
   }
 }
 
-void background::note_wait(std::atomic<uint64_t>& longest, std::chrono::steady_clock::time_point since) {
+void background::note_wait(ctl_counter longest, std::chrono::steady_clock::time_point since) {
   const uint64_t ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - since).count());
-  uint64_t cur = longest.load(std::memory_order_relaxed);
-  while (ns > cur && !longest.compare_exchange_weak(cur, ns, std::memory_order_relaxed)) {
-  }
+  c_.ctl->raise_to(longest, ns);
 }
 
 std::chrono::milliseconds background::idle_sleep(std::chrono::steady_clock::time_point last_work) const {
@@ -74,7 +72,7 @@ result<std::unique_ptr<segment>> background::take_segment(uint64_t index) {
     // makes it now; if it has, the writer waits for it (the only place the
     // writer may wait on the kernel, and only when the helper fell behind).
     const auto t0 = std::chrono::steady_clock::now();
-    waited_rollovers_.fetch_add(1, std::memory_order_relaxed);
+    c_.ctl->add(ctl_counter::rollovers_waited);
     bool mine = c_.prepare_ahead == 0;
     for (uint64_t cur = next_to_prepare_.load(std::memory_order_acquire); !mine && cur <= index;)
       mine = next_to_prepare_.compare_exchange_weak(cur, index + 1, std::memory_order_acq_rel);
@@ -103,7 +101,7 @@ result<std::unique_ptr<segment>> background::take_segment(uint64_t index) {
     if (!got) {
       auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
       if (!made) {
-        note_wait(longest_segment_wait_ns_, t0);
+        note_wait(ctl_counter::longest_rollover_wait_ns, t0);
         return made.error();
       }
       // The new file's name must survive a power loss before records in it do,
@@ -114,7 +112,7 @@ result<std::unique_ptr<segment>> background::take_segment(uint64_t index) {
       while (m < index && !made_upto_.compare_exchange_weak(m, index, std::memory_order_acq_rel)) {
       }
     }
-    note_wait(longest_segment_wait_ns_, t0);
+    note_wait(ctl_counter::longest_rollover_wait_ns, t0);
   }
   // One release store: the preparer sees it at its next look.
   prepare_upto_.store(index + 1 + c_.prepare_ahead, std::memory_order_release);
@@ -184,7 +182,7 @@ void background::seal(const seal_job& job) {
     const auto t0 = std::chrono::steady_clock::now();
     while (tail - ring_head_.load(std::memory_order_acquire) >= max_pending_)
       std::this_thread::sleep_for(std::chrono::microseconds(100));
-    note_wait(longest_seal_wait_ns_, t0);
+    note_wait(ctl_counter::longest_seal_wait_ns, t0);
   }
   ring_[tail % kSealRing] = job;
   ring_tail_.store(tail + 1, std::memory_order_release);
@@ -211,7 +209,8 @@ status background::drain() {
 
 status background::write_footer(file_system& fs, segment& seg, segment_format::footer f,
                                 durability_tracker* gate) {
-  if (gate) return gate->gated([&] { return write_footer(fs, seg, f, nullptr); });
+  if (gate) return gate->gated([&] { return write_footer(fs, seg, f, nullptr); },
+                                    f.data_end - std::min<uint64_t>(f.data_end, segment_format::kHeaderSize));
   f.data_checksum =
       XXH3_64bits(seg.data() + segment_format::kHeaderSize,
                   f.data_end + record::kSegmentEndSize - segment_format::kHeaderSize);
@@ -364,6 +363,7 @@ status background::do_seal(const seal_job& job, bool more_queued) {
   if (!job.footer_written) {
     // A failure is recorded by the gate (the log refuses writes from then on).
     if (status s = write_footer(*c_.fs, *job.seg, job.footer, c_.durable); !s) return s;
+    c_.ctl->add(ctl_counter::segments_sealed);
     if (c_.durable) {
       c_.durable->sealed(*job.seg);
       // Recorded on disk too (mode none has no thread doing it): after a

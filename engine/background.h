@@ -14,6 +14,7 @@
 
 #include "base/segment.h"
 #include "base/segment_format.h"
+#include "engine/control_block.h"
 #include "index/head_table.h"
 #include "varve/options.h"
 
@@ -56,6 +57,8 @@ class background {
     // one at a time with the flusher's, and a failure stops the log from
     // acknowledging writes (flusher.h).
     durability_tracker* durable;
+    // Where the roll-over and seal counters go (ctl_counter).
+    control_block* ctl;
   };
   explicit background(config c);
   ~background();  // finishes queued seals, then stops; removes unused prepared segments
@@ -80,11 +83,6 @@ class background {
   static status write_footer(file_system& fs, segment& seg, segment_format::footer f,
                              durability_tracker* gate);
 
-  // The longest the writer waited for the next segment, and for room in the
-  // seal queue (ns), and how many roll-overs waited at all.
-  uint64_t longest_segment_wait_ns() const { return longest_segment_wait_ns_.load(std::memory_order_relaxed); }
-  uint64_t longest_seal_wait_ns() const { return longest_seal_wait_ns_.load(std::memory_order_relaxed); }
-  uint64_t rollovers_that_waited() const { return waited_rollovers_.load(std::memory_order_relaxed); }
   // Segments that may wait for their seal before a roll-over waits: as many
   // as the descriptor budget allows (each keeps its descriptor and writable
   // mapping until sealed), RLIMIT_NOFILE / 16, between 4 and kSealRing. A
@@ -103,7 +101,7 @@ class background {
   status checkpoint(segment& sealed, bool write_file);
   status index_segment(const segment& sealed);
   void rebuild_damaged_indexes();
-  static void note_wait(std::atomic<uint64_t>& longest, std::chrono::steady_clock::time_point since);
+  void note_wait(ctl_counter longest, std::chrono::steady_clock::time_point since);
   // How long a helper sleeps when it finds nothing to do.
   std::chrono::milliseconds idle_sleep(std::chrono::steady_clock::time_point last_work) const;
 
@@ -139,9 +137,6 @@ class background {
   uint64_t indexed_segment_ = ~uint64_t{0};
   uint64_t indexed_through_ = 0;
 
-  std::atomic<uint64_t> longest_segment_wait_ns_{0};
-  std::atomic<uint64_t> longest_seal_wait_ns_{0};
-  std::atomic<uint64_t> waited_rollovers_{0};
   std::thread prepare_thread_;
   std::thread seal_thread_;
 };

@@ -8,6 +8,8 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
+#include <bit>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +18,7 @@
 
 #include "base/coding.h"
 #include "base/log_files.h"
+#include "varve/metrics.h"
 
 namespace varve {
 
@@ -247,7 +250,20 @@ status control_block::clear_clean_end(bool durable) {
 
 uint64_t control_block::log_id() const { return coding::get_u64(data_ + 16); }
 
-void control_block::begin_session(uint64_t log_id) {
+void control_block::begin_session(uint64_t log_id, uint64_t next_sequence, uint64_t commit) {
+  // Counters first, then the version word: a reader that sees version 1
+  // sees this session's zeroes (a reader racing the open may mix sessions
+  // for a moment; they are statistics).
+  for (size_t off = kCountersBegin; off < kCountersEnd; off += 8)
+    ref(off).store(0, std::memory_order_relaxed);
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  counter(ctl_counter::session_start_ns)
+      .store(static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec),
+             std::memory_order_relaxed);
+  counter(ctl_counter::start_sequence).store(next_sequence, std::memory_order_relaxed);
+  counter(ctl_counter::start_position).store(commit, std::memory_order_relaxed);
+  counter(ctl_counter::version).store(1, std::memory_order_release);
   const std::array<uint8_t, 16> boot = current_boot_id();
   std::memcpy(data_ + kBootId, boot.data(), boot.size());
   ref(kBootCheck).store(boot_check(log_id, boot.data()), std::memory_order_relaxed);
@@ -275,6 +291,23 @@ void control_block::set_poison(uint64_t log_id, uint64_t from, errc code) {
 }
 
 status control_block::sync() { return fs_->sync_range(file_, data_, kSize); }
+
+void control_block::note_sync(uint64_t ns, uint64_t bytes, bool ok) {
+  add(ctl_counter::syncs);
+  if (!ok) add(ctl_counter::sync_failures);
+  add(ctl_counter::sync_bytes, bytes);
+  add(ctl_counter::sync_ns_total, ns);
+  raise_to(ctl_counter::longest_sync_ns, ns);
+  // Bucket i: below 2^i µs. bit_width(us) is the smallest i with us < 2^i.
+  const uint64_t us = ns / 1000;
+  const size_t i = std::min<size_t>(static_cast<size_t>(std::bit_width(us)), kSyncBuckets - 1);
+  add(static_cast<ctl_counter>(static_cast<size_t>(ctl_counter::sync_bucket0) + 8 * i));
+}
+
+void control_block::read_counters(uint64_t (&out)[(kCountersEnd - kCountersBegin) / 8]) const {
+  for (size_t i = 0; i < std::size(out); ++i)
+    out[i] = ref(kCountersBegin + 8 * i).load(std::memory_order_relaxed);
+}
 
 ctl_state control_block::read_state(file_system& fs, const std::string& dir, uint64_t log_id) {
   ctl_state st;

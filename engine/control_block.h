@@ -10,6 +10,7 @@
 #include <string>
 
 #include "varve/file_system.h"
+#include "varve/metrics.h"
 #include "varve/status.h"
 
 namespace varve {
@@ -33,6 +34,8 @@ namespace varve {
 //  328 8  poison_ns         when (CLOCK_REALTIME)
 //  336 4  poison_code       the errc of the failure
 //  344 8  poison_check      XXH3-64 of (log_id, poison_from, poison_ns, poison_code); 0 = none
+//  1024..1535 the session's counters (ctl_counter below; FORMAT.md section 6),
+//             zeroed by begin_session: operators' figures, never read by recovery
 // Everything recovery reads lies in the first 512-byte sector, which a power
 // loss writes whole or not at all. Recovery reads it before the writer
 // rewrites it (read_state): within the boot that wrote it, the page cache
@@ -73,6 +76,40 @@ namespace varve {
 // wakes nobody on every commit, and after kStaleWakes such commits in a row
 // resets it to 0 (a follower registering at that instant loses at most one
 // slice).
+// The writer session's counters (byte offsets into varve.ctl). Grouped by
+// who writes them, each group on cache lines of its own: the appender's line
+// is written on every append, so nothing a reader polls shares it.
+enum class ctl_counter : uint16_t {
+  version = 1024,            // u64: 1 once begin_session zeroed the counters
+  session_start_ns = 1032,
+  start_sequence = 1040,     // next_sequence and commit at the session's open:
+  start_position = 1048,     //   events and bytes appended are the distance from them
+  open_ns = 1056,
+  recovery_cut = 1064,       // recovery_action kinds, in enum order
+  recovery_set_aside = 1072,
+  recovery_removed_empty = 1080,
+  recovery_hole = 1088,
+  recovery_rebuilt = 1096,
+  recovery_note = 1104,
+  recovery_bytes = 1112,
+  append_calls = 1152,       // the appender's line
+  append_conflicts = 1160,
+  append_refusals = 1168,
+  rollovers = 1216,          // roll-over and seal (writer and sealer)
+  rollovers_waited = 1224,
+  longest_rollover_wait_ns = 1232,
+  longest_seal_wait_ns = 1240,
+  segments_sealed = 1248,
+  syncs = 1280,              // syncs, all through the durability gate
+  sync_failures = 1288,
+  sync_bytes = 1296,
+  sync_ns_total = 1304,
+  longest_sync_ns = 1312,
+  sync_bucket0 = 1320,       // kSyncBuckets u64, to 1512
+};
+inline constexpr size_t kCountersBegin = 1024, kCountersEnd = 1536;
+static_assert(static_cast<size_t>(ctl_counter::sync_bucket0) + 8 * kSyncBuckets <= kCountersEnd);
+
 // What the last writer session left in varve.ctl, read without mapping it.
 struct ctl_state {
   bool present = false;    // the file exists with its full size
@@ -120,6 +157,27 @@ class control_block {
   std::atomic_ref<uint32_t> wake_seq() const { return ref32(192); }
   std::atomic_ref<uint32_t> waiters() const { return ref32(196); }
 
+  // --- counters (ctl_counter): written by the writer session only ---
+  std::atomic_ref<uint64_t> counter(ctl_counter c) const { return ref(static_cast<size_t>(c)); }
+  // From any thread of the writer process.
+  void add(ctl_counter c, uint64_t n = 1) { counter(c).fetch_add(n, std::memory_order_relaxed); }
+  void raise_to(ctl_counter c, uint64_t v) {
+    auto r = counter(c);
+    uint64_t cur = r.load(std::memory_order_relaxed);
+    while (v > cur && !r.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+    }
+  }
+  // The appender's own counters: one thread writes them, so a plain
+  // load and store (no locked instruction on the hot path).
+  void bump_single_writer(ctl_counter c) {
+    auto r = counter(c);
+    r.store(r.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  // A sync of `bytes` took `ns` (ok or failed): count, sum, maximum, histogram.
+  void note_sync(uint64_t ns, uint64_t bytes, bool ok);
+  // Copies the counters out (a reader's view; each word read atomically).
+  void read_counters(uint64_t (&out)[(kCountersEnd - kCountersBegin) / 8]) const;
+
   // Writer, right after publishing a commit. When nobody waits: one load.
   void notify_commit() {
     std::atomic_signal_fence(std::memory_order_seq_cst);  // the load stays after the store
@@ -149,8 +207,9 @@ class control_block {
   // Reads what the last writer session left, without mapping the file.
   static ctl_state read_state(file_system& fs, const std::string& dir, uint64_t log_id);
 
-  // Writer, at open: stamps this boot's id, clears any poison mark.
-  void begin_session(uint64_t log_id);
+  // Writer, at open: stamps this boot's id, clears any poison mark, zeroes
+  // the counters and records where the session starts.
+  void begin_session(uint64_t log_id, uint64_t next_sequence, uint64_t commit);
   // A sync failed: from `from` on the disk may lack what the page cache
   // holds, and a reopen in this boot must not trust those pages. Written
   // into the page cache at once (a reopen in this boot reads it there) and

@@ -43,7 +43,14 @@ std::unique_ptr<log_state> new_state(const std::string& dir, const log_options& 
   s->dir = dir;
   s->opts = o;
   s->fs = o.fs ? o.fs : posix_file_system();
+  s->observer = o.observer;
   return s;
+}
+
+uint64_t steady_ns() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 void make_shared_log(log_state& s) {
@@ -52,6 +59,44 @@ void make_shared_log(log_state& s) {
 }
 
 }  // namespace
+
+namespace detail {
+
+namespace {
+constexpr ctl_counter kind_counter[6] = {ctl_counter::recovery_cut,           ctl_counter::recovery_set_aside,
+                                        ctl_counter::recovery_removed_empty, ctl_counter::recovery_hole,
+                                        ctl_counter::recovery_rebuilt,       ctl_counter::recovery_note};
+}
+
+void counting_observer::attach(control_block* ctl) {
+  for (size_t k = 0; k < 6; ++k) ctl->add(kind_counter[k], early_[k]);
+  ctl->add(ctl_counter::recovery_bytes, early_[6]);
+  ctl_ = ctl;
+}
+
+void counting_observer::count(recovery_action::kind k, uint64_t bytes_kept) {
+  const size_t i = std::min<size_t>(static_cast<size_t>(k), 5);
+  if (ctl_) {
+    ctl_->add(kind_counter[i]);
+    if (bytes_kept) ctl_->add(ctl_counter::recovery_bytes, bytes_kept);
+  } else {
+    ++early_[i];
+    early_[6] += bytes_kept;
+  }
+}
+
+void counting_observer::on_truncated(const std::string& file, uint64_t offset, uint64_t bytes,
+                                     const std::string& why) {
+  count(recovery_action::kind::note, 0);
+  if (user_) user_->on_truncated(file, offset, bytes, why);
+}
+
+void counting_observer::on_action(const recovery_action& a) {
+  count(a.what, a.kept_at.empty() ? 0 : a.bytes);
+  if (user_) user_->on_action(a);
+}
+
+}  // namespace detail
 
 event_log::event_log(std::unique_ptr<log_state> s) : s_(std::move(s)) {}
 
@@ -107,6 +152,9 @@ result<std::unique_ptr<event_log>> detail::log_access::open_locked(
 
 result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_state> s) {
   const std::string dir = s->dir;
+  const uint64_t open_started = steady_ns();
+  s->counting = std::make_unique<detail::counting_observer>(s->opts.observer);
+  s->observer = s->counting.get();
   make_shared_log(*s);
   if (status r = detail::recover(*s); !r) return r;
 
@@ -128,7 +176,8 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   auto ctl = control_block::create(s->fs, dir, s->meta.log_id);
   if (!ctl) return ctl.error();
   s->shared->ctl = std::move(ctl.value());
-  s->shared->ctl->begin_session(s->meta.log_id);
+  s->shared->ctl->begin_session(s->meta.log_id, s->next_seq, end);
+  s->counting->attach(s->shared->ctl.get());
   if (status r = s->shared->ctl->clear_clean_end(sync_now); !r) return r;
   s->shared->ctl->next_sequence().store(s->next_seq, std::memory_order_relaxed);
   s->shared->ctl->commit().store(end, std::memory_order_release);
@@ -144,9 +193,10 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
 
   s->bg = std::make_unique<background>(background::config{
       s->fs, s->shared->segments.identity(), &s->shared->segments, s->opts.mode,
-      s->opts.prepare_next_segment ? std::max<uint32_t>(1, s->opts.prepare_ahead) : 0u, s->opts.observer,
-      s->checkpointed_segment, s->first_segment, &s->shared->indexes, s->durable.get()});
-  s->shared->indexes.set_observer(s->opts.observer);
+      s->opts.prepare_next_segment ? std::max<uint32_t>(1, s->opts.prepare_ahead) : 0u, s->observer,
+      s->checkpointed_segment, s->first_segment, &s->shared->indexes, s->durable.get(),
+      s->shared->ctl.get()});
+  s->shared->indexes.set_observer(s->observer);
   s->shared->indexes.set_sealed_end(s->active->index());
   // Index files of sealed segments: checked, and rebuilt where missing or
   // damaged, in the background before any new seal.
@@ -161,6 +211,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   }
   s->bg->start_preparing(s->active->index() + 1);
   if (s->opts.expected_streams) s->heads.reserve(s->opts.expected_streams);
+  s->shared->ctl->counter(ctl_counter::open_ns).store(steady_ns() - open_started, std::memory_order_relaxed);
   return std::unique_ptr<event_log>(new event_log(std::move(s)));
 }
 
@@ -226,7 +277,7 @@ status roll(log_state& s, uint64_t needed) {
               false});
   s.active = next.value().get();
   s.shared->segments.install(std::move(next.value()));
-  ++s.rollovers;
+  s.shared->ctl->add(ctl_counter::rollovers);
   s.write_off = segment_format::kHeaderSize;
   s.seg_events = 0;
   s.seg_first_seq = s.next_seq;
@@ -235,18 +286,13 @@ status roll(log_state& s, uint64_t needed) {
   return {};
 }
 
-}  // namespace
-
-result<append_result> event_log::append(stream_id stream, expected_version expected,
-                                        std::span<const event_data> events) {
-  log_state& s = *s_;
-  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
+result<append_result> append_batch(log_state& s, stream_id stream, expected_version expected,
+                                   std::span<const event_data> events) {
   if (!s.write_failure.ok()) return s.write_failure;
   if (s.durable->has_failed()) [[unlikely]] {
     s.write_failure = status(errc::read_only, s.durable->failure().to_string());
     return s.write_failure;
   }
-  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
   const std::string_view key = stream.bytes();
   if (key.empty() || key.size() > kMaxStreamIdBytes)
     return status(errc::invalid_argument,
@@ -347,6 +393,23 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
     s.durable->notify_committed(end);
   }
   return out;
+}
+
+}  // namespace
+
+result<append_result> event_log::append(stream_id stream, expected_version expected,
+                                        std::span<const event_data> events) {
+  log_state& s = *s_;
+  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
+  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
+  auto r = append_batch(s, stream, expected, events);
+  control_block& ctl = *s.shared->ctl;
+  if (r) [[likely]]
+    ctl.bump_single_writer(ctl_counter::append_calls);
+  else
+    ctl.bump_single_writer(r.error().code() == errc::wrong_expected_version ? ctl_counter::append_conflicts
+                                                                            : ctl_counter::append_refusals);
+  return r;
 }
 
 status event_log::wait_durable(position p) {
@@ -521,13 +584,59 @@ log_stats event_log::stats() const {
   const uint64_t end_index = (st.committed.value == 0 ? 0 : (st.committed.value - 1) >> s.meta.log2_capacity);
   st.segments = end_index - s.first_segment + 1;
   st.bytes_on_disk = st.segments * s.capacity();
-  if (s.bg) {
-    st.rollovers = s.rollovers;
-    st.rollovers_that_waited = s.bg->rollovers_that_waited();
-    st.longest_rollover_wait_ns = s.bg->longest_segment_wait_ns();
-    st.longest_seal_wait_ns = s.bg->longest_seal_wait_ns();
+  if (!s.read_only) {
+    const control_block& ctl = *s.shared->ctl;
+    auto get = [&ctl](ctl_counter c) { return ctl.counter(c).load(std::memory_order_relaxed); };
+    st.rollovers = get(ctl_counter::rollovers);
+    st.rollovers_that_waited = get(ctl_counter::rollovers_waited);
+    st.longest_rollover_wait_ns = get(ctl_counter::longest_rollover_wait_ns);
+    st.longest_seal_wait_ns = get(ctl_counter::longest_seal_wait_ns);
   }
   return st;
+}
+
+log_metrics event_log::metrics() const {
+  const control_block& ctl = *s_->shared->ctl;
+  log_metrics m;
+  m.committed = committed_position();
+  m.durable = durable_position();
+  m.next_sequence = next_sequence().value;
+  m.writer_alive = !s_->read_only ? !s_->closed : writer_lock::is_held(s_->dir);
+  m.writer_pid = ctl.writer_pid().load(std::memory_order_relaxed);
+  uint64_t c[(kCountersEnd - kCountersBegin) / 8];
+  ctl.read_counters(c);
+  auto get = [&c](ctl_counter k) { return c[(static_cast<size_t>(k) - kCountersBegin) / 8]; };
+  m.counters_present = get(ctl_counter::version) == 1;
+  if (!m.counters_present) return m;
+  m.session_start_ns = get(ctl_counter::session_start_ns);
+  m.open_ns = get(ctl_counter::open_ns);
+  // Events and bytes appended are the distance the watermarks moved since
+  // the session began: nothing on the hot path counts them.
+  m.append_calls = get(ctl_counter::append_calls);
+  m.append_events = m.next_sequence - std::min(m.next_sequence, get(ctl_counter::start_sequence));
+  m.append_bytes = m.committed.value - std::min(m.committed.value, get(ctl_counter::start_position));
+  m.append_conflicts = get(ctl_counter::append_conflicts);
+  m.append_refusals = get(ctl_counter::append_refusals);
+  m.rollovers = get(ctl_counter::rollovers);
+  m.rollovers_that_waited = get(ctl_counter::rollovers_waited);
+  m.longest_rollover_wait_ns = get(ctl_counter::longest_rollover_wait_ns);
+  m.longest_seal_wait_ns = get(ctl_counter::longest_seal_wait_ns);
+  m.segments_sealed = get(ctl_counter::segments_sealed);
+  m.syncs = get(ctl_counter::syncs);
+  m.sync_failures = get(ctl_counter::sync_failures);
+  m.sync_bytes = get(ctl_counter::sync_bytes);
+  m.sync_ns_total = get(ctl_counter::sync_ns_total);
+  m.longest_sync_ns = get(ctl_counter::longest_sync_ns);
+  for (int i = 0; i < kSyncBuckets; ++i)
+    m.sync_latency[i] = get(static_cast<ctl_counter>(static_cast<size_t>(ctl_counter::sync_bucket0) + 8 * i));
+  m.recovery_cut = get(ctl_counter::recovery_cut);
+  m.recovery_set_aside = get(ctl_counter::recovery_set_aside);
+  m.recovery_removed_empty = get(ctl_counter::recovery_removed_empty);
+  m.recovery_holes = get(ctl_counter::recovery_hole);
+  m.recovery_rebuilt = get(ctl_counter::recovery_rebuilt);
+  m.recovery_notes = get(ctl_counter::recovery_note);
+  m.recovery_bytes_set_aside = get(ctl_counter::recovery_bytes);
+  return m;
 }
 
 const std::string& event_log::dir() const { return s_->dir; }

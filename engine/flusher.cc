@@ -53,10 +53,18 @@ status durability_tracker::fail_locked(const status& why) {
   return failure();
 }
 
-status durability_tracker::gated(const std::function<status()>& sync) {
+status durability_tracker::timed(uint64_t bytes, const std::function<status()>& sync) {
+  const auto t0 = std::chrono::steady_clock::now();
+  status s = sync();
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0);
+  log_.ctl->note_sync(static_cast<uint64_t>(ns.count()), bytes, s.ok());
+  return s;
+}
+
+status durability_tracker::gated(const std::function<status()>& sync, uint64_t bytes) {
   std::lock_guard<std::mutex> gate(sync_mu_);
   if (has_failed()) return failure();
-  status s = sync();
+  status s = timed(bytes, sync);
   if (!s) return fail_locked(s);
   return {};
 }
@@ -70,7 +78,7 @@ status durability_tracker::sync_history_locked() {
   for (uint64_t k = cfg_.dirty_first; k <= cfg_.dirty_last; ++k) {
     segment* seg = log_.segments.find(k);
     if (!seg || !seg->writable()) continue;
-    if (status s = seg->fs().datasync(seg->file()); !s) return fail_locked(s);
+    if (status s = timed(0, [&] { return seg->fs().datasync(seg->file()); }); !s) return fail_locked(s);
   }
   cfg_.history_synced = true;
   if (durable_.load(std::memory_order_relaxed) < cfg_.end_at_open) {
@@ -115,7 +123,8 @@ status durability_tracker::sync_until(uint64_t target) {
       // recovery finds a prefix of these bytes (torn pages fail their checksum
       // and are cut, above the durable position varve.ctl recorded) and none
       // of the records in it was reported durable.
-      if (status s = seg->fs().sync_range(seg->file(), seg->data() + off, upto - pos); !s)
+      if (status s = timed(upto - pos, [&] { return seg->fs().sync_range(seg->file(), seg->data() + off, upto - pos); });
+          !s)
         return fail_locked(s);
       // Once one segment is fully durable the next range starts at its records.
       pos = upto == seg_end ? seg_end : upto;
@@ -156,7 +165,7 @@ status durability_tracker::record_durable() {
   // guard is at most what really is durable; the lag only means a damaged
   // record just below the true durable end is cut (bytes kept) rather than
   // refused.
-  if (status s = log_.ctl->sync(); !s) return fail_locked(s);
+  if (status s = timed(control_block::kSize, [&] { return log_.ctl->sync(); }); !s) return fail_locked(s);
   recorded_ = d;
   return {};
 }

@@ -60,7 +60,8 @@ class durability_tracker {
   // Runs `sync` (a sync of the log's files) through the gate; a failure is
   // recorded before any other sync may run, and after a failure `sync` is
   // not run at all. The sealer's syncs come here.
-  status gated(const std::function<status()>& sync);
+  // `bytes`: how much it syncs, for the counters (0: a whole file).
+  status gated(const std::function<status()>& sync, uint64_t bytes = 0);
   // The sealer made `seg` durable whole (records, then footer): if
   // everything before it was durable, the watermark moves past it (so in
   // mode none the durable position follows the sealed segments), and no sync
@@ -81,6 +82,8 @@ class durability_tracker {
   // control block carries the poison mark (sync_mu_ held).
   status fail_locked(const status& why);
   status sync_history_locked();
+  // Runs one sync and counts it (ctl_counter: syncs, latency histogram).
+  status timed(uint64_t bytes, const std::function<status()>& sync);
 
   detail::shared_log& log_;
   config cfg_;

@@ -17,9 +17,34 @@
 
 namespace varve::detail {
 
+// The writer's observer: counts every action by kind into the control
+// block's counters (`varve stat`, `varve metrics`) and passes it on to the
+// user's observer. Recovery runs before this session's control block is
+// mapped (a refused open must change nothing), so it counts in memory until
+// attach(), which the opening thread calls before any background thread
+// starts.
+class counting_observer final : public recovery_observer {
+ public:
+  explicit counting_observer(recovery_observer* user) : user_(user) {}
+  void attach(control_block* ctl);
+  void on_truncated(const std::string& file, uint64_t offset, uint64_t bytes,
+                    const std::string& why) override;
+  void on_action(const recovery_action& a) override;
+
+ private:
+  void count(recovery_action::kind k, uint64_t bytes_kept);
+  recovery_observer* user_;
+  control_block* ctl_ = nullptr;
+  uint64_t early_[7] = {};  // per kind, then bytes kept; before attach()
+};
+
 struct log_state {
   std::string dir;
   log_options opts;
+  // What the engine reports to: the user's opts.observer, or (writer) a
+  // counting_observer in front of it.
+  recovery_observer* observer = nullptr;
+  std::unique_ptr<counting_observer> counting;
   std::shared_ptr<file_system> fs;
   segment_format::meta meta;
   std::shared_ptr<shared_log> shared;
@@ -57,7 +82,6 @@ struct log_state {
   std::unique_ptr<background> bg;
   std::unique_ptr<durability_tracker> durable;
   bool closed = false;
-  uint64_t rollovers = 0;  // roll-overs since open (stats())
 
   uint64_t capacity() const { return uint64_t{1} << meta.log2_capacity; }
   uint64_t now_ns() const;

@@ -248,7 +248,7 @@ status recover(log_state& s) {
   const bool repair = is_repair(mode);
   const uint8_t l2 = id.log2_capacity;
   lost_found lf(fs, s.dir);
-  reporter report = make_reporter(s.opts.observer, lf);
+  reporter report = make_reporter(s.observer, lf);
 
   const ctl_state ctl = control_block::read_state(fs, s.dir, id.log_id);
   s.ctl_at_open = ctl;

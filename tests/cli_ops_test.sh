@@ -272,4 +272,44 @@ import json, subprocess, sys
 j = json.load(open(sys.argv[1])); s = json.loads(subprocess.run([sys.argv[2], "stat", sys.argv[3], "--json"], capture_output=True).stdout)
 sys.exit(0 if j["events"] + j["tail"]["events"] == s["events"] else 1)' "$TMP/out" "$VARVE" "$L"
 
+# --- metrics: the writer session's counters, from another process ---------------------------------
+M=$TMP/metered
+input </dev/null
+run create "$M"
+printf '%s\n' '{"stream":"a","type":"T","data":1}' '{"stream":"a","type":"T","data":2}' '{"stream":"b","type":"T","data":3}' >"$TMP/in"
+run append "$M"
+expect "metrics: a log with a finished append session" rc_is 0
+input </dev/null
+run metrics "$M"
+expect "metrics: exit 0" rc_is 0
+Mabs=$(cd "$M" && pwd)
+expect "  ... labelled with the absolute directory, no writer open" grep -qxF "varve_writer_up{log=\"$Mabs\"} 0" "$TMP/out"
+expect "  ... the last session's appended events" grep -qxF "varve_appended_events_total{log=\"$Mabs\"} 3" "$TMP/out"
+expect "  ... the events in the log" grep -qxF "varve_events{log=\"$Mabs\"} 3" "$TMP/out"
+expect "  ... a sync histogram ending in +Inf" grep -q "^varve_sync_duration_seconds_bucket{log=\"$Mabs\",le=\"+Inf\"} [0-9]*$" "$TMP/out"
+expect "  ... every line a comment or a sample" python3 -c '
+import re, sys
+ok = all(l.startswith("# HELP ") or l.startswith("# TYPE ") or
+         re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*\{[^}]*\} [0-9.e+-]+$|^[a-zA-Z_:][a-zA-Z0-9_:]*\{[^}]*\} \+?Inf$", l)
+         for l in open(sys.argv[1]).read().splitlines())
+sys.exit(0 if ok else 1)' "$TMP/out"
+printf '%s\n' '{"stream":"a","type":"T","expected_version":7,"data":4}' >"$TMP/in"
+run append "$M"
+expect "metrics: a conflicting append (exit 3)" rc_is 3
+input </dev/null
+run metrics "$M" --json --label m
+expect "metrics --json: the new session counted the conflict and appended nothing" py 'out[0]["session"]["append_conflicts"] == 1 and out[0]["session"]["append_events"] == 0 and out[0]["events"] == 3 and out[0]["session"]["writer_alive"] is False'
+run metrics "$M" --output "$TMP/varve.prom" --label m
+expect "metrics --output: writes the file, prints nothing" test -s "$TMP/varve.prom" -a ! -s "$TMP/out"
+expect "  ... with the label given" grep -qxF 'varve_append_refusals_total{log="m",reason="wrong_expected_version"} 1' "$TMP/varve.prom"
+expect "  ... and leaves no temporary file" test "$(ls "$TMP" | grep -c 'varve.prom.tmp')" -eq 0
+run metrics "$M" --output "$TMP/no/such/dir/varve.prom"
+expect "metrics --output into a missing directory: exit 1, named" rc_is 1
+expect "  ... naming the file" err_has "$TMP/no/such/dir/varve.prom"
+run stat "$M"
+expect "stat: shows the writer and the session's counters" grep -q '^session        0 appends, 0 events, .*refused: 1 wrong expected version' "$TMP/out"
+expect "  ... and the syncs" grep -q '^syncs          [0-9]* (0 failed)' "$TMP/out"
+run stat "$M" --json
+expect "stat --json: the session object" py 'out[0]["session"]["append_conflicts"] == 1 and len(out[0]["session"]["sync_latency_log2_us"]) == 24'
+
 summary

@@ -8,6 +8,7 @@
 
 #include "varve/event.h"
 #include "varve/export.h"
+#include "varve/metrics.h"
 #include "varve/options.h"
 #include "varve/reader.h"
 #include "varve/stream_reader.h"
@@ -143,6 +144,10 @@ class event_log {
   VARVE_API result<position> position_at_time(uint64_t t) const;
 
   VARVE_API log_stats stats() const;
+  // The writer session's counters from the control block (this session's
+  // for a writer; the live or last writer's for a read-only log), and the
+  // watermarks. Any thread. read_metrics() adds consumer lags and disk use.
+  VARVE_API log_metrics metrics() const;
   VARVE_API const std::string& dir() const;
   VARVE_API const log_options& options() const;
   VARVE_API bool is_read_only() const;

@@ -8,6 +8,7 @@
 #include "varve/file_system.h"
 #include "varve/io_backend.h"
 #include "varve/log.h"
+#include "varve/metrics.h"
 #include "varve/options.h"
 #include "varve/reader.h"
 #include "varve/replay.h"

@@ -1,10 +1,16 @@
-// `varve verify`, `varve stat` and `varve index verify|rebuild`: checks and
-// figures over a log directory, all computed by the library (varve/admin.h).
+// `varve verify`, `varve stat`, `varve metrics` and `varve index
+// verify|rebuild`: checks and figures over a log directory, all computed by
+// the library (varve/admin.h, varve/metrics.h).
 #include "tools/cli/common.h"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <functional>
 
 #include <nlohmann/json.hpp>
@@ -79,6 +85,93 @@ int cmd_verify(const verify_args& a) {
   return intact ? kExitOk : fail(report.first_problem, kExitCorrupt);
 }
 
+// The writer session's counters, as `stat --json` and `metrics --json` print them.
+ojson session_json(const log_metrics& m) {
+  ojson j;
+  j["writer_alive"] = m.writer_alive;
+  j["writer_pid"] = m.writer_pid ? ojson(m.writer_pid) : ojson();
+  if (!m.counters_present) return j;
+  j["session_start_ns"] = m.session_start_ns;
+  j["open_ns"] = m.open_ns;
+  j["append_calls"] = m.append_calls;
+  j["append_events"] = m.append_events;
+  j["append_bytes"] = m.append_bytes;
+  j["append_conflicts"] = m.append_conflicts;
+  j["append_refusals"] = m.append_refusals;
+  j["rollovers"] = m.rollovers;
+  j["rollovers_that_waited"] = m.rollovers_that_waited;
+  j["longest_rollover_wait_ns"] = m.longest_rollover_wait_ns;
+  j["longest_seal_wait_ns"] = m.longest_seal_wait_ns;
+  j["segments_sealed"] = m.segments_sealed;
+  j["syncs"] = m.syncs;
+  j["sync_failures"] = m.sync_failures;
+  j["sync_bytes"] = m.sync_bytes;
+  j["sync_ns_total"] = m.sync_ns_total;
+  j["longest_sync_ns"] = m.longest_sync_ns;
+  // Bucket i: syncs below 2^i µs (and at least 2^(i-1)); the last one: slower.
+  j["sync_latency_log2_us"] = m.sync_latency;
+  ojson r;
+  r["cut"] = m.recovery_cut;
+  r["set_aside"] = m.recovery_set_aside;
+  r["removed_empty"] = m.recovery_removed_empty;
+  r["hole"] = m.recovery_holes;
+  r["rebuilt"] = m.recovery_rebuilt;
+  r["note"] = m.recovery_notes;
+  r["bytes_set_aside"] = m.recovery_bytes_set_aside;
+  j["recovery"] = std::move(r);
+  return j;
+}
+
+// A duration for people: ns, µs, ms or s with three figures.
+std::string human_ns(uint64_t ns) {
+  char buf[32];
+  if (ns < 1000) std::snprintf(buf, sizeof buf, "%" PRIu64 " ns", ns);
+  else if (ns < 1'000'000) std::snprintf(buf, sizeof buf, "%.3g us", static_cast<double>(ns) / 1e3);
+  else if (ns < 1'000'000'000) std::snprintf(buf, sizeof buf, "%.3g ms", static_cast<double>(ns) / 1e6);
+  else std::snprintf(buf, sizeof buf, "%.3g s", static_cast<double>(ns) / 1e9);
+  return buf;
+}
+
+// The upper bound of the histogram bucket holding the q-quantile (an upper
+// estimate: the bucket's bound), 0 when there were no syncs.
+uint64_t sync_quantile_bound_ns(const log_metrics& m, double q) {
+  if (m.syncs == 0) return 0;
+  const auto want = static_cast<uint64_t>(q * static_cast<double>(m.syncs) + 0.999999);
+  uint64_t seen = 0;
+  for (int i = 0; i < kSyncBuckets; ++i) {
+    seen += m.sync_latency[i];
+    if (seen >= want) return i + 1 == kSyncBuckets ? m.longest_sync_ns : (uint64_t{1} << i) * 1000;
+  }
+  return m.longest_sync_ns;
+}
+
+void print_session(const log_metrics& m) {
+  if (m.writer_alive)
+    std::printf("writer         pid %" PRIu64 ", open\n", m.writer_pid);
+  else
+    std::printf("writer         none (figures below are the last session's)\n");
+  if (!m.counters_present) {
+    std::printf("session        no counters (written by an older varve)\n");
+    return;
+  }
+  std::printf("session        %" PRIu64 " appends, %" PRIu64 " events, %s; refused: %" PRIu64
+              " wrong expected version, %" PRIu64 " other; open took %s\n",
+              m.append_calls, m.append_events, human_bytes(m.append_bytes).c_str(), m.append_conflicts,
+              m.append_refusals, human_ns(m.open_ns).c_str());
+  std::printf("roll-overs     %" PRIu64 " (%" PRIu64 " waited, longest %s); %" PRIu64
+              " segments sealed, longest seal-queue wait %s\n",
+              m.rollovers, m.rollovers_that_waited, human_ns(m.longest_rollover_wait_ns).c_str(),
+              m.segments_sealed, human_ns(m.longest_seal_wait_ns).c_str());
+  std::printf("syncs          %" PRIu64 " (%" PRIu64 " failed), %s; p50 <= %s, p99 <= %s, longest %s\n",
+              m.syncs, m.sync_failures, human_bytes(m.sync_bytes).c_str(),
+              human_ns(sync_quantile_bound_ns(m, 0.5)).c_str(),
+              human_ns(sync_quantile_bound_ns(m, 0.99)).c_str(), human_ns(m.longest_sync_ns).c_str());
+  std::printf("recovery       %" PRIu64 " cut, %" PRIu64 " set aside, %" PRIu64 " empty removed, %" PRIu64
+              " holes, %" PRIu64 " rebuilt, %" PRIu64 " notes; %s kept in lost+found/\n",
+              m.recovery_cut, m.recovery_set_aside, m.recovery_removed_empty, m.recovery_holes,
+              m.recovery_rebuilt, m.recovery_notes, human_bytes(m.recovery_bytes_set_aside).c_str());
+}
+
 // --- stat ------------------------------------------------------------------
 
 struct stat_args {
@@ -99,6 +192,8 @@ int cmd_stat(const stat_args& a) {
   const verify_report& t = tail.value();
   const bool intact = t.first_problem.ok();
   const uint64_t tail_segments = t.segments - t.sealed_segments;
+  auto metrics = read_metrics(a.dir, {.consumers = false, .disk = false});
+  if (!metrics) return fail_open(metrics.error(), a.dir);
 
   if (a.json) {
     auto pos = [](position p) { return p.is_none() ? ojson() : ojson(p.value); };
@@ -115,6 +210,7 @@ int cmd_stat(const stat_args& a) {
     j["intact"] = intact;  // as far as the tail check sees: `varve verify` reads everything
     j["tail_events_checked"] = t.events;
     if (!intact) j["problem"] = t.first_problem.to_string();
+    j["session"] = session_json(metrics.value());
     print_json(j);
     return intact ? kExitOk : fail(t.first_problem, kExitCorrupt);
   }
@@ -143,7 +239,71 @@ int cmd_stat(const stat_args& a) {
                 tail_segments ? segment_range(t.first_checked, tail_segments).c_str() : "none", t.events);
   else
     std::printf("checked        NOT intact (see below; `varve verify` reads everything)\n");
+  print_session(metrics.value());
   return intact ? kExitOk : fail(t.first_problem, kExitCorrupt);
+}
+
+// --- metrics ---------------------------------------------------------------
+
+struct metrics_args {
+  std::string dir;
+  std::string output;  // a file, replaced atomically; empty: stdout
+  std::string label;   // the log="" label; empty: the absolute directory
+  bool json = false;
+  bool consumers = true;
+};
+
+int cmd_metrics(const metrics_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
+  auto got = read_metrics(a.dir, {.consumers = a.consumers, .disk = true});
+  if (!got) return fail_open(got.error(), a.dir);
+  const log_metrics& m = got.value();
+  std::string text;
+  if (a.json) {
+    ojson j;
+    j["dir"] = a.dir;
+    j["committed"] = m.committed.value;
+    j["durable"] = m.durable.value;
+    j["events"] = m.next_sequence;
+    j["segments"] = m.segments;
+    j["bytes_on_disk"] = m.bytes_on_disk;
+    j["session"] = session_json(m);
+    j["consumers"] = ojson::array();
+    for (const consumer_lag& c : m.consumers) {
+      ojson cj;
+      cj["kind"] = c.what == consumer_lag::kind::subscription ? "subscription" : "group";
+      cj["name"] = c.name;
+      if (c.partition >= 0) cj["partition"] = c.partition;
+      cj["position"] = c.at.is_none() ? ojson() : ojson(c.at.value);
+      cj["lag_bytes"] = c.lag_bytes;
+      cj["lag_events"] = c.lag_events_known ? ojson(c.lag_events) : ojson();
+      if (!c.problem.empty()) cj["problem"] = c.problem;
+      j["consumers"].push_back(std::move(cj));
+    }
+    text = j.dump(-1, ' ', false, ojson::error_handler_t::replace) + "\n";
+  } else {
+    std::error_code ec;
+    const std::string label =
+        !a.label.empty() ? a.label : std::filesystem::absolute(a.dir, ec).lexically_normal().string();
+    text = prometheus_text(m, label.empty() ? a.dir : label);
+  }
+  if (a.output.empty()) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return std::fflush(stdout) == 0 ? kExitOk : fail_with(kExitError, "io_error", "stdout: write failed");
+  }
+  // node_exporter's textfile collector may read the file at any moment: write
+  // a temporary file beside it and rename it over, so it never sees half.
+  const std::string tmp = a.output + ".tmp." + std::to_string(::getpid());
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) return fail_with(kExitError, "io_error", tmp + ": " + std::strerror(errno));
+  const bool wrote = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  const bool closed = std::fclose(f) == 0;
+  if (!wrote || !closed || std::rename(tmp.c_str(), a.output.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    std::remove(tmp.c_str());
+    return fail_with(kExitError, "io_error", a.output + ": " + why);
+  }
+  return kExitOk;
 }
 
 // --- index -----------------------------------------------------------------
@@ -231,6 +391,23 @@ void add_stat(CLI::App& app, command_list& out) {
   st->add_option("DIR", a->dir, "Log directory")->required();
   add_json_flag(*st, a->json, "Print as JSON");
   out.push_back({st, [a] { return cmd_stat(*a); }});
+}
+
+void add_metrics(CLI::App& app, command_list& out) {
+  auto a = std::make_shared<metrics_args>();
+  auto* mc = app.add_subcommand(
+      "metrics",
+      "Print the log's counters (appends, roll-overs, syncs and their latency histogram, recovery "
+      "actions) and every named subscription's and consumer group's lag, in the Prometheus text "
+      "format (node_exporter's textfile collector, a scrape sidecar); reads without the writer lock");
+  mc->add_option("DIR", a->dir, "Log directory")->required();
+  mc->add_option("-o,--output", a->output,
+                 "Write to this file instead of stdout, replacing it atomically (a .prom file of the "
+                 "textfile collector's directory)");
+  mc->add_option("--label", a->label, "Value of the log=\"...\" label (default: the absolute directory)");
+  mc->add_flag("!--no-consumers", a->consumers, "Leave out subscription and group lags");
+  add_json_flag(*mc, a->json, "Print as one JSON object instead");
+  out.push_back({mc, [a] { return cmd_metrics(*a); }});
 }
 
 void add_index(CLI::App& app, command_list& out) {
