@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -121,6 +122,20 @@ T percentile_sorted(const std::vector<T>& sorted, double p) {
   size_t idx = rank <= 1 ? 0 : static_cast<size_t>(std::ceil(rank)) - 1;
   if (idx >= sorted.size()) idx = sorted.size() - 1;
   return sorted[idx];
+}
+
+// CLOCK_MONOTONIC in ns, and an absolute sleep on it (EINTR resumed): paced
+// producers in the latency benchmarks.
+inline uint64_t mono_ns() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+inline void sleep_until_ns(uint64_t t) {
+  timespec ts{static_cast<time_t>(t / 1'000'000'000), static_cast<long>(t % 1'000'000'000)};
+  while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+  }
 }
 
 inline double now_seconds() {

@@ -47,17 +47,8 @@ namespace {
   std::exit(1);
 }
 
-uint64_t mono_ns() {
-  timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-void sleep_until_ns(uint64_t t) {
-  timespec ts{static_cast<time_t>(t / 1'000'000'000), static_cast<long>(t % 1'000'000'000)};
-  while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
-  }
-}
+using varve_bench::mono_ns;
+using varve_bench::sleep_until_ns;
 
 void write_full(int fd, const void* p, size_t n, const char* what) {
   const char* b = static_cast<const char*>(p);

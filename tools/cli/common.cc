@@ -1,5 +1,6 @@
 #include "tools/cli/common.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -406,6 +407,14 @@ std::string type_names::render(uint32_t id) const {
     if (auto name = registry_->name_of(id)) return json_text(std::string(*name));
   }
   return std::to_string(id);
+}
+
+void on_stop_signals(void (*handler)(int)) {
+  struct sigaction sa {};
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
 }
 
 }  // namespace varve::cli

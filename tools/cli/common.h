@@ -151,6 +151,9 @@ class progress_line {
   std::chrono::milliseconds every_;
 };
 bool stderr_is_terminal();
+// SIGINT and SIGTERM call `handler` (which only sets a flag or cancels:
+// async-signal-safe work), without SA_RESTART, so a blocked read returns.
+void on_stop_signals(void (*handler)(int));
 
 // --- parsing and printing -------------------------------------------------------------------------
 

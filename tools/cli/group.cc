@@ -90,11 +90,7 @@ int cmd_consume(const consume_args& a) {
   type_names names(a.dir);
 
   g_consumer = &g.value();
-  struct sigaction sa {};
-  sa.sa_handler = on_consume_signal;
-  sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  on_stop_signals(on_consume_signal);
 
   ndjson_writer out(STDOUT_FILENO);
   event_view e;

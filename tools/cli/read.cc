@@ -184,11 +184,7 @@ int cmd_tail(const tail_args& a) {
   type_names names(a.dir);
 
   g_tail_sub = &sub.value();
-  struct sigaction sa {};
-  sa.sa_handler = on_tail_signal;
-  sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  on_stop_signals(on_tail_signal);
 
   // A named tail saves its position after output is written (so a crash
   // repeats lines rather than losing them), at most about once a second

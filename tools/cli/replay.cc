@@ -226,10 +226,7 @@ int cmd_replay(const replay_args& a) {
 
   replay_cancel cancel;
   g_replay_cancel = &cancel;
-  struct sigaction sa {};
-  sa.sa_handler = on_replay_signal;
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
+  on_stop_signals(on_replay_signal);
 
   progress_printer progress;
   replay r(log);
