@@ -59,7 +59,7 @@ expect "reset while members are alive is a conflict (exit 3)" rc_is 3
 run group delete "$L" billing
 expect "delete while members are alive is a conflict (exit 3)" rc_is 3
 run group ls "$L" --json
-expect "group ls --json shows the two live members" py 'out == [{"group": "billing", "partitions": 4, "members": 2, "max_lag_bytes": 0}]'
+expect "group ls --json shows the two live members" py 'out == [{"group": "billing", "partitions": 4, "members": 2, "max_lag_bytes": 0, "lag_events": 0}]'
 kill -TERM $pa $pb
 wait $pa; ra=$?
 wait $pb; rb=$?
@@ -80,6 +80,47 @@ EOF
 
 run group describe "$L" nosuch
 expect "describe of a group that does not exist: exit 5" rc_is 5
+
+# Dead letters: entries of $dlq-billing as nack() writes them (here by hand,
+# naming events 5 and 9), listed and replayed; replay keeps progress by name.
+dead_letter() {  # dead_letter SEQUENCE ERROR: one entry for the event with that sequence number
+  "$VARVE" read "$L" --limit 200 | python3 -c '
+import json, sys
+seq, err = int(sys.argv[1]), sys.argv[2]
+for line in sys.stdin:
+    e = json.loads(line)
+    if e["sequence"] == seq:
+        d = {"group": "billing", "partition": 0, "position": e["position"], "sequence": seq,
+             "stream": e["stream"], "type": 1, "attempts": 3, "error": err}
+        print(json.dumps({"stream": "$dlq-billing", "type": "varve.dead_letter", "data": d}))
+' "$1" "$2" | "$VARVE" append "$L" >/dev/null
+}
+dead_letter 5 'no "rate" for EUR'
+dead_letter 9 'timeout'
+run group dead-letters "$L" billing --json
+expect "group dead-letters --json: one line per dead letter" py 'len(out) == 2 and [d["dead_letter_version"] for d in out] == [1, 2] and out[0]["dead_letter"]["error"] == "no \"rate\" for EUR"'
+run group dead-letters "$L" billing
+expect "  ... and as text, with the error" grep -q '^1 .*attempts 3 .*stream acct-5  error: no "rate" for EUR$' "$TMP/out"
+run group replay "$L" billing
+expect "group replay prints the events that failed, in consume's format" py '[e["sequence"] for e in out] == [5, 9] and out[0]["stream"] == "acct-5" and out[0]["data"] == {"i": 5}'
+expect "  ... each with its dead letter" py 'out[1]["dead_letter"]["error"] == "timeout" and out[1]["dead_letter_version"] == 2'
+run group replay "$L" billing --from-version 2
+expect "replay --from-version 2: the second only" py '[e["sequence"] for e in out] == [9]'
+run group replay "$L" billing --name fix-1 --limit 1
+expect "replay --name --limit 1: the first" py '[e["sequence"] for e in out] == [5]'
+run group replay "$L" billing --name fix-1
+expect "  ... the same name again: only what it has not printed" py '[e["sequence"] for e in out] == [9]'
+run group replay "$L" billing --name fix-1
+expect "  ... and then nothing" out_lines 0
+dead_letter 11 'later'
+run group replay "$L" billing --name fix-1
+expect "  ... until a new dead letter arrives" py '[e["sequence"] for e in out] == [11]'
+run group dead-letters "$L" nosuch
+expect "dead-letters of a group that does not exist: exit 5" rc_is 5
+printf '%s\n' '{"stream":"$dlq-billing","type":"varve.dead_letter","data":{"group":"billing","position":3,"type":1}}' | "$VARVE" append "$L" >/dev/null
+run group replay "$L" billing --name fix-1
+expect "an entry naming no event: exit 4" rc_is 4
+expect "  ... naming the entry" err_has 'dead letter $dlq-billing version 4'
 
 # Damage: the header's checksum fails; reported, never reset.
 cp "$L/groups/billing.group" "$TMP/saved.group"

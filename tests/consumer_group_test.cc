@@ -435,6 +435,55 @@ TEST(ConsumerGroup, APoisonEventGoesToTheDeadLetterStreamAfterMaxRetries) {
   }
 }
 
+TEST(ConsumerGroup, DeadLettersAreReadBackWithTheEventsThatFailed) {
+  temp_dir dir;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), small_options()));
+  ASSERT_OK(append_events(*log, 10, 1));
+  auto o = opts(2);
+  o.max_retries = 1;
+  {
+    ASSERT_OK_AND_ASSIGN(consumer_group g, consumer_group::join(*log, "g", o));
+    event_view e;
+    for (int guard = 0; guard < 30; ++guard) {
+      ASSERT_OK_AND_ASSIGN(bool got, g.next(e, 200ms));
+      if (!got) break;
+      if (e.sequence.value == 3 || e.sequence.value == 7) ASSERT_OK(g.nack(e, "no handler for it"));
+    }
+    ASSERT_OK(g.leave());
+  }
+  ASSERT_OK_AND_ASSIGN(auto letters, consumer_group::dead_letters(*log, "g"));
+  ASSERT_EQ(letters.size(), 2u);
+  EXPECT_EQ(letters[0].version, 1u);
+  EXPECT_EQ(letters[0].original.sequence.value, 3u);
+  EXPECT_EQ(letters[1].version, 2u);
+  EXPECT_EQ(letters[1].original.sequence.value, 7u);
+  EXPECT_EQ(letters[1].entry.stream, "$dlq-g");
+  ASSERT_OK_AND_ASSIGN(auto from2, consumer_group::dead_letters(*log, "g", 2));
+  ASSERT_EQ(from2.size(), 1u);
+  EXPECT_EQ(from2[0].original.sequence.value, 7u);
+  ASSERT_OK_AND_ASSIGN(auto none, consumer_group::dead_letters(*log, "other"));
+  EXPECT_TRUE(none.empty());
+
+  // An entry that does not name the event it claims is refused, named.
+  const std::string forged = "{\"group\":\"g\",\"partition\":0,\"position\":" +
+                             std::to_string(letters[0].original.position.value + 8) +
+                             ",\"sequence\":3,\"type\":1,\"attempts\":1,\"error\":\"x\"}";
+  event_data d;
+  d.payload = event_data::bytes(forged);
+  d.content = content_type::json;
+  ASSERT_OK(log->append(stream_id("$dlq-g"), expected_version::any(), d));
+  auto bad = consumer_group::dead_letters(*log, "g");
+  ASSERT_ERRC(bad, errc::corruption);
+  EXPECT_NE(bad.error().message().find("$dlq-g version 3"), std::string::npos) << bad.error().message();
+  // Text inside the error message never passes for the position key.
+  const std::string tricky = "{\"group\":\"g\",\"error\":\"x\\\",\\\"position\\\":1\",\"type\":1}";
+  d.payload = event_data::bytes(tricky);
+  ASSERT_OK(log->append(stream_id("$dlq-g"), expected_version::exact(3), d));
+  auto tricked = consumer_group::dead_letters(*log, "g", 4);
+  ASSERT_ERRC(tricked, errc::corruption);
+  EXPECT_NE(tricked.error().message().find("no \"position\""), std::string::npos) << tricked.error().message();
+}
+
 TEST(ConsumerGroup, WaitUntilReturnsOnceEveryPartitionCommittedThePosition) {
   temp_dir dir;
   ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), small_options()));

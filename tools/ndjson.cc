@@ -469,7 +469,8 @@ void ndjson_writer::base64(std::span<const std::byte> bytes) {
   buf_.push_back('"');
 }
 
-void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json, time_format tf) {
+void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json, time_format tf,
+                 std::string_view extra) {
   w.raw("{\"position\":");
   w.u64(e.position.value);
   w.raw(",\"sequence\":");
@@ -511,6 +512,7 @@ void write_event(ndjson_writer& w, const event_view& e, std::string_view type_js
     w.raw(",\"data_base64\":");
     w.base64(e.payload);
   }
+  if (!extra.empty()) w.raw(extra);
   w.raw('}');
   w.end_line();
 }

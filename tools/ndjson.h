@@ -170,8 +170,9 @@ enum class time_format : uint8_t { ns, iso };
 
 // One event of `varve read`. `type_json` is the already rendered JSON value of
 // "type" (a quoted name, or the number when the registry has no name).
+// `extra`: more members, already rendered, with a leading comma (or empty).
 void write_event(ndjson_writer& w, const event_view& e, std::string_view type_json,
-                 time_format tf = time_format::ns);
+                 time_format tf = time_format::ns, std::string_view extra = {});
 
 // The ack `varve append` prints for each line.
 void write_ack(ndjson_writer& w, const append_request& req, const append_result& r);

@@ -71,6 +71,7 @@ struct group_partition_info {
   position retry_position = position::none();  // an event being retried after nack()
   uint32_t retries = 0;
   uint64_t lag_bytes = 0;       // log's committed end - committed (filled when a log is at hand)
+  uint64_t lag_events = 0;      // events of the log from committed to its end (idem)
 };
 
 struct group_member_info {
@@ -90,6 +91,15 @@ struct group_description {
   // True when a partition's newest copy failed its checksum and the previous
   // copy was used (a write torn by a crash; see FORMAT.md 6b).
   bool fell_back = false;
+};
+
+// A dead letter of a group: an entry of `$dlq-GROUP` (see nack()) and the
+// event that failed, read back at its position and checked against the
+// entry (position, stream, type). Views valid while the log is open.
+struct dead_letter {
+  stream_version version = 0;   // the entry's version in $dlq-GROUP
+  event_view entry;             // its payload: the JSON nack() wrote (error, attempts, ...)
+  event_view original;          // the event that failed, as the group delivered it
 };
 
 // A member of a consumer group.
@@ -183,6 +193,14 @@ class VARVE_API consumer_group {
   static status reset(const event_log& log, std::string_view group, position to);
   // Removes the group file. errc::locked while a member is alive.
   static status remove(const std::string& log_dir, std::string_view group);
+  // The group's dead letters from version `from` of `$dlq-GROUP` on, at most
+  // `max` of them, in the order they were written: for an operator to look
+  // at (`varve group dead-letters`) or to feed the events that failed to a
+  // fixed handler again (`varve group replay`). Reads only. corruption naming
+  // the entry when an entry is not one nack() wrote or the event at its
+  // position is not the one it names.
+  static result<std::vector<dead_letter>> dead_letters(const event_log& log, std::string_view group,
+                                                       stream_version from = 1, uint64_t max = UINT64_MAX);
 
  private:
   status leave_impl(bool ack_last);

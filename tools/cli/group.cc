@@ -1,6 +1,6 @@
 // `varve consume DIR --group G` (a consumer group member printing the events
-// of its partitions as NDJSON) and `varve group ls|describe|reset|delete`
-// (varve/consumer_group.h).
+// of its partitions as NDJSON) and `varve group ls|describe|reset|delete|
+// dead-letters|replay` (varve/consumer_group.h).
 #include "tools/cli/common.h"
 
 #include <signal.h>
@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tools/json_check.h"
 #include "varve/consumer_group.h"
 #include "varve/varve.h"
 
@@ -175,6 +176,7 @@ nlohmann::ordered_json describe_json(const std::string& name, const group_descri
     pj["partition"] = p.partition;
     pj["committed"] = p.committed.value;
     pj["lag_bytes"] = p.lag_bytes;
+    pj["lag_events"] = p.lag_events;
     pj["owner"] = p.owner_alive ? nlohmann::ordered_json(p.owner) : nlohmann::ordered_json(nullptr);
     pj["epoch"] = p.epoch;
     if (!p.retry_position.is_none()) {
@@ -193,7 +195,17 @@ result<group_description> describe_with_lag(const std::string& dir, const std::s
   auto log = event_log::open_read_only(dir, cli_log_options());
   if (!log) return log.error();
   const uint64_t end = (*log)->committed_position().value;
-  for (auto& p : d->slots) p.lag_bytes = end > p.committed.value ? end - p.committed.value : 0;
+  const uint64_t events = (*log)->next_sequence().value;
+  for (auto& p : d->slots) {
+    p.lag_bytes = end > p.committed.value ? end - p.committed.value : 0;
+    if (p.lag_bytes == 0) continue;
+    // Events behind: from the sequence number of the next event it would read.
+    log_reader r = (*log)->read(p.committed);
+    event_view v;
+    auto more = r.next(v);
+    if (!more) return more.error();
+    if (more.value()) p.lag_events = events - std::min(events, v.sequence.value);
+  }
   return d;
 }
 
@@ -204,19 +216,23 @@ int cmd_group_ls(const group_args& a) {
   for (const std::string& n : *names) {
     auto d = describe_with_lag(a.dir, n);
     if (!d) return fail(d.error());
-    uint64_t alive = 0, lag = 0;
+    uint64_t alive = 0, lag = 0, lag_events = 0;
     for (const auto& m : d->members) alive += m.alive;
-    for (const auto& p : d->slots) lag = std::max(lag, p.lag_bytes);
+    for (const auto& p : d->slots) {
+      lag = std::max(lag, p.lag_bytes);
+      lag_events += p.lag_events;  // partitions hold disjoint events
+    }
     if (a.json) {
       nlohmann::ordered_json j;
       j["group"] = n;
       j["partitions"] = d->partitions;
       j["members"] = alive;
       j["max_lag_bytes"] = lag;
+      j["lag_events"] = lag_events;
       std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
-      std::printf("%s\t%u partitions\t%" PRIu64 " members\tmax lag %s\n", n.c_str(), d->partitions, alive,
-                  human_bytes(lag).c_str());
+      std::printf("%s\t%u partitions\t%" PRIu64 " members\tlag %" PRIu64 " events\tmax lag %s\n", n.c_str(),
+                  d->partitions, alive, lag_events, human_bytes(lag).c_str());
     }
   }
   return kExitOk;
@@ -237,12 +253,12 @@ int cmd_group_describe(const group_args& a) {
   for (const auto& m : d->members)
     std::printf("  %016" PRIx64 "  %-20s pid %-7u %s  %u partitions\n", m.id, m.name.c_str(), m.pid,
                 m.alive ? "alive  " : "expired", m.partitions);
-  std::printf("partition  committed        lag        owner\n");
+  std::printf("partition  committed        lag                    owner\n");
   for (const auto& p : d->slots) {
     char owner[32] = "-";
     if (p.owner_alive) std::snprintf(owner, sizeof owner, "%016" PRIx64, p.owner);
-    std::printf("%9u  %-15" PRIu64 "  %-9s  %s", p.partition, p.committed.value, human_bytes(p.lag_bytes).c_str(),
-                owner);
+    const std::string lag = std::to_string(p.lag_events) + " ev, " + human_bytes(p.lag_bytes);
+    std::printf("%9u  %-15" PRIu64 "  %-21s  %s", p.partition, p.committed.value, lag.c_str(), owner);
     if (!p.retry_position.is_none()) std::printf("  retrying %" PRIu64 " (%u tries)", p.retry_position.value, p.retries);
     std::printf("\n");
   }
@@ -273,6 +289,89 @@ int cmd_group_delete(const group_args& a) {
   return kExitOk;
 }
 
+// --- dead letters -----------------------------------------------------------------
+
+struct dlq_args {
+  std::string dir;
+  std::string group;
+  std::optional<uint64_t> from_version;
+  std::optional<uint64_t> limit;
+  std::optional<std::string> name;  // replay: a named subscription keeping the replay's progress
+  time_format tf = time_format::ns;
+  bool json = false;
+};
+
+// `dead-letters` lists them; `replay` prints the events that failed again, in
+// `varve consume`'s format plus "dead_letter" (the entry nack() wrote) and
+// "dead_letter_version", for a fixed handler to process. The log does not
+// change: the events stay where they are, and with --name the replay's
+// progress is kept like a named tail's, after each line written.
+int cmd_dead_letters(const dlq_args& a, bool replay) {
+  if (auto rc = check_dir(a.dir)) return *rc;
+  if (!consumer_group::valid_name(a.group)) return usage_error("GROUP: \"" + a.group + "\": " + kNameRule);
+  if (a.name && !subscription_store::valid_name(*a.name)) return usage_error("--name: \"" + *a.name + "\": " + kNameRule);
+  if (a.from_version && *a.from_version == 0) return usage_error("--from-version: versions start at 1");
+  if (auto d = consumer_group::describe(a.dir, a.group); !d) return fail(d.error());  // no such group: exit 5
+  auto opened = event_log::open_read_only(a.dir, cli_log_options());
+  if (!opened) return fail_open(opened.error(), a.dir);
+  const event_log& log = **opened;
+  std::optional<subscription_store> store;
+  position done{0};  // replay --name: entries before this were replayed
+  if (replay && a.name) {
+    auto st = subscription_store::open(a.dir);
+    if (!st) return fail(st.error());
+    store = std::move(st.value());
+    auto p = store->load(*a.name);
+    if (!p) return fail(p.error());
+    if (p.value() && !a.from_version) done = *p.value();
+  }
+  auto letters = consumer_group::dead_letters(log, a.group, a.from_version.value_or(1),
+                                              done.value ? UINT64_MAX : a.limit.value_or(UINT64_MAX));
+  if (!letters) return fail_reading(letters.error());
+  type_names names(a.dir);
+  ndjson_writer out(STDOUT_FILENO);
+  uint64_t n = 0;
+  for (const dead_letter& d : *letters) {
+    if (d.entry.position.value < done.value) continue;
+    if (a.limit && n >= *a.limit) break;
+    const std::string_view entry(reinterpret_cast<const char*>(d.entry.payload.data()), d.entry.payload.size());
+    // nack() wrote it; spliced verbatim only once it checks as JSON.
+    const bool entry_ok = is_valid_json(entry) && entry.find('\n') == std::string_view::npos;
+    if (replay) {
+      std::string extra = ",\"dead_letter_version\":" + std::to_string(d.version);
+      if (entry_ok) extra += ",\"dead_letter\":" + std::string(entry);
+      write_event(out, d.original, names.json_for(d.original.type), a.tf, extra);
+    } else if (a.json) {
+      std::string line = "{\"dead_letter_version\":" + std::to_string(d.version) +
+                         ",\"dead_letter_position\":" + std::to_string(d.entry.position.value);
+      if (entry_ok) line += ",\"dead_letter\":" + std::string(entry);
+      line += "}";
+      out.raw(line);
+      out.end_line();
+    } else {
+      nlohmann::json j = entry_ok ? nlohmann::json::parse(entry, nullptr, false) : nlohmann::json();
+      const std::string err = j.is_object() && j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>() : "?";
+      const uint64_t attempts = j.is_object() && j.contains("attempts") && j["attempts"].is_number_unsigned() ? j["attempts"].get<uint64_t>() : 0;
+      char head[160];
+      std::snprintf(head, sizeof head, "%-6" PRIu64 " position %-12" PRIu64 " type %-8u attempts %-3" PRIu64 " stream ",
+                    d.version, d.original.position.value, d.original.type, attempts);
+      out.raw(head);
+      out.raw(std::string(d.original.stream_is_integer ? std::to_string(d.original.stream_as_u64()) : std::string(d.original.stream)));
+      out.raw("  error: " + err);
+      out.end_line();
+    }
+    if (!out.error().ok()) break;
+    ++n;
+    if (store) {
+      // The line first, then the progress: a crash repeats a line, never skips one.
+      if (status f = out.flush(); !f) return fail(f);
+      if (status s = store->save(*a.name, position{d.entry.position.value + d.entry.record_bytes}); !s) return fail(s);
+    }
+  }
+  if (status f = out.flush(); !f) return fail(f);
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_consume(CLI::App& app, command_list& out) {
@@ -300,7 +399,7 @@ void add_consume(CLI::App& app, command_list& out) {
 
 void add_group(CLI::App& app, command_list& out) {
   auto a = std::make_shared<group_args>();
-  auto* g = app.add_subcommand("group", "Consumer groups (DIR/groups): ls, describe, reset, delete");
+  auto* g = app.add_subcommand("group", "Consumer groups (DIR/groups): ls, describe, reset, delete, dead-letters, replay");
   g->require_subcommand(1);
   auto* ls = g->add_subcommand("ls", "List groups: partitions, live members, largest lag");
   ls->add_option("DIR", a->dir, "Log directory")->required();
@@ -324,6 +423,32 @@ void add_group(CLI::App& app, command_list& out) {
   del->add_option("GROUP", a->group, "The group")->required();
   add_json_flag(*del, a->json, "Errors as JSON");
   out.push_back({del, [a] { return cmd_group_delete(*a); }});
+
+  auto q = std::make_shared<dlq_args>();
+  auto* dl = g->add_subcommand(
+      "dead-letters", "List the group's dead letters ($dlq-GROUP): version, the event's position, type, "
+                      "stream, attempts and error");
+  dl->add_option("DIR", q->dir, "Log directory")->required();
+  dl->add_option("GROUP", q->group, "The group")->required();
+  add_uint(*dl, "--from-version", q->from_version, "The first dead letter (its version in $dlq-GROUP)", "VERSION");
+  add_uint(*dl, "--limit", q->limit, "At most N");
+  add_json_flag(*dl, q->json, "One JSON object per dead letter");
+  out.push_back({dl, [q] { return cmd_dead_letters(*q, false); }});
+  auto q2 = std::make_shared<dlq_args>();
+  auto* rp = g->add_subcommand(
+      "replay", "Print the events that went to the dead-letter stream again, as `varve consume` does "
+                "(with \"dead_letter\": the error, attempts), for a fixed handler; the log is unchanged");
+  rp->add_option("DIR", q2->dir, "Log directory")->required();
+  rp->add_option("GROUP", q2->group, "The group")->required();
+  add_uint(*rp, "--from-version", q2->from_version, "The first dead letter (its version in $dlq-GROUP)", "VERSION");
+  add_uint(*rp, "--limit", q2->limit, "At most N");
+  rp->add_option("--name", q2->name,
+                 "Keep the replay's progress in this named subscription (after each line written): a "
+                 "second replay with the same name prints only dead letters written since")
+      ->type_name("NAME");
+  add_time_format(*rp, q2->tf);
+  add_json_flag(*rp, q2->json, "Events are NDJSON already");
+  out.push_back({rp, [q2] { return cmd_dead_letters(*q2, true); }});
 }
 
 }  // namespace varve::cli
