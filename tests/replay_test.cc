@@ -407,6 +407,40 @@ TEST_F(ReplayTest, CheckpointThenResumeAppliesEveryEventOnce) {
   EXPECT_EQ(other.error.code(), errc::invalid_argument) << describe(other.error);
 }
 
+// Read-your-writes on a projection's checkpoint: wait_until returns once a
+// replay saved a checkpoint at or past the position, false at the timeout.
+TEST_F(ReplayTest, WaitUntilReturnsOnceACheckpointHasPassedThePosition) {
+  checkpoint_store store(d_.sub("proj"), "folds");
+  const position end = log_->committed_position();
+  ASSERT_OK_AND_ASSIGN(auto none, store.saved_position(*log_));
+  EXPECT_FALSE(none.has_value());
+  ASSERT_OK_AND_ASSIGN(bool early, store.wait_until(*log_, end, std::chrono::milliseconds(20)));
+  EXPECT_FALSE(early) << "no checkpoint yet";
+
+  std::thread projector([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto r = replay(*log_).partitions(3).threads(1).checkpoint(store, 500).run(
+        [](uint32_t) { return fold_projection{}; });
+    EXPECT_TRUE(r) << describe(r.error);
+  });
+  auto waited = store.wait_until(*log_, end, std::chrono::seconds(30));
+  projector.join();
+  ASSERT_OK(waited);
+  EXPECT_TRUE(waited.value());
+  ASSERT_OK_AND_ASSIGN(auto at, store.saved_position(*log_));
+  ASSERT_TRUE(at.has_value());
+  EXPECT_EQ(*at, end);
+
+  // A damaged newest header: the older generation still answers, never the damaged one.
+  const std::string newest = store.path();
+  flip_byte(newest, 24);  // the position word: the header checksum fails
+  ASSERT_OK_AND_ASSIGN(auto older, store.saved_position(*log_));
+  ASSERT_TRUE(older.has_value());
+  EXPECT_LT(older->value, end.value);
+  ASSERT_OK_AND_ASSIGN(bool past, store.wait_until(*log_, end, std::chrono::milliseconds(20)));
+  EXPECT_FALSE(past);
+}
+
 // A damaged generation is reported (file and offset) and skipped: the
 // replay resumes from the older one, or from scratch when none is valid —
 // never from state it cannot trust.

@@ -13,12 +13,16 @@
 //  48  .. per partition: size u64, state bytes, zero padding to 8
 //  end 8  body_checksum     XXH3-64 of the partition area
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 
 #include <xxhash.h>
 
 #include "base/coding.h"
+#include "engine/log_access.h"
+#include "engine/log_state.h"
 #include "index/index_file.h"
 #include "varve/replay.h"
 
@@ -103,6 +107,39 @@ status checkpoint_store::save(uint64_t log_id, position at,
   // one costs disk space, not correctness.
   for (size_t i = keep_ - 1; i < gens.size(); ++i) (void)fs_->remove(gens[i].second);
   return {};
+}
+
+result<std::optional<position>> checkpoint_store::saved_position(const event_log& log) const {
+  const uint64_t log_id = detail::log_access::state(log).meta.log_id;
+  for (const auto& [gen, file] : generations()) {
+    auto f = fs_->open(file, file_system::open_mode::read_only);
+    if (!f) {
+      if (f.error().code() == errc::not_found) continue;  // removed by a newer save meanwhile
+      return f.error();
+    }
+    std::byte h[kHeader];
+    const status r = fs_->pread(f.value(), 0, h, kHeader);
+    fs_->close(f.value());
+    // A short or damaged header: an older generation may still say more.
+    if (!r || std::memcmp(h, kMagic, 8) != 0 || get_u64(h + 40) != XXH3_64bits(h, 40)) continue;
+    if (get_u64(h + 16) != log_id)
+      return status(errc::invalid_argument, file + ": checkpoint belongs to another log");
+    return std::optional<position>(position{get_u64(h + 24)});
+  }
+  return std::optional<position>();
+}
+
+result<bool> checkpoint_store::wait_until(const event_log& log, position p, std::chrono::nanoseconds timeout) const {
+  using clock = std::chrono::steady_clock;
+  const auto deadline = clock::now() + timeout;
+  while (true) {
+    auto at = saved_position(log);
+    if (!at) return at.error();
+    if (at.value() && at.value()->value >= p.value) return true;
+    const auto now = clock::now();
+    if (now >= deadline) return false;
+    std::this_thread::sleep_for(std::min<clock::duration>(deadline - now, std::chrono::milliseconds(2)));
+  }
 }
 
 namespace {

@@ -21,6 +21,7 @@
 #include <concepts>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
@@ -88,6 +89,15 @@ class checkpoint_store {
   VARVE_API status save(uint64_t log_id, position at, std::span<const std::string> states) const;
   // The newest generation's path ("" when there is none).
   VARVE_API std::string path() const;
+  // The position of the newest generation whose header validates (magic,
+  // header checksum) and belongs to `log`, reading 48 bytes per generation,
+  // not the states; nullopt when there is none. invalid_argument for a
+  // checkpoint of another log.
+  VARVE_API result<std::optional<position>> saved_position(const event_log& log) const;
+  // Read-your-writes: waits until the newest checkpoint has reached `p` (a
+  // position from an append_result's end), polling every 2 ms. true when it
+  // has, false at the timeout; saved_position()'s errors. Any thread.
+  VARVE_API result<bool> wait_until(const event_log& log, position p, std::chrono::nanoseconds timeout) const;
   const std::string& dir() const { return dir_; }
   const std::string& name() const { return name_; }
 
