@@ -36,7 +36,10 @@
 // into a fresh store; P2 --p2-events appends in durable batches of --p2-batch
 // into a fresh store; P7 (varve, kafka) --p7-events appends paced at --p7-rate
 // per second into a fresh store while a reader in another process (this binary,
-// hidden --p7-follower) follows it and stamps each event as it sees it. See
+// hidden --p7-follower) follows it and stamps each event as it sees it; P8
+// (varve) consumer groups, measured by the sibling varve-group-bench: the
+// hand-off from append to a group member in another process (--p7-events at
+// --p7-rate, as P7) and the takeover of a SIGKILLed member's partitions. See
 // docs/BENCHMARKS.md ("Side by side").
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -75,7 +78,7 @@ namespace {
 // ---------------------------------------------------------------------------
 // Configuration.
 // ---------------------------------------------------------------------------
-const std::vector<std::string> kAllPhases = {"P1", "P2", "P3", "P4", "P5", "P6", "P7"};
+const std::vector<std::string> kAllPhases = {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"};
 
 struct config {
   uint64_t events = 5'000'000;
@@ -95,7 +98,7 @@ struct config {
   std::string dir;
   std::string peers;  // default: every peer that can run
   std::string skip_peers;
-  std::string phases = "P1,P2,P3,P4,P5,P6,P7";
+  std::string phases = "P1,P2,P3,P4,P5,P6,P7,P8";
   std::string json_file;
   bool keep = false;
   uint64_t segment_bytes = 64ull << 20;
@@ -170,7 +173,7 @@ struct peer_info {
 
 const std::vector<peer_info>& peer_table() {
   static const std::vector<peer_info> t = {
-      {"varve", {"P1", "P2", "P3", "P4", "P5", "P6", "P7"}, true, ""},
+      {"varve", {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"}, true, ""},
       {"varve-group", {"P2", "P3"}, true, ""},
       {"varve-sync", {"P3"}, true, ""},
 #ifdef VARVE_BENCH_WITH_ROCKSDB
@@ -279,6 +282,7 @@ uint64_t vm_hwm_bytes() {  // peak RSS so far, from /proc/self/status
 }
 
 std::string self_exe();
+void run_p8(const config& c, const std::string& dir, child_out& out);
 
 void read_fully(int fd, void* buf, size_t want, const std::string& what) {
   auto* b = static_cast<char*>(buf);
@@ -602,6 +606,50 @@ void run_store_peer(const std::string& peer, const peer_info& pi, const config& 
       }
     }
   }
+  if (peer == "varve" && want("P8")) {
+    run_p8(c, dir + "/p8", out);
+    if (!c.keep) vb::remove_tree(dir + "/p8");
+  }
+}
+
+// P8: consumer groups, by varve-group-bench (built beside this binary): its
+// JSON's figures become P8.*. Hand-off at P7's size and pace; 3 takeovers
+// with a 1 s session timeout.
+void run_p8(const config& c, const std::string& dir, child_out& out) {
+  const std::string exe = std::filesystem::path(self_exe()).parent_path() / "varve-group-bench";
+  const std::string json_path = dir + "/p8.json";
+  std::filesystem::create_directories(dir);
+  std::vector<std::string> args = {exe, "--events", std::to_string(c.p7_events), "--rate", std::to_string(c.p7_rate),
+                                   "--partitions", "8", "--session-timeout-ms", "1000", "--takeovers", "3",
+                                   "--json", json_path};
+  const pid_t pid = ::fork();
+  if (pid < 0) die("fork: " + std::string(strerror(errno)));
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::dup2(STDERR_FILENO, STDOUT_FILENO);  // its table goes to the log, not into ours
+    ::execv(argv[0], argv.data());
+    std::fprintf(stderr, "%s: %s\n", exe.c_str(), strerror(errno));
+    ::_exit(127);
+  }
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die("P8: " + exe + " failed (is it built? cmake --build ... --target varve-group-bench)");
+  json j;
+  try {
+    j = json::parse(std::ifstream(json_path));
+  } catch (const std::exception& e) {
+    die("P8: " + json_path + ": " + e.what());
+  }
+  for (const char* q : {"p50", "p99", "p99.9", "max"})
+    out.add(std::string("P8.handoff_") + q + "_us", j.at("handoff_us").at(q).get<double>(), "us");
+  out.add("P8.takeover_ms", j.at("takeover_ms").at("median").get<double>(), "ms");
+  out.info["P8.session_timeout_ms"] = 1000;
+  out.info["P8.partitions"] = 8;
+  std::fprintf(stderr, "  varve: P8 hand-off p50 %.1f us, takeover %.0f ms (session timeout 1000 ms)\n",
+               out.figures["P8.handoff_p50_us"].get<double>(), out.figures["P8.takeover_ms"].get<double>());
 }
 
 // The ceilings (WORKLOAD.md): memcpy of varve's record stream into a

@@ -286,18 +286,31 @@ status roll(log_state& s, uint64_t needed) {
   return {};
 }
 
-result<append_result> append_batch(log_state& s, stream_id stream, expected_version expected,
-                                   std::span<const event_data> events) {
-  if (!s.write_failure.ok()) return s.write_failure;
+// A refused append: counted (conflicts apart), off the hot path.
+[[gnu::cold, gnu::noinline]] status refused(log_state& s, status why) {
+  s.shared->ctl->bump_single_writer(why.code() == errc::wrong_expected_version ? ctl_counter::append_conflicts
+                                                                             : ctl_counter::append_refusals);
+  return why;
+}
+
+}  // namespace
+
+result<append_result> event_log::append(stream_id stream, expected_version expected,
+                                        std::span<const event_data> events) {
+  log_state& s = *s_;
+  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
+  // Not counted: after close() another writer may own the counters.
+  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
+  if (!s.write_failure.ok()) return refused(s, s.write_failure);
   if (s.durable->has_failed()) [[unlikely]] {
     s.write_failure = status(errc::read_only, s.durable->failure().to_string());
-    return s.write_failure;
+    return refused(s, s.write_failure);
   }
   const std::string_view key = stream.bytes();
   if (key.empty() || key.size() > kMaxStreamIdBytes)
-    return status(errc::invalid_argument,
-                  "stream id must have 1 to 255 bytes, got " + std::to_string(key.size()));
-  if (events.empty()) return status(errc::invalid_argument, "append of an empty batch");
+    return refused(s, status(errc::invalid_argument,
+                             "stream id must have 1 to 255 bytes, got " + std::to_string(key.size())));
+  if (events.empty()) return refused(s, status(errc::invalid_argument, "append of an empty batch"));
 
   const uint64_t h = s.heads.hash(key);
   head_table::head* head = s.heads.find(key, h);
@@ -313,7 +326,7 @@ result<append_result> append_batch(log_state& s, stream_id stream, expected_vers
                                                 want + ", actual version " +
                                                 std::to_string(actual));
     st.with_actual_version(actual);
-    return st;
+    return refused(s, st);
   }
 
   // Sizes first: a batch that cannot fit anywhere is refused before any byte is written.
@@ -321,17 +334,17 @@ result<append_result> append_batch(log_state& s, stream_id stream, expected_vers
   uint64_t total = 0;
   for (const event_data& e : events) {
     if (e.payload.size() > room) [[unlikely]]
-      return status(errc::too_large, "event of " + std::to_string(e.payload.size()) +
-                                         " bytes cannot fit in a segment of " +
-                                         std::to_string(s.capacity()) + " bytes");
+      return refused(s, status(errc::too_large, "event of " + std::to_string(e.payload.size()) +
+                                                    " bytes cannot fit in a segment of " +
+                                                    std::to_string(s.capacity()) + " bytes"));
     total += record::encoded_size(key.size(), e);
   }
   if (total > room) [[unlikely]]
-    return status(errc::too_large, "batch of " + std::to_string(total) +
-                                       " bytes cannot fit in one segment of " +
-                                       std::to_string(s.capacity()) + " bytes");
+    return refused(s, status(errc::too_large, "batch of " + std::to_string(total) +
+                                                  " bytes cannot fit in one segment of " +
+                                                  std::to_string(s.capacity()) + " bytes"));
   if (s.write_off + total + record::kSegmentEndSize > s.active->records_end()) [[unlikely]] {
-    if (status r = roll(s, total); !r) return r;
+    if (status r = roll(s, total); !r) return refused(s, r);
   }
 
   const bool single = events.size() == 1;
@@ -387,29 +400,13 @@ result<append_result> append_batch(log_state& s, stream_id stream, expected_vers
       // This append is committed but its durability is unknown: say so, and
       // refuse every later write until the log is reopened and recovered.
       s.write_failure = status(errc::read_only, r.to_string());
-      return r;
+      return refused(s, r);
     }
   } else if (s.opts.mode == durability::group) {
     s.durable->notify_committed(end);
   }
+  ctl.bump_single_writer(ctl_counter::append_calls);
   return out;
-}
-
-}  // namespace
-
-result<append_result> event_log::append(stream_id stream, expected_version expected,
-                                        std::span<const event_data> events) {
-  log_state& s = *s_;
-  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
-  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
-  auto r = append_batch(s, stream, expected, events);
-  control_block& ctl = *s.shared->ctl;
-  if (r) [[likely]]
-    ctl.bump_single_writer(ctl_counter::append_calls);
-  else
-    ctl.bump_single_writer(r.error().code() == errc::wrong_expected_version ? ctl_counter::append_conflicts
-                                                                            : ctl_counter::append_refusals);
-  return r;
 }
 
 status event_log::wait_durable(position p) {

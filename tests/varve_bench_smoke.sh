@@ -35,7 +35,7 @@ if ! command -v python3 >/dev/null; then
     echo "varve-bench smoke: FAIL: no python3 on PATH (CI=$CI; bash tools/install-deps.sh installs it)" >&2; exit 1
   fi
   j="$tmp/bench.json"
-  for f in P1.events_per_s P2.events_per_s P3.p50_us P4.events_per_s P5.aggregates_per_s P6.p99.9_ns P7.p50_us; do
+  for f in P1.events_per_s P2.events_per_s P3.p50_us P4.events_per_s P5.aggregates_per_s P6.p99.9_ns P7.p50_us P8.takeover_ms; do
     grep -q "\"$f\"" "$j" || { echo "varve-bench smoke: FAIL: no $f in the JSON" >&2; exit 1; }
   done
   if grep -q '"ok": false' "$j"; then echo "varve-bench smoke: FAIL: a read-back check failed" >&2; exit 1; fi
@@ -63,7 +63,8 @@ expected = {
     "varve":       ["P1.events_per_s", "P1.payload_MB_per_s", "P2.events_per_s", "P3.p50_us", "P3.p99_us",
                     "P3.max_us", "P4.events_per_s", "P4.payload_GB_per_s", "P5.aggregates_per_s", "P5.p50_us",
                     "P5.p99_us", "P6.p50_ns", "P6.p99_ns", "P6.p99.9_ns", "P6.max_ns", "P7.p50_us", "P7.p99_us",
-                    "P7.p99.9_us", "P7.max_us", "disk.bytes"],
+                    "P7.p99.9_us", "P7.max_us", "P8.handoff_p50_us", "P8.handoff_p99_us", "P8.takeover_ms",
+                    "disk.bytes"],
     "varve-group": ["P2.events_per_s", "P3.p50_us", "P3.p99_us", "P3.max_us"],
     "varve-sync":  ["P3.p50_us", "P3.p99_us", "P3.max_us"],
     "writelog":    ["P1.events_per_s", "P2.events_per_s", "P3.p50_us", "P4.events_per_s", "P5.aggregates_per_s",
