@@ -424,24 +424,27 @@ void add_group(CLI::App& app, command_list& out) {
   add_json_flag(*del, a->json, "Errors as JSON");
   out.push_back({del, [a] { return cmd_group_delete(*a); }});
 
+  // dead-letters and replay: the same selection of dead letters.
+  auto dlq_command = [&](const char* name, const char* help, std::shared_ptr<dlq_args> q) {
+    auto* c = g->add_subcommand(name, help);
+    c->add_option("DIR", q->dir, "Log directory")->required();
+    c->add_option("GROUP", q->group, "The group")->required();
+    add_uint(*c, "--from-version", q->from_version, "The first dead letter (its version in $dlq-GROUP)", "VERSION");
+    add_uint(*c, "--limit", q->limit, "At most N");
+    return c;
+  };
   auto q = std::make_shared<dlq_args>();
-  auto* dl = g->add_subcommand(
-      "dead-letters", "List the group's dead letters ($dlq-GROUP): version, the event's position, type, "
-                      "stream, attempts and error");
-  dl->add_option("DIR", q->dir, "Log directory")->required();
-  dl->add_option("GROUP", q->group, "The group")->required();
-  add_uint(*dl, "--from-version", q->from_version, "The first dead letter (its version in $dlq-GROUP)", "VERSION");
-  add_uint(*dl, "--limit", q->limit, "At most N");
+  auto* dl = dlq_command("dead-letters",
+                         "List the group's dead letters ($dlq-GROUP): version, the event's position, type, "
+                         "stream, attempts and error",
+                         q);
   add_json_flag(*dl, q->json, "One JSON object per dead letter");
   out.push_back({dl, [q] { return cmd_dead_letters(*q, false); }});
   auto q2 = std::make_shared<dlq_args>();
-  auto* rp = g->add_subcommand(
-      "replay", "Print the events that went to the dead-letter stream again, as `varve consume` does "
-                "(with \"dead_letter\": the error, attempts), for a fixed handler; the log is unchanged");
-  rp->add_option("DIR", q2->dir, "Log directory")->required();
-  rp->add_option("GROUP", q2->group, "The group")->required();
-  add_uint(*rp, "--from-version", q2->from_version, "The first dead letter (its version in $dlq-GROUP)", "VERSION");
-  add_uint(*rp, "--limit", q2->limit, "At most N");
+  auto* rp = dlq_command("replay",
+                         "Print the events that went to the dead-letter stream again, as `varve consume` does "
+                         "(with \"dead_letter\": the error, attempts), for a fixed handler; the log is unchanged",
+                         q2);
   rp->add_option("--name", q2->name,
                  "Keep the replay's progress in this named subscription (after each line written): a "
                  "second replay with the same name prints only dead letters written since")
