@@ -566,6 +566,43 @@ result<position> event_log::position_at_time(uint64_t t) const {
   }
 }
 
+result<stream_version> event_log::version_at(stream_id stream, position p) const {
+  const std::string_view key = stream.bytes();
+  if (key.empty() || key.size() > kMaxStreamIdBytes)
+    return status(errc::invalid_argument,
+                  "stream id must have 1 to 255 bytes, got " + std::to_string(key.size()));
+  const head_table::head* h = find_head(*s_, key);
+  if (!h) return stream_version{0};
+  if (h->last_position < p.value) return h->version;
+  // Positions rise with versions: find the last version whose event lies
+  // before p. Invariant: every version <= lo is before p, every one > hi is not.
+  stream_version lo = 0, hi = h->version - 1;
+  const stream_version newest = h->version;
+  const uint64_t newest_pos = h->last_position;
+  while (lo < hi) {
+    const stream_version mid = lo + (hi - lo + 1) / 2;
+    stream_reader r;
+    if (status st = r.init(s_->shared, std::string(key), newest, newest_pos, mid, read_direction::forward, 1); !st)
+      return st;
+    event_view e;
+    auto got = r.next(e);
+    if (!got) return got.error();
+    if (!got.value())
+      return status(errc::corruption, s_->dir + ": stream '" + std::string(key) + "' has no event at version " +
+                                          std::to_string(mid) + " below its head " + std::to_string(newest));
+    if (e.position < p) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+result<stream_version> event_log::version_at_time(stream_id stream, uint64_t t) const {
+  if (t == UINT64_MAX) return version_at(stream, position{UINT64_MAX});
+  auto p = position_at_time(t + 1);
+  if (!p) return p.error();
+  return version_at(stream, p.value());
+}
+
 log_reader event_log::read(position from) const { return log_reader(s_->shared, from); }
 
 log_stats event_log::stats() const {

@@ -272,6 +272,21 @@ import json, subprocess, sys
 j = json.load(open(sys.argv[1])); s = json.loads(subprocess.run([sys.argv[2], "stat", sys.argv[3], "--json"], capture_output=True).stdout)
 sys.exit(0 if j["events"] + j["tail"]["events"] == s["events"] else 1)' "$TMP/out" "$VARVE" "$L"
 
+# --- as of a version or a time ------------------------------------------------------------------
+run read "$L" --stream order-1 --to-version 3
+expect "read --stream --to-version 3: versions 1-3" py '[e["version"] for e in out] == [1, 2, 3]'
+run read "$L" --stream order-1 --from-version 2 --to-version 3
+expect "  ... from version 2: 2 and 3" py '[e["version"] for e in out] == [2, 3]'
+run read "$L" --stream order-1 --from-version 5 --to-version 3
+expect "  ... an empty range: nothing, exit 0" out_lines 0
+run read "$L" --until 1700000000000000010
+expect "read --until T: the log as of T (events stamped at or before it)" py '[e["timestamp"] for e in out] == [1700000000000000000 + i for i in range(1, 11)]'
+run read "$L" --stream order-1 --until 2023-11-14T22:13:20.000000010Z
+expect "read --stream --until (ISO 8601): the stream as of then" py '[e["data"]["i"] for e in out] == [1, 5]'
+usage_case "--to-version without --stream" read "$L" --to-version 3
+usage_case "--until with --backward" read "$L" --stream order-1 --backward --until 1700000000000000010
+usage_case "--to-version with --until" read "$L" --stream order-1 --to-version 2 --until 1700000000000000010
+
 # --- metrics: the writer session's counters, from another process ---------------------------------
 M=$TMP/metered
 input </dev/null

@@ -3,8 +3,10 @@
 // byte of a snapshot file damaged, files cut short, wrong schema, stale
 // snapshots (a log recovered shorter) all fall back; a 300 MiB snapshot;
 // reopen rebuilds the index; readers concurrent with saves.
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <random>
 #include <string>
@@ -147,6 +149,75 @@ std::vector<std::string> snap_files(const std::string& dir) {
 }
 
 // --- load_aggregate against a full fold -------------------------------------
+
+// As of a version, a time or a log position: load_aggregate_at equals a fold
+// of the stream's first `upto` events, with snapshots below, at and above
+// `upto`; version_at / version_at_time agree with a model of positions and
+// timestamps (rising timestamps here, so "as of t" is "stamped at or before t").
+TEST(Snapshot, AsOfLoadsEqualAFoldOfThePrefix) {
+  for (uint64_t seed = 0; seed < scaled(3); ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    temp_dir d;
+    std::mt19937_64 rng(100 + seed);
+    std::vector<stream_key> streams;
+    for (int i = 0; i < 4; ++i) streams.push_back(stream_key::named("cart-" + std::to_string(i)));
+    auto log = make_log(d.path());
+    ASSERT_TRUE(log);
+    ASSERT_OK_AND_ASSIGN(auto store, snapshot_store::open(*log));
+    struct at { uint64_t position, timestamp; };
+    std::map<std::string, std::vector<at>> model;  // per stream, version - 1 -> where and when
+    uint64_t t = 1'700'000'000'000'000'000ull;
+    for (int step = 0; step < 600; ++step) {
+      const stream_key& s = streams[rng() % streams.size()];
+      owned_event e;
+      e.type = uint32_t(rng() % 4);
+      e.payload = random_bytes(rng, 1 + rng() % 300);
+      t += 1 + rng() % 1000;  // rising, with gaps
+      auto dd = e.data();
+      dd.timestamp_ns = t;
+      ASSERT_OK_AND_ASSIGN(append_result r, log->append(s.id(), expected_version::any(), dd));
+      model[std::string(s.id().bytes())].push_back({r.first.value, t});
+      if (rng() % 10 == 0) ASSERT_OK(save_state(*store, *log, s, 1 + rng() % log->version_of(s.id())));
+    }
+    for (const stream_key& s : streams) {
+      const auto& m = model[std::string(s.id().bytes())];
+      for (int k = 0; k < 20; ++k) {
+        const stream_version upto = rng() % (m.size() + 2);  // 0 .. past the newest
+        ASSERT_OK_AND_ASSIGN(auto got, load_aggregate_at<agg>(*log, *store, s.id(), upto, 1, agg::load, fold));
+        const stream_version want_v = std::min<stream_version>(upto, m.size());
+        agg want;
+        ASSERT_OK_AND_ASSIGN(auto rd, log->read_stream(s.id(), 1, read_direction::forward, want_v));
+        event_view v;
+        for (;;) {
+          ASSERT_OK_AND_ASSIGN(bool more, rd.next(v));
+          if (!more) break;
+          want.apply(v);
+        }
+        EXPECT_EQ(got.state, want) << "upto " << upto;
+        EXPECT_EQ(got.version, want_v);
+        if (got.used_snapshot) {
+          EXPECT_LE(got.snapshot_version, want_v);
+          EXPECT_EQ(got.events_applied, want_v - got.snapshot_version);
+        }
+        // As of a log position and as of a time.
+        const uint64_t p = rng() % (log->committed_position().value + 100);
+        const uint64_t before_p = std::count_if(m.begin(), m.end(), [&](const at& a) { return a.position < p; });
+        ASSERT_OK_AND_ASSIGN(stream_version vp, log->version_at(s.id(), position{p}));
+        EXPECT_EQ(vp, before_p) << "position " << p;
+        const uint64_t when = m.empty() ? t : m[rng() % m.size()].timestamp + (rng() % 3) - 1;
+        const uint64_t by_t = std::count_if(m.begin(), m.end(), [&](const at& a) { return a.timestamp <= when; });
+        ASSERT_OK_AND_ASSIGN(stream_version vt, log->version_at_time(s.id(), when));
+        EXPECT_EQ(vt, by_t) << "time " << when;
+      }
+      ASSERT_OK_AND_ASSIGN(stream_version all, log->version_at_time(s.id(), UINT64_MAX));
+      EXPECT_EQ(all, m.size());
+      ASSERT_OK_AND_ASSIGN(stream_version none, log->version_at_time(s.id(), 0));
+      EXPECT_EQ(none, 0u);
+    }
+    ASSERT_OK_AND_ASSIGN(stream_version missing, log->version_at(stream_id("nope"), position{1000}));
+    EXPECT_EQ(missing, 0u);
+  }
+}
 
 TEST(Snapshot, RandomHistoriesEqualFullFold) {
   for (uint64_t seed = 0; seed < scaled(6); ++seed) {

@@ -143,6 +143,20 @@ class event_log {
   // 64 events (in the unsealed tail: of up to one segment).
   VARVE_API result<position> position_at_time(uint64_t t) const;
 
+  // As-of questions (event sourcing's "what did this aggregate look like
+  // then"), called like version_of():
+  // - version_at: the stream's version just before log position `p` (how
+  //   many of its events lie at positions < p; 0 when none). A binary search
+  //   over the per-aggregate index: O(log versions) seeks, no scan.
+  // - version_at_time: its version as of time `t` (ns since the epoch): its
+  //   events before position_at_time(t + 1), i.e. before the first event at
+  //   which the running maximum of timestamps passes t (every event stamped
+  //   at or before t when timestamps rise with the log).
+  // Read the state then with read_stream(stream, 1, forward, version) or
+  // load_aggregate_at (varve/snapshot.h).
+  VARVE_API result<stream_version> version_at(stream_id stream, position p) const;
+  VARVE_API result<stream_version> version_at_time(stream_id stream, uint64_t t) const;
+
   VARVE_API log_stats stats() const;
   // The writer session's counters from the control block (this session's
   // for a writer; the live or last writer's for a read-only log), and the

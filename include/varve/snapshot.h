@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -199,25 +200,41 @@ status fold_one(Fold& fold, State& s, const event_view& e) {
 }
 }  // namespace detail
 
-// One aggregate in one call: the newest usable snapshot of `stream` in
-// `schema_version`, then only the events after it, read through the
-// per-aggregate index; with no usable snapshot, every event from version 1
-// folded into `initial`. A snapshot is used only if the log still holds the
-// event it was taken at, at the same position with the same timestamp (so a snapshot of a history
-// the log no longer has is refused) and from_snapshot accepts its bytes;
-// otherwise the next older one is tried. The result equals a full fold
-// whenever from_snapshot(save's bytes) equals the state saved.
+// One aggregate as of version `upto` (0 = none: `initial` is returned; a
+// version past the newest means the newest): the newest usable snapshot of
+// `stream` in `schema_version` at or below `upto`, then only the events after
+// it up to `upto`, read through the per-aggregate index; with no usable
+// snapshot, every event from version 1 folded into `initial`. A snapshot is
+// used only if the log still holds the event it was taken at, at the same
+// position with the same timestamp (so a snapshot of a history the log no
+// longer has is refused) and from_snapshot accepts its bytes; otherwise the
+// next older one is tried. The result equals a fold of versions 1..upto
+// whenever from_snapshot(save's bytes) equals the state saved. For "as of a
+// time" or "as of a log position", get `upto` from event_log::version_at_time
+// or version_at.
 //
 // Called on a thread where log.read_stream is allowed (see event_log).
 // Errors: only the log's (a record that fails validation, I/O) and the fold's.
 template <class State, class FromSnapshot, class Fold>
-result<loaded<State>> load_aggregate(const event_log& log, const snapshot_store& store,
-                                     stream_id stream, uint32_t schema_version,
-                                     FromSnapshot&& from_snapshot, Fold&& fold,
-                                     State initial = {}) {
+result<loaded<State>> load_aggregate_at(const event_log& log, const snapshot_store& store,
+                                        stream_id stream, stream_version upto, uint32_t schema_version,
+                                        FromSnapshot&& from_snapshot, Fold&& fold, State initial = {}) {
   loaded<State> out;
-  stream_version below = log.version_of(stream);
+  const stream_version newest = log.version_of(stream);
+  upto = std::min(upto, newest);
+  stream_version below = upto;
   event_view ev;
+  // Folds the reader's events (at most up to `upto`) into out.state.
+  auto fold_rest = [&](stream_reader& rs) -> status {
+    for (;;) {
+      auto more = rs.next(ev);
+      if (!more) return more.error();
+      if (!more.value()) return {};
+      if (status st = detail::fold_one(fold, out.state, ev); !st) return st;
+      out.version = ev.version;
+      ++out.events_applied;
+    }
+  };
   while (below > 0) {
     auto snap = store.latest(stream, below, schema_version);
     if (!snap) {
@@ -226,7 +243,7 @@ result<loaded<State>> load_aggregate(const event_log& log, const snapshot_store&
     }
     const snapshot_view& sv = snap.value();
     // Start at the snapshot's own event: its position must be the anchor.
-    auto rs = log.read_stream(stream, sv.version);
+    auto rs = log.read_stream(stream, sv.version, read_direction::forward, upto - sv.version + 1);
     if (!rs) return rs.error();
     auto first = rs->next(ev);
     if (!first) return first.error();
@@ -246,28 +263,27 @@ result<loaded<State>> load_aggregate(const event_log& log, const snapshot_store&
     }
     out.used_snapshot = true;
     out.snapshot_version = out.version = sv.version;
-    for (;;) {
-      auto more = rs->next(ev);
-      if (!more) return more.error();
-      if (!more.value()) break;
-      if (status st = detail::fold_one(fold, out.state, ev); !st) return st;
-      out.version = ev.version;
-      ++out.events_applied;
-    }
+    if (status st = fold_rest(*rs); !st) return st;
     return out;
   }
   out.state = std::move(initial);
-  auto rs = log.read_stream(stream, 1);
+  if (upto == 0) return out;
+  auto rs = log.read_stream(stream, 1, read_direction::forward, upto);
   if (!rs) return rs.error();
-  for (;;) {
-    auto more = rs->next(ev);
-    if (!more) return more.error();
-    if (!more.value()) break;
-    if (status st = detail::fold_one(fold, out.state, ev); !st) return st;
-    out.version = ev.version;
-    ++out.events_applied;
-  }
+  if (status st = fold_rest(*rs); !st) return st;
   return out;
+}
+
+// One aggregate in one call, at its newest version: load_aggregate_at(...,
+// log.version_of(stream), ...).
+template <class State, class FromSnapshot, class Fold>
+result<loaded<State>> load_aggregate(const event_log& log, const snapshot_store& store,
+                                     stream_id stream, uint32_t schema_version,
+                                     FromSnapshot&& from_snapshot, Fold&& fold,
+                                     State initial = {}) {
+  return load_aggregate_at<State>(log, store, stream, kLatestVersion, schema_version,
+                                  std::forward<FromSnapshot>(from_snapshot), std::forward<Fold>(fold),
+                                  std::move(initial));
 }
 
 // Take a snapshot every N events of a stream: after an append that moved the

@@ -24,7 +24,9 @@ struct read_args {
   std::optional<uint64_t> limit;
   std::optional<uint64_t> stream_u64;   // --stream-u64: an integer stream id
   std::optional<uint64_t> from_version;
+  std::optional<uint64_t> to_version;  // with one --stream: stop after this version
   std::optional<uint64_t> since;
+  std::optional<uint64_t> until;       // stop before the first event past this time
   bool backward = false;
   filter_flags filter;
   time_format tf = time_format::ns;
@@ -52,12 +54,24 @@ int read_one_stream(const event_log& log, const read_args& a, const event_filter
     shown = json_text(a.filter.streams.front());
   }
   if (auto rc = check_stream_exists(log, id, shown, a.dir)) return *rc;
-  const uint64_t limit = a.limit.value_or(UINT64_MAX);
+  uint64_t limit = a.limit.value_or(UINT64_MAX);
   stream_version from = a.backward ? kLatestVersion : 1;
   if (a.from_version) from = *a.from_version;
+  // As of a version or a time: the stream's events up to that version.
+  std::optional<stream_version> upto = a.to_version;
+  if (a.until) {
+    auto v = log.version_at_time(id, *a.until);
+    if (!v) return fail(v.error());
+    upto = *v;
+  }
+  uint64_t count = UINT64_MAX;
+  if (upto) {
+    if (*upto < from) return kExitOk;  // nothing in the range
+    count = *upto - from + 1;
+  }
   // With a type filter the limit counts what is printed, not what is read.
   auto reader = log.read_stream(id, from, a.backward ? read_direction::backward : read_direction::forward,
-                                filter.types.empty() ? limit : UINT64_MAX);
+                                filter.types.empty() ? std::min(limit, count) : count);
   if (!reader) return fail(reader.error());
   ndjson_writer out(STDOUT_FILENO);
   event_view e;
@@ -89,6 +103,10 @@ int cmd_read(const read_args& a) {
   if (!by_stream && (a.from_version || a.backward))
     return usage_error("--from-version and --backward need one --stream (and no --category)");
   if (a.since && a.from_position) return usage_error("--since and --from-position exclude each other");
+  if (a.to_version && !by_stream) return usage_error("--to-version needs one --stream (and no --category)");
+  if (a.to_version && a.until) return usage_error("--to-version and --until exclude each other");
+  if (a.backward && (a.to_version || a.until))
+    return usage_error("--to-version and --until read forward: with --backward, start at --from-version");
   position from;
   if (a.from_position) from.value = *a.from_position;
   const uint64_t limit = a.limit.value_or(UINT64_MAX);
@@ -106,6 +124,15 @@ int cmd_read(const read_args& a) {
     auto p = log.position_at_time(*a.since);
     if (!p) return fail(p.error());
     from = *p;
+  }
+  // --until T: the log as of T, up to the first event past it (the time index).
+  position end = position::none();
+  if (a.until) {
+    if (*a.until != UINT64_MAX) {
+      auto p = log.position_at_time(*a.until + 1);
+      if (!p) return fail(p.error());
+      end = *p;
+    }
   }
 
   ndjson_writer out(STDOUT_FILENO);
@@ -131,6 +158,7 @@ int cmd_read(const read_args& a) {
     }
     if (!*got) break;
     first = false;
+    if (!end.is_none() && e.position >= end) break;
     if (!filter.empty() && !filter.matches(e)) continue;
     write_event(out, e, names.json_for(e.type), a.tf);
     if (!out.error().ok()) break;
@@ -248,6 +276,10 @@ void add_read(CLI::App& app, command_list& out) {
   add_uint(*rd, "--from-version", a->from_version,
            "With one --stream: start at this version (default 1; backward: the newest)", "VERSION");
   rd->add_flag("--backward", a->backward, "With one --stream: newest first");
+  add_uint(*rd, "--to-version", a->to_version,
+           "With one --stream: stop after this version (the aggregate as of that version)", "VERSION");
+  add_time(*rd, "--until", a->until,
+           "Stop before the first event past this time: the log, or one --stream, as of then");
   add_time_format(*rd, a->tf);
   add_json_flag(*rd, a->json, "Events are NDJSON already");
   rd->footer(
