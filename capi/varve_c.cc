@@ -248,6 +248,7 @@ void to_c(const varve::append_result& r, varve_append_result* out) noexcept {
   out->first_sequence = r.first_sequence.value;
   out->first_version = r.first_version;
   out->last_version = r.last_version;
+  out->duplicate = r.duplicate;
 }
 
 varve_errc to_options(const varve_log_options* in, varve::log_options& out, varve_error* err) {

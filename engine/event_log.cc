@@ -2,6 +2,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 
 #include "base/log_files.h"
@@ -286,11 +287,102 @@ status roll(log_state& s, uint64_t needed) {
   return {};
 }
 
+// Idempotent appends (event_log::append): what already sits at versions
+// [from, from + n) of the stream, compared with the batch by event_id and
+// content. Writer thread; reads through the per-aggregate index.
+struct prior_append {
+  enum class verdict { none, all, clash } what = verdict::none;
+  append_result original;  // what = all
+  std::string why;         // what = clash
+};
+
+bool same_id(const id128* a, const id128* b) { return a && b && *a == *b; }
+
+// 8-4-4-4-12 hex, as `varve read` prints ids.
+std::string uuid_text(const id128& id) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+    out += hex[id.bytes[i] >> 4];
+    out += hex[id.bytes[i] & 15];
+  }
+  return out;
+}
+
+[[gnu::cold, gnu::noinline]] result<prior_append> find_prior_append(const event_log& log, stream_id stream,
+                                                                   stream_version head, stream_version from,
+                                                                   std::span<const event_data> events) {
+  prior_append out;
+  if (from == 0 || head < from) return out;
+  auto rs = log.read_stream(stream, from, read_direction::forward, events.size());
+  if (!rs) return rs.error();
+  stream_reader& r = rs.value();
+  size_t ids_there = 0, same = 0;
+  event_view e;
+  for (size_t i = 0; i < events.size(); ++i) {
+    auto got = r.next(e);
+    if (!got) return got.error();
+    if (!got.value()) break;  // the stream ends before the batch would
+    const event_data& d = events[i];
+    if (!same_id(d.event_id, e.event_id)) continue;
+    ++ids_there;
+    const bool content = e.type == d.type && e.schema_version == d.schema_version && e.content == d.content &&
+                         e.payload.size() == d.payload.size() &&
+                         std::equal(e.payload.begin(), e.payload.end(), d.payload.begin()) &&
+                         (!d.correlation_id ? !e.correlation_id : same_id(d.correlation_id, e.correlation_id)) &&
+                         (!d.causation_id ? !e.causation_id : same_id(d.causation_id, e.causation_id));
+    if (!content && out.why.empty())
+      out.why = "its event_id " + uuid_text(*d.event_id) + " is already at version " + std::to_string(e.version) +
+                " with other content";
+    if (content) ++same;
+    if (i == 0) {
+      out.original.first = e.position;
+      out.original.first_sequence = e.sequence;
+      out.original.first_version = e.version;
+    }
+    out.original.end = position{e.position.value + e.record_bytes};
+    out.original.last_version = e.version;
+  }
+  if (ids_there == 0) return out;
+  if (same == events.size()) {
+    out.what = prior_append::verdict::all;
+    out.original.duplicate = true;
+    return out;
+  }
+  out.what = prior_append::verdict::clash;
+  if (out.why.empty())
+    out.why = std::to_string(ids_there) + " of its " + std::to_string(events.size()) +
+              " event_ids are already there, not all";
+  return out;
+}
+
 // A refused append: counted (conflicts apart), off the hot path.
 [[gnu::cold, gnu::noinline]] status refused(log_state& s, status why) {
   s.shared->ctl->bump_single_writer(why.code() == errc::wrong_expected_version ? ctl_counter::append_conflicts
                                                                              : ctl_counter::append_refusals);
   return why;
+}
+
+// The batch's event ids at the place the append names: the original ack (a
+// duplicate), a refusal (some ids there with other content), or nullopt
+// (not there: the append goes on, or fails as a plain conflict).
+[[gnu::cold, gnu::noinline]] std::optional<result<append_result>> idempotent_retry(
+    const event_log& log, log_state& s, stream_id stream, expected_version expected, stream_version actual,
+    std::span<const event_data> events) {
+  stream_version from = 0;  // where the batch would already be
+  if (expected.which() == expected_version::kind::exact) from = expected.version() + 1;
+  else if (expected.which() == expected_version::kind::no_stream) from = 1;
+  else if (actual >= events.size()) from = actual - events.size() + 1;
+  auto prior = find_prior_append(log, stream, actual, from, events);
+  if (!prior) return refused(s, prior.error());
+  if (prior->what == prior_append::verdict::all) return prior->original;
+  if (prior->what == prior_append::verdict::none) return std::nullopt;
+  status st(errc::wrong_expected_version, "stream '" + std::string(stream.bytes()) + "': " + prior->why +
+                                              " (idempotent append: nothing written), actual version " +
+                                              std::to_string(actual));
+  st.with_actual_version(actual);
+  return refused(s, st);
 }
 
 }  // namespace
@@ -315,7 +407,13 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   const uint64_t h = s.heads.hash(key);
   head_table::head* head = s.heads.find(key, h);
   const stream_version actual = head ? head->version : 0;
+  // Idempotency (see append() in log.h): a batch with event ids may already
+  // be where it asks to go. Looked for on a conflict, and when the
+  // expectation (any, stream_exists) cannot say where the batch goes; out of
+  // line, so appends at an exact version without ids pay nothing more.
   if (!expected.accepts(actual)) [[unlikely]] {
+    if (events[0].event_id != nullptr && head)
+      if (auto r = idempotent_retry(*this, s, stream, expected, actual, events)) return std::move(*r);
     std::string want;
     switch (expected.which()) {
       case expected_version::kind::no_stream: want = "no stream"; break;
@@ -327,6 +425,11 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
                                                 std::to_string(actual));
     st.with_actual_version(actual);
     return refused(s, st);
+  }
+  if ((expected.which() == expected_version::kind::any ||
+       expected.which() == expected_version::kind::stream_exists) &&
+      events[0].event_id != nullptr && head) [[unlikely]] {
+    if (auto r = idempotent_retry(*this, s, stream, expected, actual, events)) return std::move(*r);
   }
 
   // Sizes first: a batch that cannot fit anywhere is refused before any byte is written.

@@ -238,6 +238,23 @@ static void test_append(void) {
   varve_event_data batch[3] = {event_of(1, "a"), event_of(2, "bb"), event_of(3, "ccc")};
   CHECK_OK(varve_append_batch(log, S("order-1"), varve_expect_exact(4), batch, 3, &r, &err));
   CHECK(r.first_version == 5 && r.last_version == 7 && r.first_sequence == 4);
+  CHECK(!r.duplicate);
+
+  /* Idempotent append: the same event id at the same expected version is the
+   * original acknowledgement, marked duplicate; nothing is written. */
+  varve_id128 id = {{0}};
+  id.bytes[0] = 0xAB;
+  id.bytes[15] = 0x01;
+  varve_event_data once = event_of(8, "once");
+  once.event_id = &id;
+  varve_append_result first, again;
+  CHECK_OK(varve_append(log, S("order-9"), varve_expect_no_stream(), &once, &first, &err));
+  CHECK(!first.duplicate);
+  CHECK_OK(varve_append(log, S("order-9"), varve_expect_no_stream(), &once, &again, &err));
+  CHECK(again.duplicate && again.first == first.first && again.end == first.end &&
+        again.first_version == 1 && again.first_sequence == first.first_sequence);
+  CHECK_OK(varve_version_of(log, S("order-9"), &v, &err));
+  CHECK(v == 1);
   CHECK_CODE(VARVE_WRONG_EXPECTED_VERSION,
              varve_append_batch(log, S("order-1"), varve_expect_exact(4), batch, 3, &r, &err));
   CHECK(err.actual_version == 7);

@@ -287,6 +287,24 @@ usage_case "--to-version without --stream" read "$L" --to-version 3
 usage_case "--until with --backward" read "$L" --stream order-1 --backward --until 1700000000000000010
 usage_case "--to-version with --until" read "$L" --stream order-1 --to-version 2 --until 1700000000000000010
 
+# --- idempotent appends: a retried line with event ids is acknowledged again, not written ---------
+I=$TMP/idem
+input </dev/null
+run create "$I"
+printf '%s\n' '{"stream":"pay-1","type":"Paid","expected_version":"no_stream","event_id":"0a1b2c3d-0000-4000-8000-000000000001","data":{"eur":5}}' >"$TMP/line"
+cp "$TMP/line" "$TMP/in"
+run append "$I"
+expect "append with an event_id: acked" py 'out == [{"stream": "pay-1", "first_version": 1, "last_version": 1, "position": 64}]'
+run append "$I"
+expect "  ... the same line again: the original ack, marked duplicate" py 'out == [{"stream": "pay-1", "first_version": 1, "last_version": 1, "position": 64, "duplicate": True}]'
+sed 's/"eur":5/"eur":6/' "$TMP/line" >"$TMP/in"
+run append "$I"
+expect "  ... the same id with other content: a conflict (exit 3)" rc_is 3
+expect "  ... naming the id" err_has 'event_id 0a1b2c3d-0000-4000-8000-000000000001 is already at version 1 with other content'
+input </dev/null
+run read "$I"
+expect "  ... and the log holds the event once" out_lines 1
+
 # --- metrics: the writer session's counters, from another process ---------------------------------
 M=$TMP/metered
 input </dev/null

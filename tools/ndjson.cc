@@ -529,6 +529,8 @@ void write_ack(ndjson_writer& w, const append_request& req, const append_result&
   w.u64(r.last_version);
   w.raw(",\"position\":");
   w.u64(r.first.value);
+  // An idempotent retry: the events were already there; nothing was written.
+  if (r.duplicate) w.raw(",\"duplicate\":true");
   w.raw('}');
   w.end_line();
 }

@@ -30,6 +30,10 @@ struct append_result {
   sequence first_sequence;      // global sequence number of the first event
   stream_version first_version = 0;
   stream_version last_version = 0;
+  // Idempotent appends: the events, by their event_ids, were already in the
+  // stream at the place this append names; nothing was written and the
+  // fields above are those of the events already there (see append()).
+  bool duplicate = false;
 };
 
 // Point-in-time figures for `varve stat` and monitoring.
@@ -103,6 +107,23 @@ class event_log {
   // recovery together, or none does. The whole batch must fit in one segment.
   VARVE_API result<append_result> append(stream_id stream, expected_version expected,
                                std::span<const event_data> events);
+  //
+  // Idempotent appends (a client retrying after a timeout cannot tell whether
+  // its first try landed): when the batch's first event carries an event_id,
+  // the events already at the place the append names are compared with it,
+  // by event_id, type, schema version, content type, payload and the
+  // correlation and causation ids (not the timestamp). The place: versions
+  // v+1.. for expected_version::exact(v), 1.. for no_stream, and for any and
+  // stream_exists the stream's newest events (as many as the batch). If every
+  // event is there, the result is the original acknowledgement with
+  // `duplicate` set and nothing is written; if some ids are there with other
+  // content, or only some of them, it is errc::wrong_expected_version saying
+  // which id; if none is, the append proceeds (or, with exact/no_stream,
+  // fails as a plain conflict). The window: any age for exact and no_stream
+  // (a read through the per-aggregate index), the last batch for any and
+  // stream_exists; an id elsewhere in the stream is not looked for. No
+  // memory, and across restarts, since the log itself is the record. Appends
+  // without event ids pay one test.
 
   // Blocks until everything up to `p` is durable (flushes it itself in modes
   // none and sync). Fails if a sync failed: the log then refuses writes.

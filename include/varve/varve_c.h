@@ -202,6 +202,10 @@ typedef struct varve_append_result {
   uint64_t first_sequence;
   uint64_t first_version;
   uint64_t last_version;
+  /* Idempotent append: every event (by event_id) was already at the place
+   * the append named; nothing was written and the fields above describe the
+   * events already there (event_log::append in varve/log.h). */
+  bool duplicate;
 } varve_append_result;
 
 /* written <= committed; durable <= committed; next_sequence = events in the log. */

@@ -179,9 +179,13 @@ int cmd_append(const append_args& a) {
       if (err.code() != errc::wrong_expected_version) {
         return stop(line_no, err.to_string(), errc_id(err.code()), exit_code_for(err));
       }
-      const std::string msg = "wrong expected version for stream " + display_stream(req) + ": expected " +
-                              describe_expected(req.expected) + ", actual " +
-                              std::to_string(err.actual_version());
+      std::string msg = "wrong expected version for stream " + display_stream(req) + ": expected " +
+                        describe_expected(req.expected) + ", actual " + std::to_string(err.actual_version());
+      // An idempotent append's clash says which event id: keep that part.
+      if (const size_t at = err.message().find("its event_id"); at != std::string::npos)
+        msg += "; " + err.message().substr(at);
+      else if (const size_t n = err.message().find("event_ids are already"); n != std::string::npos)
+        msg += "; " + err.message().substr(err.message().rfind(':', n) + 2);
       if (!skip_conflicts) return stop(line_no, msg, "wrong_expected_version", kExitConflict);
       warn(msg + " (skipped)", "wrong_expected_version", line_no);
       ++skipped;
