@@ -63,7 +63,8 @@ result<std::unique_ptr<control_block>> control_block::create(std::shared_ptr<fil
   // A follower may have it mapped: never shrink it (that would SIGBUS them).
   auto size = fs->file_size(fh);
   status s = size ? status{} : size.error();
-  if (s && size.value() < kSize) s = fs->allocate(fh, kSize);
+  const bool made = s && size.value() < kSize;
+  if (made) s = fs->allocate(fh, kSize);
   if (!s) {
     fs->close(fh);
     return s;
@@ -77,6 +78,20 @@ result<std::unique_ptr<control_block>> control_block::create(std::shared_ptr<fil
   std::memcpy(d, kMagic, 8);
   coding::put_u32(d + 8, 1);
   coding::put_u64(d + 16, log_id);
+  if (made) {
+    // Crash story: the block is recovery's guard after a reboot (the durable
+    // word). Its name and size must be durable before any durable word is
+    // recorded in it: without this sync of the directory a power loss could
+    // take a new log's varve.ctl away, and with it the guard, so recovery
+    // would cut (bytes kept) acknowledged records it must refuse.
+    status synced = fs->sync_range(fh, d, kSize);
+    if (synced) synced = fs->sync_dir(dir);
+    if (!synced) {
+      fs->unmap(d, kSize);
+      fs->close(fh);
+      return status(synced.code(), path + ": " + synced.message());
+    }
+  }
   auto cb = std::unique_ptr<control_block>(new control_block(std::move(fs), fh, d, true));
   cb->writer_fences_ = !register_writer_process();
   cb->writer_pid().store(static_cast<uint64_t>(::getpid()));
