@@ -24,11 +24,27 @@ durability_tracker::~durability_tracker() {
 
 void durability_tracker::start(durability mode, std::chrono::microseconds interval,
                                uint64_t wake_bytes) {
-  if (mode == durability::none) return;
+  if (mode == durability::none) {
+    recorder_only_ = true;  // the thread starts on the first flush (request_record)
+    return;
+  }
   group_ = mode == durability::group;
   interval_ = interval;
   wake_bytes_ = wake_bytes ? wake_bytes : 1;
   thread_ = std::thread([this] { run(); });
+}
+
+void durability_tracker::request_record() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (stop_ || record_wanted_) return;
+    record_wanted_ = true;
+    if (!thread_.joinable()) {
+      thread_ = std::thread([this] { run(); });
+      return;
+    }
+  }
+  cv_.notify_one();
 }
 
 status durability_tracker::failure() const {
@@ -184,6 +200,21 @@ void durability_tracker::run() {
   auto last_record = std::chrono::steady_clock::now();
   std::unique_lock<std::mutex> lk(mu_);
   while (!stop_) {
+    if (recorder_only_) {
+      // Mode none: one sync of varve.ctl per kRecordInterval at most, however
+      // often the application flushes. The word on disk lags the durable
+      // position by at most that (as in the other modes); it never leads.
+      cv_.wait(lk, [&] { return stop_ || record_wanted_; });
+      if (stop_) break;
+      cv_.wait_until(lk, last_record + kRecordInterval, [&] { return stop_; });
+      if (stop_) break;
+      record_wanted_ = false;
+      lk.unlock();
+      (void)record_durable();
+      lk.lock();
+      last_record = std::chrono::steady_clock::now();
+      continue;
+    }
     const auto wait_for = group_ ? std::chrono::duration_cast<std::chrono::microseconds>(interval_)
                                  : std::chrono::duration_cast<std::chrono::microseconds>(kRecordInterval);
     cv_.wait_for(lk, wait_for, [&] { return stop_ || nudged_.load(std::memory_order_acquire); });
@@ -208,5 +239,4 @@ void durability_tracker::run() {
   if (group_) (void)sync_until(log_.committed());
   (void)record_durable();
 }
-
 }  // namespace varve

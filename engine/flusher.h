@@ -70,6 +70,10 @@ class durability_tracker {
   void sealed(segment& seg);
   // Writes the durable watermark to disk (msync of varve.ctl), through the gate.
   status record_durable();
+  // Mode none's flush(): asks for the watermark to be recorded within
+  // kRecordInterval, by a thread started on the first request, instead of a
+  // second sync on the caller's path. (A log that never flushes never starts it.)
+  void request_record();
   status failure() const;
   // Lock-free check for the appender's hot path.
   bool has_failed() const { return failed_flag_.load(std::memory_order_acquire); }
@@ -94,6 +98,8 @@ class durability_tracker {
   std::condition_variable done_cv_;  // durable advanced (or failed)
   status failed_;
   bool group_ = false;
+  bool recorder_only_ = false;       // mode none: the thread only records the watermark
+  bool record_wanted_ = false;       // mode none: a flush moved durable since the last record (mu_)
   bool stop_ = false;
   std::atomic<bool> nudged_{false};
   std::atomic<bool> failed_flag_{false};
