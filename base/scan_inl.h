@@ -69,10 +69,8 @@ segment_scan scan_segment(const segment& seg, uint64_t first_sequence, bool veri
       stop(in_batch ? "batch begins inside another batch" : "record outside any batch");
       break;
     }
-    if (in_batch && v.stream != batch.front().stream) {
-      stop("batch mixes streams");
-      break;
-    }
+    // A batch may hold several streams (format version 2: the multi-stream
+    // append); each record chains to its own stream's previous event.
     in_batch = true;
     batch.push_back(v);
     ++seq;

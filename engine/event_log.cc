@@ -7,6 +7,7 @@
 
 #include "base/log_files.h"
 #include "engine/log_access.h"
+#include "engine/append_path.h"
 #include "engine/log_state.h"
 #include "base/meta_file.h"
 #include "engine/recovery.h"
@@ -261,7 +262,7 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   return append(stream, expected, std::span<const event_data>(&event, 1));
 }
 
-namespace {
+namespace detail {
 
 status roll(log_state& s, uint64_t needed) {
   const uint64_t next_index = s.active->index() + 1;
@@ -286,6 +287,17 @@ status roll(log_state& s, uint64_t needed) {
   (void)needed;
   return {};
 }
+
+// A refused append: counted (conflicts apart), off the hot path.
+[[gnu::cold, gnu::noinline]] status refused(log_state& s, status why) {
+  s.shared->ctl->bump_single_writer(why.code() == errc::wrong_expected_version ? ctl_counter::append_conflicts
+                                                                             : ctl_counter::append_refusals);
+  return why;
+}
+
+}  // namespace detail
+
+namespace {
 
 // Idempotent appends (event_log::append): what already sits at versions
 // [from, from + n) of the stream, compared with the batch by event_id and
@@ -355,13 +367,6 @@ std::string uuid_text(const id128& id) {
     out.why = std::to_string(ids_there) + " of its " + std::to_string(events.size()) +
               " event_ids are already there, not all";
   return out;
-}
-
-// A refused append: counted (conflicts apart), off the hot path.
-[[gnu::cold, gnu::noinline]] status refused(log_state& s, status why) {
-  s.shared->ctl->bump_single_writer(why.code() == errc::wrong_expected_version ? ctl_counter::append_conflicts
-                                                                             : ctl_counter::append_refusals);
-  return why;
 }
 
 // The batch's event ids at the place the append names: the original ack (a
@@ -487,28 +492,10 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   s.seg_last_pos = prev;
 
   const uint64_t end = base + s.write_off;
-  s.written.store(end, std::memory_order_relaxed);
   out.end = position{end};
   out.last_version = v;
-  // Publish: one release store makes the whole batch visible to readers in
-  // this and other processes (through the shared control block).
-  control_block& ctl = *s.shared->ctl;
-  ctl.next_sequence().store(s.next_seq, std::memory_order_relaxed);
-  ctl.commit().store(end, std::memory_order_release);
-  // Followers parked on the control block (subscriptions, in any process).
-  ctl.notify_commit();
-
-  if (s.opts.mode == durability::sync) {
-    if (status r = s.durable->sync_until(end); !r) {
-      // This append is committed but its durability is unknown: say so, and
-      // refuse every later write until the log is reopened and recovered.
-      s.write_failure = status(errc::read_only, r.to_string());
-      return refused(s, r);
-    }
-  } else if (s.opts.mode == durability::group) {
-    s.durable->notify_committed(end);
-  }
-  ctl.bump_single_writer(ctl_counter::append_calls);
+  if (status r = detail::commit_batch(s, end); !r) [[unlikely]]
+    return r;
   return out;
 }
 

@@ -1,5 +1,6 @@
-// Property test: random sequences of appends (single events and batches, right
-// and wrong expected versions, payloads of every size, small segments) and
+// Property test: random sequences of appends (single events, batches and
+// multi-stream units of work, right and wrong expected versions, payloads of
+// every size, small segments) and
 // random close/reopen points, checked against an in-memory model after every
 // reopen and at the end. Each seed is its own test, so a failure names it.
 #include <random>
@@ -78,6 +79,7 @@ TEST_P(ModelProperty, RandomAppendsAndReopensReadBackExactlyAsTheModelSays) {
   ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), o));
   const int ops = int(scaled(400));
   int reopens = 0;
+  int multi_written = 0, multi_refused = 0;
   for (int op = 0; op < ops; ++op) {
     SCOPED_TRACE("seed " + std::to_string(seed) + " op " + std::to_string(op));
     const stream_key s = stream_number(int(rng() % kStreams));
@@ -103,6 +105,32 @@ TEST_P(ModelProperty, RandomAppendsAndReopensReadBackExactlyAsTheModelSays) {
       ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, s, expected_version::any(), evs));
       continue;
     }
+    if (roll < 14) {
+      // A multi-stream unit of work: 1-4 streams (now and then one twice, or
+      // with no events at all), each with its own expectation.
+      std::vector<log_model::part> parts;
+      const size_t k = 1 + rng() % 4;
+      uint64_t records = 0;
+      for (size_t i = 0; i < k; ++i) {
+        log_model::part p;
+        p.stream = i == 0 ? s : stream_number(int(rng() % kStreams));
+        p.expected = rng() % 3 ? expected_version::exact(model.version_of(p.stream))
+                               : random_expectation(rng, model.version_of(p.stream));
+        const size_t n = rng() % 5 == 0 ? 0 : 1 + rng() % 3;
+        for (size_t j = 0; j < n; ++j) {
+          owned_event e = random_event(rng);
+          const uint64_t r = record_bytes_for(e, p.stream.bytes.size());
+          if (records + r > segment_record_capacity(segment_bytes)) break;
+          records += r;
+          p.events.push_back(std::move(e));
+        }
+        parts.push_back(std::move(p));
+      }
+      const uint64_t before = model.next_sequence();
+      ASSERT_NO_FATAL_FAILURE(append_multi_checked(*log, model, parts));
+      (model.next_sequence() > before ? multi_written : multi_refused) += 1;
+      continue;
+    }
     const size_t n = roll < 30 ? 2 + rng() % 7 : 1;
     uint64_t records = 0;
     for (size_t i = 0; i < n; ++i) {
@@ -123,6 +151,10 @@ TEST_P(ModelProperty, RandomAppendsAndReopensReadBackExactlyAsTheModelSays) {
     }
   }
   ASSERT_TRUE(log_matches_model(*log, model));
+  // Both outcomes of the multi-stream append were exercised.
+  EXPECT_GT(multi_written, 0);
+  EXPECT_GT(multi_refused, 0);
+  std::printf("seed %d: %d multi-stream appends written, %d refused\n", seed, multi_written, multi_refused);
   ASSERT_OK(log->close());
   log.reset();
   ASSERT_OK_AND_ASSIGN(log, event_log::open(dir.path(), o));

@@ -457,6 +457,53 @@ class log_model {
     }
   }
 
+  // Records an acknowledged multi-stream append: one batch over the parts,
+  // in call order (a part with no events is a version check only).
+  struct part {
+    stream_key stream;
+    varve::expected_version expected = varve::expected_version::any();
+    std::vector<owned_event> events;
+  };
+  void apply_multi(const std::vector<part>& parts, const varve::multi_append_result& r) {
+    size_t total = 0, k = 0;
+    for (const part& p : parts) total += p.events.size();
+    for (const part& p : parts) {
+      varve::stream_version& v = versions_[p.stream];
+      for (const owned_event& e : p.events) {
+        model_event m;
+        m.stream = p.stream;
+        m.event = e;
+        m.version = ++v;
+        m.sequence = events_.size();
+        m.batch_begin = k == 0;
+        m.batch_end = k + 1 == total;
+        if (k == 0) m.known_position = r.first;
+        if (k + 1 == total) m.known_end = r.end;
+        m.expected_timestamp = e.timestamp_ns != 0 ? std::optional<uint64_t>(e.timestamp_ns) : clock_value_;
+        events_.push_back(std::move(m));
+        ++k;
+      }
+    }
+  }
+  // The outcome the log must give for a multi-stream append (the order of
+  // the checks is the documented one: no event, a stream twice, a conflict
+  // in call order, too large).
+  varve::errc predict_multi(const std::vector<part>& parts) const {
+    uint64_t records = 0, events = 0;
+    for (const part& p : parts) {
+      events += p.events.size();
+      for (const owned_event& e : p.events) records += record_bytes_for(e, p.stream.bytes.size());
+    }
+    if (events == 0) return varve::errc::invalid_argument;
+    for (size_t i = 0; i < parts.size(); ++i)
+      for (size_t j = 0; j < i; ++j)
+        if (parts[i].stream.bytes == parts[j].stream.bytes) return varve::errc::invalid_argument;
+    for (const part& p : parts)
+      if (!p.expected.accepts(version_of(p.stream))) return varve::errc::wrong_expected_version;
+    if (records > segment_record_capacity(segment_bytes_)) return varve::errc::too_large;
+    return varve::errc::ok;
+  }
+
   // Forgets everything from sequence `n` on (what a crash may lose).
   void truncate(uint64_t n) {
     events_.resize(n);
@@ -629,6 +676,61 @@ inline void append_checked(varve::event_log& log, log_model& model, const stream
   EXPECT_EQ(log.committed_position().value, committed_before.value)
       << "a refused append changed the log";
   EXPECT_EQ(log.version_of(s.id()), version_before) << "a refused append changed the stream";
+}
+
+// A multi-stream append, checked against the model like append_checked:
+// the outcome it predicts, each stream's acknowledgement, and a refused one
+// leaves the log untouched.
+inline void append_multi_checked(varve::event_log& log, log_model& model,
+                                 const std::vector<log_model::part>& parts) {
+  const varve::errc want = model.predict_multi(parts);
+  const varve::sequence seq_before = log.next_sequence();
+  const varve::position committed_before = log.committed_position();
+  std::vector<std::vector<varve::event_data>> data;
+  std::vector<varve::stream_batch> batches;
+  data.reserve(parts.size());
+  for (const auto& p : parts) data.push_back(as_data(p.events));
+  for (size_t i = 0; i < parts.size(); ++i)
+    batches.push_back({parts[i].stream.id(), parts[i].expected, data[i]});
+  std::vector<varve::append_result> acks(parts.size());
+  auto r = log.append(std::span<const varve::stream_batch>(batches), std::span<varve::append_result>(acks));
+  ASSERT_ERRC(r, want);
+  if (r.ok()) {
+    uint64_t events = 0;
+    varve::position at = r->first;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const varve::stream_version before = model.version_of(parts[i].stream);
+      const size_t n = parts[i].events.size();
+      EXPECT_EQ(acks[i].first.value, at.value) << "streams[" << i << "]";
+      EXPECT_EQ(acks[i].first_sequence.value, seq_before.value + events) << "streams[" << i << "]";
+      EXPECT_EQ(acks[i].first_version, n ? before + 1 : before) << "streams[" << i << "]";
+      EXPECT_EQ(acks[i].last_version, before + n) << "streams[" << i << "]";
+      EXPECT_EQ(log.version_of(parts[i].stream.id()), before + n) << "streams[" << i << "]";
+      at = acks[i].end;
+      events += n;
+    }
+    EXPECT_EQ(at.value, r->end.value);
+    EXPECT_EQ(r->events, events);
+    EXPECT_EQ(r->first_sequence.value, seq_before.value);
+    EXPECT_EQ(log.next_sequence().value, seq_before.value + events);
+    EXPECT_EQ(log.committed_position().value, r->end.value);
+    model.apply_multi(parts, *r);
+    return;
+  }
+  if (want == varve::errc::wrong_expected_version) {
+    for (const auto& p : parts)
+      if (!p.expected.accepts(model.version_of(p.stream))) {
+        EXPECT_EQ(r.error().actual_version(), model.version_of(p.stream)) << describe(r);
+        EXPECT_NE(r.error().message().find(std::string(p.stream.id().bytes())), std::string::npos)
+            << "the conflict does not name the stream: " << describe(r);
+        break;
+      }
+  }
+  EXPECT_EQ(log.next_sequence().value, seq_before.value) << "a refused multi-stream append changed the log";
+  EXPECT_EQ(log.committed_position().value, committed_before.value)
+      << "a refused multi-stream append changed the log";
+  for (const auto& p : parts)
+    EXPECT_EQ(log.version_of(p.stream.id()), model.version_of(p.stream)) << "a refused append changed a stream";
 }
 
 }  // namespace varve_test

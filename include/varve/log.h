@@ -36,6 +36,24 @@ struct append_result {
   bool duplicate = false;
 };
 
+// One stream's part of a multi-stream append (event_log::append of a span of
+// these): its expected version and its events (none: a check of the version
+// only, writing nothing for that stream).
+struct stream_batch {
+  stream_id stream;
+  expected_version expected = expected_version::any();
+  std::span<const event_data> events;
+};
+
+// What a multi-stream append acknowledges: the log range of the whole unit
+// of work (one batch in the log: one commit, one recovery unit).
+struct multi_append_result {
+  position first;             // the first event's record
+  position end;               // one past the last event's record
+  sequence first_sequence;    // the first event's; the rest follow in call order
+  uint64_t events = 0;
+};
+
 // Point-in-time figures for `varve stat` and monitoring.
 struct log_stats {
   uint64_t segments = 0;
@@ -124,6 +142,25 @@ class event_log {
   // stream_exists; an id elsewhere in the stream is not looked for. No
   // memory, and across restarts, since the log itself is the record. Appends
   // without event ids pay one test.
+
+
+  // A unit of work over several streams: every stream's expected version is
+  // checked first, and either all the events are appended, as one batch in
+  // the log (readers see them together, recovery keeps all or none of them,
+  // in every durability mode), or nothing is. Events are written in call
+  // order, stream by stream. On a conflict: errc::wrong_expected_version
+  // naming the first stream that failed, with actual_version() set. A stream
+  // may appear once per call (errc::invalid_argument otherwise); a stream
+  // with no events is a version check only; the call needs one event at
+  // least, and the whole unit must fit in one segment. `per_stream`, when not
+  // empty (at least batches.size() entries), gets each stream's
+  // acknowledgement (first/end of its own events, first and last version;
+  // for a check-only stream first == end and the versions are its current
+  // one). Event ids are not looked up for duplicates here (see the
+  // single-stream append for idempotent retries). No allocation for up to
+  // 32 streams.
+  VARVE_API result<multi_append_result> append(std::span<const stream_batch> batches,
+                                               std::span<append_result> per_stream = {});
 
   // Blocks until everything up to `p` is durable (flushes it itself in modes
   // none and sync). Fails if a sync failed: the log then refuses writes.

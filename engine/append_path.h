@@ -1,0 +1,42 @@
+// The writer's append path, shared by the single-stream append
+// (engine/event_log.cc) and the multi-stream one (engine/multi_append.cc).
+#pragma once
+
+#include <cstdint>
+
+#include "engine/log_state.h"
+
+namespace varve::detail {
+
+// Moves the writer to the next segment (prepared by the background thread):
+// the segment-end record in the old one, the old one queued for sealing.
+// Fails, writing nothing, when the next segment cannot be had (disk full).
+status roll(log_state& s, uint64_t needed);
+// A refused append: counted in varve.ctl (conflicts apart from the rest).
+status refused(log_state& s, status why);
+
+// Publishes a batch the writer has just written up to `end` (one release
+// store makes it visible to readers in this and other processes, through the
+// shared control block), wakes parked followers, and applies the durability
+// mode. Fails (counted as a refusal) only when mode sync's sync fails.
+inline status commit_batch(log_state& s, uint64_t end) {
+  s.written.store(end, std::memory_order_relaxed);
+  control_block& ctl = *s.shared->ctl;
+  ctl.next_sequence().store(s.next_seq, std::memory_order_relaxed);
+  ctl.commit().store(end, std::memory_order_release);
+  ctl.notify_commit();
+  if (s.opts.mode == durability::sync) {
+    if (status r = s.durable->sync_until(end); !r) [[unlikely]] {
+      // This append is committed but its durability is unknown: say so, and
+      // refuse every later write until the log is reopened and recovered.
+      s.write_failure = status(errc::read_only, r.to_string());
+      return refused(s, r);
+    }
+  } else if (s.opts.mode == durability::group) {
+    s.durable->notify_committed(end);
+  }
+  ctl.bump_single_writer(ctl_counter::append_calls);
+  return {};
+}
+
+}  // namespace varve::detail

@@ -1,0 +1,195 @@
+// Multi-stream atomic append (event_log::append of a span of stream_batch):
+// a unit of work over several aggregates, checked and written as one batch.
+//
+// The log already makes a batch the unit of visibility and of recovery: its
+// records carry batch-begin/batch-end flags, one commit store publishes it,
+// and recovery keeps a batch whole or cuts it whole (FORMAT.md 4.1, 8). Since
+// format version 2 a batch may hold several streams; nothing else changes.
+// Each record still chains to its own stream's previous event, so stream
+// reads and the per-aggregate index see an ordinary event of that stream.
+#include <algorithm>
+#include <memory>
+
+#include "base/record_encode.h"
+#include "engine/append_path.h"
+#include "engine/log_state.h"
+
+namespace varve {
+
+using detail::log_state;
+
+namespace {
+
+// What the check pass learns about one stream, used by the write pass.
+struct planned {
+  uint64_t hash = 0;
+  head_table::head* head = nullptr;  // null: a new stream
+  stream_version actual = 0;         // after pass 2: the stream's new version
+  uint64_t last = ~uint64_t{0};      // after pass 2: its last record's position
+};
+
+constexpr size_t kOnStack = 32;
+
+std::string expected_text(expected_version e) {
+  switch (e.which()) {
+    case expected_version::kind::no_stream: return "no stream";
+    case expected_version::kind::stream_exists: return "an existing stream";
+    case expected_version::kind::any: return "any version";
+    default: return "version " + std::to_string(e.version());
+  }
+}
+
+}  // namespace
+
+result<multi_append_result> event_log::append(std::span<const stream_batch> batches,
+                                              std::span<append_result> per_stream) {
+  log_state& s = *s_;
+  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
+  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
+  if (!s.write_failure.ok()) return detail::refused(s, s.write_failure);
+  if (s.durable->has_failed()) [[unlikely]] {
+    s.write_failure = status(errc::read_only, s.durable->failure().to_string());
+    return detail::refused(s, s.write_failure);
+  }
+  if (!per_stream.empty() && per_stream.size() < batches.size())
+    return detail::refused(s, status(errc::invalid_argument,
+                                     "per_stream has " + std::to_string(per_stream.size()) +
+                                         " entries for " + std::to_string(batches.size()) + " streams"));
+
+  // Pass 1: validate, look up every head, check every expectation. Nothing
+  // is written until all of them hold.
+  planned on_stack[kOnStack];
+  std::unique_ptr<planned[]> on_heap;
+  planned* plan = on_stack;
+  if (batches.size() > kOnStack) {
+    on_heap = std::make_unique<planned[]>(batches.size());
+    plan = on_heap.get();
+  }
+  uint64_t events = 0;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const std::string_view key = batches[i].stream.bytes();
+    if (key.empty() || key.size() > kMaxStreamIdBytes)
+      return detail::refused(s, status(errc::invalid_argument,
+                                       "streams[" + std::to_string(i) + "]: stream id must have 1 to 255 bytes, got " +
+                                           std::to_string(key.size())));
+    plan[i].hash = s.heads.hash(key);
+    events += batches[i].events.size();
+  }
+  if (events == 0)
+    return detail::refused(s, status(errc::invalid_argument, "multi-stream append without any event"));
+  // Each stream once: two parts for one stream would need an order between
+  // their expectations that the call does not express.
+  for (size_t i = 0; i < batches.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      // By bytes, as the head table keys streams (an integer id is its 8 bytes).
+      if (plan[i].hash == plan[j].hash && batches[i].stream.bytes() == batches[j].stream.bytes())
+        return detail::refused(s, status(errc::invalid_argument,
+                                         "stream '" + std::string(batches[i].stream.bytes()) +
+                                             "' appears twice in one multi-stream append (streams[" +
+                                             std::to_string(j) + "] and [" + std::to_string(i) + "])"));
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const std::string_view key = batches[i].stream.bytes();
+    plan[i].head = s.heads.find(key, plan[i].hash);
+    plan[i].actual = plan[i].head ? plan[i].head->version : 0;
+    if (!batches[i].expected.accepts(plan[i].actual)) {
+      status st(errc::wrong_expected_version,
+                "stream '" + std::string(key) + "' (streams[" + std::to_string(i) + "] of " +
+                    std::to_string(batches.size()) + "): expected " + expected_text(batches[i].expected) +
+                    ", actual version " + std::to_string(plan[i].actual) +
+                    "; nothing of the multi-stream append was written");
+      st.with_actual_version(plan[i].actual);
+      return detail::refused(s, st);
+    }
+  }
+
+  // Sizes: the unit is one batch, and a batch never spans segments.
+  const uint64_t room = s.active->records_end() - segment_format::kHeaderSize - record::kSegmentEndSize;
+  uint64_t total = 0;
+  for (const stream_batch& b : batches)
+    for (const event_data& e : b.events) total += record::encoded_size(b.stream.bytes().size(), e);
+  if (total > room)
+    return detail::refused(s, status(errc::too_large, "multi-stream append of " + std::to_string(total) +
+                                                          " bytes cannot fit in one segment of " +
+                                                          std::to_string(s.capacity()) + " bytes"));
+  if (s.write_off + total + record::kSegmentEndSize > s.active->records_end()) {
+    if (status r = detail::roll(s, total); !r) return detail::refused(s, r);
+  }
+  // A segment made by a varve of format version 1 (the tail of a log it
+  // wrote, or one it prepared) never gets a batch of several streams: that
+  // varve would take it for damage. Such a batch starts the next segment,
+  // which this varve makes (version 2) and a version 1 varve refuses as newer.
+  size_t writing = 0;
+  for (const stream_batch& b : batches) writing += !b.events.empty();
+  for (int k = 0; writing > 1 && segment_format::version_of(s.active->data()) < segment_format::kMultiStreamVersion;
+       ++k) {
+    if (k == 8)
+      return detail::refused(s, status(errc::invalid_argument,
+                                       s.dir + ": no segment of format version 2 to write a multi-stream batch into"));
+    if (status r = detail::roll(s, total); !r) return detail::refused(s, r);
+  }
+
+  // Pass 2: write every record; nothing below can fail.
+  uint64_t now = 0;
+  for (const stream_batch& b : batches)
+    for (const event_data& e : b.events)
+      if (e.timestamp_ns == 0 && now == 0) now = s.now_ns();
+  const uint64_t base = s.active->base_position();
+  std::byte* data = s.active->data();
+  multi_append_result out;
+  out.first = position{base + s.write_off};
+  out.first_sequence = sequence{s.next_seq};
+  out.events = events;
+  uint64_t written = 0;
+  uint64_t last_pos = ~uint64_t{0};
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const stream_batch& b = batches[i];
+    const std::string_view key = b.stream.bytes();
+    const uint8_t int_flag = b.stream.is_integer() ? record::kFlagIntegerStream : 0;
+    uint64_t prev = plan[i].head ? plan[i].head->last_position : ~uint64_t{0};
+    stream_version v = plan[i].actual;
+    append_result ack;
+    ack.first = position{base + s.write_off};
+    ack.first_sequence = sequence{s.next_seq};
+    ack.first_version = b.events.empty() ? v : v + 1;
+    for (const event_data& e : b.events) {
+      const uint32_t size = record::encoded_size(key.size(), e);
+      const uint64_t pos = base + s.write_off;
+      uint8_t flags = int_flag;
+      if (written == 0) flags |= record::kFlagBatchBegin;
+      if (++written == events) flags |= record::kFlagBatchEnd;
+      record::encode_inline(data + s.write_off, size, key, e,
+                            {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags});
+      prev = pos;
+      last_pos = pos;
+      s.write_off += size;
+      ++s.next_seq;
+    }
+    ack.end = position{base + s.write_off};
+    ack.last_version = v;
+    if (!per_stream.empty()) per_stream[i] = ack;
+    plan[i].actual = v;
+    plan[i].last = prev;
+    // Existing heads now (their pointers stay valid until an insert).
+    if (plan[i].head && !b.events.empty()) {
+      plan[i].head->version = v;
+      plan[i].head->last_position = prev;
+    }
+  }
+  // New streams last: an insert may grow the table and move every head.
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const stream_batch& b = batches[i];
+    if (plan[i].head || b.events.empty()) continue;
+    head_table::head* h = s.heads.insert(b.stream.bytes(), plan[i].hash, b.stream.is_integer());
+    h->version = plan[i].actual;
+    h->last_position = plan[i].last;
+  }
+  s.seg_events += events;
+  s.seg_last_pos = last_pos;
+
+  out.end = position{base + s.write_off};
+  if (status r = detail::commit_batch(s, out.end.value); !r) [[unlikely]]
+    return r;
+  return out;
+}
+
+}  // namespace varve
