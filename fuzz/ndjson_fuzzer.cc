@@ -13,7 +13,8 @@
 // - parse_append_line returns ok or invalid_argument with a message, never
 //   throws (an exception escaping is a crash here);
 // - an accepted request is well formed: 1..255-byte string stream id, one
-//   event unless it is a batch, each event has a type, a JSON payload is
+//   event unless it is a batch (a multi-stream line: its parts, each checked
+//   so, and an ack naming every stream), each event has a type, a JSON payload is
 //   compact JSON that dumps back to itself, a binary payload survives base64;
 // - write_ack and write_event render valid JSON (whatever bytes a stream id
 //   holds), and the line write_event renders for an accepted event parses back
@@ -154,7 +155,7 @@ void check_str(int out_fd, const std::string& bytes) {
     FUZZ_CHECK(j.get_ref<const std::string&>() == bytes, "str() changed valid UTF-8: " + bytes);
 }
 
-void check_event_roundtrip(int out_fd, const append_request& req, const input_event& ev) {
+void check_event_roundtrip(int out_fd, const stream_part& req, const input_event& ev) {
   // The event as `varve read` would print it after appending it.
   event_view v;
   v.position = position{64};
@@ -204,12 +205,63 @@ void check_event_roundtrip(int out_fd, const append_request& req, const input_ev
   }
 }
 
+void check_events(int out_fd, const stream_part& req, const std::string& where);
+
+void check_ack_stream(const json& ack, const stream_part& req, const std::string& where) {
+  if (req.stream_is_integer)
+    FUZZ_CHECK(ack["stream"].is_number_unsigned() && ack["stream"].get<uint64_t>() == req.stream_u64, where);
+  else
+    FUZZ_CHECK(ack["stream"].is_string() && ack["stream"].get<std::string>() == req.stream,
+               "ack does not name the stream: " + where);
+}
+
 void check_request(int out_fd, const append_request& req, std::string_view line) {
   const std::string where(line.substr(0, 200));
+  if (req.is_multi) {
+    // A multi-stream line: its parts, each checked as a stream with its
+    // events (none is a version check), and one ack naming every stream.
+    FUZZ_CHECK(!req.parts.empty() && req.events.empty() && !req.is_batch, where);
+    for (const stream_part& p : req.parts) {
+      if (!p.stream_is_integer)
+        FUZZ_CHECK(!p.stream.empty() && p.stream.size() <= kMaxStreamIdBytes, where);
+      check_events(out_fd, p, where);
+    }
+    reset(out_fd);
+    {
+      ndjson_writer w(out_fd, 1 << 16, ndjson_writer::flush_policy::manual);
+      std::vector<append_result> acks(req.parts.size());
+      multi_append_result m;
+      m.first = position{64};
+      m.end = position{128};
+      write_multi_ack(w, req, m, acks);
+      FUZZ_CHECK(w.flush().ok(), "flush");
+    }
+    json ack = parse_rendered(contents(out_fd), "write_multi_ack output");
+    FUZZ_CHECK(ack["streams"].is_array() && ack["streams"].size() == req.parts.size(), where);
+    for (size_t i = 0; i < req.parts.size(); ++i) check_ack_stream(ack["streams"][i], req.parts[i], where);
+    return;
+  }
   FUZZ_CHECK(!req.events.empty(), where);
   FUZZ_CHECK(req.is_batch || req.events.size() == 1, where);
   if (!req.stream_is_integer)
     FUZZ_CHECK(!req.stream.empty() && req.stream.size() <= kMaxStreamIdBytes, where);
+  check_events(out_fd, req, where);
+  // The ack names the stream as the request did.
+  reset(out_fd);
+  {
+    ndjson_writer w(out_fd, 1 << 16, ndjson_writer::flush_policy::manual);
+    append_result r;
+    r.first = position{64};
+    r.first_version = 1;
+    r.last_version = req.events.size();
+    write_ack(w, req, r);
+    FUZZ_CHECK(w.flush().ok(), "flush");
+  }
+  json ack = parse_rendered(contents(out_fd), "write_ack output");
+  check_ack_stream(ack, req, where);
+}
+
+void check_events(int out_fd, const stream_part& req, const std::string& where) {
   for (const input_event& ev : req.events) {
     FUZZ_CHECK(ev.type_name.empty() != !ev.type_id.has_value(), "exactly one of type name / id: " + where);
     if (ev.content == content_type::json) {
@@ -227,23 +279,6 @@ void check_request(int out_fd, const append_request& req, std::string_view line)
     }
     check_event_roundtrip(out_fd, req, ev);
   }
-  // The ack names the stream as the request did.
-  reset(out_fd);
-  {
-    ndjson_writer w(out_fd, 1 << 16, ndjson_writer::flush_policy::manual);
-    append_result r;
-    r.first = position{64};
-    r.first_version = 1;
-    r.last_version = req.events.size();
-    write_ack(w, req, r);
-    FUZZ_CHECK(w.flush().ok(), "flush");
-  }
-  json ack = parse_rendered(contents(out_fd), "write_ack output");
-  if (req.stream_is_integer)
-    FUZZ_CHECK(ack["stream"].is_number_unsigned() && ack["stream"].get<uint64_t>() == req.stream_u64, where);
-  else
-    FUZZ_CHECK(ack["stream"].is_string() && ack["stream"].get<std::string>() == req.stream,
-               "ack does not name the stream: " + where);
 }
 
 // Differential: the validator against nlohmann, less two nlohmann quirks (it

@@ -305,6 +305,34 @@ input </dev/null
 run read "$I"
 expect "  ... and the log holds the event once" out_lines 1
 
+# --- multi-stream units of work: one line, several streams, all or nothing ----------------------
+U=$TMP/units
+input </dev/null
+run create "$U"
+printf '%s\n' '{"stream":"order-1","type":"Placed","expected_version":"no_stream","data":{"sku":"A"}}' >"$TMP/in"
+run append "$U"
+printf '%s\n' '{"streams":[{"stream":"order-1","expected_version":1,"events":[{"type":"Paid","data":{"eur":5}}]},{"stream":"stock-A","expected_version":"no_stream","events":[{"type":"Reserved","data":1},{"type":"Picked","data":1}]},{"stream":"cust-9","expected_version":"no_stream","events":[]}]}' >"$TMP/in"
+run append "$U"
+expect "append a multi-stream line: exit 0" rc_is 0
+expect "  ... one ack with each stream's versions and the unit's range" py 'out == [{"streams": [{"stream": "order-1", "first_version": 2, "last_version": 2, "position": 160}, {"stream": "stock-A", "first_version": 1, "last_version": 2, "position": 248}, {"stream": "cust-9", "first_version": 0, "last_version": 0, "position": 408}], "position": 160, "end": 408}]'
+printf '%s\n' '{"streams":[{"stream":"order-1","expected_version":2,"events":[{"type":"Shipped","data":1}]},{"stream":"stock-A","expected_version":1,"events":[{"type":"Picked","data":1}]}]}' >"$TMP/in"
+run append "$U"
+expect "  ... a stale version in one stream: exit 3" rc_is 3
+expect "  ... naming that stream and its version" err_has "stream 'stock-A' (streams\[1\] of 2): expected version 1, actual version 2"
+input </dev/null
+run read "$U"
+expect "  ... and nothing of that unit was written" out_lines 4
+run read "$U" --stream stock-A
+expect "  ... each stream reads its own events" py '[e["type"] for e in out] == ["Reserved", "Picked"]'
+printf '%s\n' '{"streams":[{"stream":"x","events":[{"type":"T","data":1}]}],"stream":"y"}' >"$TMP/in"
+run append "$U"
+expect "multi-stream line with a stray key: exit 1, named" rc_is 1
+expect "  ... naming the key" err_has '"stream" is not allowed on a multi-stream line'
+printf '%s\n' '{"streams":[{"stream":"x","events":[{"type":"T","data":1}]},{"stream":"x","events":[]}]}' >"$TMP/in"
+run append "$U"
+expect "multi-stream line naming a stream twice: exit 1" rc_is 1
+expect "  ... saying so" err_has "appears twice"
+
 # --- metrics: the writer session's counters, from another process ---------------------------------
 M=$TMP/metered
 input </dev/null

@@ -162,9 +162,72 @@ std::string parse_error_text(const char* what) {
 }
 
 // Levels above an event's "data": the line's object, a batch's "events"
-// array and the event's object.
-constexpr unsigned kEnvelopeDepth = 3;
+// array and the event's object; a multi-stream line adds "streams" and the
+// stream's object.
+constexpr unsigned kEnvelopeDepth = 5;
 static_assert(kMaxDepthLimit + kEnvelopeDepth <= kJsonDepthLimit);
+
+// "stream" and "expected_version" of a plain line or of one part of a
+// multi-stream line.
+status parse_stream_and_expected(const json& j, stream_part& out) {
+  auto it = j.find("stream");
+  if (it == j.end()) return bad("missing \"stream\"");
+  if (it->is_string()) {
+    const auto& s = it->get_ref<const std::string&>();
+    if (s.empty() || s.size() > kMaxStreamIdBytes)
+      return bad("\"stream\" must be 1 to " + std::to_string(kMaxStreamIdBytes) + " bytes, not " +
+                 std::to_string(s.size()));
+    out.stream = s;
+  } else if (it->is_number_unsigned()) {
+    out.stream_is_integer = true;
+    out.stream_u64 = it->get<uint64_t>();
+  } else {
+    return bad("\"stream\" must be a string or a non-negative integer, not " + it->dump());
+  }
+  if (it = j.find("expected_version"); it != j.end()) {
+    if (status st = parse_expected(*it, out.expected); !st) return st;
+  }
+  return {};
+}
+
+// {"streams":[{"stream":S,"expected_version":E,"events":[..]},..]}: one
+// atomic append over several streams (a part with no events is a check).
+status parse_multi(const json& j, const json& streams, append_request& out,
+                   std::optional<unsigned> data_depth) {
+  out.is_multi = true;
+  for (const auto& [key, v] : j.items()) {
+    if (key != "streams" && !is_read_only_key(key))
+      return bad(json_quote(key) +
+                 " is not allowed on a multi-stream line (it takes \"streams\"; each stream carries "
+                 "\"stream\", \"expected_version\" and \"events\")");
+  }
+  if (!streams.is_array() || streams.empty())
+    return bad("\"streams\" must be a non-empty array of {\"stream\",\"expected_version\",\"events\"}");
+  size_t i = 0;
+  for (const auto& p : streams) {
+    const std::string where = "streams[" + std::to_string(i++) + "]: ";
+    if (!p.is_object()) return bad(where + "not a JSON object");
+    out.parts.emplace_back();
+    stream_part& part = out.parts.back();
+    for (const auto& [key, v] : p.items())
+      if (key != "stream" && key != "expected_version" && key != "events")
+        return bad(where + json_quote(key) + " is not allowed (a stream takes \"stream\", "
+                           "\"expected_version\" and \"events\")");
+    if (status st = parse_stream_and_expected(p, part); !st) return bad(where + st.message());
+    auto ev = p.find("events");
+    if (ev == p.end() || !ev->is_array())
+      return bad(where + "\"events\" must be an array of events (empty: a version check only)");
+    size_t k = 0;
+    for (const auto& e : *ev) {
+      const std::string at = where + "events[" + std::to_string(k++) + "]: ";
+      if (!e.is_object()) return bad(at + "not a JSON object");
+      part.events.emplace_back();
+      if (status st = parse_event(e, part.events.back(), /*top_level=*/false, data_depth); !st)
+        return bad(at + st.message());
+    }
+  }
+  return {};
+}
 
 status parse_line(std::string_view line, append_request& out, const parse_limits& limits) {
   // nlohmann takes a NUL byte for the end of input and would accept
@@ -200,24 +263,9 @@ status parse_line(std::string_view line, append_request& out, const parse_limits
   if (verdict != json_verdict::valid) return bad("not valid JSON");
   if (!j.is_object()) return bad("not a JSON object");
 
-  auto it = j.find("stream");
-  if (it == j.end()) return bad("missing \"stream\"");
-  if (it->is_string()) {
-    const auto& s = it->get_ref<const std::string&>();
-    if (s.empty() || s.size() > kMaxStreamIdBytes)
-      return bad("\"stream\" must be 1 to " + std::to_string(kMaxStreamIdBytes) + " bytes, not " +
-                 std::to_string(s.size()));
-    out.stream = s;
-  } else if (it->is_number_unsigned()) {
-    out.stream_is_integer = true;
-    out.stream_u64 = it->get<uint64_t>();
-  } else {
-    return bad("\"stream\" must be a string or a non-negative integer, not " + it->dump());
-  }
-
-  if (it = j.find("expected_version"); it != j.end()) {
-    if (status st = parse_expected(*it, out.expected); !st) return st;
-  }
+  auto it = j.find("streams");
+  if (it != j.end()) return parse_multi(j, *it, out, data_depth);
+  if (status st = parse_stream_and_expected(j, out); !st) return st;
 
   it = j.find("events");
   if (it == j.end()) {
@@ -292,6 +340,8 @@ status parse_append_line(std::string_view line, append_request& out, const parse
   out.expected = expected_version::any();
   out.is_batch = false;
   out.events.clear();
+  out.is_multi = false;
+  out.parts.clear();
   // Type errors from the DOM (a value of an unexpected kind slipping past a
   // check) must still be a rejected line, never an escaped exception.
   try {
@@ -513,6 +563,38 @@ void write_event(ndjson_writer& w, const event_view& e, std::string_view type_js
     w.base64(e.payload);
   }
   if (!extra.empty()) w.raw(extra);
+  w.raw('}');
+  w.end_line();
+}
+
+namespace {
+void write_stream_ack(ndjson_writer& w, const stream_part& req, const append_result& r) {
+  w.raw("{\"stream\":");
+  if (req.stream_is_integer)
+    w.u64(req.stream_u64);
+  else
+    w.str(req.stream);
+  w.raw(",\"first_version\":");
+  w.u64(r.first_version);
+  w.raw(",\"last_version\":");
+  w.u64(r.last_version);
+  w.raw(",\"position\":");
+  w.u64(r.first.value);
+  w.raw('}');
+}
+}  // namespace
+
+void write_multi_ack(ndjson_writer& w, const append_request& req, const multi_append_result& r,
+                     std::span<const append_result> per_stream) {
+  w.raw("{\"streams\":[");
+  for (size_t i = 0; i < req.parts.size(); ++i) {
+    if (i) w.raw(',');
+    write_stream_ack(w, req.parts[i], per_stream[i]);
+  }
+  w.raw("],\"position\":");
+  w.u64(r.first.value);
+  w.raw(",\"end\":");
+  w.u64(r.end.value);
   w.raw('}');
   w.end_line();
 }

@@ -41,18 +41,27 @@ struct input_event {
   std::optional<id128> causation_id;
 };
 
-struct append_request {
+// One stream's events of a line, with its expectation.
+struct stream_part {
   std::string stream;                // string ids (when !stream_is_integer)
   uint64_t stream_u64 = 0;           // integer ids
   bool stream_is_integer = false;
   expected_version expected = expected_version::any();
-  bool is_batch = false;             // the line used "events": [...]
-  std::vector<input_event> events;   // exactly one unless is_batch
+  std::vector<input_event> events;   // a plain line: exactly one; a part of a
+                                     // multi-stream line: any number (0: a check)
 
   stream_id id() const {
     return stream_is_integer ? stream_id::from_u64(stream_u64)
                              : stream_id(std::string_view(stream));
   }
+};
+
+struct append_request : stream_part {
+  bool is_batch = false;             // the line used "events": [...]
+  // The line used "streams": [{"stream":..,"expected_version":..,"events":[..]},..]:
+  // one atomic multi-stream append; the fields above are unused.
+  bool is_multi = false;
+  std::vector<stream_part> parts;
 };
 
 // How deep an event's "data" may nest arrays and objects (`varve append
@@ -176,5 +185,8 @@ void write_event(ndjson_writer& w, const event_view& e, std::string_view type_js
 
 // The ack `varve append` prints for each line.
 void write_ack(ndjson_writer& w, const append_request& req, const append_result& r);
+// A multi-stream line's ack: {"streams":[<each stream's ack>],"position":P,"end":E}.
+void write_multi_ack(ndjson_writer& w, const append_request& req, const multi_append_result& r,
+                     std::span<const append_result> per_stream);
 
 }  // namespace varve::tools

@@ -126,6 +126,8 @@ int cmd_append(const append_args& a) {
 
   append_request req;
   std::vector<event_data> events;
+  std::vector<stream_batch> batches;     // a multi-stream line
+  std::vector<append_result> per_stream;
   uint64_t line_no = 0;
   uint64_t skipped = 0;
   for (;;) {
@@ -154,23 +156,64 @@ int cmd_append(const append_args& a) {
       return stop(line_no, st.message(), "invalid_argument", kExitError);
 
     events.clear();
-    for (const input_event& ev : req.events) {
-      event_data d;
-      if (ev.type_id) {
-        d.type = *ev.type_id;
-      } else {
-        auto id = types->id_for(ev.type_name);
-        if (!id) return stop(line_no, id.error().to_string(), errc_id(id.error().code()), kExitError);
-        d.type = *id;
+    status bad_type;
+    auto add_events = [&](const std::vector<input_event>& in) {
+      for (const input_event& ev : in) {
+        event_data d;
+        if (ev.type_id) {
+          d.type = *ev.type_id;
+        } else {
+          auto id = types->id_for(ev.type_name);
+          if (!id) {
+            bad_type = id.error();
+            return;
+          }
+          d.type = *id;
+        }
+        d.schema_version = ev.schema_version;
+        d.payload = event_data::bytes(ev.payload);
+        d.content = ev.content;
+        d.timestamp_ns = ev.timestamp_ns;
+        d.event_id = ev.event_id ? &*ev.event_id : nullptr;
+        d.correlation_id = ev.correlation_id ? &*ev.correlation_id : nullptr;
+        d.causation_id = ev.causation_id ? &*ev.causation_id : nullptr;
+        events.push_back(d);
       }
-      d.schema_version = ev.schema_version;
-      d.payload = event_data::bytes(ev.payload);
-      d.content = ev.content;
-      d.timestamp_ns = ev.timestamp_ns;
-      d.event_id = ev.event_id ? &*ev.event_id : nullptr;
-      d.correlation_id = ev.correlation_id ? &*ev.correlation_id : nullptr;
-      d.causation_id = ev.causation_id ? &*ev.causation_id : nullptr;
-      events.push_back(d);
+    };
+    if (req.is_multi) {
+      for (const stream_part& p : req.parts) add_events(p.events);
+    } else {
+      add_events(req.events);
+    }
+    if (!bad_type.ok()) return stop(line_no, bad_type.to_string(), errc_id(bad_type.code()), kExitError);
+
+    if (req.is_multi) {
+      // One atomic append over the line's streams (the events vector is
+      // complete now, so the spans into it stay valid).
+      batches.clear();
+      size_t at = 0;
+      for (const stream_part& p : req.parts) {
+        batches.push_back({p.id(), p.expected, std::span<const event_data>(events).subspan(at, p.events.size())});
+        at += p.events.size();
+      }
+      per_stream.resize(req.parts.size());
+      auto m = log.append(std::span<const stream_batch>(batches), std::span<append_result>(per_stream));
+      if (!m) {
+        const status& err = m.error();
+        if (err.code() != errc::wrong_expected_version)
+          return stop(line_no, err.to_string(), errc_id(err.code()), exit_code_for(err));
+        // The message names the stream, its expectation and its version.
+        if (!skip_conflicts) return stop(line_no, err.message(), "wrong_expected_version", kExitConflict);
+        warn(err.message() + " (skipped)", "wrong_expected_version", line_no);
+        ++skipped;
+        continue;
+      }
+      last_end = m->end;
+      appended = true;
+      events_appended += events.size();
+      if (acks_mode == ack_mode::last) acks.discard();
+      if (acks_mode != ack_mode::none) write_multi_ack(acks, req, *m, per_stream);
+      continue;
     }
     auto r = req.is_batch ? log.append(req.id(), req.expected, std::span<const event_data>(events))
                           : log.append(req.id(), req.expected, events.front());
@@ -243,6 +286,10 @@ void add_append(CLI::App& app, command_list& out) {
       "ISO 8601 with a zone (\"2026-11-22T10:00:00.123Z\", \"...+01:00\"; default: now); "
       "\"event_id\", \"correlation_id\", \"causation_id\": UUIDs.\n"
       "  An atomic batch: {\"stream\":S,\"expected_version\":E,\"events\":[{\"type\":T,\"data\":D},...]}.\n"
+      "  An atomic unit of work over several streams (all or nothing; each stream's expected_version is "
+      "checked first, a stream with \"events\":[] is a check only): "
+      "{\"streams\":[{\"stream\":S,\"expected_version\":E,\"events\":[...]},...]}; its ack is "
+      "{\"streams\":[<one ack per stream>],\"position\":P,\"end\":E}.\n"
       "Each line appended is acknowledged on stdout with "
       "{\"stream\":S,\"first_version\":N,\"last_version\":M,\"position\":P}. A refused line stops the "
       "append (exit 1, or 3 for a conflict) naming it; the lines before it stay appended and acked. "
