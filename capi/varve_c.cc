@@ -400,6 +400,45 @@ varve_errc varve_append_batch(varve_log* log, varve_stream_id stream,
   });
 }
 
+varve_errc varve_append_multi(varve_log* log, const varve_stream_batch* batches, size_t count,
+                              varve_append_result* per_stream, varve_append_result* result,
+                              varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(batches || count == 0);
+    // Not the hot path of a single-stream writer: plain vectors.
+    size_t events = 0;
+    for (size_t i = 0; i < count; ++i) {
+      VARVE_REQUIRE(batches[i].events || batches[i].count == 0);
+      events += batches[i].count;
+    }
+    std::vector<varve::event_data> data(events);
+    std::vector<ids> keep(events);
+    std::vector<varve::stream_batch> parts(count);
+    size_t at = 0;
+    for (size_t i = 0; i < count; ++i) {
+      if (varve_errc c = to_stream(batches[i].stream, parts[i].stream, err)) return c;
+      if (varve_errc c = to_expected(batches[i].expected, parts[i].expected, err)) return c;
+      for (size_t k = 0; k < batches[i].count; ++k)
+        if (varve_errc c = to_event(batches[i].events[k], data[at + k], keep[at + k], err)) return c;
+      parts[i].events = std::span<const varve::event_data>(data.data() + at, batches[i].count);
+      at += batches[i].count;
+    }
+    std::vector<varve::append_result> acks(per_stream ? count : 0);
+    auto r = log->log->append(std::span<const varve::stream_batch>(parts), std::span<varve::append_result>(acks));
+    if (!r) return fail(err, r.error());
+    for (size_t i = 0; i < acks.size(); ++i) to_c(acks[i], &per_stream[i]);
+    if (result) {
+      varve::append_result whole;
+      whole.first = r->first;
+      whole.end = r->end;
+      whole.first_sequence = r->first_sequence;
+      to_c(whole, result);
+    }
+    return done(err);
+  });
+}
+
 varve_errc varve_wait_durable(varve_log* log, uint64_t position, varve_error* err) noexcept {
   return guarded(err, [&] {
     VARVE_REQUIRE(log);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "engine/log_state.h"
 
@@ -14,6 +15,15 @@ namespace varve::detail {
 status roll(log_state& s, uint64_t needed);
 // A refused append: counted in varve.ctl (conflicts apart from the rest).
 status refused(log_state& s, status why);
+
+// A stream as messages name it: its bytes, or an integer id in decimal
+// (its 8 raw bytes would put NULs in the text).
+inline std::string stream_text(const stream_id& s) {
+  if (!s.is_integer()) return std::string(s.bytes());
+  uint64_t v = 0;
+  for (char c : s.bytes()) v = (v << 8) | static_cast<uint8_t>(c);
+  return std::to_string(v);
+}
 
 // Publishes a batch the writer has just written up to `end` (one release
 // store makes it visible to readers in this and other processes, through the

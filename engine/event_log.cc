@@ -383,7 +383,7 @@ std::string uuid_text(const id128& id) {
   if (!prior) return refused(s, prior.error());
   if (prior->what == prior_append::verdict::all) return prior->original;
   if (prior->what == prior_append::verdict::none) return std::nullopt;
-  status st(errc::wrong_expected_version, "stream '" + std::string(stream.bytes()) + "': " + prior->why +
+  status st(errc::wrong_expected_version, "stream '" + detail::stream_text(stream) + "': " + prior->why +
                                               " (idempotent append: nothing written), actual version " +
                                               std::to_string(actual));
   st.with_actual_version(actual);
@@ -425,7 +425,7 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
       case expected_version::kind::stream_exists: want = "an existing stream"; break;
       default: want = "version " + std::to_string(expected.version()); break;
     }
-    status st(errc::wrong_expected_version, "stream '" + std::string(key) + "': expected " +
+    status st(errc::wrong_expected_version, "stream '" + detail::stream_text(stream) + "': expected " +
                                                 want + ", actual version " +
                                                 std::to_string(actual));
     st.with_actual_version(actual);

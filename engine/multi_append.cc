@@ -84,7 +84,7 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
       // By bytes, as the head table keys streams (an integer id is its 8 bytes).
       if (plan[i].hash == plan[j].hash && batches[i].stream.bytes() == batches[j].stream.bytes())
         return detail::refused(s, status(errc::invalid_argument,
-                                         "stream '" + std::string(batches[i].stream.bytes()) +
+                                         "stream '" + detail::stream_text(batches[i].stream) +
                                              "' appears twice in one multi-stream append (streams[" +
                                              std::to_string(j) + "] and [" + std::to_string(i) + "])"));
   for (size_t i = 0; i < batches.size(); ++i) {
@@ -93,7 +93,7 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
     plan[i].actual = plan[i].head ? plan[i].head->version : 0;
     if (!batches[i].expected.accepts(plan[i].actual)) {
       status st(errc::wrong_expected_version,
-                "stream '" + std::string(key) + "' (streams[" + std::to_string(i) + "] of " +
+                "stream '" + detail::stream_text(batches[i].stream) + "' (streams[" + std::to_string(i) + "] of " +
                     std::to_string(batches.size()) + "): expected " + expected_text(batches[i].expected) +
                     ", actual version " + std::to_string(plan[i].actual) +
                     "; nothing of the multi-stream append was written");

@@ -314,6 +314,54 @@ static void test_append(void) {
   CHECK_OK(varve_log_close(log, &err));
 }
 
+/* A unit of work over several streams: all or nothing, one batch. */
+static void test_append_multi(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  varve_log* log = create_log("multi", &o);
+  varve_event_data placed = event_of(1, "placed");
+  CHECK_OK(varve_append(log, S("order-1"), varve_expect_no_stream(), &placed, NULL, &err));
+  varve_event_data paid = event_of(2, "paid");
+  varve_event_data stock[2] = {event_of(3, "reserved"), event_of(4, "picked")};
+  varve_stream_batch unit[3] = {
+      {S("order-1"), varve_expect_exact(1), &paid, 1},
+      {varve_stream_u64(77), varve_expect_no_stream(), stock, 2},
+      {S("customer-9"), varve_expect_no_stream(), NULL, 0}, /* a check only */
+  };
+  varve_append_result acks[3], whole;
+  CHECK_OK(varve_append_multi(log, unit, 3, acks, &whole, &err));
+  CHECK(acks[0].first_version == 2 && acks[0].last_version == 2 && acks[0].first == whole.first);
+  CHECK(acks[1].first_version == 1 && acks[1].last_version == 2 && acks[1].first == acks[0].end);
+  CHECK(acks[2].first == acks[2].end && acks[2].last_version == 0 && acks[1].end == whole.end);
+  CHECK(whole.first_sequence == 1 && whole.first_version == 0);
+  /* The log reads it back as one batch over two streams. */
+  varve_reader* rd = NULL;
+  CHECK_OK(varve_reader_open(log, whole.first, &rd, &err));
+  varve_event e;
+  bool got = false;
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && e.batch_begin && !e.batch_end && stream_is(&e, "order-1") && payload_is(&e, "paid"));
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && !e.batch_begin && !e.batch_end && e.stream_is_integer && e.version == 1);
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && e.batch_end && payload_is(&e, "picked"));
+  varve_reader_free(rd);
+  /* A conflict in one stream writes nothing and names it. */
+  unit[0].expected = varve_expect_exact(2);
+  unit[1].expected = varve_expect_exact(1);
+  CHECK_CODE(VARVE_WRONG_EXPECTED_VERSION, varve_append_multi(log, unit, 3, NULL, NULL, &err));
+  CHECK(err.actual_version == 2 && strstr(err.message, "streams[1]") != NULL);
+  uint64_t v = 0;
+  CHECK_OK(varve_version_of(log, S("order-1"), &v, &err));
+  CHECK(v == 2);
+  /* The same stream twice, no event at all, no batches: refused. */
+  varve_stream_batch twice[2] = {{S("a"), varve_expect_any(), &paid, 1}, {S("a"), varve_expect_any(), &paid, 1}};
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_append_multi(log, twice, 2, NULL, NULL, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_append_multi(log, unit + 2, 1, NULL, NULL, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_append_multi(log, NULL, 1, NULL, NULL, &err));
+  CHECK_OK(varve_log_close(log, &err));
+}
+
 static void test_read_log(void) {
   varve_error err;
   varve_log_options o = small_segments();
@@ -801,6 +849,7 @@ static const struct test_case g_cases[] = {
     {"names_and_version", test_names_and_version},
     {"create_open_close", test_create_open_close},
     {"append", test_append},
+    {"append_multi", test_append_multi},
     {"read_log", test_read_log},
     {"read_stream", test_read_stream},
     {"subscribe", test_subscribe},

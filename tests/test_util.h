@@ -721,7 +721,8 @@ inline void append_multi_checked(varve::event_log& log, log_model& model,
     for (const auto& p : parts)
       if (!p.expected.accepts(model.version_of(p.stream))) {
         EXPECT_EQ(r.error().actual_version(), model.version_of(p.stream)) << describe(r);
-        EXPECT_NE(r.error().message().find(std::string(p.stream.id().bytes())), std::string::npos)
+        const std::string named = p.stream.is_integer ? std::to_string(p.stream.as_u64()) : p.stream.bytes;
+        EXPECT_NE(r.error().message().find("'" + named + "'"), std::string::npos)
             << "the conflict does not name the stream: " << describe(r);
         break;
       }

@@ -306,8 +306,30 @@ VARVE_API varve_errc varve_append_batch(varve_log* log, varve_stream_id stream,
                                         varve_append_result* result,
                                         varve_error* err) VARVE_C_NOEXCEPT;
 
-/* RESERVED: an atomic append across several streams (varve_append_multi) will
- * be added here once the C++ API has one; there is no such call yet. */
+/* One stream's part of varve_append_multi: its expectation and its events
+ * (count 0: a version check only, writing nothing for that stream). */
+typedef struct varve_stream_batch {
+  varve_stream_id stream;
+  varve_expected_version expected;
+  const varve_event_data* events;
+  size_t count;
+} varve_stream_batch;
+
+/* A unit of work over several streams, all or nothing: every stream's
+ * expectation is checked first, then all the events are written as one batch
+ * (visible together, kept or lost together by recovery in every durability
+ * mode), in call order. On a conflict: VARVE_WRONG_EXPECTED_VERSION naming the
+ * stream in err->message, err->actual_version its version, nothing written.
+ * A stream may appear once (else VARVE_INVALID_ARGUMENT); at least one event
+ * in all; the unit must fit in one segment (else VARVE_TOO_LARGE).
+ * `per_stream` (NULL, or `count` entries) gets each stream's acknowledgement
+ * (for a check-only stream first == end and both versions its current one);
+ * `result` (may be NULL) the unit's: first, end and first_sequence; its
+ * versions are 0. Writer thread. */
+VARVE_API varve_errc varve_append_multi(varve_log* log, const varve_stream_batch* batches,
+                                        size_t count, varve_append_result* per_stream,
+                                        varve_append_result* result,
+                                        varve_error* err) VARVE_C_NOEXCEPT;
 
 /* Blocks until everything before `position` is durable (flushing it itself in
  * durability none and sync). Fails if a sync failed: the log then refuses
