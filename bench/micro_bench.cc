@@ -6,6 +6,7 @@
 //                      append checked with expected_version::exact
 //                      (arg: 0 = caller gives a counter timestamp, 1 = the log's clock)
 //   BM_AppendBatch10   one append of 10 events to one stream (same streams)
+//   BM_AppendMulti3    one multi-stream append: 3 streams, one event each (same streams)
 //   BM_ReaderNext      log_reader::next() over a warm 1 M-event log
 //                      (arg: 1 = checksums verified, the default; 0 = not)
 //   BM_VersionOf       event_log::version_of (head-table lookup), 100,000 streams
@@ -188,6 +189,52 @@ void BM_AppendBatch10(benchmark::State& state) {
   state.counters["batches/s"] = benchmark::Counter(static_cast<double>(i), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_AppendBatch10)->UseRealTime();
+
+// A unit of work over 3 streams, one event each (the multi-stream append),
+// against 3 single appends of the same events (BM_AppendOne): the price of
+// atomicity across aggregates.
+void BM_AppendMulti3(benchmark::State& state) {
+  constexpr size_t kParts = 3;
+  scratch_log sl(state);
+  if (!sl.log || !sl.populate(state)) return;
+  const auto& input = in();
+  varve::event_log& log = *sl.log;
+  uint64_t* version = sl.version.data();
+  std::array<varve::event_data, kParts> evs{};
+  std::array<varve::stream_batch, kParts> parts{};
+  uint64_t i = 0, events = 0;
+  for (auto _ : state) {
+    uint32_t s[kParts];
+    for (size_t k = 0; k < kParts; ++k) {
+      // Three distinct streams: consecutive entries of the cycle, nudged apart on a repeat.
+      s[k] = input.stream[(i * kParts + k) & (kCycle - 1)];
+      for (size_t j = 0; j < k; ++j)
+        if (s[k] == s[j]) s[k] = (s[k] + 1 + static_cast<uint32_t>(j)) % kStreams;
+    }
+    for (size_t k = 0; k < kParts; ++k) {
+      const uint64_t v = version[s[k]];
+      evs[k].type = static_cast<uint32_t>((v + 1) % 8);
+      evs[k].payload = input.payload_of(events + k);
+      evs[k].timestamp_ns = events + k + 1;
+      parts[k] = {varve::stream_id::from_u64(s[k]), varve::expected_version::exact(v),
+                  std::span<const varve::event_data>(&evs[k], 1)};
+    }
+    auto r = log.append(std::span<const varve::stream_batch>(parts));
+    if (!r) [[unlikely]] {
+      state.SkipWithError(("append: " + r.error().to_string()).c_str());
+      break;
+    }
+    for (size_t k = 0; k < kParts; ++k) ++version[s[k]];
+    events += kParts;
+    ++i;
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+  state.counters["units/s"] = benchmark::Counter(static_cast<double>(i), benchmark::Counter::kIsRate);
+  state.counters["ns/event"] = benchmark::Counter(static_cast<double>(events),
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_AppendMulti3)->UseRealTime();
 
 // One warm 1 M-event log shared by the read benchmarks, reopened when the
 // checksum option changes; removed at exit.
