@@ -726,6 +726,56 @@ TEST(Snapshot, PolicyEveryNEvents) {
   EXPECT_GE(saved, 3);
 }
 
+// By cost: a load whose fold of the events past the last snapshot took
+// max_fold_time or longer saves the state it loaded, and the next load
+// starts there; a cheap fold saves nothing; off (0) never saves.
+TEST(Snapshot, PolicyByFoldTime) {
+  temp_dir d;
+  std::mt19937_64 rng(10);
+  auto log = make_log(d.path());
+  auto store = snapshot_store::open(*log).value();
+  stream_key s = stream_key::named("slow");
+  append_n(*log, s, 30, rng);
+  const agg want = full_fold(*log, s);
+  snapshot_policy by_time{0};
+  by_time.max_fold_time = std::chrono::milliseconds(5);
+  // A fold that costs 0.5 ms an event: 30 events are 15 ms, past the bound.
+  auto slow_fold = [](agg& a, const event_view& e) {
+    std::this_thread::sleep_for(std::chrono::microseconds(500));
+    a.apply(e);
+  };
+  auto slow = load_aggregate<agg>(*log, *store, s.id(), 1, agg::load, slow_fold);
+  ASSERT_OK(slow);
+  EXPECT_EQ(slow->state, want);
+  EXPECT_EQ(slow->events_applied, 30u);
+  EXPECT_GE(slow->fold_ns, 15'000'000u);
+  EXPECT_FALSE(snapshot_policy{0}.due_after_load(*slow)) << "off by default";
+  ASSERT_OK_AND_ASSIGN(bool saved, by_time.maybe_snapshot_after_load(*store, s.id(), *slow, 1,
+                                                                    [](const agg& a) { return a.save(); }));
+  EXPECT_TRUE(saved);
+  // The next load starts at the snapshot: nothing to fold, nothing to save.
+  auto next = load(*log, *store, s);
+  ASSERT_OK(next);
+  EXPECT_TRUE(next->used_snapshot);
+  EXPECT_EQ(next->snapshot_version, 30u);
+  EXPECT_EQ(next->events_applied, 0u);
+  EXPECT_EQ(next->state, want);
+  EXPECT_FALSE(by_time.due_after_load(*next));
+  // Two more events, folded well under a generous bound (sanitizers and a
+  // loaded machine included): no snapshot.
+  append_n(*log, s, 2, rng);
+  auto fast = load(*log, *store, s);
+  ASSERT_OK(fast);
+  EXPECT_EQ(fast->events_applied, 2u);
+  snapshot_policy generous{0};
+  generous.max_fold_time = std::chrono::seconds(2);
+  EXPECT_LT(fast->fold_ns, 2'000'000'000u);
+  ASSERT_OK_AND_ASSIGN(saved, generous.maybe_snapshot_after_load(*store, s.id(), *fast, 1,
+                                                                 [](const agg& a) { return a.save(); }));
+  EXPECT_FALSE(saved);
+  EXPECT_EQ(store->list().size(), 1u);
+}
+
 TEST(Snapshot, OneWriterAtATime) {
   temp_dir d;
   auto log = make_log(d.path());

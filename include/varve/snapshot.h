@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -166,6 +167,10 @@ struct loaded {
   stream_version snapshot_version = 0;   // when used_snapshot
   uint64_t events_applied = 0;           // events folded after the snapshot (or from 1)
   uint32_t snapshots_skipped = 0;        // newer candidates refused (anchor, decode)
+  // Wall time spent reading and folding the events after the snapshot (or
+  // from version 1): what the next load will pay again unless a snapshot is
+  // taken now (snapshot_policy::max_fold_time).
+  uint64_t fold_ns = 0;
 };
 
 namespace detail {
@@ -226,6 +231,15 @@ result<loaded<State>> load_aggregate_at(const event_log& log, const snapshot_sto
   event_view ev;
   // Folds the reader's events (at most up to `upto`) into out.state.
   auto fold_rest = [&](stream_reader& rs) -> status {
+    const auto t0 = std::chrono::steady_clock::now();
+    struct timer {  // on every way out
+      loaded<State>& o;
+      std::chrono::steady_clock::time_point t0;
+      ~timer() {
+        o.fold_ns = static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+      }
+    } t{out, t0};
     for (;;) {
       auto more = rs.next(ev);
       if (!more) return more.error();
@@ -286,11 +300,35 @@ result<loaded<State>> load_aggregate(const event_log& log, const snapshot_store&
                                   std::move(initial));
 }
 
-// Take a snapshot every N events of a stream: after an append that moved the
-// stream from `before` to `after`, serialize() is called (and its bytes saved
-// at `after`) when a multiple of N lies in (before, after].
+// When to take a snapshot. By count: after an append that moved the stream
+// from `before` to `after`, serialize() is called (and its bytes saved at
+// `after`) when a multiple of N lies in (before, after] (maybe_snapshot). By
+// cost: after a load whose reading and folding of the events past the last
+// snapshot took max_fold_time or longer, the state just loaded is saved at
+// its version (maybe_snapshot_after_load), so the next load starts there.
+// The two combine: a stream with cheap events is snapshotted by count, one
+// whose fold is slow (big events, expensive handlers) as soon as it hurts.
 struct snapshot_policy {
   uint64_t every_n_events = 100;  // 0: never
+  // 0: off. The event-sourcing literature's rule of thumb is about 10 ms.
+  std::chrono::nanoseconds max_fold_time{0};
+
+  template <class State>
+  bool due_after_load(const loaded<State>& l) const {
+    return max_fold_time.count() > 0 && l.events_applied > 0 &&
+           l.fold_ns >= static_cast<uint64_t>(max_fold_time.count());
+  }
+  // serialize: (const State&) -> a contiguous container of bytes or chars.
+  // Returns whether a snapshot was saved (at l.version).
+  template <class State, class Serialize>
+  result<bool> maybe_snapshot_after_load(snapshot_store& store, stream_id stream, const loaded<State>& l,
+                                         uint32_t schema_version, Serialize&& serialize) const {
+    if (!due_after_load(l)) return false;
+    const auto bytes = serialize(l.state);
+    if (status s = store.save(stream, l.version, schema_version, std::as_bytes(std::span(bytes))); !s)
+      return s;
+    return true;
+  }
 
   bool due(stream_version before, stream_version after) const {
     return every_n_events != 0 && after > before && after / every_n_events > before / every_n_events;
