@@ -207,20 +207,31 @@ consumer_lag lag_of(const event_log& log, const log_metrics& m, consumer_lag c) 
     return c;
   }
   c.lag_bytes = m.committed.value - c.at.value;
-  // Events behind: the sequence number of the next event it would read.
-  log_reader r = log.read(c.at);
-  event_view v;
-  auto more = r.next(v);
-  if (!more) {
+  auto behind = events_behind(log, c.at);
+  if (!behind) {
     c.lag_events_known = false;
-    c.problem = more.error().to_string();
-  } else if (more.value()) {
-    c.lag_events = m.next_sequence - std::min(m.next_sequence, v.sequence.value);
+    c.problem = behind.error().to_string();
+  } else {
+    // The figures of one moment: never more than the metrics' own count.
+    c.lag_events = std::min(behind.value(), m.next_sequence);
   }
   return c;
 }
 
 }  // namespace
+
+result<uint64_t> events_behind(const event_log& log, position at) {
+  const position end = log.committed_position();
+  if (at.is_none() || at.value >= end.value) return uint64_t{0};
+  const uint64_t events = log.next_sequence().value;
+  // The sequence number of the next event it would read.
+  log_reader r = log.read(at);
+  event_view v;
+  auto more = r.next(v);
+  if (!more) return more.error();
+  if (!more.value()) return uint64_t{0};
+  return events - std::min(events, v.sequence.value);
+}
 
 result<log_metrics> read_metrics(const std::string& dir, const metrics_options& o) {
   auto log = event_log::open_read_only(dir);

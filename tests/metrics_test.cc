@@ -221,6 +221,28 @@ TEST(Metrics, SubscriptionAndGroupLagsInBytesAndEvents) {
             std::string::npos);
 }
 
+// events_behind (the one helper behind every lag in events): from each
+// event's position, the events from it to the end; none at or past the end.
+TEST(Metrics, EventsBehindCountsFromAnyPositionToTheEnd) {
+  temp_dir d;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(d.path(), small_segments()));
+  std::vector<position> at;
+  for (int i = 0; i < 300; ++i) {
+    std::string body(1 + i % 500, 'e');
+    ASSERT_OK_AND_ASSIGN(append_result r, log->append(stream_id("s" + std::to_string(i % 7)), expected_version::any(),
+                                                      event_data{.type = 1, .payload = event_data::bytes(body)}));
+    at.push_back(r.first);
+  }
+  for (size_t i = 0; i < at.size(); i += 37) {
+    ASSERT_OK_AND_ASSIGN(uint64_t n, events_behind(*log, at[i]));
+    EXPECT_EQ(n, at.size() - i) << "from event " << i;
+  }
+  EXPECT_EQ(events_behind(*log, position{}).value(), 300u);
+  EXPECT_EQ(events_behind(*log, log->committed_position()).value(), 0u);
+  EXPECT_EQ(events_behind(*log, position{log->committed_position().value + 4096}).value(), 0u);
+  EXPECT_EQ(events_behind(*log, position::none()).value(), 0u);
+}
+
 TEST(Metrics, ADamagedSubscriptionFileIsReportedNotFatal) {
   temp_dir tmp;
   const std::string dir = tmp.sub("log");

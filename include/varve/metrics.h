@@ -88,6 +88,14 @@ struct metrics_options {
 // single subscription or group file are reported in its consumer_lag.
 VARVE_API result<log_metrics> read_metrics(const std::string& dir, const metrics_options& o = {});
 
+class event_log;
+
+// How many events a consumer whose saved position is `at` has yet to read:
+// the log's next sequence number less that of the first event at or after
+// `at` (0 at or past the committed end). One record read. Errors: the
+// reader's, when the record at `at` does not validate.
+VARVE_API result<uint64_t> events_behind(const event_log& log, position at);
+
 // The Prometheus text exposition format (version 0.0.4) of `m`, every
 // sample labelled log="<log_label>" (escaped as the format requires), for
 // node_exporter's textfile collector or a scrape endpoint.

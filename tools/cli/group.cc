@@ -195,16 +195,12 @@ result<group_description> describe_with_lag(const std::string& dir, const std::s
   auto log = event_log::open_read_only(dir, cli_log_options());
   if (!log) return log.error();
   const uint64_t end = (*log)->committed_position().value;
-  const uint64_t events = (*log)->next_sequence().value;
   for (auto& p : d->slots) {
     p.lag_bytes = end > p.committed.value ? end - p.committed.value : 0;
     if (p.lag_bytes == 0) continue;
-    // Events behind: from the sequence number of the next event it would read.
-    log_reader r = (*log)->read(p.committed);
-    event_view v;
-    auto more = r.next(v);
-    if (!more) return more.error();
-    if (more.value()) p.lag_events = events - std::min(events, v.sequence.value);
+    auto behind = events_behind(**log, p.committed);
+    if (!behind) return behind.error();
+    p.lag_events = *behind;
   }
   return d;
 }
