@@ -580,6 +580,8 @@ void write_stream_ack(ndjson_writer& w, const stream_part& req, const append_res
   w.u64(r.last_version);
   w.raw(",\"position\":");
   w.u64(r.first.value);
+  // An idempotent retry: the events were already there; nothing was written.
+  if (r.duplicate) w.raw(",\"duplicate\":true");
   w.raw('}');
 }
 }  // namespace
@@ -600,20 +602,7 @@ void write_multi_ack(ndjson_writer& w, const append_request& req, const multi_ap
 }
 
 void write_ack(ndjson_writer& w, const append_request& req, const append_result& r) {
-  w.raw("{\"stream\":");
-  if (req.stream_is_integer)
-    w.u64(req.stream_u64);
-  else
-    w.str(req.stream);
-  w.raw(",\"first_version\":");
-  w.u64(r.first_version);
-  w.raw(",\"last_version\":");
-  w.u64(r.last_version);
-  w.raw(",\"position\":");
-  w.u64(r.first.value);
-  // An idempotent retry: the events were already there; nothing was written.
-  if (r.duplicate) w.raw(",\"duplicate\":true");
-  w.raw('}');
+  write_stream_ack(w, req, r);
   w.end_line();
 }
 

@@ -124,12 +124,26 @@ int cmd_append(const append_args& a) {
     progress.show(text);
   };
 
-  append_request req;
-  std::vector<event_data> events;
-  std::vector<stream_batch> batches;     // a multi-stream line
-  std::vector<append_result> per_stream;
   uint64_t line_no = 0;
   uint64_t skipped = 0;
+  std::vector<event_data> events;
+  // --on-conflict skip: the line is reported and left out.
+  auto skip_line = [&](const std::string& msg) {
+    warn(msg + " (skipped)", "wrong_expected_version", line_no);
+    ++skipped;
+  };
+  // An appended line: counted; true when its ack is to be written now
+  // (with --acks last, the previous line's ack is dropped first).
+  auto acked = [&](position end) {
+    last_end = end;
+    appended = true;
+    events_appended += events.size();
+    if (acks_mode == ack_mode::last) acks.discard();
+    return acks_mode != ack_mode::none;
+  };
+  append_request req;
+  std::vector<stream_batch> batches;     // a multi-stream line
+  std::vector<append_result> per_stream;
   for (;;) {
     if (in.must_read()) show_progress(line_no);
     if (acks_mode == ack_mode::every && (in.must_read() || acks.buffered() >= kAckFlushBytes)) {
@@ -204,15 +218,10 @@ int cmd_append(const append_args& a) {
           return stop(line_no, err.to_string(), errc_id(err.code()), exit_code_for(err));
         // The message names the stream, its expectation and its version.
         if (!skip_conflicts) return stop(line_no, err.message(), "wrong_expected_version", kExitConflict);
-        warn(err.message() + " (skipped)", "wrong_expected_version", line_no);
-        ++skipped;
+        skip_line(err.message());
         continue;
       }
-      last_end = m->end;
-      appended = true;
-      events_appended += events.size();
-      if (acks_mode == ack_mode::last) acks.discard();
-      if (acks_mode != ack_mode::none) write_multi_ack(acks, req, *m, per_stream);
+      if (acked(m->end)) write_multi_ack(acks, req, *m, per_stream);
       continue;
     }
     auto r = req.is_batch ? log.append(req.id(), req.expected, std::span<const event_data>(events))
@@ -230,15 +239,10 @@ int cmd_append(const append_args& a) {
       else if (const size_t n = err.message().find("event_ids are already"); n != std::string::npos)
         msg += "; " + err.message().substr(err.message().rfind(':', n) + 2);
       if (!skip_conflicts) return stop(line_no, msg, "wrong_expected_version", kExitConflict);
-      warn(msg + " (skipped)", "wrong_expected_version", line_no);
-      ++skipped;
+      skip_line(msg);
       continue;
     }
-    last_end = r->end;
-    appended = true;
-    events_appended += events.size();
-    if (acks_mode == ack_mode::last) acks.discard();
-    if (acks_mode != ack_mode::none) write_ack(acks, req, *r);
+    if (acked(r->end)) write_ack(acks, req, *r);
   }
   if (status st = settle(); !st) return fail(st);
   if (status st = log.close(); !st) return fail(st);
