@@ -469,10 +469,19 @@ status recover(log_state& s) {
       guard.position <= segment_format::kHeaderSize ? 0
       : (guard.position & (cap - 1)) == segment_format::kHeaderSize ? (guard.position >> l2) - 1
                                                                      : (guard.position - 1) >> l2;
-  if (guard.position > segment_format::kHeaderSize && guard_seg > last && !repair)
-    return {errc::corruption,
-            log_files::join(s.dir, log_files::segment_name(guard_seg)) +
-                ": segment file is missing, but " + guard.what + " lies in it" + refusal_tail()};
+  if (guard.position > segment_format::kHeaderSize && guard_seg > last && !repair) {
+    // More than one file past the newest: files were removed, or the word in
+    // varve.ctl is damaged (it has no checksum; it is stored on every append).
+    // Either way acknowledged events may be gone: refuse, and say both.
+    const std::string far =
+        guard_seg > last + 1 ? " (" + std::to_string(guard_seg - last) + " segments past the newest file " +
+                                   log_files::segment_name(last) + ": segment files were removed, or " +
+                                   log_files::kControlName + " is damaged)"
+                             : "";
+    return {errc::corruption, log_files::join(s.dir, log_files::segment_name(guard_seg)) +
+                                  ": segment file is missing, but " + guard.what + " lies in it" + far +
+                                  refusal_tail()};
+  }
 
   // Find the first unsealed segment, walking back from the newest: open time
   // depends on the unsealed tail only, never on how many segments are sealed.

@@ -33,7 +33,11 @@
 //     and only if damage lies below the guard, or a sealed segment (or a
 //     segment file's size, header or existence) was damaged: damage confined
 //     to the unsealed tail's records past the guard, the checkpoints and the
-//     control block must always recover.
+//     control block must always recover, with one exception: damage that
+//     raised varve.ctl's committed or durable word (no checksum: it is stored
+//     on every append) is refused with an error naming varve.ctl, and
+//     repair_log (`varve recover`) must then recover everything below the
+//     undamaged block's guard.
 //  2. Every event read back validates and equals the original event with that
 //     sequence number (stream, version, position, previous, type, payload,
 //     batch flags): recovery keeps a prefix of the log, never invents,
@@ -63,6 +67,7 @@
 #include <string>
 #include <vector>
 
+#include "base/coding.h"
 #include "base/log_files.h"
 #include "base/meta_file.h"
 #include "base/segment_format.h"
@@ -414,15 +419,16 @@ world& setup() {
 // With VARVE_FUZZ_VERBOSE set, how often each path was taken is printed at
 // exit: a harness whose strong checks never run would pass vacuously.
 struct path_stats {
-  uint64_t inputs = 0, open_failed = 0, opened = 0, strong = 0, full_read = 0, read_failed = 0,
+  uint64_t inputs = 0, open_failed = 0, opened = 0, strong = 0, ctl_repaired = 0, full_read = 0, read_failed = 0,
            lost_events = 0, reopened = 0;
   ~path_stats() {
     if (!std::getenv("VARVE_FUZZ_VERBOSE") || !inputs) return;
     std::fprintf(stderr,
                  "log_mutation_fuzzer paths: %lu inputs, open failed %lu, opened %lu (damage confined to "
-                 "the tail %lu), full reads %lu, read errors %lu, recoveries that cut events %lu, "
-                 "reopens %lu\n",
+                 "the tail %lu), repairs of a raised varve.ctl %lu, full reads %lu, read errors %lu, "
+                 "recoveries that cut events %lu, reopens %lu\n",
                  (unsigned long)inputs, (unsigned long)open_failed, (unsigned long)opened, (unsigned long)strong,
+                 (unsigned long)ctl_repaired,
                  (unsigned long)full_read, (unsigned long)read_failed, (unsigned long)lost_events,
                  (unsigned long)reopened);
   }
@@ -542,14 +548,44 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (meta_file::read(*posix_file_system(), w.work, m)) log_id = m.log_id;
   }
   const ctl_state ctl = control_block::read_state(*posix_file_system(), w.work, log_id);
-  const uint64_t guard = detail::guard_from(ctl, "varve.ctl").position;
+  uint64_t guard = detail::guard_from(ctl, "varve.ctl").position;
 
   log_options o;
   o.segment_bytes = kSegBytes;
   o.recovery = recovery_mode::torn_tail;
   o.prepare_next_segment = (setup_bits & 0x08) != 0;
   o.mode = (setup_bits & 0x20) ? durability::group : durability::none;
+  // Damage that raised varve.ctl's position words past what the undamaged
+  // block held. Those words are stored on every append and carry no checksum,
+  // so recovery cannot tell a raised word from acknowledged events that are
+  // missing: it must refuse, naming varve.ctl, and the explicit repair must
+  // then bring the log back without losing anything below the true guard.
+  uint64_t true_guard = guard;
+  {
+    const file_entry* before = nullptr;
+    for (const file_entry& f : w.variants[vi].files)
+      if (f.name == log_files::kControlName) before = &f;
+    if (before && before->bytes.size() >= 136)
+      true_guard = coding::get_u64(before->bytes.data() + ((setup_bits & 0x40) ? 128 : 64));
+  }
+  const bool guard_raised = guard > true_guard;
   auto opened = event_log::open(w.work, o);
+  // (Damage below the true guard is refused whatever the block says.)
+  if (!opened && guard_raised && first_damage >= true_guard) {
+    FUZZ_CHECK(!strong || (opened.error().code() == errc::corruption &&
+                           opened.error().message().find(log_files::kControlName) != std::string::npos),
+               "a raised position in varve.ctl was refused without naming it: " + opened.error().to_string());
+    auto repaired = repair_log(w.work);
+    FUZZ_CHECK(repaired.ok() || !strong,
+               "repair after a raised varve.ctl position failed: " + repaired.error().to_string());
+    if (repaired.ok()) {
+      ++g_stats.ctl_repaired;
+      opened = event_log::open(w.work, o);
+      FUZZ_CHECK(opened.ok() || !strong, "open after repairing a raised varve.ctl position failed: " +
+                                             opened.error().to_string());
+      guard = true_guard;  // what the repair must keep
+    }
+  }
   if (!opened) {
     FUZZ_CHECK(clean_open_error(opened.error().code()), "open failed uncleanly: " + opened.error().to_string());
     ++g_stats.open_failed;

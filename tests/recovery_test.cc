@@ -406,6 +406,29 @@ TEST_F(TailImage, DamageBelowTheCommittedPositionIsRefusedWithinTheBootAndChange
   }
 }
 
+// varve.ctl's committed word has no checksum (it is stored on every append),
+// so a raised one cannot be told from acknowledged events that went missing:
+// recovery refuses, naming varve.ctl and saying that it may be the damaged
+// part, and the explicit repair then keeps every event the log holds.
+TEST_F(TailImage, ARaisedCommittedWordInTheControlBlockIsRefusedThenRepairedLosingNothing) {
+  ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
+  const uint64_t raised = end_ + (uint64_t{40} << 16);  // 40 segments past the end
+  uint8_t word[8];
+  std::memcpy(word, &raised, 8);
+  ASSERT_NO_FATAL_FAILURE(write_at(work() + "/varve.ctl", 64, word, sizeof word));
+  const auto before = dir_bytes(work());
+  auto opened = event_log::open(work(), recovery_options());
+  ASSERT_ERRC(opened, errc::corruption);
+  const std::string msg = opened.error().message();
+  EXPECT_NE(msg.find("varve.ctl"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("segment files were removed, or varve.ctl is damaged"), std::string::npos) << msg;
+  EXPECT_TRUE(dir_bytes(work()) == before) << "a refused open changed the directory";
+  ASSERT_OK_AND_ASSIGN(repair_report rep, repair_log(work()));
+  EXPECT_EQ(rep.events_after, records_.size());
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::open(work(), recovery_options()));
+  EXPECT_TRUE(log_matches_model(*log, model_)) << "the repair lost events";
+}
+
 // The explicit repair: the log ends just before the damaged batch, and every
 // byte taken out is in lost+found/, byte for byte, before it was zeroed.
 TEST_F(TailImage, PointInTimeRepairCutsBeforeTheDamageAndKeepsEveryByte) {
