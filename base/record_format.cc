@@ -4,7 +4,7 @@
 // (xxhash.h's header-only mode, same algorithm and values as libxxhash) so it
 // inlines into encode/decode and specialises for record-sized inputs instead
 // of a call through the shared library's length dispatch.
-#include "base/record_encode.h"
+#include "base/record_decode.h"
 
 #include <cstring>
 
@@ -43,87 +43,9 @@ void encode_hole(std::byte* dst, uint32_t length, uint64_t position, uint64_t fi
   put_u64(dst, checksum(dst, length));
 }
 
-static decoded invalid(const char* why) { return {decode_outcome::invalid, 0, why}; }
-
 decoded decode(const std::byte* p, uint64_t avail, uint64_t expected_position,
                bool verify_checksum, event_view& out) {
-  if (avail < 16) {
-    for (uint64_t i = 0; i < avail; ++i)
-      if (p[i] != std::byte{0}) return invalid("bytes after the last record slot");
-    return {decode_outcome::unwritten};
-  }
-  const uint64_t sum = get_u64(p);
-  const uint32_t length = get_u32(p + 8);
-  const uint8_t kind = get_u8(p + 12);
-  if (sum == 0 && length == 0 && kind == kUnwritten) return {decode_outcome::unwritten};
-
-  // Structural checks on the length come before anything that trusts it.
-  if (length % 8 != 0 || length < kSegmentEndSize) return invalid("bad record length");
-  if (length > avail) return invalid("record length runs past the segment");
-
-  if (kind == kSegmentEnd) {
-    if (length != kSegmentEndSize) return invalid("bad segment-end length");
-    if (get_u64(p + 16) != expected_position) return invalid("segment-end position mismatch");
-    if (checksum(p, length) != sum) return invalid("segment-end checksum mismatch");
-    return {decode_outcome::segment_end, length};
-  }
-  if (kind == kHole) {
-    if (length < kHoleMinSize) return invalid("bad hole length");
-    if (get_u64(p + 16) != expected_position) return invalid("hole position mismatch");
-    if (checksum(p, length) != sum) return invalid("hole checksum mismatch");
-    decoded d{decode_outcome::hole, length};
-    d.hole_first = get_u64(p + 24);
-    d.hole_count = get_u64(p + 32);
-    return d;
-  }
-  if (kind != kEvent) {
-    if ((get_u8(p + 13) & kFlagIgnorable) && checksum(p, length) == sum)
-      return {decode_outcome::skip, length};
-    return invalid("unknown record kind (written by a newer varve?)");
-  }
-  if (length < kHeaderSize) return invalid("event record shorter than its header");
-  const uint8_t flags = get_u8(p + 13);
-  const uint8_t stream_len = get_u8(p + 14);
-  const uint16_t header_size = get_u16(p + 54);
-  const uint32_t payload_len = get_u32(p + 56);
-  if (stream_len == 0) return invalid("empty stream id");
-  if (header_size < kHeaderSize || header_size % 8 != 0 || header_size > length)
-    return invalid("bad header size");
-  const uint32_t ids = kIdSize * (((flags & kFlagEventId) != 0) + ((flags & kFlagCorrelation) != 0) +
-                                  ((flags & kFlagCausation) != 0));
-  const uint64_t body = uint64_t{header_size} + ids + stream_len + payload_len;
-  if (align8(body) != length) return invalid("record length disagrees with its fields");
-  if (get_u64(p + 16) != expected_position) return invalid("record position mismatch");
-  if (verify_checksum && checksum(p, length) != sum) return invalid("record checksum mismatch");
-  const uint64_t version = get_u64(p + 32);
-  if (version == 0) return invalid("stream version 0");
-
-  out.position = position{expected_position};
-  out.sequence = sequence{get_u64(p + 24)};
-  out.version = version;
-  out.timestamp_ns = get_u64(p + 40);
-  out.type = get_u32(p + 48);
-  out.schema_version = get_u16(p + 52);
-  out.previous = position{get_u64(p + 64)};
-  out.content = (flags & kFlagJson) ? content_type::json : content_type::binary;
-  out.batch_begin = flags & kFlagBatchBegin;
-  out.batch_end = flags & kFlagBatchEnd;
-  out.stream_is_integer = flags & kFlagIntegerStream;
-  const std::byte* q = p + header_size;
-  auto take_id = [&](uint8_t bit) -> const id128* {
-    if (!(flags & bit)) return nullptr;
-    auto* id = reinterpret_cast<const id128*>(q);  // id128 is 16 plain bytes, align 1
-    q += kIdSize;
-    return id;
-  };
-  out.event_id = take_id(kFlagEventId);
-  out.correlation_id = take_id(kFlagCorrelation);
-  out.causation_id = take_id(kFlagCausation);
-  out.stream = std::string_view(reinterpret_cast<const char*>(q), stream_len);
-  q += stream_len;
-  out.payload = std::span<const std::byte>(q, payload_len);
-  out.record_bytes = length;
-  return {decode_outcome::event, length};
+  return decode_inline(p, avail, expected_position, verify_checksum, out);
 }
 
 }  // namespace varve::record

@@ -49,6 +49,11 @@ struct ceiling_writer {
   }
 };
 
+// The verified-read ceiling: XXH3 of bytes [8, R) of each of `records`
+// records of `record_bytes` at `buf` (bench/ceiling_verified.cc). Returns how
+// many checksums did not match the record's first 8 bytes.
+uint64_t verified_scan(const std::byte* buf, uint64_t records, uint32_t record_bytes);
+
 inline void* map_anonymous_prefaulted(uint64_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (p == MAP_FAILED) fatal("mmap anonymous: " + std::string(strerror(errno)));

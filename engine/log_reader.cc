@@ -1,16 +1,36 @@
-#include "base/record_format.h"
+#include <algorithm>
+
+#include "base/record_decode.h"
 #include "engine/shared_log.h"
 #include "varve/reader.h"
 
 namespace varve {
 
 log_reader::log_reader(std::shared_ptr<detail::shared_log> log, position from)
-    : log_(std::move(log)), pos_(from) {}
+    : log_(std::move(log)), pos_(from), verify_(log_ && log_->verify_checksums) {}
 
 position log_reader::committed() const { return position{log_ ? log_->committed() : 0}; }
 
+// The scan loop's per-record work is here: one inlined decode (framing, the
+// checksum, the fields) of a record known to be committed and mapped. The
+// commit position, the segment table and the alignment checks are paid once
+// per window, in next_slow, not once per record.
 result<bool> log_reader::next(event_view& out) {
+  if (pos_.value < limit_) [[likely]] {
+    const uint64_t off = pos_.value - seg_base_;
+    const record::decoded d =
+        record::decode_inline(seg_data_ + off, seg_records_end_ - off, pos_.value, verify_, out);
+    if (d.outcome == record::decode_outcome::event) [[likely]] {
+      pos_.value += d.length;
+      return true;
+    }
+  }
+  return next_slow(out);
+}
+
+result<bool> log_reader::next_slow(event_view& out) {
   if (!log_) return status(errc::invalid_argument, "reader is not attached to a log");
+  limit_ = 0;
   const uint64_t commit = log_->committed();
   const uint8_t l2 = log_->log2();
   const uint64_t mask = (uint64_t{1} << l2) - 1;
@@ -32,11 +52,17 @@ result<bool> log_reader::next(event_view& out) {
     if (off % 8 != 0 || off >= sg.records_end())
       return status(errc::invalid_argument, sg.path() + " offset " + std::to_string(off) +
                                                 ": not a record position");
-    record::decoded d = record::decode(sg.data() + off, sg.records_end() - off, pos_.value,
-                                       log_->verify_checksums, out);
+    record::decoded d = record::decode_inline(sg.data() + off, sg.records_end() - off, pos_.value,
+                                              verify_, out);
     switch (d.outcome) {
       case record::decode_outcome::event:
         pos_.value += d.length;
+        // The window for the fast path: the rest of this segment that is
+        // committed, from an aligned record boundary.
+        seg_data_ = sg.data();
+        seg_base_ = sg.base_position();
+        seg_records_end_ = sg.records_end();
+        limit_ = std::min(commit, seg_base_ + seg_records_end_);
         return true;
       case record::decode_outcome::segment_end:
         pos_.value = ((index + 1) << l2) + segment_format::kHeaderSize;

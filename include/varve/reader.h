@@ -31,17 +31,31 @@ class log_reader {
 
   // Position of the next record this reader will return (or the end of log).
   position where() const { return pos_; }
-  void seek(position p) { pos_ = p; }
+  void seek(position p) {
+    pos_ = p;
+    limit_ = 0;  // the next call checks the new position
+  }
   // The committed end of the log as this reader sees it now (acquire load).
   VARVE_API position committed() const;
 
  private:
+  result<bool> next_slow(event_view& out);
+
   std::shared_ptr<detail::shared_log> log_;
   position pos_;
+  bool verify_ = true;
   // The segment the cursor is in, so a scan looks the table up once per
   // segment rather than once per record.
   const void* seg_ = nullptr;
   uint64_t seg_index_ = ~uint64_t{0};
+  // The fast path's window: records at positions [pos_, limit_) are committed
+  // and lie in the mapping seg_data_ (the segment at seg_base_), so next()
+  // decodes them without loading the commit position or checking the
+  // segment again. limit_ = 0: no window (next_slow decides).
+  const std::byte* seg_data_ = nullptr;
+  uint64_t seg_base_ = 0;
+  uint64_t seg_records_end_ = 0;
+  uint64_t limit_ = 0;
 };
 
 }  // namespace varve
