@@ -3,6 +3,8 @@
 
 #include <vector>
 
+#include "base/record_decode.h"
+
 namespace varve {
 
 template <class F>
@@ -24,7 +26,7 @@ segment_scan scan_segment(const segment& seg, uint64_t first_sequence, bool veri
   };
   while (true) {
     event_view v;
-    record::decoded d = record::decode(seg.data() + off, end - off, base + off, verify, v);
+    record::decoded d = record::decode_inline(seg.data() + off, end - off, base + off, verify, v);
     if (d.outcome == record::decode_outcome::unwritten) {
       if (in_batch) stop("batch ends without its last record");
       else r.clean_zero_end = true;

@@ -1,5 +1,6 @@
 #include "varve/stream_reader.h"
 
+#include "base/record_decode.h"
 #include "base/record_format.h"
 #include "engine/shared_log.h"
 
@@ -98,7 +99,7 @@ status stream_reader::descend() {
     if (off < segment_format::kHeaderSize || off % 8 != 0 || off >= seg.records_end())
       return bad_chain(seg, off, "back-chain points outside the record area");
     event_view v;
-    record::decoded d = record::decode(seg.data() + off, seg.records_end() - off, walk_pos_,
+    record::decoded d = record::decode_inline(seg.data() + off, seg.records_end() - off, walk_pos_,
                                        log_->verify_checksums, v);
     if (d.outcome != record::decode_outcome::event)
       return bad_chain(seg, off, std::string("back-chain record: ") +
@@ -166,7 +167,7 @@ result<bool> stream_reader::next(event_view& out) {
   if (off < segment_format::kHeaderSize || off % 8 != 0 || off >= seg.records_end())
     return bad_chain(seg, off, "stream index points outside the record area");
   record::decoded d =
-      record::decode(seg.data() + off, seg.records_end() - off, pos, log_->verify_checksums, out);
+      record::decode_inline(seg.data() + off, seg.records_end() - off, pos, log_->verify_checksums, out);
   if (d.outcome != record::decode_outcome::event)
     return bad_chain(seg, off, std::string("stream record: ") + (d.why ? d.why : "not an event record"));
   if (out.stream != stream_ || out.version != next_version_)

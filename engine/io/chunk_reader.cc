@@ -19,6 +19,7 @@
 #include "base/coding.h"
 #include "engine/io/chunk_reader_internal.h"
 #include "base/log_files.h"
+#include "base/record_decode.h"
 #include "base/record_format.h"
 #include "base/segment.h"
 
@@ -183,7 +184,7 @@ run_out run_records(const segment_view& sv, const std::byte* mem, uint64_t mem_o
         return r;
       }
     }
-    const record::decoded d = record::decode(p, seg_left, sv.base + off, sv.verify, v);
+    const record::decoded d = record::decode_inline(p, seg_left, sv.base + off, sv.verify, v);
     switch (d.outcome) {
       case record::decode_outcome::event:
         if (seq.known && v.sequence.value != seq.next)

@@ -33,6 +33,7 @@
 #include "base/coding.h"
 #include "engine/io/chunk_reader.h"
 #include "engine/log_access.h"
+#include "base/record_decode.h"
 #include "base/record_format.h"
 #include "engine/segment_filter.h"
 #include "varve/replay.h"
@@ -167,7 +168,7 @@ void scheduler::process(uint32_t w) {
       const uint64_t pos = s.c.position + it.offset;
       // Validated by the chunk reader; decode() re-checks the header's
       // bounds (cheap) but not the checksum.
-      record::decoded d = record::decode(s.c.data + it.offset, s.c.end - pos, pos, false, me.v);
+      record::decoded d = record::decode_inline(s.c.data + it.offset, s.c.end - pos, pos, false, me.v);
       status st;
       if (d.outcome != record::decode_outcome::event) {
         st = status(errc::corruption, "replay: record at position " + std::to_string(pos) +
