@@ -8,6 +8,10 @@ namespace varve {
 // size a scan beats hashing or a binary search on the per-event path.
 bool event_filter::matches(const event_view& e) const {
   if (!types.empty() && std::find(types.begin(), types.end(), e.type) == types.end()) return false;
+  if (!correlation_ids.empty() &&
+      (!e.correlation_id ||
+       std::find(correlation_ids.begin(), correlation_ids.end(), *e.correlation_id) == correlation_ids.end()))
+    return false;
   if (streams.empty() && stream_prefixes.empty()) return true;
   for (const std::string& s : streams)
     if (e.stream == s) return true;

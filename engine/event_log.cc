@@ -695,6 +695,9 @@ result<stream_version> event_log::version_at_time(stream_id stream, uint64_t t) 
 }
 
 log_reader event_log::read(position from) const { return log_reader(s_->shared, from); }
+log_reader event_log::read(position from, event_filter filter) const {
+  return log_reader(s_->shared, from, std::move(filter));
+}
 
 log_stats event_log::stats() const {
   const log_state& s = *s_;

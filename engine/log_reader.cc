@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "base/record_decode.h"
+#include "engine/segment_filter.h"
 #include "engine/shared_log.h"
 #include "varve/reader.h"
 
@@ -9,6 +10,11 @@ namespace varve {
 log_reader::log_reader(std::shared_ptr<detail::shared_log> log, position from)
     : log_(std::move(log)), pos_(from), verify_(log_ && log_->verify_checksums) {}
 
+log_reader::log_reader(std::shared_ptr<detail::shared_log> log, position from, event_filter filter)
+    : log_reader(std::move(log), from) {
+  if (!filter.empty()) filter_ = std::make_shared<const event_filter>(std::move(filter));
+}
+
 position log_reader::committed() const { return position{log_ ? log_->committed() : 0}; }
 
 // The scan loop's per-record work is here: one inlined decode (framing, the
@@ -16,16 +22,21 @@ position log_reader::committed() const { return position{log_ ? log_->committed(
 // commit position, the segment table and the alignment checks are paid once
 // per window, in next_slow, not once per record.
 result<bool> log_reader::next(event_view& out) {
-  if (pos_.value < limit_) [[likely]] {
-    const uint64_t off = pos_.value - seg_base_;
-    const record::decoded d =
-        record::decode_inline(seg_data_ + off, seg_records_end_ - off, pos_.value, verify_, out);
-    if (d.outcome == record::decode_outcome::event) [[likely]] {
-      pos_.value += d.length;
-      return true;
+  for (;;) {
+    if (pos_.value < limit_) [[likely]] {
+      const uint64_t off = pos_.value - seg_base_;
+      const record::decoded d =
+          record::decode_inline(seg_data_ + off, seg_records_end_ - off, pos_.value, verify_, out);
+      if (d.outcome == record::decode_outcome::event) [[likely]] {
+        pos_.value += d.length;
+        if (!filter_ || filter_->matches(out)) [[likely]]
+          return true;
+        continue;
+      }
     }
+    result<bool> r = next_slow(out);
+    if (!r || !r.value() || !filter_ || filter_->matches(out)) return r;
   }
-  return next_slow(out);
 }
 
 result<bool> log_reader::next_slow(event_view& out) {
@@ -43,6 +54,13 @@ result<bool> log_reader::next_slow(event_view& out) {
       continue;
     }
     if (index != seg_index_) {
+      // A filtered reader entering a sealed segment whose index rules the
+      // filter out skips it whole (match_segment answers `maybe` for
+      // anything it cannot prove, the tail included).
+      if (filter_ && match_segment(*log_, index, *filter_) == segment_match::none) {
+        pos_.value = ((index + 1) << l2) + segment_format::kHeaderSize;
+        continue;
+      }
       auto seg = log_->segments.get(index);
       if (!seg) return seg.error();
       seg_ = seg.value();

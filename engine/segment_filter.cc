@@ -40,6 +40,15 @@ segment_match match_segment(const segment_index::view& ix, const event_filter& f
       }
     if (!any) return segment_match::none;
   }
+  if (!f.correlation_ids.empty()) {
+    bool any = false;
+    for (const id128& id : f.correlation_ids)
+      if (ix.may_hold_correlation(id)) {
+        any = true;
+        break;
+      }
+    if (!any) return segment_match::none;
+  }
   if (f.streams.empty() && f.stream_prefixes.empty()) return segment_match::maybe;
   // The stream slots list every stream of the segment: an exact id is
   // answered for certain.

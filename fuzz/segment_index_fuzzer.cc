@@ -13,7 +13,7 @@
 // reads outside it, and the summary (types, categories, flags) reads only
 // inside the file, its lists strictly ascending, and match_segment answers
 // any filter without a stray read (ASan catches any: the file is an
-// exact-size heap buffer).
+// exact-size heap buffer), the correlation filter included.
 #include <xxhash.h>
 
 #include <cstddef>
@@ -112,6 +112,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)match_segment(ix, f);
     (void)ix.has_category(chunk);
     (void)ix.lower_bound_category(chunk);
+    // The correlation filter: any 16 bytes of the input as an id (its bits
+    // are read only inside the file).
+    id128 id;
+    for (size_t i = 0; i < 16; ++i) id.bytes[i] = at + i < n ? static_cast<uint8_t>(file[at + i]) : 0;
+    (void)ix.may_hold_correlation(id);
+    f.correlation_ids = {id};
+    (void)match_segment(ix, f);
   }
   return 0;
 }

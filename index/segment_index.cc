@@ -22,6 +22,14 @@ constexpr size_t kTimeEntry = 16;
 
 uint64_t pad8(uint64_t n) { return (n + 7) & ~uint64_t{7}; }
 
+// The correlation filter's hashing (segment_index.h): one XXH3 per id, the
+// bits from its halves (double hashing).
+uint64_t correlation_hash(const id128& id) { return XXH3_64bits(id.bytes.data(), id.bytes.size()); }
+uint64_t correlation_bit(uint64_t h, uint64_t i) {
+  const uint64_t h1 = h & 0xffffffffu, h2 = (h >> 32) | 1;
+  return h1 + i * h2;
+}
+
 // Bytes of the summary section for the given list sizes (each bounded by its
 // cap before this is called, so nothing overflows).
 uint64_t summary_size(uint64_t types, uint64_t categories, uint64_t category_bytes) {
@@ -77,6 +85,7 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
   uint64_t distinct_types = 0;
   uint8_t flags = 0;
   std::unordered_set<std::string_view> categories;
+  std::unordered_set<uint64_t> correlations;  // XXH3 of each distinct correlation id
   const uint64_t base = seg.base_position();
   segment_scan r = scan_segment(seg, f.first_sequence, true, [&](const event_view& v) {
     auto [it, fresh] = ids.try_emplace(v.stream, static_cast<uint32_t>(streams.size()));
@@ -100,6 +109,7 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
       }
       if (fresh_type && ++distinct_types > kMaxSummaryTypes) flags |= kAnyType;
     }
+    if (v.correlation_id) correlations.insert(correlation_hash(*v.correlation_id));
     acc& a = streams[it->second];
     const uint32_t off = static_cast<uint32_t>(v.position.value - base);
     if (a.first_version + a.count != v.version && !gap) gap = true, gap_offset = off;
@@ -158,7 +168,14 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
     category_bytes = 0;
   }
   const uint64_t summary_at = time_at + times.size() * kTimeEntry;
-  const uint64_t total = summary_at + summary_size(type_list.size(), category_list.size(), category_bytes);
+  const uint64_t filter_at = summary_at + summary_size(type_list.size(), category_list.size(), category_bytes);
+  uint8_t correlation_log2 = 0;
+  if (!correlations.empty()) {
+    correlation_log2 = kMinCorrelationLog2;
+    while (correlation_log2 < kMaxCorrelationLog2 && (uint64_t{1} << correlation_log2) < 10 * correlations.size())
+      ++correlation_log2;
+  }
+  const uint64_t total = filter_at + (correlation_log2 ? (uint64_t{1} << correlation_log2) / 8 : 0);
   std::vector<std::byte> out(total);
   std::byte* p = out.data();
 
@@ -203,6 +220,15 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
     }
   }
 
+  if (correlation_log2) {
+    const uint64_t mask = (uint64_t{1} << correlation_log2) - 1;
+    for (uint64_t h : correlations)
+      for (uint64_t i = 0; i < kCorrelationHashes; ++i) {
+        const uint64_t b = correlation_bit(h, i) & mask;
+        p[filter_at + b / 8] |= static_cast<std::byte>(1u << (b % 8));
+      }
+  }
+
   std::memcpy(p, kMagic, 8);
   coding::put_u32(p + 8, kFormatVersion);
   p[12] = static_cast<std::byte>(in.hash);
@@ -220,6 +246,8 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
   coding::put_u32(p + 108, static_cast<uint32_t>(category_list.size()));
   coding::put_u32(p + 112, static_cast<uint32_t>(category_bytes));
   p[116] = static_cast<std::byte>(flags);
+  p[117] = static_cast<std::byte>(correlation_log2);
+  p[118] = static_cast<std::byte>(correlation_log2 ? kCorrelationHashes : 0);
   coding::put_u64(p + 96, XXH3_64bits(p + kHeaderSize, total - kHeaderSize));
   coding::put_u64(p + 120, XXH3_64bits(p, 120));
   return out;
@@ -232,8 +260,9 @@ result<view> view::open(const std::byte* data, size_t size, const std::string& f
   };
   if (size < kHeaderSize) return bad(0, "index file is " + std::to_string(size) + " bytes, shorter than its header");
   if (std::memcmp(data, kMagic, 8) != 0) return bad(0, "not a segment index file (bad magic)");
-  // Version 1 predates the summary: a filter could not use it, so it is
-  // treated as stale (derived data; the writer rebuilds it at its next open).
+  // Version 1 predates the summary, version 2 the correlation filter: a
+  // filter could not use them, so they are treated as stale (derived data;
+  // the writer rebuilds them at its next open).
   if (coding::get_u32(data + 8) < kFormatVersion)
     return bad(8, "segment index format version " + std::to_string(coding::get_u32(data + 8)) +
                       " is older than " + std::to_string(kFormatVersion) + " (stale, rebuilt)");
@@ -259,10 +288,15 @@ result<view> view::open(const std::byte* data, size_t size, const std::string& f
   h.category_count = coding::get_u32(data + 108);
   h.category_bytes = coding::get_u32(data + 112);
   h.summary_flags = static_cast<uint8_t>(data[116]);
+  h.correlation_log2 = static_cast<uint8_t>(data[117]);
+  h.correlation_hashes = static_cast<uint8_t>(data[118]);
   if (h.hash > 1) return bad(12, "unknown hash kind");
-  if ((h.summary_flags & ~kKnownSummaryFlags) != 0 || data[117] != std::byte{0} ||
-      data[118] != std::byte{0} || data[119] != std::byte{0})
+  if ((h.summary_flags & ~kKnownSummaryFlags) != 0 || data[119] != std::byte{0})
     return bad(116, "unknown summary flags");
+  if (h.correlation_log2 == 0 ? h.correlation_hashes != 0
+                              : (h.correlation_log2 < kMinCorrelationLog2 || h.correlation_log2 > kMaxCorrelationLog2 ||
+                                 h.correlation_hashes == 0 || h.correlation_hashes > kMaxCorrelationHashes))
+    return bad(117, "correlation filter size is invalid");
   // Caps first: they bound the summary's size arithmetic below.
   if (h.type_count > kMaxSummaryTypes || h.category_count > kMaxCategories ||
       h.category_bytes > kMaxCategoryBytes || h.category_bytes < h.category_count ||
@@ -286,8 +320,9 @@ result<view> view::open(const std::byte* data, size_t size, const std::string& f
   const uint64_t postings_at = entries_at + h.entries_bytes;
   const uint64_t time_at = postings_at + pad8(h.event_count * 4);
   const uint64_t summary_at = time_at + h.time_count * kTimeEntry;  // <= 2 x limit: no overflow
-  if (time_at > limit || summary_at > limit ||
-      summary_at + summary_size(h.type_count, h.category_count, h.category_bytes) != size)
+  const uint64_t filter_at = summary_at + summary_size(h.type_count, h.category_count, h.category_bytes);
+  const uint64_t filter_bytes = h.correlation_log2 ? (uint64_t{1} << h.correlation_log2) / 8 : 0;
+  if (time_at > limit || summary_at > limit || filter_at + filter_bytes != size)
     return bad(40, "index sizes disagree with the file size " + std::to_string(size));
   if (verify_body && coding::get_u64(data + 96) != XXH3_64bits(data + kHeaderSize, size - kHeaderSize))
     return bad(kHeaderSize, "index body checksum mismatch");
@@ -316,7 +351,7 @@ result<view> view::open(const std::byte* data, size_t size, const std::string& f
     prev = c;
     begin = end;
   }
-  for (uint64_t i = names_at + h.category_bytes; i < size; ++i)
+  for (uint64_t i = names_at + h.category_bytes; i < filter_at; ++i)
     if (data[i] != std::byte{0}) return bad(i, "summary padding is not zero");
   v.data_ = data;
   v.size_ = size;
@@ -327,6 +362,7 @@ result<view> view::open(const std::byte* data, size_t size, const std::string& f
   v.types_ = reinterpret_cast<const uint32_t*>(types);
   v.category_ends_ = data + ends_at;
   v.category_names_ = reinterpret_cast<const char*>(data + names_at);
+  v.correlation_bits_ = data + filter_at;
   return v;
 }
 
@@ -334,6 +370,18 @@ bool view::may_hold_type(uint32_t type) const {
   if (summary_flags() & kAnyType) return true;
   const std::span<const uint32_t> t = types();
   return std::binary_search(t.begin(), t.end(), type);
+}
+
+bool view::may_hold_correlation(const id128& id) const {
+  if (!data_) return true;
+  if (h_.correlation_log2 == 0) return false;  // no event here carries one
+  const uint64_t h = correlation_hash(id);
+  const uint64_t mask = (uint64_t{1} << h_.correlation_log2) - 1;
+  for (uint64_t i = 0; i < h_.correlation_hashes; ++i) {
+    const uint64_t b = correlation_bit(h, i) & mask;
+    if (!(static_cast<uint8_t>(correlation_bits_[b / 8]) & (1u << (b % 8)))) return false;
+  }
+  return true;
 }
 
 std::string_view view::category(uint64_t i) const {

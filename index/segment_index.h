@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "varve/event.h"
 #include "varve/status.h"
 
 namespace varve {
@@ -27,7 +28,7 @@ namespace varve::segment_index {
 
 //  Header, 128 bytes:
 //  0   8  magic "VARVESIX"
-//  8   4  format_version (2; 1 had no summary and is rebuilt)
+//  8   4  format_version (3; 1 had no summary, 2 no correlation filter: both rebuilt)
 //  12  1  hash_kind (0: XXH3-64 of the stream id; 1: weak, tests only)
 //  13  3  reserved (0)
 //  16  8  log_id
@@ -45,7 +46,10 @@ namespace varve::segment_index {
 //  108 4  category_count        summary: distinct stream categories listed
 //  112 4  category_bytes        summary: bytes of the category names
 //  116 1  summary_flags         kAnyType | kAnyCategory | kUncategorised | kIntegerIds
-//  117 3  reserved (0)
+//  117 1  correlation_log2      correlation filter of 2^n bits; 0: no event of the
+//                               segment carries a correlation id (no filter)
+//  118 1  correlation_hashes    bits set per id (1..16; 0 when correlation_log2 is 0)
+//  119 1  reserved (0)
 //  120 8  checksum              XXH3-64 of bytes [0, 120)
 //  Body: slots (slot_count x 16: hash u64, entry offset + 1 u64, 0 = empty;
 //  linear probing), entries (each: first_version u64, prev_position u64,
@@ -56,8 +60,10 @@ namespace varve::segment_index {
 //  the event, its offset u32, 4 reserved; one entry per kTimeStride events),
 //  summary (types: type_count x u32 strictly ascending, padded to 8; then
 //  category_count x u32 end offsets into the names, the names' bytes
-//  (category_bytes), padded to 8; names strictly ascending bytewise).
-inline constexpr uint32_t kFormatVersion = 2;
+//  (category_bytes), padded to 8; names strictly ascending bytewise), then
+//  the correlation filter (2^correlation_log2 / 8 bytes, a Bloom filter of the
+//  segment's correlation ids: see correlation_bits).
+inline constexpr uint32_t kFormatVersion = 3;
 inline constexpr size_t kHeaderSize = 128;
 inline constexpr uint64_t kTimeStride = 64;
 
@@ -77,6 +83,17 @@ inline constexpr uint8_t kKnownSummaryFlags = 15;
 inline constexpr size_t kMaxSummaryTypes = 4096;
 inline constexpr size_t kMaxCategories = 1024;
 inline constexpr size_t kMaxCategoryBytes = 64 * 1024;
+
+// The correlation filter: a Bloom filter of every correlation id in the
+// segment, about 10 bits per distinct id (7 bits set each: under 1 % false
+// "maybe"), from 64 bits up to 2^26 (8 MiB; a segment holds fewer ids than
+// that fits well). Bit i of id x, for i < hashes: (h1 + i * h2) mod 2^log2,
+// where h = XXH3-64 of the id's 16 bytes, h1 = its low 32 bits and h2 its
+// high 32 bits with the lowest bit set. Bit b is bit (b % 8) of byte b / 8.
+inline constexpr uint8_t kMinCorrelationLog2 = 6;
+inline constexpr uint8_t kMaxCorrelationLog2 = 26;
+inline constexpr uint8_t kCorrelationHashes = 7;
+inline constexpr uint8_t kMaxCorrelationHashes = 16;
 
 enum class hash_kind : uint8_t { xxh3 = 0, weak = 1 };
 uint64_t hash(hash_kind k, std::string_view stream);
@@ -137,11 +154,15 @@ class view {
   // not below `prefix` (category_count() if none).
   bool has_category(std::string_view category) const;
   uint64_t lower_bound_category(std::string_view prefix) const;
+  // False only when the filter proves no event of the segment carries this
+  // correlation id (a false "true" is possible, a false "false" is not).
+  bool may_hold_correlation(const id128& id) const;
 
  private:
   struct header {
     uint8_t hash = 0;
     uint8_t summary_flags = 0;
+    uint8_t correlation_log2 = 0, correlation_hashes = 0;
     uint32_t type_count = 0, category_count = 0, category_bytes = 0;
     uint64_t log_id, segment_index, first_sequence, event_count, stream_count, slot_count,
         entries_bytes, time_count, max_ts_through, data_checksum;
@@ -156,6 +177,7 @@ class view {
   const uint32_t* types_ = nullptr;
   const std::byte* category_ends_ = nullptr;  // category_count x u32
   const char* category_names_ = nullptr;
+  const std::byte* correlation_bits_ = nullptr;  // 2^correlation_log2 bits
 };
 
 }  // namespace varve::segment_index

@@ -47,6 +47,15 @@ run read "$D" --limit 2
 expect "read --limit 2 prints two events" out_lines 2
 run read "$D" --from-position "$second"
 expect "read --from-position starts there" py 'len(out) == 4 and out[0]["position"] == '"$second"
+run read "$D" --correlation aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee
+expect "read --correlation prints that id's events only" py 'len(out) == 1 and out[0]["stream"] == "order-2" and out[0]["version"] == 2'
+run read "$D" --correlation aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --stream order-2
+expect "  ... also within one stream" py 'len(out) == 1 and out[0]["version"] == 2'
+run read "$D" --correlation aaaaaaaa-bbbb-cccc-dddd-000000000000
+expect "  ... and nothing for an id no event carries" out_lines 0
+run read "$D" --correlation not-a-uuid
+expect "a malformed --correlation is a usage error (exit 2)" rc_is 2
+expect "  ... naming the flag" err_has '--correlation'
 run read "$D" --limit abc
 expect "a malformed --limit is a usage error (exit 2)" rc_is 2
 expect "  ... naming the flag" err_has '--limit'

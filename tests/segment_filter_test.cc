@@ -462,6 +462,108 @@ TEST(SegmentFilter, TheWritersSealedSegmentsAnswerAndItsTailIsMaybe) {
 }
 
 // ---------------------------------------------------------------------------
+// Correlation ids (issue 19.7): each sealed segment's index holds a Bloom
+// filter of them, so a filtered read of one correlation id reads the segments
+// that may hold it, never misses one that does.
+
+id128 id_of(uint64_t k) {
+  id128 id;
+  for (int i = 0; i < 8; ++i) id.bytes[i] = static_cast<uint8_t>(k >> (8 * i));
+  id.bytes[15] = 0x5a;
+  return id;
+}
+
+TEST(CorrelationFilter, AFilteredReadFindsEveryEventOfAnIdAndSkipsSegmentsWithout) {
+  temp_dir d;
+  const std::string dir = d.sub("log");
+  log_options o;
+  o.segment_bytes = kSeg;
+  std::mt19937_64 rng(1907);
+  // Commands: each a correlation id with 1-4 events over 1-2 streams; about
+  // a fifth of the events carry none. Ids 0..: one id per command.
+  std::map<uint64_t, std::vector<uint64_t>> by_id;  // id -> sequences
+  uint64_t commands = 0;
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
+    std::vector<std::byte> payload(60);
+    for (;;) {
+      const bool has = rng() % 5 != 0;
+      const id128 cid = id_of(commands);
+      const int n = 1 + int(rng() % 4);
+      std::vector<event_data> evs(n);
+      for (auto& e : evs) {
+        e.type = 1 + uint32_t(rng() % 3);
+        e.payload = payload;
+        e.correlation_id = has ? &cid : nullptr;
+      }
+      const std::string s = "cart-" + std::to_string(rng() % 50);
+      ASSERT_OK_AND_ASSIGN(append_result r, log->append(stream_id(std::string_view(s)), expected_version::any(), evs));
+      if (has)
+        for (int i = 0; i < n; ++i) by_id[commands].push_back(r.first_sequence.value + i);
+      ++commands;
+      if (r.first.value / kSeg >= 30) break;
+    }
+    ASSERT_OK(log->close());  // the sealer has indexed every sealed segment
+  }
+  ASSERT_OK_AND_ASSIGN(auto ro, event_log::open_read_only(dir, o));
+  detail::shared_log& sh = *detail::log_access::shared(*ro);
+  auto by_seg = events_by_segment(*ro, kSeg);
+  uint64_t skipped = 0, sealed_checks = 0, false_maybes = 0;
+  for (uint64_t c = 0; c < commands; c += 1 + rng() % 7) {
+    event_filter f;
+    f.correlation_ids.push_back(id_of(c));
+    // Soundness and precision per sealed segment.
+    for (uint64_t k = 0; k < 30; ++k) {
+      bool holds = false;
+      for (const event_view& e : by_seg[k]) holds |= f.matches(e);
+      const segment_match m = match_segment(sh, k, f);
+      if (holds) ASSERT_EQ(m, segment_match::maybe) << "segment " << k << " holds id " << c;
+      ++sealed_checks;
+      skipped += m == segment_match::none;
+      false_maybes += !holds && m == segment_match::maybe;
+    }
+    // The filtered reader returns exactly the id's events, in log order.
+    log_reader r = ro->read(position{}, f);
+    std::vector<uint64_t> got;
+    event_view v;
+    for (;;) {
+      ASSERT_OK_AND_ASSIGN(bool more, r.next(v));
+      if (!more) break;
+      ASSERT_TRUE(v.correlation_id && *v.correlation_id == id_of(c));
+      got.push_back(v.sequence.value);
+    }
+    EXPECT_EQ(got, by_id[c]) << "correlation id " << c;
+  }
+  // An id that no event carries: every sealed segment is skipped (up to the
+  // filter's false positives), the tail is read.
+  event_filter nobody;
+  nobody.correlation_ids.push_back(id_of(1u << 30));
+  uint64_t nones = 0;
+  for (uint64_t k = 0; k < 30; ++k) nones += match_segment(sh, k, nobody) == segment_match::none;
+  EXPECT_GE(nones, 29u);
+  log_reader r = ro->read(position{}, nobody);
+  event_view v;
+  ASSERT_OK_AND_ASSIGN(bool more, r.next(v));
+  EXPECT_FALSE(more);
+  // The Bloom filters are sized for about 1 % false "maybe".
+  EXPECT_GT(skipped, sealed_checks * 9 / 10) << skipped << " of " << sealed_checks;
+  EXPECT_LT(false_maybes, sealed_checks / 30) << false_maybes << " of " << sealed_checks;
+}
+
+TEST(CorrelationFilter, ASegmentWithoutCorrelationIdsHasNoFilterAndRulesOutEveryId) {
+  rare_log rl;  // no event carries a correlation id
+  ASSERT_FALSE(HasFailure());
+  const auto good = read_file(sidx(rl.dir, 3));
+  EXPECT_EQ(good[117], 0) << "no filter bytes for a segment without correlation ids";
+  event_filter f;
+  f.correlation_ids.push_back(id_of(7));
+  EXPECT_EQ(count(matches_of(rl.dir, f), segment_match::none), rare_log::kSealed);
+  // Combined with a type that is there: still none (both must hold).
+  f.types.push_back(1);
+  EXPECT_EQ(count(matches_of(rl.dir, f), segment_match::none), rare_log::kSealed);
+}
+
+// ---------------------------------------------------------------------------
 // Index files that cannot be trusted: never `none`, and rebuilt.
 
 TEST(SegmentFilter, MissingDamagedOrStaleIndexSaysMaybeAndIsRebuilt) {
@@ -776,6 +878,33 @@ TEST(SegmentSummary, OpenRejectsEveryInconsistentSummary) {
   mutated([&](auto& b) { b[summary_at + 32 + 1] = '-'; });      // two '-'
   mutated([&](auto& b) { b.back() = 1; });                      // padding
   mutated([&](auto& b) { u32(b, 8, 1); });                      // version 1: stale
+  mutated([&](auto& b) { u32(b, 8, 2); });                      // version 2 (no correlation filter): stale
+  mutated([&](auto& b) { b[117] = 6; });                        // a filter the file has no bytes for
+  mutated([&](auto& b) {                                        // a filter of too few bits
+    b[117] = 3;
+    b[118] = 7;
+    b.resize(b.size() + 1);
+  });
+  mutated([&](auto& b) {                                        // 64 bits, no hashes
+    b[117] = 6;
+    b.resize(b.size() + 8);
+  });
+  mutated([&](auto& b) { b[119] = 1; });                        // reserved
+  {  // A filter of 64 bits with its bytes: accepted, and it answers from them.
+    auto b = good;
+    b[117] = 6;
+    b[118] = 7;
+    b.resize(b.size() + 8);
+    fix_checksums(b);
+    auto v = open(b);
+    ASSERT_OK(v);
+    EXPECT_FALSE(v.value().may_hold_correlation(id_of(1)));  // all bits clear
+    std::fill(b.end() - 8, b.end(), 0xff);
+    fix_checksums(b);
+    auto w = open(b);
+    ASSERT_OK(w);
+    EXPECT_TRUE(w.value().may_hold_correlation(id_of(1)));  // all bits set
+  }
 }
 
 }  // namespace

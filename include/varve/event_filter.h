@@ -22,10 +22,16 @@ struct VARVE_API event_filter {
   // Exact stream ids wanted (raw bytes; stream_id::bytes()); empty = every stream.
   // When both stream lists are given an event matches either.
   std::vector<std::string> streams;
+  // Correlation ids wanted; empty = any (and events without one). Sealed
+  // segments whose correlation filter rules every one of them out are skipped.
+  std::vector<id128> correlation_ids;
 
-  bool empty() const { return types.empty() && stream_prefixes.empty() && streams.empty(); }
-  // True when the event passes: its type is wanted (or types is empty) and
-  // its stream is wanted (or both stream lists are empty).
+  bool empty() const {
+    return types.empty() && stream_prefixes.empty() && streams.empty() && correlation_ids.empty();
+  }
+  // True when the event passes: its type is wanted (or types is empty), its
+  // correlation id is wanted (or correlation_ids is empty) and its stream is
+  // wanted (or both stream lists are empty).
   bool matches(const event_view& e) const;
 };
 

@@ -182,6 +182,11 @@ class event_log {
 
   // A cursor over committed events from `from` (position{} = the beginning).
   VARVE_API log_reader read(position from = {}) const;
+  // Only the events `filter` wants. Sealed segments whose index summary
+  // (types, categories, streams, the correlation filter) rules the filter
+  // out are skipped without reading their records: finding one correlation
+  // id, type or category reads the segments that may hold it, not the log.
+  VARVE_API log_reader read(position from, event_filter filter) const;
 
   // One stream's events from version `from`: forward (from, from+1, ...) or
   // backward (from, from-1, ..., 1; kLatestVersion = the newest), at most

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "varve/event.h"
+#include "varve/event_filter.h"
 #include "varve/export.h"
 #include "varve/status.h"
 #include "varve/types.h"
@@ -22,6 +23,9 @@ class log_reader {
  public:
   log_reader() = default;
   explicit log_reader(std::shared_ptr<detail::shared_log> log, position from);
+  // Hands out only the events `filter` wants, skipping the sealed segments
+  // whose index proves they hold none (event_log::read(from, filter)).
+  log_reader(std::shared_ptr<detail::shared_log> log, position from, event_filter filter);
 
   // Fills `out` with the next committed event and returns true; returns false
   // at the end of what is committed now (not an error: call again to follow the
@@ -44,6 +48,7 @@ class log_reader {
   std::shared_ptr<detail::shared_log> log_;
   position pos_;
   bool verify_ = true;
+  std::shared_ptr<const event_filter> filter_;  // null: every event
   // The segment the cursor is in, so a scan looks the table up once per
   // segment rather than once per record.
   const void* seg_ = nullptr;

@@ -254,6 +254,10 @@ void add_filter_flags(CLI::App& app, filter_flags& f) {
                  "--stream, an event matches either)")
       ->type_name("PREFIX");
   app.add_option("--stream", f.streams, "Only this stream (repeatable)")->type_name("STREAM");
+  app.add_option("--correlation", f.correlations,
+                 "Only events with this correlation id, a UUID (repeatable); sealed segments whose "
+                 "index rules it out are not read")
+      ->type_name("UUID");
 }
 
 std::optional<int> make_filter(const filter_flags& f, const std::string& dir, event_filter& out) {
@@ -284,6 +288,11 @@ std::optional<int> make_filter(const filter_flags& f, const std::string& dir, ev
   for (const std::string& s : f.streams) {
     if (s.empty() || s.size() > kMaxStreamIdBytes) return usage_error("--stream: a stream id has 1 to 255 bytes");
     out.streams.push_back(s);
+  }
+  for (const std::string& c : f.correlations) {
+    auto id = tools::parse_uuid(c);
+    if (!id) return usage_error("--correlation: " + json_text(c) + " is not a UUID");
+    out.correlation_ids.push_back(*id);
   }
   return std::nullopt;
 }

@@ -118,9 +118,10 @@ struct filter_flags {
   std::vector<std::string> types;       // names (DIR/types) or numbers
   std::vector<std::string> categories;  // stream id prefixes
   std::vector<std::string> streams;     // exact stream ids
-  bool empty() const { return types.empty() && categories.empty() && streams.empty(); }
+  std::vector<std::string> correlations;  // correlation ids (UUIDs)
+  bool empty() const { return types.empty() && categories.empty() && streams.empty() && correlations.empty(); }
 };
-// The same three repeatable flags on read, tail and replay.
+// The same four repeatable flags on read, tail and replay.
 void add_filter_flags(CLI::App& app, filter_flags& f);
 // Resolves type names through DIR/types into `out`; on failure the exit code
 // (a usage error, or 5 for a type name the log has never seen).

@@ -71,7 +71,8 @@ int read_one_stream(const event_log& log, const read_args& a, const event_filter
   }
   // With a type filter the limit counts what is printed, not what is read.
   auto reader = log.read_stream(id, from, a.backward ? read_direction::backward : read_direction::forward,
-                                filter.types.empty() ? std::min(limit, count) : count);
+                                filter.types.empty() && filter.correlation_ids.empty() ? std::min(limit, count)
+                                                                                        : count);
   if (!reader) return fail(reader.error());
   ndjson_writer out(STDOUT_FILENO);
   event_view e;
@@ -82,8 +83,7 @@ int read_one_stream(const event_log& log, const read_args& a, const event_filter
       return fail_reading(got.error());
     }
     if (!*got) break;
-    if (!filter.types.empty() && std::find(filter.types.begin(), filter.types.end(), e.type) == filter.types.end())
-      continue;
+    if (!filter.matches(e)) continue;  // the type and correlation flags (the stream is this one)
     write_event(out, e, names.json_for(e.type), a.tf);
     if (!out.error().ok()) break;
     ++n;
@@ -136,7 +136,8 @@ int cmd_read(const read_args& a) {
   }
 
   ndjson_writer out(STDOUT_FILENO);
-  log_reader reader = log.read(from);
+  // A filtered reader skips the sealed segments whose index rules it out.
+  log_reader reader = filter.empty() ? log.read(from) : log.read(from, filter);
   event_view e;
   bool first = true;
   for (uint64_t n = 0; n < limit;) {
