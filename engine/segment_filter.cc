@@ -1,5 +1,7 @@
 #include "engine/segment_filter.h"
 
+#include <algorithm>
+
 #include "engine/shared_log.h"
 #include "index/segment_index.h"
 
@@ -31,24 +33,14 @@ bool prefix_may_match(const segment_index::view& ix, std::string_view p) {
 }  // namespace
 
 segment_match match_segment(const segment_index::view& ix, const event_filter& f) {
-  if (!f.types.empty()) {
-    bool any = false;
-    for (uint32_t t : f.types)
-      if (ix.may_hold_type(t)) {
-        any = true;
-        break;
-      }
-    if (!any) return segment_match::none;
-  }
-  if (!f.correlation_ids.empty()) {
-    bool any = false;
-    for (const id128& id : f.correlation_ids)
-      if (ix.may_hold_correlation(id)) {
-        any = true;
-        break;
-      }
-    if (!any) return segment_match::none;
-  }
+  // Each list the filter sets must have a member the segment may hold.
+  if (!f.types.empty() &&
+      std::none_of(f.types.begin(), f.types.end(), [&](uint32_t t) { return ix.may_hold_type(t); }))
+    return segment_match::none;
+  if (!f.correlation_ids.empty() &&
+      std::none_of(f.correlation_ids.begin(), f.correlation_ids.end(),
+                   [&](const id128& id) { return ix.may_hold_correlation(id); }))
+    return segment_match::none;
   if (f.streams.empty() && f.stream_prefixes.empty()) return segment_match::maybe;
   // The stream slots list every stream of the segment: an exact id is
   // answered for certain.

@@ -136,8 +136,9 @@ int cmd_read(const read_args& a) {
   }
 
   ndjson_writer out(STDOUT_FILENO);
-  // A filtered reader skips the sealed segments whose index rules it out.
-  log_reader reader = filter.empty() ? log.read(from) : log.read(from, filter);
+  // The filtered reader hands out only what the filter wants, and skips the
+  // sealed segments whose index rules it out.
+  log_reader reader = log.read(from, filter);
   event_view e;
   bool first = true;
   for (uint64_t n = 0; n < limit;) {
@@ -160,7 +161,6 @@ int cmd_read(const read_args& a) {
     if (!*got) break;
     first = false;
     if (!end.is_none() && e.position >= end) break;
-    if (!filter.empty() && !filter.matches(e)) continue;
     write_event(out, e, names.json_for(e.type), a.tf);
     if (!out.error().ok()) break;
     ++n;
