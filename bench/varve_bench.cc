@@ -105,6 +105,7 @@ struct config {
   uint64_t segment_bytes = 64ull << 20;
   uint64_t rocks_cache_mb = 2048;
   uint64_t writelog_buffer = 64 << 10;
+  uint64_t warm_memory_mb = 0;  // touched and freed before each peer's P1 (see --warm-memory-mb)
   std::string kafka_brokers;  // HOST:PORT of a running broker; "" = start one per rep
   std::string kafka_data_dir; // that broker's log.dirs, when known (bytes on disk)
   std::string kafka_script;   // tools/kafka/broker
@@ -414,6 +415,23 @@ int p7_follower_main(const config& c, const std::string& peer, const std::string
   return 0;
 }
 
+// Writes every page of `mb` MiB of anonymous memory, then frees it. On a
+// virtual machine whose free pages are handed back to the host (virtio-balloon
+// free page reporting, as on Firecracker guests), the first touch of such a
+// page costs a host fault: ~3 us per 4 KiB, 0.3-0.6 GB/s, paid by whichever
+// peer allocates fresh memory (a varve segment, the write(2) log's page
+// cache). Memory freed here is reused first for ~2 s (until the kernel
+// reports it), so the P1 that follows measures the store, not the host.
+void warm_memory(uint64_t mb) {
+  if (mb == 0) return;
+  const size_t n = static_cast<size_t>(mb) << 20;
+  void* p = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) die("--warm-memory-mb: cannot map " + std::to_string(mb) + " MiB");
+  const long page = ::sysconf(_SC_PAGESIZE);
+  for (size_t i = 0; i < n; i += static_cast<size_t>(page)) static_cast<volatile char*>(p)[i] = 1;
+  ::munmap(p, n);
+}
+
 // Runs the phases for a store-backed peer. make() returns a fresh peer object.
 template <class Make>
 void run_store_peer(const std::string& peer, const peer_info& pi, const config& c, const vb::es1_data& d,
@@ -424,6 +442,7 @@ void run_store_peer(const std::string& peer, const peer_info& pi, const config& 
   // ---- P1 (and the load P4 and P5 read) ----
   if (want("P1") || want("P4") || want("P5")) {
     ::sync();
+    warm_memory(c.warm_memory_mb);
     auto p = make();
     const std::string sdir = dir + "/load";
     p->create(sdir);
@@ -830,7 +849,8 @@ std::vector<std::string> child_args(const config& c) {
           "--writelog-p5-aggregates", u(c.writelog_p5_aggregates), "--p6-events", u(c.p6_events),
           "--p4-scans", std::to_string(c.p4_scans), "--p5-reps", std::to_string(c.p5_reps),
           "--phases", c.phases, "--segment-bytes", u(c.segment_bytes), "--rocks-cache-mb", u(c.rocks_cache_mb),
-          "--writelog-buffer", u(c.writelog_buffer), "--p7-events", u(c.p7_events), "--p7-rate", u(c.p7_rate), "--p7-follow", c.p7_follow};
+          "--writelog-buffer", u(c.writelog_buffer), "--p7-events", u(c.p7_events), "--p7-rate", u(c.p7_rate), "--p7-follow", c.p7_follow,
+          "--warm-memory-mb", u(c.warm_memory_mb)};
 }
 
 double load_average() {
@@ -965,6 +985,10 @@ int main(int argc, char** argv) {
   app.add_option("--rocks-cache-mb", c.rocks_cache_mb, "RocksDB block cache (MiB)")->capture_default_str();
   app.add_option("--writelog-buffer", c.writelog_buffer, "the write(2) log's user-space buffer (bytes)")
       ->capture_default_str();
+  app.add_option("--warm-memory-mb", c.warm_memory_mb,
+                 "before each peer's P1, write and free this much anonymous memory (on a VM that hands free "
+                 "pages back to its host, fresh memory costs a host fault per page; see BENCHMARKS.md)")
+      ->capture_default_str();
   app.add_flag("--keep", c.keep, "keep the data directories");
   app.add_option("--kafka-brokers", c.kafka_brokers,
                  "HOST:PORT of a running Kafka broker to use (default: start one per rep with tools/kafka/broker)");
@@ -1095,6 +1119,9 @@ int main(int argc, char** argv) {
   std::printf("machine: %s, %ld cores, %s, %s on %s; load average %.2f before, %.2f after; %s\n",
               vb::cpu_model().c_str(), vb::online_cores(), vb::kernel_release().c_str(),
               vb::filesystem_type(root).c_str(), root.c_str(), load0, load1, date.c_str());
+  if (c.warm_memory_mb)
+    std::printf("memory: %" PRIu64 " MiB written and freed before each peer's P1 (--warm-memory-mb)\n",
+                c.warm_memory_mb);
   std::set<std::string> keys;
   for (auto& [p, r] : res)
     for (auto& [k, v] : r.f.v) keys.insert(k);
@@ -1182,6 +1209,7 @@ int main(int argc, char** argv) {
                    {"segment_bytes", c.segment_bytes},
                    {"rocks_cache_mb", c.rocks_cache_mb},
                    {"writelog_buffer", c.writelog_buffer},
+                   {"warm_memory_mb", c.warm_memory_mb},
                    {"timer", "std::chrono::steady_clock"},
                    {"process", "each peer in a freshly exec'd child process, peers interleaved per rep"}};
 #ifdef VARVE_BENCH_WITH_ROCKSDB

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <unordered_map>
+#include <vector>
 #include <unordered_set>
 
 #include "base/coding.h"
@@ -35,6 +35,81 @@ uint64_t correlation_bit(uint64_t h, uint64_t i) {
 uint64_t summary_size(uint64_t types, uint64_t categories, uint64_t category_bytes) {
   return pad8(4 * types) + pad8(4 * categories + category_bytes);
 }
+
+// The streams of one segment while it is indexed: open addressing on the
+// stream's XXH3, one cache line per slot holding what each event updates
+// (its stream's count and first version), so an event costs one (prefetched)
+// miss. Streams of up to 16 bytes (integer ids among them) are compared in
+// the slot; longer ones against their first occurrence in the segment.
+class stream_map {
+ public:
+  struct alignas(64) slot {
+    uint64_t hash;
+    uint64_t first_version;
+    uint32_t count;
+    uint32_t idx;
+    uint32_t len;  // stream bytes; kEmpty marks a free slot
+    char key[16];
+  };
+  static constexpr uint32_t kEmpty = ~uint32_t{0};
+
+  stream_map() { resize(kInitialSlots); }
+  void prefetch(uint64_t h) const { __builtin_prefetch(&slots_[h & mask_], 1); }
+  template <class Streams>
+  slot& find_or_insert(uint64_t h, std::string_view stream, const Streams& streams, bool& fresh) {
+    for (uint64_t i = h & mask_;; i = (i + 1) & mask_) {
+      slot& s = slots_[i];
+      if (s.len == kEmpty) {
+        if (2 * (used_ + 1) > slots_.size()) {  // keep the load at most one half
+          grow();
+          return find_or_insert(h, stream, streams, fresh);
+        }
+        ++used_;
+        s.hash = h;
+        s.len = static_cast<uint32_t>(stream.size());
+        s.count = 0;
+        if (stream.size() <= sizeof s.key) std::memcpy(s.key, stream.data(), stream.size());
+        fresh = true;
+        return s;
+      }
+      if (s.hash == h && s.len == stream.size() &&
+          (stream.size() <= sizeof s.key ? std::memcmp(s.key, stream.data(), stream.size()) == 0
+                                         : streams[s.idx].stream == stream)) {
+        fresh = false;
+        return s;
+      }
+    }
+  }
+  template <class F>
+  void for_each(F&& f) const {
+    for (const slot& s : slots_)
+      if (s.len != kEmpty) f(s);
+  }
+
+ private:
+  static constexpr size_t kInitialSlots = 1 << 12;
+  void resize(size_t n) {
+    slots_.assign(n, slot{});
+    for (slot& s : slots_) s.len = kEmpty;
+    mask_ = n - 1;
+    used_ = 0;
+  }
+  void grow() {
+    std::vector<slot> old;
+    old.swap(slots_);
+    resize(old.size() * 2);
+    for (const slot& s : old) {
+      if (s.len == kEmpty) continue;
+      uint64_t i = s.hash & mask_;
+      while (slots_[i].len != kEmpty) i = (i + 1) & mask_;
+      slots_[i] = s;
+      ++used_;
+    }
+  }
+  std::vector<slot> slots_;
+  uint64_t mask_ = 0;
+  size_t used_ = 0;
+};
 
 }  // namespace
 
@@ -68,8 +143,7 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
   // sizing: a damaged one must not ask for a huge allocation.
   const uint64_t most = seg.capacity() / (record::kHeaderSize + 8);
   const uint64_t expect = std::min(f.event_count, most);
-  std::unordered_map<std::string_view, uint32_t> ids;
-  ids.reserve(std::min<uint64_t>(expect, 1 << 20));
+  stream_map ids;
   std::vector<std::pair<uint32_t, uint32_t>> events;  // (stream, record offset)
   events.reserve(expect);
   std::vector<std::pair<uint64_t, uint32_t>> times;
@@ -87,9 +161,12 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
   std::unordered_set<std::string_view> categories;
   std::unordered_set<uint64_t> correlations;  // XXH3 of each distinct correlation id
   const uint64_t base = seg.base_position();
-  segment_scan r = scan_segment(seg, f.first_sequence, true, [&](const event_view& v) {
-    auto [it, fresh] = ids.try_emplace(v.stream, static_cast<uint32_t>(streams.size()));
+  auto apply = [&](const event_view& v, uint64_t h) {
+    bool fresh = false;
+    stream_map::slot& sl = ids.find_or_insert(h, v.stream, streams, fresh);
     if (fresh) {
+      sl.idx = static_cast<uint32_t>(streams.size());
+      sl.first_version = v.version;
       streams.push_back({v.stream, v.stream_is_integer, v.version, v.previous.value, 0, 0});
       const std::string_view c = category_of(v.stream, v.stream_is_integer);
       if (v.stream_is_integer) flags |= kIntegerIds;
@@ -110,14 +187,35 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
       if (fresh_type && ++distinct_types > kMaxSummaryTypes) flags |= kAnyType;
     }
     if (v.correlation_id) correlations.insert(correlation_hash(*v.correlation_id));
-    acc& a = streams[it->second];
     const uint32_t off = static_cast<uint32_t>(v.position.value - base);
-    if (a.first_version + a.count != v.version && !gap) gap = true, gap_offset = off;
-    ++a.count;
+    if (sl.first_version + sl.count != v.version && !gap) gap = true, gap_offset = off;
+    ++sl.count;
     if (v.timestamp_ns > max_ts) max_ts = v.timestamp_ns;
     if (events.size() % kTimeStride == 0) times.push_back({max_ts, off});
-    events.push_back({it->second, off});
+    events.push_back({sl.idx, off});
+  };
+  // Each event's stream is looked up in a table far larger than the caches,
+  // one miss per event: hashing kAhead events ahead and prefetching their
+  // slots lets the misses overlap (the sealer indexes every segment, so this
+  // is CPU the writer's machine pays once per event). Events are applied in
+  // log order; the views point into the mapping, which outlives the scan.
+  constexpr size_t kAhead = 16;
+  struct pending {
+    event_view v;
+    uint64_t h;
+  };
+  pending ring[kAhead];
+  size_t n = 0;
+  segment_scan r = scan_segment(seg, f.first_sequence, true, [&](const event_view& v) {
+    pending& p = ring[n % kAhead];
+    if (n >= kAhead) apply(p.v, p.h);
+    p.v = v;
+    p.h = XXH3_64bits(v.stream.data(), v.stream.size());
+    ids.prefetch(p.h);
+    ++n;
   });
+  for (size_t i = n > kAhead ? n - kAhead : 0; i < n; ++i) apply(ring[i % kAhead].v, ring[i % kAhead].h);
+  ids.for_each([&](const stream_map::slot& sl) { streams[sl.idx].count = sl.count; });
   // A stream's events next to a repair's hole need not have consecutive
   // versions, which the entries assume: such a segment stays unindexed.
   if (r.holes)

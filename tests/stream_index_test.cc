@@ -418,6 +418,75 @@ TEST(StreamIndex, CollisionsAreResolvedByTheStreamBytes) {
   }
 }
 
+TEST(StreamIndex, ThousandsOfStreamsOfEveryLengthInOneSegmentAreIndexedExactly) {
+  // Enough distinct streams in one segment that the builder's table grows
+  // several times, with integer ids, short names compared in its slots, and
+  // long names sharing their first 16 bytes (compared against the segment).
+  temp_dir d;
+  const std::string dir = d.sub("log");
+  constexpr uint64_t kBigSeg = 1 << 20;
+  log_options o;
+  o.segment_bytes = kBigSeg;
+  constexpr int kMany = 6000;
+  auto name = [](int i) -> std::string {
+    if (i % 3 == 1) return "s-" + std::to_string(i);
+    return "account-0000000000-" + std::to_string(i);  // 16-byte common prefix
+  };
+  std::vector<std::vector<uint64_t>> positions(kMany);  // each stream's records, version order
+  {
+    auto log = event_log::create(dir, o);
+    ASSERT_OK(log);
+    std::vector<std::byte> p(12);
+    event_data e;
+    e.payload = p;
+    for (int round = 0; round < 3; ++round)
+      for (int i = 0; i < kMany; ++i) {
+        std::memcpy(p.data(), &i, sizeof i);
+        const std::string n = name(i);
+        auto r = i % 3 == 0 ? log.value()->append(stream_id::from_u64(uint64_t(i)), expected_version::exact(uint64_t(round)), e)
+                            : log.value()->append(stream_id(std::string_view(n)), expected_version::exact(uint64_t(round)), e);
+        ASSERT_OK(r);
+        positions[size_t(i)].push_back(r->first.value);
+      }
+    ASSERT_OK(log.value()->close());
+  }
+  ASSERT_GE(list_segments(dir).size(), 2u);
+  const std::vector<uint8_t> good = read_file(dir + "/index/" + log_files::sidx_name(0));
+  uint64_t log_id;
+  std::memcpy(&log_id, good.data() + 16, 8);
+  auto seg = segment::open(posix_file_system(), {dir, uint8_t(log2_exact(kBigSeg)), log_id}, 0, map_access::read_only);
+  ASSERT_OK(seg);
+  auto bytes = segment_index::build(*seg.value(), {log_id, 0, segment_index::hash_kind::xxh3});
+  ASSERT_OK(bytes);
+  // What the sealer wrote is what a fresh build gives.
+  ASSERT_EQ(bytes->size(), good.size());
+  EXPECT_TRUE(std::memcmp(bytes->data(), good.data(), good.size()) == 0);
+  auto v = segment_index::view::open(bytes->data(), bytes->size(), "t", log_id, 0);
+  ASSERT_OK(v);
+  size_t streams_in_segment = 0;
+  for (int i = 0; i < kMany; ++i) {
+    std::vector<uint64_t> in_seg;
+    for (uint64_t pos : positions[size_t(i)])
+      if (pos < kBigSeg) in_seg.push_back(pos);
+    const stream_id id = i % 3 == 0 ? stream_id::from_u64(uint64_t(i)) : stream_id(std::string_view());
+    const std::string n = name(i);
+    segment_index::stream_run r;
+    const bool found = v->find(i % 3 == 0 ? id.bytes() : std::string_view(n), r);
+    ASSERT_EQ(found, !in_seg.empty()) << i;
+    if (!found) continue;
+    ++streams_in_segment;
+    ASSERT_EQ(r.count, in_seg.size()) << i;
+    EXPECT_EQ(r.first_version, 1u) << i;
+    for (size_t k = 0; k < in_seg.size(); ++k) EXPECT_EQ(r.offsets[k], in_seg[k]) << i;
+  }
+  EXPECT_EQ(v->stream_count(), streams_in_segment);
+  EXPECT_GT(streams_in_segment, 4096u);  // past the builder's first table size, twice over its load
+  // Names that share a long prefix and a length with an indexed one are absent.
+  segment_index::stream_run r;
+  EXPECT_FALSE(v->find("account-0000000000-9999999", r));
+  EXPECT_FALSE(v->find("account-0000000000-2x", r));
+}
+
 TEST(StreamIndex, ExpectedVersionKindsOnTheAppendPath) {
   temp_dir d;
   auto log = event_log::create(d.sub("log"));
