@@ -679,7 +679,7 @@ result<stream_version> event_log::version_at(stream_id stream, position p) const
     auto got = r.next(e);
     if (!got) return got.error();
     if (!got.value())
-      return status(errc::corruption, s_->dir + ": stream '" + std::string(key) + "' has no event at version " +
+      return status(errc::corruption, s_->dir + ": stream '" + detail::stream_text(stream) + "' has no event at version " +
                                           std::to_string(mid) + " below its head " + std::to_string(newest));
     if (e.position < p) lo = mid;
     else hi = mid - 1;
