@@ -175,6 +175,26 @@ varve_errc to_stream(varve_stream_id in, varve::stream_id& out, varve_error* err
   return VARVE_OK;
 }
 
+// A C filter as an event_filter; VARVE_INVALID_ARGUMENT (in err) for a NULL
+// list with a non-zero count or a bad stream id.
+varve_errc to_filter(const varve_filter* filter, varve::event_filter& f, varve_error* err) {
+  if (!filter) return VARVE_OK;
+  if ((!filter->types && filter->type_count) || (!filter->stream_prefixes && filter->stream_prefix_count) ||
+      (!filter->streams && filter->stream_count))
+    return fail(err, VARVE_INVALID_ARGUMENT, "filter list is NULL with a non-zero count");
+  f.types.assign(filter->types, filter->types + filter->type_count);
+  for (size_t i = 0; i < filter->stream_prefix_count; ++i) {
+    if (!filter->stream_prefixes[i]) return fail(err, VARVE_INVALID_ARGUMENT, "filter stream prefix is NULL");
+    f.stream_prefixes.emplace_back(filter->stream_prefixes[i]);
+  }
+  for (size_t i = 0; i < filter->stream_count; ++i) {
+    varve::stream_id s;
+    if (varve_errc c = to_stream(filter->streams[i], s, err)) return c;
+    f.streams.emplace_back(s.bytes());
+  }
+  return VARVE_OK;
+}
+
 varve_errc to_expected(varve_expected_version in, varve::expected_version& out, varve_error* err) {
   switch (raw(in.kind)) {
     case VARVE_EXPECT_ANY: out = varve::expected_version::any(); return VARVE_OK;
@@ -519,6 +539,28 @@ varve_errc varve_reader_open(varve_log* log, uint64_t from, varve_reader** out,
   });
 }
 
+varve_errc varve_reader_open_filtered(varve_log* log, uint64_t from, const varve_filter* filter,
+                                      const varve_id128* correlation_ids, size_t correlation_count,
+                                      varve_reader** out, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(out);
+    *out = nullptr;
+    VARVE_REQUIRE(log);
+    if (!correlation_ids && correlation_count)
+      return fail(err, VARVE_INVALID_ARGUMENT, "correlation_ids is NULL with a non-zero count");
+    varve::event_filter f;
+    if (varve_errc c = to_filter(filter, f, err)) return c;
+    for (size_t i = 0; i < correlation_count; ++i) {
+      varve::id128 id;
+      std::memcpy(id.bytes.data(), correlation_ids[i].bytes, 16);
+      f.correlation_ids.push_back(id);
+    }
+    *out = new varve_reader{log, log->log->read(varve::position{from}, std::move(f))};
+    log->children.fetch_add(1, std::memory_order_relaxed);
+    return done(err);
+  });
+}
+
 varve_errc varve_reader_next(varve_reader* reader, varve_event* event, bool* got,
                              varve_error* err) noexcept {
   return guarded(err, [&] {
@@ -631,23 +673,7 @@ varve_errc varve_subscription_open(varve_log* log, uint64_t from, const varve_fi
     *out = nullptr;
     VARVE_REQUIRE(log);
     varve::event_filter f;
-    if (filter) {
-      if ((!filter->types && filter->type_count) ||
-          (!filter->stream_prefixes && filter->stream_prefix_count) ||
-          (!filter->streams && filter->stream_count))
-        return fail(err, VARVE_INVALID_ARGUMENT, "filter list is NULL with a non-zero count");
-      f.types.assign(filter->types, filter->types + filter->type_count);
-      for (size_t i = 0; i < filter->stream_prefix_count; ++i) {
-        if (!filter->stream_prefixes[i])
-          return fail(err, VARVE_INVALID_ARGUMENT, "filter stream prefix is NULL");
-        f.stream_prefixes.emplace_back(filter->stream_prefixes[i]);
-      }
-      for (size_t i = 0; i < filter->stream_count; ++i) {
-        varve::stream_id s;
-        if (varve_errc c = to_stream(filter->streams[i], s, err)) return c;
-        f.streams.emplace_back(s.bytes());
-      }
-    }
+    if (varve_errc c = to_filter(filter, f, err)) return c;
     varve::subscription_options o;
     if (options) {
       if (options->spin_ns < 0) return fail(err, VARVE_INVALID_ARGUMENT, "negative spin_ns");

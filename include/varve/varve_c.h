@@ -425,6 +425,20 @@ typedef struct varve_filter {
   size_t stream_count;
 } varve_filter;
 
+/* A cursor like varve_reader_open's that returns only the events `filter`
+ * passes (NULL: every event) and, when `correlation_count` > 0, only those
+ * whose correlation id is one of `correlation_ids` (events without one are
+ * left out). Sealed segments whose index rules every event out (their types,
+ * stream categories, or correlation filter: docs/FORMAT.md section 5a) are
+ * skipped without reading them, so a lookup by correlation id reads only the
+ * segments that may hold it. The lists are copied. Freed by
+ * varve_reader_free; next/where/seek as for any reader. Any thread. */
+VARVE_API varve_errc varve_reader_open_filtered(varve_log* log, uint64_t from,
+                                                const varve_filter* filter,
+                                                const varve_id128* correlation_ids,
+                                                size_t correlation_count, varve_reader** out,
+                                                varve_error* err) VARVE_C_NOEXCEPT;
+
 typedef struct varve_subscription_options {
   /* Once caught up, how long next() spins before it parks on a futex. */
   int64_t spin_ns;
