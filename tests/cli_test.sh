@@ -522,6 +522,16 @@ expect "  ... naming the file and offset" err_has "00000000000000000000.snap off
 run snapshot verify "$S" --json
 expect "snapshot verify --json: not intact" py 'not out[0]["intact"] and out[0]["snapshots"] == 2 and len(out[0]["problems"]) == 1'
 expect "  ... with exit 4" rc_is 4
+run snapshot compact "$S" --keep 1 --json
+expect "snapshot compact: the writer's only file is never rewritten" py 'out[0]["files_removed"] == 0 and out[0]["snapshots_copied"] == 0'
+expect "  ... exit 0" rc_is 0
+run snapshot compact "$S" --keep 1
+expect "snapshot compact prints a summary" grep -q '0 files removed' "$TMP/out"
+usage_case "snapshot compact without --keep" snapshot compact "$S"
+usage_case "snapshot compact --keep 0" snapshot compact "$S" --keep 0
+usage_case "snapshot compact --min-dead 2" snapshot compact "$S" --keep 1 --min-dead 2
+run snapshot compact "$TMP/no-such-log" --keep 1
+expect "snapshot compact of a missing log fails (exit 5)" rc_is 5
 usage_case "snapshot without an action" snapshot
 usage_case "snapshot ls --stream with --stream-u64" snapshot ls "$S" --stream a --stream-u64 1
 usage_case "snapshot ls --stream-u64 x" snapshot ls "$S" --stream-u64 x

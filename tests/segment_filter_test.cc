@@ -408,24 +408,24 @@ size_t count(const std::vector<segment_match>& m, segment_match want) {
 TEST(SegmentFilter, ARareTypeIsFoundInOneSegmentOfFifty) {
   rare_log rl;
   ASSERT_FALSE(HasFailure());
-  for (const event_filter& f : {event_filter{{999}, {}, {}}, event_filter{{}, {"rare-"}, {}},
-                                event_filter{{}, {"ra"}, {}}, event_filter{{}, {}, {"rare-1"}},
-                                event_filter{{999, 12345}, {"rare-", "zz-"}, {"nobody"}}}) {
+  for (const event_filter& f : {event_filter{{999}, {}, {}, {}}, event_filter{{}, {"rare-"}, {}, {}},
+                                event_filter{{}, {"ra"}, {}, {}}, event_filter{{}, {}, {"rare-1"}, {}},
+                                event_filter{{999, 12345}, {"rare-", "zz-"}, {"nobody"}, {}}}) {
     const auto m = matches_of(rl.dir, f);
     ASSERT_EQ(m.size(), rare_log::kSealed);
     EXPECT_EQ(count(m, segment_match::none), rare_log::kSealed - 1) << describe(f);
     EXPECT_EQ(m[rare_log::kRareSegment], segment_match::maybe) << describe(f);
   }
   // A wanted type with an unwanted stream (and the reverse) matches nothing.
-  EXPECT_EQ(count(matches_of(rl.dir, {{999}, {"order-"}, {}}), segment_match::none), rare_log::kSealed - 1);
-  EXPECT_EQ(count(matches_of(rl.dir, {{1}, {"rare-"}, {}}), segment_match::none), rare_log::kSealed - 1);
+  EXPECT_EQ(count(matches_of(rl.dir, {{999}, {"order-"}, {}, {}}), segment_match::none), rare_log::kSealed - 1);
+  EXPECT_EQ(count(matches_of(rl.dir, {{1}, {"rare-"}, {}, {}}), segment_match::none), rare_log::kSealed - 1);
   // Common types and categories are everywhere; an empty filter wants all.
-  EXPECT_EQ(count(matches_of(rl.dir, {{3}, {}, {}}), segment_match::maybe), rare_log::kSealed);
-  EXPECT_EQ(count(matches_of(rl.dir, {{}, {"order-"}, {}}), segment_match::maybe), rare_log::kSealed);
+  EXPECT_EQ(count(matches_of(rl.dir, {{3}, {}, {}, {}}), segment_match::maybe), rare_log::kSealed);
+  EXPECT_EQ(count(matches_of(rl.dir, {{}, {"order-"}, {}, {}}), segment_match::maybe), rare_log::kSealed);
   EXPECT_EQ(count(matches_of(rl.dir, {}), segment_match::maybe), rare_log::kSealed);
   // Nothing wanted exists at all.
-  EXPECT_EQ(count(matches_of(rl.dir, {{77}, {}, {}}), segment_match::none), rare_log::kSealed);
-  EXPECT_EQ(count(matches_of(rl.dir, {{}, {"user-", "orders", "o-"}, {"order-40"}}), segment_match::none),
+  EXPECT_EQ(count(matches_of(rl.dir, {{77}, {}, {}, {}}), segment_match::none), rare_log::kSealed);
+  EXPECT_EQ(count(matches_of(rl.dir, {{}, {"user-", "orders", "o-"}, {"order-40"}, {}}), segment_match::none),
             rare_log::kSealed);
 }
 
@@ -437,7 +437,7 @@ TEST(SegmentFilter, TheWritersSealedSegmentsAnswerAndItsTailIsMaybe) {
   auto w = event_log::open(rl.dir, o);
   ASSERT_OK(w);
   detail::shared_log& sh = *detail::log_access::shared(*w.value());
-  const event_filter f{{999}, {}, {}};
+  const event_filter f{{999}, {}, {}, {}};
   uint64_t nones = 0;
   for (uint64_t k = 0; k < rare_log::kSealed; ++k) nones += match_segment(sh, k, f) == segment_match::none;
   EXPECT_EQ(nones, rare_log::kSealed - 1);
@@ -517,7 +517,9 @@ TEST(CorrelationFilter, AFilteredReadFindsEveryEventOfAnIdAndSkipsSegmentsWithou
       bool holds = false;
       for (const event_view& e : by_seg[k]) holds |= f.matches(e);
       const segment_match m = match_segment(sh, k, f);
-      if (holds) ASSERT_EQ(m, segment_match::maybe) << "segment " << k << " holds id " << c;
+      if (holds) {
+        ASSERT_EQ(m, segment_match::maybe) << "segment " << k << " holds id " << c;
+      }
       ++sealed_checks;
       skipped += m == segment_match::none;
       false_maybes += !holds && m == segment_match::maybe;
@@ -569,7 +571,7 @@ TEST(CorrelationFilter, ASegmentWithoutCorrelationIdsHasNoFilterAndRulesOutEvery
 TEST(SegmentFilter, MissingDamagedOrStaleIndexSaysMaybeAndIsRebuilt) {
   rare_log rl;
   ASSERT_FALSE(HasFailure());
-  const event_filter f{{999}, {}, {}};
+  const event_filter f{{999}, {}, {}, {}};
   const std::string ix5 = sidx(rl.dir, 5), ix6 = sidx(rl.dir, 6), ix7 = sidx(rl.dir, 7);
   const auto orig5 = read_file(ix5), orig6 = read_file(ix6), orig7 = read_file(ix7);
   // 5: missing. 6: a flipped byte in the summary (the last type listed).
@@ -625,7 +627,7 @@ TEST(SegmentFilter, AVersion1LogKeepsWorkingAndItsIndexFilesAreRebuilt) {
     v2.push_back(read_file(sidx(rl.dir, k)));
     write_file(sidx(rl.dir, k), as_version_1(v2.back()));
   }
-  const event_filter f{{999}, {}, {}};
+  const event_filter f{{999}, {}, {}, {}};
   // What the old code wrote for segment 0 is still readable as such: a v1
   // file is refused as stale (corruption), never as a newer format.
   {
@@ -732,27 +734,27 @@ TEST(SegmentFilter, FiveThousandTypesMeanAnyType) {
   capped_log c({{"order-1", false}}, types);
   ASSERT_FALSE(HasFailure());
   uint8_t flags = 0;
-  EXPECT_EQ(c.match({{1}, {}, {}}, &flags), segment_match::maybe);  // never written, but not listed
+  EXPECT_EQ(c.match({{1}, {}, {}, {}}, &flags), segment_match::maybe);  // never written, but not listed
   EXPECT_EQ(flags & segment_index::kAnyType, segment_index::kAnyType);
   // The stream side still answers.
-  EXPECT_EQ(c.match({{1}, {"user-"}, {}}), segment_match::none);
+  EXPECT_EQ(c.match({{1}, {"user-"}, {}, {}}), segment_match::none);
   // Exactly at the cap the list is kept.
   capped_log at({{"order-1", false}}, std::vector<uint32_t>(types.begin(), types.begin() + 4096));
   ASSERT_FALSE(HasFailure());
-  EXPECT_EQ(at.match({{1}, {}, {}}, &flags), segment_match::none);
+  EXPECT_EQ(at.match({{1}, {}, {}, {}}, &flags), segment_match::none);
   EXPECT_EQ(flags & segment_index::kAnyType, 0);
-  EXPECT_EQ(at.match({{3 * 4096}, {}, {}}), segment_match::maybe);
-  EXPECT_EQ(at.match({{3 * 4097}, {}, {}}), segment_match::none);
+  EXPECT_EQ(at.match({{3 * 4096}, {}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(at.match({{3 * 4097}, {}, {}, {}}), segment_match::none);
 }
 
 TEST(SegmentFilter, LargeTypeIdsAreListedInOrder) {
   // Ids past the builder's bitmap of small ones take its other path.
   capped_log c({{"order-1", false}}, {0xFFFFFFFEu, 5, 70000, 65535, 65536, 0, 70000, 5});
   ASSERT_FALSE(HasFailure());
-  EXPECT_EQ(c.match({{70000}, {}, {}}), segment_match::maybe);
-  EXPECT_EQ(c.match({{0}, {}, {}}), segment_match::maybe);
-  EXPECT_EQ(c.match({{0xFFFFFFFEu}, {}, {}}), segment_match::maybe);
-  EXPECT_EQ(c.match({{70001, 65534, 0xFFFFFFFFu, 1}, {}, {}}), segment_match::none);
+  EXPECT_EQ(c.match({{70000}, {}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(c.match({{0}, {}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(c.match({{0xFFFFFFFEu}, {}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(c.match({{70001, 65534, 0xFFFFFFFFu, 1}, {}, {}, {}}), segment_match::none);
   const auto b = read_file(sidx(c.dir, 0));
   auto v = segment_index::view::open(reinterpret_cast<const std::byte*>(b.data()), b.size(), "t",
                                      coding::get_u64(reinterpret_cast<const std::byte*>(b.data() + 16)), 0);
@@ -766,7 +768,7 @@ TEST(SegmentFilter, LargeTypeIdsAreListedInOrder) {
   capped_log m({{"order-1", false}}, many);
   ASSERT_FALSE(HasFailure());
   uint8_t flags = 0;
-  EXPECT_EQ(m.match({{99999}, {}, {}}, &flags), segment_match::maybe);
+  EXPECT_EQ(m.match({{99999}, {}, {}, {}}, &flags), segment_match::maybe);
   EXPECT_EQ(flags & segment_index::kAnyType, segment_index::kAnyType);
 }
 
@@ -776,46 +778,46 @@ TEST(SegmentFilter, TooManyCategoriesMeanAnyCategory) {
   capped_log c(many, {5});
   ASSERT_FALSE(HasFailure());
   uint8_t flags = 0;
-  EXPECT_EQ(c.match({{}, {"zz-"}, {}}, &flags), segment_match::maybe);
+  EXPECT_EQ(c.match({{}, {"zz-"}, {}, {}}, &flags), segment_match::maybe);
   EXPECT_EQ(flags & segment_index::kAnyCategory, segment_index::kAnyCategory);
-  EXPECT_EQ(c.match({{}, {}, {"c7-y"}}), segment_match::none);  // exact ids: from the slots
-  EXPECT_EQ(c.match({{6}, {"zz-"}, {}}), segment_match::none);   // the type side still answers
+  EXPECT_EQ(c.match({{}, {}, {"c7-y"}, {}}), segment_match::none);  // exact ids: from the slots
+  EXPECT_EQ(c.match({{6}, {"zz-"}, {}, {}}), segment_match::none);   // the type side still answers
   // Few categories but long ones: over 64 KiB of names.
   std::vector<stream_spec> longs;
   for (int i = 0; i < 300; ++i) longs.push_back({std::to_string(i) + std::string(240, 'q') + "-1", false});
   capped_log l(longs, {5});
   ASSERT_FALSE(HasFailure());
-  EXPECT_EQ(l.match({{}, {"zz-"}, {}}, &flags), segment_match::maybe);
+  EXPECT_EQ(l.match({{}, {"zz-"}, {}, {}}, &flags), segment_match::maybe);
   EXPECT_EQ(flags & segment_index::kAnyCategory, segment_index::kAnyCategory);
   // Under both caps: listed.
   many.resize(1024);
   capped_log ok(many, {5});
   ASSERT_FALSE(HasFailure());
-  EXPECT_EQ(ok.match({{}, {"zz-"}, {}}, &flags), segment_match::none);
+  EXPECT_EQ(ok.match({{}, {"zz-"}, {}, {}}, &flags), segment_match::none);
   EXPECT_EQ(flags & segment_index::kAnyCategory, 0);
-  EXPECT_EQ(ok.match({{}, {"c1023-"}, {}}), segment_match::maybe);
-  EXPECT_EQ(ok.match({{}, {"c1024-"}, {}}), segment_match::none);
-  EXPECT_EQ(ok.match({{}, {"c10"}, {}}), segment_match::maybe);
-  EXPECT_EQ(ok.match({{}, {"d"}, {}}), segment_match::none);
+  EXPECT_EQ(ok.match({{}, {"c1023-"}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(ok.match({{}, {"c1024-"}, {}, {}}), segment_match::none);
+  EXPECT_EQ(ok.match({{}, {"c10"}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(ok.match({{}, {"d"}, {}, {}}), segment_match::none);
 }
 
 TEST(SegmentFilter, UncategorisedAndIntegerIdsAreFlagged) {
   capped_log plain({{"order", false}, {"user-1", false}}, {5});
   ASSERT_FALSE(HasFailure());
   uint8_t flags = 0;
-  EXPECT_EQ(plain.match({{}, {"ord"}, {}}, &flags), segment_match::maybe);  // "order" may start with it
+  EXPECT_EQ(plain.match({{}, {"ord"}, {}, {}}, &flags), segment_match::maybe);  // "order" may start with it
   EXPECT_EQ(flags, segment_index::kUncategorised);
-  EXPECT_EQ(plain.match({{}, {"order-"}, {}}), segment_match::none);  // "order" has no '-'
-  EXPECT_EQ(plain.match({{}, {"user"}, {}}), segment_match::maybe);
-  EXPECT_EQ(plain.match({{}, {"user-2"}, {}}), segment_match::maybe);  // category only: maybe
-  EXPECT_EQ(plain.match({{}, {}, {"user-2"}}), segment_match::none);   // exact: certain
+  EXPECT_EQ(plain.match({{}, {"order-"}, {}, {}}), segment_match::none);  // "order" has no '-'
+  EXPECT_EQ(plain.match({{}, {"user"}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(plain.match({{}, {"user-2"}, {}, {}}), segment_match::maybe);  // category only: maybe
+  EXPECT_EQ(plain.match({{}, {}, {"user-2"}, {}}), segment_match::none);   // exact: certain
   capped_log ints({int_stream(0x2d41000000000000ull), {"user-1", false}}, {5});
   ASSERT_FALSE(HasFailure());
-  EXPECT_EQ(ints.match({{}, {"x-"}, {}}, &flags), segment_match::maybe);  // an integer's bytes may
+  EXPECT_EQ(ints.match({{}, {"x-"}, {}, {}}, &flags), segment_match::maybe);  // an integer's bytes may
   EXPECT_EQ(flags, segment_index::kIntegerIds);
-  EXPECT_EQ(ints.match({{}, {"-A"}, {}}), segment_match::maybe);
-  EXPECT_EQ(ints.match({{}, {"123456789-"}, {}}), segment_match::none);  // longer than 8 bytes
-  EXPECT_EQ(ints.match({{}, {"q"}, {}}), segment_match::maybe);
+  EXPECT_EQ(ints.match({{}, {"-A"}, {}, {}}), segment_match::maybe);
+  EXPECT_EQ(ints.match({{}, {"123456789-"}, {}, {}}), segment_match::none);  // longer than 8 bytes
+  EXPECT_EQ(ints.match({{}, {"q"}, {}, {}}), segment_match::maybe);
 }
 
 // ---------------------------------------------------------------------------
@@ -847,7 +849,7 @@ TEST(SegmentSummary, OpenRejectsEveryInconsistentSummary) {
                                        log_id, rare_log::kRareSegment, false);
     ASSERT_OK(h);
     EXPECT_TRUE(h.value().may_hold_type(12345));
-    EXPECT_EQ(match_segment(h.value(), {{12345}, {}, {}}), segment_match::maybe);
+    EXPECT_EQ(match_segment(h.value(), {{12345}, {}, {}, {}}), segment_match::maybe);
   }
   // Each mutation, with checksums fixed, is refused as corruption.
   auto mutated = [&](auto&& change) {

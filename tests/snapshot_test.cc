@@ -9,6 +9,8 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
+#include <tuple>
 #include <string>
 #include <thread>
 #include <vector>
@@ -641,6 +643,196 @@ TEST(Snapshot, ReopenRebuildsTheIndex) {
   ASSERT_OK(vr);
   EXPECT_TRUE(vr->problems.empty()) << vr->problems[0].to_string();
   EXPECT_EQ(vr->snapshots, before.size());
+}
+
+// --- retention: compact() -----------------------------------------------------
+
+// One save as the model sees it.
+struct saved_snap {
+  stream_key stream;
+  stream_version version;
+  uint32_t schema;
+  uint64_t seq;  // save order
+};
+
+// Random saves over several streams and schemas into small files, then
+// compact(): every snapshot among each stream's newest K (one of identical
+// copies) is still there and loads; whatever else is listed lives in the
+// writer's file; fewer files; a reopened store and verify agree; readers
+// load concurrently with the compaction.
+TEST(Snapshot, CompactionKeepsTheNewestKOfEachStreamAgainstAModel) {
+  for (uint64_t seed = 0; seed < scaled(4); ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    temp_dir d;
+    std::mt19937_64 rng(100 + seed);
+    auto log = make_log(d.path());
+    std::vector<stream_key> ks = {stream_key::named("a"), stream_key::named("order-long-name-0001"),
+                                  stream_key::integer(5), stream_key::integer(77)};
+    for (auto& k : ks) append_n(*log, k, 60, rng);
+    snapshot_options so;
+    so.file_bytes = 4096;
+    so.sync_each_save = seed % 2 == 0;
+    auto store = snapshot_store::open(*log, so).value();
+    std::vector<saved_snap> saves;
+    for (int i = 0; i < 150; ++i) {
+      const auto& k = ks[rng() % ks.size()];
+      const stream_version v = 1 + rng() % 60;
+      const uint32_t schema = 1 + uint32_t(rng() % 2);
+      ASSERT_OK(save_state(*store, *log, k, v, schema));
+      saves.push_back({k, v, schema, uint64_t(i)});
+    }
+    const size_t files_before = snap_files(d.path()).size();
+    uint64_t writers_file = 0;  // the file saves went to when compact() began (never compacted)
+    for (auto& i : store->list()) writers_file = std::max(writers_file, i.file);
+    const uint32_t K = 1 + uint32_t(seed % 3);
+    // The model's keep set: per stream, newest by (version, save order),
+    // identical (same version and schema: the same state) counted once.
+    std::set<std::tuple<std::string, stream_version, uint32_t>> kept;
+    for (auto& k : ks) {
+      std::vector<saved_snap> mine;
+      for (auto& sv : saves)
+        if (sv.stream == k) mine.push_back(sv);
+      std::stable_sort(mine.begin(), mine.end(),
+                       [](const saved_snap& a, const saved_snap& b) { return a.version < b.version; });
+      uint32_t n = 0;
+      for (auto it = mine.rbegin(); it != mine.rend() && n < K; ++it)
+        if (kept.insert({k.bytes, it->version, it->schema}).second) ++n;
+    }
+    // Readers load through the compaction.
+    std::atomic<bool> done{false};
+    std::thread reader([&] {
+      while (!done.load(std::memory_order_acquire))
+        for (auto& k : ks)
+          for (uint32_t schema : {1u, 2u})
+            if (auto v = store->latest(k.id(), kLatestVersion, schema)) {
+              auto a = agg::load(v->bytes);
+              ASSERT_OK(a);
+              ASSERT_EQ(a->version, v->version);
+            }
+    });
+    snapshot_compact_options co;
+    co.keep_per_stream = K;
+    co.min_dead_fraction = seed % 2 == 0 ? 0.0 : 0.5;
+    auto rep = store->compact(co);
+    done.store(true, std::memory_order_release);
+    reader.join();
+    ASSERT_OK(rep);
+    EXPECT_GT(rep->files_removed, 0u);
+    EXPECT_GT(rep->snapshots_dropped, 0u);
+    EXPECT_LT(snap_files(d.path()).size(), files_before);
+    auto check = [&](snapshot_store& st) {
+      const auto listed = st.list();
+      std::set<std::tuple<std::string, stream_version, uint32_t>> seen;
+      for (auto& i : listed) {
+        const auto key = std::make_tuple(i.stream, i.version, i.schema_version);
+        if (!kept.count(key)) EXPECT_GE(i.file, writers_file) << "a dropped snapshot left in a full file";
+        seen.insert(key);
+      }
+      for (auto& key : kept) EXPECT_TRUE(seen.count(key)) << "kept snapshot lost: version " << std::get<1>(key);
+      // Each kept snapshot loads and equals a fold up to its version.
+      for (auto& [stream, version, schema] : kept) {
+        const stream_key k = stream.size() == 8 && (stream == stream_key::integer(5).bytes ||
+                                                     stream == stream_key::integer(77).bytes)
+                                 ? stream_key{stream, true}
+                                 : stream_key::named(stream);
+        auto v = st.latest(k.id(), version, schema);
+        ASSERT_OK(v);
+        EXPECT_EQ(v->version, version);
+        auto got = load_aggregate_at<agg>(*log, st, k.id(), version, schema, agg::load, fold);
+        ASSERT_OK(got);
+        EXPECT_TRUE(got->used_snapshot);
+        EXPECT_EQ(got->snapshot_version, version);
+      }
+    };
+    check(*store);
+    store.reset();
+    auto reopened = snapshot_store::open(*log, so).value();
+    check(*reopened);
+    auto vr = verify_snapshots(d.path());
+    ASSERT_OK(vr);
+    EXPECT_TRUE(vr->problems.empty()) << vr->problems[0].to_string();
+    // A second compaction with the same K finds little or nothing to do and loses nothing.
+    auto again = reopened->compact(co);
+    ASSERT_OK(again);
+    check(*reopened);
+  }
+}
+
+// A file holding a snapshot whose body fails its checksum is never removed
+// (its bytes are evidence); the damage is reported; compact refuses nonsense.
+TEST(Snapshot, CompactionLeavesAFileWithADamagedSnapshotAsItIs) {
+  temp_dir d;
+  std::mt19937_64 rng(21);
+  auto log = make_log(d.path());
+  stream_key s = stream_key::named("a");
+  append_n(*log, s, 40, rng);
+  notes n;
+  snapshot_options so;
+  so.file_bytes = 4096;
+  so.observer = &n;
+  {
+    auto store = snapshot_store::open(*log, so).value();
+    for (stream_version v = 1; v <= 40; ++v) ASSERT_OK(save_state(*store, *log, s, v));
+    EXPECT_ERRC(store->compact({0, 0.5}), errc::invalid_argument);
+    EXPECT_ERRC(store->compact({1, 1.5}), errc::invalid_argument);
+  }
+  const auto files = snap_files(d.path());
+  ASSERT_GE(files.size(), 4u);
+  // Damage the body of the last snapshot of the newest full file (the one
+  // that stays among a stream's kept ones when K is large enough).
+  auto store = snapshot_store::open(*log, so).value();
+  auto listed = store->list(s.id());
+  const uint64_t victim_file = listed[listed.size() / 2].file;
+  snapshot_info last_of_file;
+  for (auto& i : listed)
+    if (i.file == victim_file) last_of_file = i;
+  store.reset();
+  flip_byte(files[victim_file], last_of_file.offset + 128 + 1, 0x40);
+  store = snapshot_store::open(*log, so).value();
+  snapshot_compact_options co;
+  co.keep_per_stream = 40;  // everything is kept: only the damage matters
+  co.min_dead_fraction = 0.0;
+  ASSERT_OK(store->compact(co));
+  co.keep_per_stream = 1;  // everything but the newest goes, except the damaged file
+  auto rep = store->compact(co);
+  ASSERT_OK(rep);
+  EXPECT_GT(rep->files_removed, 0u);
+  EXPECT_TRUE(std::filesystem::exists(files[victim_file]));
+  bool reported = false;
+  for (auto& m : n.seen) reported = reported || m.find("checksum mismatch") != std::string::npos;
+  EXPECT_TRUE(reported);
+  auto got = load(*log, *store, s);
+  ASSERT_OK(got);
+  EXPECT_EQ(got->state, full_fold(*log, s));
+}
+
+// With keep_per_stream set, retention runs as files fill: the store stays
+// bounded however many snapshots are taken.
+TEST(Snapshot, RetentionKeepsTheStoreBounded) {
+  temp_dir d;
+  std::mt19937_64 rng(22);
+  auto log = make_log(d.path());
+  stream_key s = stream_key::named("hot"), t = stream_key::integer(9);
+  append_n(*log, s, 200, rng);
+  append_n(*log, t, 10, rng);
+  snapshot_options so;
+  so.file_bytes = 4096;
+  so.keep_per_stream = 2;
+  auto store = snapshot_store::open(*log, so).value();
+  ASSERT_OK(save_state(*store, *log, t, 10));  // a cold stream's only snapshot survives every compaction
+  size_t most = 0;
+  for (stream_version v = 1; v <= 200; ++v) {
+    ASSERT_OK(save_state(*store, *log, s, v));
+    most = std::max(most, snap_files(d.path()).size());
+  }
+  EXPECT_LE(most, 4u);
+  EXPECT_LE(store->list(s.id()).size(), 2u + 4096 / 128);
+  auto got = load(*log, *store, s);
+  ASSERT_OK(got);
+  EXPECT_EQ(got->snapshot_version, 200u);
+  auto cold = store->latest(t.id(), kLatestVersion, 1);
+  ASSERT_OK(cold);
+  EXPECT_EQ(cold->version, 10u);
 }
 
 TEST(Snapshot, ConcurrentReadersWhileSaving) {

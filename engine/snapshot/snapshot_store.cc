@@ -77,6 +77,8 @@ struct snap_file {
   uint64_t size = 0;                // file size when last looked at
   uint64_t end = 0;                 // end of the last valid record (where a scan resumes)
   std::string tail_why;             // why the bytes after `end` did not validate
+  bool removed = false;             // compacted away (its mappings stay: views point there)
+  bool had_damage = false;          // a stretch that did not validate (compaction leaves the file be)
   std::vector<std::pair<void*, uint64_t>> maps;
 };
 
@@ -175,6 +177,7 @@ struct snapshot_state {
       }
       if (!in_damage) {
         in_damage = true;
+        f.had_damage = true;
         damage_from = off;
         first_why = why;
         damaged.fetch_add(1, std::memory_order_relaxed);
@@ -319,6 +322,60 @@ struct snapshot_state {
     return {};
   }
 
+  // Appends one record to the writer's file (body and padding first, header
+  // last: see the top of this file), rolling to a new file first when it
+  // would not fit. `h` carries every field but offset and salt. Returns the
+  // new entry, known good (we wrote its bytes), not yet published; `rolled`
+  // is set when a file was closed on the way.
+  result<snap_entry*> append_record(sf::record_header h, std::span<const std::byte> body, bool& rolled) {
+    const uint64_t hdr_len = sf::header_bytes(h.stream.size());
+    const uint64_t rec_len = hdr_len + sf::align64(body.size());
+    if (!current || (current->end > sf::kFileHeader && current->end + rec_len > opt.file_bytes)) {
+      if (current) {
+        // A file is closed durable: compaction removes files only after the
+        // copies it made are on disk, and those may sit in this one.
+        if (status d = fs->datasync(current->fh); !d) {
+          failed = d;
+          return d;
+        }
+      }
+      if (status s = roll(); !s) return s;
+      rolled = true;
+    }
+    auto& f = *current;
+    const uint64_t off = f.end;
+    h.offset = off;
+    h.salt = f.salt;
+    std::byte hdr[sf::header_bytes(kMaxStreamIdBytes)];
+    sf::encode_record_header(hdr, h);
+    status s;
+    if (!body.empty()) s = fs->pwrite(f.fh, off + hdr_len, body.data(), body.size());
+    if (s && sf::align64(body.size()) != body.size()) {
+      const std::byte zeros[sf::kAlign] = {};
+      s = fs->pwrite(f.fh, off + hdr_len + body.size(), zeros, sf::align64(body.size()) - body.size());
+    }
+    if (s) s = fs->pwrite(f.fh, off, hdr, hdr_len);
+    if (!s) return s;  // nothing indexed; the next save writes over these bytes
+    if (status m = map_to(f, off + rec_len); !m) return m;
+    f.size = f.end = off + rec_len;
+    auto& e = entries.emplace_back();  // deque: no reader holds an iterator
+    e.version = h.version;
+    e.schema = h.schema_version;
+    e.anchor = h.anchor;
+    e.anchor_ts = h.anchor_timestamp;
+    e.saved_ns = h.saved_ns;
+    e.body = f.base + off + hdr_len;
+    e.body_bytes = body.size();
+    e.body_checksum = h.body_checksum;
+    e.file = f.index;
+    e.offset = off;
+    e.stream.assign(h.stream);
+    e.is_integer = h.flags & 1;
+    // We wrote these bytes ourselves: no need to hash them again on first load.
+    e.state.store(kGood, std::memory_order_relaxed);
+    return &e;
+  }
+
   static uint64_t now_ns() {
     timespec ts;
     ::clock_gettime(CLOCK_REALTIME, &ts);
@@ -414,16 +471,7 @@ status snapshot_store::save(stream_id stream, stream_version version, uint32_t s
     return status(errc::invalid_argument, "stream has no event at version " + std::to_string(version) +
                                               " (it is at " + std::to_string(rs->stream_version_at_start()) + ")");
 
-  const uint64_t hdr_len = sf::header_bytes(id.size());
-  const uint64_t rec_len = hdr_len + sf::align64(bytes.size());
-  if (!st.current || (st.current->end > sf::kFileHeader && st.current->end + rec_len > st.opt.file_bytes))
-    if (status s = st.roll(); !s) return s;
-  auto& f = *st.current;
-  const uint64_t off = f.end;
-
   sf::record_header h;
-  h.offset = off;
-  h.salt = f.salt;
   h.version = version;
   h.body_bytes = bytes.size();
   h.body_checksum = XXH3_64bits(bytes.data(), bytes.size());
@@ -433,42 +481,25 @@ status snapshot_store::save(stream_id stream, stream_version version, uint32_t s
   h.schema_version = schema_version;
   h.flags = stream.is_integer() ? 1 : 0;
   h.stream = id;
-  std::byte hdr[sf::header_bytes(kMaxStreamIdBytes)];
-  sf::encode_record_header(hdr, h);
-  // Body (and its padding) first, header last: see the top of this file.
-  status s;
-  if (!bytes.empty()) s = st.fs->pwrite(f.fh, off + hdr_len, bytes.data(), bytes.size());
-  if (s && sf::align64(bytes.size()) != bytes.size()) {
-    const std::byte zeros[sf::kAlign] = {};
-    s = st.fs->pwrite(f.fh, off + hdr_len + bytes.size(), zeros, sf::align64(bytes.size()) - bytes.size());
-  }
-  if (s) s = st.fs->pwrite(f.fh, off, hdr, hdr_len);
-  if (!s) return s;  // nothing indexed; the next save writes over these bytes
+  bool rolled = false;
+  auto e = st.append_record(h, bytes, rolled);
+  if (!e) return e.error();
   if (st.opt.sync_each_save) {
-    if (status d = st.fs->datasync(f.fh); !d) {
+    if (status d = st.fs->datasync(st.current->fh); !d) {
       st.failed = d;
       return d;
     }
   }
-  if (status m = st.map_to(f, off + rec_len); !m) return m;
-  f.size = f.end = off + rec_len;
-
-  auto& e = st.entries.emplace_back();  // deque: no reader holds an iterator
-  e.version = version;
-  e.schema = schema_version;
-  e.anchor = h.anchor;
-  e.anchor_ts = h.anchor_timestamp;
-  e.saved_ns = h.saved_ns;
-  e.body = f.base + off + hdr_len;
-  e.body_bytes = bytes.size();
-  e.body_checksum = h.body_checksum;
-  e.file = f.index;
-  e.offset = off;
-  e.stream.assign(id);
-  e.is_integer = stream.is_integer();
-  // We wrote these bytes ourselves: no need to hash them again on first load.
-  e.state.store(detail::kGood, std::memory_order_relaxed);
-  st.publish({&e});
+  st.publish({e.value()});
+  if (rolled && st.opt.keep_per_stream > 0) {
+    // Retention is housekeeping of derived data: a failure is reported, and
+    // the save (already durable) stands.
+    snapshot_compact_options co;
+    co.keep_per_stream = st.opt.keep_per_stream;
+    if (auto c = compact(co); !c)
+      st.report(st.dir, 0, 0, "snapshot retention (keep " + std::to_string(co.keep_per_stream) +
+                                  " per stream) did not run: " + c.error().to_string());
+  }
   return {};
 }
 
@@ -563,6 +594,156 @@ std::vector<snapshot_info> snapshot_store::list(std::optional<stream_id> stream)
     return std::make_pair(a.file, a.offset) < std::make_pair(b.file, b.offset);
   });
   return out;
+}
+
+result<snapshot_compact_report> snapshot_store::compact(const snapshot_compact_options& options) {
+  auto& st = *s_;
+  if (st.read_only) return status(errc::read_only, st.dir + ": snapshot store opened read-only");
+  if (!st.failed.ok()) return status(errc::read_only, st.dir + ": writes refused after: " + st.failed.to_string());
+  if (options.keep_per_stream == 0)
+    return status(errc::invalid_argument, "compact: keep_per_stream must be at least 1");
+  if (!(options.min_dead_fraction >= 0 && options.min_dead_fraction <= 1))
+    return status(errc::invalid_argument, "compact: min_dead_fraction must be in [0, 1]");
+  snapshot_compact_report rep;
+  auto record_bytes = [](const snap_entry* e) {
+    return sf::header_bytes(e->stream.size()) + sf::align64(e->body_bytes);
+  };
+  // Which entries stay: per stream, the newest keep_per_stream that are not
+  // known bad or stale, one of each set of identical copies. Only this
+  // thread adds or removes entries, so the lists can be read without the lock.
+  std::unordered_map<const snap_entry*, bool> keep;  // entry -> kept
+  for (const auto* m : {&st.named, &st.integer})
+    for (const auto& [k, list] : *m) {
+      std::vector<const snap_entry*> kept;
+      for (auto it = list.rbegin(); it != list.rend(); ++it) {
+        const snap_entry* e = *it;
+        const uint8_t state = e->state.load(std::memory_order_acquire);
+        bool stays = state != detail::kBad && state != detail::kStale && kept.size() < options.keep_per_stream;
+        for (const snap_entry* x : kept)
+          if (stays && x->version == e->version && x->schema == e->schema && x->anchor == e->anchor &&
+              x->body_checksum == e->body_checksum && x->body_bytes == e->body_bytes)
+            stays = false;  // a second copy of a kept snapshot
+        if (stays) kept.push_back(e);
+        keep[e] = stays;
+      }
+    }
+  // Which files go: full ones (not the writer's) with enough dropped bytes.
+  std::unordered_map<uint64_t, std::pair<uint64_t, uint64_t>> usage;  // file -> (record bytes, dropped bytes)
+  for (const auto& [e, stays] : keep) {
+    auto& u = usage[e->file];
+    u.first += record_bytes(e);
+    if (!stays) u.second += record_bytes(e);
+  }
+  std::vector<detail::snap_file*> victims;
+  for (auto& f : st.files) {
+    // A file we could not read, or one with damaged stretches, stays as it is:
+    // its bytes are evidence (varve snapshot verify names them), not ours to drop.
+    if (&f == st.current || f.removed || !f.header_ok || f.had_damage) continue;
+    const auto u = usage.count(f.index) ? usage[f.index] : std::pair<uint64_t, uint64_t>{0, 0};
+    const bool nothing_kept = u.first == u.second;
+    if (nothing_kept || (u.second > 0 && static_cast<double>(u.second) >=
+                                             options.min_dead_fraction * static_cast<double>(u.first)))
+      victims.push_back(&f);
+  }
+  // Every snapshot of a file about to go is hashed: a kept one is copied only
+  // if its body checks (the copy keeps the original checksum, so damage would
+  // surface later anyway, but not where it happened), and a file holding a
+  // damaged one, kept or not, found now or by an earlier load, is left as it
+  // is: its bytes are evidence.
+  for (auto& e : st.entries) {
+    auto v = std::find_if(victims.begin(), victims.end(),
+                          [&](const detail::snap_file* f) { return f->index == e.file; });
+    if (v == victims.end() || !keep.count(&e)) continue;
+    uint8_t state = e.state.load(std::memory_order_acquire);
+    // Hashed again even when an earlier load found it good: the bytes may
+    // have changed since.
+    if (state != detail::kBad && XXH3_64bits(e.body, e.body_bytes) != e.body_checksum) {
+      if (e.state.compare_exchange_strong(state, detail::kBad)) {
+        st.damaged.fetch_add(1, std::memory_order_relaxed);
+        st.report(st.dir + "/" + sf::file_name(e.file), e.offset, record_bytes(&e),
+                  "snapshot body checksum mismatch (stream version " + std::to_string(e.version) +
+                      "); the file is kept as it is");
+      }
+      state = detail::kBad;
+    }
+    if (state == detail::kBad) {
+      (*v)->had_damage = true;
+      victims.erase(v);
+    }
+  }
+  if (victims.empty()) return rep;
+  std::unordered_map<uint64_t, detail::snap_file*> victim_of;
+  for (auto* f : victims) victim_of[f->index] = f;
+  // Their entries in save order (file, then offset), so copies keep it.
+  std::vector<snap_entry*> moving;
+  for (auto& e : st.entries)
+    if (victim_of.count(e.file) && keep.count(&e)) moving.push_back(&e);
+  std::sort(moving.begin(), moving.end(), [](const snap_entry* a, const snap_entry* b) {
+    return std::make_pair(a->file, a->offset) < std::make_pair(b->file, b->offset);
+  });
+  std::vector<snap_entry*> copies;
+  bool wrote = false;
+  for (snap_entry* e : moving) {
+    if (!keep[e]) {
+      if (e->state.load(std::memory_order_acquire) == detail::kStale) ++rep.stale_dropped;
+      else ++rep.snapshots_dropped;
+      continue;
+    }
+    sf::record_header h;
+    h.version = e->version;
+    h.body_bytes = e->body_bytes;
+    h.body_checksum = e->body_checksum;
+    h.saved_ns = e->saved_ns;
+    h.anchor = e->anchor;
+    h.anchor_timestamp = e->anchor_ts;
+    h.schema_version = e->schema;
+    h.flags = e->is_integer ? 1 : 0;
+    h.stream = e->stream;
+    bool rolled = false;
+    auto c = st.append_record(h, std::span<const std::byte>(e->body, e->body_bytes), rolled);
+    if (!c) return c.error();  // the originals stay; copies made so far are harmless duplicates
+    copies.push_back(c.value());
+    wrote = true;
+    ++rep.snapshots_copied;
+  }
+  // The copies are durable before any original goes (files left earlier by a
+  // roll were synced as they closed).
+  if (wrote) {
+    if (status d = st.fs->datasync(st.current->fh); !d) {
+      st.failed = d;
+      return d;
+    }
+  }
+  st.publish(copies);
+  {
+    std::unique_lock g(st.mu);
+    for (auto* m : {&st.named, &st.integer})
+      for (auto it = m->begin(); it != m->end();) {
+        auto& list = it->second;
+        list.erase(std::remove_if(list.begin(), list.end(),
+                                  [&](const snap_entry* e) { return victim_of.count(e->file) > 0; }),
+                   list.end());
+        it = list.empty() ? m->erase(it) : std::next(it);
+      }
+  }
+  uint64_t removed_bytes = 0;
+  status first_error;
+  for (auto* f : victims) {
+    if (status r = st.fs->remove(f->path); !r) {
+      if (first_error.ok()) first_error = r;
+      continue;  // still on disk: the next open indexes it again (duplicates are harmless)
+    }
+    f->removed = true;
+    removed_bytes += f->size;
+    ++rep.files_removed;
+    if (f->fh.valid()) st.fs->close(f->fh);
+  }
+  if (status d = st.fs->sync_dir(st.dir); !d && first_error.ok()) first_error = d;
+  if (!first_error.ok()) return first_error;
+  uint64_t copied_bytes = 0;
+  for (const snap_entry* c : copies) copied_bytes += record_bytes(c);
+  rep.bytes_reclaimed = removed_bytes > copied_bytes ? removed_bytes - copied_bytes : 0;
+  return rep;
 }
 
 status snapshot_store::refresh() {

@@ -44,6 +44,35 @@ struct snapshot_options {
   // another log) and every unfinished save cut at open. Thread-safe, not owned.
   recovery_observer* observer = nullptr;
   std::shared_ptr<file_system> fs = nullptr;  // null = posix_file_system()
+  // Retention: 0 (the default) keeps every snapshot. N > 0: each time a file
+  // fills up, compact() runs with keep_per_stream = N (see there), so the
+  // store holds about N snapshots per stream plus one file's worth of recent
+  // saves. Loads at an older version (load_aggregate_at) then start from an
+  // older kept snapshot, or fold from version 1.
+  uint32_t keep_per_stream = 0;
+};
+
+// What compact() keeps and what it may rewrite.
+struct snapshot_compact_options {
+  // The newest snapshots of each stream that stay (>= 1). Among identical
+  // copies of one snapshot (left by a crash during an earlier compaction)
+  // one counts; stale ones never count and are dropped. A file holding a
+  // snapshot that fails its checksum is never removed (varve snapshot verify
+  // names it); its other snapshots count as usual.
+  uint32_t keep_per_stream = 3;
+  // A full file is rewritten (its kept snapshots copied to the newest file,
+  // then the file removed) once at least this share of its record bytes is
+  // dropped; 0 rewrites every file with anything to drop, 1 only files with
+  // nothing left to keep.
+  double min_dead_fraction = 0.5;
+};
+
+struct snapshot_compact_report {
+  uint64_t files_removed = 0;
+  uint64_t snapshots_dropped = 0;  // superseded (beyond keep_per_stream), in removed files
+  uint64_t snapshots_copied = 0;   // kept, moved out of removed files
+  uint64_t stale_dropped = 0;      // of another history (load_aggregate found their anchor gone), in removed files
+  uint64_t bytes_reclaimed = 0;    // file bytes removed minus bytes copied
 };
 
 // A validated snapshot, in place in the store's read-only mapping: `bytes`
@@ -136,6 +165,17 @@ class snapshot_store {
   // Every indexed snapshot (of one stream when `stream` is given), by stream
   // then version. Headers only.
   VARVE_API std::vector<snapshot_info> list(std::optional<stream_id> stream = std::nullopt) const;
+
+  // Drops superseded snapshots: keeps the newest keep_per_stream of each
+  // stream and removes full files once enough of them is superseded, copying
+  // what they still keep into the newest file first. Snapshots are derived
+  // data (the log rebuilds any state), but nothing kept is ever lost: every
+  // copy is verified against its checksum before it is written, and durable
+  // (fdatasync) before the file it came from is removed, so a crash leaves at
+  // worst two identical copies (the next compaction drops one). Views handed
+  // out earlier stay valid (the old mappings are kept until the store goes).
+  // Writable stores only; same thread rules as save().
+  VARVE_API result<snapshot_compact_report> compact(const snapshot_compact_options& options = {});
 
   // A read-only store: indexes what the writer saved since open/refresh.
   VARVE_API status refresh();

@@ -22,7 +22,8 @@ using namespace varve::tools;
 struct snapshot_args {
   std::string dir;
   std::optional<std::string> stream;
-  std::optional<uint64_t> stream_u64, version, schema;
+  std::optional<uint64_t> stream_u64, version, schema, keep;
+  double min_dead = 0.5;
   bool json = false;
 };
 
@@ -142,12 +143,45 @@ int cmd_snapshot_save(const snapshot_args& a) {
   return kExitOk;
 }
 
+// Retention: keep the newest K snapshots of each stream (snapshot_store::compact).
+int cmd_snapshot_compact(const snapshot_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
+  const uint64_t keep = a.keep.value_or(0);
+  if (keep == 0 || keep > UINT32_MAX) return usage_error("--keep: at least 1 snapshot per stream");
+  if (!(a.min_dead >= 0 && a.min_dead <= 1)) return usage_error("--min-dead: a fraction from 0 to 1");
+  auto log = event_log::open_read_only(a.dir, cli_log_options());
+  if (!log) return fail_open(log.error(), a.dir);
+  auto store = snapshot_store::open(*log.value());
+  if (!store) return fail(store.error());
+  snapshot_compact_options co;
+  co.keep_per_stream = static_cast<uint32_t>(keep);
+  co.min_dead_fraction = a.min_dead;
+  auto rep = store.value()->compact(co);
+  if (!rep) return fail(rep.error());
+  const auto& r = rep.value();
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["files_removed"] = r.files_removed;
+    j["snapshots_dropped"] = r.snapshots_dropped;
+    j["stale_dropped"] = r.stale_dropped;
+    j["snapshots_copied"] = r.snapshots_copied;
+    j["bytes_reclaimed"] = r.bytes_reclaimed;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%" PRIu64 " files removed, %" PRIu64 " snapshots dropped (%" PRIu64 " stale), %" PRIu64
+                " copied, %s reclaimed\n",
+                r.files_removed, r.snapshots_dropped + r.stale_dropped, r.stale_dropped, r.snapshots_copied,
+                human_bytes(r.bytes_reclaimed).c_str());
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_snapshot(CLI::App& app, command_list& out) {
   // One args struct for the three actions: CLI11 fills only the parsed one's.
   auto a = std::make_shared<snapshot_args>();
-  auto* sn = app.add_subcommand("snapshot", "Aggregate snapshots (DIR/snapshots): verify, ls, save");
+  auto* sn = app.add_subcommand("snapshot", "Aggregate snapshots (DIR/snapshots): verify, ls, save, compact");
   sn->require_subcommand(1);
   auto* snv = sn->add_subcommand("verify", "Check every snapshot's header and body; exit 4 if not intact");
   snv->add_option("DIR", a->dir, "Log directory")->required();
@@ -169,6 +203,16 @@ void add_snapshot(CLI::App& app, command_list& out) {
   add_uint(*sns, "--schema", a->schema, "The bytes' schema version (default 1)");
   add_json_flag(*sns, a->json, "Print {\"saved_bytes\":N,\"version\":V}");
   out.push_back({sns, [a] { return cmd_snapshot_save(*a); }});
+  auto* snc = sn->add_subcommand(
+      "compact", "Keep the newest K snapshots of each stream: full files with enough superseded snapshots are "
+                 "removed, what they still keep copied first (a file with a damaged snapshot stays)");
+  snc->add_option("DIR", a->dir, "Log directory")->required();
+  add_uint(*snc, "--keep", a->keep, "Snapshots kept per stream (at least 1)", "K")->required();
+  snc->add_option("--min-dead", a->min_dead,
+                  "Rewrite a full file once this share of its bytes is superseded (0 to 1, default 0.5)")
+      ->type_name("FRACTION");
+  add_json_flag(*snc, a->json, "Print the report as JSON");
+  out.push_back({snc, [a] { return cmd_snapshot_compact(*a); }});
 }
 
 }  // namespace varve::cli
