@@ -54,12 +54,23 @@ std::chrono::milliseconds background::idle_sleep(std::chrono::steady_clock::time
 }
 
 void background::start_preparing(uint64_t next) {
+  writer_at_.store(next - 1, std::memory_order_seq_cst);
   made_upto_.store(next - 1, std::memory_order_relaxed);
   next_to_prepare_.store(next, std::memory_order_relaxed);
   prepare_upto_.store(next + c_.prepare_ahead, std::memory_order_release);
 }
 
 result<std::unique_ptr<segment>> background::take_segment(uint64_t index) {
+  // The writer leaves segment index - 1 (the sealer will remap it): first
+  // make sure the preparer is not faulting in a slice of it (or of one
+  // before it), and will not start one. Waits at most one slice, and only
+  // when the writer overtook the pre-faulting.
+  writer_at_.store(index, std::memory_order_seq_cst);
+  if (populating_.load(std::memory_order_seq_cst) < index) {
+    const auto t0 = std::chrono::steady_clock::now();
+    while (populating_.load(std::memory_order_seq_cst) < index) std::this_thread::yield();
+    note_wait(ctl_counter::longest_rollover_wait_ns, t0);
+  }
   std::atomic<segment*>& slot = ready_[index % kMaxAhead];
   std::unique_ptr<segment> got;
   if (c_.prepare_ahead > 0) {
@@ -99,7 +110,9 @@ result<std::unique_ptr<segment>> background::take_segment(uint64_t index) {
       }
     }
     if (!got) {
-      auto made = segment::create(c_.fs, c_.id, index, segment::prefault::for_write);
+      // Not pre-faulted: the writer takes the page faults as it writes,
+      // rather than waiting for all of them here.
+      auto made = segment::create(c_.fs, c_.id, index, segment::prefault::no);
       if (!made) {
         note_wait(ctl_counter::longest_rollover_wait_ns, t0);
         return made.error();
@@ -135,15 +148,23 @@ void background::run_prepare() {
       if (!claimed) preparing_index_.store(~uint64_t{0}, std::memory_order_release);
     }
     if (!claimed) {
+      if (populate_one_slice()) {
+        last_work = std::chrono::steady_clock::now();
+        continue;
+      }
       std::this_thread::sleep_for(idle_sleep(last_work));
       continue;
     }
     last_work = std::chrono::steady_clock::now();
-    auto made = segment::create(c_.fs, c_.id, i, segment::prefault::for_write);
+    // Published once it exists; its pages are faulted in afterwards
+    // (populate_one_slice), so a writer faster than the kernel can fault
+    // pages in never waits for a whole segment's worth.
+    auto made = segment::create(c_.fs, c_.id, i, segment::prefault::no);
     status dir_synced;
     if (made) dir_synced = c_.fs->sync_dir(c_.id.dir);  // as in take_segment
     if (made && dir_synced) {
       made_upto_.store(i, std::memory_order_release);
+      populate_queue_.push_back({made.value().get(), 0});
       ready_[i % kMaxAhead].store(made.value().release(), std::memory_order_release);
       preparing_index_.store(~uint64_t{0}, std::memory_order_release);  // after publishing
       continue;
@@ -164,6 +185,28 @@ void background::run_prepare() {
     for (int k = 0; k < 100 && !stop_.load(std::memory_order_acquire); ++k)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+}
+
+bool background::populate_one_slice() {
+  while (!populate_queue_.empty()) {
+    to_populate& p = populate_queue_.front();
+    const uint64_t index = p.seg->index();
+    populating_.store(index, std::memory_order_seq_cst);
+    if (writer_at_.load(std::memory_order_seq_cst) >= index || p.off >= p.seg->capacity()) {
+      // The writer is in it (it takes its own faults) or has left it: done.
+      populating_.store(kNone, std::memory_order_release);
+      populate_queue_.erase(populate_queue_.begin());
+      continue;
+    }
+    const uint64_t n = std::min(kPopulateSlice, p.seg->capacity() - p.off);
+    // Best effort: a failure here (memory pressure) leaves the faults to the
+    // writer; fallocate already reserved the blocks, so nothing is lost.
+    const status s = c_.fs->populate_write(p.seg->data() + p.off, n);
+    populating_.store(kNone, std::memory_order_release);
+    p.off = s ? p.off + n : p.seg->capacity();
+    return true;
+  }
+  return false;
 }
 
 size_t background::max_pending_seals() {

@@ -1,6 +1,7 @@
-// The writer's helper threads: create and pre-faults the next segment before
-// it is needed, seals full segments (footer) and writes head-table checkpoints,
-// so the appender never waits on the kernel in steady state.
+// The writer's helper threads: creates the next segments before they are
+// needed and faults their pages in while the writer has not reached them,
+// seals full segments (footer) and writes head-table checkpoints, so the
+// appender never waits on the kernel in steady state.
 #pragma once
 
 #include <array>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "base/segment.h"
 #include "base/segment_format.h"
@@ -46,8 +48,8 @@ class background {
     segment::identity id;
     segment_table* table;
     durability mode;
-    // Segments created and pre-faulted ahead of the writer (0: the writer
-    // creates each one itself at roll-over).
+    // Segments created ahead of the writer, and pre-faulted while they are
+    // still ahead of it (0: the writer creates each one itself at roll-over).
     uint32_t prepare_ahead;
     recovery_observer* observer;
     uint64_t checkpointed_segment;  // newest heads checkpoint on disk (~0 = none)
@@ -117,6 +119,23 @@ class background {
   std::atomic<uint64_t> made_upto_{0};  // every segment up to this one exists, its name synced
   std::mutex error_mu_;
   status prepare_error_;
+  // Pre-faulting after hand-over: a segment is published as soon as it exists
+  // (header durable), then the preparer faults its pages in, a slice at a
+  // time, for as long as it is still ahead of the writer. A handshake keeps
+  // it off a segment the writer has left (the sealer remaps that one): the
+  // writer stores writer_at_ then reads populating_, the preparer stores
+  // populating_ then reads writer_at_ (both sequentially consistent), so one
+  // of them sees the other.
+  static constexpr uint64_t kNone = ~uint64_t{0};
+  static constexpr uint64_t kPopulateSlice = 1ull << 20;  // bounds the writer's wait in that handshake
+  std::atomic<uint64_t> writer_at_{0};      // the writer's current segment
+  std::atomic<uint64_t> populating_{kNone};  // the segment the preparer faults a slice of now
+  struct to_populate {
+    segment* seg;
+    uint64_t off;
+  };
+  std::vector<to_populate> populate_queue_;  // preparer thread only; index order
+  bool populate_one_slice();
 
   // --- sealing: a single-producer, single-consumer ring ---
   std::array<seal_job, kSealRing> ring_{};
