@@ -73,6 +73,7 @@ inline decoded decode_inline(const std::byte* p, uint64_t avail, uint64_t expect
   out.timestamp_ns = get_u64(p + 40);
   out.type = get_u32(p + 48);
   out.schema_version = get_u16(p + 52);
+  out.stored_schema_version = out.schema_version;
   out.previous = position{get_u64(p + 64)};
   out.content = (flags & kFlagJson) ? content_type::json : content_type::binary;
   out.batch_begin = flags & kFlagBatchBegin;

@@ -226,6 +226,7 @@ result<uint64_t> events_behind(const event_log& log, position at) {
   const uint64_t events = log.next_sequence().value;
   // The sequence number of the next event it would read.
   log_reader r = log.read(at);
+  r.without_upcasting();  // only its sequence number is wanted
   event_view v;
   auto more = r.next(v);
   if (!more) return more.error();

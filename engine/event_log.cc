@@ -58,6 +58,13 @@ uint64_t steady_ns() {
 void make_shared_log(log_state& s) {
   s.shared = std::make_shared<detail::shared_log>(
       s.fs, segment::identity{s.dir, s.meta.log2_capacity, s.meta.log_id}, s.opts.verify_checksums);
+  s.shared->set_upcasters(s.opts.upcasters);
+}
+
+// Before anything is opened: a chain with a gap would fail reads later.
+status check_upcasters(const log_options& o) {
+  if (!o.upcasters) return {};
+  return o.upcasters->validate();
 }
 
 }  // namespace
@@ -106,6 +113,7 @@ event_log::~event_log() { (void)close(); }
 
 result<std::unique_ptr<event_log>> event_log::create(const std::string& dir,
                                                      const log_options& options) {
+  if (status u = check_upcasters(options); !u) return u;
   auto l2 = log2_of(options.segment_bytes);
   if (!l2) return l2.error();
   auto s = new_state(dir, options);
@@ -136,6 +144,7 @@ result<std::unique_ptr<event_log>> event_log::open_or_create(const std::string& 
 
 result<std::unique_ptr<event_log>> event_log::open(const std::string& dir,
                                                    const log_options& options) {
+  if (status u = check_upcasters(options); !u) return u;
   auto s = new_state(dir, options);
   if (status r = meta_file::read(*s->fs, dir, s->meta); !r) return r;
   auto lock = writer_lock::acquire(dir);
@@ -146,6 +155,7 @@ result<std::unique_ptr<event_log>> event_log::open(const std::string& dir,
 
 result<std::unique_ptr<event_log>> detail::log_access::open_locked(
     const std::string& dir, const log_options& o, std::unique_ptr<writer_lock> lock) {
+  if (status u = check_upcasters(o); !u) return u;
   auto s = new_state(dir, o);
   if (status r = meta_file::read(*s->fs, dir, s->meta); !r) return r;
   s->lock = std::move(lock);
@@ -219,6 +229,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
 
 result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& dir,
                                                              const log_options& options) {
+  if (status u = check_upcasters(options); !u) return u;
   auto s = new_state(dir, options);
   if (status r = meta_file::read(*s->fs, dir, s->meta); !r) return r;
   s->read_only = true;
@@ -330,6 +341,7 @@ std::string uuid_text(const id128& id) {
   auto rs = log.read_stream(stream, from, read_direction::forward, events.size());
   if (!rs) return rs.error();
   stream_reader& r = rs.value();
+  r.without_upcasting();  // what the log holds is what a retry must match
   size_t ids_there = 0, same = 0;
   event_view e;
   for (size_t i = 0; i < events.size(); ++i) {
@@ -408,6 +420,12 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
     return refused(s, status(errc::invalid_argument,
                              "stream id must have 1 to 255 bytes, got " + std::to_string(key.size())));
   if (events.empty()) return refused(s, status(errc::invalid_argument, "append of an empty batch"));
+  // Schema versions newer than the upcasters know would be handed out as
+  // they are, to readers that expect the current one; one test per call
+  // when there are no upcasters.
+  if (const upcasters* up = s.opts.upcasters.get()) [[unlikely]]
+    for (const event_data& e : events)
+      if (status u = up->check_append(e.type, e.schema_version); !u) return refused(s, u);
 
   const uint64_t h = s.heads.hash(key);
   head_table::head* head = s.heads.find(key, h);
@@ -578,6 +596,7 @@ void follow_heads(log_state& s) {
     }
   }
   log_reader r(s.shared, position{s.follower_pos});
+  r.without_upcasting();  // the heads need positions and versions only
   event_view v;
   while (true) {
     auto more = r.next(v);
@@ -648,6 +667,7 @@ result<position> event_log::position_at_time(uint64_t t) const {
     }
   }
   log_reader r(s_->shared, position{from});
+  r.without_upcasting();  // timestamps only
   event_view v;
   while (true) {
     auto more = r.next(v);
@@ -675,6 +695,7 @@ result<stream_version> event_log::version_at(stream_id stream, position p) const
     stream_reader r;
     if (status st = r.init(s_->shared, std::string(key), newest, newest_pos, mid, read_direction::forward, 1); !st)
       return st;
+    r.without_upcasting();  // only its position is wanted
     event_view e;
     auto got = r.next(e);
     if (!got) return got.error();
@@ -769,6 +790,16 @@ log_metrics event_log::metrics() const {
 
 const std::string& event_log::dir() const { return s_->dir; }
 const log_options& event_log::options() const { return s_->opts; }
+
+status event_log::set_upcasters(std::shared_ptr<const upcasters> u) {
+  log_state& s = *s_;
+  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
+  if (u)
+    if (status v = u->validate(); !v) return v;
+  s.opts.upcasters = u;
+  s.shared->set_upcasters(std::move(u));
+  return {};
+}
 bool event_log::is_read_only() const { return s_->read_only; }
 
 }  // namespace varve

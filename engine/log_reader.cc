@@ -8,7 +8,8 @@
 namespace varve {
 
 log_reader::log_reader(std::shared_ptr<detail::shared_log> log, position from)
-    : log_(std::move(log)), pos_(from), verify_(log_ && log_->verify_checksums) {}
+    : log_(std::move(log)), pos_(from), verify_(log_ && log_->verify_checksums),
+      up_(log_ ? log_->upcasters_now() : nullptr) {}
 
 log_reader::log_reader(std::shared_ptr<detail::shared_log> log, position from, event_filter filter)
     : log_reader(std::move(log), from) {
@@ -29,14 +30,29 @@ result<bool> log_reader::next(event_view& out) {
           record::decode_inline(seg_data_ + off, seg_records_end_ - off, pos_.value, verify_, out);
       if (d.outcome == record::decode_outcome::event) [[likely]] {
         pos_.value += d.length;
-        if (!filter_ || filter_->matches(out)) [[likely]]
+        if (!filter_ || filter_->matches(out)) [[likely]] {
+          if (up_) [[unlikely]]
+            return upcast(out);
           return true;
+        }
         continue;
       }
     }
     result<bool> r = next_slow(out);
-    if (!r || !r.value() || !filter_ || filter_->matches(out)) return r;
+    if (!r || !r.value()) return r;
+    if (!filter_ || filter_->matches(out)) return up_ ? upcast(out) : r;
   }
+}
+
+// Filters see the event as stored (the segment indexes that let a filtered
+// reader skip segments know only that); the caller sees it upcast.
+result<bool> log_reader::upcast(event_view& out) {
+  if (status s = up_->apply(out, up_buf_); !s) {
+    pos_ = out.position;
+    limit_ = 0;
+    return s;
+  }
+  return true;
 }
 
 result<bool> log_reader::next_slow(event_view& out) {

@@ -102,6 +102,11 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
     }
   }
 
+  if (const upcasters* up = s.opts.upcasters.get()) [[unlikely]]
+    for (const stream_batch& b : batches)
+      for (const event_data& e : b.events)
+        if (status u = up->check_append(e.type, e.schema_version); !u) return detail::refused(s, u);
+
   // Sizes: the unit is one batch, and a batch never spans segments.
   const uint64_t room = s.active->records_end() - segment_format::kHeaderSize - record::kSegmentEndSize;
   uint64_t total = 0;

@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "engine/control_block.h"
 #include "engine/index_table.h"
 #include "engine/segment_table.h"
+#include "varve/upcast.h"
 
 namespace varve::detail {
 
@@ -34,6 +36,22 @@ struct shared_log {
   index_table indexes;
   std::unique_ptr<control_block> ctl;
   bool verify_checksums;
+  // The log's upcasters (event_log::set_upcasters): each reader takes them
+  // once, when it is made; the flag keeps that free for a log without any.
+  std::shared_ptr<const upcasters> upcasters_now() const {
+    if (!has_upcasters.load(std::memory_order_acquire)) return nullptr;
+    std::lock_guard<std::mutex> g(upcast_mu);
+    return upcast;
+  }
+  void set_upcasters(std::shared_ptr<const upcasters> u) {
+    std::lock_guard<std::mutex> g(upcast_mu);
+    has_upcasters.store(u != nullptr, std::memory_order_release);
+    upcast = std::move(u);
+  }
+  mutable std::mutex upcast_mu;
+  std::shared_ptr<const upcasters> upcast;
+  std::atomic<bool> has_upcasters{false};
+
   // Set once before the log is handed out (read-only opens only).
   uint64_t stale_commit = UINT64_MAX;  // the control block's word when the tail was read
   uint64_t found_end = 0;

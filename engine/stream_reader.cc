@@ -24,6 +24,7 @@ status stream_reader::init(std::shared_ptr<detail::shared_log> log, std::string 
                            stream_version head_version, uint64_t head_position,
                            stream_version from, read_direction dir, uint64_t max_count) {
   log_ = std::move(log);
+  up_ = log_->upcasters_now();
   stream_ = std::move(stream);
   dir_ = dir;
   head_version_ = head_version;
@@ -172,6 +173,10 @@ result<bool> stream_reader::next(event_view& out) {
     return bad_chain(seg, off, std::string("stream record: ") + (d.why ? d.why : "not an event record"));
   if (out.stream != stream_ || out.version != next_version_)
     return bad_chain(seg, off, "stream index leads to another stream or version");
+  // Upcast before moving on: a step that fails leaves the reader on this
+  // version, like a record that fails validation.
+  if (up_) [[unlikely]]
+    if (status u = up_->apply(out, up_buf_); !u) return u;
   if (dir_ == read_direction::forward) {
     ++next_version_;
     prefetch(next_version_ + kPrefetchAhead - 1);

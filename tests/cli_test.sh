@@ -541,6 +541,61 @@ run snapshot verify "$TMP/no-such-log"
 expect "snapshot verify of a missing log fails (exit 5)" rc_is 5
 expect "  ... with a clear error" err_clear
 
+# --- schema versions and upcasters ---------------------------------------------
+U=$TMP/up
+input <<'EOF'
+{"stream":"cart-1","type":"ItemAdded","data":{"sku":"a","qty":2,"legacy":1}}
+{"stream":"cart-1","type":"ItemAdded","schema_version":2,"data":{"sku":"b","quantity":1,"unit":"pc"}}
+{"stream":"cart-1","type":"CartClosed","data":{}}
+EOF
+run append "$U" --create
+expect "append events of two schema versions" rc_is 0
+cat >"$TMP/up.json" <<'EOF'
+{"upcasters": [
+  {"type": "ItemAdded", "from": 1, "rename": {"qty": "quantity"}, "add": {"unit": "pc"}, "drop": ["legacy"]},
+  {"type": "ItemAdded", "from": 2, "rename_type": "ItemPut"}
+]}
+EOF
+run read "$U" --upcasters "$TMP/up.json"
+expect "read --upcasters fails for a type name the log does not know (exit 1)" rc_is 1
+expect "  ... naming the entry and the name" err_has 'upcasters\[1\]: "rename_type" .ItemPut. is not a registered type'
+input <<'EOF'
+{"stream":"other","type":"ItemPut","schema_version":3,"data":{"sku":"c","quantity":5,"unit":"kg"}}
+EOF
+run append "$U"
+run read "$U" --upcasters "$TMP/up.json"
+expect "read --upcasters hands every event out at its current version" py '[(e["type"], e["schema_version"], e.get("stored_schema_version"), e["data"]) for e in out] == [("ItemPut", 3, 1, {"sku": "a", "quantity": 2, "unit": "pc"}), ("ItemPut", 3, 2, {"sku": "b", "quantity": 1, "unit": "pc"}), ("CartClosed", 1, None, {}), ("ItemPut", 3, None, {"sku": "c", "quantity": 5, "unit": "kg"})]'
+run read "$U" --stream cart-1 --upcasters "$TMP/up.json"
+expect "  ... one stream too" py '[e["type"] for e in out] == ["ItemPut", "ItemPut", "CartClosed"]'
+run read "$U"
+expect "  ... while the log keeps what was written" py '[(e["type"], e["schema_version"], e["data"]) for e in out[:2]] == [("ItemAdded", 1, {"sku": "a", "qty": 2, "legacy": 1}), ("ItemAdded", 2, {"sku": "b", "quantity": 1, "unit": "pc"})] and "stored_schema_version" not in out[0]'
+echo '{"upcasters": [{"type": "ItemAdded", "from": 1}, {"type": "ItemAdded", "from": 3}]}' >"$TMP/gap.json"
+run read "$U" --upcasters "$TMP/gap.json"
+expect "read --upcasters refuses a chain with a gap (exit 1)" rc_is 1
+expect "  ... saying which version is missing" err_has 'none from version 2'
+run read "$U" --upcasters "$TMP/no-such.json"
+expect "read --upcasters of a missing file: exit 5" rc_is 5
+run types "$U" --json
+expect "types lists the log's types" py '[(t["id"], t["name"], t.get("current_version")) for t in out] == [(1, "ItemAdded", None), (2, "CartClosed", None), (3, "ItemPut", None)]'
+run types "$U" --set ItemPut=3 --set Fresh=1
+expect "types --set records current versions" rc_is 0
+expect "  ... and lists them" grep -q 'ItemPut	version 3' "$TMP/out"
+run types "$U" --set ItemPut=2
+expect "types --set never lowers a version (exit 1)" rc_is 1
+expect "  ... saying so" err_has 'versions never go down'
+usage_case "types --set without a version" types "$U" --set ItemPut
+usage_case "types --set ItemPut=0" types "$U" --set ItemPut=0
+input <<'EOF'
+{"stream":"other","type":"ItemPut","schema_version":4,"data":{}}
+EOF
+run append "$U"
+expect "append refuses a version newer than the recorded one (exit 1)" rc_is 1
+expect "  ... naming the type and both versions" err_has "'ItemPut' at schema version 4 is newer than its current version 3"
+run read "$U" --stream other
+expect "  ... and writes nothing" out_lines 1
+run types "$TMP/no-such-log"
+expect "types of a missing log fails (exit 5)" rc_is 5
+
 run --help
 expect "--help exits 0" rc_is 0
 expect "  ... and documents the exit codes" grep -q '4 corruption (verify or index verify found the log not intact' "$TMP/out"

@@ -533,6 +533,11 @@ void write_event(ndjson_writer& w, const event_view& e, std::string_view type_js
   w.raw(type_json);
   w.raw(",\"schema_version\":");
   w.u64(e.schema_version);
+  // Only for an upcast event: what the log itself holds.
+  if (e.stored_schema_version != 0 && e.stored_schema_version != e.schema_version) {
+    w.raw(",\"stored_schema_version\":");
+    w.u64(e.stored_schema_version);
+  }
   w.raw(",\"timestamp\":");
   if (tf == time_format::iso) {
     char text[kIso8601Chars + 2];

@@ -851,6 +851,7 @@ status consumer_group::reset(const event_log& log, std::string_view group, posit
   if (to.value != end) {
     // Must be a record's position: the members restart there.
     log_reader r = log.read(to);
+    r.without_upcasting();  // is a record there: nothing more
     event_view e;
     if (auto got = r.next(e); !got)
       return status(errc::invalid_argument, "position " + std::to_string(to.value) + ": " + got.error().message());

@@ -77,6 +77,7 @@ struct alignas(64) worker_state {
   uint64_t applied_local = 0;
   bool failed = false;
   event_view v;
+  std::string up_buf;  // upcast payloads (the log's upcasters), reused
 };
 
 inline void cpu_relax() { _mm_pause(); }
@@ -157,6 +158,7 @@ class scheduler {
   alignas(64) std::atomic<bool> stop_{false};
   std::mutex error_mu_;
   status error_;
+  std::shared_ptr<const upcasters> up_;
 };
 
 // Applies worker w's list of chunk workers_[w].next (published already).
@@ -173,6 +175,8 @@ void scheduler::process(uint32_t w) {
       if (d.outcome != record::decode_outcome::event) {
         st = status(errc::corruption, "replay: record at position " + std::to_string(pos) +
                                           " changed after validation");
+      } else if (up_ && !(st = up_->apply(me.v, me.up_buf)).ok()) [[unlikely]] {
+        // the upcaster's error names the event; the replay stops there
       } else {
         // A projection that throws stops the replay like one that returns
         // an error, instead of taking the process down from a worker.
@@ -236,6 +240,9 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
                               replay_summary s) {
   const auto& shared = log_access::shared(log);
   const uint64_t log_id = log_access::state(log).meta.log_id;
+  // Events reach the projections upcast; routing and filters see them as
+  // stored (a stream's partition never depends on its schema).
+  up_ = shared->upcasters_now();
   const uint32_t P = static_cast<uint32_t>(parts_.size());
   const uint32_t W = static_cast<uint32_t>(workers_.size());
   const auto t0 = clock_type::now();

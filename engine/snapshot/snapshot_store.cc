@@ -464,6 +464,7 @@ status snapshot_store::save(stream_id stream, stream_version version, uint32_t s
   // load can tell this history from another one that reached the same version.
   auto rs = st.log->read_stream(stream, version, read_direction::forward, 1);
   if (!rs) return rs.error();
+  rs->without_upcasting();  // the anchor is a position
   event_view ev;
   auto got = rs->next(ev);
   if (!got) return got.error();

@@ -89,6 +89,12 @@ struct event_view {
   varve::position previous;        // the stream's previous record (back-chain), or none
   uint32_t type = 0;
   uint16_t schema_version = 0;
+  // The version the record holds. Equal to schema_version unless the log has
+  // upcasters (varve/upcast.h) that raised it: then type, schema_version,
+  // content and payload are the upcast event's, the payload pointing into the
+  // reader's own buffer (valid until that reader's next call) rather than
+  // into the mapping.
+  uint16_t stored_schema_version = 0;
   uint64_t timestamp_ns = 0;
   content_type content = content_type::binary;
   bool batch_begin = false;        // first event of an atomic append

@@ -227,6 +227,13 @@ class event_log {
   VARVE_API log_metrics metrics() const;
   VARVE_API const std::string& dir() const;
   VARVE_API const log_options& options() const;
+  // Replaces the log's upcasters (log_options::upcasters; null removes
+  // them): readers, stream reads, subscriptions and replays made after the
+  // call upcast with them, and appends are checked against their current
+  // versions. An incomplete chain is errc::invalid_argument and changes
+  // nothing. Writer thread, not concurrently with an append (any thread of
+  // a read-only log).
+  VARVE_API status set_upcasters(std::shared_ptr<const upcasters> u);
   VARVE_API bool is_read_only() const;
 
  private:

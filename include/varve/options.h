@@ -13,6 +13,8 @@
 
 namespace varve {
 
+class upcasters;
+
 // How opening a log for writing treats records that fail their checks. The
 // contract (README, docs/RELIABILITY.md): recovery never cuts or zeroes an
 // event that was acknowledged. varve.ctl records how far that goes: the
@@ -108,6 +110,12 @@ struct log_options {
   std::shared_ptr<file_system> fs = nullptr;  // null = posix_file_system()
   // Clock for event timestamps when the caller gives none (ns since the epoch).
   std::function<uint64_t()> clock = nullptr;  // null = CLOCK_REALTIME
+  // Schema evolution (varve/upcast.h): every reader of the log hands events
+  // out upcast to their type's current version, and appends at a version
+  // newer than a type's current one are refused. Checked at open (an
+  // incomplete chain is errc::invalid_argument). event_log::set_upcasters
+  // replaces them later.
+  std::shared_ptr<const varve::upcasters> upcasters = nullptr;
 };
 
 }  // namespace varve

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "varve/event.h"
 #include "varve/event_filter.h"
@@ -11,6 +12,7 @@
 
 namespace varve {
 
+class upcasters;
 namespace detail {
 struct shared_log;
 }
@@ -33,6 +35,9 @@ class log_reader {
   // fails validation (the cursor stays put).
   VARVE_API result<bool> next(event_view& out);
 
+  // Hands events out as stored, not upcast (the log's upcasters are ignored
+  // by this reader from now on).
+  void without_upcasting() { up_.reset(); }
   // Position of the next record this reader will return (or the end of log).
   position where() const { return pos_; }
   void seek(position p) {
@@ -44,11 +49,17 @@ class log_reader {
 
  private:
   result<bool> next_slow(event_view& out);
+  // Upcasts `out` (up_ set); on failure the cursor stays on its record.
+  result<bool> upcast(event_view& out);
 
   std::shared_ptr<detail::shared_log> log_;
   position pos_;
   bool verify_ = true;
   std::shared_ptr<const event_filter> filter_;  // null: every event
+  // The log's upcasters when the reader was made (null: none), and the
+  // buffer upcast payloads are handed out from.
+  std::shared_ptr<const upcasters> up_;
+  std::string up_buf_;
   // The segment the cursor is in, so a scan looks the table up once per
   // segment rather than once per record.
   const void* seg_ = nullptr;

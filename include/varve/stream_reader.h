@@ -14,6 +14,7 @@
 
 namespace varve {
 
+class upcasters;
 namespace detail {
 struct shared_log;
 }
@@ -38,6 +39,9 @@ class stream_reader {
   // errc::corruption naming file and offset for a record that fails validation.
   VARVE_API result<bool> next(event_view& out);
 
+  // Hands events out as stored, not upcast (the log's upcasters are ignored
+  // by this reader from now on).
+  void without_upcasting() { up_.reset(); }
   // The stream's version when the read began (0: the stream does not exist).
   stream_version stream_version_at_start() const { return head_version_; }
 
@@ -72,6 +76,10 @@ class stream_reader {
   std::vector<run> runs_;
   std::vector<uint64_t> positions_;  // back-chain runs, newest first
   size_t run_ = 0;                   // the run next() reads from
+  // The log's upcasters when the read began (null: none) and the buffer
+  // upcast payloads are handed out from.
+  std::shared_ptr<const upcasters> up_;
+  std::string up_buf_;
 };
 
 }  // namespace varve

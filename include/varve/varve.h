@@ -17,3 +17,4 @@
 #include "varve/subscription.h"
 #include "varve/type_registry.h"
 #include "varve/types.h"
+#include "varve/upcast.h"

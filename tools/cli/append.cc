@@ -185,6 +185,12 @@ int cmd_append(const append_args& a) {
           d.type = *id;
         }
         d.schema_version = ev.schema_version;
+        // A version newer than DIR/types records for the type (varve types
+        // --set) would reach readers that do not know it.
+        if (status v = types->check_append(d.type, d.schema_version); !v) {
+          bad_type = v;
+          return;
+        }
         d.payload = event_data::bytes(ev.payload);
         d.content = ev.content;
         d.timestamp_ns = ev.timestamp_ns;

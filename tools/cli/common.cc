@@ -12,6 +12,7 @@
 
 #include "base/log_files.h"
 #include "tools/time_text.h"
+#include "varve/upcast.h"
 
 namespace varve::cli {
 
@@ -232,6 +233,25 @@ CLI::Option* add_time(CLI::App& app, const std::string& name, std::optional<uint
 
 void add_json_flag(CLI::App& app, bool& json, const std::string& help) {
   app.add_flag("--json", json, help + "; errors as JSON objects on stderr");
+}
+
+void add_upcasters_flag(CLI::App& app, std::string& file) {
+  app.add_option("--upcasters", file,
+                 "Upcast events to their type's current schema version with the steps in this JSON file "
+                 "(docs/DESIGN.md \"Upcasters\"); stored_schema_version says what the log holds")
+      ->type_name("FILE");
+}
+
+std::optional<int> use_upcasters(event_log& log, const std::string& file, const std::string& dir) {
+  if (file.empty()) return std::nullopt;
+  auto reg = type_registry::open(dir);
+  if (!reg && reg.error().code() != errc::not_found) return fail(reg.error());
+  const type_registry names = reg ? std::move(reg.value()) : type_registry{};
+  auto up = upcasters::load(file, &names);
+  if (!up) return fail(up.error(), up.error().code() == errc::not_found ? kExitNotFound : kExitError);
+  if (status s = log.set_upcasters(std::make_shared<const upcasters>(std::move(up.value()))); !s)
+    return fail(s, kExitError);
+  return std::nullopt;
 }
 
 void add_time_format(CLI::App& app, tools::time_format& tf) {

@@ -112,6 +112,14 @@ void add_json_flag(CLI::App& app, bool& json, const std::string& help);
 // --time-format ns|iso, for commands that print events.
 void add_time_format(CLI::App& app, tools::time_format& tf);
 
+// --upcasters FILE (varve/upcast.h's declarative form): events are printed
+// upcast to their type's current version.
+void add_upcasters_flag(CLI::App& app, std::string& file);
+// Loads FILE, its type names resolved through DIR/types, and gives the log
+// its upcasters; nothing to do for an empty FILE. On failure the exit code
+// (an unreadable file, or one the parser refuses: 1, naming the entry).
+std::optional<int> use_upcasters(event_log& log, const std::string& file, const std::string& dir);
+
 // --- which events: --type, --category, --stream -------------------------------------------
 
 struct filter_flags {

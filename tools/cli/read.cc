@@ -31,6 +31,7 @@ struct read_args {
   filter_flags filter;
   time_format tf = time_format::ns;
   bool json = false;
+  std::string upcasters;  // --upcasters FILE
 };
 
 // "stream X not found": exit 5, before anything is printed. An existing
@@ -113,6 +114,7 @@ int cmd_read(const read_args& a) {
 
   auto opened = event_log::open_read_only(a.dir, cli_log_options());
   if (!opened) return fail_open(opened.error(), a.dir);
+  if (auto rc = use_upcasters(**opened, a.upcasters, a.dir)) return *rc;
   const event_log& log = **opened;
   event_filter filter;
   if (auto rc = make_filter(a.filter, a.dir, filter)) return *rc;
@@ -179,6 +181,7 @@ struct tail_args {
   filter_flags filter;
   time_format tf = time_format::ns;
   bool json = false;
+  std::string upcasters;  // --upcasters FILE
 };
 
 // SIGINT/SIGTERM: wake the parked subscription; the loop then flushes what it
@@ -201,6 +204,7 @@ int cmd_tail(const tail_args& a) {
 
   auto opened = event_log::open_read_only(a.dir, cli_log_options());
   if (!opened) return fail_open(opened.error(), a.dir);
+  if (auto rc = use_upcasters(**opened, a.upcasters, a.dir)) return *rc;
   const event_log& log = **opened;
   event_filter filter;
   if (auto rc = make_filter(a.filter, a.dir, filter)) return *rc;
@@ -283,6 +287,7 @@ void add_read(CLI::App& app, command_list& out) {
            "Stop before the first event past this time: the log, or one --stream, as of then");
   add_time_format(*rd, a->tf);
   add_json_flag(*rd, a->json, "Events are NDJSON already");
+  add_upcasters_flag(*rd, a->upcasters);
   rd->footer(
       "One --stream (alone, or with --type) reads that stream through the per-aggregate index; a "
       "stream that does not exist is exit 5. Otherwise the filters pick events from the log in "
@@ -306,6 +311,7 @@ void add_tail(CLI::App& app, command_list& out) {
   add_uint(*tl, "--limit", a->limit, "Stop after N events");
   add_time_format(*tl, a->tf);
   add_json_flag(*tl, a->json, "Events are NDJSON already");
+  add_upcasters_flag(*tl, a->upcasters);
   out.push_back({tl, [a] { return cmd_tail(*a); }});
 }
 
