@@ -28,6 +28,8 @@
 #include "varve/reader.h"
 #include "varve/status.h"
 #include "varve/stream_reader.h"
+#include "varve/type_registry.h"
+#include "varve/upcast.h"
 #include "varve/subscription.h"
 
 // The handles. Each child keeps its log's address and is counted in it, so
@@ -463,6 +465,20 @@ varve_errc varve_wait_durable(varve_log* log, uint64_t position, varve_error* er
   return guarded(err, [&] {
     VARVE_REQUIRE(log);
     return from_status(err, log->log->wait_durable(varve::position{position}));
+  });
+}
+
+varve_errc varve_log_set_upcasters(varve_log* log, const char* path, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    if (!path) return from_status(err, log->log->set_upcasters(nullptr));
+    // Type names in the file resolve through the log's own DIR/types.
+    auto types = varve::type_registry::open(log->log->dir());
+    if (!types) return fail(err, types.error());
+    auto set = varve::upcasters::load(path, &types.value());
+    if (!set) return fail(err, set.error());
+    return from_status(err, log->log->set_upcasters(
+                                std::make_shared<const varve::upcasters>(std::move(set.value()))));
   });
 }
 

@@ -457,6 +457,73 @@ static void test_read_log(void) {
 
 /* A filtered reader: only the events of one correlation id (and a type),
  * across many sealed segments, in log order; bad arguments are refused. */
+/* Upcasters from a JSON file: readers opened after it hand out the current
+ * version, appends newer than it fail, bad files change nothing. */
+static void test_upcasters(void) {
+  varve_error err;
+  varve_log* log = create_log("log", NULL);
+  const char* stored[3] = {"{\"qty\":2,\"x\":1}", "{\"quantity\":3}", "{\"qty\":4}"};
+  const uint16_t versions[3] = {1, 2, 1};
+  for (int i = 0; i < 3; ++i) {
+    varve_event_data d = event_of(7, stored[i]);
+    d.schema_version = versions[i];
+    d.content = VARVE_CONTENT_JSON;
+    CHECK_OK(varve_append(log, varve_stream_bytes("cart", 4), varve_expect_any(), &d, NULL, &err));
+  }
+  const char* file = path_in_root("up.json");
+  FILE* f = fopen(file, "w");
+  CHECK(f != NULL);
+  if (!f) return;
+  fputs("{\"upcasters\":[{\"type\":7,\"from\":1,\"rename\":{\"qty\":\"quantity\"},\"drop\":[\"x\"]}]}", f);
+  fclose(f);
+  CHECK_OK(varve_log_set_upcasters(log, file, &err));
+  const char* want[3] = {"{\"quantity\":2}", "{\"quantity\":3}", "{\"quantity\":4}"};
+  varve_reader* rd = NULL;
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  varve_stream_reader* sr = NULL;
+  CHECK_OK(varve_stream_read(log, varve_stream_bytes("cart", 4), 1, VARVE_FORWARD, UINT64_MAX, &sr, &err));
+  for (int i = 0; i < 3; ++i) {
+    varve_event e;
+    bool got = false;
+    CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+    CHECK(got && payload_is(&e, want[i]) && e.schema_version == 2 && e.type == 7);
+    CHECK_OK(varve_stream_reader_next(sr, &e, &got, &err));
+    CHECK(got && payload_is(&e, want[i]) && e.schema_version == 2);
+  }
+  varve_reader_free(rd);
+  varve_stream_reader_free(sr);
+
+  /* Newer than the current version: refused, nothing written. */
+  varve_event_data newer = event_of(7, "{}");
+  newer.schema_version = 3;
+  CHECK_CODE(VARVE_INVALID_ARGUMENT,
+             varve_append(log, varve_stream_bytes("cart", 4), varve_expect_any(), &newer, NULL, &err));
+  CHECK(strstr(err.message, "newer than its current version 2") != NULL);
+
+  /* A gap, a missing file, NULL handles: refused, the set kept. */
+  f = fopen(file, "w");
+  if (f) {
+    fputs("{\"upcasters\":[{\"type\":7,\"from\":1},{\"type\":7,\"from\":3}]}", f);
+    fclose(f);
+  }
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_log_set_upcasters(log, file, &err));
+  CHECK(strstr(err.message, "none from version 2") != NULL);
+  CHECK_CODE(VARVE_NOT_FOUND, varve_log_set_upcasters(log, path_in_root("absent.json"), &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_log_set_upcasters(NULL, file, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT,
+             varve_append(log, varve_stream_bytes("cart", 4), varve_expect_any(), &newer, NULL, &err));
+
+  /* NULL removes them: the stored bytes again. */
+  CHECK_OK(varve_log_set_upcasters(log, NULL, &err));
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  varve_event e;
+  bool got = false;
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && payload_is(&e, stored[0]) && e.schema_version == 1);
+  varve_reader_free(rd);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
 static void test_read_filtered(void) {
   varve_error err;
   varve_log_options o = small_segments();
@@ -936,6 +1003,7 @@ static const struct test_case g_cases[] = {
     {"append_multi", test_append_multi},
     {"read_log", test_read_log},
     {"read_filtered", test_read_filtered},
+    {"upcasters", test_upcasters},
     {"read_stream", test_read_stream},
     {"subscribe", test_subscribe},
     {"durability", test_durability},

@@ -288,6 +288,18 @@ VARVE_API varve_errc varve_log_open_read_only(const char* dir, const varve_log_o
  * thread. */
 VARVE_API varve_errc varve_log_close(varve_log* log, varve_error* err) VARVE_C_NOEXCEPT;
 
+/* Gives the log the upcasters of a declarative JSON file (docs/DESIGN.md
+ * "Upcasters"; type names resolve through DIR/types): readers, stream
+ * readers and subscriptions opened after the call hand events out upcast to
+ * their type's current schema version (payloads then live until the
+ * reader's next call), and appends newer than a type's current version fail
+ * with VARVE_INVALID_ARGUMENT. `path` NULL removes them. A malformed file or
+ * a chain with a gap is VARVE_INVALID_ARGUMENT naming the entry, a missing
+ * one VARVE_NOT_FOUND; the log's upcasters are then unchanged. Writer thread
+ * (any thread of a read-only log), not concurrently with an append. */
+VARVE_API varve_errc varve_log_set_upcasters(varve_log* log, const char* path,
+                                             varve_error* err) VARVE_C_NOEXCEPT;
+
 /* ---- writing ------------------------------------------------------------- */
 
 /* Appends one event to `stream` if its version satisfies `expected`. On a
