@@ -569,6 +569,10 @@ run read "$U" --stream cart-1 --upcasters "$TMP/up.json"
 expect "  ... one stream too" py '[e["type"] for e in out] == ["ItemPut", "ItemPut", "CartClosed"]'
 run read "$U"
 expect "  ... while the log keeps what was written" py '[(e["type"], e["schema_version"], e["data"]) for e in out[:2]] == [("ItemAdded", 1, {"sku": "a", "qty": 2, "legacy": 1}), ("ItemAdded", 2, {"sku": "b", "quantity": 1, "unit": "pc"})] and "stored_schema_version" not in out[0]'
+run replay "$U" --projection count-by-type --json --upcasters "$TMP/up.json"
+expect "replay --upcasters counts the upcast types" py 'out[0]["result"] == {"ItemPut": 3, "CartClosed": 1}'
+run consume "$U" --group up --limit 4 --upcasters "$TMP/up.json"
+expect "consume --upcasters prints upcast events" py '[(e["type"], e["schema_version"]) for e in out] == [("ItemPut", 3), ("ItemPut", 3), ("CartClosed", 1), ("ItemPut", 3)]'
 echo '{"upcasters": [{"type": "ItemAdded", "from": 1}, {"type": "ItemAdded", "from": 3}]}' >"$TMP/gap.json"
 run read "$U" --upcasters "$TMP/gap.json"
 expect "read --upcasters refuses a chain with a gap (exit 1)" rc_is 1

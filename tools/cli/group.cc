@@ -36,6 +36,7 @@ struct consume_args {
   bool from_end = false;
   time_format tf = time_format::ns;
   bool json = false;
+  std::string upcasters;  // --upcasters FILE
 };
 
 consumer_group* g_consumer = nullptr;
@@ -83,6 +84,7 @@ int cmd_consume(const consume_args& a) {
 
   auto opened = event_log::open_read_only(a.dir, cli_log_options());
   if (!opened) return fail_open(opened.error(), a.dir);
+  if (auto rc = use_upcasters(**opened, a.upcasters, a.dir)) return *rc;
   const event_log& log = **opened;
   if (a.partitions)
     if (auto rc = check_partitions(a.dir, a.group, *a.partitions)) return *rc;
@@ -390,6 +392,7 @@ void add_consume(CLI::App& app, command_list& out) {
   c->add_flag("--from-end", a->from_end, "A new group starts at the log's end (default: its beginning)");
   add_time_format(*c, a->tf);
   add_json_flag(*c, a->json, "Events are NDJSON already");
+  add_upcasters_flag(*c, a->upcasters);
   out.push_back({c, [a] { return cmd_consume(*a); }});
 }
 

@@ -31,6 +31,7 @@ struct replay_args {
   filter_flags filter;
   bool resume = false;
   bool json = false;
+  std::string upcasters;  // --upcasters FILE
 };
 
 // Opens a projection's state snapshot, checking it has the expected columns.
@@ -220,6 +221,7 @@ int cmd_replay(const replay_args& a) {
 
   auto opened = event_log::open_read_only(a.dir, cli_log_options());
   if (!opened) return fail_open(opened.error(), a.dir);
+  if (auto rc = use_upcasters(**opened, a.upcasters, a.dir)) return *rc;
   const event_log& log = **opened;
   event_filter filter;
   if (auto rc = make_filter(a.filter, a.dir, filter)) return *rc;
@@ -370,6 +372,7 @@ void add_replay(CLI::App& app, command_list& out) {
                "one is reported and skipped)");
   add_uint(*rp, "--top", a->top, "bytes-by-stream: how many streams to list (default 20)");
   add_json_flag(*rp, a->json, "Print the figures and the result as one JSON object");
+  add_upcasters_flag(*rp, a->upcasters);
   out.push_back({rp, [a] { return cmd_replay(*a); }});
 }
 
