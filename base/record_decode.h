@@ -60,7 +60,8 @@ inline decoded decode_inline(const std::byte* p, uint64_t avail, uint64_t expect
     return invalid("bad header size");
   const uint32_t ids = kIdSize * (((flags & kFlagEventId) != 0) + ((flags & kFlagCorrelation) != 0) +
                                   ((flags & kFlagCausation) != 0));
-  const uint64_t body = uint64_t{header_size} + ids + stream_len + payload_len;
+  const uint32_t meta_len = get_u32(p + 60);
+  const uint64_t body = uint64_t{header_size} + ids + stream_len + payload_len + meta_len;
   if (align8(body) != length) return invalid("record length disagrees with its fields");
   if (get_u64(p + 16) != expected_position) return invalid("record position mismatch");
   if (verify_checksum && checksum_inline(p, length) != sum) return invalid("record checksum mismatch");
@@ -92,6 +93,13 @@ inline decoded decode_inline(const std::byte* p, uint64_t avail, uint64_t expect
   out.stream = std::string_view(reinterpret_cast<const char*>(q), stream_len);
   q += stream_len;
   out.payload = std::span<const std::byte>(q, payload_len);
+  if (meta_len == 0) [[likely]] {
+    out.metadata = metadata_view();
+  } else {
+    q += payload_len;
+    if (meta_len > kMaxMetadataBytes || !metadata_well_formed(q, meta_len)) return invalid("malformed metadata");
+    out.metadata = metadata_view(std::span<const std::byte>(q, meta_len));
+  }
   out.record_bytes = length;
   return {decode_outcome::event, length};
 }

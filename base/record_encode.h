@@ -41,7 +41,8 @@ inline uint32_t encode_inline(std::byte* dst, uint32_t size, std::string_view st
   coding::put_u16(dst + 52, e.schema_version);
   coding::put_u16(dst + 54, kHeaderSize);
   coding::put_u32(dst + 56, static_cast<uint32_t>(e.payload.size()));
-  coding::put_u32(dst + 60, 0);
+  const uint32_t meta_len = e.metadata.empty() ? 0 : static_cast<uint32_t>(metadata_bytes(e.metadata));
+  coding::put_u32(dst + 60, meta_len);
   coding::put_u64(dst + 64, h.prev_position);
   std::byte* p = dst + kHeaderSize;
   for (const id128* id : {e.event_id, e.correlation_id, e.causation_id}) {
@@ -54,6 +55,10 @@ inline uint32_t encode_inline(std::byte* dst, uint32_t size, std::string_view st
   p += stream.size();
   if (!e.payload.empty()) std::memcpy(p, e.payload.data(), e.payload.size());
   p += e.payload.size();
+  if (meta_len) [[unlikely]] {
+    encode_metadata(p, e.metadata);
+    p += meta_len;
+  }
   // Padding must be zero: it is covered by the checksum, and the mapping may
   // hold garbage where a torn tail was cut (recovery zeroes it, but be exact).
   std::memset(p, 0, static_cast<size_t>(dst + size - p));

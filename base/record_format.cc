@@ -23,6 +23,53 @@ uint32_t encode(std::byte* dst, uint32_t size, std::string_view stream, const ev
   return encode_inline(dst, size, stream, e, h);
 }
 
+status check_metadata(std::span<const metadata_entry> m) {
+  if (m.size() > kMaxMetadataEntries)
+    return status(errc::invalid_argument, "an event holds at most " + std::to_string(kMaxMetadataEntries) +
+                                              " metadata entries, got " + std::to_string(m.size()));
+  for (size_t i = 0; i < m.size(); ++i) {
+    const metadata_entry& e = m[i];
+    auto bad = [&](const std::string& why) {
+      return status(errc::invalid_argument, "metadata[" + std::to_string(i) + "]: " + why);
+    };
+    if (e.key.empty() || e.key.size() > 255) return bad("a key has 1 to 255 bytes, got " + std::to_string(e.key.size()));
+    if (e.value.size() > UINT16_MAX)
+      return bad("the value of '" + std::string(e.key) + "' is longer than 65535 bytes");
+    if (e.key.substr(0, 6) == "varve.")
+      return bad("key '" + std::string(e.key) + "': keys starting with \"varve.\" are reserved");
+    for (size_t j = 0; j < i; ++j)
+      if (m[j].key == e.key) return bad("key '" + std::string(e.key) + "' appears twice");
+  }
+  const uint64_t n = metadata_bytes(m);
+  if (n > kMaxMetadataBytes)
+    return status(errc::invalid_argument, "metadata of " + std::to_string(n) + " encoded bytes is over the " +
+                                              std::to_string(kMaxMetadataBytes) + "-byte bound");
+  return {};
+}
+
+void encode_metadata(std::byte* dst, std::span<const metadata_entry> m) {
+  for (const metadata_entry& e : m) {
+    put_u8(dst, static_cast<uint8_t>(e.key.size()));
+    put_u16(dst + 1, static_cast<uint16_t>(e.value.size()));
+    std::memcpy(dst + 3, e.key.data(), e.key.size());
+    if (!e.value.empty()) std::memcpy(dst + 3 + e.key.size(), e.value.data(), e.value.size());
+    dst += 3 + e.key.size() + e.value.size();
+  }
+}
+
+bool metadata_well_formed(const std::byte* p, uint32_t n) {
+  uint32_t at = 0;
+  size_t count = 0;
+  while (at < n) {
+    if (n - at < 3 || ++count > kMaxMetadataEntries) return false;
+    const uint32_t k = get_u8(p + at);
+    const uint32_t v = get_u16(p + at + 1);
+    if (k == 0 || n - at - 3 < k + v) return false;
+    at += 3 + k + v;
+  }
+  return true;
+}
+
 void encode_segment_end(std::byte* dst, uint64_t position) {
   put_u32(dst + 8, kSegmentEndSize);
   put_u8(dst + 12, kSegmentEnd);

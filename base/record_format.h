@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "varve/event.h"
@@ -26,13 +27,15 @@ namespace varve::record {
 //  52     2    schema_version
 //  54     2    header_size    72 in format 1; readers skip bytes up to it
 //  56     4    payload_len
-//  60     4    reserved       0
+//  60     4    metadata_len   0 = none (always 0 before format version 3)
 //  64     8    prev_position  the stream's previous record, ~0 = none
 //  72     16   event_id       if kFlagEventId
 //  ..     16   correlation_id if kFlagCorrelation
 //  ..     16   causation_id   if kFlagCausation
 //  ..     stream_len   stream id bytes
 //  ..     payload_len  payload
+//  ..     metadata_len metadata entries: key_len u8 (>= 1), value_len u16,
+//                      key, value; exactly metadata_len bytes
 //  ..     0-7  zero padding to a multiple of 8
 inline constexpr uint32_t kHeaderSize = 72;
 inline constexpr uint32_t kIdSize = 16;
@@ -56,9 +59,28 @@ inline constexpr uint8_t kFlagIgnorable = 1 << 7;
 // checksum(8) length=24(4) kind=2(1) flags(1) 0(2) position(8).
 inline constexpr uint32_t kSegmentEndSize = 24;
 
+// Encoded size of an event's metadata (FORMAT.md 4.1a), 0 for none.
+inline uint64_t metadata_bytes(std::span<const metadata_entry> m) {
+  uint64_t n = 0;
+  for (const metadata_entry& e : m) n += 3 + e.key.size() + e.value.size();
+  return n;
+}
+
+// The append's check of an event's metadata against the bounds
+// (metadata_entry in varve/event.h): errc::invalid_argument naming the entry.
+status check_metadata(std::span<const metadata_entry> m);
+
+// Writes the metadata entries at dst (metadata_bytes(m) bytes).
+void encode_metadata(std::byte* dst, std::span<const metadata_entry> m);
+
+// Whether `n` bytes at p are well-formed metadata (entries that exactly fill
+// them, keys non-empty, at most kMaxMetadataEntries): what a decoder checks.
+bool metadata_well_formed(const std::byte* p, uint32_t n);
+
 // Size of an event's record on disk.
 inline uint32_t encoded_size(size_t stream_len, const event_data& e) {
   uint64_t n = kHeaderSize + stream_len + e.payload.size();
+  if (!e.metadata.empty()) [[unlikely]] n += metadata_bytes(e.metadata);
   if (e.event_id) n += kIdSize;
   if (e.correlation_id) n += kIdSize;
   if (e.causation_id) n += kIdSize;

@@ -12,14 +12,18 @@
 
 namespace varve::segment_format {
 
-// 2: a batch may hold several streams (the multi-stream append). A version 1
-// reader would take such a batch for damage, so it must refuse the log as
-// newer instead: segments and meta files written since carry 2. Version 1
-// files are read as before (their batches hold one stream each).
-inline constexpr uint32_t kFormatVersion = 2;
+// 2: a batch may hold several streams (the multi-stream append). 3: an event
+// record may carry metadata (its metadata_len word, once reserved, is set).
+// An older reader would take either for damage, so it must refuse the log as
+// newer instead: segments and meta files written since carry 3. Older files
+// are read as before (their batches hold one stream each, their records no
+// metadata).
+inline constexpr uint32_t kFormatVersion = 3;
 inline constexpr uint32_t kHeaderSize = 64;
 // The first version whose batches may hold several streams.
 inline constexpr uint32_t kMultiStreamVersion = 2;
+// The first version whose records may carry metadata.
+inline constexpr uint32_t kMetadataVersion = 3;
 // The format version a (validated) segment header states.
 inline uint32_t version_of(const std::byte* header) { return coding::get_u32(header + 8); }
 inline constexpr uint32_t kFooterSize = 64;
@@ -28,7 +32,7 @@ inline constexpr uint32_t kMaxLog2Capacity = 30;  // 1 GiB
 
 //  Segment header, offset 0 of every .seg file:
 //  0  8  magic "VARVESEG"
-//  8  4  format_version (2; 1 before multi-stream batches)
+//  8  4  format_version (3; 2 before metadata, 1 before multi-stream batches)
 //  12 1  log2_capacity
 //  13 3  reserved (0)
 //  16 8  segment_index
@@ -72,7 +76,7 @@ status decode_footer(const std::byte* src, const std::string& file, uint64_t fil
 
 //  Meta file DIR/varve.meta, 64 bytes, written once at creation (atomically):
 //  0  8  magic "VARVELOG"
-//  8  4  format_version (2 for logs made since multi-stream batches; 1 before)   checked before the checksum: a newer layout may differ
+//  8  4  format_version (3 for logs made since metadata; 2 since multi-stream batches; 1 before)   checked before the checksum: a newer layout may differ
 //  12 1  log2_segment_capacity
 //  13 3  reserved (0)
 //  16 8  log_id (random)

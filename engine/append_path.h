@@ -15,6 +15,13 @@ namespace varve::detail {
 status roll(log_state& s, uint64_t needed);
 // A refused append: counted in varve.ctl (conflicts apart from the rest).
 status refused(log_state& s, status why);
+// A batch that needs a newer segment format than the active segment says
+// (a multi-stream batch: 2; metadata: 3) starts the next segment, which this
+// varve makes at its own version: a varve that knows only the older format
+// refuses that segment as newer instead of taking the batch for damage. The
+// active segment is older only in a log an older varve wrote or prepared.
+// Cold: it rolls at most a few times, once per log upgrade.
+status roll_to_version(log_state& s, uint64_t needed, uint32_t version);
 
 // A stream as messages name it: its bytes, or an integer id in decimal
 // (its 8 raw bytes would put NULs in the text).

@@ -2,6 +2,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 #include <random>
 
@@ -299,6 +300,18 @@ status roll(log_state& s, uint64_t needed) {
   return {};
 }
 
+[[gnu::cold, gnu::noinline]] status roll_to_version(log_state& s, uint64_t needed, uint32_t version) {
+  // Segments prepared ahead by an older varve's session cannot exist in this
+  // process, but a log's tail can: a few rolls at most reach one of ours.
+  for (int k = 0; segment_format::version_of(s.active->data()) < version; ++k) {
+    if (k == 8)
+      return status(errc::invalid_argument, s.dir + ": no segment of format version " + std::to_string(version) +
+                                                " to write into");
+    if (status r = roll(s, needed); !r) return r;
+  }
+  return {};
+}
+
 // A refused append: counted (conflicts apart), off the hot path.
 [[gnu::cold, gnu::noinline]] status refused(log_state& s, status why) {
   s.shared->ctl->bump_single_writer(why.code() == errc::wrong_expected_version ? ctl_counter::append_conflicts
@@ -320,6 +333,14 @@ struct prior_append {
 };
 
 bool same_id(const id128* a, const id128* b) { return a && b && *a == *b; }
+
+// A retry carries the same entries in the same order: compare encodings.
+bool same_metadata(const metadata_view& stored, std::span<const metadata_entry> m) {
+  if (stored.raw().size() != record::metadata_bytes(m)) return false;
+  std::string enc(stored.raw().size(), '\0');
+  record::encode_metadata(reinterpret_cast<std::byte*>(enc.data()), m);
+  return std::memcmp(enc.data(), stored.raw().data(), enc.size()) == 0;
+}
 
 // 8-4-4-4-12 hex, as `varve read` prints ids.
 std::string uuid_text(const id128& id) {
@@ -355,7 +376,8 @@ std::string uuid_text(const id128& id) {
                          e.payload.size() == d.payload.size() &&
                          std::equal(e.payload.begin(), e.payload.end(), d.payload.begin()) &&
                          (!d.correlation_id ? !e.correlation_id : same_id(d.correlation_id, e.correlation_id)) &&
-                         (!d.causation_id ? !e.causation_id : same_id(d.causation_id, e.causation_id));
+                         (!d.causation_id ? !e.causation_id : same_id(d.causation_id, e.causation_id)) &&
+                         same_metadata(e.metadata, d.metadata);
     if (!content && out.why.empty())
       out.why = "its event_id " + uuid_text(*d.event_id) + " is already at version " + std::to_string(e.version) +
                 " with other content";
@@ -458,11 +480,16 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   // Sizes first: a batch that cannot fit anywhere is refused before any byte is written.
   const uint64_t room = s.active->records_end() - segment_format::kHeaderSize - record::kSegmentEndSize;
   uint64_t total = 0;
+  bool metadata = false;
   for (const event_data& e : events) {
     if (e.payload.size() > room) [[unlikely]]
       return refused(s, status(errc::too_large, "event of " + std::to_string(e.payload.size()) +
                                                     " bytes cannot fit in a segment of " +
                                                     std::to_string(s.capacity()) + " bytes"));
+    if (!e.metadata.empty()) [[unlikely]] {
+      if (status m = record::check_metadata(e.metadata); !m) return refused(s, m);
+      metadata = true;
+    }
     total += record::encoded_size(key.size(), e);
   }
   if (total > room) [[unlikely]]
@@ -472,6 +499,8 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   if (s.write_off + total + record::kSegmentEndSize > s.active->records_end()) [[unlikely]] {
     if (status r = roll(s, total); !r) return refused(s, r);
   }
+  if (metadata && segment_format::version_of(s.active->data()) < segment_format::kMetadataVersion) [[unlikely]]
+    if (status r = roll_to_version(s, total, segment_format::kMetadataVersion); !r) return refused(s, r);
 
   const bool single = events.size() == 1;
   const uint8_t int_flag = stream.is_integer() ? record::kFlagIntegerStream : 0;

@@ -106,6 +106,12 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
     for (const stream_batch& b : batches)
       for (const event_data& e : b.events)
         if (status u = up->check_append(e.type, e.schema_version); !u) return detail::refused(s, u);
+  for (size_t i = 0; i < batches.size(); ++i)
+    for (size_t k = 0; k < batches[i].events.size(); ++k)
+      if (!batches[i].events[k].metadata.empty()) [[unlikely]]
+        if (status m = record::check_metadata(batches[i].events[k].metadata); !m)
+          return detail::refused(s, status(errc::invalid_argument, "streams[" + std::to_string(i) + "] event " +
+                                                                       std::to_string(k) + ": " + m.message()));
 
   // Sizes: the unit is one batch, and a batch never spans segments.
   const uint64_t room = s.active->records_end() - segment_format::kHeaderSize - record::kSegmentEndSize;
@@ -119,19 +125,18 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
   if (s.write_off + total + record::kSegmentEndSize > s.active->records_end()) {
     if (status r = detail::roll(s, total); !r) return detail::refused(s, r);
   }
-  // A segment made by a varve of format version 1 (the tail of a log it
-  // wrote, or one it prepared) never gets a batch of several streams: that
-  // varve would take it for damage. Such a batch starts the next segment,
-  // which this varve makes (version 2) and a version 1 varve refuses as newer.
+  // A segment made by an older varve never gets a batch it would take for
+  // damage: several streams (version 2), metadata (version 3).
   size_t writing = 0;
-  for (const stream_batch& b : batches) writing += !b.events.empty();
-  for (int k = 0; writing > 1 && segment_format::version_of(s.active->data()) < segment_format::kMultiStreamVersion;
-       ++k) {
-    if (k == 8)
-      return detail::refused(s, status(errc::invalid_argument,
-                                       s.dir + ": no segment of format version 2 to write a multi-stream batch into"));
-    if (status r = detail::roll(s, total); !r) return detail::refused(s, r);
+  bool metadata = false;
+  for (const stream_batch& b : batches) {
+    writing += !b.events.empty();
+    for (const event_data& e : b.events) metadata |= !e.metadata.empty();
   }
+  const uint32_t need = metadata ? segment_format::kMetadataVersion
+                                 : writing > 1 ? segment_format::kMultiStreamVersion : 1;
+  if (segment_format::version_of(s.active->data()) < need)
+    if (status r = detail::roll_to_version(s, total, need); !r) return detail::refused(s, r);
 
   // Pass 2: write every record; nothing below can fail.
   uint64_t now = 0;

@@ -266,6 +266,13 @@ void record_seeds() {
     (void)log->append(stream_id::from_u64(42), expected_version::any(), e);
   }
   {
+    // Metadata (format version 3): after the payload, metadata_len at 60.
+    const metadata_entry m[] = {{"user", "ann"}, {"trace", std::string_view("\x00\xff", 2)}, {"k", ""}};
+    event_data e{.type = 5, .payload = event_data::bytes("{\"x\":1}"), .content = content_type::json};
+    e.metadata = m;
+    (void)log->append("order-2", expected_version::any(), e);
+  }
+  {
     std::vector<event_data> batch;
     for (int i = 0; i < 3; ++i)
       batch.push_back({.type = 4, .payload = event_data::bytes(i == 1 ? std::string_view(big) : "{}"),

@@ -3,16 +3,17 @@
 //
 // Checks, beyond "no crash, no out-of-bounds read" (ASan + UBSan):
 // - every outcome's length fits in the input; an `event`'s views (stream,
-//   payload, ids) lie inside [input, input + length);
+//   payload, ids, metadata) lie inside [input, input + length), and its
+//   metadata walks to exactly its end within the documented bounds;
 // - decode never reads past `avail`: the input is also decoded from a copy at
 //   an odd address, and with avail cut to the claimed length;
 // - checksum verification is the only difference between verify=true and
 //   verify=false: decoding a copy whose checksum the harness fixed up with
 //   verify=true gives exactly what verify=false gives on the original;
 // - re-encoding a decoded event with record::encode reproduces the record
-//   byte for byte when it is canonical (header_size 72, reserved bytes and
+//   byte for byte when it is canonical (header_size 72, the reserved byte and
 //   padding zero: what encode writes); otherwise it decodes back to the same
-//   event.
+//   event, metadata included.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -64,7 +65,9 @@ bool same_event(const event_view& a, const std::byte* abase, const event_view& b
          id_eq(a.event_id, b.event_id) && id_eq(a.correlation_id, b.correlation_id) &&
          id_eq(a.causation_id, b.causation_id) && a.payload.size() == b.payload.size() &&
          (a.payload.empty() || std::memcmp(a.payload.data(), b.payload.data(), a.payload.size()) == 0) &&
-         a.record_bytes == b.record_bytes &&
+         a.record_bytes == b.record_bytes && a.metadata.raw().size() == b.metadata.raw().size() &&
+         (a.metadata.empty() ||
+          std::memcmp(a.metadata.raw().data(), b.metadata.raw().data(), a.metadata.raw().size()) == 0) &&
          off(a.stream.data(), abase) == off(b.stream.data(), bbase);
 }
 
@@ -81,12 +84,27 @@ void check_views(const record::decoded& d, const event_view& ev, const std::byte
              "payload view outside the record: " + hex_prefix(p, size));
   for (const id128* id : {ev.event_id, ev.correlation_id, ev.causation_id})
     if (id) FUZZ_CHECK(inside(id, sizeof(id128), p, end), "id view outside the record: " + hex_prefix(p, size));
-  // Views come in the documented order: ids, stream, payload, padding.
+  // Views come in the documented order: ids, stream, payload, metadata, padding.
   FUZZ_CHECK(reinterpret_cast<const std::byte*>(ev.stream.data()) + ev.stream.size() ==
                  ev.payload.data(),
              hex_prefix(p, size));
-  FUZZ_CHECK(ev.payload.data() + ev.payload.size() <= end && end - (ev.payload.data() + ev.payload.size()) < 8,
-             "more than 7 bytes of padding: " + hex_prefix(p, size));
+  const std::byte* tail = ev.payload.data() + ev.payload.size();
+  if (!ev.metadata.empty()) {
+    FUZZ_CHECK(ev.metadata.raw().data() == tail && ev.metadata.raw().size() <= kMaxMetadataBytes,
+               "metadata not right after the payload: " + hex_prefix(p, size));
+    tail += ev.metadata.raw().size();
+    size_t n = 0, bytes = 0;
+    for (metadata_entry m : ev.metadata) {
+      FUZZ_CHECK(!m.key.empty() && m.key.size() <= 255 && m.value.size() <= UINT16_MAX, hex_prefix(p, size));
+      FUZZ_CHECK(inside(m.key.data(), m.key.size(), p, end) && inside(m.value.data(), m.value.size(), p, end),
+                 "metadata entry outside the record: " + hex_prefix(p, size));
+      bytes += 3 + m.key.size() + m.value.size();
+      ++n;
+    }
+    FUZZ_CHECK(bytes == ev.metadata.raw().size() && n <= kMaxMetadataEntries,
+               "metadata entries do not fill it exactly: " + hex_prefix(p, size));
+  }
+  FUZZ_CHECK(tail <= end && end - tail < 8, "more than 7 bytes of padding: " + hex_prefix(p, size));
 }
 
 void check_reencode(const std::byte* p, const event_view& ev, bool checksum_valid) {
@@ -100,6 +118,10 @@ void check_reencode(const std::byte* p, const event_view& ev, bool checksum_vali
   e.event_id = ev.event_id;
   e.correlation_id = ev.correlation_id;
   e.causation_id = ev.causation_id;
+  // Entries as stored (a decoded record's may repeat keys or use the
+  // reserved prefix: encode writes what it is given, the append checks).
+  std::vector<metadata_entry> meta(ev.metadata.begin(), ev.metadata.end());
+  e.metadata = meta;
   const uint8_t flags = static_cast<uint8_t>(p[13]);
   const uint32_t size = record::encoded_size(ev.stream.size(), e);
   FUZZ_CHECK(size <= length, "re-encoded record larger than the original");
@@ -110,9 +132,8 @@ void check_reencode(const std::byte* p, const event_view& ev, bool checksum_vali
 
   uint16_t header_size;
   std::memcpy(&header_size, p + 54, 2);
-  bool canonical = header_size == record::kHeaderSize && p[15] == std::byte{0} &&
-                   le32(p + 60) == 0;
-  const std::byte* pad = ev.payload.data() + ev.payload.size();
+  bool canonical = header_size == record::kHeaderSize && p[15] == std::byte{0};
+  const std::byte* pad = ev.payload.data() + ev.payload.size() + ev.metadata.raw().size();
   for (const std::byte* q = pad; q < p + length; ++q)
     if (*q != std::byte{0}) canonical = false;
   if (canonical) {
@@ -141,7 +162,10 @@ void check_reencode(const std::byte* p, const event_view& ev, bool checksum_vali
                   std::memcmp(again.payload.data(), want.payload.data(), want.payload.size()) == 0) &&
                  (again.event_id != nullptr) == (want.event_id != nullptr) &&
                  (again.correlation_id != nullptr) == (want.correlation_id != nullptr) &&
-                 (again.causation_id != nullptr) == (want.causation_id != nullptr),
+                 (again.causation_id != nullptr) == (want.causation_id != nullptr) &&
+                 again.metadata.raw().size() == want.metadata.raw().size() &&
+                 (want.metadata.empty() || std::memcmp(again.metadata.raw().data(), want.metadata.raw().data(),
+                                                       want.metadata.raw().size()) == 0),
              "re-encoded record decodes to a different event: " + hex_prefix(p, length));
 }
 

@@ -34,7 +34,7 @@ int hex_value(char c) {
 // Keys that `varve read` prints but `append` has no use for: accepting them
 // lets `varve read A | varve append B` copy a log.
 bool is_read_only_key(std::string_view key) {
-  return key == "position" || key == "sequence" || key == "version";
+  return key == "position" || key == "sequence" || key == "version" || key == "stored_schema_version";
 }
 
 status parse_uint(const json& v, std::string_view key, uint64_t max, uint64_t& out) {
@@ -139,6 +139,15 @@ status parse_event(const json& obj, input_event& ev, bool top_level,
       if (!(st = parse_id(v, key, ev.correlation_id))) return st;
     } else if (key == "causation_id") {
       if (!(st = parse_id(v, key, ev.causation_id))) return st;
+    } else if (key == "metadata") {
+      // Bounds (entries, key and value sizes, reserved keys) are the
+      // library's to check, at append: one rule for every caller.
+      if (!v.is_object()) return bad("\"metadata\" must be an object of strings, not " + v.dump());
+      for (const auto& [mk, mv] : v.items()) {
+        if (!mv.is_string())
+          return bad("\"metadata\": the value of " + json_quote(mk) + " must be a string, not " + mv.dump());
+        ev.metadata.emplace_back(mk, mv.get_ref<const std::string&>());
+      }
     } else if (key == "stream" || key == "expected_version") {
       if (!top_level) return bad(json_quote(key) + " belongs on the batch line, not in its events");
     } else if (!is_read_only_key(key)) {
@@ -551,6 +560,18 @@ void write_event(ndjson_writer& w, const event_view& e, std::string_view type_js
   if (e.event_id) w.raw(",\"event_id\":"), w.uuid(*e.event_id);
   if (e.correlation_id) w.raw(",\"correlation_id\":"), w.uuid(*e.correlation_id);
   if (e.causation_id) w.raw(",\"causation_id\":"), w.uuid(*e.causation_id);
+  if (!e.metadata.empty()) {
+    w.raw(",\"metadata\":{");
+    bool first = true;
+    for (const metadata_entry m : e.metadata) {
+      if (!first) w.raw(',');
+      first = false;
+      w.str(m.key);
+      w.raw(':');
+      w.str(m.value);
+    }
+    w.raw('}');
+  }
   // A JSON payload splices in verbatim only once the validator has accepted
   // it: the content type is the writer's claim, and a payload appended through
   // the API that is not JSON (or not UTF-8) would otherwise corrupt the line.

@@ -39,6 +39,8 @@ struct input_event {
   std::optional<id128> event_id;
   std::optional<id128> correlation_id;
   std::optional<id128> causation_id;
+  // "metadata": {"key": "value", ...}, in the line's order (string values).
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 // One stream's events of a line, with its expectation.

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -61,6 +64,79 @@ class stream_id {
   bool is_int_ = false;
 };
 
+// Metadata: a small key/value map per event, stored in its record
+// (docs/FORMAT.md 4.1a) and returned by every read. Keys are 1..255 bytes,
+// distinct within an event, and may not start with "varve." (varve ship puts
+// its own Kafka headers there); values 0..65535 bytes; an event holds at most
+// kMaxMetadataEntries entries and kMaxMetadataBytes encoded bytes (3 per entry
+// plus the keys and values). Bytes are opaque to the library; the CLI and
+// `varve ship` deal in UTF-8 text.
+struct metadata_entry {
+  std::string_view key;
+  std::string_view value;
+};
+inline constexpr size_t kMaxMetadataEntries = 64;
+inline constexpr size_t kMaxMetadataBytes = 4096;
+
+// The metadata of an event read from the log (event_view::metadata): the
+// record's validated encoding, walked in stored order.
+class metadata_view {
+ public:
+  metadata_view() = default;
+  explicit metadata_view(std::span<const std::byte> raw) : raw_(raw) {}
+  bool empty() const { return raw_.empty(); }
+  std::span<const std::byte> raw() const { return raw_; }
+
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = metadata_entry;
+    using difference_type = std::ptrdiff_t;
+    using reference = metadata_entry;
+    using pointer = void;
+    iterator() = default;
+    iterator(const std::byte* p, const std::byte* end) : p_(p), end_(end) {}
+    metadata_entry operator*() const {
+      const auto* c = reinterpret_cast<const char*>(p_);
+      const size_t k = static_cast<uint8_t>(c[0]);
+      const size_t v = static_cast<size_t>(static_cast<uint8_t>(c[1])) |
+                       (static_cast<size_t>(static_cast<uint8_t>(c[2])) << 8);
+      return {std::string_view(c + 3, k), std::string_view(c + 3 + k, v)};
+    }
+    iterator& operator++() {
+      const metadata_entry e = **this;
+      p_ += 3 + e.key.size() + e.value.size();
+      return *this;
+    }
+    iterator operator++(int) {
+      iterator t = *this;
+      ++*this;
+      return t;
+    }
+    bool operator==(const iterator& o) const { return p_ == o.p_; }
+
+   private:
+    const std::byte* p_ = nullptr;
+    const std::byte* end_ = nullptr;
+  };
+  iterator begin() const { return {raw_.data(), raw_.data() + raw_.size()}; }
+  iterator end() const { return {raw_.data() + raw_.size(), raw_.data() + raw_.size()}; }
+  // The value of `key`, if the event has it.
+  std::optional<std::string_view> find(std::string_view key) const {
+    for (metadata_entry e : *this)
+      if (e.key == key) return e.value;
+    return std::nullopt;
+  }
+  size_t size() const {
+    size_t n = 0;
+    for (auto it = begin(); it != end(); ++it) ++n;
+    return n;
+  }
+
+ private:
+  std::span<const std::byte> raw_;
+};
+
 // One event to append. Views only: the bytes must stay valid for the duration of
 // the append call (they are copied into the log).
 struct event_data {
@@ -72,6 +148,8 @@ struct event_data {
   const id128* event_id = nullptr;        // optional; null = absent
   const id128* correlation_id = nullptr;  // optional
   const id128* causation_id = nullptr;    // optional
+  // Optional key/value pairs (see metadata_entry for the bounds); empty: none.
+  std::span<const metadata_entry> metadata = {};
 
   static std::span<const std::byte> bytes(std::string_view s) {
     return std::as_bytes(std::span<const char>(s.data(), s.size()));
@@ -103,6 +181,7 @@ struct event_view {
   const id128* correlation_id = nullptr;
   const id128* causation_id = nullptr;
   std::span<const std::byte> payload;
+  varve::metadata_view metadata;   // empty when the event has none
   uint32_t record_bytes = 0;       // size of the record on disk, padding included
 
   uint64_t stream_as_u64() const {

@@ -127,6 +127,7 @@ int cmd_append(const append_args& a) {
   uint64_t line_no = 0;
   uint64_t skipped = 0;
   std::vector<event_data> events;
+  std::vector<metadata_entry> metadata;  // the line's, in event order (spans point into it)
   // --on-conflict skip: the line is reported and left out.
   auto skip_line = [&](const std::string& msg) {
     warn(msg + " (skipped)", "wrong_expected_version", line_no);
@@ -170,6 +171,20 @@ int cmd_append(const append_args& a) {
       return stop(line_no, st.message(), "invalid_argument", kExitError);
 
     events.clear();
+    metadata.clear();
+    {
+      // Sized before any span into it is taken.
+      size_t n = 0;
+      auto count = [&](const std::vector<input_event>& in) {
+        for (const input_event& ev : in) n += ev.metadata.size();
+      };
+      if (req.is_multi) {
+        for (const stream_part& p : req.parts) count(p.events);
+      } else {
+        count(req.events);
+      }
+      metadata.reserve(n);
+    }
     status bad_type;
     auto add_events = [&](const std::vector<input_event>& in) {
       for (const input_event& ev : in) {
@@ -197,6 +212,9 @@ int cmd_append(const append_args& a) {
         d.event_id = ev.event_id ? &*ev.event_id : nullptr;
         d.correlation_id = ev.correlation_id ? &*ev.correlation_id : nullptr;
         d.causation_id = ev.causation_id ? &*ev.causation_id : nullptr;
+        const size_t first = metadata.size();
+        for (const auto& [k, v] : ev.metadata) metadata.push_back({k, v});
+        d.metadata = std::span<const metadata_entry>(metadata).subspan(first, ev.metadata.size());
         events.push_back(d);
       }
     };
