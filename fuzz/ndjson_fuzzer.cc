@@ -39,6 +39,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/record_format.h"
 #include "fuzz/fuzz_util.h"
 #include "tools/base64.h"
 #include "tools/json_check.h"
@@ -173,6 +174,15 @@ void check_event_roundtrip(int out_fd, const stream_part& req, const input_event
   v.correlation_id = ev.correlation_id ? &*ev.correlation_id : nullptr;
   v.causation_id = ev.causation_id ? &*ev.causation_id : nullptr;
   v.payload = event_data::bytes(ev.payload);
+  // Metadata the append would accept is stored (FORMAT.md 4.1a) and printed.
+  std::vector<metadata_entry> entries;
+  for (const auto& [k, val] : ev.metadata) entries.push_back({k, val});
+  std::vector<std::byte> raw(record::metadata_bytes(entries));
+  const bool storable = record::check_metadata(entries).ok();
+  if (storable) {
+    record::encode_metadata(raw.data(), entries);
+    v.metadata = metadata_view(raw);
+  }
   const std::string type_json = ev.type_id ? std::to_string(*ev.type_id) : json(ev.type_name).dump();
 
   for (time_format tf : {time_format::ns, time_format::iso}) {
@@ -199,6 +209,7 @@ void check_event_roundtrip(int out_fd, const stream_part& req, const input_event
                    b.causation_id == ev.causation_id,
                "ids changed: " + line);
     FUZZ_CHECK(b.payload == ev.payload, "payload changed through read -> append: " + line);
+    FUZZ_CHECK(!storable || b.metadata == ev.metadata, "metadata changed through read -> append: " + line);
     // An empty or multi-line payload goes out as base64 and comes back binary.
     FUZZ_CHECK(b.content == ev.content || (ev.content == content_type::json && ev.payload.empty()),
                "content type changed: " + line);

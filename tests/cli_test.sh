@@ -541,6 +541,37 @@ run snapshot verify "$TMP/no-such-log"
 expect "snapshot verify of a missing log fails (exit 5)" rc_is 5
 expect "  ... with a clear error" err_clear
 
+# --- metadata -------------------------------------------------------------------
+M=$TMP/meta
+input <<'EOF'
+{"stream":"m-1","type":"Tagged","data":1,"metadata":{"user":"ann","note":"h\u00e9 \"q\"","empty":""}}
+{"stream":"m-1","type":"Tagged","data":2}
+{"stream":"m-2","events":[{"type":"Tagged","data":3,"metadata":{"k":"v"}},{"type":"Tagged","data":4}]}
+EOF
+run append "$M" --create
+expect "append events with metadata" rc_is 0
+run read "$M"
+expect "read prints each event's metadata, in order, and none where there is none" py '[e.get("metadata") for e in out] == [{"user": "ann", "note": "hé \"q\"", "empty": ""}, None, {"k": "v"}, None] and list(out[0]["metadata"]) == ["user", "note", "empty"]'
+cp "$TMP/out" "$TMP/read-back"
+input <"$TMP/read-back"
+run append "$TMP/meta-copy" --create
+run read "$TMP/meta-copy"
+expect "  ... and what read prints appends again with the same metadata" py '[e.get("metadata") for e in out] == [{"user": "ann", "note": "hé \"q\"", "empty": ""}, None, {"k": "v"}, None]'
+input <<'EOF'
+{"stream":"m-3","type":"Tagged","data":1,"metadata":{"varve.type":"x"}}
+EOF
+run append "$M"
+expect "append refuses a reserved metadata key (exit 1)" rc_is 1
+expect "  ... naming it" err_has 'metadata\[0\]: key .varve.type.: keys starting with "varve." are reserved'
+input <<'EOF'
+{"stream":"m-3","type":"Tagged","data":1,"metadata":{"n":1}}
+EOF
+run append "$M"
+expect "append refuses a metadata value that is not a string (exit 1)" rc_is 1
+expect "  ... saying so" err_has 'the value of "n" must be a string'
+run read "$M" --stream m-3
+expect "  ... and wrote nothing" rc_is 5
+
 # --- schema versions and upcasters ---------------------------------------------
 U=$TMP/up
 input <<'EOF'

@@ -4,6 +4,8 @@
 //   - every event of the log is in the topic exactly once (by varve.position);
 //   - key = stream id, value = payload, byte for byte, and every header
 //     (version, type and its name, schema, timestamp, ids, log id) matches the event;
+//   - the event's metadata entries are headers of their names, and a record
+//     has no other headers outside varve.*;
 //   - within each partition, each stream's versions follow 1, 2, 3, ...
 //     (one aggregate's events in one partition, in order).
 // Usage: kafka_consume BROKERS TOPIC LOGDIR [--wait SECONDS]
@@ -193,6 +195,18 @@ int main(int argc, char** argv) {
     check("varve.event_id", uuid_text(e.event_id));
     check("varve.correlation_id", uuid_text(e.correlation_id));
     check("varve.causation_id", uuid_text(e.causation_id));
+    size_t user_headers = 0;
+    for (size_t i = 0;; ++i) {
+      const char* name = nullptr;
+      const void* v = nullptr;
+      size_t n = 0;
+      if (!h || rd_kafka_header_get_all(h, i, &name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (std::strncmp(name, "varve.", 6) != 0) ++user_headers;
+    }
+    if (user_headers != e.metadata.size())
+      problem(where + ": " + std::to_string(user_headers) + " headers outside varve.*, the event has " +
+              std::to_string(e.metadata.size()) + " metadata entries");
+    for (const metadata_entry m : e.metadata) check(std::string(m.key).c_str(), std::string(m.value));
     auto [pit, fresh] = partition_of.emplace(key, msg->partition);
     if (!fresh && pit->second != msg->partition) problem(where + ": stream in two partitions");
     uint64_t& lv = last_version[{msg->partition, key}];

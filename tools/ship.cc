@@ -443,7 +443,7 @@ std::optional<ship_error> shipper::find_resume_point(std::optional<position>& la
 }
 
 std::optional<ship_error> shipper::produce(const event_view& e) {
-  rd_kafka_headers_t* h = rd_kafka_headers_new(10);
+  rd_kafka_headers_t* h = rd_kafka_headers_new(12);
   char num[32];
   auto add_u64 = [&](const char* name, uint64_t v) {
     int n = std::snprintf(num, sizeof num, "%" PRIu64, v);
@@ -468,6 +468,11 @@ std::optional<ship_error> shipper::produce(const event_view& e) {
   add_id("varve.causation_id", e.causation_id);
   if (e.content == content_type::json) rd_kafka_header_add(h, "varve.content", -1, "json", 4);
   if (e.stream_is_integer) rd_kafka_header_add(h, "varve.stream_u64", -1, "1", 1);
+  // The event's metadata as headers of their own names (the append reserves
+  // "varve." for the headers above, so they cannot collide).
+  for (const metadata_entry m : e.metadata)
+    rd_kafka_header_add(h, m.key.data(), static_cast<ssize_t>(m.key.size()), m.value.data(),
+                        static_cast<ssize_t>(m.value.size()));
 
   for (;;) {
     // The payload is not copied: it lives in the log's mapping, which stays

@@ -38,6 +38,9 @@ struct upcast_event {
   std::string payload;
 };
 
+// A step may run on several threads at once (a replay's workers, readers in
+// other threads), so it must not change shared state without its own
+// synchronisation. An exception it throws is turned into an error status.
 using upcast_fn = std::function<status(upcast_event&)>;
 
 // A set of upcaster chains, immutable once handed to a log (event_log::
