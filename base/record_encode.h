@@ -20,8 +20,9 @@ inline uint64_t checksum_inline(const std::byte* rec, uint32_t length) {
   return XXH3_64bits(rec + 8, length - 8);
 }
 
+// meta_len: metadata_bytes(e.metadata), which the caller has (0: none).
 inline uint32_t encode_inline(std::byte* dst, uint32_t size, std::string_view stream, const event_data& e,
-                               const header_fields& h) {
+                               const header_fields& h, uint32_t meta_len) {
   uint8_t flags = h.flags;
   if (e.event_id) flags |= kFlagEventId;
   if (e.correlation_id) flags |= kFlagCorrelation;
@@ -41,7 +42,6 @@ inline uint32_t encode_inline(std::byte* dst, uint32_t size, std::string_view st
   coding::put_u16(dst + 52, e.schema_version);
   coding::put_u16(dst + 54, kHeaderSize);
   coding::put_u32(dst + 56, static_cast<uint32_t>(e.payload.size()));
-  const uint32_t meta_len = e.metadata.empty() ? 0 : static_cast<uint32_t>(metadata_bytes(e.metadata));
   coding::put_u32(dst + 60, meta_len);
   coding::put_u64(dst + 64, h.prev_position);
   std::byte* p = dst + kHeaderSize;

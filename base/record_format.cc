@@ -20,7 +20,19 @@ uint64_t checksum(const std::byte* rec, uint32_t length) { return checksum_inlin
 
 uint32_t encode(std::byte* dst, uint32_t size, std::string_view stream, const event_data& e,
                 const header_fields& h) {
-  return encode_inline(dst, size, stream, e, h);
+  return encode_inline(dst, size, stream, e, h,
+                       e.metadata.empty() ? 0 : static_cast<uint32_t>(metadata_bytes(e.metadata)));
+}
+
+decoded decode_with_metadata(const std::byte* p, uint64_t avail, uint64_t expected_position,
+                             bool verify_checksum, event_view& out) {
+  return decode_inline<true>(p, avail, expected_position, verify_checksum, out);
+}
+
+uint64_t metadata_bytes(std::span<const metadata_entry> m) {
+  uint64_t n = 0;
+  for (const metadata_entry& e : m) n += 3 + e.key.size() + e.value.size();
+  return n;
 }
 
 status check_metadata(std::span<const metadata_entry> m) {

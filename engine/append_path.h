@@ -15,6 +15,10 @@ namespace varve::detail {
 status roll(log_state& s, uint64_t needed);
 // A refused append: counted in varve.ctl (conflicts apart from the rest).
 status refused(log_state& s, status why);
+// What an append checks only when a log has upcasters or an event has
+// metadata: versions newer than the upcasters' current ones, metadata
+// bounds. Out of line and cold: the common append pays one test.
+status check_extras(const log_state& s, std::span<const event_data> events);
 // A batch that needs a newer segment format than the active segment says
 // (a multi-stream batch: 2; metadata: 3) starts the next segment, which this
 // varve makes at its own version: a varve that knows only the older format
@@ -36,7 +40,7 @@ inline std::string stream_text(const stream_id& s) {
 // store makes it visible to readers in this and other processes, through the
 // shared control block), wakes parked followers, and applies the durability
 // mode. Fails (counted as a refusal) only when mode sync's sync fails.
-inline status commit_batch(log_state& s, uint64_t end) {
+[[gnu::always_inline]] inline status commit_batch(log_state& s, uint64_t end) {
   s.written.store(end, std::memory_order_relaxed);
   control_block& ctl = *s.shared->ctl;
   ctl.next_sequence().store(s.next_seq, std::memory_order_relaxed);

@@ -300,6 +300,19 @@ status roll(log_state& s, uint64_t needed) {
   return {};
 }
 
+[[gnu::cold, gnu::noinline]] status check_extras(const log_state& s, std::span<const event_data> events) {
+  // Schema versions newer than the upcasters know would be handed out as
+  // they are, to readers that expect the current one.
+  if (const upcasters* up = s.opts.upcasters.get())
+    for (const event_data& e : events)
+      if (status u = up->check_append(e.type, e.schema_version); !u) return u;
+  for (size_t i = 0; i < events.size(); ++i)
+    if (!events[i].metadata.empty())
+      if (status m = record::check_metadata(events[i].metadata); !m)
+        return events.size() == 1 ? m : status(m.code(), "event " + std::to_string(i) + ": " + m.message());
+  return {};
+}
+
 [[gnu::cold, gnu::noinline]] status roll_to_version(log_state& s, uint64_t needed, uint32_t version) {
   // Segments prepared ahead by an older varve's session cannot exist in this
   // process, but a log's tail can: a few rolls at most reach one of ours.
@@ -442,12 +455,6 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
     return refused(s, status(errc::invalid_argument,
                              "stream id must have 1 to 255 bytes, got " + std::to_string(key.size())));
   if (events.empty()) return refused(s, status(errc::invalid_argument, "append of an empty batch"));
-  // Schema versions newer than the upcasters know would be handed out as
-  // they are, to readers that expect the current one; one test per call
-  // when there are no upcasters.
-  if (const upcasters* up = s.opts.upcasters.get()) [[unlikely]]
-    for (const event_data& e : events)
-      if (status u = up->check_append(e.type, e.schema_version); !u) return refused(s, u);
 
   const uint64_t h = s.heads.hash(key);
   head_table::head* head = s.heads.find(key, h);
@@ -486,11 +493,16 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
       return refused(s, status(errc::too_large, "event of " + std::to_string(e.payload.size()) +
                                                     " bytes cannot fit in a segment of " +
                                                     std::to_string(s.capacity()) + " bytes"));
-    if (!e.metadata.empty()) [[unlikely]] {
-      if (status m = record::check_metadata(e.metadata); !m) return refused(s, m);
-      metadata = true;
+    metadata |= !e.metadata.empty();
+    total += record::encoded_size(key.size(), e, 0);
+  }
+  // Out of line, so an append with neither pays one test.
+  if (metadata || s.opts.upcasters) [[unlikely]] {
+    if (status x = detail::check_extras(s, events); !x) return refused(s, x);
+    if (metadata) {
+      total = 0;
+      for (const event_data& e : events) total += record::encoded_size(key.size(), e);
     }
-    total += record::encoded_size(key.size(), e);
   }
   if (total > room) [[unlikely]]
     return refused(s, status(errc::too_large, "batch of " + std::to_string(total) +
@@ -519,19 +531,30 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   out.first = position{base + s.write_off};
   out.first_sequence = sequence{s.next_seq};
   out.first_version = actual + 1;
-  for (size_t i = 0; i < events.size(); ++i) {
-    const event_data& e = events[i];
-    const uint32_t size = record::encoded_size(key.size(), e);
-    const uint64_t pos = base + s.write_off;
-    uint8_t flags = int_flag;
-    if (single || i == 0) flags |= record::kFlagBatchBegin;
-    if (single || i + 1 == events.size()) flags |= record::kFlagBatchEnd;
-    record::encode_inline(data + s.write_off, size, key, e,
-                   {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags});
-    prev = pos;
-    s.write_off += size;
-    ++s.next_seq;
-  }
+  // Two instances of the loop: without metadata (a constant 0, so none of
+  // its code is in the hot one) and with.
+  auto write_all = [&]<bool kMetadata>() {
+    for (size_t i = 0; i < events.size(); ++i) {
+      const event_data& e = events[i];
+      uint32_t meta_len = 0;
+      if constexpr (kMetadata)
+        meta_len = e.metadata.empty() ? 0 : static_cast<uint32_t>(record::metadata_bytes(e.metadata));
+      const uint32_t size = record::encoded_size(key.size(), e, meta_len);
+      const uint64_t pos = base + s.write_off;
+      uint8_t flags = int_flag;
+      if (single || i == 0) flags |= record::kFlagBatchBegin;
+      if (single || i + 1 == events.size()) flags |= record::kFlagBatchEnd;
+      record::encode_inline(data + s.write_off, size, key, e,
+                            {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags}, meta_len);
+      prev = pos;
+      s.write_off += size;
+      ++s.next_seq;
+    }
+  };
+  if (metadata) [[unlikely]]
+    write_all.template operator()<true>();
+  else
+    write_all.template operator()<false>();
   if (!head) head = s.heads.insert(key, h, stream.is_integer());
   head->version = v;
   head->last_position = prev;

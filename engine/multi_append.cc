@@ -102,16 +102,13 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
     }
   }
 
-  if (const upcasters* up = s.opts.upcasters.get()) [[unlikely]]
-    for (const stream_batch& b : batches)
-      for (const event_data& e : b.events)
-        if (status u = up->check_append(e.type, e.schema_version); !u) return detail::refused(s, u);
-  for (size_t i = 0; i < batches.size(); ++i)
-    for (size_t k = 0; k < batches[i].events.size(); ++k)
-      if (!batches[i].events[k].metadata.empty()) [[unlikely]]
-        if (status m = record::check_metadata(batches[i].events[k].metadata); !m)
-          return detail::refused(s, status(errc::invalid_argument, "streams[" + std::to_string(i) + "] event " +
-                                                                       std::to_string(k) + ": " + m.message()));
+  bool extras = s.opts.upcasters != nullptr;
+  for (const stream_batch& b : batches)
+    for (const event_data& e : b.events) extras |= !e.metadata.empty();
+  if (extras) [[unlikely]]
+    for (size_t i = 0; i < batches.size(); ++i)
+      if (status x = detail::check_extras(s, batches[i].events); !x)
+        return detail::refused(s, status(x.code(), "streams[" + std::to_string(i) + "] " + x.message()));
 
   // Sizes: the unit is one batch, and a batch never spans segments.
   const uint64_t room = s.active->records_end() - segment_format::kHeaderSize - record::kSegmentEndSize;
@@ -162,13 +159,14 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
     ack.first_sequence = sequence{s.next_seq};
     ack.first_version = b.events.empty() ? v : v + 1;
     for (const event_data& e : b.events) {
-      const uint32_t size = record::encoded_size(key.size(), e);
+      const uint32_t meta_len = e.metadata.empty() ? 0 : static_cast<uint32_t>(record::metadata_bytes(e.metadata));
+      const uint32_t size = record::encoded_size(key.size(), e, meta_len);
       const uint64_t pos = base + s.write_off;
       uint8_t flags = int_flag;
       if (written == 0) flags |= record::kFlagBatchBegin;
       if (++written == events) flags |= record::kFlagBatchEnd;
       record::encode_inline(data + s.write_off, size, key, e,
-                            {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags});
+                            {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags}, meta_len);
       prev = pos;
       last_pos = pos;
       s.write_off += size;
