@@ -725,7 +725,9 @@ TEST(Snapshot, CompactionKeepsTheNewestKOfEachStreamAgainstAModel) {
       std::set<std::tuple<std::string, stream_version, uint32_t>> seen;
       for (auto& i : listed) {
         const auto key = std::make_tuple(i.stream, i.version, i.schema_version);
-        if (!kept.count(key)) EXPECT_GE(i.file, writers_file) << "a dropped snapshot left in a full file";
+        if (!kept.count(key)) {
+          EXPECT_GE(i.file, writers_file) << "a dropped snapshot left in a full file";
+        }
         seen.insert(key);
       }
       for (auto& key : kept) EXPECT_TRUE(seen.count(key)) << "kept snapshot lost: version " << std::get<1>(key);
