@@ -247,16 +247,8 @@ TEST(Metadata, AnOlderLogTakesMetadataOnlyInSegmentsThatSayVersionThree) {
     ASSERT_OK(log->close());
   }
   // What a version 2 varve wrote: meta and segments say 2.
-  auto set_version = [](const std::string& path, uint32_t v) {
-    std::vector<uint8_t> h = read_file(path);
-    ASSERT_GE(h.size(), 64u);
-    std::memcpy(h.data() + 8, &v, 4);
-    const uint64_t sum = XXH3_64bits(h.data(), 56);
-    write_at(path, 8, &v, 4);
-    write_at(path, 56, &sum, 8);
-  };
-  ASSERT_NO_FATAL_FAILURE(set_version(d.path() + "/varve.meta", 2));
-  for (const auto& s : list_segments(d.path())) ASSERT_NO_FATAL_FAILURE(set_version(s, 2));
+  ASSERT_NO_FATAL_FAILURE(set_format_version(d.path() + "/varve.meta", 2));
+  for (const auto& s : list_segments(d.path())) ASSERT_NO_FATAL_FAILURE(set_format_version(s, 2));
   const metadata_entry m[] = {{"who", "me"}};
   {
     auto log = event_log::open(d.path(), small()).value();

@@ -277,17 +277,9 @@ TEST(MultiAppend, AVersionOneLogIsReadAndItsNewSegmentsSayVersionTwo) {
     ASSERT_OK(log->close());
   }
   // Rewrite the version words as version 1 wrote them (with their checksums).
-  auto set_version = [](const std::string& path, uint32_t v) {
-    std::vector<uint8_t> h = read_file(path);
-    ASSERT_GE(h.size(), 64u);
-    std::memcpy(h.data() + 8, &v, 4);
-    const uint64_t sum = XXH3_64bits(h.data(), 56);
-    write_at(path, 8, &v, 4);
-    write_at(path, 56, &sum, 8);
-  };
-  ASSERT_NO_FATAL_FAILURE(set_version(d.path() + "/varve.meta", 1));
+  ASSERT_NO_FATAL_FAILURE(set_format_version(d.path() + "/varve.meta", 1));
   const auto before = list_segments(d.path());
-  for (const auto& s : before) ASSERT_NO_FATAL_FAILURE(set_version(s, 1));
+  for (const auto& s : before) ASSERT_NO_FATAL_FAILURE(set_format_version(s, 1));
   {
     ASSERT_OK_AND_ASSIGN(auto log, event_log::open(d.path(), opts()));
     EXPECT_EQ(log->version_of(stream_id("old")), 10u);

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include "varve/varve.h"
 
@@ -219,6 +220,17 @@ inline void write_at(const std::string& path, uint64_t offset, const void* data,
   ssize_t w = ::pwrite(fd, data, n, static_cast<off_t>(offset));
   ::close(fd);
   ASSERT_EQ(w, static_cast<ssize_t>(n)) << path;
+}
+
+// Rewrites the format version word of a segment or meta file (offset 8) as
+// an older varve wrote it, with the header checksum (offset 56) to match.
+inline void set_format_version(const std::string& path, uint32_t v) {
+  std::vector<uint8_t> h = read_file(path);
+  ASSERT_GE(h.size(), 64u) << path;
+  std::memcpy(h.data() + 8, &v, 4);
+  const uint64_t sum = XXH3_64bits(h.data(), 56);
+  write_at(path, 8, &v, 4);
+  write_at(path, 56, &sum, 8);
 }
 
 inline void zero_range(const std::string& path, uint64_t offset, uint64_t n) {
