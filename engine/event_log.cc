@@ -350,6 +350,7 @@ bool same_id(const id128* a, const id128* b) { return a && b && *a == *b; }
 // A retry carries the same entries in the same order: compare encodings.
 bool same_metadata(const metadata_view& stored, std::span<const metadata_entry> m) {
   if (stored.raw().size() != record::metadata_bytes(m)) return false;
+  if (m.empty()) return true;  // (memcmp of an empty view's null pointer is undefined)
   std::string enc(stored.raw().size(), '\0');
   record::encode_metadata(reinterpret_cast<std::byte*>(enc.data()), m);
   return std::memcmp(enc.data(), stored.raw().data(), enc.size()) == 0;
