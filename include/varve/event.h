@@ -95,7 +95,7 @@ class metadata_view {
     using reference = metadata_entry;
     using pointer = void;
     iterator() = default;
-    iterator(const std::byte* p, const std::byte* end) : p_(p), end_(end) {}
+    explicit iterator(const std::byte* p) : p_(p) {}
     metadata_entry operator*() const {
       const auto* c = reinterpret_cast<const char*>(p_);
       const size_t k = static_cast<uint8_t>(c[0]);
@@ -117,10 +117,9 @@ class metadata_view {
 
    private:
     const std::byte* p_ = nullptr;
-    const std::byte* end_ = nullptr;
   };
-  iterator begin() const { return {raw_.data(), raw_.data() + raw_.size()}; }
-  iterator end() const { return {raw_.data() + raw_.size(), raw_.data() + raw_.size()}; }
+  iterator begin() const { return iterator(raw_.data()); }
+  iterator end() const { return iterator(raw_.data() + raw_.size()); }
   // The value of `key`, if the event has it.
   std::optional<std::string_view> find(std::string_view key) const {
     for (metadata_entry e : *this)
