@@ -543,6 +543,18 @@ varve_errc varve_position_at_time(varve_log* log, uint64_t t_ns, uint64_t* posit
   });
 }
 
+varve_errc varve_position_of_sequence(varve_log* log, uint64_t sequence, uint64_t* position,
+                                     varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(position);
+    auto p = log->log->position_of(varve::sequence{sequence});
+    if (!p) return fail(err, p.error());
+    *position = p.value().value;
+    return done(err);
+  });
+}
+
 varve_errc varve_reader_open(varve_log* log, uint64_t from, varve_reader** out,
                              varve_error* err) noexcept {
   return guarded(err, [&] {

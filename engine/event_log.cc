@@ -730,6 +730,70 @@ result<position> event_log::position_at_time(uint64_t t) const {
   }
 }
 
+result<position> event_log::position_of(sequence s) const {
+  detail::shared_log& sh = *s_->shared;
+  const uint64_t commit = sh.committed();
+  const uint8_t l2 = sh.log2();
+  const uint64_t next = next_sequence().value;
+  if (s.value > next)
+    return status(errc::not_found, s_->dir + ": no event has sequence " + std::to_string(s.value) +
+                                       ": the log holds " + std::to_string(next));
+  const uint64_t first_seg = s_->first_segment;
+  const uint64_t last = commit == 0 ? first_seg : std::max(first_seg, (commit - 1) >> l2);
+  // The first event of segment i, read (and verified) where the segment's
+  // records begin; false when the log has none from there on.
+  auto first_event = [&](uint64_t i, event_view& v) -> result<bool> {
+    log_reader r(s_->shared, position{(i << l2) + segment_format::kHeaderSize});
+    r.without_upcasting();  // sequences and positions only
+    return r.next(v);
+  };
+  // Sequences rise along the log: find the last segment whose first event
+  // is at or below s. Invariant: segment lo's is (or lo is the first).
+  uint64_t lo = first_seg, hi = last;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo + 1) / 2;
+    event_view v;
+    auto got = first_event(mid, v);
+    if (!got) return got.error();
+    if (got.value() && v.sequence.value <= s.value) lo = mid;
+    else hi = mid - 1;
+  }
+  uint64_t from = commit == 0 ? 0 : (lo << l2) + segment_format::kHeaderSize;
+  // A sealed segment's index samples every kTimeStride-th event: start at
+  // the sample at or below s (when no repair's hole makes the count lie).
+  if (lo < last) {
+    auto seg = sh.segments.get(lo);
+    if (!seg) return seg.error();
+    if (const segment_index::view* ix = sh.indexes.get(*seg.value());
+        ix && s.value >= ix->first_sequence()) {
+      const uint64_t k = (s.value - ix->first_sequence()) / segment_index::kTimeStride;
+      if (const uint32_t off = ix->stride_offset(k); off >= segment_format::kHeaderSize) {
+        log_reader probe(s_->shared, position{(lo << l2) + off});
+        probe.without_upcasting();
+        event_view v;
+        auto got = probe.next(v);
+        if (!got) return got.error();
+        if (got.value() && v.sequence.value <= s.value) from = v.position.value;
+      }
+    }
+  }
+  log_reader r(s_->shared, position{from});
+  r.without_upcasting();
+  event_view v;
+  while (true) {
+    auto more = r.next(v);
+    if (!more) return more.error();
+    if (!more.value()) {
+      if (s.value >= next_sequence().value) return r.where();  // the end of the log
+      continue;  // the writer has committed more since the reader looked
+    }
+    if (v.sequence.value == s.value) return v.position;
+    if (v.sequence.value > s.value) break;
+  }
+  return status(errc::not_found, s_->dir + ": no event has sequence " + std::to_string(s.value) +
+                                     " (a repair's hole stands for it)");
+}
+
 result<stream_version> event_log::version_at(stream_id stream, position p) const {
   const std::string_view key = stream.bytes();
   if (key.empty() || key.size() > kMaxStreamIdBytes)

@@ -553,4 +553,9 @@ void view::time_scan_range(uint64_t t, uint32_t& from, uint32_t& to) const {
   }
 }
 
+uint32_t view::stride_offset(uint64_t k) const {
+  if (k >= h_.time_count) return 0;
+  return coding::get_u32(time_ + k * kTimeEntry + 8);
+}
+
 }  // namespace varve::segment_index

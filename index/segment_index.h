@@ -138,6 +138,11 @@ class view {
   // timestamp reaches `t` (running max), and the offset the scan may stop
   // at (0 = segment end). Only meaningful when max_timestamp_through >= t.
   void time_scan_range(uint64_t t, uint32_t& from, uint32_t& to) const;
+  // The offset of the segment's event number k * kTimeStride (counted from
+  // its first event), or 0 when the segment has fewer events than that: the
+  // time index samples every kTimeStride-th event, so it doubles as a
+  // sequence index (event_log::position_of).
+  uint32_t stride_offset(uint64_t k) const;
   // Entry count per stream, for `varve index verify` and stats.
   size_t bytes() const { return size_; }
 

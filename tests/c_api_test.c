@@ -452,6 +452,13 @@ static void test_read_log(void) {
   CHECK(at == r1.end); /* the record of "second" follows "first" */
   CHECK_OK(varve_position_at_time(log, 1, &at, &err));
   CHECK(at == r1.first);
+  /* Sequences: r1 holds sequence 0 (its first event), the end is the next. */
+  CHECK_OK(varve_position_of_sequence(log, 0, &at, &err));
+  CHECK(at == r1.first);
+  CHECK_OK(varve_position_of_sequence(log, 4, &at, &err));
+  CHECK(at == p.committed);
+  CHECK_CODE(VARVE_NOT_FOUND, varve_position_of_sequence(log, 5, &at, &err));
+  CHECK(strstr(err.message, "sequence 5") != NULL);
   CHECK_OK(varve_log_close(log, &err));
 }
 

@@ -652,3 +652,61 @@ TEST(StreamIndex, AStreamOfAMillionEventsBesideAStreamOfOne) {
 }
 
 }  // namespace
+
+TEST(StreamIndex, PositionOfASequenceOverSealedSegmentsAndTheTail) {
+  // position_of against the positions the appends returned: across many
+  // sealed (indexed) segments, in the unsealed tail, from the writer and from
+  // a read-only log; the end of the log for next_sequence, not_found past it.
+  temp_dir d;
+  log_options o;
+  o.segment_bytes = kSeg;
+  auto log = event_log::create(d.sub("log"), o);
+  ASSERT_OK(log);
+  std::mt19937_64 rng(23);
+  std::vector<uint64_t> pos;  // by sequence
+  const uint64_t n = scaled(12000);
+  std::vector<std::byte> payload(200);
+  for (uint64_t i = 0; i < n; ++i) {
+    event_data e[3];
+    const size_t k = 1 + rng() % 3;  // batches too: sequences follow call order
+    for (size_t j = 0; j < k; ++j) e[j].payload = std::span(payload).first(rng() % 200);
+    auto r = log.value()->append(stream_id::from_u64(rng() % 50), expected_version::any(),
+                                 std::span<const event_data>(e, k));
+    ASSERT_OK(r);
+    auto rd = log.value()->read(r->first);
+    for (size_t j = 0; j < k; ++j) {
+      event_view v;
+      auto more = rd.next(v);
+      ASSERT_OK(more);
+      ASSERT_TRUE(*more);
+      ASSERT_EQ(v.sequence.value, pos.size());
+      pos.push_back(v.position.value);
+    }
+  }
+  auto check = [&](const event_log& l) {
+    for (int k = 0; k < 400; ++k) {
+      const uint64_t s = k < 5 ? uint64_t(k) : k < 10 ? pos.size() - 1 - (k - 5) : rng() % pos.size();
+      auto p = l.position_of(sequence{s});
+      ASSERT_OK(p);
+      ASSERT_EQ(p->value, pos[s]) << "sequence " << s;
+    }
+    auto end = l.position_of(sequence{pos.size()});
+    ASSERT_OK(end);
+    EXPECT_EQ(end->value, l.committed_position().value);
+    auto past = l.position_of(sequence{pos.size() + 1});
+    ASSERT_FALSE(past.ok());
+    EXPECT_EQ(past.error().code(), errc::not_found);
+  };
+  check(*log.value());
+  ASSERT_OK(log.value()->close());
+  log.value().reset();
+  auto ro = event_log::open_read_only(d.sub("log"), o);
+  ASSERT_OK(ro);
+  check(*ro.value());
+  // An empty log: sequence 0 is its end.
+  auto empty = event_log::create(d.sub("empty"), o);
+  ASSERT_OK(empty);
+  auto p0 = empty.value()->position_of(sequence{0});
+  ASSERT_OK(p0);
+  EXPECT_EQ(p0->value, empty.value()->committed_position().value);
+}

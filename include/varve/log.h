@@ -205,6 +205,14 @@ class event_log {
   // O(log segments) through the segment index files, plus a scan of at most
   // 64 events (in the unsealed tail: of up to one segment).
   VARVE_API result<position> position_at_time(uint64_t t) const;
+  // The position of the event with sequence number `s` (for callers that
+  // number events by their sequence, as an application's notification ids
+  // do); the committed end of the log for s == next_sequence().
+  // errc::not_found for a sequence past that, or one a repair's hole stands
+  // for (the error names the hole). O(log segments) through the sealed
+  // segments' footers and index files, plus a scan of at most 64 events (in
+  // the unsealed tail: of up to one segment). Any thread.
+  VARVE_API result<position> position_of(sequence s) const;
 
   // As-of questions (event sourcing's "what did this aggregate look like
   // then"), called like version_of():

@@ -367,6 +367,11 @@ VARVE_API varve_errc varve_version_of(varve_log* log, varve_stream_id stream, ui
  * event_log::position_at_time); the committed end when none is. Writer thread. */
 VARVE_API varve_errc varve_position_at_time(varve_log* log, uint64_t t_ns, uint64_t* position,
                                             varve_error* err) VARVE_C_NOEXCEPT;
+/* The position of the event with sequence number `sequence`; the committed
+ * end for the next sequence; VARVE_NOT_FOUND past it (see
+ * event_log::position_of). Any thread. */
+VARVE_API varve_errc varve_position_of_sequence(varve_log* log, uint64_t sequence,
+                                               uint64_t* position, varve_error* err) VARVE_C_NOEXCEPT;
 
 /* ---- reading the log in order ------------------------------------------ */
 
