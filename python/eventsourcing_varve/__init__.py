@@ -1,0 +1,449 @@
+"""A persistence module for the ``eventsourcing`` library (9.5.x) on varve.
+
+Select it with ``PERSISTENCE_MODULE=eventsourcing_varve`` and a directory in
+``VARVE_DIR``. How the library's records map onto the log:
+
+- An aggregate's stored events are one varve stream, named by its originator
+  id (``str(uuid)``, or the text id when ``ORIGINATOR_ID_TYPE=text``); the
+  topic is the event type (varve's type registry), the state the payload, the
+  originator version the metadata entry ``es.v`` (decimal). Originator
+  versions must rise along a stream: inserting at or below the stream's
+  newest one raises ``IntegrityError`` (a conflict, or a duplicate).
+- One ``insert_events`` call is one varve multi-stream append: all or
+  nothing, each stream checked against the version this recorder last saw.
+- Notification ids are varve sequence numbers plus one: increasing, and
+  contiguous except where a process recorder wrote a tracking record alone
+  (tracking records are records of the same log: stream
+  ``$tracking:<application>``, type ``$eventsourcing.tracking``, payload the
+  notification id; written in the same atomic append as the events they
+  track, and never returned as notifications).
+- ``VARVE_SEGMENT_BYTES``: a new log's segment size (a power of two, 64 KiB
+  to 1 GiB; default 64 MiB).
+- ``VARVE_DURABILITY``: ``group`` (default: ``insert_events`` returns once its
+  events survive a power loss, concurrent inserts sharing a sync), ``sync``,
+  or ``none`` (page cache only: survives a crash of the process, not a
+  power loss).
+- Snapshots (``aggregate_recorder("snapshots")``) live in a second log,
+  ``VARVE_DIR/snapshots``; the events in ``VARVE_DIR/events``.
+
+One process writes a directory at a time (varve's writer lock); every
+recorder of that process shares one open log per directory.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import varve
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InfrastructureFactory,
+    IntegrityError,
+    Notification,
+    OperationalError,
+    ProcessRecorder,
+    StoredEvent,
+    Subscription,
+    Tracking,
+    TrackingRecorder,
+)
+from eventsourcing.utils import Environment, resolve_topic
+
+__all__ = [
+    "Factory",
+    "VarveAggregateRecorder",
+    "VarveApplicationRecorder",
+    "VarveDatastore",
+    "VarveFactory",
+    "VarveProcessRecorder",
+    "VarveSubscription",
+    "VarveTrackingRecorder",
+]
+
+VERSION_KEY = "es.v"
+TRACKING_TYPE = "$eventsourcing.tracking"
+TRACKING_STREAM_PREFIX = "$tracking:"
+_HEADS_CACHE_LIMIT = 100_000
+
+
+class VarveDatastore:
+    """One open varve log, shared by every recorder of this process that uses
+    its directory, with the writer-side state they share: a lock that makes
+    check-then-append atomic within the process, and a cache of stream heads
+    (varve version, newest originator version). This process is the log's
+    only writer, so the cache cannot go stale; it is dropped whole when it
+    grows past a bound."""
+
+    _open: dict[str, tuple[VarveDatastore, int]] = {}
+    _open_lock = threading.Lock()
+
+    def __init__(self, path: str, durability: str, segment_bytes: int = 0) -> None:
+        self.path = path
+        self.durability = durability
+        self.log = varve.EventLog.open_or_create(path, durability=durability,
+                                                 segment_bytes=segment_bytes)
+        self.lock = threading.RLock()
+        self.heads: dict[str, tuple[int, int | None]] = {}
+
+    @classmethod
+    def acquire(cls, path: str, durability: str, segment_bytes: int = 0) -> VarveDatastore:
+        path = os.path.realpath(path)
+        with cls._open_lock:
+            entry = cls._open.get(path)
+            if entry is None:
+                ds = cls(path, durability, segment_bytes)
+                cls._open[path] = (ds, 1)
+                return ds
+            ds, refs = entry
+            cls._open[path] = (ds, refs + 1)
+            return ds
+
+    def release(self) -> None:
+        with self._open_lock:
+            ds, refs = self._open[self.path]
+            if refs > 1:
+                self._open[self.path] = (ds, refs - 1)
+                return
+            del self._open[self.path]
+        self.log.close()
+
+    def head(self, stream: str) -> tuple[int, int | None]:
+        """(varve version, newest originator version) of a stream; under lock."""
+        h = self.heads.get(stream)
+        if h is None:
+            n = self.log.version_of(stream)
+            last: int | None = None
+            if n:
+                newest = next(iter(self.log.read_stream(stream, backward=True, limit=1)))
+                last = int(newest.metadata[VERSION_KEY])
+            h = (n, last)
+            if len(self.heads) >= _HEADS_CACHE_LIMIT:
+                self.heads.clear()
+            self.heads[stream] = h
+        return h
+
+    def tracking_head(self, application_name: str) -> tuple[int, int | None]:
+        stream = TRACKING_STREAM_PREFIX + application_name
+        h = self.heads.get(stream)
+        if h is None:
+            n = self.log.version_of(stream)
+            last = None
+            if n:
+                newest = next(iter(self.log.read_stream(stream, backward=True, limit=1)))
+                last = int(newest.data)
+            h = (n, last)
+            self.heads[stream] = h
+        return h
+
+
+class VarveRecorder:
+    def __init__(self, datastore: VarveDatastore, originator_id_type: str = "uuid") -> None:
+        self.datastore = datastore
+        self.originator_id_type = originator_id_type
+
+    def _key(self, originator_id: UUID | str) -> str:
+        return str(originator_id)
+
+    def _originator_id(self, stream: Any) -> UUID | str:
+        if self.originator_id_type == "uuid":
+            return UUID(stream)
+        return stream
+
+    def _insert(self, stored_events: Sequence[StoredEvent], tracking: Tracking | None) -> list[int]:
+        """One atomic append of the events (grouped per stream, in call order
+        within each) and the tracking record; returns each event's
+        notification id, in the order given."""
+        ds = self.datastore
+        groups: dict[str, list[int]] = {}
+        for i, s in enumerate(stored_events):
+            groups.setdefault(self._key(s.originator_id), []).append(i)
+        with ds.lock:
+            batches: list[tuple[str, int, list[varve.EventData]]] = []
+            new_heads: dict[str, tuple[int, int | None]] = {}
+            order: list[int] = []  # input index of each event, in append order
+            for key, idxs in groups.items():
+                versions = [stored_events[i].originator_version for i in idxs]
+                if len(set(versions)) != len(versions):
+                    msg = f"stored events are not unique: stream {key!r}, versions {versions}"
+                    raise IntegrityError(msg)
+                idxs.sort(key=lambda i: stored_events[i].originator_version)
+                n, last = ds.head(key)
+                first = stored_events[idxs[0]].originator_version
+                if last is not None and first <= last:
+                    msg = (f"stream {key!r} already holds version {last}: cannot insert version "
+                           f"{first} (a conflict or a duplicate)")
+                    raise IntegrityError(msg)
+                batches.append((key, n, [
+                    varve.EventData(stored_events[i].topic, stored_events[i].state,
+                                    metadata={VERSION_KEY: str(stored_events[i].originator_version)})
+                    for i in idxs
+                ]))
+                order.extend(idxs)
+                new_heads[key] = (n + len(idxs), stored_events[idxs[-1]].originator_version)
+            if tracking is not None:
+                n, last = ds.tracking_head(tracking.application_name)
+                if last is not None and tracking.notification_id <= last:
+                    msg = (f"tracking notification ID {tracking.notification_id} not greater than "
+                           f"current max tracking ID {last} of {tracking.application_name!r}")
+                    raise IntegrityError(msg)
+                tkey = TRACKING_STREAM_PREFIX + tracking.application_name
+                batches.append((tkey, n, [
+                    varve.EventData(TRACKING_TYPE, str(tracking.notification_id).encode())
+                ]))
+                new_heads[tkey] = (n + 1, tracking.notification_id)
+            if not batches:
+                return []
+            try:
+                result = ds.log.append_multi(batches)
+            except varve.WrongExpectedVersion as e:
+                ds.heads.clear()  # someone else wrote: look again next time
+                raise IntegrityError(str(e)) from e
+            except varve.Error as e:
+                raise OperationalError(str(e)) from e
+            ds.heads.update(new_heads)
+        if ds.durability == "group":
+            try:
+                ds.log.wait_durable(result["end"])
+            except varve.Error as e:
+                raise OperationalError(str(e)) from e
+        ids = [0] * len(order)
+        first_id = result["first_sequence"] + 1
+        for k, i in enumerate(order):
+            ids[i] = first_id + k
+        return ids
+
+
+class VarveAggregateRecorder(VarveRecorder, AggregateRecorder):
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        self._insert(stored_events, None)
+        return None
+
+    def _version_index(self, key: str, n: int, target: int) -> int:
+        """The number of the stream's events whose originator version is <= target
+        (originator versions rise with varve versions): a binary search over
+        one-event stream reads, after a guess that holds for contiguous versions."""
+        log = self.datastore.log
+
+        def ov(v: int) -> int:
+            e = next(iter(log.read_stream(key, v, limit=1)))
+            return int(e.metadata[VERSION_KEY])
+
+        base = ov(1)
+        guess = target - base + 1  # right when versions are contiguous
+        if 1 <= guess <= n and ov(guess) == target:
+            return guess
+        lo, hi = 0, n  # invariant: ov(lo) <= target (or lo = 0), ov(hi + 1) > target (or hi = n)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if ov(mid) <= target:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        key = self._key(originator_id)
+        log = self.datastore.log
+        n = log.version_of(key)
+        if n == 0 or limit == 0:
+            return []
+        results: list[StoredEvent] = []
+        if not desc:
+            start = 1 if gt is None else self._version_index(key, n, gt) + 1
+            if start > n:
+                return []
+            reader = log.read_stream(key, start, limit=None if lte is not None else limit)
+        else:
+            start = n if lte is None else self._version_index(key, n, lte)
+            if start < 1:
+                return []
+            reader = log.read_stream(key, start, backward=True, limit=None if gt is not None else limit)
+        for e in reader:
+            v = int(e.metadata[VERSION_KEY])
+            if not desc and lte is not None and v > lte:
+                break
+            if desc and gt is not None and v <= gt:
+                break
+            results.append(StoredEvent(originator_id=originator_id, originator_version=v,
+                                       topic=e.type, state=e.data))
+            if limit is not None and len(results) >= limit:
+                break
+        return results
+
+
+class VarveApplicationRecorder(VarveAggregateRecorder, ApplicationRecorder):
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        return self._insert(stored_events, None)
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        if start is None:
+            start, inclusive_of_start = 1, True
+        if not inclusive_of_start:
+            start += 1
+        start = max(start, 1)
+        log = self.datastore.log
+        if start - 1 >= log.next_sequence or limit <= 0:
+            return []
+        try:
+            position = log.position_of(start - 1)
+        except varve.Error as e:
+            raise OperationalError(str(e)) from e
+        wanted = set(topics)
+        results: list[Notification] = []
+        for e in log.read(position):
+            nid = e.sequence + 1
+            if stop is not None and nid > stop:
+                break
+            topic = e.type
+            if topic == TRACKING_TYPE or (wanted and topic not in wanted):
+                continue
+            results.append(Notification(id=nid, originator_id=self._originator_id(e.stream),
+                                        originator_version=int(e.metadata[VERSION_KEY]),
+                                        topic=topic, state=e.data))
+            if len(results) >= limit:
+                break
+        return results
+
+    def max_notification_id(self) -> int | None:
+        return self.datastore.log.next_sequence or None
+
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Subscription[ApplicationRecorder]:
+        return VarveSubscription(self, gt=gt, topics=topics)
+
+
+class VarveSubscription(Subscription[VarveApplicationRecorder]):
+    """Follows the log with a varve subscription: history, then live events
+    (from this process or another), waiting without polling the recorder."""
+
+    def __init__(self, recorder: VarveApplicationRecorder, gt: int | None = None,
+                 topics: Sequence[str] = ()) -> None:
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        log = recorder.datastore.log
+        start = 0 if gt is None else log.position_of(min(gt, log.next_sequence))
+        self._wanted = set(topics)
+        self._sub = log.subscribe(start)
+
+    def stop(self) -> None:
+        super().stop()
+        self._sub.cancel()
+
+    def __next__(self) -> Notification:
+        while True:
+            if self._has_been_stopped:
+                raise StopIteration
+            try:
+                e = self._sub.next(timeout=0.1)
+            except varve.CancelledError:
+                raise StopIteration from None
+            if e is None:
+                continue
+            if e.type == TRACKING_TYPE or (self._wanted and e.type not in self._wanted):
+                continue
+            self._last_notification_id = e.sequence + 1
+            return Notification(id=e.sequence + 1,
+                                originator_id=self._recorder._originator_id(e.stream),
+                                originator_version=int(e.metadata[VERSION_KEY]),
+                                topic=e.type, state=e.data)
+
+
+class VarveTrackingRecorder(VarveRecorder, TrackingRecorder):
+    def insert_tracking(self, tracking: Tracking) -> None:
+        self._insert((), tracking)
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        ds = self.datastore
+        with ds.lock:
+            return ds.tracking_head(application_name)[1]
+
+
+class VarveProcessRecorder(VarveTrackingRecorder, VarveApplicationRecorder, ProcessRecorder):
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        return self._insert(stored_events, kwargs.get("tracking"))
+
+
+class VarveFactory(InfrastructureFactory[VarveTrackingRecorder]):
+    VARVE_DIR = "VARVE_DIR"
+    VARVE_DURABILITY = "VARVE_DURABILITY"
+    VARVE_SEGMENT_BYTES = "VARVE_SEGMENT_BYTES"  # a new log's segment size (default 64 MiB)
+    ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
+
+    def __init__(self, env: Environment) -> None:
+        super().__init__(env)
+        base = self.env.get(self.VARVE_DIR)
+        if not base:
+            msg = f"varve needs a directory: set environment variable {self.VARVE_DIR}"
+            raise EnvironmentError(msg)
+        self.base_dir = base
+        self.durability = (self.env.get(self.VARVE_DURABILITY) or "group").lower()
+        if self.durability not in ("none", "group", "sync"):
+            msg = f"{self.VARVE_DURABILITY} is none, group or sync, not {self.durability!r}"
+            raise EnvironmentError(msg)
+        self.originator_id_type = (self.env.get(self.ORIGINATOR_ID_TYPE) or "uuid").lower()
+        if self.originator_id_type not in ("uuid", "text"):
+            msg = f"{self.ORIGINATOR_ID_TYPE} is uuid or text, not {self.originator_id_type!r}"
+            raise EnvironmentError(msg)
+        self.segment_bytes = int(self.env.get(self.VARVE_SEGMENT_BYTES) or 0)
+        self._datastores: list[VarveDatastore] = []
+        self._closed = False
+
+    def _datastore(self, purpose: str) -> VarveDatastore:
+        ds = VarveDatastore.acquire(os.path.join(self.base_dir, purpose), self.durability,
+                                    self.segment_bytes)
+        self._datastores.append(ds)
+        return ds
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        return VarveAggregateRecorder(self._datastore(purpose), self.originator_id_type)
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return VarveApplicationRecorder(self._datastore("events"), self.originator_id_type)
+
+    def tracking_recorder(self, tracking_recorder_class: type[VarveTrackingRecorder] | None = None) -> VarveTrackingRecorder:
+        if tracking_recorder_class is None:
+            topic = self.env.get(self.TRACKING_RECORDER_TOPIC)
+            tracking_recorder_class = resolve_topic(topic) if topic else VarveTrackingRecorder
+        assert tracking_recorder_class is not None
+        assert issubclass(tracking_recorder_class, VarveTrackingRecorder)
+        return tracking_recorder_class(self._datastore("events"), self.originator_id_type)
+
+    def process_recorder(self) -> ProcessRecorder:
+        return VarveProcessRecorder(self._datastore("events"), self.originator_id_type)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for ds in self._datastores:
+            ds.release()
+        self._datastores.clear()
+        super().close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 (interpreter shutdown)
+            pass
+
+
+Factory = VarveFactory

@@ -1,0 +1,875 @@
+// The Python binding (module varve._varve), over the C++ API: python/varve
+// wraps it in the package's public names. Python objects are converted to
+// C++ values while the GIL is held; the GIL is then released around every
+// call that may wait (appends in modes group/sync, wait_durable, flush,
+// subscriptions) or read (readers), so other Python threads run meanwhile.
+//
+// Threads: event_log's writer-side calls (append, version_of, read_stream,
+// stats, close) must come from one thread at a time; here a mutex per log
+// serialises them, so any Python thread may append. Readers and
+// subscriptions are used by one thread at a time (a mutex each, so misuse is
+// serialised rather than undefined). A log stays alive while any reader or
+// subscription made from it does (they hold a shared_ptr to it).
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
+#include <nanobind/stl/vector.h>
+
+#include <Python.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "varve/varve.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+// ---- errors ----------------------------------------------------------------
+// The exception classes live in python/varve/errors.py (so they carry
+// Python attributes and docstrings); the package hands them over at import.
+// A strong reference held for the life of the process: a static nb::dict
+// would be released after the interpreter is gone.
+PyObject* g_errors = nullptr;  // dict: errc name -> class
+
+nb::object error_class(const char* name) {
+  if (!g_errors) return nb::none();
+  PyObject* c = PyDict_GetItemString(g_errors, name);  // borrowed
+  return c ? nb::borrow(c) : nb::none();
+}
+
+const char* code_name(varve::errc c) {
+  switch (c) {
+    case varve::errc::ok: return "ok";
+    case varve::errc::wrong_expected_version: return "wrong_expected_version";
+    case varve::errc::corruption: return "corruption";
+    case varve::errc::io_error: return "io_error";
+    case varve::errc::no_space: return "no_space";
+    case varve::errc::not_found: return "not_found";
+    case varve::errc::invalid_argument: return "invalid_argument";
+    case varve::errc::not_a_log: return "not_a_log";
+    case varve::errc::newer_format: return "newer_format";
+    case varve::errc::locked: return "locked";
+    case varve::errc::read_only: return "read_only";
+    case varve::errc::too_large: return "too_large";
+    case varve::errc::cancelled: return "cancelled";
+    case varve::errc::already_exists: return "already_exists";
+  }
+  return "error";
+}
+
+[[noreturn]] void raise(const varve::status& st, const std::string& stream = {}) {
+  nb::gil_scoped_acquire gil;  // callers may have released it
+  const std::string name = code_name(st.code());
+  nb::object cls = error_class(name.c_str());
+  if (cls.is_none()) cls = error_class("error");
+  if (cls.is_none()) cls = nb::borrow(PyExc_RuntimeError);
+  nb::object actual = nb::none();
+  if (st.code() == varve::errc::wrong_expected_version) actual = nb::int_(st.actual_version());
+  nb::object exc = cls(nb::str(st.to_string().c_str()), nb::str(name.c_str()), actual,
+                       stream.empty() ? nb::none() : nb::cast(stream));
+  PyErr_SetObject(cls.ptr(), exc.ptr());
+  throw nb::python_error();
+}
+
+template <class T>
+T take(varve::result<T>&& r) {
+  if (!r) raise(r.error());
+  return std::move(r).value();
+}
+
+void check(const varve::status& st) {
+  if (!st) raise(st);
+}
+
+// ---- values coming in --------------------------------------------------------
+
+// A stream id: str (UTF-8), bytes, or a non-negative int (8 big-endian bytes,
+// flagged as an integer id). Owns its bytes.
+struct stream_key {
+  std::string bytes;
+  bool is_int = false;
+  uint64_t integer = 0;
+  varve::stream_id id() const {
+    return is_int ? varve::stream_id::from_u64(integer) : varve::stream_id(std::string_view(bytes));
+  }
+};
+
+stream_key to_stream(nb::handle h) {
+  stream_key k;
+  if (nb::isinstance<nb::str>(h)) {
+    k.bytes = nb::cast<std::string>(h);
+  } else if (nb::isinstance<nb::bytes>(h)) {
+    nb::bytes b = nb::borrow<nb::bytes>(h);
+    k.bytes.assign(static_cast<const char*>(b.data()), b.size());
+  } else if (PyLong_Check(h.ptr())) {
+    long long v = PyLong_AsLongLong(h.ptr());
+    if (v < 0 || PyErr_Occurred()) {
+      PyErr_Clear();
+      throw nb::value_error("an integer stream id must be between 0 and 2**63-1");
+    }
+    k.is_int = true;
+    k.integer = static_cast<uint64_t>(v);
+    return k;
+  } else {
+    throw nb::type_error("a stream id is a str, bytes or an int");
+  }
+  if (k.bytes.empty() || k.bytes.size() > varve::kMaxStreamIdBytes)
+    throw nb::value_error("a stream id has 1 to 255 bytes");
+  return k;
+}
+
+nb::object from_stream(std::string_view bytes, bool is_int) {
+  if (is_int) {
+    uint64_t v = 0;
+    for (char c : bytes) v = (v << 8) | static_cast<uint8_t>(c);
+    return nb::int_(v);
+  }
+  PyObject* s = PyUnicode_DecodeUTF8(bytes.data(), static_cast<Py_ssize_t>(bytes.size()), nullptr);
+  if (s) return nb::steal(s);
+  PyErr_Clear();  // not UTF-8: hand the raw bytes out
+  return nb::bytes(bytes.data(), bytes.size());
+}
+
+// Expected versions: ANY (-1), NO_STREAM (-2), STREAM_EXISTS (-3) or an exact
+// version >= 0 (0: the stream must not exist yet).
+constexpr long long kAny = -1, kNoStream = -2, kStreamExists = -3;
+
+varve::expected_version to_expected(long long e) {
+  if (e == kAny) return varve::expected_version::any();
+  if (e == kNoStream) return varve::expected_version::no_stream();
+  if (e == kStreamExists) return varve::expected_version::stream_exists();
+  if (e < 0) throw nb::value_error("expected version: ANY, NO_STREAM, STREAM_EXISTS or a version >= 0");
+  if (e == 0) return varve::expected_version::no_stream();
+  return varve::expected_version::exact(static_cast<uint64_t>(e));
+}
+
+bool to_id128(nb::handle h, varve::id128& out) {
+  if (h.is_none()) return false;
+  nb::object b = nb::borrow(h);
+  if (!nb::isinstance<nb::bytes>(h)) {
+    if (!nb::hasattr(h, "bytes")) throw nb::type_error("an id is 16 bytes or a uuid.UUID");
+    b = h.attr("bytes");  // uuid.UUID
+  }
+  nb::bytes raw = nb::borrow<nb::bytes>(b);
+  if (raw.size() != 16) throw nb::value_error("an id has exactly 16 bytes");
+  std::memcpy(out.bytes.data(), raw.data(), 16);
+  return true;
+}
+
+std::string to_bytes_value(nb::handle h, const char* what) {
+  if (nb::isinstance<nb::bytes>(h)) {
+    nb::bytes b = nb::borrow<nb::bytes>(h);
+    return std::string(static_cast<const char*>(b.data()), b.size());
+  }
+  if (nb::isinstance<nb::str>(h)) return nb::cast<std::string>(h);
+  if (PyByteArray_Check(h.ptr()) || PyMemoryView_Check(h.ptr())) {
+    nb::bytes b = nb::steal<nb::bytes>(PyBytes_FromObject(h.ptr()));
+    return std::string(static_cast<const char*>(b.data()), b.size());
+  }
+  throw nb::type_error((std::string(what) + " must be bytes or str").c_str());
+}
+
+// ---- the log -----------------------------------------------------------------
+
+struct py_log {
+  std::unique_ptr<varve::event_log> log;
+  std::mutex mu;  // writer-side calls; the type registry
+  std::optional<varve::type_registry> types;
+  bool closed = false;
+
+  varve::event_log& get() {
+    if (closed || !log) throw nb::value_error("the log is closed");
+    return *log;
+  }
+  // The id of a type name, registering it (writer) or looking it up (reader).
+  uint32_t type_id(const std::string& name) {  // under mu
+    if (!types) types = take(varve::type_registry::open(log->dir()));
+    if (log->is_read_only()) {
+      if (auto id = types->find(name)) return *id;
+      types = take(varve::type_registry::open(log->dir()));  // another process may have added it
+      if (auto id = types->find(name)) return *id;
+      raise(varve::status(varve::errc::not_found, log->dir() + ": no event type named '" + name + "'"));
+    }
+    return take(types->id_for(name));
+  }
+  std::optional<uint32_t> find_type(const std::string& name) {  // under mu
+    if (!types) types = take(varve::type_registry::open(log->dir()));
+    if (auto id = types->find(name)) return id;
+    types = take(varve::type_registry::open(log->dir()));
+    return types->find(name);
+  }
+  nb::object type_name(uint32_t id) {  // under mu
+    if (!types) types = take(varve::type_registry::open(log->dir()));
+    auto n = types->name_of(id);
+    if (!n) {  // registered by another process since: read the file again
+      types = take(varve::type_registry::open(log->dir()));
+      n = types->name_of(id);
+    }
+    if (!n) return nb::none();
+    return nb::str(n->data(), n->size());
+  }
+};
+
+// Each event read becomes one of these: plain Python values, copied out of
+// the mapping (a Python object may outlive the log).
+struct py_event {
+  uint64_t position = 0, sequence = 0, version = 0, timestamp_ns = 0, previous = 0;
+  nb::object stream, type_name, data, metadata, event_id, correlation_id, causation_id;
+  uint32_t type = 0, record_bytes = 0;
+  uint16_t schema_version = 0, stored_schema_version = 0;
+  bool json = false, batch_begin = false, batch_end = false;
+};
+
+// Type names are looked up per event; a small cache keeps that off the
+// registry (and its mutex) for the common case.
+struct name_cache {
+  std::vector<std::pair<uint32_t, nb::object>> entries;
+  nb::object get(py_log& lg, uint32_t id) {
+    for (auto& [k, v] : entries)
+      if (k == id) return v;
+    nb::object n;
+    {
+      nb::gil_scoped_release rel;
+      std::lock_guard lock(lg.mu);
+      nb::gil_scoped_acquire gil;
+      n = lg.type_name(id);
+    }
+    if (!n.is_none() && entries.size() < 64) entries.emplace_back(id, n);
+    return n;
+  }
+};
+
+nb::object id_or_none(const varve::id128* id) {
+  if (!id) return nb::none();
+  return nb::bytes(reinterpret_cast<const char*>(id->bytes.data()), 16);
+}
+
+py_event to_py(const varve::event_view& v, py_log& lg, name_cache& names) {
+  py_event e;
+  e.position = v.position.value;
+  e.sequence = v.sequence.value;
+  e.version = v.version;
+  e.previous = v.previous.value;
+  e.timestamp_ns = v.timestamp_ns;
+  e.stream = from_stream(v.stream, v.stream_is_integer);
+  e.type = v.type;
+  e.type_name = names.get(lg, v.type);
+  e.schema_version = v.schema_version;
+  e.stored_schema_version = v.stored_schema_version;
+  e.json = v.content == varve::content_type::json;
+  e.batch_begin = v.batch_begin;
+  e.batch_end = v.batch_end;
+  e.record_bytes = v.record_bytes;
+  e.data = nb::bytes(reinterpret_cast<const char*>(v.payload.data()), v.payload.size());
+  nb::dict md;
+  for (varve::metadata_entry m : v.metadata) {
+    PyObject* k = PyUnicode_DecodeUTF8(m.key.data(), static_cast<Py_ssize_t>(m.key.size()),
+                                       "surrogateescape");
+    if (!k) throw nb::python_error();
+    md[nb::steal(k)] = nb::bytes(m.value.data(), m.value.size());
+  }
+  e.metadata = md;
+  e.event_id = id_or_none(v.event_id);
+  e.correlation_id = id_or_none(v.correlation_id);
+  e.causation_id = id_or_none(v.causation_id);
+  return e;
+}
+
+// An event to append, converted from Python: owns every byte it points to.
+struct new_event {
+  nb::object type;  // str name or int id
+  nb::object data;
+  uint16_t schema_version = 1;
+  bool json = false;
+  uint64_t timestamp_ns = 0;
+  nb::object metadata, event_id, correlation_id, causation_id;
+};
+
+struct owned_event {
+  std::string payload;
+  varve::id128 ids[3];
+  std::vector<std::string> md_strings;
+  std::vector<varve::metadata_entry> md;
+  varve::event_data data;
+};
+
+// Converts under the GIL; the type id is resolved later (under the log's mutex).
+void convert(const new_event& in, owned_event& out, std::string& type_name, long long& type_num) {
+  out.payload = to_bytes_value(in.data, "data");
+  out.data.payload = varve::event_data::bytes(out.payload);
+  out.data.schema_version = in.schema_version;
+  out.data.content = in.json ? varve::content_type::json : varve::content_type::binary;
+  out.data.timestamp_ns = in.timestamp_ns;
+  if (to_id128(in.event_id, out.ids[0])) out.data.event_id = &out.ids[0];
+  if (to_id128(in.correlation_id, out.ids[1])) out.data.correlation_id = &out.ids[1];
+  if (to_id128(in.causation_id, out.ids[2])) out.data.causation_id = &out.ids[2];
+  if (in.metadata.is_valid() && !in.metadata.is_none()) {
+    nb::dict d = nb::cast<nb::dict>(in.metadata);
+    out.md_strings.reserve(2 * d.size());
+    for (auto [k, v] : d) {
+      out.md_strings.push_back(to_bytes_value(k, "a metadata key"));
+      out.md_strings.push_back(to_bytes_value(v, "a metadata value"));
+    }
+    for (size_t i = 0; i < out.md_strings.size(); i += 2)
+      out.md.push_back({out.md_strings[i], out.md_strings[i + 1]});
+    out.data.metadata = out.md;
+  }
+  type_num = -1;
+  if (nb::isinstance<nb::str>(in.type)) {
+    type_name = nb::cast<std::string>(in.type);
+  } else if (PyLong_Check(in.type.ptr())) {
+    long long t = PyLong_AsLongLong(in.type.ptr());
+    if (t < 0 || t > 0xffffffffLL || PyErr_Occurred()) {
+      PyErr_Clear();
+      throw nb::value_error("an event type id is between 0 and 2**32-1");
+    }
+    type_num = t;
+  } else {
+    throw nb::type_error("an event type is a name (str) or an id (int)");
+  }
+}
+
+struct pending_events {
+  std::vector<owned_event> events;  // stable addresses: sized once
+  std::vector<std::string> names;
+  std::vector<long long> nums;
+  explicit pending_events(nb::handle seq) {
+    nb::sequence s = nb::borrow<nb::sequence>(seq);
+    const size_t n = nb::len(s);
+    events.resize(n);
+    names.resize(n);
+    nums.resize(n);
+    size_t i = 0;
+    for (nb::handle h : s) {
+      const new_event& ev = nb::cast<const new_event&>(h);
+      convert(ev, events[i], names[i], nums[i]);
+      ++i;
+    }
+  }
+  // Under the log's mutex.
+  void resolve_types(py_log& lg) {
+    for (size_t i = 0; i < events.size(); ++i)
+      events[i].data.type = nums[i] >= 0 ? static_cast<uint32_t>(nums[i]) : lg.type_id(names[i]);
+  }
+  std::vector<varve::event_data> data() const {
+    std::vector<varve::event_data> d;
+    d.reserve(events.size());
+    for (const auto& e : events) d.push_back(e.data);
+    return d;
+  }
+};
+
+struct py_append_result {
+  uint64_t first = 0, end = 0, first_sequence = 0, first_version = 0, last_version = 0;
+  bool duplicate = false;
+};
+
+py_append_result to_py(const varve::append_result& r) {
+  return {r.first.value, r.end.value, r.first_sequence.value, r.first_version, r.last_version,
+          r.duplicate};
+}
+
+// ---- readers -----------------------------------------------------------------
+
+struct py_reader {
+  std::shared_ptr<py_log> lg;
+  varve::log_reader r;
+  std::optional<uint64_t> remaining;  // limit
+  name_cache names;
+  std::mutex mu;
+};
+
+struct py_stream_reader {
+  std::shared_ptr<py_log> lg;
+  varve::stream_reader r;
+  name_cache names;
+  std::mutex mu;
+};
+
+struct py_subscription {
+  std::shared_ptr<py_log> lg;
+  varve::subscription s;
+  name_cache names;
+  std::mutex mu;
+};
+
+varve::event_filter make_filter(py_log& lg, nb::handle types, nb::handle streams,
+                                nb::handle prefixes, nb::handle correlation_ids) {
+  varve::event_filter f;
+  if (!types.is_none()) {
+    for (nb::handle t : nb::borrow<nb::sequence>(types)) {
+      if (nb::isinstance<nb::str>(t)) {
+        const std::string name = nb::cast<std::string>(t);
+        std::optional<uint32_t> id;
+        {
+          nb::gil_scoped_release rel;
+          std::lock_guard lock(lg.mu);
+          nb::gil_scoped_acquire gil;
+          id = lg.find_type(name);
+        }
+        // A name not registered yet matches no event so far; an id that can
+        // never be assigned keeps the filter from matching everything.
+        f.types.push_back(id ? *id : 0xffffffffu);
+      } else {
+        f.types.push_back(nb::cast<uint32_t>(t));
+      }
+    }
+  }
+  if (!streams.is_none())
+    for (nb::handle s : nb::borrow<nb::sequence>(streams)) f.streams.push_back(std::string(to_stream(s).id().bytes()));
+  if (!prefixes.is_none())
+    for (nb::handle s : nb::borrow<nb::sequence>(prefixes)) f.stream_prefixes.push_back(to_bytes_value(s, "a stream prefix"));
+  if (!correlation_ids.is_none())
+    for (nb::handle c : nb::borrow<nb::sequence>(correlation_ids)) {
+      varve::id128 id;
+      to_id128(c, id);
+      f.correlation_ids.push_back(id);
+    }
+  return f;
+}
+
+varve::log_options make_options(const std::string& durability, uint64_t segment_bytes,
+                                uint64_t group_commit_us, bool verify_checksums) {
+  varve::log_options o;
+  if (durability == "none") o.mode = varve::durability::none;
+  else if (durability == "group") o.mode = varve::durability::group;
+  else if (durability == "sync") o.mode = varve::durability::sync;
+  else throw nb::value_error("durability is 'none', 'group' or 'sync'");
+  if (segment_bytes) o.segment_bytes = segment_bytes;
+  o.group_commit_interval = std::chrono::microseconds(group_commit_us);
+  o.verify_checksums = verify_checksums;
+  return o;
+}
+
+std::shared_ptr<py_log> open_log(int how, const std::string& dir, const std::string& durability,
+                                 uint64_t segment_bytes, uint64_t group_commit_us,
+                                 bool verify_checksums, std::optional<std::string> upcasters_file) {
+  varve::log_options o = make_options(durability, segment_bytes, group_commit_us, verify_checksums);
+  auto lg = std::make_shared<py_log>();
+  varve::result<std::unique_ptr<varve::event_log>> r = varve::status(varve::errc::invalid_argument, "");
+  {
+    nb::gil_scoped_release rel;  // recovery may take a while
+    switch (how) {
+      case 0: r = varve::event_log::create(dir, o); break;
+      case 1: r = varve::event_log::open(dir, o); break;
+      case 2: r = varve::event_log::open_or_create(dir, o); break;
+      default: r = varve::event_log::open_read_only(dir, o); break;
+    }
+  }
+  lg->log = take(std::move(r));
+  if (upcasters_file) {
+    // Declarative upcasters name event types: they resolve through the log's registry.
+    std::lock_guard lock(lg->mu);
+    lg->types = take(varve::type_registry::open(lg->log->dir()));
+    auto u = take(varve::upcasters::load(*upcasters_file, &*lg->types));
+    check(lg->log->set_upcasters(std::make_shared<varve::upcasters>(std::move(u))));
+  }
+  return lg;
+}
+
+// Waits on a subscription in slices so that Ctrl-C (a pending signal) and
+// timeouts are honoured; the GIL is released while waiting.
+nb::object subscription_next(py_subscription& s, std::optional<double> timeout_s) {
+  using namespace std::chrono;
+  const auto deadline = timeout_s ? steady_clock::now() + duration_cast<steady_clock::duration>(duration<double>(*timeout_s))
+                                  : steady_clock::time_point::max();
+  varve::event_view v;
+  while (true) {
+    auto slice = nanoseconds(milliseconds(100));
+    if (timeout_s) {
+      auto left = deadline - steady_clock::now();
+      if (left <= steady_clock::duration::zero()) slice = nanoseconds(0);
+      else if (left < slice) slice = duration_cast<nanoseconds>(left);
+    }
+    varve::result<bool> got = false;
+    {
+      nb::gil_scoped_release rel;
+      std::lock_guard lock(s.mu);
+      got = s.s.next(v, slice);
+    }
+    if (!got) raise(got.error());
+    if (got.value()) return nb::cast(to_py(v, *s.lg, s.names));
+    if (timeout_s && steady_clock::now() >= deadline) return nb::none();
+    if (PyErr_CheckSignals() != 0) throw nb::python_error();
+  }
+}
+
+}  // namespace
+
+NB_MODULE(_varve, m) {
+  m.doc() = "varve's C++ core; use the `varve` package";
+  m.attr("ANY") = kAny;
+  m.attr("NO_STREAM") = kNoStream;
+  m.attr("STREAM_EXISTS") = kStreamExists;
+  m.attr("LATEST") = nb::int_(varve::kLatestVersion);
+  m.attr("END") = nb::int_(varve::position::none().value);
+  m.def("_set_error_classes", [](nb::dict d) {
+    Py_XDECREF(g_errors);
+    g_errors = d.release().ptr();
+  });
+
+  nb::class_<new_event>(m, "EventData")
+      .def(
+          "__init__",
+          [](new_event* self, nb::object type, nb::object data, uint16_t schema_version, bool json,
+             uint64_t timestamp_ns, nb::object metadata, nb::object event_id, nb::object correlation_id,
+             nb::object causation_id) {
+            new (self) new_event{type, data, schema_version, json, timestamp_ns, metadata, event_id,
+                                 correlation_id, causation_id};
+          },
+          "type"_a, "data"_a = nb::bytes("", 0), "schema_version"_a = 1, "json"_a = false,
+          "timestamp_ns"_a = 0, "metadata"_a = nb::none(), "event_id"_a = nb::none(),
+          "correlation_id"_a = nb::none(), "causation_id"_a = nb::none())
+      .def_rw("type", &new_event::type)
+      .def_rw("data", &new_event::data)
+      .def_rw("schema_version", &new_event::schema_version)
+      .def_rw("json", &new_event::json)
+      .def_rw("timestamp_ns", &new_event::timestamp_ns)
+      .def_rw("metadata", &new_event::metadata)
+      .def_rw("event_id", &new_event::event_id)
+      .def_rw("correlation_id", &new_event::correlation_id)
+      .def_rw("causation_id", &new_event::causation_id);
+
+  nb::class_<py_event>(m, "RecordedEvent")
+      .def_ro("position", &py_event::position)
+      .def_ro("sequence", &py_event::sequence)
+      .def_ro("stream", &py_event::stream)
+      .def_ro("version", &py_event::version)
+      .def_ro("type_id", &py_event::type)
+      .def_ro("type", &py_event::type_name)
+      .def_ro("schema_version", &py_event::schema_version)
+      .def_ro("stored_schema_version", &py_event::stored_schema_version)
+      .def_ro("timestamp_ns", &py_event::timestamp_ns)
+      .def_ro("json", &py_event::json)
+      .def_ro("batch_begin", &py_event::batch_begin)
+      .def_ro("batch_end", &py_event::batch_end)
+      .def_ro("data", &py_event::data)
+      .def_ro("metadata", &py_event::metadata)
+      .def_ro("event_id", &py_event::event_id)
+      .def_ro("correlation_id", &py_event::correlation_id)
+      .def_ro("causation_id", &py_event::causation_id)
+      .def_ro("record_bytes", &py_event::record_bytes)
+      .def_prop_ro("end", [](const py_event& e) { return e.position + e.record_bytes; })
+      .def("__repr__", [](const py_event& e) {
+        return nb::str("RecordedEvent(sequence={}, stream={!r}, version={}, type={!r}, data={!r})")
+            .format(e.sequence, e.stream, e.version, e.type_name.is_none() ? nb::cast(e.type) : e.type_name, e.data);
+      });
+
+  nb::class_<py_append_result>(m, "AppendResult")
+      .def_ro("first", &py_append_result::first)
+      .def_ro("end", &py_append_result::end)
+      .def_ro("first_sequence", &py_append_result::first_sequence)
+      .def_ro("first_version", &py_append_result::first_version)
+      .def_ro("last_version", &py_append_result::last_version)
+      .def_ro("duplicate", &py_append_result::duplicate)
+      .def("__repr__", [](const py_append_result& r) {
+        return nb::str("AppendResult(first={}, end={}, first_sequence={}, versions={}..{}, duplicate={})")
+            .format(r.first, r.end, r.first_sequence, r.first_version, r.last_version, r.duplicate);
+      });
+
+  nb::class_<py_reader>(m, "Reader")
+      .def("__iter__", [](nb::handle self) { return self; })
+      .def("__next__",
+           [](py_reader& rd) -> py_event {
+             if (rd.remaining && *rd.remaining == 0) throw nb::stop_iteration();
+             if (rd.lg->closed) throw nb::value_error("the log is closed");
+             varve::event_view v;
+             varve::result<bool> got = false;
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(rd.mu);
+               got = rd.r.next(v);
+             }
+             if (!got) raise(got.error());
+             if (!got.value()) throw nb::stop_iteration();
+             if (rd.remaining) --*rd.remaining;
+             return to_py(v, *rd.lg, rd.names);
+           })
+      .def_prop_ro("where", [](py_reader& rd) { return rd.r.where().value; },
+                   "Where the next read starts: just past the last event read");
+  nb::class_<py_stream_reader>(m, "StreamReader")
+      .def("__iter__", [](nb::handle self) { return self; })
+      .def("__next__",
+           [](py_stream_reader& rd) -> py_event {
+             if (rd.lg->closed) throw nb::value_error("the log is closed");
+             varve::event_view v;
+             varve::result<bool> got = false;
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(rd.mu);
+               got = rd.r.next(v);
+             }
+             if (!got) raise(got.error());
+             if (!got.value()) throw nb::stop_iteration();
+             return to_py(v, *rd.lg, rd.names);
+           })
+      .def_prop_ro("stream_version", [](py_stream_reader& rd) { return rd.r.stream_version_at_start(); },
+                   "The stream's version when the read began (0: no such stream)");
+
+  nb::class_<py_subscription>(m, "Subscription")
+      .def("next", &subscription_next, "timeout"_a.none() = nb::none(),
+           "The next event, waiting up to `timeout` seconds for one (None: forever); None if none came")
+      .def("__iter__", [](nb::handle self) { return self; })
+      .def("__next__",
+           [](py_subscription& s) -> nb::object {
+             try {
+               return subscription_next(s, std::nullopt);
+             } catch (nb::python_error& e) {
+               if (nb::object c = error_class("cancelled"); !c.is_none() && e.matches(c))
+                 throw nb::stop_iteration();
+               throw;
+             }
+           })
+      .def("cancel", [](py_subscription& s) { s.s.cancel(); },
+           "Makes a waiting or later next() stop (iteration ends); any thread")
+      .def_prop_ro("cancelled", [](py_subscription& s) { return s.s.cancelled(); })
+      .def_prop_ro("where", [](py_subscription& s) { return s.s.where().value; })
+      .def_prop_ro("lag", [](py_subscription& s) {
+        auto l = s.s.lag();
+        return std::make_pair(l.events, l.bytes);
+      })
+      .def("ack", [](py_subscription& s, uint64_t resume_at) { check(s.s.ack(varve::position{resume_at})); },
+           "resume_at"_a)
+      .def("commit", [](py_subscription& s) {
+        varve::status st;
+        {
+          nb::gil_scoped_release rel;
+          std::lock_guard lock(s.mu);
+          st = s.s.commit();
+        }
+        check(st);
+      });
+
+  nb::class_<py_log>(m, "EventLog")
+      .def_static("_open", &open_log, "how"_a, "dir"_a, "durability"_a, "segment_bytes"_a,
+                  "group_commit_us"_a, "verify_checksums"_a, "upcasters"_a.none())
+      .def("append",
+           [](py_log& lg, nb::handle stream, nb::handle events, long long expected) {
+             stream_key key = to_stream(stream);
+             const varve::expected_version ev = to_expected(expected);
+             pending_events p(events);
+             if (p.events.empty()) throw nb::value_error("append needs at least one event");
+             varve::result<varve::append_result> r = varve::status(varve::errc::invalid_argument, "");
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               nb::gil_scoped_acquire gil;  // type registration may raise
+               varve::event_log& log = lg.get();
+               p.resolve_types(lg);
+               const auto data = p.data();
+               nb::gil_scoped_release rel2;
+               r = log.append(key.id(), ev, std::span<const varve::event_data>(data));
+             }
+             if (!r) raise(r.error(), std::string(key.is_int ? std::to_string(key.integer) : key.bytes));
+             return to_py(r.value());
+           },
+           "stream"_a, "events"_a, "expected"_a = kAny)
+      .def("append_multi",
+           [](py_log& lg, nb::handle batches) {
+             // [(stream, expected, [EventData, ...]), ...]
+             std::vector<stream_key> keys;
+             std::vector<varve::expected_version> exp;
+             std::vector<std::unique_ptr<pending_events>> evs;
+             for (nb::handle b : nb::borrow<nb::sequence>(batches)) {
+               nb::sequence t = nb::borrow<nb::sequence>(b);
+               if (nb::len(t) != 3) throw nb::value_error("each batch is (stream, expected, events)");
+               keys.push_back(to_stream(t[0]));
+               exp.push_back(to_expected(nb::cast<long long>(t[1])));
+               evs.push_back(std::make_unique<pending_events>(t[2]));
+             }
+             std::vector<std::vector<varve::event_data>> data(keys.size());
+             std::vector<varve::stream_batch> sb(keys.size());
+             std::vector<varve::append_result> per(keys.size());
+             varve::result<varve::multi_append_result> r = varve::status(varve::errc::invalid_argument, "");
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               nb::gil_scoped_acquire gil;
+               varve::event_log& log = lg.get();
+               for (size_t i = 0; i < keys.size(); ++i) {
+                 evs[i]->resolve_types(lg);
+                 data[i] = evs[i]->data();
+                 sb[i] = varve::stream_batch{keys[i].id(), exp[i], data[i]};
+               }
+               nb::gil_scoped_release rel2;
+               r = log.append(std::span<const varve::stream_batch>(sb), std::span<varve::append_result>(per));
+             }
+             if (!r) raise(r.error());
+             nb::list results;
+             for (const auto& a : per) results.append(to_py(a));
+             nb::dict out;
+             out["first"] = r.value().first.value;
+             out["end"] = r.value().end.value;
+             out["first_sequence"] = r.value().first_sequence.value;
+             out["events"] = r.value().events;
+             out["streams"] = results;
+             return out;
+           },
+           "batches"_a)
+      .def("wait_durable",
+           [](py_log& lg, uint64_t p) {
+             varve::status st;
+             varve::event_log& log = lg.get();
+             {
+               nb::gil_scoped_release rel;
+               st = log.wait_durable(varve::position{p});
+             }
+             check(st);
+           },
+           "position"_a)
+      .def("flush",
+           [](py_log& lg) {
+             varve::status st;
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               if (lg.closed) return;
+               st = lg.log->flush();
+             }
+             check(st);
+           })
+      .def("close",
+           [](py_log& lg) {
+             varve::status st;
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               if (lg.closed) return;
+               lg.closed = true;
+               // The event_log itself stays until the last reader made from
+               // it is gone (views point into its mappings).
+               st = lg.log->close();
+             }
+             check(st);
+           })
+      .def_prop_ro("closed", [](py_log& lg) { return lg.closed; })
+      .def_prop_ro("dir", [](py_log& lg) { return lg.get().dir(); })
+      .def_prop_ro("read_only", [](py_log& lg) { return lg.get().is_read_only(); })
+      .def_prop_ro("committed", [](py_log& lg) { return lg.get().committed_position().value; })
+      .def_prop_ro("durable", [](py_log& lg) { return lg.get().durable_position().value; })
+      .def_prop_ro("written", [](py_log& lg) { return lg.get().written_position().value; })
+      .def_prop_ro("next_sequence", [](py_log& lg) { return lg.get().next_sequence().value; })
+      .def("version_of",
+           [](py_log& lg, nb::handle stream) {
+             stream_key key = to_stream(stream);
+             nb::gil_scoped_release rel;
+             std::lock_guard lock(lg.mu);
+             return lg.get().version_of(key.id());
+           },
+           "stream"_a)
+      .def("position_of",
+           [](py_log& lg, uint64_t seq) {
+             varve::result<varve::position> p = varve::position{};
+             varve::event_log& log = lg.get();
+             {
+               nb::gil_scoped_release rel;
+               p = log.position_of(varve::sequence{seq});
+             }
+             return take(std::move(p)).value;
+           },
+           "sequence"_a)
+      .def("position_at_time",
+           [](py_log& lg, uint64_t t) {
+             varve::result<varve::position> p = varve::position{};
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               p = lg.get().position_at_time(t);
+             }
+             return take(std::move(p)).value;
+           },
+           "t_ns"_a)
+      .def("type_name", [](py_log& lg, uint32_t id) {
+             nb::gil_scoped_release rel;
+             std::lock_guard lock(lg.mu);
+             nb::gil_scoped_acquire gil;
+             return lg.type_name(id);
+           }, "type_id"_a)
+      .def("type_id", [](py_log& lg, const std::string& name) {
+             nb::gil_scoped_release rel;
+             std::lock_guard lock(lg.mu);
+             nb::gil_scoped_acquire gil;
+             return lg.type_id(name);
+           }, "name"_a)
+      .def("stats",
+           [](py_log& lg) {
+             varve::log_stats st;
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               st = lg.get().stats();
+             }
+             nb::dict d;
+             d["segments"] = st.segments;
+             d["segment_bytes"] = st.segment_bytes;
+             d["events"] = st.events;
+             d["streams"] = st.streams;
+             d["written"] = st.written.value;
+             d["committed"] = st.committed.value;
+             d["durable"] = st.durable.value;
+             d["bytes_on_disk"] = st.bytes_on_disk;
+             d["rollovers"] = st.rollovers;
+             d["rollovers_that_waited"] = st.rollovers_that_waited;
+             return d;
+           })
+      .def("_read",
+           [](std::shared_ptr<py_log> lg, uint64_t from, nb::handle types, nb::handle streams,
+              nb::handle prefixes, nb::handle correlation_ids, std::optional<uint64_t> limit) {
+             auto rd = std::make_unique<py_reader>();
+             rd->lg = lg;
+             varve::event_filter f = make_filter(*lg, types, streams, prefixes, correlation_ids);
+             rd->r = f.empty() ? lg->get().read(varve::position{from}) : lg->get().read(varve::position{from}, std::move(f));
+             rd->remaining = limit;
+             return rd;
+           },
+           "from_position"_a, "types"_a.none(), "streams"_a.none(), "prefixes"_a.none(),
+           "correlation_ids"_a.none(), "limit"_a.none())
+      .def("_read_stream",
+           [](std::shared_ptr<py_log> lg, nb::handle stream, uint64_t from, bool backward,
+              std::optional<uint64_t> limit) {
+             stream_key key = to_stream(stream);
+             auto rd = std::make_unique<py_stream_reader>();
+             rd->lg = lg;
+             varve::result<varve::stream_reader> r = varve::status(varve::errc::invalid_argument, "");
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg->mu);
+               r = lg->get().read_stream(key.id(), from,
+                                         backward ? varve::read_direction::backward : varve::read_direction::forward,
+                                         limit.value_or(UINT64_MAX));
+             }
+             rd->r = take(std::move(r));
+             return rd;
+           },
+           "stream"_a, "from_version"_a, "backward"_a, "limit"_a.none())
+      .def("_subscribe",
+           [](std::shared_ptr<py_log> lg, uint64_t from, nb::handle types, nb::handle streams,
+              nb::handle prefixes, std::optional<std::string> name, double spin_us) {
+             auto s = std::make_unique<py_subscription>();
+             s->lg = lg;
+             varve::event_filter f = make_filter(*lg, types, streams, prefixes, nb::none());
+             varve::subscription_options o;
+             o.spin = std::chrono::nanoseconds(static_cast<int64_t>(spin_us * 1000));
+             if (name) o.name = *name;
+             varve::result<varve::subscription> r = varve::status(varve::errc::invalid_argument, "");
+             {
+               nb::gil_scoped_release rel;
+               r = varve::subscription::open(lg->get(), varve::position{from}, std::move(f), std::move(o));
+             }
+             s->s = take(std::move(r));
+             return s;
+           },
+           "from_position"_a, "types"_a.none(), "streams"_a.none(), "prefixes"_a.none(),
+           "name"_a.none(), "spin_us"_a);
+}

@@ -1,0 +1,288 @@
+"""varve: an embedded, memory-mapped event log for event sourcing.
+
+    import varve
+    with varve.EventLog.open_or_create("/tmp/bank", durability="group") as log:
+        r = log.append("account-1", [varve.EventData("Opened", b'{"owner":"ada"}', json=True)],
+                       expected=varve.NO_STREAM)
+        log.wait_durable(r.end)
+        for e in log.read_stream("account-1"):
+            print(e.version, e.type, e.data)
+
+One writer per directory (a second writing process gets ``LockedError``);
+any number of readers, in this process or others (``EventLog.open_read_only``).
+Appends may come from any thread of the writing process (they are serialised);
+the GIL is released while varve waits or reads, so other threads run.
+"""
+
+from __future__ import annotations
+
+import os as _os
+import uuid as _uuid
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from . import _varve
+from .errors import (
+    CancelledError,
+    CorruptionError,
+    Error,
+    InvalidArgument,
+    LockedError,
+    NoSpaceError,
+    NotFoundError,
+    ReadOnlyError,
+    TooLargeError,
+    WrongExpectedVersion,
+    _BY_CODE,
+)
+
+_varve._set_error_classes(dict(_BY_CODE))
+
+EventData = _varve.EventData
+RecordedEvent = _varve.RecordedEvent
+AppendResult = _varve.AppendResult
+Reader = _varve.Reader
+StreamReader = _varve.StreamReader
+
+#: Expected versions: any version, the stream must not exist yet, it must exist.
+#: An int ``n >= 0`` expects exactly version ``n`` (0: no stream yet).
+ANY: int = _varve.ANY
+NO_STREAM: int = _varve.NO_STREAM
+STREAM_EXISTS: int = _varve.STREAM_EXISTS
+#: ``read_stream(..., backward=True)`` from the newest event.
+LATEST: int = _varve.LATEST
+#: ``subscribe(END)``: only events committed after the subscription opens.
+END: int = _varve.END
+
+StreamId = str | bytes | int
+
+__all__ = [
+    "ANY", "NO_STREAM", "STREAM_EXISTS", "LATEST", "END",
+    "EventLog", "EventData", "RecordedEvent", "AppendResult", "Reader", "StreamReader",
+    "Subscription", "Error", "WrongExpectedVersion", "CorruptionError", "NotFoundError",
+    "InvalidArgument", "LockedError", "ReadOnlyError", "NoSpaceError", "TooLargeError",
+    "CancelledError",
+]
+
+
+class Subscription:
+    """Follows the log from a position: history first, then live events,
+    including those appended by another process. Iterating blocks until the
+    next event (the GIL released); ``next(timeout)`` returns None when none
+    came in time; ``cancel()`` (from any thread) ends the iteration."""
+
+    def __init__(self, log: EventLog, impl: Any) -> None:
+        self._log = log  # keeps the log open while the subscription lives
+        self._impl = impl
+
+    def __iter__(self) -> Iterator[RecordedEvent]:
+        return self
+
+    def __next__(self) -> RecordedEvent:
+        return self._impl.__next__()
+
+    def next(self, timeout: float | None = None) -> RecordedEvent | None:
+        """The next event, waiting up to ``timeout`` seconds (None: forever)."""
+        return self._impl.next(timeout)
+
+    def cancel(self) -> None:
+        """Stops the subscription: a waiting or later ``next`` ends it."""
+        self._impl.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._impl.cancelled
+
+    @property
+    def where(self) -> int:
+        """The position the next event is read from (resume a new subscription here)."""
+        return self._impl.where
+
+    @property
+    def lag(self) -> tuple[int, int]:
+        """(events, bytes) committed but not yet read."""
+        return self._impl.lag
+
+    def ack(self, resume_at: int) -> None:
+        """A named subscription: every event before ``resume_at`` is processed."""
+        self._impl.ack(resume_at)
+
+    def commit(self) -> None:
+        """A named subscription: makes the newest ack durable."""
+        self._impl.commit()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+class EventLog:
+    """A varve log in one directory. Open it with ``create``, ``open``,
+    ``open_or_create`` or ``open_read_only``; close it with ``close()`` or a
+    ``with`` block.
+
+    Options: ``durability`` is ``"none"`` (an append survives a crash of the
+    process, not a power loss, until ``flush``/``wait_durable``), ``"group"``
+    (a background flusher syncs batches; ``wait_durable(result.end)`` returns
+    once the append survives a power loss) or ``"sync"`` (each append returns
+    once durable). ``segment_bytes`` (a power of two, 64 KiB..1 GiB) is fixed
+    at creation. ``upcasters`` names a JSON upcaster file (docs/DESIGN.md)."""
+
+    def __init__(self, impl: Any) -> None:
+        self._impl = impl
+
+    @classmethod
+    def _open(cls, how: int, dir: str, durability: str, segment_bytes: int,
+              group_commit_us: int, verify_checksums: bool, upcasters: str | None) -> EventLog:
+        dir = _os.fspath(dir)
+        if how in (0, 2):  # creating: the parent directories too
+            parent = _os.path.dirname(_os.path.abspath(dir))
+            _os.makedirs(parent, exist_ok=True)
+        return cls(_varve.EventLog._open(how, dir, durability, segment_bytes,
+                                         group_commit_us, verify_checksums, upcasters))
+
+    @classmethod
+    def create(cls, dir: str, *, durability: str = "none", segment_bytes: int = 0,
+               group_commit_us: int = 1000, verify_checksums: bool = True,
+               upcasters: str | None = None) -> EventLog:
+        """Creates an empty log in ``dir`` (refused where one already is)."""
+        return cls._open(0, dir, durability, segment_bytes, group_commit_us, verify_checksums, upcasters)
+
+    @classmethod
+    def open(cls, dir: str, *, durability: str = "none", segment_bytes: int = 0,
+             group_commit_us: int = 1000, verify_checksums: bool = True,
+             upcasters: str | None = None) -> EventLog:
+        """Opens an existing log for writing (running recovery on its tail)."""
+        return cls._open(1, dir, durability, segment_bytes, group_commit_us, verify_checksums, upcasters)
+
+    @classmethod
+    def open_or_create(cls, dir: str, *, durability: str = "none", segment_bytes: int = 0,
+                       group_commit_us: int = 1000, verify_checksums: bool = True,
+                       upcasters: str | None = None) -> EventLog:
+        return cls._open(2, dir, durability, segment_bytes, group_commit_us, verify_checksums, upcasters)
+
+    @classmethod
+    def open_read_only(cls, dir: str, *, verify_checksums: bool = True,
+                       upcasters: str | None = None) -> EventLog:
+        """Opens a log for reading, following what its writer (any process) commits."""
+        return cls._open(3, dir, "none", 0, 1000, verify_checksums, upcasters)
+
+    # ---- writing ----------------------------------------------------------
+
+    def append(self, stream: StreamId, events: EventData | Sequence[EventData],
+               expected: int = ANY) -> AppendResult:
+        """Appends events to one stream atomically, if its version is ``expected``.
+
+        Raises ``WrongExpectedVersion`` (with ``actual_version``) on a conflict,
+        writing nothing. Events carrying an ``event_id`` already at that place
+        of the stream return the original result with ``duplicate`` set."""
+        if isinstance(events, EventData):
+            events = (events,)
+        return self._impl.append(stream, events, expected)
+
+    def append_multi(self, batches: Iterable[tuple[StreamId, int, Sequence[EventData]]]) -> dict[str, Any]:
+        """Appends to several streams as one unit of work: every stream's
+        expected version holds and all events are written, or nothing is (the
+        error names the first stream that conflicted). A stream with no events
+        is a version check only. Returns ``first``, ``end``, ``first_sequence``,
+        ``events`` and ``streams`` (an ``AppendResult`` per batch)."""
+        return self._impl.append_multi(list(batches))
+
+    def wait_durable(self, position: int) -> None:
+        """Blocks until everything before ``position`` survives a power loss."""
+        self._impl.wait_durable(position)
+
+    def flush(self) -> None:
+        """Makes everything committed so far durable."""
+        self._impl.flush()
+
+    def close(self) -> None:
+        self._impl.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- state ------------------------------------------------------------
+
+    @property
+    def dir(self) -> str:
+        return self._impl.dir
+
+    @property
+    def closed(self) -> bool:
+        return self._impl.closed
+
+    @property
+    def read_only(self) -> bool:
+        return self._impl.read_only
+
+    @property
+    def committed(self) -> int:
+        """The end of what readers see."""
+        return self._impl.committed
+
+    @property
+    def durable(self) -> int:
+        """The end of what survives a power loss."""
+        return self._impl.durable
+
+    @property
+    def next_sequence(self) -> int:
+        """The number of events in the log (sequences are dense, from 0)."""
+        return self._impl.next_sequence
+
+    def version_of(self, stream: StreamId) -> int:
+        """A stream's version (0: it does not exist). O(1)."""
+        return self._impl.version_of(stream)
+
+    def position_of(self, sequence: int) -> int:
+        """The position of the event with ``sequence`` (the end for ``next_sequence``)."""
+        return self._impl.position_of(sequence)
+
+    def position_at_time(self, t_ns: int) -> int:
+        """The position of the first event stamped at or after ``t_ns``."""
+        return self._impl.position_at_time(t_ns)
+
+    def type_id(self, name: str) -> int:
+        """The numeric id of an event type name (registering it on a writer)."""
+        return self._impl.type_id(name)
+
+    def type_name(self, type_id: int) -> str | None:
+        return self._impl.type_name(type_id)
+
+    def stats(self) -> dict[str, int]:
+        return self._impl.stats()
+
+    # ---- reading ----------------------------------------------------------
+
+    def read(self, from_position: int = 0, *, types: Sequence[str | int] | None = None,
+             streams: Sequence[StreamId] | None = None, prefixes: Sequence[str | bytes] | None = None,
+             correlation_ids: Sequence[bytes | _uuid.UUID] | None = None,
+             limit: int | None = None) -> Reader:
+        """Committed events in log order from ``from_position`` (0: the start),
+        only those of the given types / streams / stream prefixes / correlation
+        ids when given. An iterator; ``where`` is where it would continue."""
+        return self._impl._read(from_position, types, streams, prefixes, correlation_ids, limit)
+
+    def read_stream(self, stream: StreamId, from_version: int | None = None, *,
+                    backward: bool = False, limit: int | None = None) -> StreamReader:
+        """One stream's events from ``from_version`` (default: the first, or the
+        newest when ``backward``), at most ``limit`` of them."""
+        if from_version is None:
+            from_version = LATEST if backward else 1
+        return self._impl._read_stream(stream, from_version, backward, limit)
+
+    def subscribe(self, from_position: int = 0, *, types: Sequence[str | int] | None = None,
+                  streams: Sequence[StreamId] | None = None,
+                  prefixes: Sequence[str | bytes] | None = None, name: str | None = None,
+                  spin_us: float = 20.0) -> Subscription:
+        """Follows the log from ``from_position`` (``END``: live events only).
+        A ``name`` keeps the position in the log directory (``ack``/``commit``)
+        and resumes there."""
+        return Subscription(self, self._impl._subscribe(from_position, types, streams, prefixes,
+                                                        name, spin_us))
