@@ -10,14 +10,15 @@
 #            Kafka peer; the library and the CLI never need them). Without
 #            them those tests skip, saying why.
 set -euo pipefail
-# python3: tests/cli_test.sh and the Kafka tests check JSON with it.
+# python3: tests/cli_test.sh and the Kafka tests check JSON with it;
+# python3-venv, python3-dev: the Python package (python/) and its tests.
 # fuse3, libfuse3-dev: the FUSE file system the power-loss test on a real
 # mount is built on.
 pkgs=(g++ cmake ninja-build pkg-config
       libboost-dev libxxhash-dev liburing-dev
       libgtest-dev libgmock-dev libbenchmark-dev librocksdb-dev
       nlohmann-json3-dev libcli11-dev librdkafka-dev
-      python3 fuse3 libfuse3-dev)
+      python3 python3-venv python3-dev fuse3 libfuse3-dev)
 for arg in "$@"; do
   case "$arg" in
     --fuzz) pkgs+=(clang-14 libclang-rt-14-dev) ;;

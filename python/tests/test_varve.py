@@ -1,0 +1,193 @@
+"""The varve binding: appends, reads, conflicts, units of work, metadata,
+subscriptions across threads and processes, and damaged files reported by
+name and offset."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+
+import varve
+from varve import EventData
+
+
+@pytest.fixture()
+def log(tmp_path):
+    lg = varve.EventLog.create(str(tmp_path / "log"), durability="group", segment_bytes=1 << 20)
+    yield lg
+    lg.close()
+
+
+def test_append_and_read_back(log):
+    r = log.append("order-1", [EventData("Placed", b'{"n":1}', json=True), EventData("Paid", b"x")],
+                   expected=varve.NO_STREAM)
+    assert (r.first_sequence, r.first_version, r.last_version, r.duplicate) == (0, 1, 2, False)
+    log.wait_durable(r.end)
+    assert log.durable >= r.end
+    assert log.version_of("order-1") == 2 and log.version_of("nope") == 0
+    events = list(log.read())
+    assert [(e.stream, e.version, e.type, e.data, e.json) for e in events] == [
+        ("order-1", 1, "Placed", b'{"n":1}', True), ("order-1", 2, "Paid", b"x", False)]
+    assert events[0].batch_begin and events[1].batch_end and events[1].position == events[0].end
+    assert [e.version for e in log.read_stream("order-1", backward=True)] == [2, 1]
+    assert [e.version for e in log.read_stream("order-1", 2)] == [2]
+    assert log.position_of(1) == events[1].position and log.position_of(2) == log.committed
+
+
+def test_stream_ids_of_every_kind(log):
+    log.append(42, EventData(7, b"int id"))
+    log.append(b"\xff\x00raw", EventData("T", b"bytes id"))
+    by = {e.data: e for e in log.read()}
+    assert by[b"int id"].stream == 42 and by[b"int id"].type_id == 7 and by[b"int id"].type is None
+    assert by[b"bytes id"].stream == b"\xff\x00raw"
+    with pytest.raises(ValueError):
+        log.append("", EventData("T", b""))
+    with pytest.raises(TypeError):
+        log.append(1.5, EventData("T", b""))
+
+
+def test_conflict_names_the_stream_and_its_version(log):
+    log.append("s", EventData("T", b"1"))
+    with pytest.raises(varve.WrongExpectedVersion) as info:
+        log.append("s", EventData("T", b"2"), expected=0)
+    assert info.value.actual_version == 1 and info.value.stream == "s"
+    assert "'s'" in str(info.value)
+    log.append("s", EventData("T", b"2"), expected=1)
+    assert log.version_of("s") == 2
+
+
+def test_idempotent_retry_is_reported_as_a_duplicate(log):
+    eid = uuid.uuid4()
+    first = log.append("s", EventData("T", b"1", event_id=eid), expected=varve.NO_STREAM)
+    again = log.append("s", EventData("T", b"1", event_id=eid), expected=varve.NO_STREAM)
+    assert again.duplicate and again.first == first.first
+    assert log.next_sequence == 1
+
+
+def test_metadata_and_ids_round_trip(log):
+    corr = uuid.uuid4()
+    log.append("s", EventData("T", b"p", metadata={"user": "ada", "trace": b"\x01\x02"},
+                              correlation_id=corr, causation_id=corr.bytes, timestamp_ns=123))
+    e = next(iter(log.read()))
+    assert e.metadata == {"user": b"ada", "trace": b"\x01\x02"}
+    assert e.correlation_id == corr.bytes and e.causation_id == corr.bytes and e.event_id is None
+    assert e.timestamp_ns == 123
+    assert [x.data for x in log.read(correlation_ids=[corr])] == [b"p"]
+    with pytest.raises(varve.InvalidArgument):
+        log.append("s", EventData("T", b"p", metadata={"varve.reserved": "x"}))
+
+
+def test_multi_stream_unit_of_work_is_all_or_nothing(log):
+    log.append("a", EventData("T", b"a1"))
+    with pytest.raises(varve.WrongExpectedVersion) as info:
+        log.append_multi([("b", varve.NO_STREAM, [EventData("T", b"b1")]),
+                          ("a", 0, [EventData("T", b"a2")])])
+    assert info.value.actual_version == 1 and "'a'" in str(info.value)
+    assert log.version_of("b") == 0 and log.next_sequence == 1
+    r = log.append_multi([("b", varve.NO_STREAM, [EventData("T", b"b1")]),
+                          ("a", 1, [EventData("T", b"a2"), EventData("T", b"a3")])])
+    assert r["events"] == 3 and r["first_sequence"] == 1
+    assert [(s.first_version, s.last_version) for s in r["streams"]] == [(1, 1), (2, 3)]
+    seen = list(log.read(r["first"]))
+    assert seen[0].batch_begin and seen[-1].batch_end and not seen[1].batch_begin
+
+
+def test_filters_and_limits(log):
+    for i in range(10):
+        log.append(f"cat-{i % 2}", EventData("Even" if i % 2 == 0 else "Odd", str(i).encode()))
+    assert [e.data for e in log.read(types=["Odd"])] == [b"1", b"3", b"5", b"7", b"9"]
+    assert [e.data for e in log.read(streams=["cat-0"], limit=2)] == [b"0", b"2"]
+    assert len(list(log.read(prefixes=["cat-"]))) == 10
+    assert list(log.read(types=["NeverRegistered"])) == []
+
+
+def test_subscription_follows_appends_from_another_thread(log):
+    sub = log.subscribe(0)
+    got: list[bytes] = []
+
+    def consume():
+        for e in sub:
+            got.append(e.data)
+            if len(got) == 100:
+                break
+
+    t = threading.Thread(target=consume)
+    t.start()
+    for i in range(100):
+        log.append("s", EventData("T", str(i).encode()))
+    t.join(timeout=20)
+    assert not t.is_alive()
+    assert got == [str(i).encode() for i in range(100)]
+    # A waiting iteration ends when cancelled from another thread.
+    done = threading.Event()
+
+    def wait_forever():
+        for _ in sub:
+            pass
+        done.set()
+
+    t = threading.Thread(target=wait_forever)
+    t.start()
+    sub.cancel()
+    t.join(timeout=10)
+    assert done.is_set()
+
+
+def test_a_reader_in_another_process_follows_the_writer(log):
+    script = (
+        "import sys, varve\n"
+        "ro = varve.EventLog.open_read_only(sys.argv[1])\n"
+        "sub = ro.subscribe(0)\n"
+        "print('ready', flush=True)\n"
+        "for e in sub:\n"
+        "    print(e.data.decode(), flush=True)\n"
+        "    if e.data == b'last': break\n"
+    )
+    # (cwd: not the source tree, whose varve/ lacks the built extension)
+    p = subprocess.Popen([sys.executable, "-c", script, log.dir], stdout=subprocess.PIPE, text=True,
+                         cwd=os.path.dirname(log.dir))
+    assert p.stdout.readline().strip() == "ready"
+    for i in range(5):
+        log.append("s", EventData("T", str(i).encode()))
+    log.append("s", EventData("T", b"last"))
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 0
+    assert out.split() == ["0", "1", "2", "3", "4", "last"]
+
+
+def test_a_second_writer_is_locked_out(log):
+    with pytest.raises(varve.LockedError):
+        varve.EventLog.open(log.dir)
+
+
+def test_a_damaged_record_is_refused_naming_file_and_offset(tmp_path):
+    d = str(tmp_path / "log")
+    with varve.EventLog.create(d, segment_bytes=1 << 20) as lg:
+        r = lg.append("s", [EventData("T", b"A" * 100) for _ in range(3)])
+        lg.flush()
+    seg = sorted(f for f in os.listdir(d) if f.endswith(".seg"))[0]
+    path = os.path.join(d, seg)
+    with open(path, "r+b") as f:  # flip a payload byte of the second event
+        f.seek(r.first + 200)
+        b = f.read(1)
+        f.seek(r.first + 200)
+        f.write(bytes([b[0] ^ 0xFF]))
+    ro = varve.EventLog.open_read_only(d)
+    with pytest.raises(varve.CorruptionError) as info:
+        list(ro.read())
+    assert seg in str(info.value) and "offset" in str(info.value)
+    ro.close()
+
+
+def test_errors_for_missing_and_closed_logs(tmp_path):
+    with pytest.raises(varve.NotFoundError):
+        varve.EventLog.open(str(tmp_path / "absent"))
+    lg = varve.EventLog.create(str(tmp_path / "log"), segment_bytes=1 << 20)
+    lg.close()
+    with pytest.raises(ValueError):
+        lg.append("s", EventData("T", b""))
