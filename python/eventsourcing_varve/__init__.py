@@ -89,6 +89,23 @@ class VarveDatastore:
                                                  segment_bytes=segment_bytes)
         self.lock = threading.RLock()
         self.heads: dict[str, tuple[int, int | None]] = {}
+        # Where recent notification reads stopped: next sequence -> its
+        # position. A follower asks for the page after the one it read, and
+        # finds it here instead of through position_of (which, in the
+        # unsealed tail, scans the segment from its start).
+        self.cursors: dict[int, int] = {}
+        self.cursors_lock = threading.Lock()
+
+    def position_of(self, seq: int) -> int:
+        with self.cursors_lock:
+            p = self.cursors.get(seq)
+        return self.log.position_of(seq) if p is None else p
+
+    def remember(self, seq: int, position: int) -> None:
+        with self.cursors_lock:
+            if len(self.cursors) >= 64:
+                self.cursors.pop(next(iter(self.cursors)))
+            self.cursors[seq] = position
 
     @classmethod
     def acquire(cls, path: str, durability: str, segment_bytes: int = 0) -> VarveDatastore:
@@ -145,14 +162,20 @@ class VarveRecorder:
     def __init__(self, datastore: VarveDatastore, originator_id_type: str = "uuid") -> None:
         self.datastore = datastore
         self.originator_id_type = originator_id_type
+        self._uuids: dict[str, UUID] = {}  # parsed stream names (parsing costs more than reading)
 
     def _key(self, originator_id: UUID | str) -> str:
         return str(originator_id)
 
     def _originator_id(self, stream: Any) -> UUID | str:
-        if self.originator_id_type == "uuid":
-            return UUID(stream)
-        return stream
+        if self.originator_id_type != "uuid":
+            return stream
+        u = self._uuids.get(stream)
+        if u is None:
+            if len(self._uuids) >= 10_000:
+                self._uuids.clear()
+            u = self._uuids[stream] = UUID(stream)
+        return u
 
     def _insert(self, stored_events: Sequence[StoredEvent], tracking: Tracking | None) -> list[int]:
         """One atomic append of the events (grouped per stream, in call order
@@ -305,16 +328,20 @@ class VarveApplicationRecorder(VarveAggregateRecorder, ApplicationRecorder):
         log = self.datastore.log
         if start - 1 >= log.next_sequence or limit <= 0:
             return []
+        ds = self.datastore
         try:
-            position = log.position_of(start - 1)
+            position = ds.position_of(start - 1)
         except varve.Error as e:
             raise OperationalError(str(e)) from e
         wanted = set(topics)
         results: list[Notification] = []
-        for e in log.read(position):
+        reader = log.read(position)
+        last = None
+        for e in reader:
             nid = e.sequence + 1
             if stop is not None and nid > stop:
                 break
+            last = e
             topic = e.type
             if topic == TRACKING_TYPE or (wanted and topic not in wanted):
                 continue
@@ -323,6 +350,8 @@ class VarveApplicationRecorder(VarveAggregateRecorder, ApplicationRecorder):
                                         topic=topic, state=e.data))
             if len(results) >= limit:
                 break
+        if last is not None:
+            ds.remember(last.sequence + 1, last.end)
         return results
 
     def max_notification_id(self) -> int | None:
