@@ -39,17 +39,30 @@ struct varve_log {
   std::unique_ptr<varve::event_log> log;
   std::atomic<uint64_t> children{0};
 };
+// Each reader keeps what varve_event has no room for, of the event its last
+// next() returned (varve_*_event_ext).
+struct last_event_ext {
+  uint16_t stored_schema_version = 0;
+  std::span<const std::byte> metadata;
+  void set(const varve::event_view& v) {
+    stored_schema_version = v.stored_schema_version;
+    metadata = v.metadata.raw();
+  }
+};
 struct varve_reader {
   varve_log* owner;
   varve::log_reader reader;
+  last_event_ext last{};
 };
 struct varve_stream_reader {
   varve_log* owner;
   varve::stream_reader reader;
+  last_event_ext last{};
 };
 struct varve_subscription {
   varve_log* owner;
   varve::subscription sub;
+  last_event_ext last{};
 };
 
 namespace {
@@ -212,10 +225,11 @@ varve_errc to_expected(varve_expected_version in, varve::expected_version& out, 
 // The C event's ids are copied beside it: the C++ event_data points at id128s.
 struct ids {
   varve::id128 event, correlation, causation;
+  std::vector<varve::metadata_entry> metadata;  // empty (no allocation) without metadata
 };
 
-varve_errc to_event(const varve_event_data& in, varve::event_data& out, ids& keep,
-                    varve_error* err) {
+varve_errc to_event(const varve_event_data& in, const varve_event_metadata* md,
+                    varve::event_data& out, ids& keep, varve_error* err) {
   if (!in.payload && in.payload_size != 0)
     return fail(err, VARVE_INVALID_ARGUMENT, "event payload is NULL with a non-zero size");
   const int content = raw(in.content);
@@ -235,6 +249,18 @@ varve_errc to_event(const varve_event_data& in, varve::event_data& out, ids& kee
   out.event_id = copy(in.event_id, keep.event);
   out.correlation_id = copy(in.correlation_id, keep.correlation);
   out.causation_id = copy(in.causation_id, keep.causation);
+  if (md && md->count) {
+    if (!md->entries) return fail(err, VARVE_INVALID_ARGUMENT, "metadata entries are NULL with a non-zero count");
+    keep.metadata.clear();
+    for (size_t i = 0; i < md->count; ++i) {
+      const varve_metadata_entry& m = md->entries[i];
+      if ((!m.key && m.key_size) || (!m.value && m.value_size))
+        return fail(err, VARVE_INVALID_ARGUMENT, "metadata entry " + std::to_string(i) + " has a NULL key or value with a non-zero size");
+      keep.metadata.push_back({std::string_view(m.key ? m.key : "", m.key_size),
+                               std::string_view(static_cast<const char*>(m.value ? m.value : ""), m.value_size)});
+    }
+    out.metadata = keep.metadata;
+  }
   return VARVE_OK;
 }
 
@@ -379,7 +405,7 @@ varve_errc varve_append(varve_log* log, varve_stream_id stream, varve_expected_v
     ids keep;
     if (varve_errc c = to_stream(stream, s, err)) return c;
     if (varve_errc c = to_expected(expected, e, err)) return c;
-    if (varve_errc c = to_event(*event, d, keep, err)) return c;
+    if (varve_errc c = to_event(*event, nullptr, d, keep, err)) return c;
     auto r = log->log->append(s, e, d);
     if (!r) return fail(err, r.error());
     to_c(r.value(), result);
@@ -391,6 +417,14 @@ varve_errc varve_append_batch(varve_log* log, varve_stream_id stream,
                               varve_expected_version expected, const varve_event_data* events,
                               size_t count, varve_append_result* result,
                               varve_error* err) noexcept {
+  return varve_append_batch_with_metadata(log, stream, expected, events, nullptr, count, result, err);
+}
+
+varve_errc varve_append_batch_with_metadata(varve_log* log, varve_stream_id stream,
+                                            varve_expected_version expected,
+                                            const varve_event_data* events,
+                                            const varve_event_metadata* metadata, size_t count,
+                                            varve_append_result* result, varve_error* err) noexcept {
   return guarded(err, [&] {
     VARVE_REQUIRE(log);
     VARVE_REQUIRE(events);
@@ -414,7 +448,7 @@ varve_errc varve_append_batch(varve_log* log, varve_stream_id stream,
       keep = big_ids;
     }
     for (size_t i = 0; i < count; ++i)
-      if (varve_errc c = to_event(events[i], data[i], keep[i], err)) return c;
+      if (varve_errc c = to_event(events[i], metadata ? &metadata[i] : nullptr, data[i], keep[i], err)) return c;
     auto r = log->log->append(s, e, std::span<const varve::event_data>(data.data(), count));
     if (!r) return fail(err, r.error());
     to_c(r.value(), result);
@@ -425,6 +459,13 @@ varve_errc varve_append_batch(varve_log* log, varve_stream_id stream,
 varve_errc varve_append_multi(varve_log* log, const varve_stream_batch* batches, size_t count,
                               varve_append_result* per_stream, varve_append_result* result,
                               varve_error* err) noexcept {
+  return varve_append_multi_with_metadata(log, batches, nullptr, count, per_stream, result, err);
+}
+
+varve_errc varve_append_multi_with_metadata(varve_log* log, const varve_stream_batch* batches,
+                                            const varve_event_metadata* const* metadata,
+                                            size_t count, varve_append_result* per_stream,
+                                            varve_append_result* result, varve_error* err) noexcept {
   return guarded(err, [&] {
     VARVE_REQUIRE(log);
     VARVE_REQUIRE(batches || count == 0);
@@ -442,7 +483,10 @@ varve_errc varve_append_multi(varve_log* log, const varve_stream_batch* batches,
       if (varve_errc c = to_stream(batches[i].stream, parts[i].stream, err)) return c;
       if (varve_errc c = to_expected(batches[i].expected, parts[i].expected, err)) return c;
       for (size_t k = 0; k < batches[i].count; ++k)
-        if (varve_errc c = to_event(batches[i].events[k], data[at + k], keep[at + k], err)) return c;
+        if (varve_errc c = to_event(batches[i].events[k],
+                                    metadata && metadata[i] ? &metadata[i][k] : nullptr,
+                                    data[at + k], keep[at + k], err))
+          return c;
       parts[i].events = std::span<const varve::event_data>(data.data() + at, batches[i].count);
       at += batches[i].count;
     }
@@ -599,7 +643,10 @@ varve_errc varve_reader_next(varve_reader* reader, varve_event* event, bool* got
     varve::event_view v;
     auto more = reader->reader.next(v);
     if (!more) return fail(err, more.error());
-    if (more.value()) to_c(v, *event);
+    if (more.value()) {
+      to_c(v, *event);
+      reader->last.set(v);
+    }
     *got = more.value();
     return done(err);
   });
@@ -663,7 +710,10 @@ varve_errc varve_stream_reader_next(varve_stream_reader* reader, varve_event* ev
     varve::event_view v;
     auto more = reader->reader.next(v);
     if (!more) return fail(err, more.error());
-    if (more.value()) to_c(v, *event);
+    if (more.value()) {
+      to_c(v, *event);
+      reader->last.set(v);
+    }
     *got = more.value();
     return done(err);
   });
@@ -728,7 +778,10 @@ varve_errc varve_subscription_next(varve_subscription* sub, varve_event* event,
     varve::event_view v;
     auto more = sub->sub.next(v, std::chrono::nanoseconds(timeout_ns));
     if (!more) return fail(err, more.error());
-    if (more.value()) to_c(v, *event);
+    if (more.value()) {
+      to_c(v, *event);
+      sub->last.set(v);
+    }
     *got = more.value();
     return done(err);
   });
@@ -787,3 +840,63 @@ void varve_subscription_free(varve_subscription* sub) noexcept {
 }
 
 }  // extern "C"
+
+namespace {
+varve_errc event_ext(const last_event_ext& last, varve_event_ext* out, varve_error* err) {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(out);
+    out->stored_schema_version = last.stored_schema_version;
+    out->metadata = last.metadata.data();
+    out->metadata_size = last.metadata.size();
+    return done(err);
+  });
+}
+}  // namespace
+
+varve_errc varve_reader_event_ext(const varve_reader* reader, varve_event_ext* out,
+                                  varve_error* err) noexcept {
+  if (!reader) return fail(err, VARVE_INVALID_ARGUMENT, "reader is NULL");
+  return event_ext(reader->last, out, err);
+}
+
+varve_errc varve_stream_reader_event_ext(const varve_stream_reader* reader, varve_event_ext* out,
+                                         varve_error* err) noexcept {
+  if (!reader) return fail(err, VARVE_INVALID_ARGUMENT, "reader is NULL");
+  return event_ext(reader->last, out, err);
+}
+
+varve_errc varve_subscription_event_ext(const varve_subscription* sub, varve_event_ext* out,
+                                        varve_error* err) noexcept {
+  if (!sub) return fail(err, VARVE_INVALID_ARGUMENT, "subscription is NULL");
+  return event_ext(sub->last, out, err);
+}
+
+bool varve_metadata_next(const void* metadata, size_t size, size_t* cursor,
+                         varve_metadata_entry* entry) noexcept {
+  // Entries: key_len u8, value_len u16 LE, key, value (FORMAT.md 4.1a).
+  if (!metadata || !cursor || !entry || *cursor >= size || size - *cursor < 3) return false;
+  const auto* p = static_cast<const unsigned char*>(metadata) + *cursor;
+  const size_t k = p[0], v = static_cast<size_t>(p[1]) | (static_cast<size_t>(p[2]) << 8);
+  if (k == 0 || size - *cursor - 3 < k + v) return false;
+  entry->key = reinterpret_cast<const char*>(p + 3);
+  entry->key_size = k;
+  entry->value = p + 3 + k;
+  entry->value_size = v;
+  *cursor += 3 + k + v;
+  return true;
+}
+
+bool varve_metadata_find(const void* metadata, size_t size, const char* key, size_t key_size,
+                         const void** value, size_t* value_size) noexcept {
+  if (!key && key_size) return false;
+  size_t at = 0;
+  varve_metadata_entry e;
+  while (varve_metadata_next(metadata, size, &at, &e)) {
+    if (e.key_size == key_size && (key_size == 0 || std::memcmp(e.key, key, key_size) == 0)) {
+      if (value) *value = e.value;
+      if (value_size) *value_size = e.value_size;
+      return true;
+    }
+  }
+  return false;
+}

@@ -494,8 +494,13 @@ static void test_upcasters(void) {
     bool got = false;
     CHECK_OK(varve_reader_next(rd, &e, &got, &err));
     CHECK(got && payload_is(&e, want[i]) && e.schema_version == 2 && e.type == 7);
+    varve_event_ext ext;
+    CHECK_OK(varve_reader_event_ext(rd, &ext, &err));
+    CHECK(ext.stored_schema_version == versions[i] && ext.metadata_size == 0);
     CHECK_OK(varve_stream_reader_next(sr, &e, &got, &err));
     CHECK(got && payload_is(&e, want[i]) && e.schema_version == 2);
+    CHECK_OK(varve_stream_reader_event_ext(sr, &ext, &err));
+    CHECK(ext.stored_schema_version == versions[i]);
   }
   varve_reader_free(rd);
   varve_stream_reader_free(sr);
@@ -528,6 +533,103 @@ static void test_upcasters(void) {
   CHECK_OK(varve_reader_next(rd, &e, &got, &err));
   CHECK(got && payload_is(&e, stored[0]) && e.schema_version == 1);
   varve_reader_free(rd);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
+/* Metadata through the C API: appended per event (batch and multi-stream),
+ * read back from every kind of reader, walked and looked up; bounds refused
+ * with nothing written; the walker never reads past what it is given. */
+static bool md_is(const varve_event_ext* x, const char* key, const char* value) {
+  const void* v = NULL;
+  size_t n = 0;
+  return varve_metadata_find(x->metadata, x->metadata_size, key, strlen(key), &v, &n) &&
+         n == strlen(value) && memcmp(v, value, n) == 0;
+}
+
+static void test_metadata(void) {
+  varve_error err;
+  varve_log* log = create_log("log", NULL);
+  varve_event_data ev[2] = {event_of(1, "a"), event_of(1, "b")};
+  varve_metadata_entry m0[2] = {{"user", 4, "ada", 3}, {"empty", 5, NULL, 0}};
+  varve_metadata_entry m1[1] = {{"trace", 5, "\x01\x00\x02", 3}};
+  varve_event_metadata md[2] = {{m0, 2}, {m1, 1}};
+  varve_append_result r;
+  CHECK_OK(varve_append_batch_with_metadata(log, S("s"), varve_expect_no_stream(), ev, md, 2, &r, &err));
+  /* Multi-stream: the second batch without metadata. */
+  varve_event_data one = event_of(2, "c");
+  varve_stream_batch batches[2] = {{S("t"), varve_expect_no_stream(), &one, 1},
+                                   {S("u"), varve_expect_no_stream(), &ev[0], 1}};
+  varve_metadata_entry mt[1] = {{"k", 1, "v", 1}};
+  varve_event_metadata mdt[1] = {{mt, 1}};
+  const varve_event_metadata* per_batch[2] = {mdt, NULL};
+  CHECK_OK(varve_append_multi_with_metadata(log, batches, per_batch, 2, NULL, NULL, &err));
+
+  varve_reader* rd = NULL;
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  varve_event e;
+  varve_event_ext x;
+  bool got = false;
+  CHECK_OK(varve_reader_event_ext(rd, &x, &err)); /* before any event: zeros */
+  CHECK(x.metadata_size == 0 && x.stored_schema_version == 0);
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK_OK(varve_reader_event_ext(rd, &x, &err));
+  CHECK(got && payload_is(&e, "a") && x.stored_schema_version == 1);
+  CHECK(md_is(&x, "user", "ada") && md_is(&x, "empty", ""));
+  CHECK(!varve_metadata_find(x.metadata, x.metadata_size, "absent", 6, NULL, NULL));
+  size_t at = 0, count = 0;
+  varve_metadata_entry it;
+  while (varve_metadata_next(x.metadata, x.metadata_size, &at, &it)) ++count;
+  CHECK(count == 2 && at == x.metadata_size);
+  /* Cut short, the walker stops at the last whole entry. */
+  at = 0;
+  count = 0;
+  while (varve_metadata_next(x.metadata, x.metadata_size - 1, &at, &it)) ++count;
+  CHECK(count == 1);
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK_OK(varve_reader_event_ext(rd, &x, &err));
+  CHECK(got && payload_is(&e, "b") && x.metadata_size == 3 + 5 + 3);
+  {
+    const void* v = NULL;
+    size_t n = 0;
+    CHECK(varve_metadata_find(x.metadata, x.metadata_size, "trace", 5, &v, &n) && n == 3 &&
+          memcmp(v, "\x01\x00\x02", 3) == 0); /* bytes, a NUL among them */
+  }
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK_OK(varve_reader_event_ext(rd, &x, &err));
+  CHECK(got && payload_is(&e, "c") && md_is(&x, "k", "v"));
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK_OK(varve_reader_event_ext(rd, &x, &err));
+  CHECK(got && stream_is(&e, "u") && x.metadata_size == 0);
+  varve_reader_free(rd);
+
+  varve_stream_reader* sr = NULL;
+  CHECK_OK(varve_stream_read(log, S("s"), 2, VARVE_FORWARD, 1, &sr, &err));
+  CHECK_OK(varve_stream_reader_next(sr, &e, &got, &err));
+  CHECK_OK(varve_stream_reader_event_ext(sr, &x, &err));
+  CHECK(got && payload_is(&e, "b") && x.metadata_size == 11);
+  varve_stream_reader_free(sr);
+
+  varve_subscription_options so;
+  varve_subscription_options_init(&so);
+  varve_subscription* sub = NULL;
+  CHECK_OK(varve_subscription_open(log, 0, NULL, &so, &sub, &err));
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK_OK(varve_subscription_event_ext(sub, &x, &err));
+  CHECK(got && md_is(&x, "user", "ada"));
+  varve_subscription_free(sub);
+
+  /* Out of bounds: a reserved key, an empty key, a NULL value with a size. */
+  varve_metadata_entry bad[3][1] = {{{"varve.x", 7, "v", 1}}, {{"", 0, "v", 1}}, {{"k", 1, NULL, 1}}};
+  for (int i = 0; i < 3; ++i) {
+    varve_event_metadata b = {bad[i], 1};
+    CHECK_CODE(VARVE_INVALID_ARGUMENT,
+               varve_append_batch_with_metadata(log, S("s"), varve_expect_any(), ev, &b, 1, NULL, &err));
+  }
+  varve_positions p;
+  CHECK_OK(varve_log_positions(log, &p, &err));
+  CHECK(p.next_sequence == 4);
+  CHECK(!varve_metadata_next(NULL, 10, &at, &it));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_reader_event_ext(NULL, &x, &err));
   CHECK_OK(varve_log_close(log, &err));
 }
 
@@ -1011,6 +1113,7 @@ static const struct test_case g_cases[] = {
     {"read_log", test_read_log},
     {"read_filtered", test_read_filtered},
     {"upcasters", test_upcasters},
+    {"metadata", test_metadata},
     {"read_stream", test_read_stream},
     {"subscribe", test_subscribe},
     {"durability", test_durability},

@@ -168,6 +168,23 @@ typedef struct varve_event_data {
   const varve_id128* causation_id;
 } varve_event_data;
 
+/* Metadata (docs/FORMAT.md 4.1a): a small key/value map per event. Keys are 1
+ * to 255 bytes, distinct, not starting with "varve."; values 0 to 65535 bytes;
+ * at most 64 entries and 4096 encoded bytes (3 per entry plus keys and
+ * values) per event. Bytes are opaque to the library. */
+typedef struct varve_metadata_entry {
+  const char* key;
+  size_t key_size;
+  const void* value;
+  size_t value_size;
+} varve_metadata_entry;
+
+/* One event's metadata, for the *_with_metadata appends. */
+typedef struct varve_event_metadata {
+  const varve_metadata_entry* entries;
+  size_t count;
+} varve_event_metadata;
+
 /* One event read from the log: pointers into the log's mapping, valid until
  * the log is closed. */
 typedef struct varve_event {
@@ -318,6 +335,16 @@ VARVE_API varve_errc varve_append_batch(varve_log* log, varve_stream_id stream,
                                         varve_append_result* result,
                                         varve_error* err) VARVE_C_NOEXCEPT;
 
+/* As varve_append_batch, event i carrying metadata[i] (metadata may be NULL:
+ * no event has any). Entries out of bounds: VARVE_INVALID_ARGUMENT. An
+ * idempotent retry (event ids) also compares the metadata. Writer thread. */
+VARVE_API varve_errc varve_append_batch_with_metadata(varve_log* log, varve_stream_id stream,
+                                                      varve_expected_version expected,
+                                                      const varve_event_data* events,
+                                                      const varve_event_metadata* metadata,
+                                                      size_t count, varve_append_result* result,
+                                                      varve_error* err) VARVE_C_NOEXCEPT;
+
 /* One stream's part of varve_append_multi: its expectation and its events
  * (count 0: a version check only, writing nothing for that stream). */
 typedef struct varve_stream_batch {
@@ -342,6 +369,16 @@ VARVE_API varve_errc varve_append_multi(varve_log* log, const varve_stream_batch
                                         size_t count, varve_append_result* per_stream,
                                         varve_append_result* result,
                                         varve_error* err) VARVE_C_NOEXCEPT;
+
+/* As varve_append_multi, the events of batches[i] carrying metadata[i][k]
+ * (metadata may be NULL, and so may metadata[i]: no metadata there).
+ * Writer thread. */
+VARVE_API varve_errc varve_append_multi_with_metadata(varve_log* log,
+                                                      const varve_stream_batch* batches,
+                                                      const varve_event_metadata* const* metadata,
+                                                      size_t count, varve_append_result* per_stream,
+                                                      varve_append_result* result,
+                                                      varve_error* err) VARVE_C_NOEXCEPT;
 
 /* Blocks until everything before `position` is durable (flushing it itself in
  * durability none and sync). Fails if a sync failed: the log then refuses
@@ -506,6 +543,38 @@ VARVE_API varve_errc varve_subscription_commit(varve_subscription* sub,
                                                varve_error* err) VARVE_C_NOEXCEPT;
 /* NULL: nothing. Once no other call on `sub` runs (a concurrent cancel included). */
 VARVE_API void varve_subscription_free(varve_subscription* sub) VARVE_C_NOEXCEPT;
+
+/* ---- what varve_event has no room for ----------------------------------- */
+
+/* More of the event a reader's last next() returned (zeros before one did):
+ * the schema version its record holds (schema_version in varve_event is the
+ * upcast one when the log has upcasters) and its metadata, encoded
+ * (FORMAT.md 4.1a; walk it with varve_metadata_next). The metadata points
+ * into the log's mapping, valid until the log is closed. */
+typedef struct varve_event_ext {
+  uint16_t stored_schema_version;
+  const void* metadata;
+  size_t metadata_size; /* 0: no metadata */
+} varve_event_ext;
+
+VARVE_API varve_errc varve_reader_event_ext(const varve_reader* reader, varve_event_ext* out,
+                                            varve_error* err) VARVE_C_NOEXCEPT;
+VARVE_API varve_errc varve_stream_reader_event_ext(const varve_stream_reader* reader,
+                                                   varve_event_ext* out,
+                                                   varve_error* err) VARVE_C_NOEXCEPT;
+VARVE_API varve_errc varve_subscription_event_ext(const varve_subscription* sub,
+                                                  varve_event_ext* out,
+                                                  varve_error* err) VARVE_C_NOEXCEPT;
+
+/* Walks encoded metadata: the entry at *cursor (start with 0) into *entry,
+ * *cursor advanced past it: true; false at the end, or where the bytes are
+ * not well-formed metadata (never reads past `size`). */
+VARVE_API bool varve_metadata_next(const void* metadata, size_t size, size_t* cursor,
+                                   varve_metadata_entry* entry) VARVE_C_NOEXCEPT;
+/* The value of `key` in encoded metadata: true and *value / *value_size set. */
+VARVE_API bool varve_metadata_find(const void* metadata, size_t size, const char* key,
+                                   size_t key_size, const void** value,
+                                   size_t* value_size) VARVE_C_NOEXCEPT;
 
 #ifdef __cplusplus
 } /* extern "C" */
