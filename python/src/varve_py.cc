@@ -519,7 +519,12 @@ NB_MODULE(_varve, m) {
     g_errors = d.release().ptr();
   });
 
-  nb::class_<new_event>(m, "EventData")
+  nb::class_<new_event>(m, "EventData",
+                        "An event to append: its type (a name, registered in the log's type "
+                        "registry, or a numeric id), its payload (bytes or str), and optionally "
+                        "its schema version, whether the payload is JSON, a timestamp (ns since "
+                        "the epoch; 0: the log's clock), metadata (a dict of str/bytes), and "
+                        "event, correlation and causation ids (16 bytes or uuid.UUID).")
       .def(
           "__init__",
           [](new_event* self, nb::object type, nb::object data, uint16_t schema_version, bool json,
@@ -541,7 +546,12 @@ NB_MODULE(_varve, m) {
       .def_rw("correlation_id", &new_event::correlation_id)
       .def_rw("causation_id", &new_event::causation_id);
 
-  nb::class_<py_event>(m, "RecordedEvent")
+  nb::class_<py_event>(m, "RecordedEvent",
+                       "An event read from the log, validated (checksum, framing) and copied "
+                       "out: position and sequence in the log, stream and version, type (its "
+                       "name, or None when unregistered) and type_id, schema versions (as read "
+                       "and as stored), payload `data`, `metadata` (dict of str to bytes), ids "
+                       "(16 bytes or None), batch framing and `end` (where a read resumes after it).")
       .def_ro("position", &py_event::position)
       .def_ro("sequence", &py_event::sequence)
       .def_ro("stream", &py_event::stream)
@@ -566,7 +576,11 @@ NB_MODULE(_varve, m) {
             .format(e.sequence, e.stream, e.version, e.type_name.is_none() ? nb::cast(e.type) : e.type_name, e.data);
       });
 
-  nb::class_<py_append_result>(m, "AppendResult")
+  nb::class_<py_append_result>(m, "AppendResult",
+                               "What an append acknowledged: `first` and `end` positions (pass "
+                               "`end` to wait_durable), the first event's sequence, the stream's "
+                               "first and last version written, and `duplicate` (an idempotent "
+                               "retry: nothing was written).")
       .def_ro("first", &py_append_result::first)
       .def_ro("end", &py_append_result::end)
       .def_ro("first_sequence", &py_append_result::first_sequence)
@@ -578,7 +592,9 @@ NB_MODULE(_varve, m) {
             .format(r.first, r.end, r.first_sequence, r.first_version, r.last_version, r.duplicate);
       });
 
-  nb::class_<py_reader>(m, "Reader")
+  nb::class_<py_reader>(m, "Reader",
+                        "An iterator over committed events in log order (EventLog.read); "
+                        "`where` is the position it would continue from.")
       .def("__iter__", [](nb::handle self) { return self; })
       .def("__next__",
            [](py_reader& rd) -> py_event {
@@ -598,7 +614,9 @@ NB_MODULE(_varve, m) {
            })
       .def_prop_ro("where", [](py_reader& rd) { return rd.r.where().value; },
                    "Where the next read starts: just past the last event read");
-  nb::class_<py_stream_reader>(m, "StreamReader")
+  nb::class_<py_stream_reader>(m, "StreamReader",
+                               "An iterator over one stream's events (EventLog.read_stream), as "
+                               "the stream stood when the read began.")
       .def("__iter__", [](nb::handle self) { return self; })
       .def("__next__",
            [](py_stream_reader& rd) -> py_event {
@@ -617,7 +635,8 @@ NB_MODULE(_varve, m) {
       .def_prop_ro("stream_version", [](py_stream_reader& rd) { return rd.r.stream_version_at_start(); },
                    "The stream's version when the read began (0: no such stream)");
 
-  nb::class_<py_subscription>(m, "Subscription")
+  nb::class_<py_subscription>(m, "Subscription",
+                              "The binding's subscription; use varve.Subscription.")
       .def("next", &subscription_next, "timeout"_a.none() = nb::none(),
            "The next event, waiting up to `timeout` seconds for one (None: forever); None if none came")
       .def("__iter__", [](nb::handle self) { return self; })
@@ -651,7 +670,7 @@ NB_MODULE(_varve, m) {
         check(st);
       });
 
-  nb::class_<py_log>(m, "EventLog")
+  nb::class_<py_log>(m, "EventLog", "The binding's log; use varve.EventLog.")
       .def_static("_open", &open_log, "how"_a, "dir"_a, "durability"_a, "segment_bytes"_a,
                   "group_commit_us"_a, "verify_checksums"_a, "upcasters"_a.none())
       .def("append",

@@ -191,3 +191,80 @@ def test_errors_for_missing_and_closed_logs(tmp_path):
     lg.close()
     with pytest.raises(ValueError):
         lg.append("s", EventData("T", b""))
+
+
+def test_threads_append_concurrently_with_expected_versions(log):
+    # Eight threads race for one stream with exact expected versions (the
+    # binding serialises the writer's calls; the GIL is released while they
+    # run): every version is written once, the losers see the actual version.
+    wins: list[int] = []
+    conflicts = 0
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        nonlocal conflicts
+        for _ in range(200):
+            v = log.version_of("hot")
+            try:
+                r = log.append("hot", EventData("T", f"{k}".encode()), expected=v)
+                with lock:
+                    wins.append(r.first_version)
+            except varve.WrongExpectedVersion as e:
+                assert e.actual_version > v
+                with lock:
+                    conflicts += 1
+            log.append(f"own-{k}", EventData("T", b"x"))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == list(range(1, len(wins) + 1))
+    assert len(wins) + conflicts == 8 * 200
+    assert log.version_of("hot") == len(wins)
+    assert all(log.version_of(f"own-{k}") == 200 for k in range(8))
+    assert [e.version for e in log.read_stream("hot")] == list(range(1, len(wins) + 1))
+
+
+def test_upcasters_from_a_json_file(tmp_path):
+    d = str(tmp_path / "log")
+    with varve.EventLog.create(d, segment_bytes=1 << 20) as lg:
+        lg.append("cart", EventData("ItemAdded", b'{"qty":2,"legacy":1}', json=True))
+    up = tmp_path / "up.json"
+    up.write_text('{"upcasters":[{"type":"ItemAdded","from":1,"rename":{"qty":"quantity"},'
+                  '"drop":["legacy"]}]}')
+    with varve.EventLog.open(d, upcasters=str(up)) as lg:
+        e = next(iter(lg.read_stream("cart")))
+        assert (e.data, e.schema_version, e.stored_schema_version) == (b'{"quantity":2}', 2, 1)
+        with pytest.raises(varve.InvalidArgument):  # newer than the type's current version
+            lg.append("cart", EventData("ItemAdded", b"{}", json=True, schema_version=3))
+    up.write_text('{"upcasters":[{"type":"ItemAdded","from":1},{"type":"ItemAdded","from":3}]}')
+    with pytest.raises(varve.InvalidArgument) as info:
+        varve.EventLog.open(d, upcasters=str(up))
+    assert "none from version 2" in str(info.value)
+
+
+def test_a_named_subscription_resumes_where_it_committed(log):
+    for i in range(10):
+        log.append("s", EventData("T", str(i).encode()))
+    sub = log.subscribe(0, name="projector")
+    seen = [sub.next(timeout=1) for _ in range(4)]
+    sub.ack(seen[-1].end)
+    sub.commit()
+    sub.cancel()
+    again = log.subscribe(0, name="projector")
+    assert again.next(timeout=1).data == b"4"
+    with pytest.raises(varve.InvalidArgument):
+        log.subscribe(0).ack(0)  # unnamed
+
+
+def test_read_only_log_refuses_appends_and_follows(log):
+    ro = varve.EventLog.open_read_only(log.dir)
+    assert ro.read_only
+    log.append("s", EventData("T", b"1"))
+    assert [e.data for e in ro.read()] == [b"1"]
+    assert ro.version_of("s") == 1
+    with pytest.raises(varve.ReadOnlyError):
+        ro.append("s", EventData("T", b"2"))
+    ro.close()
