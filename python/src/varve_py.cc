@@ -20,12 +20,14 @@
 
 #include <Python.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "varve/varve.h"
@@ -478,6 +480,140 @@ std::shared_ptr<py_log> open_log(int how, const std::string& dir, const std::str
   return lg;
 }
 
+// ---- rows: caller-chosen fields straight into caller-chosen objects -------
+// read_stream_rows builds cls(*prefix, *fields) per event without an
+// intermediate RecordedEvent: for callers (eventsourcing_varve) whose own row
+// type is what they hand out, half the cost per event.
+struct field_spec {
+  enum kind_t { sequence, number, position, stream, stream_uuid, version, type, type_id, data, timestamp_ns, meta, meta_int } kind;
+  std::string key;  // meta, meta_int
+};
+
+std::vector<field_spec> parse_fields(nb::handle fields) {
+  std::vector<field_spec> out;
+  for (nb::handle h : nb::borrow<nb::sequence>(fields)) {
+    const std::string f = nb::cast<std::string>(h);
+    field_spec fs{field_spec::data, {}};
+    if (f == "sequence") fs.kind = field_spec::sequence;
+    else if (f == "number") fs.kind = field_spec::number;
+    else if (f == "position") fs.kind = field_spec::position;
+    else if (f == "stream_uuid") fs.kind = field_spec::stream_uuid;
+    else if (f == "stream") fs.kind = field_spec::stream;
+    else if (f == "version") fs.kind = field_spec::version;
+    else if (f == "type") fs.kind = field_spec::type;
+    else if (f == "type_id") fs.kind = field_spec::type_id;
+    else if (f == "data") fs.kind = field_spec::data;
+    else if (f == "timestamp_ns") fs.kind = field_spec::timestamp_ns;
+    else if (f.starts_with("meta_int:")) fs = {field_spec::meta_int, f.substr(9)};
+    else if (f.starts_with("meta:")) fs = {field_spec::meta, f.substr(5)};
+    else throw nb::value_error(("unknown field '" + f + "'").c_str());
+    out.push_back(std::move(fs));
+  }
+  return out;
+}
+
+// Per call: type names, and the uuid.UUID of each stream seen (parsing one
+// costs more than reading the event).
+struct row_context {
+  py_log& lg;
+  name_cache names;
+  nb::object uuid_cls;
+  std::unordered_map<std::string, nb::object> uuids;
+  explicit row_context(py_log& l) : lg(l) {}
+  nb::object uuid_of(std::string_view stream) {
+    auto it = uuids.find(std::string(stream));
+    if (it != uuids.end()) return it->second;
+    if (!uuid_cls.is_valid()) uuid_cls = nb::module_::import_("uuid").attr("UUID");
+    nb::object u = uuid_cls(nb::str(stream.data(), stream.size()));
+    if (uuids.size() >= 65536) uuids.clear();
+    uuids.emplace(std::string(stream), u);
+    return u;
+  }
+};
+
+nb::object field_value(const field_spec& f, const varve::event_view& v, row_context& cx) {
+  switch (f.kind) {
+    case field_spec::sequence: return nb::int_(v.sequence.value);
+    case field_spec::number: return nb::int_(v.sequence.value + 1);
+    case field_spec::stream_uuid: return cx.uuid_of(v.stream);
+    case field_spec::position: return nb::int_(v.position.value);
+    case field_spec::stream: return from_stream(v.stream, v.stream_is_integer);
+    case field_spec::version: return nb::int_(v.version);
+    case field_spec::type: return cx.names.get(cx.lg, v.type);
+    case field_spec::type_id: return nb::int_(v.type);
+    case field_spec::data:
+      return nb::bytes(reinterpret_cast<const char*>(v.payload.data()), v.payload.size());
+    case field_spec::timestamp_ns: return nb::int_(v.timestamp_ns);
+    case field_spec::meta:
+    case field_spec::meta_int: {
+      auto m = v.metadata.find(f.key);
+      if (!m) return nb::none();
+      if (f.kind == field_spec::meta) return nb::bytes(m->data(), m->size());
+      // Short decimals (the common case) without an allocation.
+      if (!m->empty() && m->size() <= 18 && std::all_of(m->begin(), m->end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        uint64_t x = 0;
+        for (char c : *m) x = x * 10 + static_cast<uint64_t>(c - '0');
+        return nb::steal(PyLong_FromUnsignedLongLong(x));
+      }
+      PyObject* i = PyLong_FromString(std::string(*m).c_str(), nullptr, 10);
+      if (!i) throw nb::python_error();
+      return nb::steal(i);
+    }
+  }
+  return nb::none();
+}
+
+// Builds one row from the prefix and the event's fields: cls(*values), or,
+// with attribute names, as unpickling does (cls.__new__, then __dict__).
+struct row_builder {
+  nb::handle cls;
+  nb::tuple prefix;
+  std::vector<field_spec> spec;
+  std::vector<nb::str> attr;
+  std::vector<PyObject*> args;
+  std::vector<nb::object> hold;
+  nb::tuple no_args;
+  row_builder(nb::handle c, nb::tuple p, nb::handle fields, nb::handle attr_names)
+      : cls(c), prefix(std::move(p)), spec(parse_fields(fields)) {
+    if (!attr_names.is_none()) {
+      if (!PyType_Check(cls.ptr())) throw nb::type_error("rows by names need a class");
+      for (nb::handle h : nb::borrow<nb::sequence>(attr_names)) {
+        PyObject* o = nb::borrow<nb::str>(h).release().ptr();
+        PyUnicode_InternInPlace(&o);
+        attr.push_back(nb::steal<nb::str>(o));
+      }
+      if (attr.size() != prefix.size() + spec.size())
+        throw nb::value_error("one name per prefix value and field");
+    }
+    args.resize(prefix.size() + spec.size());
+    hold.resize(spec.size());
+    for (size_t i = 0; i < prefix.size(); ++i) args[i] = prefix[i].ptr();
+    no_args = nb::steal<nb::tuple>(PyTuple_New(0));
+  }
+  nb::object make(const varve::event_view& v, row_context& cx) {
+    const size_t n = args.size();
+    for (size_t i = 0; i < spec.size(); ++i) {
+      hold[i] = field_value(spec[i], v, cx);
+      args[prefix.size() + i] = hold[i].ptr();
+    }
+    if (attr.empty()) {
+      PyObject* row = PyObject_Vectorcall(cls.ptr(), args.data(), n, nullptr);
+      if (!row) throw nb::python_error();
+      return nb::steal(row);
+    }
+    auto* t = reinterpret_cast<PyTypeObject*>(cls.ptr());
+    PyObject* row = t->tp_new(t, no_args.ptr(), nullptr);
+    if (!row) throw nb::python_error();
+    nb::object keep = nb::steal(row);
+    PyObject* d = PyObject_GenericGetDict(row, nullptr);
+    if (!d) throw nb::python_error();
+    nb::object dict = nb::steal(d);
+    for (size_t i = 0; i < n; ++i)
+      if (PyDict_SetItem(d, attr[i].ptr(), args[i]) != 0) throw nb::python_error();
+    return keep;
+  }
+};
+
 // Waits on a subscription in slices so that Ctrl-C (a pending signal) and
 // timeouts are honoured; the GIL is released while waiting.
 nb::object subscription_next(py_subscription& s, std::optional<double> timeout_s) {
@@ -872,6 +1008,97 @@ NB_MODULE(_varve, m) {
              return rd;
            },
            "stream"_a, "from_version"_a, "backward"_a, "limit"_a.none())
+      .def("_read_stream_rows",
+           [](std::shared_ptr<py_log> lg, nb::handle stream, uint64_t from, bool backward,
+              std::optional<uint64_t> limit, nb::handle cls, nb::tuple prefix, nb::handle fields,
+              nb::handle attr_names) {
+             stream_key key = to_stream(stream);
+             row_builder rb(cls, std::move(prefix), fields, attr_names);
+             varve::result<varve::stream_reader> r = varve::status(varve::errc::invalid_argument, "");
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg->mu);
+               r = lg->get().read_stream(key.id(), from,
+                                         backward ? varve::read_direction::backward : varve::read_direction::forward,
+                                         limit.value_or(UINT64_MAX));
+             }
+             varve::stream_reader rd = take(std::move(r));
+             row_context cx(*lg);
+             nb::list out;
+             varve::event_view v;
+             while (true) {
+               // Stream reads come from the index and the mapping: no waits
+               // here, so the GIL stays held for the whole call.
+               auto got = rd.next(v);
+               if (!got) raise(got.error(), std::string(key.bytes));
+               if (!got.value()) break;
+               out.append(rb.make(v, cx));
+             }
+             return out;
+           },
+           "stream"_a, "from_version"_a, "backward"_a, "limit"_a.none(), "cls"_a, "prefix"_a,
+           "fields"_a, "names"_a.none())
+      .def("_read_rows",
+           [](std::shared_ptr<py_log> lg, uint64_t from, uint64_t limit, nb::handle cls,
+              nb::tuple prefix, nb::handle fields, nb::handle attr_names, nb::handle types,
+              nb::handle exclude_types, std::optional<uint64_t> until_sequence) {
+             row_builder rb(cls, std::move(prefix), fields, attr_names);
+             // Type names to ids (an unregistered name matches nothing).
+             auto ids_of = [&](nb::handle names_in, std::vector<uint32_t>& out, bool& any_unknown) {
+               for (nb::handle t : nb::borrow<nb::sequence>(names_in)) {
+                 if (!nb::isinstance<nb::str>(t)) {
+                   out.push_back(nb::cast<uint32_t>(t));
+                   continue;
+                 }
+                 const std::string name = nb::cast<std::string>(t);
+                 std::optional<uint32_t> id;
+                 {
+                   nb::gil_scoped_release rel;
+                   std::lock_guard lock(lg->mu);
+                   nb::gil_scoped_acquire gil;
+                   id = lg->find_type(name);
+                 }
+                 if (id) out.push_back(*id);
+                 else any_unknown = true;
+               }
+             };
+             std::vector<uint32_t> want, skip;
+             bool unknown = false, unused = false;
+             const bool filtered = !types.is_none() && nb::len(types) > 0;
+             if (filtered) ids_of(types, want, unknown);
+             if (!exclude_types.is_none()) ids_of(exclude_types, skip, unused);
+             nb::list out;
+             varve::log_reader rd = lg->get().read(varve::position{from});
+             row_context cx(*lg);
+             std::optional<uint64_t> next_seq;
+             uint64_t resume = from;  // just past the last event consumed
+             varve::event_view v;
+             if (!(filtered && want.empty())) {
+               // The GIL stays held: releasing it per event would cost more
+               // than the event (a page not in memory blocks other threads
+               // for one disk read).
+               while (out.size() < limit) {
+                 auto got = rd.next(v);
+                 if (!got) raise(got.error());
+                 if (!got.value()) break;
+                 if (until_sequence && v.sequence.value > *until_sequence) break;
+                 next_seq = v.sequence.value + 1;
+                 resume = v.position.value + v.record_bytes;
+                 const uint32_t ty = v.type;
+                 if (std::find(skip.begin(), skip.end(), ty) != skip.end()) continue;
+                 if (filtered && std::find(want.begin(), want.end(), ty) == want.end()) continue;
+                 out.append(rb.make(v, cx));
+               }
+             } else {
+               // No wanted type is registered: nothing matches (the reader
+               // is not walked at all).
+               next_seq = std::nullopt;
+             }
+             nb::object ns = next_seq ? nb::object(nb::int_(*next_seq)) : nb::none();
+             return nb::make_tuple(out, resume, ns);
+           },
+           "from_position"_a, "limit"_a, "cls"_a, "prefix"_a, "fields"_a, "names"_a.none(),
+           "types"_a.none(), "exclude_types"_a.none(), "until_sequence"_a.none())
       .def("_subscribe",
            [](std::shared_ptr<py_log> lg, uint64_t from, nb::handle types, nb::handle streams,
               nb::handle prefixes, std::optional<std::string> name, double spin_us) {

@@ -268,3 +268,51 @@ def test_read_only_log_refuses_appends_and_follows(log):
     with pytest.raises(varve.ReadOnlyError):
         ro.append("s", EventData("T", b"2"))
     ro.close()
+
+
+def test_rows_of_the_callers_own_type(log):
+    from collections import namedtuple
+
+    Row = namedtuple("Row", "owner version seq type data v note")
+    for i in range(1, 6):
+        log.append("s", EventData("T", f"p{i}".encode(), metadata={"v": str(10 * i)}))
+    rows = log.read_stream_rows("s", Row, ["version", "sequence", "type", "data", "meta_int:v", "meta:absent"],
+                                2, prefix=("me",), limit=3)
+    assert rows == [Row("me", 2, 1, "T", b"p2", 20, None), Row("me", 3, 2, "T", b"p3", 30, None),
+                    Row("me", 4, 3, "T", b"p4", 40, None)]
+    back = log.read_stream_rows("s", lambda *a: a, ["version"], backward=True)
+    assert back == [(5,), (4,), (3,), (2,), (1,)]
+
+    class Plain:
+        def __init__(self) -> None:
+            raise AssertionError("not called")
+
+    made = log.read_stream_rows("s", Plain, ["version", "data"], 5, prefix=("me",),
+                                names=("owner", "version", "data"))
+    assert len(made) == 1 and vars(made[0]) == {"owner": "me", "version": 5, "data": b"p5"}
+    with pytest.raises(ValueError):
+        log.read_stream_rows("s", Plain, ["version"], names=("a", "b"))
+    with pytest.raises(ValueError):
+        log.read_stream_rows("s", tuple, ["no-such-field"])
+    log.append("t", EventData("T", b"", metadata={"v": "not a number"}))
+    with pytest.raises(ValueError):
+        log.read_stream_rows("t", lambda *a: a, ["meta_int:v"])
+    assert log.read_stream_rows("absent", tuple, ["version"]) == []
+
+
+def test_read_rows_filters_stops_and_resumes(log):
+    ids = [uuid.uuid4() for _ in range(3)]
+    for i in range(12):
+        t = "Skip" if i % 4 == 3 else ("A" if i % 2 == 0 else "B")
+        log.append(str(ids[i % 3]), EventData(t, str(i).encode(), metadata={"n": str(i)}))
+    mk = lambda *a: a  # noqa: E731
+    rows, resume, nxt = log.read_rows(0, mk, ["number", "stream_uuid", "meta_int:n", "data"], limit=4,
+                                      exclude_types=["Skip"])
+    assert [r[0] for r in rows] == [1, 2, 3, 5]
+    assert rows[0][1] == ids[0] and rows[1][1] == ids[1] and rows[3][2] == 4
+    assert nxt == 5 and resume == log.position_of(5)
+    rows, resume, nxt = log.read_rows(resume, mk, ["number"], limit=100, types=["A"], until_sequence=9)
+    assert [r[0] for r in rows] == [7, 9]  # numbers of A events with sequence <= 9 after #5
+    assert nxt == 10
+    rows, _, nxt = log.read_rows(0, mk, ["number"], limit=10, types=["NotRegistered"])
+    assert rows == [] and nxt is None

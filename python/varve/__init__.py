@@ -277,6 +277,42 @@ class EventLog:
             from_version = LATEST if backward else 1
         return self._impl._read_stream(stream, from_version, backward, limit)
 
+    def read_stream_rows(self, stream: StreamId, cls: Any, fields: Sequence[str],
+                         from_version: int | None = None, *, prefix: tuple[Any, ...] = (),
+                         backward: bool = False, limit: int | None = None,
+                         names: Sequence[str] | None = None) -> list[Any]:
+        """One stream's events as rows of the caller's own type: a list of
+        ``cls(*prefix, *values)``, the values the event's ``fields`` in order:
+        ``sequence``, ``position``, ``stream``, ``version``, ``type``, ``type_id``,
+        ``data``, ``timestamp_ns``, ``meta:KEY`` (bytes or None) or ``meta_int:KEY``
+        (the value parsed as a decimal int, or None). No RecordedEvent is made:
+        for an application's own event objects, about half the cost per event.
+        With ``names`` (one attribute name per prefix value and field) each row
+        is made as unpickling makes an object: ``cls.__new__(cls)``, then its
+        ``__dict__`` filled, without calling ``__init__`` (for plain classes
+        and dataclasses whose ``__init__`` only stores its arguments)."""
+        if from_version is None:
+            from_version = LATEST if backward else 1
+        return self._impl._read_stream_rows(stream, from_version, backward, limit, cls,
+                                            tuple(prefix), tuple(fields),
+                                            None if names is None else tuple(names))
+
+    def read_rows(self, from_position: int, cls: Any, fields: Sequence[str], *, limit: int,
+                  prefix: tuple[Any, ...] = (), names: Sequence[str] | None = None,
+                  types: Sequence[str | int] | None = None,
+                  exclude_types: Sequence[str | int] | None = None,
+                  until_sequence: int | None = None) -> tuple[list[Any], int, int | None]:
+        """Up to ``limit`` committed events from ``from_position`` as rows of the
+        caller's own type (see ``read_stream_rows``; fields also ``number``, the
+        sequence + 1, and ``stream_uuid``, the stream's text as a uuid.UUID),
+        skipping ``exclude_types``, keeping only ``types`` when given, stopping
+        before the first event whose sequence passes ``until_sequence``.
+        Returns (rows, the position just past the last event consumed, that
+        event's sequence + 1 or None): pass them back to continue."""
+        return self._impl._read_rows(from_position, limit, cls, tuple(prefix), tuple(fields),
+                                     None if names is None else tuple(names), types,
+                                     exclude_types, until_sequence)
+
     def subscribe(self, from_position: int = 0, *, types: Sequence[str | int] | None = None,
                   streams: Sequence[StreamId] | None = None,
                   prefixes: Sequence[str | bytes] | None = None, name: str | None = None,
