@@ -1,4 +1,5 @@
 #include "engine/background.h"
+#include "engine/chain.h"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -423,6 +424,10 @@ status background::do_seal(const seal_job& job, bool more_queued) {
     if (c_.observer && s.code() != errc::cancelled)
       c_.observer->on_truncated(job.seg->path(), 0, 0, "segment index not written: " + s.to_string());
   }
+  if (c_.chain) {
+    if (status s = extend_chain(job.seg->index()); !s && c_.observer && s.code() != errc::cancelled)
+      c_.observer->on_truncated(job.seg->path(), 0, 0, "chain entry not written: " + s.to_string());
+  }
   if (c_.checkpointed_segment != ~uint64_t{0} && job.seg->index() <= c_.checkpointed_segment)
     return {};  // already covered by a checkpoint on disk
   if (status s = checkpoint(*job.seg, !more_queued); !s) {
@@ -430,6 +435,38 @@ status background::do_seal(const seal_job& job, bool more_queued) {
     if (c_.observer)
       c_.observer->on_truncated(job.seg->path(), 0, 0,
                                 "head-table checkpoint not written: " + s.to_string());
+  }
+  return {};
+}
+
+status background::extend_chain(uint64_t sealed) {
+  if (!chain_loaded_) {
+    auto got = chain::read(*c_.fs, c_.id.dir, c_.id.log_id);
+    if (!got) return got.error();
+    chain_loaded_ = true;
+    chain_end_ = got.value().end;
+    chain_has_entries_ = !got.value().entries.empty();
+    if (chain_has_entries_) {
+      chain_last_ = got.value().entries.back().segment_index;
+      chain_prev_ = got.value().entries.back().hash;
+    }
+  }
+  if (chain_has_entries_ && chain_last_ >= sealed) return {};  // chained before (a reopen's reseal)
+  // A new chain starts at this seal; an existing one first catches up on the
+  // segments a crash sealed without their entry (sealed, so immutable).
+  for (uint64_t k = chain_has_entries_ ? chain_last_ + 1 : sealed; k <= sealed; ++k) {
+    if (closing_.load(std::memory_order_relaxed) && k < sealed) return status(errc::cancelled, "closing");
+    auto seg = c_.table->get(k);
+    if (!seg) return seg.error();
+    const chain::digest d = chain::compute(*seg.value(), c_.id.log_id, chain_has_entries_ ? chain_prev_ : chain::digest{});
+    if (status s = chain::append(*c_.fs, c_.id.dir, chain_end_, {k, d}); !s) {
+      chain_loaded_ = false;  // re-read the file next time
+      return s;
+    }
+    chain_end_ += chain::kEntrySize;
+    chain_has_entries_ = true;
+    chain_last_ = k;
+    chain_prev_ = d;
   }
   return {};
 }

@@ -61,6 +61,9 @@ class background {
     durability_tracker* durable;
     // Where the roll-over and seal counters go (ctl_counter).
     control_block* ctl;
+    // The log has a tamper-evident chain (DIR/chain, engine/chain.h): each
+    // seal appends its segment's digest.
+    bool chain = false;
   };
   explicit background(config c);
   ~background();  // finishes queued seals, then stops; removes unused prepared segments
@@ -100,6 +103,10 @@ class background {
   void run_prepare();
   void run_seal();
   status do_seal(const seal_job& job, bool more_queued);
+  // Appends the chain entries up to segment `sealed` (those a crash left out
+  // first); derived from sealed bytes, so a failure is reported and retried
+  // at the next seal.
+  status extend_chain(uint64_t sealed);
   status checkpoint(segment& sealed, bool write_file);
   status index_segment(const segment& sealed);
   void rebuild_damaged_indexes();
@@ -108,6 +115,12 @@ class background {
   std::chrono::milliseconds idle_sleep(std::chrono::steady_clock::time_point last_work) const;
 
   config c_;
+  // The chain as this thread last wrote it (sealer thread only).
+  bool chain_loaded_ = false;
+  bool chain_has_entries_ = false;
+  uint64_t chain_end_ = 0;
+  uint64_t chain_last_ = 0;
+  std::array<uint8_t, 32> chain_prev_{};
   std::atomic<bool> stop_{false};
   std::atomic<bool> closing_{false};  // an index pass over a large log stops early
 

@@ -9,6 +9,7 @@
 #include "base/log_files.h"
 #include "engine/log_access.h"
 #include "engine/append_path.h"
+#include "engine/chain.h"
 #include "engine/log_state.h"
 #include "base/meta_file.h"
 #include "engine/recovery.h"
@@ -204,11 +205,14 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
       *s->shared, durability_tracker::config{end, durable_at_open, dirty_first, dirty_last, sync_now});
   s->durable->start(s->opts.mode, s->opts.group_commit_interval, s->opts.group_commit_bytes);
 
+  if (s->opts.tamper_evident_chain)
+    if (status st = chain::create(*s->fs, s->dir, s->meta.log_id); !st) return st;
+  const bool has_chain = s->fs->exists(log_files::join(s->dir, chain::kFileName));
   s->bg = std::make_unique<background>(background::config{
       s->fs, s->shared->segments.identity(), &s->shared->segments, s->opts.mode,
       s->opts.prepare_next_segment ? std::max<uint32_t>(1, s->opts.prepare_ahead) : 0u, s->observer,
       s->checkpointed_segment, s->first_segment, &s->shared->indexes, s->durable.get(),
-      s->shared->ctl.get()});
+      s->shared->ctl.get(), has_chain});
   s->shared->indexes.set_observer(s->observer);
   s->shared->indexes.set_sealed_end(s->active->index());
   // Index files of sealed segments: checked, and rebuilt where missing or

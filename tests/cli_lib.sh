@@ -28,6 +28,7 @@ input() { cat >"$TMP/in"; }
 rc_is() { [ "$rc" -eq "$1" ]; }
 rc_nonzero() { [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ]; }  # failed, but did not crash
 err_has() { grep -q -- "$1" "$TMP/err"; }
+out_has() { grep -q -- "$1" "$TMP/out"; }
 # One clear line, prefixed, as every error should be.
 err_clear() { [ "$(wc -l <"$TMP/err")" -ge 1 ] && head -1 "$TMP/err" | grep -q '^varve: '; }
 out_lines() { [ "$(grep -c . "$TMP/out")" -eq "$1" ]; }

@@ -247,6 +247,35 @@ run read "$D"
 expect "read of a corrupted record fails with exit 4, without crashing" rc_is 4
 expect "  ... with a clear error" err_clear
 
+# --- the tamper-evident chain ----------------------------------------------------
+C="$TMP/chained"
+run create "$C" --segment-size 64K --chain --json
+expect "create --chain" py 'out[0]["chain"] is True'
+python3 -c 'import json
+for i in range(600): print(json.dumps({"stream": "c-%d" % (i % 7), "type": "T", "data": {"i": i, "pad": "x" * 200}}))' >"$TMP/in"
+run append "$C"
+expect "appends that seal segments" rc_is 0
+run verify "$C" --chain
+expect "verify --chain passes" rc_is 0
+expect "  ... and prints the head" out_has 'head '
+run verify "$C" --chain --json
+expect "verify --chain --json: entries from segment 0" py 'out[0]["intact"] and out[0]["entries"] >= 2 and out[0]["first_segment"] == 0 and len(out[0]["head"]) == 64'
+cp "$TMP/out" "$TMP/expected"
+run stat "$C" --json
+expect "stat --json carries the chain head" py 'out[0]["chain"]["head"] == expected[0]["head"]'
+rm -f "$TMP/expected"
+run stat "$C"
+expect "stat prints the chain head" out_has 'chain head'
+# Any byte of a chained segment changed: verify --chain fails, naming it.
+CSEG="$C/00000000000000000001.seg"
+printf 'X' | dd of="$CSEG" bs=1 seek=$((64 * 1024 - 200)) conv=notrunc status=none
+run verify "$C" --chain
+expect "verify --chain fails an edited segment with exit 4" rc_is 4
+expect "  ... naming it" err_has '00000000000000000001.seg'
+run verify "$D" --chain
+expect "verify --chain of a log without a chain fails clearly" rc_nonzero
+expect "  ... saying so" err_has 'no chain'
+
 # --- what is not a log -------------------------------------------------------------
 mkdir -p "$TMP/notalog"
 echo hello >"$TMP/notalog/readme.txt"

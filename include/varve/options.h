@@ -107,6 +107,13 @@ struct log_options {
   uint64_t expected_streams = 0;
   // Verify each record's checksum as readers yield it.
   bool verify_checksums = true;
+  // Tamper evidence (docs/DESIGN.md): keep DIR/chain, a BLAKE2b-256 digest of
+  // each sealed segment chained to the previous one, appended by the sealer
+  // (about 100 ms of its CPU per 64 MiB segment). Set once, a log keeps its
+  // chain: every later open extends it, with or without this flag. A chain
+  // started on an existing log covers the segments sealed from then on.
+  // verify_chain (varve/admin.h) checks it and gives the head to anchor.
+  bool tamper_evident_chain = false;
   std::shared_ptr<file_system> fs = nullptr;  // null = posix_file_system()
   // Clock for event timestamps when the caller gives none (ns since the epoch).
   std::function<uint64_t()> clock = nullptr;  // null = CLOCK_REALTIME

@@ -47,10 +47,48 @@ std::string segment_range(uint64_t first, uint64_t count) {
 struct verify_args {
   std::string dir;
   bool json = false;
+  bool chain = false;
 };
+
+// `varve verify --chain`: every chained segment hashed again and compared.
+int cmd_verify_chain(const verify_args& a) {
+  progress_line progress(100ms, 100ms);
+  auto rep = verify_chain(a.dir, [&progress](uint64_t done, uint64_t total) {
+    if (!progress.due()) return;
+    char text[96];
+    std::snprintf(text, sizeof text, "hashing: segment %" PRIu64 " of %" PRIu64, done, total);
+    progress.show(text);
+  });
+  progress.clear();
+  if (!rep && rep.error().code() == errc::corruption) return fail(rep.error(), kExitCorrupt);
+  if (!rep) return fail_open(rep.error(), a.dir);
+  const chain_report& r = rep.value();
+  const bool intact = r.first_problem.ok();
+  if (a.json) {
+    ojson j;
+    j["intact"] = intact;
+    j["entries"] = r.entries;
+    j["first_segment"] = r.entries ? ojson(r.first_segment) : ojson();
+    j["last_segment"] = r.entries ? ojson(r.last_segment) : ojson();
+    j["head"] = r.entries ? ojson(r.head) : ojson();
+    j["sealed_after"] = r.sealed_after;
+    if (!intact) j["problem"] = r.first_problem.to_string();
+    print_json(j);
+  } else if (intact) {
+    std::string line = "chain intact: " + std::to_string(r.entries) + " segments hashed";
+    if (r.entries) line += " (" + segment_range(r.first_segment, r.entries) + ")";
+    if (r.sealed_after) line += ", " + std::to_string(r.sealed_after) + " sealed after it not chained yet";
+    std::printf("%s\n", line.c_str());
+    if (r.entries) std::printf("head %s (segment %" PRIu64 ")\n", r.head.c_str(), r.last_segment);
+  } else {
+    std::printf("chain NOT intact\n");
+  }
+  return intact ? kExitOk : fail(r.first_problem, kExitCorrupt);
+}
 
 int cmd_verify(const verify_args& a) {
   if (auto rc = check_dir(a.dir)) return *rc;
+  if (a.chain) return cmd_verify_chain(a);
   progress_line progress(100ms, 100ms);
   auto rep = checked(verify_log(a.dir, [&progress](uint64_t done, uint64_t total) {
     if (!progress.due()) return;
@@ -194,6 +232,10 @@ int cmd_stat(const stat_args& a) {
   const uint64_t tail_segments = t.segments - t.sealed_segments;
   auto metrics = read_metrics(a.dir, {.consumers = false, .disk = false});
   if (!metrics) return fail_open(metrics.error(), a.dir);
+  // The chain's head as recorded (hashing nothing; `varve verify --chain` does).
+  std::optional<chain_report> chain;
+  if (auto c = read_chain(a.dir)) chain = c.value();
+  else if (c.error().code() != errc::not_found) return fail(c.error(), kExitCorrupt);
 
   if (a.json) {
     auto pos = [](position p) { return p.is_none() ? ojson() : ojson(p.value); };
@@ -211,6 +253,13 @@ int cmd_stat(const stat_args& a) {
     j["tail_events_checked"] = t.events;
     if (!intact) j["problem"] = t.first_problem.to_string();
     j["session"] = session_json(metrics.value());
+    if (chain) {
+      ojson c;
+      c["entries"] = chain->entries;
+      c["last_segment"] = chain->entries ? ojson(chain->last_segment) : ojson();
+      c["head"] = chain->entries ? ojson(chain->head) : ojson();
+      j["chain"] = c;
+    }
     print_json(j);
     return intact ? kExitOk : fail(t.first_problem, kExitCorrupt);
   }
@@ -239,6 +288,11 @@ int cmd_stat(const stat_args& a) {
                 tail_segments ? segment_range(t.first_checked, tail_segments).c_str() : "none", t.events);
   else
     std::printf("checked        NOT intact (see below; `varve verify` reads everything)\n");
+  if (chain && chain->entries)
+    std::printf("chain head     %s (segment %" PRIu64 ", %" PRIu64 " segments chained)\n", chain->head.c_str(),
+                chain->last_segment, chain->entries);
+  else if (chain)
+    std::printf("chain head     none yet (no segment sealed since the chain began)\n");
   print_session(metrics.value());
   return intact ? kExitOk : fail(t.first_problem, kExitCorrupt);
 }
@@ -379,6 +433,9 @@ void add_verify(CLI::App& app, command_list& out) {
   auto a = std::make_shared<verify_args>();
   auto* vf = app.add_subcommand("verify", "Check every record and footer; exit 4 if not intact");
   vf->add_option("DIR", a->dir, "Log directory")->required();
+  vf->add_flag("--chain", a->chain,
+               "Check the tamper-evident chain instead: hash every chained segment again and print "
+               "the head (exit 4 if a segment does not match)");
   add_json_flag(*vf, a->json, "Print the report as JSON");
   out.push_back({vf, [a] { return cmd_verify(*a); }});
 }
