@@ -406,6 +406,38 @@ struct py_subscription {
   std::mutex mu;
 };
 
+// One step of a reader (of the log or of a stream), the GIL released while
+// it reads; StopIteration at the end.
+template <class Reader>
+py_event next_event(Reader& rd) {
+  if (rd.lg->closed) throw nb::value_error("the log is closed");
+  varve::event_view v;
+  varve::result<bool> got = false;
+  {
+    nb::gil_scoped_release rel;
+    std::lock_guard lock(rd.mu);
+    got = rd.r.next(v);
+  }
+  if (!got) raise(got.error());
+  if (!got.value()) throw nb::stop_iteration();
+  return to_py(v, *rd.lg, rd.names);
+}
+
+// A stream reader, opened under the log's writer mutex (read_stream looks up
+// the stream's head in the writer's table).
+varve::stream_reader open_stream(py_log& lg, const stream_key& key, uint64_t from, bool backward,
+                                 std::optional<uint64_t> limit) {
+  varve::result<varve::stream_reader> r = varve::status(varve::errc::invalid_argument, "");
+  {
+    nb::gil_scoped_release rel;
+    std::lock_guard lock(lg.mu);
+    r = lg.get().read_stream(key.id(), from,
+                             backward ? varve::read_direction::backward : varve::read_direction::forward,
+                             limit.value_or(UINT64_MAX));
+  }
+  return take(std::move(r));
+}
+
 varve::event_filter make_filter(py_log& lg, nb::handle types, nb::handle streams,
                                 nb::handle prefixes, nb::handle correlation_ids) {
   varve::event_filter f;
@@ -735,18 +767,9 @@ NB_MODULE(_varve, m) {
       .def("__next__",
            [](py_reader& rd) -> py_event {
              if (rd.remaining && *rd.remaining == 0) throw nb::stop_iteration();
-             if (rd.lg->closed) throw nb::value_error("the log is closed");
-             varve::event_view v;
-             varve::result<bool> got = false;
-             {
-               nb::gil_scoped_release rel;
-               std::lock_guard lock(rd.mu);
-               got = rd.r.next(v);
-             }
-             if (!got) raise(got.error());
-             if (!got.value()) throw nb::stop_iteration();
+             py_event e = next_event(rd);
              if (rd.remaining) --*rd.remaining;
-             return to_py(v, *rd.lg, rd.names);
+             return e;
            })
       .def_prop_ro("where", [](py_reader& rd) { return rd.r.where().value; },
                    "Where the next read starts: just past the last event read");
@@ -754,20 +777,7 @@ NB_MODULE(_varve, m) {
                                "An iterator over one stream's events (EventLog.read_stream), as "
                                "the stream stood when the read began.")
       .def("__iter__", [](nb::handle self) { return self; })
-      .def("__next__",
-           [](py_stream_reader& rd) -> py_event {
-             if (rd.lg->closed) throw nb::value_error("the log is closed");
-             varve::event_view v;
-             varve::result<bool> got = false;
-             {
-               nb::gil_scoped_release rel;
-               std::lock_guard lock(rd.mu);
-               got = rd.r.next(v);
-             }
-             if (!got) raise(got.error());
-             if (!got.value()) throw nb::stop_iteration();
-             return to_py(v, *rd.lg, rd.names);
-           })
+      .def("__next__", [](py_stream_reader& rd) { return next_event(rd); })
       .def_prop_ro("stream_version", [](py_stream_reader& rd) { return rd.r.stream_version_at_start(); },
                    "The stream's version when the read began (0: no such stream)");
 
@@ -996,15 +1006,7 @@ NB_MODULE(_varve, m) {
              stream_key key = to_stream(stream);
              auto rd = std::make_unique<py_stream_reader>();
              rd->lg = lg;
-             varve::result<varve::stream_reader> r = varve::status(varve::errc::invalid_argument, "");
-             {
-               nb::gil_scoped_release rel;
-               std::lock_guard lock(lg->mu);
-               r = lg->get().read_stream(key.id(), from,
-                                         backward ? varve::read_direction::backward : varve::read_direction::forward,
-                                         limit.value_or(UINT64_MAX));
-             }
-             rd->r = take(std::move(r));
+             rd->r = open_stream(*lg, key, from, backward, limit);
              return rd;
            },
            "stream"_a, "from_version"_a, "backward"_a, "limit"_a.none())
@@ -1014,15 +1016,7 @@ NB_MODULE(_varve, m) {
               nb::handle attr_names) {
              stream_key key = to_stream(stream);
              row_builder rb(cls, std::move(prefix), fields, attr_names);
-             varve::result<varve::stream_reader> r = varve::status(varve::errc::invalid_argument, "");
-             {
-               nb::gil_scoped_release rel;
-               std::lock_guard lock(lg->mu);
-               r = lg->get().read_stream(key.id(), from,
-                                         backward ? varve::read_direction::backward : varve::read_direction::forward,
-                                         limit.value_or(UINT64_MAX));
-             }
-             varve::stream_reader rd = take(std::move(r));
+             varve::stream_reader rd = open_stream(*lg, key, from, backward, limit);
              row_context cx(*lg);
              nb::list out;
              varve::event_view v;
