@@ -23,8 +23,10 @@ Select it with ``PERSISTENCE_MODULE=eventsourcing_varve`` and a directory in
   events survive a power loss, concurrent inserts sharing a sync), ``sync``,
   or ``none`` (page cache only: survives a crash of the process, not a
   power loss).
-- Snapshots (``aggregate_recorder("snapshots")``) live in a second log,
-  ``VARVE_DIR/snapshots``; the events in ``VARVE_DIR/events``.
+- Each application has its own logs, named after it: its events in
+  ``VARVE_DIR/<Application>/events``, its snapshots
+  (``aggregate_recorder("snapshots")``) in ``VARVE_DIR/<Application>/snapshots``
+  (without an application name: ``VARVE_DIR/events`` and ``VARVE_DIR/snapshots``).
 
 One process writes a directory at a time (varve's writer lock); every
 recorder of that process shares one open log per directory.
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -188,10 +191,27 @@ class VarveDatastore:
 
 
 class VarveRecorder:
+    """A recorder owns one reference to its datastore (VarveDatastore.acquire):
+    close() (or the recorder's end) gives it back; the log closes with the
+    last one. So a recorder outlives the factory that made it, as the
+    library's projection runners expect."""
+
     def __init__(self, datastore: VarveDatastore, originator_id_type: str = "uuid") -> None:
         self.datastore = datastore
         self.originator_id_type = originator_id_type
         self._uuids: dict[str, UUID] = {}  # parsed stream names (parsing costs more than reading)
+        self._released = False
+
+    def close(self) -> None:
+        if not self._released:
+            self._released = True
+            self.datastore.release()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 (interpreter shutdown)
+            pass
 
     def _key(self, originator_id: UUID | str) -> str:
         return str(originator_id)
@@ -451,20 +471,25 @@ class VarveFactory(InfrastructureFactory[VarveTrackingRecorder]):
             msg = f"{self.ORIGINATOR_ID_TYPE} is uuid or text, not {self.originator_id_type!r}"
             raise EnvironmentError(msg)
         self.segment_bytes = int(self.env.get(self.VARVE_SEGMENT_BYTES) or 0)
-        self._datastores: list[VarveDatastore] = []
+        self._recorders: weakref.WeakSet[VarveRecorder] = weakref.WeakSet()
         self._closed = False
 
     def _datastore(self, purpose: str) -> VarveDatastore:
-        ds = VarveDatastore.acquire(os.path.join(self.base_dir, purpose), self.durability,
-                                    self.segment_bytes)
-        self._datastores.append(ds)
-        return ds
+        # Each application (the environment's name) has logs of its own:
+        # applications sharing VARVE_DIR (a system, a projection beside the
+        # application it follows) must not read each other's events as theirs.
+        parts = [self.base_dir] + ([self.env.name] if self.env.name else []) + [purpose]
+        return VarveDatastore.acquire(os.path.join(*parts), self.durability, self.segment_bytes)
+
+    def _made(self, r: Any) -> Any:
+        self._recorders.add(r)
+        return r
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
-        return VarveAggregateRecorder(self._datastore(purpose), self.originator_id_type)
+        return self._made(VarveAggregateRecorder(self._datastore(purpose), self.originator_id_type))
 
     def application_recorder(self) -> ApplicationRecorder:
-        return VarveApplicationRecorder(self._datastore("events"), self.originator_id_type)
+        return self._made(VarveApplicationRecorder(self._datastore("events"), self.originator_id_type))
 
     def tracking_recorder(self, tracking_recorder_class: type[VarveTrackingRecorder] | None = None) -> VarveTrackingRecorder:
         if tracking_recorder_class is None:
@@ -472,25 +497,20 @@ class VarveFactory(InfrastructureFactory[VarveTrackingRecorder]):
             tracking_recorder_class = resolve_topic(topic) if topic else VarveTrackingRecorder
         assert tracking_recorder_class is not None
         assert issubclass(tracking_recorder_class, VarveTrackingRecorder)
-        return tracking_recorder_class(self._datastore("events"), self.originator_id_type)
+        return self._made(tracking_recorder_class(self._datastore("events"), self.originator_id_type))
 
     def process_recorder(self) -> ProcessRecorder:
-        return VarveProcessRecorder(self._datastore("events"), self.originator_id_type)
+        return self._made(VarveProcessRecorder(self._datastore("events"), self.originator_id_type))
 
     def close(self) -> None:
+        """Closes the recorders this factory made (a log closes with its last
+        recorder). Dropping the factory without close() leaves them open."""
         if self._closed:
             return
         self._closed = True
-        for ds in self._datastores:
-            ds.release()
-        self._datastores.clear()
+        for r in list(self._recorders):
+            r.close()
         super().close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 (interpreter shutdown)
-            pass
 
 
 Factory = VarveFactory

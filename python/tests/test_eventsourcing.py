@@ -44,19 +44,20 @@ class _VarveDirs:
 
     def setUp(self) -> None:
         self.varve_tmp = tempfile.mkdtemp(prefix="varve-es-")
-        self.varve_stores: list[VarveDatastore] = []
+        self.varve_recorders: list[Any] = []
         super().setUp()  # type: ignore[misc]
 
     def tearDown(self) -> None:
         super().tearDown()  # type: ignore[misc]
-        for ds in self.varve_stores:
-            ds.release()
+        for r in self.varve_recorders:
+            r.close()
         shutil.rmtree(self.varve_tmp, ignore_errors=True)
 
     def varve_recorder(self, cls: type[Any], purpose: str = "events") -> Any:
         ds = VarveDatastore.acquire(os.path.join(self.varve_tmp, purpose), "group", SEGMENT_BYTES)
-        self.varve_stores.append(ds)
-        return cls(ds)
+        r = cls(ds)
+        self.varve_recorders.append(r)
+        return r
 
 
 class TestVarveAggregateRecorder(_VarveDirs, AggregateRecorderTestCase):
@@ -161,3 +162,76 @@ del ProcessRecorderTestCase
 del InfrastructureFactoryTestCase
 del NonInterleavingNotificationIDsBaseCase
 del ExampleApplicationTestCase
+
+
+# --- projections: the library's projection test cases, with a materialised
+# view kept in a varve log (each counter a stream, each increment one atomic
+# append of the counter's event and the tracking record it accounts for).
+
+from eventsourcing.persistence import StoredEvent, Tracking  # noqa: E402
+from eventsourcing.tests.projection import (  # noqa: E402
+    AggregateEventCountersProjectionTestCase,
+    EventCountersViewTestCase,
+    EventSourcedProjectionTestCase,
+)
+from eventsourcing.tests.projection import EventCountersView  # noqa: E402
+
+
+class VarveEventCounters(VarveTrackingRecorder, EventCountersView):
+    CREATED = "counter-created"
+    SUBSEQUENT = "counter-subsequent"
+
+    def _count(self, counter: str) -> int:
+        return self.datastore.log.version_of(counter)
+
+    def _increment(self, counter: str, tracking: Tracking) -> None:
+        with self.datastore.lock:
+            n = self._count(counter)
+            self._insert([StoredEvent(counter, n + 1, "CounterIncremented", b"")], tracking)
+
+    def get_created_event_counter(self) -> int:
+        return self._count(self.CREATED)
+
+    def get_subsequent_event_counter(self) -> int:
+        return self._count(self.SUBSEQUENT)
+
+    def incr_created_event_counter(self, tracking: Tracking) -> None:
+        self._increment(self.CREATED, tracking)
+
+    def incr_subsequent_event_counter(self, tracking: Tracking) -> None:
+        self._increment(self.SUBSEQUENT, tracking)
+
+
+class _VarveEnv:
+    """The projection runners build their factories from `env`."""
+
+    def setUp(self) -> None:
+        self.varve_tmp = tempfile.mkdtemp(prefix="varve-es-")
+        self.env = {
+            "PERSISTENCE_MODULE": "eventsourcing_varve",
+            "VARVE_DIR": self.varve_tmp,
+            "VARVE_SEGMENT_BYTES": str(SEGMENT_BYTES),
+        }
+        super().setUp()  # type: ignore[misc]
+
+    def tearDown(self) -> None:
+        super().tearDown()  # type: ignore[misc]
+        shutil.rmtree(self.varve_tmp, ignore_errors=True)
+
+
+class TestVarveEventCountersView(_VarveDirs, EventCountersViewTestCase):
+    def construct_event_counters_view(self) -> EventCountersView:
+        return self.varve_recorder(VarveEventCounters)
+
+
+class TestVarveAggregateEventCountersProjection(_VarveEnv, AggregateEventCountersProjectionTestCase):
+    view_class = VarveEventCounters
+
+
+class TestVarveEventSourcedProjection(_VarveEnv, EventSourcedProjectionTestCase):
+    pass
+
+
+del EventCountersViewTestCase
+del AggregateEventCountersProjectionTestCase
+del EventSourcedProjectionTestCase
