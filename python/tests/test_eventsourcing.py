@@ -15,7 +15,7 @@ from eventsourcing.persistence import (
     ProcessRecorder,
     TrackingRecorder,
 )
-from eventsourcing.tests.application import ExampleApplicationTestCase
+from eventsourcing.tests.application import ApplicationTestCase, ExampleApplicationTestCase
 from eventsourcing.tests.persistence import (
     AggregateRecorderTestCase,
     ApplicationRecorderTestCase,
@@ -134,8 +134,8 @@ class TestVarveInfrastructureFactory(InfrastructureFactoryTestCase[VarveFactory]
         return VarveProcessRecorder
 
 
-class TestVarveExampleApplication(ExampleApplicationTestCase):
-    expected_factory_topic = "eventsourcing_varve:VarveFactory"
+class _VarveOsEnviron:
+    """Applications made with no env of their own read os.environ."""
 
     def setUp(self) -> None:
         self.varve_tmp = tempfile.mkdtemp(prefix="varve-es-")
@@ -143,16 +143,24 @@ class TestVarveExampleApplication(ExampleApplicationTestCase):
         os.environ["PERSISTENCE_MODULE"] = "eventsourcing_varve"
         os.environ["VARVE_DIR"] = self.varve_tmp
         os.environ["VARVE_SEGMENT_BYTES"] = str(SEGMENT_BYTES)
-        super().setUp()
+        super().setUp()  # type: ignore[misc]
 
     def tearDown(self) -> None:
-        super().tearDown()
+        super().tearDown()  # type: ignore[misc]
         for k, v in self._saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
         shutil.rmtree(self.varve_tmp, ignore_errors=True)
+
+
+class TestVarveExampleApplication(_VarveOsEnviron, ExampleApplicationTestCase):
+    expected_factory_topic = "eventsourcing_varve:VarveFactory"
+
+
+class TestVarveApplication(_VarveOsEnviron, ApplicationTestCase):
+    pass
 
 
 del AggregateRecorderTestCase
@@ -162,6 +170,7 @@ del ProcessRecorderTestCase
 del InfrastructureFactoryTestCase
 del NonInterleavingNotificationIDsBaseCase
 del ExampleApplicationTestCase
+del ApplicationTestCase
 
 
 # --- projections: the library's projection test cases, with a materialised
