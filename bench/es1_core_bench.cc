@@ -58,6 +58,7 @@ struct config {
   bool keep = false;
   std::string timer = "steady";
   uint64_t segment_bytes = 64ull << 20;
+  bool chain = false;  // log_options::tamper_evident_chain: the sealer hashes each segment
 
   bool has(const std::string& p) const {
     std::stringstream ss(phases);
@@ -80,6 +81,7 @@ varve::log_options log_opts(const config& c) {
   o.segment_bytes = c.segment_bytes;
   o.mode = varve::durability::none;
   o.verify_checksums = true;
+  o.tamper_evident_chain = c.chain;
   return o;
 }
 
@@ -505,6 +507,7 @@ int main(int argc, char** argv) {
                "let the log stamp each event (CLOCK_REALTIME) instead of a caller counter");
   app.add_flag("!--no-ceilings", c.ceilings, "skip the memcpy / bare-loop / sequential-read ceilings");
   app.add_flag("--keep", c.keep, "keep the scratch directories");
+  app.add_flag("--chain", c.chain, "keep a tamper-evident chain (the sealer hashes every segment)");
   CLI11_PARSE(app, argc, argv);
   if (c.events == 0 || c.aggregates == 0 || c.aggregates > UINT32_MAX) die("bad --events/--aggregates");
 
