@@ -784,18 +784,25 @@ result<position> event_log::position_of(sequence s) const {
   log_reader r(s_->shared, position{from});
   r.without_upcasting();
   event_view v;
+  uint64_t after_last = ~uint64_t{0};  // the sequence after the last event read (none yet)
   while (true) {
     auto more = r.next(v);
     if (!more) return more.error();
     if (!more.value()) {
-      if (s.value >= next_sequence().value) return r.where();  // the end of the log
-      continue;  // the writer has committed more since the reader looked
+      // The end of what is committed: s is the next sequence (the end of the
+      // log) when the last event read precedes it, or when the control block
+      // says so; keep reading only while the writer commits more (a stale
+      // control block on a read-only log must not make this spin).
+      if (after_last == s.value || s.value >= next_sequence().value) return r.where();
+      if (sh.committed() > r.where().value) continue;
+      break;
     }
+    after_last = v.sequence.value + 1;
     if (v.sequence.value == s.value) return v.position;
     if (v.sequence.value > s.value) break;
   }
   return status(errc::not_found, s_->dir + ": no event has sequence " + std::to_string(s.value) +
-                                     " (a repair's hole stands for it)");
+                                     " (a repair's hole stands for it, or the committed log ends before it)");
 }
 
 result<stream_version> event_log::version_at(stream_id stream, position p) const {
