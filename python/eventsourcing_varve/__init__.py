@@ -163,29 +163,23 @@ class VarveDatastore:
 
     def head(self, stream: str) -> tuple[int, int | None]:
         """(varve version, newest originator version) of a stream; under lock."""
-        h = self.heads.get(stream)
-        if h is None:
-            n = self.log.version_of(stream)
-            last: int | None = None
-            if n:
-                newest = next(iter(self.log.read_stream(stream, backward=True, limit=1)))
-                last = int(newest.metadata[VERSION_KEY])
-            h = (n, last)
-            if len(self.heads) >= _HEADS_CACHE_LIMIT:
-                self.heads.clear()
-            self.heads[stream] = h
-        return h
+        return self._head(stream, lambda e: int(e.metadata[VERSION_KEY]))
 
     def tracking_head(self, application_name: str) -> tuple[int, int | None]:
-        stream = TRACKING_STREAM_PREFIX + application_name
+        """(varve version, newest tracked notification id) of an application; under lock."""
+        return self._head(TRACKING_STREAM_PREFIX + application_name, lambda e: int(e.data))
+
+    def _head(self, stream: str, value_of: Any) -> tuple[int, int | None]:
+        # Cached: this process is the log's only writer (see the class).
         h = self.heads.get(stream)
         if h is None:
             n = self.log.version_of(stream)
             last = None
             if n:
-                newest = next(iter(self.log.read_stream(stream, backward=True, limit=1)))
-                last = int(newest.data)
+                last = value_of(next(iter(self.log.read_stream(stream, backward=True, limit=1))))
             h = (n, last)
+            if len(self.heads) >= _HEADS_CACHE_LIMIT:
+                self.heads.clear()
             self.heads[stream] = h
         return h
 
