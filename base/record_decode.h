@@ -75,7 +75,8 @@ template <bool kMetadata = false>
   // checksum (a record with metadata goes to decode_with_metadata after it):
   // a load and a call up here cost P4 ~20% on this host (21.6-24 against
   // 27.8-28.6 M events/s), the scan loop being that tight; after the
-  // checksum, ~4% (26.6-27.4). docs/BENCHMARKS.md section 12.
+  // checksum, with this function always inlined, none (27.5-28.3).
+  // docs/BENCHMARKS.md section 12.
   const uint32_t meta_len = kMetadata ? get_u32(p + 60) : 0;
   const uint64_t body = uint64_t{header_size} + ids + stream_len + payload_len + meta_len;
   if (align8(body) != length) [[unlikely]] {
