@@ -25,17 +25,22 @@ status read(file_system& fs, const std::string& dir, segment_format::meta& m) {
 status write(file_system& fs, const std::string& dir, const segment_format::meta& m) {
   std::byte buf[segment_format::kMetaSize];
   segment_format::encode_meta(buf, m);
-  const std::string path = log_files::join(dir, log_files::kMetaName);
+  // Crash story: without the rename the directory is not a log yet, and
+  // create can simply be run again.
+  return replace_file(fs, dir, log_files::kMetaName, buf, sizeof buf);
+}
+
+status replace_file(file_system& fs, const std::string& dir, const std::string& name, const std::byte* data,
+                    size_t n) {
+  const std::string path = log_files::join(dir, name);
   const std::string partial = path + log_files::kPartialSuffix;
   auto f = fs.open(partial, file_system::open_mode::create_or_open);
   if (!f) return f.error();
   file_handle fh = f.value();
   status s = fs.truncate(fh, 0);
-  if (s) s = fs.pwrite(fh, 0, buf, sizeof buf);
+  if (s) s = fs.pwrite(fh, 0, data, n);
   if (s) s = fs.datasync(fh);
   fs.close(fh);
-  // Crash story: without the rename the directory is not a log yet, and
-  // create can simply be run again.
   if (s) s = fs.rename(partial, path);
   if (s) s = fs.sync_dir(dir);
   if (!s) (void)fs.remove(partial);

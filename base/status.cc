@@ -18,6 +18,7 @@ std::string_view errc_name(errc c) noexcept {
     case errc::too_large: return "too large";
     case errc::cancelled: return "cancelled";
     case errc::already_exists: return "already exists";
+    case errc::removed: return "removed by retention";
   }
   return "unknown";
 }

@@ -84,6 +84,7 @@ static_assert(VARVE_READ_ONLY == static_cast<int>(errc::read_only));
 static_assert(VARVE_TOO_LARGE == static_cast<int>(errc::too_large));
 static_assert(VARVE_CANCELLED == static_cast<int>(errc::cancelled));
 static_assert(VARVE_ALREADY_EXISTS == static_cast<int>(errc::already_exists));
+static_assert(VARVE_REMOVED == static_cast<int>(errc::removed));
 // varve_event hands out the mapping's id128s as varve_id128s.
 static_assert(sizeof(varve_id128) == sizeof(varve::id128) &&
               alignof(varve_id128) == alignof(varve::id128));

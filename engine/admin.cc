@@ -14,6 +14,7 @@
 #include "base/meta_file.h"
 #include "base/scan.h"
 #include "base/segment_format.h"
+#include "base/start_file.h"
 #include "engine/log_access.h"
 #include "engine/log_state.h"
 #include "varve/consumer_group.h"
@@ -23,10 +24,25 @@
 namespace varve {
 namespace {
 
+// Where the log starts (DIR/start; segment 0 and sequence 0 without one).
+result<start_file::record> log_start(file_system& fs, const std::string& dir) {
+  segment_format::meta m;
+  if (status s = meta_file::read(fs, dir, m); !s) return s;
+  auto r = start_file::read(fs, dir, m.log_id);
+  if (!r) return r.error();
+  return r.value() ? *r.value() : start_file::record{m.log_id, 0, 0, 0};
+}
+
+// The log's segment files: from its start on (files below it are ones a
+// crash kept retention from removing; the next writer's open removes them).
 result<std::vector<uint64_t>> list_segments(file_system& fs, const std::string& dir) {
   auto names = fs.list_dir(dir);
   if (!names) return names.error();
-  return log_files::segment_indices(names.value());
+  auto start = log_start(fs, dir);
+  if (!start) return start.error();
+  std::vector<uint64_t> segs = log_files::segment_indices(names.value());
+  std::erase_if(segs, [&](uint64_t k) { return k < start.value().first_segment; });
+  return segs;
 }
 
 // Checks one sealed segment's records against its footer.
@@ -103,10 +119,18 @@ result<chain_report> chain_of(const std::string& dir, bool recompute,
     if (seg.value()->read_footer(f)) ++rep.sealed_after;
   }
   if (!recompute) return rep;
+  auto begin = log_start(*fs, dir);
+  if (!begin) return begin.error();
   chain::digest prev{};
   for (size_t i = 0; i < c.entries.size(); ++i) {
     const chain::entry& e = c.entries[i];
     if (progress) progress(i, c.entries.size());
+    // Retention removed this segment: its entry is the anchor the next one
+    // chains from (the head still commits to it; nothing is left to rehash).
+    if (e.segment_index < begin.value().first_segment) {
+      prev = e.hash;
+      continue;
+    }
     const std::string path = log_files::join(dir, log_files::segment_name(e.segment_index));
     auto seg = segment::open(fs, id, e.segment_index, map_access::read_only);
     if (!seg) {
@@ -156,7 +180,10 @@ result<verify_report> verify_log(const std::string& dir,
   verify_report rep;
   rep.segments = segs.value().size();
   const uint64_t total = rep.segments * cap;
-  uint64_t next_seq = 0;
+  auto log_begin = log_start(*fs, dir);
+  if (!log_begin) return log_begin.error();
+  const uint64_t start_seg = log_begin.value().first_segment;
+  uint64_t next_seq = log_begin.value().first_sequence;
   auto problem = [&](std::string text) {
     rep.first_problem = status(errc::corruption, std::move(text));
     return rep;
@@ -165,8 +192,8 @@ result<verify_report> verify_log(const std::string& dir,
     rep.first_problem = detail::log_access::state(*live.value()).damage;
     return rep;
   }
-  if (!segs.value().empty() && segs.value().front() != 0)
-    return problem(log_files::join(dir, log_files::segment_name(0)) +
+  if (!segs.value().empty() && segs.value().front() != start_seg)
+    return problem(log_files::join(dir, log_files::segment_name(start_seg)) +
                    ": segment file is missing: the log starts there");
   uint64_t end_pos = 0;
   size_t start = 0;

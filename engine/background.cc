@@ -366,14 +366,14 @@ status background::checkpoint(segment& sealed, bool write_file) {
 status background::index_segment(const segment& sealed) {
   const uint64_t k = sealed.index();
   if (indexed_segment_ != ~uint64_t{0} && indexed_segment_ >= k) return {};
-  if (k > c_.first_segment && indexed_segment_ + 1 != k) {
+  if (k > c_.first_segment->load(std::memory_order_acquire) && indexed_segment_ + 1 != k) {
     // The predecessor's running timestamp maximum is not at hand: check (and
     // where needed rebuild) every index before this one.
-    auto r = ensure_indexes(*c_.fs, *c_.table, c_.first_segment, k, c_.observer, false, &closing_);
+    auto r = ensure_indexes(*c_.fs, *c_.table, c_.first_segment->load(std::memory_order_acquire), k, c_.observer, false, &closing_);
     if (!r) return r.error();
     indexed_through_ = r.value();
   }
-  if (k == c_.first_segment) indexed_through_ = 0;
+  if (k == c_.first_segment->load(std::memory_order_acquire)) indexed_through_ = 0;
   auto built = index_table::build_and_write(*c_.fs, c_.id.dir, c_.id.log_id, sealed, indexed_through_);
   if (!built) return built.error();
   indexed_through_ = built.value();
@@ -388,7 +388,7 @@ void background::rebuild_damaged_indexes() {
     if (!seg) continue;
     uint64_t through = 0;
     status why;
-    if (k > c_.first_segment) {
+    if (k > c_.first_segment->load(std::memory_order_acquire)) {
       auto prev = c_.table->get(k - 1);
       if (!prev || index_table::check(*c_.fs, c_.id.dir, c_.id.log_id, *prev.value(), through,
                                       why) != index_table::state::valid)
@@ -484,8 +484,8 @@ void background::run_seal() {
       if (pass_end) busy_.store(true, std::memory_order_release);
     }
     if (pass_end) {
-      auto r = ensure_indexes(*c_.fs, *c_.table, c_.first_segment, pass_end, c_.observer, false, &closing_);
-      if (r && pass_end > c_.first_segment) {
+      auto r = ensure_indexes(*c_.fs, *c_.table, c_.first_segment->load(std::memory_order_acquire), pass_end, c_.observer, false, &closing_);
+      if (r && pass_end > c_.first_segment->load(std::memory_order_acquire)) {
         indexed_segment_ = pass_end - 1;
         indexed_through_ = r.value();
       } else if (!r && c_.observer && r.error().code() != errc::cancelled) {

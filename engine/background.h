@@ -53,7 +53,8 @@ class background {
     uint32_t prepare_ahead;
     recovery_observer* observer;
     uint64_t checkpointed_segment;  // newest heads checkpoint on disk (~0 = none)
-    uint64_t first_segment;         // the log's oldest segment
+    // The log's oldest segment (shared_log::first_segment_: retention moves it).
+    const std::atomic<uint64_t>* first_segment;
     index_table* indexes;           // readers report damaged index files here
     // The log's sync gate: the sealer's syncs of a segment run through it
     // one at a time with the flusher's, and a failure stops the log from

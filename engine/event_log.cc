@@ -13,6 +13,8 @@
 #include "engine/log_state.h"
 #include "base/meta_file.h"
 #include "engine/recovery.h"
+#include "engine/retention.h"
+#include "base/start_file.h"
 #include "base/record_encode.h"
 #include "index/heads_file.h"
 
@@ -171,6 +173,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   s->observer = s->counting.get();
   make_shared_log(*s);
   if (status r = detail::recover(*s); !r) return r;
+  s->shared->set_start(s->first_segment, s->first_sequence);
 
   // What earlier sessions wrote may still be dirty in the page cache (mode
   // none leaves it there). Modes group and sync promise durability, so they
@@ -211,7 +214,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   s->bg = std::make_unique<background>(background::config{
       s->fs, s->shared->segments.identity(), &s->shared->segments, s->opts.mode,
       s->opts.prepare_next_segment ? std::max<uint32_t>(1, s->opts.prepare_ahead) : 0u, s->observer,
-      s->checkpointed_segment, s->first_segment, &s->shared->indexes, s->durable.get(),
+      s->checkpointed_segment, &s->shared->first_segment_, &s->shared->indexes, s->durable.get(),
       s->shared->ctl.get(), has_chain});
   s->shared->indexes.set_observer(s->observer);
   s->shared->indexes.set_sealed_end(s->active->index());
@@ -239,6 +242,11 @@ result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& 
   if (status r = meta_file::read(*s->fs, dir, s->meta); !r) return r;
   s->read_only = true;
   make_shared_log(*s);
+  // Where retention left the start (a damaged record: readers would not
+  // know where the log begins, so the open fails, naming the file).
+  auto start = start_file::read(*s->fs, dir, s->meta.log_id);
+  if (!start) return start.error();
+  if (start.value()) s->shared->set_start(start.value()->first_segment, start.value()->first_sequence);
   // Read first, while it is what the last writer left: with no writer alive
   // the control block may be stale (a power loss) and the log's true end is
   // found by reading the tail, O(tail), changing nothing.
@@ -699,7 +707,7 @@ result<position> event_log::position_at_time(uint64_t t) const {
   const uint64_t last = (commit - 1) >> l2;  // the segment holding the newest record
   // The running maximum of timestamps only grows along the log, so the
   // sealed segments' index files can be binary-searched on it.
-  uint64_t lo = std::min(s_->first_segment, last), hi = last;
+  uint64_t lo = std::min(sh.first_segment(), last), hi = last;
   bool indexed = true;
   while (lo < hi) {
     const uint64_t mid = lo + (hi - lo) / 2;
@@ -742,7 +750,12 @@ result<position> event_log::position_of(sequence s) const {
   if (s.value > next)
     return status(errc::not_found, s_->dir + ": no event has sequence " + std::to_string(s.value) +
                                        ": the log holds " + std::to_string(next));
-  const uint64_t first_seg = s_->first_segment;
+  if (s.value < sh.first_sequence())
+    return status(errc::removed, s_->dir + ": sequence " +
+                                     std::to_string(s.value) + " was removed by retention: the log now starts at sequence " +
+                                     std::to_string(sh.first_sequence()) + " (position " +
+                                     std::to_string(sh.start_position()) + ")");
+  const uint64_t first_seg = sh.first_segment();
   const uint64_t last = commit == 0 ? first_seg : std::max(first_seg, (commit - 1) >> l2);
   // The first event of segment i, read (and verified) where the segment's
   // records begin; false when the log has none from there on.
@@ -859,7 +872,9 @@ log_stats event_log::stats() const {
   if (s.read_only) follow_heads(const_cast<log_state&>(s));
   st.streams = s.heads.size();
   const uint64_t end_index = (st.committed.value == 0 ? 0 : (st.committed.value - 1) >> s.meta.log2_capacity);
-  st.segments = end_index - s.first_segment + 1;
+  st.start = position{s.shared->start_position()};
+  st.first_sequence = sequence{s.shared->first_sequence()};
+  st.segments = end_index - std::min(end_index, s.shared->first_segment()) + 1;
   st.bytes_on_disk = st.segments * s.capacity();
   if (!s.read_only) {
     const control_block& ctl = *s.shared->ctl;
@@ -870,6 +885,15 @@ log_stats event_log::stats() const {
     st.longest_seal_wait_ns = get(ctl_counter::longest_seal_wait_ns);
   }
   return st;
+}
+
+result<retention_result> event_log::retain(const retention_policy& policy, bool dry_run) {
+  log_state& s = *s_;
+  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only; retention needs the writer");
+  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
+  auto r = detail::run_retention(*s.shared, s.active->index(), policy, s.now_ns(), dry_run, s.observer);
+  if (r && !dry_run) s.first_segment = r.value().first_segment;
+  return r;
 }
 
 log_metrics event_log::metrics() const {

@@ -64,6 +64,11 @@ result<bool> log_reader::next_slow(event_view& out) {
   const uint64_t commit = log_->committed();
   const uint8_t l2 = log_->log2();
   const uint64_t mask = (uint64_t{1} << l2) - 1;
+  // Position 0 is "the beginning": once retention removed segments, that is
+  // where the log now starts (read-only logs in other processes learn it
+  // when they meet the missing file, below).
+  const bool from_beginning = pos_.value == 0;
+  if (from_beginning) pos_.value = log_->start_position();
   while (pos_.value < commit) {
     const uint64_t index = pos_.value >> l2;
     uint64_t off = pos_.value & mask;
@@ -73,6 +78,15 @@ result<bool> log_reader::next_slow(event_view& out) {
       continue;
     }
     if (index != seg_index_) {
+      // Retention's removed segments stay mapped in this process while views
+      // may live: the start is checked first, once per segment.
+      if (index < log_->first_segment()) [[unlikely]] {
+        if (from_beginning && seg_index_ == ~uint64_t{0}) {
+          pos_.value = log_->start_position();
+          continue;
+        }
+        return log_->removed_error(pos_.value);
+      }
       // A filtered reader entering a sealed segment whose index rules the
       // filter out skips it whole (match_segment answers `maybe` for
       // anything it cannot prove, the tail included).
@@ -80,8 +94,13 @@ result<bool> log_reader::next_slow(event_view& out) {
         pos_.value = ((index + 1) << l2) + segment_format::kHeaderSize;
         continue;
       }
-      auto seg = log_->segments.get(index);
-      if (!seg) return seg.error();
+      auto seg = log_->segment_for_read(index, pos_.value);
+      if (!seg) {
+        // The start moved while this reader, asked for the beginning, had
+        // read nothing yet: the beginning is where it is now.
+        if (from_beginning && seg_index_ == ~uint64_t{0} && seg.error().code() == errc::removed) continue;
+        return seg.error();
+      }
       seg_ = seg.value();
       seg_index_ = index;
     }

@@ -59,6 +59,7 @@ struct log_state {
   std::atomic<uint64_t> written{0};
   uint64_t next_seq = 0;
   uint64_t first_segment = 0;
+  uint64_t first_sequence = 0;  // of the first event in first_segment (retention's start)
   // Footer figures of the active segment, kept as we go.
   uint64_t seg_events = 0;
   uint64_t seg_first_seq = 0;

@@ -21,6 +21,7 @@
 #include "base/coding.h"
 #include "base/log_files.h"
 #include "base/scan.h"
+#include "base/start_file.h"
 #include "engine/background.h"
 #include "engine/log_state.h"
 #include "engine/lost_found.h"
@@ -320,6 +321,32 @@ status recover(log_state& s) {
       });
   std::vector<uint64_t> segs = log_files::segment_indices(names.value());
 
+  // Where the log starts (retention, FORMAT 1b). Files below it are ones a
+  // retention pass had decided to remove, durably, before a crash stopped it:
+  // removing them finishes that pass (they are no part of the log).
+  auto start = start_file::read(fs, s.dir, id.log_id);
+  if (!start) return {start.error().code(), start.error().message() + refusal_tail()};
+  const uint64_t start_seg = start.value() ? start.value()->first_segment : 0;
+  s.first_sequence = start.value() ? start.value()->first_sequence : 0;
+  if (start_seg > 0) {
+    std::vector<uint64_t> below;
+    while (!segs.empty() && segs.front() < start_seg) {
+      below.push_back(segs.front());
+      segs.erase(segs.begin());
+    }
+    if (!below.empty())
+      deferred.push_back([&fs, &report, &s, &index_dir, below] {
+        for (uint64_t k : below) {
+          const std::string path = log_files::join(s.dir, log_files::segment_name(k));
+          if (status r = fs.remove(path); !r) return r;
+          (void)fs.remove(log_files::join(index_dir, log_files::sidx_name(k)));
+          report({recovery_action::kind::note, path, 0, 0,
+                  "removed a segment below the log's start (a retention pass a crash interrupted)", "", 0});
+        }
+        return fs.sync_dir(s.dir);
+      });
+  }
+
   // The newest segment files. Segments are created (and pre-faulted) ahead
   // of the writer, up to prepare_ahead of them, and a crash can come while
   // one is being made, or leave ones the writer never reached. A header is
@@ -416,12 +443,14 @@ status recover(log_state& s) {
             "no usable control block (" + ctl.why + "): recovery cannot tell acknowledged records "
             "from torn ones; whatever it cuts is kept in lost+found/", "", 0});
 
-  // The log starts at segment 0 (no retention yet): a missing first file is
-  // a missing start, whatever the mode.
-  if (!segs.empty() && segs.front() != 0)
-    return {errc::corruption, log_files::join(s.dir, log_files::segment_name(0)) +
-                                  ": segment file is missing: the log starts there, but its first "
-                                  "file is " + log_files::segment_name(segs.front()) +
+  // The log starts at segment 0, or where DIR/start says: a missing first
+  // file is a missing start, whatever the mode.
+  if ((!segs.empty() && segs.front() != start_seg) || (segs.empty() && start_seg > 0))
+    return {errc::corruption, log_files::join(s.dir, log_files::segment_name(start_seg)) +
+                                  ": segment file is missing: the log starts there" +
+                                  (start_seg > 0 ? std::string(" (") + start_file::kName + ")" : std::string()) +
+                                  (segs.empty() ? std::string(", but no segment file is left")
+                                                : ", but its first file is " + log_files::segment_name(segs.front())) +
                                   "; restore the missing file(s) from a backup" };
   for (size_t i = 1; i < segs.size(); ++i) {
     if (segs[i] == segs[0] + i) continue;
@@ -508,7 +537,7 @@ status recover(log_state& s) {
   s.tail_segment = std::min(first_unsealed, last);
 
   // The head table: newest usable checkpoint, then the sealed segments after it.
-  uint64_t next_seq = 0;
+  uint64_t next_seq = s.first_sequence;
   uint64_t replay_from = s.first_segment;
   if (auto idx_names = fs.list_dir(index_dir)) {
     std::vector<uint64_t> cps;
@@ -549,6 +578,11 @@ status recover(log_state& s) {
       });
     }
   }
+  if (start_seg > 0 && replay_from == start_seg)
+    return {errc::corruption, index_dir + ": no usable head-table checkpoint at or after segment " +
+                                  log_files::segment_name(start_seg) + ", where retention started the log: the "
+                                  "heads of streams whose events were all removed cannot be rebuilt from what "
+                                  "is left" + refusal_tail()};
   for (uint64_t k = replay_from; k < first_unsealed; ++k) {
     auto seg = table.get(k);
     if (!seg) return seg.error();
@@ -737,6 +771,11 @@ result<log_end> find_log_end(file_system& fs, segment_table& table, const std::s
   auto names = fs.list_dir(dir);
   if (!names) return names.error();
   std::vector<uint64_t> segs = log_files::segment_indices(names.value());
+  // Below DIR/start: files a retention pass had removed when a crash came.
+  auto start = start_file::read(fs, dir, log_id);
+  if (!start) return start.error();
+  const uint64_t start_seg = start.value() ? start.value()->first_segment : 0;
+  while (!segs.empty() && segs.front() < start_seg) segs.erase(segs.begin());
   // Trailing files that hold nothing past their header (created ahead, or
   // being created when a crash came) are no part of the log, as the writer's
   // recovery judges them; a file that holds something but does not map is
@@ -765,8 +804,8 @@ result<log_end> find_log_end(file_system& fs, segment_table& table, const std::s
     return out;
   }
   out.first_segment = segs.front();
-  if (segs.front() != 0)
-    out.damage = status(errc::corruption, log_files::join(dir, log_files::segment_name(0)) +
+  if (segs.front() != start_seg)
+    out.damage = status(errc::corruption, log_files::join(dir, log_files::segment_name(start_seg)) +
                                               ": segment file is missing: the log starts there");
   for (size_t i = 1; i < segs.size() && out.damage.ok(); ++i)
     if (segs[i] != segs[0] + i)
@@ -784,7 +823,7 @@ result<log_end> find_log_end(file_system& fs, segment_table& table, const std::s
     }
   }
   // The sequence the tail starts with comes from the sealed segment before it.
-  uint64_t next_seq = 0;
+  uint64_t next_seq = start.value() ? start.value()->first_sequence : 0;
   if (first_unsealed > segs.front()) {
     auto seg = table.get(first_unsealed - 1);
     if (!seg) return seg.error();

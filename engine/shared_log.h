@@ -32,6 +32,28 @@ struct shared_log {
     return c == stale_commit ? found_end : c;
   }
 
+  // --- where the log starts (retention: engine/retention.cc, FORMAT 1b) ---
+  // The oldest segment that is part of the log. Only grows. The writer sets
+  // it (after DIR/start is durable, before any file goes); readers in other
+  // processes learn it from DIR/start when they meet a missing segment.
+  uint64_t first_segment() const { return first_segment_.load(std::memory_order_acquire); }
+  uint64_t first_sequence() const { return first_sequence_.load(std::memory_order_acquire); }
+  // The position of the log's first record (0 when nothing was removed).
+  uint64_t start_position() const;
+  void set_start(uint64_t first_segment, uint64_t first_sequence);
+  // Re-reads DIR/start (a writer elsewhere may have moved the start).
+  status refresh_start();
+  // errc::removed: "position P was removed by retention: the log starts at S".
+  status removed_error(uint64_t position) const;
+  // Segment `index`, for a read at `position` inside it: the removed error
+  // when retention took it (checked before the table, which keeps removed
+  // segments mapped while views into them may live), and when its file is
+  // missing because a writer elsewhere removed it since.
+  result<segment*> segment_for_read(uint64_t index, uint64_t position);
+  // The error for a segment file that could not be opened: `err` itself, or
+  // the removed error when DIR/start (re-read) says retention took it.
+  status explain_missing(uint64_t index, uint64_t position, status err);
+
   segment_table segments;
   index_table indexes;
   std::unique_ptr<control_block> ctl;
@@ -51,6 +73,10 @@ struct shared_log {
   mutable std::mutex upcast_mu;
   std::shared_ptr<const upcasters> upcast;
   std::atomic<bool> has_upcasters{false};
+
+  std::atomic<uint64_t> first_segment_{0};
+  std::mutex retention_mu;  // one retention pass at a time
+  std::atomic<uint64_t> first_sequence_{0};
 
   // Set once before the log is handed out (read-only opens only).
   uint64_t stale_commit = UINT64_MAX;  // the control block's word when the tail was read

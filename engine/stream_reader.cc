@@ -69,8 +69,16 @@ status stream_reader::descend() {
   const uint8_t l2 = log_->log2();
   const uint64_t mask = (uint64_t{1} << l2) - 1;
   const uint64_t seg_index = walk_pos_ >> l2;
-  auto got = log_->segments.get(seg_index);
-  if (!got) return got.error();
+  auto got = log_->segment_for_read(seg_index, walk_pos_);
+  if (!got) {
+    // Positions rise with versions: retention took this one and all before it.
+    if (got.error().code() == errc::removed)
+      return status(errc::removed, got.error().message() + "; it held version " + std::to_string(walk_version_) +
+                                       " of the stream, and retention took versions 1 to " +
+                                       std::to_string(walk_version_) + ": read from version " +
+                                       std::to_string(walk_version_ + 1) + " on (after a snapshot)");
+    return got.error();
+  }
   const segment& seg = *got.value();
 
   if (const segment_index::view* ix = log_->indexes.get(seg)) {
@@ -161,7 +169,7 @@ result<bool> stream_reader::next(event_view& out) {
     r = &runs_.back();
   }
   const uint64_t pos = position_of(*r, next_version_);
-  auto got = log_->segments.get(r->segment);
+  auto got = log_->segment_for_read(r->segment, pos);
   if (!got) return got.error();
   const segment& seg = *got.value();
   const uint64_t off = pos & (log_->capacity() - 1);

@@ -276,6 +276,53 @@ run verify "$D" --chain
 expect "verify --chain of a log without a chain fails clearly" rc_nonzero
 expect "  ... saying so" err_has 'no chain'
 
+# --- retention -----------------------------------------------------------------------
+R="$TMP/retained"
+run create "$R" --segment-size 64K
+python3 -c 'import json
+for i in range(2000): print(json.dumps({"stream": "r-%d" % (i % 7), "type": "T", "data": {"i": i, "pad": "x" * 200}}))' >"$TMP/in"
+run append "$R"
+expect "appends over several segments" rc_is 0
+run retain "$R"
+expect "retain without a limit is a usage error" rc_is 2
+run retain "$R" --max-age 0s
+expect "retain --max-age 0s is a usage error" rc_is 2
+run retain "$R" --max-age 3x
+expect "retain --max-age with an unknown unit is a usage error" rc_is 2
+BEFORE=$((4 * 65536 + 64))
+run retain "$R" --before $BEFORE --dry-run --json
+expect "retain --dry-run says what would go" py 'out[0]["dry_run"] and out[0]["segments_removed"] == 4 and out[0]["start_position"] == 4 * 65536 + 64'
+expect "  ... and removes nothing" test -f "$R/00000000000000000000.seg"
+run retain "$R" --before $BEFORE --json
+expect "retain --before removes the segments before the position" py 'out[0]["segments_removed"] == 4 and out[0]["first_segment"] == 4 and out[0]["events_removed"] == out[0]["first_sequence"] > 0'
+cp "$TMP/out" "$TMP/retained.json"
+expect "  ... and their files" test ! -e "$R/00000000000000000003.seg"
+expect "  ... keeping the start durably" test -s "$R/start"
+run stat "$R" --json
+expect "stat --json reports the start" python3 -c 'import json, sys
+s = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2]))
+sys.exit(0 if s["start_position"] == r["start_position"] and s["first_sequence"] == r["first_sequence"] and s["chain_head"] is None else 1)' "$TMP/out" "$TMP/retained.json"
+run stat "$R"
+expect "stat prints the start" out_has 'retention removed what came before'
+run read "$R" --limit 1
+expect "read from the beginning starts at the new start" python3 -c 'import json, sys
+e = json.loads(open(sys.argv[1]).readline()); r = json.load(open(sys.argv[2]))
+sys.exit(0 if e["position"] == r["start_position"] and e["sequence"] == r["first_sequence"] else 1)' "$TMP/out" "$TMP/retained.json"
+run read "$R" --from-position 64
+expect "read below the start: exit 5" rc_is 5
+expect "  ... saying where the log starts" err_has "removed by retention: the log now starts at position $BEFORE"
+run read "$R" --stream r-1
+expect "a stream read that needs removed versions: exit 5" rc_is 5
+expect "  ... saying which version to read from" err_has 'read from version'
+run verify "$R"
+expect "verify passes after retention" rc_is 0
+run retain "$R" --max-age 1w --json
+expect "retain --max-age: recent events stay" py 'out[0]["segments_removed"] == 0'
+run retain "$R" --max-bytes 192K --json
+expect "retain --max-bytes keeps at most that many bytes of segments" py 'out[0]["segments_removed"] > 0 and out[0]["first_segment"] > 4'
+run retain "$R" --before 999999999999
+expect "retain of everything: held back at the newest checkpoint" out_has 'held back: '
+
 # --- what is not a log -------------------------------------------------------------
 mkdir -p "$TMP/notalog"
 echo hello >"$TMP/notalog/readme.txt"

@@ -318,8 +318,10 @@ class buffered_chunk_reader final : public chunk_reader {
           ++skipped_pending_;
           continue;
         }
-        if (status st = open_segment(s); !st) {
-          plan_err_ = st;
+        if (status st = s < log_->first_segment() ? log_->removed_error(plan_.base(s) + plan_.lo(s))
+                                                  : open_segment(s);
+            !st) {
+          plan_err_ = log_->explain_missing(s, plan_.base(s) + plan_.lo(s), st);
           plan_done_ = true;
           break;
         }

@@ -82,7 +82,7 @@ std::string segment_path(const detail::shared_log& log, uint64_t index) {
   return log_files::join(log.segments.identity().dir, log_files::segment_name(index));
 }
 
-result<range_plan> make_plan(const detail::shared_log& log, position from, position to) {
+result<range_plan> make_plan(detail::shared_log& log, position from, position to) {
   range_plan p;
   p.l2 = log.log2();
   const uint64_t cap = uint64_t{1} << p.l2;
@@ -93,7 +93,15 @@ result<range_plan> make_plan(const detail::shared_log& log, position from, posit
   const uint64_t committed = log.committed();
   p.to_is_committed = to.value >= committed;
   p.to = p.to_is_committed ? committed : to.value;
-  uint64_t f = from.value;
+  // Position 0 is the beginning, wherever retention left it; below the
+  // start is the removed error (the segments are still mapped here, or gone).
+  uint64_t f = from.value == 0 ? log.start_position() : from.value;
+  if (f < log.start_position()) return log.removed_error(f);
+  if (!log.segments.find(f >> p.l2)) {
+    (void)log.refresh_start();  // a writer elsewhere may have moved the start (one small read per open)
+    if (from.value == 0) f = log.start_position();
+    if (f < log.start_position()) return log.removed_error(f);
+  }
   const uint64_t seg = f >> p.l2;
   uint64_t off = f & (cap - 1);
   if (off < segment_format::kHeaderSize) {
@@ -275,7 +283,7 @@ class mmap_chunk_reader final : public chunk_reader {
           pos_ = plan_.after(s);
           continue;
         }
-        auto sg = log_->segments.get(s);
+        auto sg = log_->segment_for_read(s, std::max(pos_, plan_.base(s)));
         if (!sg) return pending_ = sg.error();
         if (s != last_read_ + 1) seq_.known = false;
         last_read_ = s;

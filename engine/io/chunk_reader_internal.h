@@ -52,7 +52,7 @@ struct range_plan {
 
 // Validates [from, to) against the log and clamps `to`; the first error a
 // caller can get from open().
-result<range_plan> make_plan(const detail::shared_log& log, position from, position to);
+result<range_plan> make_plan(detail::shared_log& log, position from, position to);
 
 std::string segment_path(const detail::shared_log& log, uint64_t index);
 

@@ -54,6 +54,19 @@ struct multi_append_result {
   uint64_t events = 0;
 };
 
+// What a retention pass removed (or, dry run, would remove).
+struct retention_result {
+  uint64_t segments_removed = 0;
+  uint64_t bytes_removed = 0;
+  uint64_t events_removed = 0;
+  uint64_t first_segment = 0;   // the log's oldest segment afterwards
+  position start;               // where the log starts afterwards (0: nothing removed, ever)
+  sequence first_sequence;      // the sequence of the first event from there
+  // When the policy asked for more than could go: why it stopped there
+  // (the newest head-table checkpoint, a segment without an index, ...).
+  std::string held_back;
+};
+
 // Point-in-time figures for `varve stat` and monitoring.
 struct log_stats {
   uint64_t segments = 0;
@@ -74,6 +87,10 @@ struct log_stats {
   uint64_t rollovers_that_waited = 0;
   uint64_t longest_rollover_wait_ns = 0;
   uint64_t longest_seal_wait_ns = 0;
+  // Where the log starts (retention): its first record's position (0 when
+  // nothing was ever removed) and the sequence of the event there.
+  position start;
+  sequence first_sequence;
 };
 
 // Thread safety and ownership:
@@ -229,6 +246,14 @@ class event_log {
   VARVE_API result<stream_version> version_at_time(stream_id stream, uint64_t t) const;
 
   VARVE_API log_stats stats() const;
+  // Retention: removes whole sealed segments from the head of the log
+  // (retention_policy, varve/options.h). Crash-safe: DIR/start records the new
+  // start durably before any file goes, and the next open finishes a pass a
+  // crash interrupted. Afterwards reads below the start are errc::removed
+  // naming where the log starts; position 0 means the start. Writer thread
+  // (not concurrently with an append); read-only logs get errc::read_only.
+  // dry_run: says what would go and changes nothing.
+  VARVE_API result<retention_result> retain(const retention_policy& policy, bool dry_run = false);
   // The writer session's counters from the control block (this session's
   // for a writer; the live or last writer's for a read-only log), and the
   // watermarks. Any thread. read_metrics() adds consumer lags and disk use.

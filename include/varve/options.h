@@ -84,6 +84,25 @@ struct VARVE_API recovery_observer {
   }
 };
 
+// Retention (event_log::retain, `varve retain`):
+// whole sealed segments leave the head of the log, oldest first. Each limit
+// that is set removes the segments it condemns (any one suffices, as with
+// Kafka's retention.ms and retention.bytes); what is removed is bounded by
+// what recovery can stand on: the newest head-table checkpoint's segment and
+// everything after it always stay (docs/DESIGN.md "Retention").
+struct retention_policy {
+  // Segments whose newest event is older than this (by the events' own
+  // timestamps, ns): 0 = no age limit.
+  uint64_t max_age_ns = 0;
+  // The oldest segments go until the log's segment files take at most this
+  // many bytes: 0 = no size limit.
+  uint64_t max_bytes = 0;
+  // Segments that lie wholly before this position (e.g. one every consumer
+  // has passed): none = no position limit.
+  position before = position::none();
+  bool empty() const { return max_age_ns == 0 && max_bytes == 0 && before.is_none(); }
+};
+
 struct log_options {
   // Segment capacity, a power of two between 64 KiB and 1 GiB, fixed at creation.
   uint64_t segment_bytes = 64ull << 20;

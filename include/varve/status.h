@@ -28,6 +28,7 @@ enum class errc : uint8_t {
   too_large,               // an event or batch cannot fit in one segment
   cancelled,
   already_exists,          // create() of a log where one already is
+  removed,                 // the position or version was removed by retention (the message says where the log starts)
 };
 
 VARVE_API std::string_view errc_name(errc c) noexcept;

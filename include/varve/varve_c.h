@@ -67,6 +67,7 @@ typedef enum varve_errc {
   VARVE_TOO_LARGE = 11,             /* an event or batch cannot fit in one segment */
   VARVE_CANCELLED = 12,
   VARVE_ALREADY_EXISTS = 13,        /* create() where a log already is */
+  VARVE_REMOVED = 14,               /* a position or version retention removed */
   VARVE_OUT_OF_MEMORY = 100,        /* std::bad_alloc (or a length no allocation can hold) */
   VARVE_INTERNAL = 101              /* any other C++ exception: a bug in varve */
 } varve_errc;

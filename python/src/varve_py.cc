@@ -66,6 +66,7 @@ const char* code_name(varve::errc c) {
     case varve::errc::too_large: return "too_large";
     case varve::errc::cancelled: return "cancelled";
     case varve::errc::already_exists: return "already_exists";
+    case varve::errc::removed: return "removed";
   }
   return "error";
 }

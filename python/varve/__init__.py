@@ -31,6 +31,7 @@ from .errors import (
     NoSpaceError,
     NotFoundError,
     ReadOnlyError,
+    RemovedError,
     TooLargeError,
     WrongExpectedVersion,
     _BY_CODE,
@@ -61,7 +62,7 @@ __all__ = [
     "EventLog", "EventData", "RecordedEvent", "AppendResult", "Reader", "StreamReader",
     "Subscription", "Error", "WrongExpectedVersion", "CorruptionError", "NotFoundError",
     "InvalidArgument", "LockedError", "ReadOnlyError", "NoSpaceError", "TooLargeError",
-    "CancelledError",
+    "CancelledError", "RemovedError",
 ]
 
 

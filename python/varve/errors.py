@@ -63,6 +63,10 @@ class CancelledError(Error):
     """A subscription was cancelled."""
 
 
+class RemovedError(NotFoundError):
+    """The position or stream version was removed by retention; the message says where the log starts."""
+
+
 _BY_CODE: dict[str, type[Error]] = {
     "error": Error,
     "wrong_expected_version": WrongExpectedVersion,
@@ -78,4 +82,5 @@ _BY_CODE: dict[str, type[Error]] = {
     "too_large": TooLargeError,
     "cancelled": CancelledError,
     "already_exists": Error,
+    "removed": RemovedError,
 }

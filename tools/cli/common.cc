@@ -21,7 +21,7 @@ const char* const kExitCodesHelp =
     "2 usage (a malformed command line, and only that); 3 conflict (append met a wrong "
     "expected_version); 4 corruption (verify or index verify found the log not intact, or a "
     "read or an open met damage); 5 not found (no such log, stream, event type, or event at "
-    "that version); 6 already exists (create on a log). With --json, errors are JSON objects "
+    "that version, or a position retention removed); 6 already exists (create on a log). With --json, errors are JSON objects "
     "on stderr: {\"error\":{\"code\":...,\"exit\":...,\"message\":...,\"file\":...,\"offset\":...}}.";
 
 namespace {
@@ -49,6 +49,7 @@ std::string_view errc_id(errc c) {
     case errc::too_large: return "too_large";
     case errc::cancelled: return "cancelled";
     case errc::already_exists: return "already_exists";
+    case errc::removed: return "removed";
   }
   return "error";
 }
@@ -125,6 +126,7 @@ int exit_code_for(const status& s) {
     case errc::wrong_expected_version: return kExitConflict;
     case errc::corruption: return kExitCorrupt;
     case errc::not_found: return kExitNotFound;
+    case errc::removed: return kExitNotFound;
     case errc::already_exists: return kExitExists;
     default: return kExitError;
   }
@@ -229,6 +231,29 @@ CLI::Option* add_time(CLI::App& app, const std::string& name, std::optional<uint
                       const std::string& help) {
   return add_strict(app, name, out, help, "TIME", parse_time,
                     "a time (2026-11-22T10:00:00Z, or nanoseconds since the epoch)");
+}
+
+CLI::Option* add_duration(CLI::App& app, const std::string& name, std::optional<uint64_t>& out,
+                          const std::string& help) {
+  return add_strict(app, name, out, help, "DURATION", parse_duration,
+                    "a duration (a number with a unit: ns, us, ms, s, m, h, d or w)");
+}
+
+std::optional<uint64_t> parse_duration(std::string_view s) {
+  size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 19) return std::nullopt;
+  const auto n = parse_u64(s.substr(0, digits));
+  if (!n) return std::nullopt;
+  static constexpr std::pair<std::string_view, uint64_t> kUnits[] = {
+      {"ns", 1}, {"us", 1000}, {"ms", 1000000}, {"s", 1000000000ull}, {"m", 60000000000ull},
+      {"h", 3600000000000ull}, {"d", 86400000000000ull}, {"w", 604800000000000ull}};
+  for (const auto& [unit, ns] : kUnits)
+    if (s.substr(digits) == unit) {
+      if (*n > UINT64_MAX / ns) return std::nullopt;
+      return *n * ns;
+    }
+  return std::nullopt;
 }
 
 void add_json_flag(CLI::App& app, bool& json, const std::string& help) {

@@ -107,6 +107,10 @@ CLI::Option* add_size(CLI::App& app, const std::string& name, std::optional<uint
 // A time: ISO 8601 with a zone, or integer nanoseconds since the epoch: TIME.
 CLI::Option* add_time(CLI::App& app, const std::string& name, std::optional<uint64_t>& out,
                       const std::string& help);
+// A duration: digits with a unit, ns, us, ms, s, m, h, d or w ("7d", "36h"): DURATION.
+CLI::Option* add_duration(CLI::App& app, const std::string& name, std::optional<uint64_t>& out,
+                          const std::string& help);
+std::optional<uint64_t> parse_duration(std::string_view s);
 // --json; `help` says what it changes for this subcommand.
 void add_json_flag(CLI::App& app, bool& json, const std::string& help);
 // --time-format ns|iso, for commands that print events.

@@ -249,6 +249,9 @@ int cmd_stat(const stat_args& a) {
     j["committed"] = pos(s.committed);
     j["durable"] = pos(s.durable);
     j["bytes_on_disk"] = s.bytes_on_disk;
+    j["start_position"] = s.start.value;  // where the log starts (0: retention never removed anything)
+    j["first_sequence"] = s.first_sequence.value;
+    j["chain_head"] = chain && chain->entries ? ojson(chain->head) : ojson();
     j["intact"] = intact;  // as far as the tail check sees: `varve verify` reads everything
     j["tail_events_checked"] = t.events;
     if (!intact) j["problem"] = t.first_problem.to_string();
@@ -276,6 +279,9 @@ int cmd_stat(const stat_args& a) {
   std::printf("directory      %s\n", a.dir.c_str());
   std::printf("segments       %" PRIu64 " of %s\n", s.segments, human_bytes(s.segment_bytes).c_str());
   std::printf("events         %" PRIu64 "\n", s.events);
+  if (s.start.value)
+    std::printf("start          %s, sequence %" PRIu64 " (retention removed what came before)\n",
+                pos(s.start).c_str(), s.first_sequence.value);
   std::printf("streams        %" PRIu64 "\n", s.streams);
   std::printf("written        %s\n", pos(s.written).c_str());
   std::printf("committed      %s\n", pos(s.committed).c_str());

@@ -150,7 +150,7 @@ int cmd_read(const read_args& a) {
       // The first record not being one is more likely a --from-position that
       // names no record than a corrupt log: say so (and do not claim
       // corruption with exit 4).
-      if (first && a.from_position && from.value != 0) {
+      if (first && a.from_position && from.value != 0 && got.error().code() != errc::removed) {
         const std::string where = "--from-position " + std::to_string(*a.from_position);
         if (got.error().code() == errc::invalid_argument) return usage_error(where + ": " + got.error().to_string());
         return fail(status(got.error().code(),
