@@ -1,6 +1,10 @@
 #include "base/segment.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 
 #include "base/log_files.h"
 
@@ -102,6 +106,16 @@ void segment::release_file() {
   if (access_ != map_access::read_only || !file_.valid()) return;
   fs_->close(file_);
   file_.fd = -1;
+}
+
+status segment::drop_file_pages() {
+  void* p = ::mmap(data_, capacity_, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return status(errc::io_error, path() + ": mmap of zero pages over a removed segment: " + std::strerror(errno));
+  if (file_.valid()) fs_->close(file_);
+  file_.fd = -1;
+  access_ = map_access::read_only;
+  return {};
 }
 
 segment::~segment() {

@@ -61,6 +61,12 @@ class segment {
   // Closes the descriptor of a read-only segment that is durable whole, so a
   // long log holds no descriptor per segment.
   void release_file();
+  // Retention, once its grace period is over (the file is unlinked and no
+  // reader may still be inside the segment): the file's pages are swapped for
+  // anonymous zero pages at the same address and the descriptor is closed, so
+  // the file's blocks return to the file system. A stale pointer then reads
+  // zeros, which never validate as a record, rather than faulting.
+  status drop_file_pages();
 
   // ok + footer when sealed; not_found when unsealed; corruption otherwise.
   status read_footer(segment_format::footer& out) const;

@@ -564,6 +564,42 @@ varve_errc varve_log_stats(varve_log* log, varve_stats* out, varve_error* err) n
   });
 }
 
+varve_errc varve_log_start(const varve_log* log, uint64_t* start_position, uint64_t* first_sequence,
+                           varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(start_position);
+    VARVE_REQUIRE(first_sequence);
+    const varve::log_stats s = log->log->stats();
+    *start_position = s.start.value;
+    *first_sequence = s.first_sequence.value;
+    return done(err);
+  });
+}
+
+varve_errc varve_retain(varve_log* log, const varve_retention_policy* policy, int dry_run,
+                        varve_retention_result* out, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(policy);
+    varve::retention_policy p;
+    p.max_age_ns = policy->max_age_ns;
+    p.max_bytes = policy->max_bytes;
+    p.before = varve::position{policy->before};
+    auto r = log->log->retain(p, dry_run != 0);
+    if (!r) return from_status(err, r.error());
+    if (out) {
+      out->segments_removed = r.value().segments_removed;
+      out->bytes_removed = r.value().bytes_removed;
+      out->events_removed = r.value().events_removed;
+      out->first_segment = r.value().first_segment;
+      out->start_position = r.value().start.value;
+      out->first_sequence = r.value().first_sequence.value;
+    }
+    return done(err);
+  });
+}
+
 varve_errc varve_version_of(varve_log* log, varve_stream_id stream, uint64_t* version,
                             varve_error* err) noexcept {
   return guarded(err, [&] {

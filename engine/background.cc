@@ -9,6 +9,7 @@
 
 #include "engine/flusher.h"
 #include "engine/index_table.h"
+#include "engine/retention.h"
 #include "base/log_files.h"
 #include "base/scan.h"
 #include "engine/segment_table.h"
@@ -153,6 +154,7 @@ void background::run_prepare() {
         last_work = std::chrono::steady_clock::now();
         continue;
       }
+      maybe_retain(false);
       std::this_thread::sleep_for(idle_sleep(last_work));
       continue;
     }
@@ -403,6 +405,19 @@ void background::rebuild_damaged_indexes() {
   }
 }
 
+void background::maybe_retain(bool after_seal) {
+  if (!c_.shared || c_.retention.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (!after_seal && now - last_retention_ < c_.retention_interval) return;
+  last_retention_ = now;
+  const uint64_t grace =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(c_.retention_grace).count());
+  auto r = detail::run_retention(*c_.shared, std::max(sealed_end_, c_.sealed_end), c_.retention, c_.clock(), grace,
+                                 false, c_.observer);
+  if (!r && c_.observer)
+    c_.observer->on_truncated(c_.id.dir, 0, 0, "retention pass failed (retried later): " + r.error().to_string());
+}
+
 status background::do_seal(const seal_job& job, bool more_queued) {
   if (!job.footer_written) {
     // A failure is recorded by the gate (the log refuses writes from then on).
@@ -513,6 +528,8 @@ void background::run_seal() {
     ring_head_.store(head + 1, std::memory_order_release);
     status s = do_seal(job, head + 1 != tail);
     rebuild_damaged_indexes();
+    if (s) sealed_end_ = std::max(sealed_end_, job.seg->index() + 1);
+    maybe_retain(head + 1 == tail);  // after the last seal queued
     {
       std::lock_guard<std::mutex> g(mu_);
       if (!s && seal_error_.ok()) seal_error_ = s;

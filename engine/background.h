@@ -20,6 +20,10 @@
 #include "index/head_table.h"
 #include "varve/options.h"
 
+namespace varve::detail {
+struct shared_log;
+}
+
 namespace varve {
 
 class segment_table;
@@ -65,6 +69,15 @@ class background {
     // The log has a tamper-evident chain (DIR/chain, engine/chain.h): each
     // seal appends its segment's digest.
     bool chain = false;
+    // Retention applied after each seal and every retention_interval while
+    // idle (engine/retention.cc); an empty policy: none. Segments below
+    // sealed_end are sealed when the log opens.
+    detail::shared_log* shared = nullptr;
+    retention_policy retention;
+    std::chrono::milliseconds retention_interval{10000};
+    std::chrono::milliseconds retention_grace{60000};
+    std::function<uint64_t()> clock;  // event time (ns since the epoch), for max_age
+    uint64_t sealed_end = 0;
   };
   explicit background(config c);
   ~background();  // finishes queued seals, then stops; removes unused prepared segments
@@ -111,6 +124,11 @@ class background {
   status checkpoint(segment& sealed, bool write_file);
   status index_segment(const segment& sealed);
   void rebuild_damaged_indexes();
+  // One retention pass when the policy is set and `after_seal` or the
+  // interval has passed since the last one (sealer thread).
+  void maybe_retain(bool after_seal);
+  std::chrono::steady_clock::time_point last_retention_{};
+  uint64_t sealed_end_ = 0;
   void note_wait(ctl_counter longest, std::chrono::steady_clock::time_point since);
   // How long a helper sleeps when it finds nothing to do.
   std::chrono::milliseconds idle_sleep(std::chrono::steady_clock::time_point last_work) const;

@@ -215,7 +215,8 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
       s->fs, s->shared->segments.identity(), &s->shared->segments, s->opts.mode,
       s->opts.prepare_next_segment ? std::max<uint32_t>(1, s->opts.prepare_ahead) : 0u, s->observer,
       s->checkpointed_segment, &s->shared->first_segment_, &s->shared->indexes, s->durable.get(),
-      s->shared->ctl.get(), has_chain});
+      s->shared->ctl.get(), has_chain, s->shared.get(), s->opts.retention, s->opts.retention_interval,
+      s->opts.retention_grace, [st = s.get()] { return st->now_ns(); }, s->active->index()});
   s->shared->indexes.set_observer(s->observer);
   s->shared->indexes.set_sealed_end(s->active->index());
   // Index files of sealed segments: checked, and rebuilt where missing or
@@ -891,7 +892,9 @@ result<retention_result> event_log::retain(const retention_policy& policy, bool 
   log_state& s = *s_;
   if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only; retention needs the writer");
   if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
-  auto r = detail::run_retention(*s.shared, s.active->index(), policy, s.now_ns(), dry_run, s.observer);
+  const uint64_t grace = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(s.opts.retention_grace).count());
+  auto r = detail::run_retention(*s.shared, s.active->index(), policy, s.now_ns(), grace, dry_run, s.observer);
   if (r && !dry_run) s.first_segment = r.value().first_segment;
   return r;
 }

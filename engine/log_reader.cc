@@ -77,16 +77,17 @@ result<bool> log_reader::next_slow(event_view& out) {
       pos_.value = (index << l2) + off;
       continue;
     }
-    if (index != seg_index_) {
-      // Retention's removed segments stay mapped in this process while views
-      // may live: the start is checked first, once per segment.
-      if (index < log_->first_segment()) [[unlikely]] {
-        if (from_beginning && seg_index_ == ~uint64_t{0}) {
-          pos_.value = log_->start_position();
-          continue;
-        }
-        return log_->removed_error(pos_.value);
+    // Retention's removed segments stay mapped in this process for a grace
+    // period (then read as zeros): the start is checked first, once per slow
+    // step (a segment's end, the committed end), never per record.
+    if (index < log_->first_segment()) [[unlikely]] {
+      if (from_beginning && seg_index_ == ~uint64_t{0}) {
+        pos_.value = log_->start_position();
+        continue;
       }
+      return log_->removed_error(pos_.value);
+    }
+    if (index != seg_index_) {
       // A filtered reader entering a sealed segment whose index rules the
       // filter out skips it whole (match_segment answers `maybe` for
       // anything it cannot prove, the tail included).

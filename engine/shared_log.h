@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "engine/control_block.h"
 #include "engine/index_table.h"
@@ -75,7 +76,15 @@ struct shared_log {
   std::atomic<bool> has_upcasters{false};
 
   std::atomic<uint64_t> first_segment_{0};
-  std::mutex retention_mu;  // one retention pass at a time
+  std::mutex retention_mu;  // one retention pass at a time; guards the two below
+  // Segments below `below` were removed at `at_ns` (steady clock): their
+  // pages are dropped once the grace period is over (engine/retention.cc).
+  struct removed_range {
+    uint64_t below;
+    uint64_t at_ns;
+  };
+  std::vector<removed_range> awaiting_drop;
+  uint64_t dropped_below = 0;
   std::atomic<uint64_t> first_sequence_{0};
 
   // Set once before the log is handed out (read-only opens only).

@@ -922,6 +922,48 @@ static void test_durability(void) {
   CHECK_OK(varve_log_close(log, &err));
 }
 
+static void test_retain(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  varve_log* log = create_log("retain", &o);
+  static char pad[401];
+  memset(pad, 'r', 400);
+  varve_event_data d = event_of(1, pad);
+  varve_append_result r;
+  varve_positions p;
+  do {
+    CHECK_OK(varve_append(log, S("s"), varve_expect_any(), &d, &r, &err));
+    CHECK_OK(varve_log_positions(log, &p, &err));
+  } while (p.committed < 5u * 65536u);
+  CHECK_OK(varve_log_close(log, &err));
+  CHECK_OK(varve_log_open(path_in_root("retain"), &o, &log, &err));
+  varve_retention_policy pol = {0, 0, 3u * 65536u + 64u};
+  varve_retention_result res;
+  CHECK_OK(varve_retain(log, &pol, 1, &res, &err)); /* dry run */
+  CHECK(res.segments_removed == 3 && res.start_position == 3u * 65536u + 64u);
+  uint64_t start = 1, seq = 1;
+  CHECK_OK(varve_log_start(log, &start, &seq, &err));
+  CHECK(start == 0 && seq == 0);
+  CHECK_OK(varve_retain(log, &pol, 0, &res, &err));
+  CHECK(res.segments_removed == 3 && res.first_segment == 3 && res.events_removed == res.first_sequence);
+  CHECK_OK(varve_log_start(log, &start, &seq, &err));
+  CHECK(start == res.start_position && seq == res.first_sequence);
+  /* From 0: the start. Below it: VARVE_REMOVED, saying where the log starts. */
+  varve_reader* rd = NULL;
+  varve_event e;
+  bool got = false;
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && e.position == start && e.sequence == seq);
+  varve_reader_free(rd);
+  CHECK_OK(varve_reader_open(log, 64, &rd, &err));
+  CHECK(varve_reader_next(rd, &e, &got, &err) == VARVE_REMOVED);
+  CHECK(strstr(err.message, "removed by retention") != NULL);
+  varve_reader_free(rd);
+  CHECK(varve_retain(log, NULL, 0, NULL, &err) == VARVE_INVALID_ARGUMENT);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
 /* Flips one byte of `marker`'s first occurrence in DIR/00000000000000000000.seg. */
 static void corrupt_segment(const char* dir, const char* marker) {
   char path[600];
@@ -1119,6 +1161,7 @@ static const struct test_case g_cases[] = {
     {"subscribe", test_subscribe},
     {"durability", test_durability},
     {"corruption", test_corruption},
+    {"retain", test_retain},
     {"close_with_open_children", test_close_with_open_children},
     {"null_arguments", test_null_arguments},
 };

@@ -314,7 +314,9 @@ class mmap_chunk_reader final : public chunk_reader {
           break;
         case run_stop::error:
           pos_ = sv_.base + off_;
-          pending_ = r.err;
+          // A segment retention removed (and, after its grace, dropped the
+          // pages of) while this reader was inside: that, not damage.
+          pending_ = seg_index_ < log_->first_segment() ? log_->removed_error(pos_) : r.err;
           break;
       }
       if (r.n_events == 0) {
@@ -324,7 +326,8 @@ class mmap_chunk_reader final : public chunk_reader {
       slots_[slot].held = true;
       ++held_;
       // The mapping outlives the chunk: segments stay mapped while the log,
-      // which this reader keeps alive, exists.
+      // which this reader keeps alive, exists (a segment retention removes,
+      // for log_options::retention_grace after the removal).
       out.data = mem + start;
       out.position = sv_.base + start;
       out.end = sv_.base + end;

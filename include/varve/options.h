@@ -133,6 +133,19 @@ struct log_options {
   // started on an existing log covers the segments sealed from then on.
   // verify_chain (varve/admin.h) checks it and gives the head to anchor.
   bool tamper_evident_chain = false;
+  // Retention applied by the writer's background thread, after each seal
+  // and every retention_interval while no seal comes (docs/DESIGN.md
+  // "Retention"); empty = the log only grows (event_log::retain still
+  // removes on demand).
+  retention_policy retention;
+  std::chrono::milliseconds retention_interval{10000};
+  // How long a removed segment stays mapped in the writer's process: views
+  // handed out before the removal, and readers inside the segment, stay
+  // valid that long (a reader moving on then gets errc::removed); after it
+  // the pages are dropped at the next pass and the disk space returns.
+  // Closing the log returns it in any case; a read-only process keeps what
+  // it mapped until it closes the log.
+  std::chrono::milliseconds retention_grace{60000};
   std::shared_ptr<file_system> fs = nullptr;  // null = posix_file_system()
   // Clock for event timestamps when the caller gives none (ns since the epoch).
   std::function<uint64_t()> clock = nullptr;  // null = CLOCK_REALTIME

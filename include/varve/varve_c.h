@@ -397,6 +397,32 @@ VARVE_API varve_errc varve_log_positions(const varve_log* log, varve_positions* 
 /* Point-in-time figures (varve stat). Writer thread (a read-only log: one thread at a time). */
 VARVE_API varve_errc varve_log_stats(varve_log* log, varve_stats* out,
                                      varve_error* err) VARVE_C_NOEXCEPT;
+/* Where the log starts (retention): its first record's position (0 while
+ * nothing was ever removed) and the sequence of the event there. Writer thread
+ * (a read-only log: one thread at a time). */
+VARVE_API varve_errc varve_log_start(const varve_log* log, uint64_t* start_position, uint64_t* first_sequence,
+                                     varve_error* err) VARVE_C_NOEXCEPT;
+
+/* Retention (event_log::retain): whole sealed segments leave the head of the
+ * log; each limit that is non-zero (before: not VARVE_POSITION_NONE) condemns
+ * segments. Reads below the new start then fail with VARVE_REMOVED. */
+typedef struct varve_retention_policy {
+  uint64_t max_age_ns; /* segments whose newest event is older; 0: no limit */
+  uint64_t max_bytes;  /* the oldest segments until the files take at most this; 0: no limit */
+  uint64_t before;     /* segments wholly before this position; VARVE_POSITION_NONE: no limit */
+} varve_retention_policy;
+typedef struct varve_retention_result {
+  uint64_t segments_removed;
+  uint64_t bytes_removed;
+  uint64_t events_removed;
+  uint64_t first_segment;
+  uint64_t start_position;
+  uint64_t first_sequence;
+} varve_retention_result;
+/* Writer thread; dry_run != 0 changes nothing. `out` may be NULL. */
+VARVE_API varve_errc varve_retain(varve_log* log, const varve_retention_policy* policy, int dry_run,
+                                  varve_retention_result* out, varve_error* err) VARVE_C_NOEXCEPT;
+
 /* The stream's current version (0: it does not exist). Writer thread (a
  * read-only log: one thread at a time). */
 VARVE_API varve_errc varve_version_of(varve_log* log, varve_stream_id stream, uint64_t* version,

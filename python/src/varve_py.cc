@@ -987,8 +987,35 @@ NB_MODULE(_varve, m) {
              d["bytes_on_disk"] = st.bytes_on_disk;
              d["rollovers"] = st.rollovers;
              d["rollovers_that_waited"] = st.rollovers_that_waited;
+             d["start_position"] = st.start.value;
+             d["first_sequence"] = st.first_sequence.value;
              return d;
            })
+      .def("retain",
+           [](py_log& lg, std::optional<uint64_t> max_age_ns, std::optional<uint64_t> max_bytes,
+              std::optional<uint64_t> before, bool dry_run) {
+             varve::retention_policy p;
+             if (max_age_ns) p.max_age_ns = *max_age_ns;
+             if (max_bytes) p.max_bytes = *max_bytes;
+             if (before) p.before = varve::position{*before};
+             varve::result<varve::retention_result> r = varve::retention_result{};
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               r = lg.get().retain(p, dry_run);
+             }
+             const varve::retention_result& x = take(std::move(r));
+             nb::dict d;
+             d["segments_removed"] = x.segments_removed;
+             d["bytes_removed"] = x.bytes_removed;
+             d["events_removed"] = x.events_removed;
+             d["first_segment"] = x.first_segment;
+             d["start_position"] = x.start.value;
+             d["first_sequence"] = x.first_sequence.value;
+             d["held_back"] = x.held_back.empty() ? nb::none() : nb::cast(x.held_back);
+             return d;
+           },
+           "max_age_ns"_a = nb::none(), "max_bytes"_a = nb::none(), "before"_a = nb::none(), "dry_run"_a = false)
       .def("_read",
            [](std::shared_ptr<py_log> lg, uint64_t from, nb::handle types, nb::handle streams,
               nb::handle prefixes, nb::handle correlation_ids, std::optional<uint64_t> limit) {

@@ -316,3 +316,32 @@ def test_read_rows_filters_stops_and_resumes(log):
     assert nxt == 10
     rows, _, nxt = log.read_rows(0, mk, ["number"], limit=10, types=["NotRegistered"])
     assert rows == [] and nxt is None
+
+
+def test_retention_moves_the_start_and_reads_below_it_raise(tmp_path):
+    lg = varve.EventLog.create(str(tmp_path / "ret"), segment_bytes=1 << 16)
+    pad = b"x" * 400
+    n = 0
+    while lg.committed < 6 << 16:
+        lg.append("s-%d" % (n % 3), EventData("T", pad))
+        n += 1
+    lg.close()
+    lg = varve.EventLog.open(str(tmp_path / "ret"))
+    dry = lg.retain(before=(3 << 16) + 64, dry_run=True)
+    assert dry["segments_removed"] == 3 and lg.stats()["start_position"] == 0
+    r = lg.retain(before=(3 << 16) + 64)
+    assert r["segments_removed"] == 3 and r["start_position"] == (3 << 16) + 64
+    assert lg.stats()["start_position"] == r["start_position"]
+    events = list(lg.read())
+    assert events[0].position == r["start_position"] and events[0].sequence == r["first_sequence"]
+    assert len(events) == n - r["events_removed"]
+    with pytest.raises(varve.RemovedError) as e:
+        list(lg.read(64))
+    assert "starts at position %d" % r["start_position"] in str(e.value)
+    assert isinstance(e.value, varve.NotFoundError) and e.value.code == "removed"
+    with pytest.raises(varve.RemovedError):
+        list(lg.read_stream("s-1"))
+    with pytest.raises(varve.RemovedError):
+        lg.position_of(0)
+    assert lg.retain()["segments_removed"] == 0  # no limit: nothing goes
+    lg.close()

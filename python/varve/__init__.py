@@ -259,6 +259,17 @@ class EventLog:
     def stats(self) -> dict[str, int]:
         return self._impl.stats()
 
+    def retain(self, *, max_age_ns: int | None = None, max_bytes: int | None = None,
+               before: int | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """Retention: removes whole sealed segments from the head of the log,
+        those whose newest event is older than ``max_age_ns``, the oldest until
+        the segments take at most ``max_bytes``, those wholly before position
+        ``before`` (any one set suffices). Reads below the new start then raise
+        ``RemovedError``; position 0 means the start. ``dry_run`` changes
+        nothing. Returns what went (``segments_removed``, ``events_removed``,
+        ``start_position``, ``first_sequence``, ``held_back``: why no more)."""
+        return self._impl.retain(max_age_ns, max_bytes, before, dry_run)
+
     # ---- reading ----------------------------------------------------------
 
     def read(self, from_position: int = 0, *, types: Sequence[str | int] | None = None,
