@@ -154,7 +154,6 @@ void background::run_prepare() {
         last_work = std::chrono::steady_clock::now();
         continue;
       }
-      maybe_retain(false);
       std::this_thread::sleep_for(idle_sleep(last_work));
       continue;
     }
@@ -519,6 +518,7 @@ void background::run_seal() {
         rebuild_damaged_indexes();  // what readers found since the last seal
         break;
       }
+      maybe_retain(false);  // time limits move on while no seal comes
       std::this_thread::sleep_for(idle_sleep(last_work));
       continue;
     }
