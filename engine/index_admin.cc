@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "engine/index_table.h"
+#include "base/start_file.h"
 #include "base/log_files.h"
 #include "base/meta_file.h"
 #include "base/scan.h"
@@ -21,6 +22,10 @@ struct sealed_prefix {
   segment::identity id;
   uint64_t first = 0, end = 0;  // sealed segments [first, end)
   std::vector<std::string> index_names;
+  // Retention removed what came before `first` (DIR/start): the sequence to
+  // start from, and the heads are complete only from a checkpoint on.
+  bool retained = false;
+  uint64_t first_sequence = 0;
 };
 
 // The log's sealed segments are a prefix of its segment files: the first one
@@ -30,7 +35,16 @@ result<sealed_prefix> find_sealed(file_system& fs, segment_table& table, const s
   p.id = table.identity();
   auto names = fs.list_dir(dir);
   if (!names) return names.error();
-  const std::vector<uint64_t> segs = log_files::segment_indices(names.value());
+  std::vector<uint64_t> segs = log_files::segment_indices(names.value());
+  // From the log's start (files below it are ones a crash kept retention
+  // from removing; the next writer's open removes them).
+  auto start = start_file::read(fs, dir, p.id.log_id);
+  if (!start) return start.error();
+  if (start.value()) {
+    std::erase_if(segs, [&](uint64_t k) { return k < start.value()->first_segment; });
+    p.retained = start.value()->first_segment > 0;
+    p.first_sequence = start.value()->first_sequence;
+  }
   if (segs.empty()) return p;
   p.first = p.end = segs.front();
   for (uint64_t k : segs) {
@@ -67,6 +81,38 @@ void advance_heads(const segment& seg, uint64_t& next_seq, head_table& heads, ui
   events += r.events;
 }
 
+// Whether every stream of `part` has the same head in `whole` (a log whose
+// start retention moved: streams whose events all went are only in `whole`).
+bool heads_within(const head_table& part, const head_table& whole) {
+  bool same = true;
+  part.for_each([&](std::string_view stream, bool, const head_table::head& h) {
+    const head_table::head* o = whole.find(stream, whole.hash(stream));
+    if (!o || o->version != h.version || o->last_position != h.last_position) same = false;
+  });
+  return same;
+}
+
+void copy_heads(const head_table& from, head_table& to) {
+  to.clear();
+  from.for_each([&](std::string_view stream, bool is_int, const head_table::head& h) {
+    to.advance(stream, is_int, h.version, h.last_position);
+  });
+}
+
+// The running timestamp maximum before the log's first segment: 0, or (the
+// log's start moved by retention) what that segment's index file carries,
+// which nothing left can check.
+uint64_t through_before(file_system& fs, const sealed_prefix& p, const std::string& index_dir) {
+  if (!p.retained || p.end == p.first) return 0;
+  auto got = index_file::read(fs, log_files::join(index_dir, log_files::sidx_name(p.first)), 0);
+  if (!got) return 0;
+  auto v = segment_index::view::open(got.value().data(), got.value().size(), "", p.id.log_id, p.first);
+  // The first time entry's running maximum: the true figure before the
+  // segment when it exceeds the first event's timestamp, and otherwise one
+  // that gives every entry the same value as the true one would.
+  return v ? v.value().running_max_at_first_event() : 0;
+}
+
 bool same_heads(const head_table& a, const head_table& b) {
   if (a.size() != b.size()) return false;
   bool same = true;
@@ -92,7 +138,8 @@ result<index_report> verify_index(const std::string& dir) {
 
   index_report rep;
   rep.sealed_segments = p.value().end - p.value().first;
-  uint64_t through = 0, next_seq = 0;
+  uint64_t through = through_before(fs, p.value(), index_dir), next_seq = p.value().first_sequence;
+  bool partial = p.value().retained;  // heads of removed streams unknown until a checkpoint
   head_table heads;
   for (uint64_t k = p.value().first; k < p.value().end; ++k) {
     auto seg = o.value().table->get(k);
@@ -127,8 +174,13 @@ result<index_report> verify_index(const std::string& dir) {
       heads_file::checkpoint_info info;
       if (status s = heads_file::read(fs, hp, o.value().meta.log_id, info, loaded); !s)
         rep.problems.push_back(s);
-      else if (info.last_segment != k || info.next_sequence != next_seq || !same_heads(loaded, heads))
+      else if (info.last_segment != k || info.next_sequence != next_seq ||
+               !(partial ? heads_within(heads, loaded) : same_heads(loaded, heads)))
         rep.problems.push_back(status(errc::corruption, hp + ": checkpoint disagrees with the log's streams"));
+      else if (partial) {
+        copy_heads(loaded, heads);  // from here on every stream is known
+        partial = false;
+      }
     }
   }
   return rep;
@@ -149,9 +201,42 @@ result<index_report> rebuild_index(const std::string& dir, std::function<void(ui
   index_report rep;
   rep.sealed_segments = p.value().end - p.value().first;
   rep.index_files = rep.sealed_segments;
-  uint64_t next_seq = 0;
-  uint64_t through = 0;  // the running timestamp maximum the time index carries
+  uint64_t next_seq = p.value().first_sequence;
+  uint64_t through = through_before(fs, p.value(), index_dir);  // the running timestamp maximum the time index carries
   head_table heads;
+  uint64_t from = p.value().first;
+  if (p.value().retained) {
+    // The heads of streams whose events retention removed live only in a
+    // checkpoint: start from the oldest one that reads back and agrees with
+    // its segment's footer (the files before it are still rebuilt).
+    std::vector<uint64_t> cps;
+    for (const std::string& n : p.value().index_names)
+      if (auto i = log_files::parse_heads_name(n); i && *i >= p.value().first && *i < p.value().end)
+        cps.push_back(*i);
+    std::sort(cps.begin(), cps.end());
+    bool found = false;
+    for (uint64_t cp : cps) {
+      heads_file::checkpoint_info info;
+      head_table loaded;
+      auto seg = table.get(cp);
+      segment_format::footer f;
+      if (!seg || !seg.value()->read_footer(f)) continue;
+      if (heads_file::read(fs, log_files::join(index_dir, log_files::heads_name(cp)), o.value().meta.log_id, info,
+                           loaded) &&
+          info.last_segment == cp && f.first_sequence + f.event_count == info.next_sequence) {
+        copy_heads(loaded, heads);
+        next_seq = info.next_sequence;
+        from = cp + 1;
+        found = true;
+        break;
+      }
+    }
+    if (!found && p.value().end > p.value().first)
+      return status(errc::corruption, index_dir + ": no usable head-table checkpoint from segment " +
+                                          log_files::segment_name(p.value().first) +
+                                          ", where retention started the log: the heads of streams whose "
+                                          "events were all removed cannot be rebuilt from what is left");
+  }
   for (uint64_t k = p.value().first; k < p.value().end; ++k) {
     if (progress) progress(k - p.value().first, rep.sealed_segments);
     auto seg = table.get(k);
@@ -160,7 +245,7 @@ result<index_report> rebuild_index(const std::string& dir, std::function<void(ui
     auto built = index_table::build_and_write(fs, dir, o.value().meta.log_id, *seg.value(), through);
     if (!built) return built.error();
     through = built.value();
-    advance_heads(*seg.value(), next_seq, heads, rep.events);
+    if (k >= from) advance_heads(*seg.value(), next_seq, heads, rep.events);
     auto sz = index_file::read(fs, log_files::join(index_dir, log_files::sidx_name(k)), 0);
     if (sz) rep.index_bytes += sz.value().size();
   }

@@ -553,6 +553,10 @@ void view::time_scan_range(uint64_t t, uint32_t& from, uint32_t& to) const {
   }
 }
 
+uint64_t view::running_max_at_first_event() const {
+  return h_.time_count ? coding::get_u64(time_) : h_.max_ts_through;
+}
+
 uint32_t view::stride_offset(uint64_t k) const {
   if (k >= h_.time_count) return 0;
   return coding::get_u32(time_ + k * kTimeEntry + 8);

@@ -143,6 +143,11 @@ class view {
   // time index samples every kTimeStride-th event, so it doubles as a
   // sequence index (event_log::position_of).
   uint32_t stride_offset(uint64_t k) const;
+  // The running timestamp maximum as of the segment's first event (its time
+  // entry 0); max_timestamp_through() for a segment without events. What the
+  // index carried over from the segments before (retention: `varve index
+  // verify` of a log whose first segments are gone starts from it).
+  uint64_t running_max_at_first_event() const;
   // Entry count per stream, for `varve index verify` and stats.
   size_t bytes() const { return size_; }
 

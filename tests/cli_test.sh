@@ -316,6 +316,18 @@ expect "a stream read that needs removed versions: exit 5" rc_is 5
 expect "  ... saying which version to read from" err_has 'read from version'
 run verify "$R"
 expect "verify passes after retention" rc_is 0
+run index verify "$R"
+expect "index verify passes after retention" rc_is 0
+run index rebuild "$R"
+expect "index rebuild after retention (heads from the checkpoint past the start)" rc_is 0
+run index verify "$R"
+expect "  ... and what it wrote verifies" rc_is 0
+run replay "$R" --projection count-by-type --json
+expect "replay from the beginning folds what is left" python3 -c 'import json, sys
+o = json.loads(open(sys.argv[1]).read()); r = json.load(open(sys.argv[2]))
+sys.exit(0 if o["events"] == 2000 - r["events_removed"] else 1)' "$TMP/out" "$TMP/retained.json"
+run replay "$R" --projection count-by-type --from-position 64
+expect "replay from a removed position: exit 5" rc_is 5
 run retain "$R" --max-age 1w --json
 expect "retain --max-age: recent events stay" py 'out[0]["segments_removed"] == 0'
 run retain "$R" --max-bytes 192K --json

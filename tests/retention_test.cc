@@ -291,6 +291,18 @@ TEST(Retention, BeforeAPositionEveryReadPathAndReopen) {
   ASSERT_OK(st);
   EXPECT_EQ(st.value().start.value, start);
   EXPECT_EQ(st.value().segments, 4u);  // 5, 6, 7, 8
+  // The derived files checked and rebuilt from what is left: the heads of
+  // the stream whose events all went come from the checkpoint past the start.
+  auto iv = verify_index(d.path());
+  ASSERT_OK(iv);
+  EXPECT_TRUE(iv.value().problems.empty()) << describe(iv.value().problems.front());
+  ASSERT_OK(rebuild_index(d.path()));
+  auto iv2 = verify_index(d.path());
+  ASSERT_OK(iv2);
+  EXPECT_TRUE(iv2.value().problems.empty()) << describe(iv2.value().problems.front());
+  auto again = event_log::open(d.path(), opts());
+  ASSERT_OK(again);
+  EXPECT_EQ(again.value()->version_of(stream_id("early")), 21u);
 }
 
 TEST(Retention, ByteAndAgeLimitsHeldBackByTheNewestCheckpoint) {
