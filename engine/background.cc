@@ -409,9 +409,7 @@ void background::maybe_retain(bool after_seal) {
   const auto now = std::chrono::steady_clock::now();
   if (!after_seal && now - last_retention_ < c_.retention_interval) return;
   last_retention_ = now;
-  const uint64_t grace =
-      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(c_.retention_grace).count());
-  auto r = detail::run_retention(*c_.shared, std::max(sealed_end_, c_.sealed_end), c_.retention, c_.clock(), grace,
+  auto r = detail::run_retention(*c_.shared, std::max(sealed_end_, c_.sealed_end), c_.retention, c_.clock(),
                                  false, c_.observer);
   if (!r && c_.observer)
     c_.observer->on_truncated(c_.id.dir, 0, 0, "retention pass failed (retried later): " + r.error().to_string());

@@ -75,7 +75,6 @@ class background {
     detail::shared_log* shared = nullptr;
     retention_policy retention;
     std::chrono::milliseconds retention_interval{10000};
-    std::chrono::milliseconds retention_grace{60000};
     std::function<uint64_t()> clock;  // event time (ns since the epoch), for max_age
     uint64_t sealed_end = 0;
   };

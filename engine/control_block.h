@@ -156,6 +156,10 @@ class control_block {
   std::atomic_ref<uint64_t> writer_pid() const { return ref(24); }
   std::atomic_ref<uint32_t> wake_seq() const { return ref32(192); }
   std::atomic_ref<uint32_t> waiters() const { return ref32(196); }
+  // Retention's doorbell: the writer stores the log's first segment here
+  // after DIR/start is durable. Readers in other processes re-read DIR/start
+  // when it changes (it is a hint: DIR/start, checksummed, is the truth).
+  std::atomic_ref<uint64_t> start_hint() const { return ref(352); }
 
   // --- counters (ctl_counter): written by the writer session only ---
   std::atomic_ref<uint64_t> counter(ctl_counter c) const { return ref(static_cast<size_t>(c)); }

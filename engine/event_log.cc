@@ -63,6 +63,8 @@ void make_shared_log(log_state& s) {
   s.shared = std::make_shared<detail::shared_log>(
       s.fs, segment::identity{s.dir, s.meta.log2_capacity, s.meta.log_id}, s.opts.verify_checksums);
   s.shared->set_upcasters(s.opts.upcasters);
+  s.shared->retention_grace_ns = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(s.opts.retention_grace).count());
 }
 
 // Before anything is opened: a chain with a gap would fail reads later.
@@ -194,6 +196,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   if (!ctl) return ctl.error();
   s->shared->ctl = std::move(ctl.value());
   s->shared->ctl->begin_session(s->meta.log_id, s->next_seq, end);
+  s->shared->ctl->start_hint().store(s->first_segment, std::memory_order_release);
   s->counting->attach(s->shared->ctl.get());
   if (status r = s->shared->ctl->clear_clean_end(sync_now); !r) return r;
   s->shared->ctl->next_sequence().store(s->next_seq, std::memory_order_relaxed);
@@ -216,7 +219,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
       s->opts.prepare_next_segment ? std::max<uint32_t>(1, s->opts.prepare_ahead) : 0u, s->observer,
       s->checkpointed_segment, &s->shared->first_segment_, &s->shared->indexes, s->durable.get(),
       s->shared->ctl.get(), has_chain, s->shared.get(), s->opts.retention, s->opts.retention_interval,
-      s->opts.retention_grace, [st = s.get()] { return st->now_ns(); }, s->active->index()});
+      [st = s.get()] { return st->now_ns(); }, s->active->index()});
   s->shared->indexes.set_observer(s->observer);
   s->shared->indexes.set_sealed_end(s->active->index());
   // Index files of sealed segments: checked, and rebuilt where missing or
@@ -892,11 +895,9 @@ result<retention_result> event_log::retain(const retention_policy& policy, bool 
   log_state& s = *s_;
   if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only; retention needs the writer");
   if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
-  const uint64_t grace = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(s.opts.retention_grace).count());
   // The caller has the result: the observer hears of passes only from the
   // background policy, where nobody else would.
-  auto r = detail::run_retention(*s.shared, s.active->index(), policy, s.now_ns(), grace, dry_run, nullptr);
+  auto r = detail::run_retention(*s.shared, s.active->index(), policy, s.now_ns(), dry_run, nullptr);
   if (r && !dry_run) s.first_segment = r.value().first_segment;
   return r;
 }

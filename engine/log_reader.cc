@@ -67,6 +67,7 @@ result<bool> log_reader::next_slow(event_view& out) {
   // Position 0 is "the beginning": once retention removed segments, that is
   // where the log now starts (read-only logs in other processes learn it
   // when they meet the missing file, below).
+  log_->check_start();  // the start a writer elsewhere moved; removed pages past their grace
   const bool from_beginning = pos_.value == 0;
   if (from_beginning) pos_.value = log_->start_position();
   while (pos_.value < commit) {

@@ -8,37 +8,11 @@
 
 namespace varve::detail {
 
-namespace {
-
-uint64_t steady_now_ns() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
-
-// Caller holds sh.retention_mu.
-void drop_expired(shared_log& sh, uint64_t steady_ns, uint64_t grace_ns, recovery_observer* observer) {
-  while (!sh.awaiting_drop.empty() && steady_ns - sh.awaiting_drop.front().at_ns >= grace_ns) {
-    const uint64_t below = sh.awaiting_drop.front().below;
-    for (uint64_t k = sh.dropped_below; k < below; ++k)
-      if (segment* seg = sh.segments.find(k))
-        if (status st = seg->drop_file_pages(); !st && observer)
-          observer->on_action({recovery_action::kind::note, seg->path(), 0, 0,
-                               "a removed segment's pages could not be dropped (its space returns at close): " +
-                                   st.to_string(),
-                               "", 0});
-    sh.dropped_below = std::max(sh.dropped_below, below);
-    sh.awaiting_drop.erase(sh.awaiting_drop.begin());
-  }
-}
-
-}  // namespace
 
 result<retention_result> run_retention(shared_log& sh, uint64_t sealed_end, const retention_policy& p,
-                                       uint64_t now_ns, uint64_t grace_ns, bool dry_run,
-                                       recovery_observer* observer) {
+                                       uint64_t now_ns, bool dry_run, recovery_observer* observer) {
   std::lock_guard<std::mutex> g(sh.retention_mu);
-  if (!dry_run) drop_expired(sh, steady_now_ns(), grace_ns, observer);
+  if (!dry_run) sh.drop_expired_pages();
   file_system& fs = sh.segments.fs();
   const segment::identity& id = sh.segments.identity();
   const uint8_t l2 = id.log2_capacity;
@@ -105,9 +79,11 @@ result<retention_result> run_retention(shared_log& sh, uint64_t sealed_end, cons
   if (dry_run) return res;
 
   if (status st = start_file::write(fs, id.dir, {id.log_id, to, f.first_sequence, now_ns}); !st) return st;
-  // Readers of this process stop at the start from here on; the removed
-  // segments stay mapped (views into them stay valid until the log closes).
+  // Readers of this process stop at the start from here on, those of other
+  // processes at their next slow step (the doorbell); the removed segments
+  // stay mapped for the grace period (views into them stay valid).
   sh.set_start(to, f.first_sequence);
+  if (sh.ctl) sh.ctl->start_hint().store(to, std::memory_order_release);
   for (uint64_t k = first; k < to; ++k) {
     if (status st = fs.remove(log_files::join(id.dir, log_files::segment_name(k))); !st) return st;
     (void)fs.remove(log_files::join(index_dir, log_files::sidx_name(k)));  // derived data
@@ -117,9 +93,7 @@ result<retention_result> run_retention(shared_log& sh, uint64_t sealed_end, cons
       if (auto cp = log_files::parse_heads_name(n); cp && *cp < to)
         (void)fs.remove(log_files::join(index_dir, n));
   if (status st = fs.sync_dir(id.dir); !st) return st;
-  if (sh.dropped_below < first) sh.dropped_below = first;  // below the start at open: never mapped here
-  sh.awaiting_drop.push_back({to, steady_now_ns()});
-  if (grace_ns == 0) drop_expired(sh, steady_now_ns(), 0, observer);
+  if (sh.retention_grace_ns == 0) sh.drop_expired_pages();
   if (observer)
     observer->on_action({recovery_action::kind::note, id.dir, res.start.value, res.bytes_removed,
                          "retention removed segments " + log_files::segment_name(first) + " to " +

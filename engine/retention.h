@@ -15,10 +15,9 @@ namespace varve::detail {
 // stream indexes, checkpoints below the start); a crash anywhere leaves a
 // start record naming an existing segment, and the next open removes what
 // is left below it.
-// Every pass first drops the pages of segments removed at least `grace_ns`
-// ago (steady clock), so their disk space returns (segment::drop_file_pages).
+// Every pass first drops the pages of segments removed at least the grace
+// period ago (shared_log::drop_expired_pages), so their disk space returns.
 result<retention_result> run_retention(shared_log& sh, uint64_t sealed_end, const retention_policy& p,
-                                       uint64_t now_ns, uint64_t grace_ns, bool dry_run,
-                                       recovery_observer* observer);
+                                       uint64_t now_ns, bool dry_run, recovery_observer* observer);
 
 }  // namespace varve::detail

@@ -1,10 +1,20 @@
 #include "engine/shared_log.h"
 
+#include <chrono>
+
 #include "base/start_file.h"
 
 namespace varve::detail {
 
 uint64_t shared_log::start_position() const { return start_file::start_position(first_segment(), log2()); }
+
+namespace {
+uint64_t steady_now_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+}  // namespace
 
 void shared_log::set_start(uint64_t first_segment, uint64_t first_sequence) {
   // Sequence first: a reader that sees the new segment sees its sequence.
@@ -14,6 +24,29 @@ void shared_log::set_start(uint64_t first_segment, uint64_t first_sequence) {
   uint64_t f = first_segment_.load(std::memory_order_relaxed);
   while (f < first_segment && !first_segment_.compare_exchange_weak(f, first_segment)) {
   }
+  if (f >= first_segment) return;  // not moved by this call
+  // What this process mapped below the new start goes after the grace period.
+  std::lock_guard<std::mutex> g(drop_mu_);
+  awaiting_drop_.push_back({first_segment, steady_now_ns()});
+  drop_pending_.store(true, std::memory_order_relaxed);
+}
+
+void shared_log::drop_expired_pages() {
+  std::lock_guard<std::mutex> g(drop_mu_);
+  const uint64_t now = steady_now_ns();
+  while (!awaiting_drop_.empty() && now - awaiting_drop_.front().at_ns >= retention_grace_ns) {
+    const uint64_t below = awaiting_drop_.front().below;
+    for (uint64_t k = dropped_below_; k < below; ++k)
+      if (segment* seg = segments.find(k)) (void)seg->drop_file_pages();  // failing: the space returns at close
+    dropped_below_ = std::max(dropped_below_, below);
+    awaiting_drop_.erase(awaiting_drop_.begin());
+  }
+  drop_pending_.store(!awaiting_drop_.empty(), std::memory_order_relaxed);
+}
+
+void shared_log::refresh_from_hint(uint64_t hint) {
+  hint_seen_.store(hint, std::memory_order_relaxed);
+  (void)refresh_start();  // unreadable: the next missing file says so
 }
 
 status shared_log::refresh_start() {

@@ -44,6 +44,21 @@ struct shared_log {
   void set_start(uint64_t first_segment, uint64_t first_sequence);
   // Re-reads DIR/start (a writer elsewhere may have moved the start).
   status refresh_start();
+  // Once per reader's slow step: when the writer's doorbell in the control
+  // block moved past this process's start, re-reads DIR/start; and drops
+  // the pages of removed segments whose grace period is over (so a
+  // long-lived reader process does not hold their disk space).
+  void check_start() {
+    if (ctl) [[likely]] {
+      const uint64_t hint = ctl->start_hint().load(std::memory_order_acquire);
+      if (hint > first_segment() && hint != hint_seen_.load(std::memory_order_relaxed)) [[unlikely]]
+        refresh_from_hint(hint);
+    }
+    if (drop_pending_.load(std::memory_order_relaxed)) [[unlikely]]
+      drop_expired_pages();
+  }
+  // Drops the pages of removed segments whose grace is over (segment::drop_file_pages).
+  void drop_expired_pages();
   // errc::removed: "position P was removed by retention: the log starts at S".
   status removed_error(uint64_t position) const;
   // Segment `index`, for a read at `position` inside it: the removed error
@@ -76,15 +91,26 @@ struct shared_log {
   std::atomic<bool> has_upcasters{false};
 
   std::atomic<uint64_t> first_segment_{0};
-  std::mutex retention_mu;  // one retention pass at a time; guards the two below
-  // Segments below `below` were removed at `at_ns` (steady clock): their
-  // pages are dropped once the grace period is over (engine/retention.cc).
+  std::mutex retention_mu;  // one retention pass at a time
+  // How long a removed segment stays mapped (log_options::retention_grace).
+  uint64_t retention_grace_ns = 60'000'000'000ull;
+
+ private:
+  void refresh_from_hint(uint64_t hint);
+  std::atomic<uint64_t> hint_seen_{0};
+  // Segments below `below` left the log at `at_ns` (steady clock): their
+  // pages are dropped once the grace period is over. Registered by
+  // set_start, in the writer's process and in readers' alike.
   struct removed_range {
     uint64_t below;
     uint64_t at_ns;
   };
-  std::vector<removed_range> awaiting_drop;
-  uint64_t dropped_below = 0;
+  std::mutex drop_mu_;  // guards the two below
+  std::vector<removed_range> awaiting_drop_;
+  uint64_t dropped_below_ = 0;
+  std::atomic<bool> drop_pending_{false};
+
+ public:
   std::atomic<uint64_t> first_sequence_{0};
 
   // Set once before the log is handed out (read-only opens only).

@@ -24,6 +24,7 @@ status stream_reader::init(std::shared_ptr<detail::shared_log> log, std::string 
                            stream_version head_version, uint64_t head_position,
                            stream_version from, read_direction dir, uint64_t max_count) {
   log_ = std::move(log);
+  log_->check_start();
   up_ = log_->upcasters_now();
   stream_ = std::move(stream);
   dir_ = dir;

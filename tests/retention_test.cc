@@ -584,6 +584,51 @@ TEST(Retention, TheBackgroundPolicyRemovesAsTheLogGrowsAndTheSpaceReturnsAfterTh
   EXPECT_OK(log.value()->close());
 }
 
+TEST(Retention, AReaderProcessLearnsTheStartFromTheDoorbellAndLetsGoOfTheSpace) {
+  temp_dir d;
+  const auto m = fill(d.path(), 6);
+  ASSERT_FALSE(HasFailure());
+  log_options o = opts();
+  o.retention_grace = std::chrono::milliseconds(0);
+  auto log = event_log::open(d.path(), o);
+  ASSERT_OK(log);
+  // A follower (another process's view) that has read everything: it maps
+  // every segment.
+  auto ro = event_log::open_read_only(d.path(), o);
+  ASSERT_OK(ro);
+  log_reader tail = ro.value()->read();
+  event_view v;
+  uint64_t n = 0;
+  while (true) {
+    auto more = tail.next(v);
+    ASSERT_OK(more);
+    if (!more.value()) break;
+    ++n;
+  }
+  ASSERT_EQ(n, m.size());
+  retention_policy p;
+  p.before = position{4 * kSeg + 64};
+  auto r = log.value()->retain(p);
+  ASSERT_OK(r);
+  ASSERT_EQ(r.value().first_segment, 4u);
+  // The writer let go of its pages at once (grace 0); the follower still
+  // holds segments 0-3 until it takes a step.
+  EXPECT_EQ(deleted_mappings(d.path()), 4u);
+  // Its tailing reader, at the end, takes a slow step: the doorbell in the
+  // control block tells it the start moved; it re-reads DIR/start and drops
+  // the removed segments' pages.
+  auto more = tail.next(v);
+  ASSERT_OK(more);
+  EXPECT_FALSE(more.value());
+  EXPECT_EQ(ro.value()->stats().start.value, r.value().start.value);
+  EXPECT_EQ(deleted_mappings(d.path()), 0u);
+  // A new reader from the beginning starts at the start, without meeting
+  // a missing file first.
+  auto all = read_from_start(*ro.value());
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.front().position, r.value().start.value);
+}
+
 TEST(Retention, ViewsStayValidThroughTheGracePeriod) {
   temp_dir d;
   const auto m = fill(d.path(), 5);

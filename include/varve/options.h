@@ -143,8 +143,9 @@ struct log_options {
   // handed out before the removal, and readers inside the segment, stay
   // valid that long (a reader moving on then gets errc::removed); after it
   // the pages are dropped at the next pass and the disk space returns.
-  // Closing the log returns it in any case; a read-only process keeps what
-  // it mapped until it closes the log.
+  // Closing the log returns it in any case. A read-only log (another
+  // process) learns of a pass at its readers' next step and drops what it
+  // mapped after its own grace period.
   std::chrono::milliseconds retention_grace{60000};
   std::shared_ptr<file_system> fs = nullptr;  // null = posix_file_system()
   // Clock for event timestamps when the caller gives none (ns since the epoch).
