@@ -39,6 +39,7 @@ struct open_input {
   std::string_view seg_footer[2];
   std::string_view heads;
   std::string_view ctl;
+  std::string_view start;  // DIR/start when non-empty (inputs made before it end earlier: none)
 };
 
 inline bool parse_open_input(const uint8_t* data, size_t size, open_input& in) {
@@ -46,7 +47,7 @@ inline bool parse_open_input(const uint8_t* data, size_t size, open_input& in) {
   in.flags_a = c.u8();
   in.flags_b = c.u8();
   std::string_view* sections[] = {&in.seg_body[0], &in.seg_footer[0], &in.seg_body[1],
-                                  &in.seg_footer[1], &in.heads, &in.ctl};
+                                  &in.seg_footer[1], &in.heads, &in.ctl, &in.start};
   for (std::string_view* s : sections) *s = c.bytes(c.u16());
   return true;
 }
@@ -68,6 +69,7 @@ inline std::string encode_open_input(const open_input& in) {
   append_section(out, in.seg_footer[1]);
   append_section(out, in.heads);
   append_section(out, in.ctl);
+  append_section(out, in.start);
   return out;
 }
 
@@ -148,6 +150,18 @@ inline std::vector<file_image> build_open_files(const open_input& in) {
     files.push_back({std::string(varve::log_files::kIndexDir) + "/" +
                          varve::log_files::heads_name((in.flags_b & 0x08) ? 1 : 0),
                      std::move(h)});
+  }
+  if (!in.start.empty()) {
+    // Retention's start record. One of exactly 64 bytes gets its log id and
+    // XXH3 fixed up, so recovery's use of its fields is reached.
+    std::vector<std::byte> st(reinterpret_cast<const std::byte*>(in.start.data()),
+                              reinterpret_cast<const std::byte*>(in.start.data() + in.start.size()));
+    if (st.size() == 64) {
+      std::memcpy(st.data(), "VARVSTRT", 8);
+      put64(st.data() + 16, kFuzzLogId);
+      put64(st.data() + 56, XXH3_64bits(st.data(), 56));
+    }
+    files.push_back({"start", std::move(st)});
   }
   if (in.flags_a & 0x40) {
     files.push_back({varve::log_files::kControlName,

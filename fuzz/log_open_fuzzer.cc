@@ -4,9 +4,11 @@
 // read back, close, and a reopen.
 //
 // Input layout (fuzz/log_input.h has the encoder the seed generator uses):
-//   u8 flags_a, u8 flags_b, then six sections, each a little-endian u16
+//   u8 flags_a, u8 flags_b, then seven sections, each a little-endian u16
 //   length and that many bytes: segment 0 body, segment 0 footer, segment 1
-//   body, segment 1 footer, checkpoint, control block.
+//   body, segment 1 footer, checkpoint, control block, start record
+//   (retention's DIR/start when non-empty; one of exactly 64 bytes gets its
+//   magic, log id and checksum fixed up).
 //   flags_a bit 0: segment 0 body is the whole file from offset 0 (raw); else
 //                  it goes at offset 64 behind a valid header for segment 0
 //           bit 1: segment 0 file is exactly the bytes given (else padded
