@@ -908,6 +908,9 @@ log_metrics event_log::metrics() const {
   m.committed = committed_position();
   m.durable = durable_position();
   m.next_sequence = next_sequence().value;
+  s_->shared->check_start();  // a read-only log: what a writer elsewhere removed
+  m.start = position{s_->shared->start_position()};
+  m.first_sequence = s_->shared->first_sequence();
   m.writer_alive = !s_->read_only ? !s_->closed : writer_lock::is_held(s_->dir);
   m.writer_pid = ctl.writer_pid().load(std::memory_order_relaxed);
   uint64_t c[(kCountersEnd - kCountersBegin) / 8];

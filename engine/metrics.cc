@@ -90,6 +90,10 @@ std::string prometheus_text(const log_metrics& m, std::string_view log_label) {
   w.one("varve_durable_position_bytes", "gauge", "End of what survives a power loss (log position).",
         m.durable.value);
   w.one("varve_events", "gauge", "Events in the log (the next sequence number).", m.next_sequence);
+  w.one("varve_start_position_bytes", "gauge", "Where the log starts (retention removed what lies before).",
+        m.start.value);
+  w.one("varve_first_sequence", "gauge", "The sequence number of the log's first event (retention).",
+        m.first_sequence);
   if (m.segments || m.bytes_on_disk) {
     w.one("varve_segments", "gauge", "Segment files.", m.segments);
     w.one("varve_disk_bytes", "gauge", "Bytes allocated on disk by every file of the log directory.",

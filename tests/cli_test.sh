@@ -304,6 +304,8 @@ s = json.load(open(sys.argv[1])); r = json.load(open(sys.argv[2]))
 sys.exit(0 if s["start_position"] == r["start_position"] and s["first_sequence"] == r["first_sequence"] and s["chain_head"] is None else 1)' "$TMP/out" "$TMP/retained.json"
 run stat "$R"
 expect "stat prints the start" out_has 'retention removed what came before'
+run metrics "$R"
+expect "metrics export the start" grep -q "^varve_start_position_bytes{.*} $BEFORE\$" "$TMP/out"
 run read "$R" --limit 1
 expect "read from the beginning starts at the new start" python3 -c 'import json, sys
 e = json.loads(open(sys.argv[1]).readline()); r = json.load(open(sys.argv[2]))

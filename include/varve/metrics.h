@@ -38,7 +38,11 @@ struct log_metrics {
   // --- watermarks, now ---
   position committed;
   position durable;
-  uint64_t next_sequence = 0;      // = events in the log
+  uint64_t next_sequence = 0;      // = events ever appended
+  // Where the log starts (retention): its first record, and the sequence
+  // of the event there (both 0 while nothing was removed).
+  position start;
+  uint64_t first_sequence = 0;
   // --- the writer session the counters belong to: the live one, or the last one ---
   bool writer_alive = false;
   uint64_t writer_pid = 0;         // 0 once it closed cleanly
