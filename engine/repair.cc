@@ -15,6 +15,7 @@
 #include "base/log_files.h"
 #include "base/meta_file.h"
 #include "base/scan.h"
+#include "base/start_file.h"
 #include "engine/background.h"
 #include "engine/control_block.h"
 #include "engine/log_access.h"
@@ -149,10 +150,63 @@ result<repair_report> repair_log(const std::string& dir, const repair_options& o
     lock = std::move(l.value());
   }
 
-  // (1) The sealed segments: records against footers, read-only.
+  // (0) Where the log starts (retention, DIR/start). The sealed segments are
+  // checked from there, against its sequence. A record that does not decode
+  // is rebuilt from the oldest segment file left (sealed: its footer gives
+  // the sequence), after the damaged file is kept in lost+found/: files below
+  // the true start that a crash left only make the log longer, never lose
+  // an event.
   auto names = fs->list_dir(dir);
   if (!names) return names.error();
-  const std::vector<uint64_t> segs = log_files::segment_indices(names.value());
+  std::vector<uint64_t> segs = log_files::segment_indices(names.value());
+  uint64_t start_seg = 0, start_seq = 0;
+  {
+    auto start = start_file::read(*fs, dir, meta.log_id);
+    if (start && start.value()) {
+      start_seg = start.value()->first_segment;
+      start_seq = start.value()->first_sequence;
+    } else if (!start) {
+      if (start.error().code() != errc::corruption || segs.empty()) return start.error();
+      segment_table probe(fs, id);
+      auto oldest = probe.get(segs.front());
+      segment_format::footer f;
+      if (!oldest || !oldest.value()->read_footer(f))
+        return status(errc::corruption, start.error().message() + "; it cannot be rebuilt: the oldest segment file, " +
+                                            log_files::segment_name(segs.front()) + ", is not sealed");
+      start_seg = segs.front();
+      start_seq = f.first_sequence;
+      const std::string path = log_files::join(dir, start_file::kName);
+      if (o.dry_run) {
+        report({recovery_action::kind::note, path, 0, start_file::kSize,
+                "would rebuild the start record (segment " + std::to_string(start_seg) + ", sequence " +
+                    std::to_string(start_seq) + "): " + start.error().message(),
+                "", 0});
+        rep.damaged = true;
+      } else {
+        // Copied aside first, then replaced atomically: a crash in between
+        // leaves the damaged record, and the repair can simply run again.
+        std::vector<std::byte> old(4096);
+        size_t n = 0;
+        if (auto f = fs->open(path, file_system::open_mode::read_only)) {
+          auto size = fs->file_size(f.value());
+          n = size ? static_cast<size_t>(std::min<uint64_t>(size.value(), old.size())) : 0;
+          status rs = n ? fs->pread(f.value(), 0, old.data(), n) : status{};
+          fs->close(f.value());
+          if (!rs) return rs;
+        }
+        auto kept = lf.keep_bytes(path, 0, old.data(), n);
+        if (!kept) return kept.error();
+        if (status s = start_file::write(*fs, dir, {meta.log_id, start_seg, start_seq, 0}); !s) return s;
+        report({recovery_action::kind::rebuilt, path, 0, start_file::kSize,
+                "start record rebuilt from the oldest segment file (" + log_files::segment_name(start_seg) +
+                    ", sequence " + std::to_string(start_seq) + "): " + start.error().message(),
+                kept.value(), 0});
+      }
+    }
+  }
+  std::erase_if(segs, [&](uint64_t k) { return k < start_seg; });
+
+  // (1) The sealed segments: records against footers, read-only.
   const uint64_t cap = uint64_t{1} << meta.log2_capacity;
   struct damaged_segment {
     uint64_t index;
@@ -163,7 +217,7 @@ result<repair_report> repair_log(const std::string& dir, const repair_options& o
   std::vector<damaged_segment> damaged;
   {
     segment_table table(fs, id);
-    uint64_t next_seq = 0;
+    uint64_t next_seq = start_seq;
     bool counting = true;
     for (size_t i = 0; i < segs.size() && (i == 0 || segs[i] == segs[i - 1] + 1); ++i) {
       const uint64_t k = segs[i];

@@ -440,8 +440,40 @@ TEST(Retention, AMissingStartSegmentOrADamagedStartRecordIsRefused) {
     EXPECT_EQ(v.value().first_problem.code(), errc::corruption);
   }
   fs::rename(d.sub("aside"), segment_path(d.path(), 3));
+  {
+    auto log = event_log::open(d.path(), opts());
+    ASSERT_OK(log);
+  }
+  // `varve recover` of a healthy retained log finds nothing to do (it checks
+  // the sealed segments from the start, against its sequence).
+  for (recovery_mode mode : {recovery_mode::point_in_time, recovery_mode::skip_damaged}) {
+    repair_options ro;
+    ro.mode = mode;
+    auto rep = repair_log(d.path(), ro);
+    ASSERT_OK(rep);
+    EXPECT_FALSE(rep.value().damaged);
+    EXPECT_EQ(rep.value().events_after, kept(m, 3 * kSeg + 64).size());
+  }
+  // A damaged start record: the repair rebuilds it from the oldest segment
+  // file (sealed: its footer has the sequence), keeping the damaged bytes.
+  flip_byte(d.sub("start"), 30);
+  repair_options dry;
+  dry.dry_run = true;
+  auto planned = repair_log(d.path(), dry);
+  ASSERT_OK(planned);
+  EXPECT_TRUE(planned.value().damaged);
+  auto rep = repair_log(d.path(), {});
+  ASSERT_OK(rep);
+  bool rebuilt = false;
+  for (const recovery_action& a : rep.value().actions)
+    rebuilt |= a.what == recovery_action::kind::rebuilt && a.file == d.sub("start") && !a.kept_at.empty();
+  EXPECT_TRUE(rebuilt);
+  EXPECT_TRUE(fs::exists(d.sub("lost+found/start.at-00000000000000000000")));
   auto log = event_log::open(d.path(), opts());
   ASSERT_OK(log);
+  EXPECT_EQ(log.value()->stats().start.value, 3 * kSeg + 64);
+  EXPECT_EQ(read_from_start(*log.value()).size(), kept(m, 3 * kSeg + 64).size());
+  EXPECT_EQ(log.value()->version_of(stream_id("early")), 20u);
 }
 
 TEST(Retention, ReadersInThisAndOtherProcessesMeetTheNewStart) {
