@@ -65,8 +65,8 @@ result<bool> log_reader::next_slow(event_view& out) {
   const uint8_t l2 = log_->log2();
   const uint64_t mask = (uint64_t{1} << l2) - 1;
   // Position 0 is "the beginning": once retention removed segments, that is
-  // where the log now starts (read-only logs in other processes learn it
-  // when they meet the missing file, below).
+  // where the log now starts (readers in other processes learn it from the
+  // doorbell in check_start, or when they meet the missing file, below).
   log_->check_start();  // the start a writer elsewhere moved; removed pages past their grace
   const bool from_beginning = pos_.value == 0;
   if (from_beginning) pos_.value = log_->start_position();

@@ -8,7 +8,6 @@
 
 namespace varve::detail {
 
-
 result<retention_result> run_retention(shared_log& sh, uint64_t sealed_end, const retention_policy& p,
                                        uint64_t now_ns, bool dry_run, recovery_observer* observer) {
   std::lock_guard<std::mutex> g(sh.retention_mu);

@@ -27,8 +27,14 @@ void shared_log::set_start(uint64_t first_segment, uint64_t first_sequence) {
   if (f >= first_segment) return;  // not moved by this call
   // What this process mapped below the new start goes after the grace period.
   std::lock_guard<std::mutex> g(drop_mu_);
-  awaiting_drop_.push_back({first_segment, steady_now_ns()});
-  drop_pending_.store(true, std::memory_order_relaxed);
+  const uint64_t now = steady_now_ns();
+  awaiting_drop_.push_back({first_segment, now});
+  if (awaiting_drop_.size() == 1) drop_due_ns_.store(now + retention_grace_ns, std::memory_order_relaxed);
+}
+
+void shared_log::drop_expired_pages_if_due() {
+  if (steady_now_ns() < drop_due_ns_.load(std::memory_order_relaxed)) return;
+  drop_expired_pages();
 }
 
 void shared_log::drop_expired_pages() {
@@ -41,7 +47,8 @@ void shared_log::drop_expired_pages() {
     dropped_below_ = std::max(dropped_below_, below);
     awaiting_drop_.erase(awaiting_drop_.begin());
   }
-  drop_pending_.store(!awaiting_drop_.empty(), std::memory_order_relaxed);
+  drop_due_ns_.store(awaiting_drop_.empty() ? kNoDrop : awaiting_drop_.front().at_ns + retention_grace_ns,
+                     std::memory_order_relaxed);
 }
 
 void shared_log::refresh_from_hint(uint64_t hint) {

@@ -36,7 +36,8 @@ struct shared_log {
   // --- where the log starts (retention: engine/retention.cc, FORMAT 1b) ---
   // The oldest segment that is part of the log. Only grows. The writer sets
   // it (after DIR/start is durable, before any file goes); readers in other
-  // processes learn it from DIR/start when they meet a missing segment.
+  // processes learn it from DIR/start, at their next slow step after the
+  // writer rang the doorbell (control block) or when they meet a missing file.
   uint64_t first_segment() const { return first_segment_.load(std::memory_order_acquire); }
   uint64_t first_sequence() const { return first_sequence_.load(std::memory_order_acquire); }
   // The position of the log's first record (0 when nothing was removed).
@@ -54,8 +55,10 @@ struct shared_log {
       if (hint > first_segment() && hint != hint_seen_.load(std::memory_order_relaxed)) [[unlikely]]
         refresh_from_hint(hint);
     }
-    if (drop_pending_.load(std::memory_order_relaxed)) [[unlikely]]
-      drop_expired_pages();
+    // Within a grace period only: one clock read per slow step, no lock
+    // until a drop is due (spinning followers poll through here).
+    if (drop_due_ns_.load(std::memory_order_relaxed) != kNoDrop) [[unlikely]]
+      drop_expired_pages_if_due();
   }
   // Drops the pages of removed segments whose grace is over (segment::drop_file_pages).
   void drop_expired_pages();
@@ -97,6 +100,8 @@ struct shared_log {
 
  private:
   void refresh_from_hint(uint64_t hint);
+  void drop_expired_pages_if_due();
+  static constexpr uint64_t kNoDrop = ~uint64_t{0};
   std::atomic<uint64_t> hint_seen_{0};
   // Segments below `below` left the log at `at_ns` (steady clock): their
   // pages are dropped once the grace period is over. Registered by
@@ -108,7 +113,7 @@ struct shared_log {
   std::mutex drop_mu_;  // guards the two below
   std::vector<removed_range> awaiting_drop_;
   uint64_t dropped_below_ = 0;
-  std::atomic<bool> drop_pending_{false};
+  std::atomic<uint64_t> drop_due_ns_{kNoDrop};  // when the oldest waiting range's grace ends
 
  public:
   std::atomic<uint64_t> first_sequence_{0};
