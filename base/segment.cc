@@ -3,9 +3,12 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
+#include "base/archive_file.h"
 #include "base/log_files.h"
 
 namespace varve {
@@ -47,13 +50,30 @@ result<std::unique_ptr<segment>> segment::create(std::shared_ptr<file_system> fs
       new segment(std::move(fs), fh, data, cap, index, map_access::read_write));
 }
 
+struct segment::archive_state {
+  std::unique_ptr<archive_file::segment_reader> reader;
+  std::mutex mu;                                  // one thread inflates a frame
+  std::unique_ptr<std::atomic<uint8_t>[]> ready;  // per frame: inflated and checked
+  std::atomic<uint32_t> missing{0};               // frames not yet ready
+};
+
+segment::segment(std::shared_ptr<file_system> fs, file_handle f, std::byte* data, uint64_t capacity,
+                 uint64_t index, map_access access)
+    : fs_(std::move(fs)), file_(std::move(f)), data_(data), capacity_(capacity), index_(index), access_(access) {}
+
 result<std::unique_ptr<segment>> segment::open(std::shared_ptr<file_system> fs,
                                                const identity& id, uint64_t index,
-                                               map_access access) {
+                                               map_access access, bool whole) {
   const uint64_t cap = uint64_t{1} << id.log2_capacity;
   const std::string path = log_files::join(id.dir, log_files::segment_name(index));
   auto f = fs->open(path, access == map_access::read_write ? file_system::open_mode::read_write
                                                            : file_system::open_mode::read_only);
+  // Gone from DIR: an archived segment reads from the archive (which says
+  // whether it holds it: a segment nobody archived is still "missing").
+  if (!f && f.error().code() == errc::not_found && access == map_access::read_only && !id.archive_dir.empty()) {
+    const std::string apath = log_files::join(id.archive_dir, archive_file::segment_file_name(index));
+    if (fs->exists(apath)) return open_archived(std::move(fs), id, index, id.archive_dir, whole);
+  }
   if (!f) return f.error();
   file_handle fh = f.value();
   auto size = fs->file_size(fh);
@@ -109,6 +129,14 @@ void segment::release_file() {
 }
 
 status segment::drop_file_pages() {
+  // An archived segment retention removed: no frame is inflated into it from
+  // here on (its memory becomes read-only zeros).
+  std::unique_lock<std::mutex> g;
+  if (arc_) {
+    g = std::unique_lock<std::mutex>(arc_->mu);
+    for (uint32_t i = 0; i < arc_->reader->frame_count(); ++i) arc_->ready[i].store(1, std::memory_order_release);
+    arc_->missing.store(0, std::memory_order_release);
+  }
   void* p = ::mmap(data_, capacity_, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
     return status(errc::io_error, path() + ": mmap of zero pages over a removed segment: " + std::strerror(errno));
@@ -118,13 +146,71 @@ status segment::drop_file_pages() {
   return {};
 }
 
+result<std::unique_ptr<segment>> segment::open_archived(std::shared_ptr<file_system> fs, const identity& id,
+                                                        uint64_t index, const std::string& archive_dir,
+                                                        bool whole) {
+  const uint64_t cap = uint64_t{1} << id.log2_capacity;
+  const std::string apath = log_files::join(archive_dir, archive_file::segment_file_name(index));
+  auto r = archive_file::segment_reader::open(*fs, apath, id.log2_capacity, index, id.log_id);
+  if (!r) return r.error();
+  // Anonymous, zero until a frame is inflated into it: zero never
+  // validates as a record, and untouched frames cost no memory.
+  void* p = ::mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    return status(errc::io_error, apath + ": mapping memory for the archived segment: " + std::strerror(errno));
+  std::unique_ptr<segment> seg(new segment(std::move(fs), file_handle{-1, apath}, static_cast<std::byte*>(p), cap,
+                                           index, map_access::read_only));
+  auto st = std::make_unique<archive_state>();
+  const uint32_t n = r.value()->frame_count();
+  st->ready = std::make_unique<std::atomic<uint8_t>[]>(n);
+  for (uint32_t i = 0; i < n; ++i) st->ready[i].store(0, std::memory_order_relaxed);
+  st->missing.store(n, std::memory_order_relaxed);
+  st->reader = std::move(r.value());
+  seg->arc_ = std::move(st);
+  // The header must be this segment's, as for a hot file.
+  if (status s = seg->ensure(0, segment_format::kHeaderSize); !s) return s;
+  segment_format::header h;
+  status s = segment_format::decode_header(seg->data_, apath, h);
+  if (s && (h.segment_index != index || h.log2_capacity != id.log2_capacity || h.log_id != id.log_id))
+    s = status(errc::corruption, apath + ": the archived bytes hold the header of another segment or log");
+  if (!s) return s;
+  if (whole)
+    if (status a = seg->ensure_all(); !a) return a;
+  return seg;
+}
+
+status segment::fill(uint64_t off, uint64_t n) const {
+  archive_state& a = *arc_;
+  if (a.missing.load(std::memory_order_acquire) == 0) return {};
+  if (off >= capacity_) return {};
+  n = std::min(n, capacity_ - off);
+  if (n == 0) return {};
+  const uint64_t fb = a.reader->frame_bytes();
+  const uint64_t first = off / fb, last = (off + n - 1) / fb;
+  for (uint64_t i = first; i <= last; ++i) {
+    if (a.ready[i].load(std::memory_order_acquire)) continue;
+    std::lock_guard<std::mutex> g(a.mu);
+    if (a.ready[i].load(std::memory_order_relaxed)) continue;
+    if (status s = a.reader->read_frame(static_cast<uint32_t>(i), data_ + i * fb); !s) return s;
+    // Release: a thread that sees the flag sees the frame's bytes.
+    a.ready[i].store(1, std::memory_order_release);
+    a.missing.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  return {};
+}
+
 segment::~segment() {
+  if (arc_) {
+    ::munmap(data_, capacity_);
+    return;
+  }
   fs_->unmap(data_, capacity_);
   fs_->close(file_);
 }
 
 status segment::read_footer(segment_format::footer& out) const {
   const uint64_t off = capacity_ - segment_format::kFooterSize;
+  if (status a = ensure(off, segment_format::kFooterSize); !a) return a;
   status s = segment_format::decode_footer(data_ + off, path(), off, out);
   if (s && (out.segment_index != index_ || out.data_end < segment_format::kHeaderSize ||
             out.data_end > off - 24))

@@ -20,6 +20,10 @@ class segment {
     std::string dir;
     uint8_t log2_capacity;
     uint64_t log_id;
+    // The log's archive directory (DIR/archive), empty when it has none:
+    // open() falls back to the archived copy of a segment whose file has
+    // left DIR.
+    std::string archive_dir = {};
   };
   enum class prefault : uint8_t { no, for_write };
   // Pre-faulting runs in slices of this size, so the mapping lock is never
@@ -32,10 +36,17 @@ class segment {
   static result<std::unique_ptr<segment>> create(std::shared_ptr<file_system> fs,
                                                  const identity& id, uint64_t index,
                                                  prefault pf);
-  // Maps an existing segment, checking its size and header.
+  // Maps an existing segment, checking its size and header. A read-only
+  // open of a segment whose file is gone from DIR but archived (the log has
+  // an archive directory) opens the archived copy instead: `whole` inflates
+  // all of it now; otherwise frames are inflated as ensure() asks for them.
   static result<std::unique_ptr<segment>> open(std::shared_ptr<file_system> fs,
                                                const identity& id, uint64_t index,
-                                               map_access access);
+                                               map_access access, bool whole = true);
+  // The archived copy of segment `index` in `archive_dir` (archive tier).
+  static result<std::unique_ptr<segment>> open_archived(std::shared_ptr<file_system> fs,
+                                                        const identity& id, uint64_t index,
+                                                        const std::string& archive_dir, bool whole);
   ~segment();
   segment(const segment&) = delete;
   segment& operator=(const segment&) = delete;
@@ -71,11 +82,26 @@ class segment {
   // ok + footer when sealed; not_found when unsealed; corruption otherwise.
   status read_footer(segment_format::footer& out) const;
 
+  // --- archived segments (base/archive_file.h) ---
+  // Its bytes come from the archive: an anonymous mapping filled frame by
+  // frame, each frame checked against its checksum before it is marked
+  // there. Hot segments answer these at once.
+  bool archived() const { return arc_ != nullptr; }
+  // Makes [off, off + n) of the segment readable; an error names the
+  // archive file and offset of a frame that does not check (its bytes stay
+  // zero, which never validates as a record).
+  status ensure(uint64_t off, uint64_t n) const {
+    if (!arc_) [[likely]] return {};
+    return fill(off, n);
+  }
+  status ensure_all() const { return ensure(0, capacity_); }
+
  private:
+  struct archive_state;
   segment(std::shared_ptr<file_system> fs, file_handle f, std::byte* data, uint64_t capacity,
-          uint64_t index, map_access access)
-      : fs_(std::move(fs)), file_(std::move(f)), data_(data), capacity_(capacity),
-        index_(index), access_(access) {}
+          uint64_t index, map_access access);
+  status fill(uint64_t off, uint64_t n) const;
+  std::unique_ptr<archive_state> arc_;
   std::shared_ptr<file_system> fs_;
   file_handle file_;
   std::byte* data_;

@@ -111,7 +111,7 @@ endif()
 # libvarve-dev: the exact library it was built with, and the -dev packages that
 # linking libvarve.a needs (varveConfig.cmake and varve.pc's Requires.private
 # name libxxhash and liburing).
-set(VARVE_DEV_DEPENDS "libxxhash-dev, liburing-dev")
+set(VARVE_DEV_DEPENDS "libxxhash-dev, liburing-dev, libzstd-dev")
 if(TARGET varve_shared)
   set(VARVE_DEV_DEPENDS "${CPACK_DEBIAN_LIB_PACKAGE_NAME} (= ${VARVE_DEB_VERSION}), ${VARVE_DEV_DEPENDS}")
 endif()

@@ -14,6 +14,7 @@
 #include "base/meta_file.h"
 #include "base/scan.h"
 #include "base/segment_format.h"
+#include "base/log_layout.h"
 #include "base/start_file.h"
 #include "engine/log_access.h"
 #include "engine/log_state.h"
@@ -33,16 +34,18 @@ result<start_file::record> log_start(file_system& fs, const std::string& dir) {
   return r.value() ? *r.value() : start_file::record{m.log_id, 0, 0, 0};
 }
 
-// The log's segment files: from its start on (files below it are ones a
-// crash kept retention from removing; the next writer's open removes them).
-result<std::vector<uint64_t>> list_segments(file_system& fs, const std::string& dir) {
-  auto names = fs.list_dir(dir);
-  if (!names) return names.error();
-  auto start = log_start(fs, dir);
-  if (!start) return start.error();
-  std::vector<uint64_t> segs = log_files::segment_indices(names.value());
-  std::erase_if(segs, [&](uint64_t k) { return k < start.value().first_segment; });
-  return segs;
+// The log's segments: from its start on, the archived ones (FORMAT 1c)
+// first (files below the start are ones a crash kept retention from
+// removing; the next writer's open removes them). With `archive_dir`, where
+// the archived ones are ("" when none are).
+result<std::vector<uint64_t>> list_segments(file_system& fs, const std::string& dir,
+                                            std::string* archive_dir = nullptr) {
+  segment_format::meta m;
+  if (status s = meta_file::read(fs, dir, m); !s) return s;
+  auto lay = log_layout::read(fs, dir, m.log_id);
+  if (!lay) return lay.error();
+  if (archive_dir) *archive_dir = lay.value().archive_dir();
+  return lay.value().all();
 }
 
 // Checks one sealed segment's records against its footer.
@@ -108,8 +111,8 @@ result<chain_report> chain_of(const std::string& dir, bool recompute,
     rep.last_segment = c.entries.back().segment_index;
     rep.head = chain::to_hex(c.entries.back().hash);
   }
-  const segment::identity id{dir, m.log2_capacity, m.log_id};
-  auto segs = list_segments(*fs, dir);
+  segment::identity id{dir, m.log2_capacity, m.log_id};
+  auto segs = list_segments(*fs, dir, &id.archive_dir);
   if (!segs) return segs.error();
   for (uint64_t k : segs.value()) {
     if (!c.entries.empty() && k <= rep.last_segment) continue;
@@ -172,9 +175,9 @@ result<verify_report> verify_log(const std::string& dir,
   // the end varve.ctl recorded as acknowledged (it may have found damage).
   auto live = event_log::open_read_only(dir);
   const uint64_t commit = live ? live.value()->committed_position().value : UINT64_MAX;
-  auto segs = list_segments(*fs, dir);
+  segment::identity id{dir, m.log2_capacity, m.log_id};
+  auto segs = list_segments(*fs, dir, &id.archive_dir);
   if (!segs) return segs.error();
-  const segment::identity id{dir, m.log2_capacity, m.log_id};
   const uint64_t cap = uint64_t{1} << m.log2_capacity;
 
   verify_report rep;
@@ -205,7 +208,9 @@ result<verify_report> verify_log(const std::string& dir,
       if (i > 0 && k != segs.value()[i - 1] + 1)
         return problem(log_files::join(dir, log_files::segment_name(segs.value()[i - 1] + 1)) +
                        ": segment file is missing");
-      if (status st = check_segment_size(*fs, log_files::join(dir, log_files::segment_name(k)), cap); !st) {
+      const std::string path = log_files::join(dir, log_files::segment_name(k));
+      if (!id.archive_dir.empty() && !fs->exists(path)) continue;  // archived: its file is checked when opened
+      if (status st = check_segment_size(*fs, path, cap); !st) {
         if (st.code() != errc::corruption) return st;
         rep.first_problem = st;
         return rep;
@@ -281,10 +286,18 @@ result<log_stats> stat_log(const std::string& dir) {
   auto log = event_log::open_read_only(dir);
   if (!log) return log.error();
   log_stats st = log.value()->stats();
-  auto segs = list_segments(*posix_file_system(), dir);
-  if (!segs) return segs.error();
-  st.segments = segs.value().size();
+  auto fs = posix_file_system();
+  segment_format::meta m;
+  if (status s = meta_file::read(*fs, dir, m); !s) return s;
+  auto lay = log_layout::read(*fs, dir, m.log_id);
+  if (!lay) return lay.error();
+  st.segments = lay.value().all().size();
   st.bytes_on_disk = allocated_bytes(dir);
+  if (lay.value().archive) {
+    st.archive_dir = lay.value().archive->dir;
+    st.archived_segments = lay.value().hot_first - lay.value().start_segment;
+    st.archive_bytes_on_disk = allocated_bytes(st.archive_dir);
+  }
   return st;
 }
 

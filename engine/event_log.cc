@@ -13,7 +13,9 @@
 #include "engine/log_state.h"
 #include "base/meta_file.h"
 #include "engine/recovery.h"
+#include "engine/archive.h"
 #include "engine/retention.h"
+#include "base/archive_file.h"
 #include "base/start_file.h"
 #include "base/record_encode.h"
 #include "index/heads_file.h"
@@ -228,9 +230,8 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   // Sealed segments the newest checkpoint does not cover get one in the background.
   if (s->active->index() > s->first_segment &&
       (s->checkpointed_segment == ~uint64_t{0} || s->checkpointed_segment + 1 < s->active->index())) {
-    if (segment* prev = s->shared->segments.find(s->active->index() - 1))
-      s->bg->seal({prev, {}, true});
-    else if (auto got = s->shared->segments.get(s->active->index() - 1))
+    // get, not find: an archived segment is inflated whole for the checkpoint's scan.
+    if (auto got = s->shared->segments.get(s->active->index() - 1))
       s->bg->seal({got.value(), {}, true});
   }
   s->bg->start_preparing(s->active->index() + 1);
@@ -251,6 +252,11 @@ result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& 
   auto start = start_file::read(*s->fs, dir, s->meta.log_id);
   if (!start) return start.error();
   if (start.value()) s->shared->set_start(start.value()->first_segment, start.value()->first_sequence);
+  // Where the archive tier keeps the oldest segments (a damaged record: the
+  // same, readers would not find them).
+  auto arch = archive_file::read_location(*s->fs, dir, s->meta.log_id);
+  if (!arch) return arch.error();
+  if (arch.value()) s->shared->segments.set_archive_dir(arch.value()->dir);
   // Read first, while it is what the last writer left: with no writer alive
   // the control block may be stale (a power loss) and the log's true end is
   // found by reading the tail, O(tail), changing nothing.
@@ -900,6 +906,13 @@ result<retention_result> event_log::retain(const retention_policy& policy, bool 
   auto r = detail::run_retention(*s.shared, s.active->index(), policy, s.now_ns(), dry_run, nullptr);
   if (r && !dry_run) s.first_segment = r.value().first_segment;
   return r;
+}
+
+result<archive_result> event_log::archive(const archive_options& options, bool dry_run) {
+  log_state& s = *s_;
+  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only; archiving needs the writer");
+  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
+  return detail::run_archive(*s.shared, s.active->index(), options, s.now_ns(), dry_run);
 }
 
 log_metrics event_log::metrics() const {

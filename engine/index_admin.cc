@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "engine/index_table.h"
+#include "base/log_layout.h"
 #include "base/start_file.h"
 #include "base/log_files.h"
 #include "base/meta_file.h"
@@ -33,23 +34,20 @@ struct sealed_prefix {
 result<sealed_prefix> find_sealed(file_system& fs, segment_table& table, const std::string& dir) {
   sealed_prefix p;
   p.id = table.identity();
-  auto names = fs.list_dir(dir);
-  if (!names) return names.error();
-  std::vector<uint64_t> segs = log_files::segment_indices(names.value());
   // From the log's start (files below it are ones a crash kept retention
-  // from removing; the next writer's open removes them).
-  auto start = start_file::read(fs, dir, p.id.log_id);
-  if (!start) return start.error();
-  if (start.value()) {
-    std::erase_if(segs, [&](uint64_t k) { return k < start.value()->first_segment; });
-    p.retained = start.value()->first_segment > 0;
-    p.first_sequence = start.value()->first_sequence;
-  }
+  // from removing; the next writer's open removes them), the archived
+  // segments first (the table opens them from the archive).
+  auto lay = log_layout::read(fs, dir, p.id.log_id);
+  if (!lay) return lay.error();
+  std::vector<uint64_t> segs = lay.value().all();
+  p.retained = lay.value().start_segment > 0;
+  p.first_sequence = lay.value().first_sequence;
+  if (lay.value().archive) table.set_archive_dir(lay.value().archive->dir);
   if (segs.empty()) return p;
   p.first = p.end = segs.front();
   for (uint64_t k : segs) {
     if (k != p.end) break;
-    auto seg = table.get(k);
+    auto seg = table.get_lazy(k);  // its footer only
     if (!seg) return seg.error();
     segment_format::footer f;
     if (!seg.value()->read_footer(f)) break;

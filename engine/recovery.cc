@@ -21,6 +21,7 @@
 #include "base/coding.h"
 #include "base/log_files.h"
 #include "base/scan.h"
+#include "base/log_layout.h"
 #include "base/start_file.h"
 #include "engine/background.h"
 #include "engine/log_state.h"
@@ -319,32 +320,68 @@ status recover(log_state& s) {
         (void)fs.remove(path);
         return status{};
       });
-  std::vector<uint64_t> segs = log_files::segment_indices(names.value());
-
-  // Where the log starts (retention, FORMAT 1b). Files below it are ones a
-  // retention pass had decided to remove, durably, before a crash stopped it:
-  // removing them finishes that pass (they are no part of the log).
-  auto start = start_file::read(fs, s.dir, id.log_id);
-  if (!start) return {start.error().code(), start.error().message() + refusal_tail()};
-  const uint64_t start_seg = start.value() ? start.value()->first_segment : 0;
-  s.first_sequence = start.value() ? start.value()->first_sequence : 0;
-  if (start_seg > 0) {
-    std::vector<uint64_t> below;
-    while (!segs.empty() && segs.front() < start_seg) {
-      below.push_back(segs.front());
-      segs.erase(segs.begin());
+  // Where the log starts (retention, FORMAT 1b) and where its oldest
+  // segments live (the archive tier, FORMAT 1c).
+  auto lay = log_layout::read(fs, s.dir, id.log_id, names.value());
+  if (!lay) return {lay.error().code(), lay.error().message() + refusal_tail()};
+  const uint64_t start_seg = lay.value().start_segment;
+  const uint64_t hot_first = lay.value().hot_first;
+  s.first_sequence = lay.value().first_sequence;
+  std::vector<uint64_t> segs = lay.value().hot;
+  if (lay.value().archive) table.set_archive_dir(lay.value().archive->dir);
+  // Files below the start are ones a retention pass had decided to remove,
+  // durably, before a crash stopped it: removing them finishes that pass
+  // (they are no part of the log).
+  if (!lay.value().below_start.empty())
+    deferred.push_back([&fs, &report, &s, &index_dir, below = lay.value().below_start] {
+      for (uint64_t k : below) {
+        const std::string path = log_files::join(s.dir, log_files::segment_name(k));
+        if (status r = fs.remove(path); !r) return r;
+        (void)fs.remove(log_files::join(index_dir, log_files::sidx_name(k)));
+        report({recovery_action::kind::note, path, 0, 0,
+                "removed a segment below the log's start (a retention pass a crash interrupted)", "", 0});
+      }
+      return fs.sync_dir(s.dir);
+    });
+  // Files below the archive's boundary: an archive pass had written and
+  // checked their archive files, and recorded the boundary, before a crash
+  // stopped it from removing them. Removed only where the archive file is
+  // there (one it lacks stays the segment's home: reads open it first).
+  if (!lay.value().archived_hot.empty()) {
+    const std::string adir = lay.value().archive->dir;
+    std::vector<uint64_t> go;
+    for (uint64_t k : lay.value().archived_hot) {
+      if (fs.exists(log_files::join(adir, archive_file::segment_file_name(k))))
+        go.push_back(k);
+      else
+        report({recovery_action::kind::note, log_files::join(adir, archive_file::segment_file_name(k)), 0, 0,
+                "archived segment file is missing; " + log_files::segment_name(k) + " in the log's directory "
+                "stays its copy", "", 0});
     }
-    if (!below.empty())
-      deferred.push_back([&fs, &report, &s, &index_dir, below] {
-        for (uint64_t k : below) {
+    if (!go.empty())
+      deferred.push_back([&fs, &report, &s, go] {
+        for (uint64_t k : go) {
           const std::string path = log_files::join(s.dir, log_files::segment_name(k));
           if (status r = fs.remove(path); !r) return r;
-          (void)fs.remove(log_files::join(index_dir, log_files::sidx_name(k)));
           report({recovery_action::kind::note, path, 0, 0,
-                  "removed a segment below the log's start (a retention pass a crash interrupted)", "", 0});
+                  "removed a segment file the archive holds (an archive pass a crash interrupted)", "", 0});
         }
         return fs.sync_dir(s.dir);
       });
+  }
+  // The archive must be reachable (a volume not mounted): its first and
+  // last segments are looked for, not every one (open stays O(1) in the
+  // number of archived segments).
+  if (hot_first > start_seg) {
+    const std::string adir = lay.value().archive->dir;
+    for (uint64_t k : {start_seg, hot_first - 1}) {
+      const std::string ap = log_files::join(adir, archive_file::segment_file_name(k));
+      if (!fs.exists(ap) && !fs.exists(log_files::join(s.dir, log_files::segment_name(k))))
+        return {errc::corruption, ap + ": archived segment file is missing (the log's segments " +
+                                      std::to_string(start_seg) + " to " + std::to_string(hot_first - 1) +
+                                      " live in " + adir + ", " + archive_file::kLocationName +
+                                      "); is the archive's volume mounted?" + refusal_tail()};
+    }
   }
 
   // The newest segment files. Segments are created (and pre-faulted) ahead
@@ -443,12 +480,16 @@ status recover(log_state& s) {
             "no usable control block (" + ctl.why + "): recovery cannot tell acknowledged records "
             "from torn ones; whatever it cuts is kept in lost+found/", "", 0});
 
-  // The log starts at segment 0, or where DIR/start says: a missing first
-  // file is a missing start, whatever the mode.
-  if ((!segs.empty() && segs.front() != start_seg) || (segs.empty() && start_seg > 0))
-    return {errc::corruption, log_files::join(s.dir, log_files::segment_name(start_seg)) +
+  // The log starts at segment 0, or where DIR/start says (its files in DIR
+  // where DIR/archive's boundary says): a missing first file is a missing
+  // start, whatever the mode.
+  if ((!segs.empty() && segs.front() != hot_first) || (segs.empty() && hot_first > 0))
+    return {errc::corruption, log_files::join(s.dir, log_files::segment_name(hot_first)) +
                                   ": segment file is missing: the log starts there" +
-                                  (start_seg > 0 ? std::string(" (") + start_file::kName + ")" : std::string()) +
+                                  (hot_first > start_seg ? std::string(" (after the archived segments, ") +
+                                                               archive_file::kLocationName + ")"
+                                   : start_seg > 0 ? std::string(" (") + start_file::kName + ")"
+                                                   : std::string()) +
                                   (segs.empty() ? std::string(", but no segment file is left")
                                                 : ", but its first file is " + log_files::segment_name(segs.front())) +
                                   "; restore the missing file(s) from a backup" };
@@ -489,7 +530,7 @@ status recover(log_state& s) {
     s.seg_first_seq = 0;
     return {};
   }
-  s.first_segment = segs.front();
+  s.first_segment = start_seg;
   const uint64_t last = segs.back();
   // The segment that holds the last acknowledged byte. A guard right at the
   // start of a segment's records (a roll-over with nothing written after it)
@@ -514,8 +555,9 @@ status recover(log_state& s) {
 
   // Find the first unsealed segment, walking back from the newest: open time
   // depends on the unsealed tail only, never on how many segments are sealed.
-  uint64_t first_unsealed = s.first_segment;
-  for (uint64_t k = last + 1; k-- > s.first_segment;) {
+  // Archived segments are sealed: the walk stops at the first hot file.
+  uint64_t first_unsealed = hot_first;
+  for (uint64_t k = last + 1; k-- > hot_first;) {
     auto opened = segment::open(s.fs, id, k, map_access::read_write);
     if (!opened) {
       if (opened.error().code() == errc::corruption)
@@ -557,7 +599,7 @@ status recover(log_state& s) {
       status r = heads_file::read(fs, path, id.log_id, info, s.heads);
       if (r && info.last_segment == cp) {
         // Cross-check against the footer: a checkpoint that disagrees is not trusted.
-        auto seg = table.get(cp);
+        auto seg = table.get_lazy(cp);  // its footer only (an archived one is not inflated whole)
         segment_format::footer f;
         if (seg && seg.value()->read_footer(f) &&
             f.first_sequence + f.event_count == info.next_sequence) {
@@ -770,12 +812,14 @@ result<log_end> find_log_end(file_system& fs, segment_table& table, const std::s
   const recovery_guard guard = guard_from(ctl, log_files::join(dir, log_files::kControlName));
   auto names = fs.list_dir(dir);
   if (!names) return names.error();
-  std::vector<uint64_t> segs = log_files::segment_indices(names.value());
-  // Below DIR/start: files a retention pass had removed when a crash came.
-  auto start = start_file::read(fs, dir, log_id);
-  if (!start) return start.error();
-  const uint64_t start_seg = start.value() ? start.value()->first_segment : 0;
-  while (!segs.empty() && segs.front() < start_seg) segs.erase(segs.begin());
+  // Below DIR/start: files a retention pass had removed when a crash came;
+  // below DIR/archive's boundary: ones an archive pass had (reads go to
+  // the archive; segment_table::get opens the archived copy).
+  auto lay = log_layout::read(fs, dir, log_id, names.value());
+  if (!lay) return lay.error();
+  const uint64_t start_seg = lay.value().hot_first;
+  if (lay.value().archive) table.set_archive_dir(lay.value().archive->dir);
+  std::vector<uint64_t> segs = lay.value().hot;
   // Trailing files that hold nothing past their header (created ahead, or
   // being created when a crash came) are no part of the log, as the writer's
   // recovery judges them; a file that holds something but does not map is
@@ -803,7 +847,7 @@ result<log_end> find_log_end(file_system& fs, segment_table& table, const std::s
                                                 ": no segment file holds the log, but it reaches " + guard.what);
     return out;
   }
-  out.first_segment = segs.front();
+  out.first_segment = lay.value().start_segment;
   if (segs.front() != start_seg)
     out.damage = status(errc::corruption, log_files::join(dir, log_files::segment_name(start_seg)) +
                                               ": segment file is missing: the log starts there");
@@ -823,9 +867,9 @@ result<log_end> find_log_end(file_system& fs, segment_table& table, const std::s
     }
   }
   // The sequence the tail starts with comes from the sealed segment before it.
-  uint64_t next_seq = start.value() ? start.value()->first_sequence : 0;
-  if (first_unsealed > segs.front()) {
-    auto seg = table.get(first_unsealed - 1);
+  uint64_t next_seq = lay.value().first_sequence;
+  if (first_unsealed > lay.value().start_segment) {
+    auto seg = table.get_lazy(first_unsealed - 1);  // its footer only
     if (!seg) return seg.error();
     segment_format::footer f;
     if (status st = seg.value()->read_footer(f); !st) return st;

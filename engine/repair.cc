@@ -15,6 +15,7 @@
 #include "base/log_files.h"
 #include "base/meta_file.h"
 #include "base/scan.h"
+#include "base/archive_file.h"
 #include "base/start_file.h"
 #include "engine/background.h"
 #include "engine/control_block.h"
@@ -126,7 +127,7 @@ result<repair_report> repair_log(const std::string& dir, const repair_options& o
   auto fs = posix_file_system();
   segment_format::meta meta;
   if (status s = meta_file::read(*fs, dir, meta); !s) return s;
-  const segment::identity id{dir, meta.log2_capacity, meta.log_id};
+  segment::identity id{dir, meta.log2_capacity, meta.log_id};
   repair_report rep;
   collector col;
   col.next = o.observer;
@@ -205,6 +206,21 @@ result<repair_report> repair_log(const std::string& dir, const repair_options& o
     }
   }
   std::erase_if(segs, [&](uint64_t k) { return k < start_seg; });
+  // The archive tier's segments (FORMAT 1c) are checked like the rest, read
+  // from their archive files; a damaged one is reported, not rewritten (an
+  // archive file is repaired by restoring it, or by archiving again from a
+  // copy of the segment).
+  {
+    auto loc = archive_file::read_location(*fs, dir, meta.log_id);
+    if (!loc) return loc.error();
+    if (loc.value() && loc.value()->archive_end > start_seg) {
+      id.archive_dir = loc.value()->dir;
+      std::erase_if(segs, [&](uint64_t k) { return k < loc.value()->archive_end; });
+      std::vector<uint64_t> all;
+      for (uint64_t k = start_seg; k < loc.value()->archive_end; ++k) all.push_back(k);
+      segs.insert(segs.begin(), all.begin(), all.end());
+    }
+  }
 
   // (1) The sealed segments: records against footers, read-only.
   const uint64_t cap = uint64_t{1} << meta.log2_capacity;

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "base/log_files.h"
+#include "base/archive_file.h"
 #include "base/start_file.h"
 
 namespace varve::detail {
@@ -36,7 +37,7 @@ result<retention_result> run_retention(shared_log& sh, uint64_t sealed_end, cons
     // The index's running maximum of timestamps through a segment: below the
     // cutoff, every event of it and of all before it is older.
     for (uint64_t k = std::max(first, want); k < sealed_end; ++k) {
-      auto seg = sh.segments.get(k);
+      auto seg = sh.segments.get_lazy(k);  // its index only
       if (!seg) return seg.error();
       const segment_index::view* ix = sh.indexes.get(*seg.value());
       if (!ix) {
@@ -65,7 +66,7 @@ result<retention_result> run_retention(shared_log& sh, uint64_t sealed_end, cons
                         : "no head-table checkpoint yet";
   if (to <= first) return res;
 
-  auto seg = sh.segments.get(to);
+  auto seg = sh.segments.get_lazy(to);  // its footer only
   if (!seg) return seg.error();
   segment_format::footer f;
   if (status st = seg.value()->read_footer(f); !st) return st;
@@ -83,8 +84,14 @@ result<retention_result> run_retention(shared_log& sh, uint64_t sealed_end, cons
   // stay mapped for the grace period (views into them stay valid).
   sh.set_start(to, f.first_sequence);
   if (sh.ctl) sh.ctl->start_hint().store(to, std::memory_order_release);
+  // Archived segments (FORMAT 1c) go from the archive directory.
+  auto loc = archive_file::read_location(fs, id.dir, id.log_id);
+  if (!loc) return loc.error();
   for (uint64_t k = first; k < to; ++k) {
-    if (status st = fs.remove(log_files::join(id.dir, log_files::segment_name(k))); !st) return st;
+    const bool archived = loc.value() && k < loc.value()->archive_end;
+    const std::string path = archived ? log_files::join(loc.value()->dir, archive_file::segment_file_name(k))
+                                      : log_files::join(id.dir, log_files::segment_name(k));
+    if (status st = fs.remove(path); !st && !(archived && st.code() == errc::not_found)) return st;
     (void)fs.remove(log_files::join(index_dir, log_files::sidx_name(k)));  // derived data
   }
   if (auto names = fs.list_dir(index_dir))
@@ -92,6 +99,8 @@ result<retention_result> run_retention(shared_log& sh, uint64_t sealed_end, cons
       if (auto cp = log_files::parse_heads_name(n); cp && *cp < to)
         (void)fs.remove(log_files::join(index_dir, n));
   if (status st = fs.sync_dir(id.dir); !st) return st;
+  if (loc.value() && first < loc.value()->archive_end)
+    if (status st = fs.sync_dir(loc.value()->dir); !st) return st;
   if (sh.retention_grace_ns == 0) sh.drop_expired_pages();
   if (observer)
     observer->on_action({recovery_action::kind::note, id.dir, res.start.value, res.bytes_removed,

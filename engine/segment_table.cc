@@ -26,12 +26,21 @@ segment* segment_table::find(uint64_t index) const {
 }
 
 result<segment*> segment_table::get(uint64_t index) {
+  auto got = get_lazy(index);
+  if (got && got.value()->archived())
+    if (status s = got.value()->ensure_all(); !s) return s;
+  return got;
+}
+
+result<segment*> segment_table::get_lazy(uint64_t index) {
   std::atomic<segment*>* s = slots_.slot(index, true);
   if (!s)
     return status(errc::invalid_argument,
                   "segment index " + std::to_string(index) + " is beyond the table");
   if (segment* seg = s->load(std::memory_order_acquire)) return seg;
-  auto opened = segment::open(fs_, id_, index, map_access::read_only);
+  segment::identity id = id_;
+  id.archive_dir = archive_dir();
+  auto opened = segment::open(fs_, id, index, map_access::read_only, false);
   if (!opened) return opened.error();
   segment* mine = opened.value().release();
   segment* expected = nullptr;

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "engine/atomic_slots.h"
 #include "base/segment.h"
@@ -22,8 +24,12 @@ class segment_table {
   segment_table(const segment_table&) = delete;
   segment_table& operator=(const segment_table&) = delete;
 
-  // The segment, mapping it read-only from its file if nobody has yet.
+  // The segment, mapping it read-only from its file if nobody has yet. An
+  // archived one comes back readable whole (inflated, checked).
   result<segment*> get(uint64_t index);
+  // The same, but an archived segment's frames are left for the caller to
+  // ensure() before it reads them (a stream read touches a few records).
+  result<segment*> get_lazy(uint64_t index);
   // Only if already present (never maps).
   segment* find(uint64_t index) const;
   // Installs a segment the writer created or opened read-write. Replaces (and
@@ -33,7 +39,17 @@ class segment_table {
   // can hold a view of it: recovery, before the log is handed out.
   void evict(uint64_t index);
 
+  // The identity's dir, capacity and log id never change; its archive
+  // directory is this table's own (set when the log gains an archive).
   const segment::identity& identity() const { return id_; }
+  void set_archive_dir(std::string dir) {
+    std::lock_guard<std::mutex> g(archive_mu_);
+    archive_dir_ = std::move(dir);
+  }
+  std::string archive_dir() const {
+    std::lock_guard<std::mutex> g(archive_mu_);
+    return archive_dir_;
+  }
   file_system& fs() const { return *fs_; }
   const std::shared_ptr<file_system>& fs_ptr() const { return fs_; }
 
@@ -42,6 +58,8 @@ class segment_table {
   std::shared_ptr<file_system> fs_;
   segment::identity id_;
   atomic_slots<segment> slots_;
+  mutable std::mutex archive_mu_;
+  std::string archive_dir_;
   // Replaced mappings, freed at destruction (a reader may still hold views).
   std::atomic<struct retired_node*> retired_{nullptr};
 };

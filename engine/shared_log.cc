@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "base/archive_file.h"
 #include "base/start_file.h"
 
 namespace varve::detail {
@@ -78,11 +79,21 @@ status shared_log::explain_missing(uint64_t index, uint64_t position, status err
   return index < first_segment() ? removed_error(position) : err;
 }
 
-result<segment*> shared_log::segment_for_read(uint64_t index, uint64_t position) {
+result<segment*> shared_log::segment_for_read(uint64_t index, uint64_t position, bool lazy) {
   if (index < first_segment()) return removed_error(position);
-  auto got = segments.get(index);
+  auto got = lazy ? segments.get_lazy(index) : segments.get(index);
+  if (!got && got.error().code() == errc::not_found && refresh_archive())
+    got = lazy ? segments.get_lazy(index) : segments.get(index);
   if (!got) return explain_missing(index, position, got.error());
   return got;
+}
+
+bool shared_log::refresh_archive() {
+  const segment::identity& id = segments.identity();
+  auto loc = archive_file::read_location(segments.fs(), id.dir, id.log_id);
+  if (!loc || !loc.value() || loc.value()->dir == segments.archive_dir()) return false;
+  segments.set_archive_dir(loc.value()->dir);
+  return true;
 }
 
 }  // namespace varve::detail

@@ -68,7 +68,14 @@ struct shared_log {
   // when retention took it (checked before the table, which keeps removed
   // segments mapped while views into them may live), and when its file is
   // missing because a writer elsewhere removed it since.
-  result<segment*> segment_for_read(uint64_t index, uint64_t position);
+  // An archived segment comes back readable whole, or with `lazy` its frames
+  // left for the caller's segment::ensure (a stream read). A file gone
+  // since the log was opened because a pass elsewhere archived it is found
+  // in the archive (DIR/archive re-read).
+  result<segment*> segment_for_read(uint64_t index, uint64_t position, bool lazy = false);
+  // Re-reads DIR/archive; true when that gave the segment table an archive
+  // directory it did not have.
+  bool refresh_archive();
   // The error for a segment file that could not be opened: `err` itself, or
   // the removed error when DIR/start (re-read) says retention took it.
   status explain_missing(uint64_t index, uint64_t position, status err);

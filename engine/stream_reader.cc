@@ -1,5 +1,6 @@
 #include "varve/stream_reader.h"
 
+#include "base/coding.h"
 #include "base/record_decode.h"
 #include "base/record_format.h"
 #include "engine/shared_log.h"
@@ -16,6 +17,18 @@ constexpr uint64_t kPrefetchAhead = 24;
 
 status bad_chain(const segment& seg, uint64_t off, const std::string& why) {
   return status(errc::corruption, seg.path() + " offset " + std::to_string(off) + ": " + why);
+}
+
+// An archived segment (FORMAT 1c) is inflated only where a stream read
+// touches it: the frame(s) of this record. Its length word is read once
+// its first bytes are there; decode then checks it like any other. Hot
+// segments return at once.
+status ensure_record(const segment& seg, uint64_t off) {
+  if (!seg.archived()) [[likely]] return {};
+  if (off >= seg.records_end()) return {};
+  if (status s = seg.ensure(off, 16); !s) return s;
+  const uint64_t len = coding::get_u32(seg.data() + off + 8);
+  return seg.ensure(off, std::min<uint64_t>(std::max<uint64_t>(len, 16), seg.records_end() - off));
 }
 
 }  // namespace
@@ -70,7 +83,7 @@ status stream_reader::descend() {
   const uint8_t l2 = log_->log2();
   const uint64_t mask = (uint64_t{1} << l2) - 1;
   const uint64_t seg_index = walk_pos_ >> l2;
-  auto got = log_->segment_for_read(seg_index, walk_pos_);
+  auto got = log_->segment_for_read(seg_index, walk_pos_, /*lazy=*/true);
   if (!got) {
     // Positions rise with versions: retention took this one and all before it.
     if (got.error().code() == errc::removed)
@@ -108,6 +121,7 @@ status stream_reader::descend() {
     const uint64_t off = walk_pos_ & mask;
     if (off < segment_format::kHeaderSize || off % 8 != 0 || off >= seg.records_end())
       return bad_chain(seg, off, "back-chain points outside the record area");
+    if (status e = ensure_record(seg, off); !e) return e;
     event_view v;
     record::decoded d = record::decode_inline(seg.data() + off, seg.records_end() - off, walk_pos_,
                                        log_->verify_checksums, v);
@@ -141,7 +155,7 @@ void stream_reader::prefetch(uint64_t version) const {
     if (version >= r.first_version + r.count) continue;
     if (version < r.first_version) return;
     const segment* seg = log_->segments.find(r.segment);
-    if (!seg) return;
+    if (!seg || seg->archived()) return;  // archived: its frames may not be there yet
     const std::byte* p = seg->data() + (position_of(r, version) & (log_->capacity() - 1));
     __builtin_prefetch(p);
     __builtin_prefetch(p + 64);
@@ -170,12 +184,13 @@ result<bool> stream_reader::next(event_view& out) {
     r = &runs_.back();
   }
   const uint64_t pos = position_of(*r, next_version_);
-  auto got = log_->segment_for_read(r->segment, pos);
+  auto got = log_->segment_for_read(r->segment, pos, /*lazy=*/true);
   if (!got) return got.error();
   const segment& seg = *got.value();
   const uint64_t off = pos & (log_->capacity() - 1);
   if (off < segment_format::kHeaderSize || off % 8 != 0 || off >= seg.records_end())
     return bad_chain(seg, off, "stream index points outside the record area");
+  if (status e = ensure_record(seg, off); !e) return e;
   record::decoded d =
       record::decode_inline(seg.data() + off, seg.records_end() - off, pos, log_->verify_checksums, out);
   if (d.outcome != record::decode_outcome::event)

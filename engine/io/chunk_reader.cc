@@ -434,6 +434,12 @@ result<std::unique_ptr<chunk_reader>> chunk_reader::open(std::shared_ptr<detail:
   if (!plan) return plan.error();
   auto b = resolve_io_backend(options.backend);
   if (!b) return b.error();
+  // The buffered backends read segment files; archived segments (FORMAT 1c)
+  // have none in DIR, and are read inflated, through the mapping path
+  // (which also names a file that is simply missing).
+  if (b.value() != io_backend::mmap &&
+      !log->segments.fs().exists(io_detail::segment_path(*log, plan.value().first_seg)))
+    b = io_backend::mmap;
   switch (b.value()) {
     case io_backend::mmap: return io_detail::open_mmap(std::move(log), plan.value(), options);
     case io_backend::uring: {

@@ -67,6 +67,16 @@ struct retention_result {
   std::string held_back;
 };
 
+// What an archive pass moved (or, dry run, would move).
+struct archive_result {
+  uint64_t segments_archived = 0;
+  uint64_t raw_bytes = 0;        // of the segment files that left the log's directory
+  uint64_t archived_bytes = 0;   // of the compressed files that hold them (0 on a dry run)
+  // Segments from the log's start up to this one live in the archive.
+  uint64_t archive_end = 0;
+  std::string dir;               // the archive directory (absolute)
+};
+
 // Point-in-time figures for `varve stat` and monitoring.
 struct log_stats {
   uint64_t segments = 0;
@@ -91,6 +101,12 @@ struct log_stats {
   // nothing was ever removed) and the sequence of the event there.
   position start;
   sequence first_sequence;
+  // The archive tier (stat_log() only): where archived segments live ("" when
+  // the log has none), how many of the log's segments are there, and the
+  // bytes its files take.
+  std::string archive_dir;
+  uint64_t archived_segments = 0;
+  uint64_t archive_bytes_on_disk = 0;
 };
 
 // Thread safety and ownership:
@@ -254,6 +270,15 @@ class event_log {
   // (not concurrently with an append); read-only logs get errc::read_only.
   // dry_run: says what would go and changes nothing.
   VARVE_API result<retention_result> retain(const retention_policy& policy, bool dry_run = false);
+  // Archive tier: moves whole sealed segments, oldest first, into
+  // options.dir as compressed files (archive_options, varve/options.h).
+  // Crash-safe: each archive file is durable and read back before DIR/archive
+  // records the new boundary, and only then does the segment file leave the
+  // directory; the next open finishes a pass a crash interrupted. Every read
+  // (log, stream, replay, snapshot, verify) reaches archived events as
+  // before; a stream read inflates only the frames it touches. Writer
+  // thread; read-only logs get errc::read_only.
+  VARVE_API result<archive_result> archive(const archive_options& options, bool dry_run = false);
   // The writer session's counters from the control block (this session's
   // for a writer; the live or last writer's for a read-only log), and the
   // watermarks. Any thread. read_metrics() adds consumer lags and disk use.

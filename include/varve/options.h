@@ -103,6 +103,22 @@ struct retention_policy {
   bool empty() const { return max_age_ns == 0 && max_bytes == 0 && before.is_none(); }
 };
 
+// The archive tier (event_log::archive, `varve archive`): whole sealed
+// segments move out of the log's directory into an archive directory (for
+// instance on cheaper storage) as zstd-compressed, checksummed files, and
+// every read keeps reaching them there (docs/DESIGN.md "Archive tier",
+// FORMAT.md 1c).
+struct archive_options {
+  // Where the archived segments go; created if missing. A log has one
+  // archive: once it has archived anything, this must name the same place.
+  std::string dir;
+  // Archive the sealed segments that lie wholly before this position: none
+  // = every sealed segment.
+  position before = position::none();
+  // zstd's compression level (1..19; 3 is zstd's default).
+  int level = 3;
+};
+
 struct log_options {
   // Segment capacity, a power of two between 64 KiB and 1 GiB, fixed at creation.
   uint64_t segment_bytes = 64ull << 20;

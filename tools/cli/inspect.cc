@@ -252,6 +252,15 @@ int cmd_stat(const stat_args& a) {
     j["start_position"] = s.start.value;  // where the log starts (0: retention never removed anything)
     j["first_sequence"] = s.first_sequence.value;
     j["chain_head"] = chain && chain->entries ? ojson(chain->head) : ojson();
+    if (s.archive_dir.empty()) {
+      j["archive"] = ojson();
+    } else {
+      ojson ar;
+      ar["dir"] = s.archive_dir;
+      ar["segments"] = s.archived_segments;
+      ar["bytes_on_disk"] = s.archive_bytes_on_disk;
+      j["archive"] = ar;
+    }
     j["intact"] = intact;  // as far as the tail check sees: `varve verify` reads everything
     j["tail_events_checked"] = t.events;
     if (!intact) j["problem"] = t.first_problem.to_string();
@@ -288,6 +297,9 @@ int cmd_stat(const stat_args& a) {
   std::printf("durable        %s\n", pos(s.durable).c_str());
   std::printf("bytes on disk  %" PRIu64 " (%s, every file of the directory)\n", s.bytes_on_disk,
               human_bytes(s.bytes_on_disk).c_str());
+  if (!s.archive_dir.empty())
+    std::printf("archive        %s: %" PRIu64 " segment(s) in %s\n", s.archive_dir.c_str(), s.archived_segments,
+                human_bytes(s.archive_bytes_on_disk).c_str());
   if (intact)
     std::printf("checked        segment file sizes, and the unsealed tail (%s, %" PRIu64
                 " events): intact; `varve verify` reads everything\n",
