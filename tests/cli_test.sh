@@ -337,6 +337,58 @@ expect "retain --max-bytes keeps at most that many bytes of segments" py 'out[0]
 run retain "$R" --before 999999999999
 expect "retain of everything: held back at the newest checkpoint" out_has 'held back: '
 
+# --- archive tier --------------------------------------------------------------------
+A="$TMP/archived"
+AR="$TMP/cold/archive"
+run create "$A" --segment-size 64K
+python3 -c 'import json
+for i in range(2000): print(json.dumps({"stream": "a-%d" % (i % 5), "type": "Deposited", "data": {"account": "a-%d" % (i % 5), "amount_cents": i * 37 % 10000, "note": "monthly transfer %d" % i}}))' >"$TMP/in"
+run append "$A"
+expect "appends over several segments" rc_is 0
+run read "$A"
+cp "$TMP/out" "$TMP/archived-before.jsonl"
+run archive "$A"
+expect "archive without --to is a usage error" rc_is 2
+run archive "$A" --to "$AR" --level 40
+expect "archive --level out of range is a usage error" rc_is 2
+run archive "$A" --to "$AR" --before $((3 * 65536 + 64)) --dry-run --json
+expect "archive --dry-run says what would move" py 'out[0]["dry_run"] and out[0]["segments_archived"] == 3 and out[0]["archived_bytes"] == 0 and out[0]["archive_end"] == 3'
+expect "  ... and moves nothing" test -f "$A/00000000000000000000.seg"
+run archive "$A" --to "$AR" --before $((3 * 65536 + 64)) --json
+expect "archive --before moves the sealed segments before the position" py 'out[0]["segments_archived"] == 3 and 0 < out[0]["archived_bytes"] * 3 < out[0]["raw_bytes"]'
+expect "  ... out of the log's directory" test ! -e "$A/00000000000000000002.seg"
+expect "  ... into the archive" test -s "$AR/00000000000000000002.varc"
+expect "  ... recording where" test -s "$A/archive"
+run read "$A"
+expect "read gives back every event, archived or not" cmp -s "$TMP/out" "$TMP/archived-before.jsonl"
+run read "$A" --stream a-3
+expect "a stream read reaches its archived versions" py 'len(out) == 400 and [e["version"] for e in out] == list(range(1, 401))'
+run verify "$A"
+expect "verify covers the archive" rc_is 0
+run index verify "$A"
+expect "index verify passes with archived segments" rc_is 0
+run replay "$A" --projection count-by-type --json
+expect "replay folds the archived events too" py 'out[0]["events"] == 2000'
+run stat "$A" --json
+expect "stat --json reports the archive" py 'out[0]["archive"]["segments"] == 3 and out[0]["archive"]["dir"].endswith("/cold/archive") and out[0]["archive"]["bytes_on_disk"] > 0'
+run stat "$A"
+expect "stat prints the archive" out_has 'archive '
+run archive "$A" --to "$TMP/elsewhere"
+expect "a log has one archive" rc_nonzero
+expect "  ... saying where it is" err_has 'cold/archive'
+run archive "$A" --to "$AR" --json
+expect "a second pass moves every sealed segment since" py 'out[0]["segments_archived"] > 0'
+printf 'X' | dd of="$AR/00000000000000000001.varc" bs=1 seek=300 conv=notrunc status=none
+run verify "$A"
+expect "verify fails a damaged archive file with exit 4" rc_is 4
+expect "  ... naming it" err_has '00000000000000000001.varc'
+mv "$AR" "$TMP/cold/unmounted"
+run read "$A" --limit 1
+expect "an archive that is not there: read fails" rc_nonzero
+run append "$A"
+expect "  ... and so does the writer's open" rc_nonzero
+expect "  ... asking whether it is mounted" err_has 'mounted'
+
 # --- what is not a log -------------------------------------------------------------
 mkdir -p "$TMP/notalog"
 echo hello >"$TMP/notalog/readme.txt"
