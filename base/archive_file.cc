@@ -242,7 +242,8 @@ result<std::unique_ptr<segment_reader>> segment_reader::open(file_system& fs, co
     x.csize = get_u32(e + 8);
     x.raw_checksum = get_u64(e + 16);
     if (x.csize == 0 ? x.offset != 0
-                     : x.offset < data_start || x.csize > max_c || x.offset + x.csize > r->file_bytes_)
+                     : x.offset < data_start || x.csize > max_c || x.offset > r->file_bytes_ ||
+                           x.csize > r->file_bytes_ - x.offset)  // no wrap past 2^64
       return bad(path, kHeaderSize + uint64_t{i} * kEntrySize,
                  "frame " + std::to_string(i) + " lies outside the file (offset " + std::to_string(x.offset) +
                      ", " + std::to_string(x.csize) + " bytes)");
