@@ -600,6 +600,27 @@ varve_errc varve_retain(varve_log* log, const varve_retention_policy* policy, in
   });
 }
 
+varve_errc varve_archive(varve_log* log, const char* dir, uint64_t before, int level, int dry_run,
+                         varve_archive_result* out, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(dir);
+    varve::archive_options o;
+    o.dir = dir;
+    o.before = varve::position{before};
+    if (level != 0) o.level = level;
+    auto r = log->log->archive(o, dry_run != 0);
+    if (!r) return from_status(err, r.error());
+    if (out) {
+      out->segments_archived = r.value().segments_archived;
+      out->raw_bytes = r.value().raw_bytes;
+      out->archived_bytes = r.value().archived_bytes;
+      out->archive_end = r.value().archive_end;
+    }
+    return done(err);
+  });
+}
+
 varve_errc varve_version_of(varve_log* log, varve_stream_id stream, uint64_t* version,
                             varve_error* err) noexcept {
   return guarded(err, [&] {

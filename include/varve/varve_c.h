@@ -423,6 +423,21 @@ typedef struct varve_retention_result {
 VARVE_API varve_errc varve_retain(varve_log* log, const varve_retention_policy* policy, int dry_run,
                                   varve_retention_result* out, varve_error* err) VARVE_C_NOEXCEPT;
 
+/* Archive tier (event_log::archive): whole sealed segments move into the
+ * directory `dir` (created if missing; a log has one) as compressed,
+ * checksummed files; every read keeps reaching them. before: archive the
+ * sealed segments wholly before this position (VARVE_POSITION_NONE: all);
+ * level: zstd's, 1..19 (0: 3). */
+typedef struct varve_archive_result {
+  uint64_t segments_archived;
+  uint64_t raw_bytes;
+  uint64_t archived_bytes;
+  uint64_t archive_end; /* segments from the start up to this one live in the archive */
+} varve_archive_result;
+/* Writer thread; dry_run != 0 changes nothing. `out` may be NULL. */
+VARVE_API varve_errc varve_archive(varve_log* log, const char* dir, uint64_t before, int level, int dry_run,
+                                   varve_archive_result* out, varve_error* err) VARVE_C_NOEXCEPT;
+
 /* The stream's current version (0: it does not exist). Writer thread (a
  * read-only log: one thread at a time). */
 VARVE_API varve_errc varve_version_of(varve_log* log, varve_stream_id stream, uint64_t* version,

@@ -1016,6 +1016,28 @@ NB_MODULE(_varve, m) {
              return d;
            },
            "max_age_ns"_a = nb::none(), "max_bytes"_a = nb::none(), "before"_a = nb::none(), "dry_run"_a = false)
+      .def("archive",
+           [](py_log& lg, std::string dir, std::optional<uint64_t> before, int level, bool dry_run) {
+             varve::archive_options o;
+             o.dir = std::move(dir);
+             o.level = level;
+             if (before) o.before = varve::position{*before};
+             varve::result<varve::archive_result> r = varve::archive_result{};
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               r = lg.get().archive(o, dry_run);
+             }
+             const varve::archive_result& x = take(std::move(r));
+             nb::dict d;
+             d["segments_archived"] = x.segments_archived;
+             d["raw_bytes"] = x.raw_bytes;
+             d["archived_bytes"] = x.archived_bytes;
+             d["archive_end"] = x.archive_end;
+             d["dir"] = x.dir;
+             return d;
+           },
+           "dir"_a, "before"_a = nb::none(), "level"_a = 3, "dry_run"_a = false)
       .def("_read",
            [](std::shared_ptr<py_log> lg, uint64_t from, nb::handle types, nb::handle streams,
               nb::handle prefixes, nb::handle correlation_ids, std::optional<uint64_t> limit) {

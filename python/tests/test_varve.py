@@ -4,6 +4,7 @@ name and offset."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -344,4 +345,27 @@ def test_retention_moves_the_start_and_reads_below_it_raise(tmp_path):
     with pytest.raises(varve.RemovedError):
         lg.position_of(0)
     assert lg.retain()["segments_removed"] == 0  # no limit: nothing goes
+    lg.close()
+
+
+def test_archive_moves_sealed_segments_and_reads_reach_them(tmp_path):
+    path = str(tmp_path / "arc")
+    lg = varve.EventLog.create(path, segment_bytes=1 << 16)
+    n = 0
+    while lg.committed < 4 << 16:
+        lg.append("acct-%d" % (n % 3), EventData("Deposited", json.dumps({"amount": n, "note": "transfer %d" % n})))
+        n += 1
+    before = [(e.sequence, e.stream, e.version, e.data) for e in lg.read()]
+    dry = lg.archive(str(tmp_path / "cold"), before=(2 << 16) + 64, dry_run=True)
+    assert dry["segments_archived"] == 2 and dry["archived_bytes"] == 0
+    r = lg.archive(str(tmp_path / "cold"), before=(2 << 16) + 64)
+    assert r["segments_archived"] == 2 and 0 < r["archived_bytes"] < r["raw_bytes"]
+    assert r["dir"] == str(tmp_path / "cold") and r["archive_end"] == 2
+    assert not (tmp_path / "arc" / "00000000000000000000.seg").exists()
+    with pytest.raises(varve.InvalidArgument):
+        lg.archive(str(tmp_path / "elsewhere"))
+    lg.close()
+    lg = varve.EventLog.open(path)
+    assert [(e.sequence, e.stream, e.version, e.data) for e in lg.read()] == before
+    assert [e.version for e in lg.read_stream("acct-1")] == list(range(1, len([b for b in before if b[1] == "acct-1"]) + 1))
     lg.close()

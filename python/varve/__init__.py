@@ -270,6 +270,16 @@ class EventLog:
         ``start_position``, ``first_sequence``, ``held_back``: why no more)."""
         return self._impl.retain(max_age_ns, max_bytes, before, dry_run)
 
+    def archive(self, dir: str, *, before: int | None = None, level: int = 3,
+                dry_run: bool = False) -> dict[str, Any]:
+        """Archive tier: moves whole sealed segments (those wholly before
+        position ``before``; all by default) out of the log's directory into
+        ``dir`` as zstd-compressed, checksummed files (zstd ``level``, 1..19).
+        Every read keeps reaching them. A log has one archive directory.
+        ``dry_run`` changes nothing. Returns ``segments_archived``,
+        ``raw_bytes``, ``archived_bytes``, ``archive_end`` and ``dir``."""
+        return self._impl.archive(dir, before, level, dry_run)
+
     # ---- reading ----------------------------------------------------------
 
     def read(self, from_position: int = 0, *, types: Sequence[str | int] | None = None,
