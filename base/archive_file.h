@@ -67,9 +67,8 @@ status write_location(file_system& fs, const std::string& dir, const location& l
 inline constexpr uint32_t kVersion = 1;
 inline constexpr uint32_t kHeaderSize = 64;
 inline constexpr uint32_t kEntrySize = 24;
-// 256 KiB frames: a stream read touching one event inflates at most this
-// much (about 0.1 ms); larger frames compress a few percent better.
-inline constexpr uint8_t kDefaultLog2Frame = 18;
+// archive_options::frame_bytes chooses; this is its default (64 KiB).
+inline constexpr uint8_t kDefaultLog2Frame = 16;
 
 //  Header, 64 bytes:
 //  0   8    magic "VARVARCS"

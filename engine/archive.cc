@@ -29,6 +29,11 @@ result<archive_result> run_archive(shared_log& sh, uint64_t sealed_end, const ar
   if (o.level < 1 || o.level > 19)
     return status(errc::invalid_argument, "archive: compression level " + std::to_string(o.level) +
                                               " is outside 1..19");
+  if (o.frame_bytes < 4096 || (o.frame_bytes & (o.frame_bytes - 1)) != 0)
+    return status(errc::invalid_argument, "archive: frame_bytes " + std::to_string(o.frame_bytes) +
+                                              " is not a power of two of at least 4096");
+  const uint8_t log2_frame =
+      static_cast<uint8_t>(std::min<unsigned>(l2, static_cast<unsigned>(__builtin_ctz(o.frame_bytes))));
   auto dest = archive_dir_path(o.dir);
   if (!dest) return dest.error();
   auto log_dir = archive_dir_path(id.dir);
@@ -48,7 +53,7 @@ result<archive_result> run_archive(shared_log& sh, uint64_t sealed_end, const ar
   // Only what is sealed, and so immutable, is archived: the sealer may not
   // have finished the newest full segments yet (no footer).
   for (uint64_t k = from; k < to; ++k) {
-    auto seg = sh.segments.get(k);
+    auto seg = sh.segments.get_lazy(k);  // its footer only
     if (!seg) return seg.error();
     segment_format::footer f;
     status st = seg.value()->read_footer(f);
@@ -81,7 +86,8 @@ result<archive_result> run_archive(shared_log& sh, uint64_t sealed_end, const ar
   for (uint64_t k = from; k < to; ++k) {
     auto seg = sh.segments.get(k);
     if (!seg) return seg.error();
-    auto n = archive_file::write_segment(fs, dest.value(), seg.value()->data(), l2, k, id.log_id, o.level);
+    auto n = archive_file::write_segment(fs, dest.value(), seg.value()->data(), l2, k, id.log_id, o.level,
+                                         log2_frame);
     if (!n) return n.error();
     res.archived_bytes += n.value();
   }

@@ -721,7 +721,7 @@ result<position> event_log::position_at_time(uint64_t t) const {
   bool indexed = true;
   while (lo < hi) {
     const uint64_t mid = lo + (hi - lo) / 2;
-    auto seg = sh.segments.get(mid);
+    auto seg = sh.segments.get_lazy(mid);  // its index only (an archived one stays uninflated)
     if (!seg) return seg.error();
     const segment_index::view* ix = sh.indexes.get(*seg.value());
     if (!ix) {
@@ -733,7 +733,7 @@ result<position> event_log::position_at_time(uint64_t t) const {
   }
   uint64_t from = (lo << l2) + segment_format::kHeaderSize;
   if (indexed && lo < last) {
-    auto seg = sh.segments.get(lo);
+    auto seg = sh.segments.get_lazy(lo);  // its index only
     if (!seg) return seg.error();
     if (const segment_index::view* ix = sh.indexes.get(*seg.value())) {
       uint32_t at = 0, to = 0;
@@ -789,7 +789,7 @@ result<position> event_log::position_of(sequence s) const {
   // A sealed segment's index samples every kTimeStride-th event: start at
   // the sample at or below s (when no repair's hole makes the count lie).
   if (lo < last) {
-    auto seg = sh.segments.get(lo);
+    auto seg = sh.segments.get_lazy(lo);  // its index only
     if (!seg) return seg.error();
     if (const segment_index::view* ix = sh.indexes.get(*seg.value());
         ix && s.value >= ix->first_sequence()) {

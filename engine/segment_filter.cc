@@ -60,7 +60,8 @@ segment_match match_segment(detail::shared_log& log, uint64_t segment_index, con
     const uint64_t commit = log.committed();
     if (commit == 0 || segment_index >= ((commit - 1) >> log.log2())) return segment_match::maybe;
   }
-  auto seg = log.segments.get(segment_index);
+  // Its index only: a filtered reader skipping an archived segment never inflates it.
+  auto seg = log.segments.get_lazy(segment_index);
   if (!seg) return segment_match::maybe;
   // Null below the sealed end too when the index is missing, damaged, stale
   // or of an older version (the writer rebuilds those).

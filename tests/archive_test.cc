@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "base/archive_file.h"
 #include "base/meta_file.h"
@@ -332,6 +333,72 @@ TEST(Archive, AStreamReadInflatesOnlyTheFramesItTouches) {
   ASSERT_OK(all);
   expect_same(all.value(), m);
   EXPECT_GT(resident_bytes_of(seg->data(), kBig), kBig / 2);
+}
+
+TEST(Archive, ThreadsInflatingTheSameFramesAtOnceAllReadTheModel) {
+  temp_dir d;
+  const std::string dir = d.sub("log"), arch = d.sub("archive");
+  const auto m = fill(dir, 4);
+  ASSERT_FALSE(HasFailure());
+  {
+    auto log = event_log::open(dir, opts());
+    ASSERT_OK(log);
+    archive_options o;
+    o.dir = arch;
+    o.frame_bytes = 4096;  // many frames: many chances to race on one
+    ASSERT_OK(log.value()->archive(o));
+    ASSERT_OK(log.value()->close());
+  }
+  std::map<std::string, std::vector<model_event>> by_stream;
+  for (const model_event& e : m) by_stream[e.stream].push_back(e);
+  for (int round = 0; round < 3; ++round) {
+    auto ro = event_log::open_read_only(dir);
+    ASSERT_OK(ro);
+    const event_log& log = *ro.value();
+    std::vector<std::thread> threads;
+    std::vector<std::string> errors(4);
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([&, t] {
+        if (t % 2 == 0) {  // whole-log scans (inflate everything)
+          auto all = read_all(log);
+          if (!all) errors[t] = all.error().to_string();
+          else if (all.value().size() != m.size()) errors[t] = "scan: wrong count";
+          else
+            for (size_t i = 0; i < m.size(); ++i)
+              if (all.value()[i].payload_hash != m[i].payload_hash) errors[t] = "scan: wrong payload";
+          return;
+        }
+        // stream reads (inflate frame by frame), streams in another order per thread
+        std::vector<std::string> names;
+        for (const auto& kv : by_stream) names.push_back(kv.first);
+        if (t == 3) std::reverse(names.begin(), names.end());
+        for (const std::string& s : names) {
+          auto sr = log.read_stream(stream_id(s), 1);
+          if (!sr) {
+            errors[t] = sr.error().to_string();
+            return;
+          }
+          event_view v;
+          size_t i = 0;
+          while (true) {
+            auto n = sr.value().next(v);
+            if (!n) {
+              errors[t] = n.error().to_string();
+              return;
+            }
+            if (!n.value()) break;
+            if (i >= by_stream[s].size() || fnv1a(v.payload) != by_stream[s][i].payload_hash) {
+              errors[t] = "stream " + s + ": wrong event at " + std::to_string(i);
+              return;
+            }
+            ++i;
+          }
+          if (i != by_stream[s].size()) errors[t] = "stream " + s + ": wrong count";
+        }
+      });
+    for (auto& th : threads) th.join();
+    for (int t = 0; t < 4; ++t) EXPECT_EQ(errors[t], "") << "thread " << t << " round " << round;
+  }
 }
 
 TEST(Archive, ADamagedArchiveFileIsAnErrorNamingItNeverOtherBytes) {

@@ -117,6 +117,11 @@ struct archive_options {
   position before = position::none();
   // zstd's compression level (1..19; 3 is zstd's default).
   int level = 3;
+  // Bytes of segment per independently compressed frame: a power of two
+  // from 4 KiB to the segment's size. A stream read inflates the frames its
+  // events lie in, so smaller frames make scattered reads cheaper, larger
+  // ones compress a little better (docs/BENCHMARKS.md, "Archive tier").
+  uint32_t frame_bytes = 64 * 1024;
 };
 
 struct log_options {
