@@ -195,7 +195,9 @@ result<uint64_t> ensure_indexes(file_system& fs, segment_table& table, uint64_t 
   for (uint64_t k = first; k < end; ++k) {
     if (cancel && cancel->load(std::memory_order_relaxed))
       return status(errc::cancelled, id.dir + ": segment index pass cancelled at segment " + std::to_string(k));
-    auto seg = table.get(k);
+    // Checking an index reads the segment's footer only: an archived
+    // segment is inflated whole only when its index must be built.
+    auto seg = table.get_lazy(k);
     if (!seg) return seg.error();
     uint64_t t = 0;
     status why;
@@ -214,6 +216,7 @@ result<uint64_t> ensure_indexes(file_system& fs, segment_table& table, uint64_t 
     if (st == index_table::state::damaged && observer)
       observer->on_truncated(sidx_path(id.dir, k), 0, 0,
                              "segment index damaged, rebuilt: " + why.to_string());
+    if (status a = seg.value()->ensure_all(); !a) return a;
     auto built = index_table::build_and_write(fs, id.dir, id.log_id, *seg.value(), through);
     if (!built) return built.error();
     through = built.value();

@@ -351,6 +351,8 @@ run archive "$A"
 expect "archive without --to is a usage error" rc_is 2
 run archive "$A" --to "$AR" --level 40
 expect "archive --level out of range is a usage error" rc_is 2
+run archive "$A" --to "$AR" --frame-bytes 5000
+expect "archive --frame-bytes that is not a power of two is a usage error" rc_is 2
 run archive "$A" --to "$AR" --before $((3 * 65536 + 64)) --dry-run --json
 expect "archive --dry-run says what would move" py 'out[0]["dry_run"] and out[0]["segments_archived"] == 3 and out[0]["archived_bytes"] == 0 and out[0]["archive_end"] == 3'
 expect "  ... and moves nothing" test -f "$A/00000000000000000000.seg"
@@ -376,7 +378,7 @@ expect "stat prints the archive" out_has 'archive '
 run archive "$A" --to "$TMP/elsewhere"
 expect "a log has one archive" rc_nonzero
 expect "  ... saying where it is" err_has 'cold/archive'
-run archive "$A" --to "$AR" --json
+run archive "$A" --to "$AR" --frame-bytes 16K --json
 expect "a second pass moves every sealed segment since" py 'out[0]["segments_archived"] > 0'
 printf 'X' | dd of="$AR/00000000000000000001.varc" bs=1 seek=300 conv=notrunc status=none
 run verify "$A"

@@ -17,6 +17,7 @@ struct archive_args {
   std::string to;
   std::optional<uint64_t> before;
   int level = 3;
+  std::optional<uint64_t> frame_bytes;
   bool dry_run = false;
   bool json = false;
 };
@@ -28,6 +29,11 @@ int cmd_archive(const archive_args& a) {
   o.dir = a.to;
   o.level = a.level;
   if (a.before) o.before = position{*a.before};
+  if (a.frame_bytes) {
+    if (*a.frame_bytes < 4096 || *a.frame_bytes > (1u << 30) || (*a.frame_bytes & (*a.frame_bytes - 1)) != 0)
+      return usage_error("--frame-bytes must be a power of two from 4K");
+    o.frame_bytes = static_cast<uint32_t>(*a.frame_bytes);
+  }
   // The writer's lock: archiving moves segment files out of DIR, which only
   // the writer may do (errc::locked while another process writes).
   auto log = event_log::open(a.dir, cli_log_options());
@@ -74,6 +80,9 @@ void add_archive(CLI::App& app, command_list& out) {
   add_uint(*c, "--before", a->before, "Archive the sealed segments that lie wholly before this position "
                                       "(default: every sealed segment)", "POSITION");
   c->add_option("--level", a->level, "zstd compression level, 1..19")->default_val(3);
+  add_size(*c, "--frame-bytes", a->frame_bytes,
+           "Bytes of segment per compressed frame, a power of two from 4K (default 64K): smaller makes "
+           "reads of one aggregate cheaper, larger compresses a little better");
   c->add_flag("--dry-run", a->dry_run, "Say what would be archived; change nothing");
   add_json_flag(*c, a->json,
                 "Print {\"archive_dir\":D,\"segments_archived\":N,\"raw_bytes\":N,\"archived_bytes\":N,"
