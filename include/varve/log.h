@@ -276,8 +276,10 @@ class event_log {
   // records the new boundary, and only then does the segment file leave the
   // directory; the next open finishes a pass a crash interrupted. Every read
   // (log, stream, replay, snapshot, verify) reaches archived events as
-  // before; a stream read inflates only the frames it touches. Writer
-  // thread; read-only logs get errc::read_only.
+  // before; a stream read inflates only the frames it touches. Only sealed
+  // segments move: one the background sealer has not finished yet (just
+  // filled) ends the pass and waits for the next. Writer thread; read-only
+  // logs get errc::read_only.
   VARVE_API result<archive_result> archive(const archive_options& options, bool dry_run = false);
   // The writer session's counters from the control block (this session's
   // for a writer; the live or last writer's for a read-only log), and the

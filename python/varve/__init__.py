@@ -276,6 +276,8 @@ class EventLog:
         position ``before``; all by default) out of the log's directory into
         ``dir`` as zstd-compressed, checksummed files (zstd ``level``, 1..19).
         Every read keeps reaching them. A log has one archive directory.
+        Only sealed segments move: one the background sealer has not finished
+        yet (just filled) is left for the next pass.
         ``dry_run`` changes nothing. Returns ``segments_archived``,
         ``raw_bytes``, ``archived_bytes``, ``archive_end`` and ``dir``."""
         return self._impl.archive(dir, before, level, dry_run)
