@@ -355,6 +355,20 @@ TEST(Archive, ThreadsInflatingTheSameFramesAtOnceAllReadTheModel) {
     auto ro = event_log::open_read_only(dir);
     ASSERT_OK(ro);
     const event_log& log = *ro.value();
+    // read_stream looks the head up like version_of (one thread at a time);
+    // the readers it returns may then be used from any thread.
+    std::vector<std::string> names;
+    for (const auto& kv : by_stream) names.push_back(kv.first);
+    std::vector<std::vector<std::pair<std::string, stream_reader>>> readers(4);
+    for (int t : {1, 3}) {
+      std::vector<std::string> order = names;
+      if (t == 3) std::reverse(order.begin(), order.end());  // another order per thread
+      for (const std::string& s : order) {
+        auto sr = log.read_stream(stream_id(s), 1);
+        ASSERT_OK(sr);
+        readers[t].emplace_back(s, std::move(sr.value()));
+      }
+    }
     std::vector<std::thread> threads;
     std::vector<std::string> errors(4);
     for (int t = 0; t < 4; ++t)
@@ -368,32 +382,24 @@ TEST(Archive, ThreadsInflatingTheSameFramesAtOnceAllReadTheModel) {
               if (all.value()[i].payload_hash != m[i].payload_hash) errors[t] = "scan: wrong payload";
           return;
         }
-        // stream reads (inflate frame by frame), streams in another order per thread
-        std::vector<std::string> names;
-        for (const auto& kv : by_stream) names.push_back(kv.first);
-        if (t == 3) std::reverse(names.begin(), names.end());
-        for (const std::string& s : names) {
-          auto sr = log.read_stream(stream_id(s), 1);
-          if (!sr) {
-            errors[t] = sr.error().to_string();
-            return;
-          }
+        // stream reads (inflate frame by frame)
+        for (auto& [s, sr] : readers[t]) {
           event_view v;
           size_t i = 0;
           while (true) {
-            auto n = sr.value().next(v);
+            auto n = sr.next(v);
             if (!n) {
               errors[t] = n.error().to_string();
               return;
             }
             if (!n.value()) break;
-            if (i >= by_stream[s].size() || fnv1a(v.payload) != by_stream[s][i].payload_hash) {
+            if (i >= by_stream.at(s).size() || fnv1a(v.payload) != by_stream.at(s)[i].payload_hash) {
               errors[t] = "stream " + s + ": wrong event at " + std::to_string(i);
               return;
             }
             ++i;
           }
-          if (i != by_stream[s].size()) errors[t] = "stream " + s + ": wrong count";
+          if (i != by_stream.at(s).size()) errors[t] = "stream " + s + ": wrong count";
         }
       });
     for (auto& th : threads) th.join();
