@@ -198,6 +198,20 @@ uint64_t resident_bytes_of(const void* p, uint64_t n) {
   return pages * 4096;
 }
 
+// Opens the writer, runs one pass, closes: what a `varve archive` does.
+result<archive_result> archive_once(const std::string& dir, const std::string& arch, position before,
+                                    uint32_t frame_bytes = 64 * 1024, uint64_t seg = kSeg) {
+  auto log = event_log::open(dir, opts(seg));
+  if (!log) return log.error();
+  archive_options o;
+  o.dir = arch;
+  o.before = before;
+  o.frame_bytes = frame_bytes;
+  auto r = log.value()->archive(o);
+  if (status c = log.value()->close(); r && !c) return c;
+  return r;
+}
+
 TEST(Archive, EveryReadPathAcrossTheArchiveBeforeAndAfterReopen) {
   temp_dir d;
   const std::string dir = d.sub("log"), arch = d.sub("cold/archive");
@@ -295,14 +309,9 @@ TEST(Archive, AStreamReadInflatesOnlyTheFramesItTouches) {
   constexpr uint64_t kBig = 4ull << 20;  // 16 frames of 256 KiB
   const auto m = fill(dir, 2, kBig);
   ASSERT_FALSE(HasFailure());
-  {
-    auto log = event_log::open(dir, opts(kBig));
-    ASSERT_OK(log);
-    auto r = log.value()->archive({arch});
-    ASSERT_OK(r);
-    ASSERT_EQ(r.value().archive_end, 2u);
-    ASSERT_OK(log.value()->close());
-  }
+  auto r = archive_once(dir, arch, position::none(), 64 * 1024, kBig);
+  ASSERT_OK(r);
+  ASSERT_EQ(r.value().archive_end, 2u);
   auto ro = event_log::open_read_only(dir);
   ASSERT_OK(ro);
   // One version of a stream, in the middle of segment 0.
@@ -340,15 +349,7 @@ TEST(Archive, ThreadsInflatingTheSameFramesAtOnceAllReadTheModel) {
   const std::string dir = d.sub("log"), arch = d.sub("archive");
   const auto m = fill(dir, 4);
   ASSERT_FALSE(HasFailure());
-  {
-    auto log = event_log::open(dir, opts());
-    ASSERT_OK(log);
-    archive_options o;
-    o.dir = arch;
-    o.frame_bytes = 4096;  // many frames: many chances to race on one
-    ASSERT_OK(log.value()->archive(o));
-    ASSERT_OK(log.value()->close());
-  }
+  ASSERT_OK(archive_once(dir, arch, position::none(), 4096));  // many frames: many chances to race on one
   std::map<std::string, std::vector<model_event>> by_stream;
   for (const model_event& e : m) by_stream[e.stream].push_back(e);
   for (int round = 0; round < 3; ++round) {
@@ -412,15 +413,7 @@ TEST(Archive, ADamagedArchiveFileIsAnErrorNamingItNeverOtherBytes) {
   const std::string dir = d.sub("log"), arch = d.sub("archive");
   const auto m = fill(dir, 2);
   ASSERT_FALSE(HasFailure());
-  {
-    auto log = event_log::open(dir, opts());
-    ASSERT_OK(log);
-    archive_options o;
-    o.dir = arch;
-    o.before = position{kSeg + 64};
-    ASSERT_OK(log.value()->archive(o));
-    ASSERT_OK(log.value()->close());
-  }
+  ASSERT_OK(archive_once(dir, arch, position{kSeg + 64}));
   const std::string file = archived_path(arch, 0);
   const std::vector<uint8_t> good = read_file(file);
   ASSERT_GT(good.size(), archive_file::kHeaderSize);
@@ -471,15 +464,7 @@ TEST(Archive, AnInterruptedPassIsFinishedByTheNextOpenAndADamagedRecordRefused) 
   // Keep segment 1's file, as a crash after DIR/archive but before the
   // unlink would have.
   fs::copy_file(segment_path(dir, 1), d.sub("keep.seg"));
-  {
-    auto log = event_log::open(dir, opts());
-    ASSERT_OK(log);
-    archive_options o;
-    o.dir = arch;
-    o.before = position{2 * kSeg + 64};
-    ASSERT_OK(log.value()->archive(o));
-    ASSERT_OK(log.value()->close());
-  }
+  ASSERT_OK(archive_once(dir, arch, position{2 * kSeg + 64}));
   fs::copy_file(d.sub("keep.seg"), segment_path(dir, 1));
   struct notes : recovery_observer {
     std::vector<std::string> lines;
