@@ -6,6 +6,8 @@
 
 namespace varve::log_layout {
 
+using log_files::join;
+
 std::vector<uint64_t> layout::all() const {
   std::vector<uint64_t> out;
   for (uint64_t k = start_segment; k < hot_first; ++k) out.push_back(k);
@@ -25,6 +27,11 @@ result<layout> read(file_system& fs, const std::string& dir, uint64_t log_id, co
   if (!arch) return arch.error();
   l.archive = std::move(arch.value());
   l.hot_first = std::max(l.start_segment, l.archive_end());
+  if (l.archive)
+    for (uint64_t k = l.start_segment; k-- > 0;) {
+      if (!fs.exists(join(l.archive->dir, archive_file::segment_file_name(k)))) break;
+      l.archived_below_start.push_back(k);
+    }
   for (uint64_t k : log_files::segment_indices(names)) {
     if (k < l.start_segment)
       l.below_start.push_back(k);

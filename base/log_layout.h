@@ -33,6 +33,11 @@ struct layout {
   // Files in DIR in [start, archive boundary): an archive pass a crash
   // interrupted had archived them, durably, before removing them.
   std::vector<uint64_t> archived_hot;
+  // Archive files just below the start (newest first): a retention pass a
+  // crash interrupted had decided to remove them. Found by walking down
+  // from the start while the files are there: O(what is left), never a
+  // listing of the archive.
+  std::vector<uint64_t> archived_below_start;
 
   uint64_t archive_end() const { return archive ? archive->archive_end : 0; }
   std::string archive_dir() const { return archive ? archive->dir : std::string(); }

@@ -343,6 +343,17 @@ status recover(log_state& s) {
       }
       return fs.sync_dir(s.dir);
     });
+  // Archive files below the start: the same, for a pass over archived segments.
+  if (!lay.value().archived_below_start.empty())
+    deferred.push_back([&fs, &report, adir = lay.value().archive->dir, below = lay.value().archived_below_start] {
+      for (uint64_t k : below) {
+        const std::string path = log_files::join(adir, archive_file::segment_file_name(k));
+        if (status r = fs.remove(path); !r) return r;
+        report({recovery_action::kind::note, path, 0, 0,
+                "removed an archived segment below the log's start (a retention pass a crash interrupted)", "", 0});
+      }
+      return fs.sync_dir(adir);
+    });
   // Files below the archive's boundary: an archive pass had written and
   // checked their archive files, and recorded the boundary, before a crash
   // stopped it from removing them. Removed only where the archive file is

@@ -527,6 +527,44 @@ TEST(Archive, RetentionRemovesArchivedSegmentsFromTheArchive) {
   auto v = verify_log(dir);
   ASSERT_OK(v);
   EXPECT_OK(v.value().first_problem);
+  // A crash part way through such a pass leaves archive files below the
+  // start: the next open removes them, saying so.
+  fs::copy_file(archived_path(arch, 2), d.sub("keep.varc"));
+  {
+    retention_policy p2;
+    p2.before = position{3 * kSeg + 64};
+    auto w = event_log::open(dir, opts());
+    ASSERT_OK(w);
+    auto r2 = w.value()->retain(p2);
+    ASSERT_OK(r2);
+    ASSERT_EQ(r2.value().first_segment, 3u);
+    ASSERT_OK(w.value()->close());
+  }
+  EXPECT_FALSE(fs::exists(archived_path(arch, 2)));
+  fs::copy_file(d.sub("keep.varc"), archived_path(arch, 2));
+  struct notes : recovery_observer {
+    std::vector<std::string> lines;
+    void on_truncated(const std::string&, uint64_t, uint64_t, const std::string&) override {}
+    void on_action(const recovery_action& a) override { lines.push_back(a.file + ": " + a.why); }
+  } obs;
+  {
+    log_options o2 = opts();
+    o2.observer = &obs;
+    auto w = event_log::open(dir, o2);
+    ASSERT_OK(w);
+    ASSERT_OK(w.value()->close());
+  }
+  EXPECT_FALSE(fs::exists(archived_path(arch, 2)));
+  bool said = false;
+  for (const std::string& l : obs.lines) said |= l.find("archived segment below the log's start") != std::string::npos;
+  EXPECT_TRUE(said);
+  auto after = event_log::open_read_only(dir);
+  ASSERT_OK(after);
+  auto left = read_all(*after.value());
+  ASSERT_OK(left);
+  ASSERT_FALSE(left.value().empty());
+  EXPECT_EQ(left.value().front().position, 3 * kSeg + 64);
+  EXPECT_EQ(left.value().back().seq, m.back().seq);
 }
 
 // Images of a crash hold the archive under the image's own root: DIR/archive
