@@ -194,6 +194,18 @@ result<uint64_t> write_segment(file_system& fs, const std::string& dest, const s
   return uint64_t{out.size()};
 }
 
+std::optional<uint64_t> segment_owner(file_system& fs, const std::string& path) {
+  auto f = fs.open(path, file_system::open_mode::read_only);
+  if (!f) return std::nullopt;
+  file_handle fh = f.value();
+  std::byte h[kHeaderSize];
+  auto size = fs.file_size(fh);
+  const bool read = size && size.value() >= kHeaderSize && fs.pread(fh, 0, h, sizeof h).ok();
+  fs.close(fh);
+  if (!read || std::memcmp(h, kSegmentMagic, 8) != 0 || get_u64(h + 56) != XXH3_64bits(h, 56)) return std::nullopt;
+  return get_u64(h + 24);
+}
+
 result<std::unique_ptr<segment_reader>> segment_reader::open(file_system& fs, const std::string& path,
                                                              uint8_t log2, uint64_t index, uint64_t log_id) {
   auto f = fs.open(path, file_system::open_mode::read_only);

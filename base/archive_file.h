@@ -99,6 +99,10 @@ std::optional<uint64_t> parse_segment_file_name(std::string_view name);
 result<uint64_t> write_segment(file_system& fs, const std::string& dest, const std::byte* data, uint8_t log2,
                                uint64_t index, uint64_t log_id, int level, uint8_t log2_frame = kDefaultLog2Frame);
 
+// The log id an archived segment file's header names, when its header
+// checks (nullopt for a file that cannot be read or does not check).
+std::optional<uint64_t> segment_owner(file_system& fs, const std::string& path);
+
 // One archived segment, opened and its header and frame table checked.
 // read_frame may be called from any number of threads at once.
 class segment_reader {

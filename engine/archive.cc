@@ -84,6 +84,14 @@ result<archive_result> run_archive(shared_log& sh, uint64_t sealed_end, const ar
     }
   }
   for (uint64_t k = from; k < to; ++k) {
+    // A file already there is a leftover of this log's own interrupted pass
+    // (overwritten), unless it is another log's: two logs pointed at one
+    // directory would otherwise overwrite each other's history.
+    const std::string there = log_files::join(dest.value(), archive_file::segment_file_name(k));
+    if (fs.exists(there))
+      if (auto owner = archive_file::segment_owner(fs, there); owner && *owner != id.log_id)
+        return status(errc::invalid_argument, "archive: " + there + " belongs to another log: " + dest.value() +
+                                                  " is that log's archive; give this log a directory of its own");
     auto seg = sh.segments.get(k);
     if (!seg) return seg.error();
     auto n = archive_file::write_segment(fs, dest.value(), seg.value()->data(), l2, k, id.log_id, o.level,

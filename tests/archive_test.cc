@@ -274,6 +274,17 @@ TEST(Archive, EveryReadPathAcrossTheArchiveBeforeAndAfterReopen) {
     archive_options other;
     other.dir = d.sub("elsewhere");
     EXPECT_ERRC(log.value()->archive(other), errc::invalid_argument);
+    // Another log pointed at this archive directory is refused, and this
+    // log's archive is left as it was.
+    const std::string other_log = d.sub("other");
+    fill(other_log, 3);
+    const auto before_bytes = read_file(archived_path(arch, 0));
+    auto theirs = archive_once(other_log, arch, position::none());
+    EXPECT_EQ(code_of(theirs), errc::invalid_argument) << describe(theirs);
+    if (!theirs) {
+      EXPECT_NE(theirs.error().message().find("belongs to another log"), std::string::npos);
+    }
+    EXPECT_EQ(read_file(archived_path(arch, 0)), before_bytes);
     archive_options own;
     own.dir = dir;
     EXPECT_ERRC(log.value()->archive(own), errc::invalid_argument);
