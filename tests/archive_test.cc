@@ -198,6 +198,13 @@ uint64_t resident_bytes_of(const void* p, uint64_t n) {
   return pages * 4096;
 }
 
+// What recovery reported, one line per action.
+struct notes : recovery_observer {
+  std::vector<std::string> lines;
+  void on_truncated(const std::string&, uint64_t, uint64_t, const std::string&) override {}
+  void on_action(const recovery_action& a) override { lines.push_back(a.file + ": " + a.why); }
+};
+
 // Opens the writer, runs one pass, closes: what a `varve archive` does.
 result<archive_result> archive_once(const std::string& dir, const std::string& arch, position before,
                                     uint32_t frame_bytes = 64 * 1024, uint64_t seg = kSeg) {
@@ -477,11 +484,7 @@ TEST(Archive, AnInterruptedPassIsFinishedByTheNextOpenAndADamagedRecordRefused) 
   fs::copy_file(segment_path(dir, 1), d.sub("keep.seg"));
   ASSERT_OK(archive_once(dir, arch, position{2 * kSeg + 64}));
   fs::copy_file(d.sub("keep.seg"), segment_path(dir, 1));
-  struct notes : recovery_observer {
-    std::vector<std::string> lines;
-    void on_truncated(const std::string&, uint64_t, uint64_t, const std::string&) override {}
-    void on_action(const recovery_action& a) override { lines.push_back(a.file + ": " + a.why); }
-  } obs;
+  notes obs;
   log_options o = opts();
   o.observer = &obs;
   {
@@ -553,11 +556,7 @@ TEST(Archive, RetentionRemovesArchivedSegmentsFromTheArchive) {
   }
   EXPECT_FALSE(fs::exists(archived_path(arch, 2)));
   fs::copy_file(d.sub("keep.varc"), archived_path(arch, 2));
-  struct notes : recovery_observer {
-    std::vector<std::string> lines;
-    void on_truncated(const std::string&, uint64_t, uint64_t, const std::string&) override {}
-    void on_action(const recovery_action& a) override { lines.push_back(a.file + ": " + a.why); }
-  } obs;
+  notes obs;
   {
     log_options o2 = opts();
     o2.observer = &obs;
