@@ -28,6 +28,7 @@ background::~background() {
   stop_.store(true);
   prepare_thread_.join();
   seal_thread_.join();
+  run_tasks();  // those queued after the preparer's last look
   // Prepared segments nobody used: removed, so the directory holds only the
   // log (a crash leaves them instead, and recovery removes them: they hold
   // nothing past their header).
@@ -134,9 +135,29 @@ result<std::unique_ptr<segment>> background::take_segment(uint64_t index) {
   return got;
 }
 
+void background::run_later(std::function<void()> task) {
+  std::lock_guard<std::mutex> g(tasks_mu_);
+  tasks_.push_back(std::move(task));
+  has_tasks_.store(true, std::memory_order_release);
+  tasks_cv_.notify_one();
+}
+
+bool background::run_tasks() {
+  if (!has_tasks_.load(std::memory_order_acquire)) return false;
+  std::vector<std::function<void()>> now;
+  {
+    std::lock_guard<std::mutex> g(tasks_mu_);
+    now.swap(tasks_);
+    has_tasks_.store(false, std::memory_order_relaxed);
+  }
+  for (auto& t : now) t();
+  return !now.empty();
+}
+
 void background::run_prepare() {
   auto last_work = std::chrono::steady_clock::now();
   while (!stop_.load(std::memory_order_acquire)) {
+    if (run_tasks()) last_work = std::chrono::steady_clock::now();
     uint64_t i = next_to_prepare_.load(std::memory_order_acquire);
     bool claimed = false;
     // Strictly in order: segment i is begun only once i - 1 exists with its
@@ -154,7 +175,9 @@ void background::run_prepare() {
         last_work = std::chrono::steady_clock::now();
         continue;
       }
-      std::this_thread::sleep_for(idle_sleep(last_work));
+      // Asleep until the next look, or until a task comes.
+      std::unique_lock<std::mutex> g(tasks_mu_);
+      tasks_cv_.wait_for(g, idle_sleep(last_work), [&] { return has_tasks_.load(std::memory_order_relaxed); });
       continue;
     }
     last_work = std::chrono::steady_clock::now();
@@ -300,6 +323,7 @@ segment_scan apply_segment(const segment& seg, uint64_t first_sequence, bool ver
     if (!h) h = table.insert(p.stream, p.hash, p.integer);
     h->version = p.version;
     h->last_position = p.position;
+    table.tick();  // a growing table moves on while no stream is new
   };
   segment_scan r = scan_segment(seg, first_sequence, verify, [&](const event_view& v) {
     pending& slot = ring[n % kAhead];

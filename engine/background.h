@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -95,6 +96,14 @@ class background {
   void index_sealed(uint64_t end);
   // Waits until every queued seal is done; returns the first error, if any.
   status drain();
+  // Runs `task` on the preparer thread, before its own work, waking it when
+  // idle (the writer's head table hands it the page work of a growth:
+  // index/head_table.h). Each task runs exactly once, in the order given:
+  // those left at shutdown run in the destructor. Takes a lock: for rare
+  // work, never per append. (A thread of its own for these answered sooner
+  // but cost the writer more in preemptions on two vCPUs: DESIGN.md "Head
+  // table".)
+  void run_later(std::function<void()> task);
   // Seals: makes the records durable, then writes and syncs the footer,
   // through `gate` when given (recovery, before the log has one, passes none).
   // Afterwards the segment's mapping is read-only.
@@ -114,6 +123,11 @@ class background {
 
  private:
   void run_prepare();
+  bool run_tasks();  // preparer thread; true if it ran any
+  std::mutex tasks_mu_;
+  std::vector<std::function<void()>> tasks_;  // guarded by tasks_mu_
+  std::condition_variable tasks_cv_;          // wakes an idle preparer for a task
+  std::atomic<bool> has_tasks_{false};
   void run_seal();
   status do_seal(const seal_job& job, bool more_queued);
   // Appends the chain entries up to segment `sealed` (those a crash left out

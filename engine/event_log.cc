@@ -236,6 +236,9 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   }
   s->bg->start_preparing(s->active->index() + 1);
   if (s->opts.expected_streams) s->heads.reserve(s->opts.expected_streams);
+  // A growing head table's page work goes to the preparer thread (close()
+  // takes it back before that thread stops).
+  s->heads.set_runner([bg = s->bg.get()](std::function<void()> task) { bg->run_later(std::move(task)); });
   s->shared->ctl->counter(ctl_counter::open_ns).store(steady_ns() - open_started, std::memory_order_relaxed);
   return std::unique_ptr<event_log>(new event_log(std::move(s)));
 }
@@ -581,6 +584,7 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   if (!head) head = s.heads.insert(key, h, stream.is_integer());
   head->version = v;
   head->last_position = prev;
+  s.heads.tick();  // a growing head table moves a few slots (head is stale from here)
   s.seg_events += events.size();
   s.seg_last_pos = prev;
 
@@ -618,6 +622,7 @@ status event_log::close() {
   s.closed = true;
   if (s.read_only) return {};
   status r = s.bg->drain();
+  s.heads.set_runner({});
   s.bg.reset();
   // Durability per mode: group and sync make everything durable on close;
   // none leaves it to the page cache (a process exit loses nothing).

@@ -73,6 +73,7 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
                                        "streams[" + std::to_string(i) + "]: stream id must have 1 to 255 bytes, got " +
                                            std::to_string(key.size())));
     plan[i].hash = s.heads.hash(key);
+    s.heads.prefetch(plan[i].hash);  // the lookups below then overlap their cache misses
     events += batches[i].events.size();
   }
   if (events == 0)
@@ -191,6 +192,7 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
     h->version = plan[i].actual;
     h->last_position = plan[i].last;
   }
+  s.heads.tick();  // a growing head table moves a few slots
   s.seg_events += events;
   s.seg_last_pos = last_pos;
 

@@ -2,8 +2,11 @@
 // latest event). Answers the expected-version check of every append in O(1).
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -28,7 +31,10 @@ class head_table {
     uint64_t last_position = ~uint64_t{0};
   };
 
-  explicit head_table(hash_fn h = &default_hash);
+  // initial_slots: a power of two. The default, 16,384 (512 KiB, faulted in
+  // at once), holds ~13,000 streams before the first growth: a new log's
+  // first growths come while its helper thread is busy creating segments.
+  explicit head_table(hash_fn h = &default_hash, size_t initial_slots = 16384);
 
   uint64_t hash(std::string_view s) const {
     // The common 8-byte (integer) id gets an inlined mixer instead of a call.
@@ -43,23 +49,27 @@ class head_table {
     }
     return hash_(s);
   }
-  // Null when the stream is absent.
+  // Null when the stream is absent. Never moves or frees a slot, so the
+  // pointers it returns stay valid until the next insert() or tick().
   head* find(std::string_view stream, uint64_t h) {
     const uint64_t want = stream.size() <= 8 ? pack(stream) : h;
-    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
-      slot& s = slots_[i];
-      if (s.key_len == 0) return nullptr;
-      if (s.key == want && s.key_len == stream.size() &&
-          (stream.size() <= 8 ||
-           std::memcmp(arena_.data() + s.key_off, stream.data(), stream.size()) == 0))
-        return &s.h;
-    }
+    if (head* r = probe(slots_, mask_, stream, want, h)) return r;
+    // While the table grows, streams not yet moved are still in the old one.
+    if (old_) [[unlikely]] return probe_old(stream, want, h);
+    return nullptr;
   }
   const head* find(std::string_view stream, uint64_t h) const {
     return const_cast<head_table*>(this)->find(stream, h);
   }
   // Inserts an absent stream (version 0). May allocate: only for new streams.
+  // Moves heads (a step of growth): every pointer from find() is invalid after.
   head* insert(std::string_view stream, uint64_t h, bool integer_id);
+  // One step of growth when the table is growing, nothing otherwise. The
+  // writer calls it after each append, once it has stored into the heads it
+  // found: like insert(), it invalidates them.
+  void tick() {
+    if (growing_) [[unlikely]] step();
+  }
   head* find_or_insert(std::string_view stream, bool integer_id) {
     uint64_t h = hash(stream);
     head* e = find(stream, h);
@@ -73,6 +83,7 @@ class head_table {
     head* e = find_or_insert(stream, integer_id);
     e->version = version;
     e->last_position = position;
+    tick();
   }
   size_t size() const { return size_; }
   void clear();
@@ -87,8 +98,30 @@ class head_table {
       const slot& s = slots_[i];
       if (s.key_len) f(key_of(s), s.integer != 0, s.h);
     }
+    // Growing: the old table's slots not moved yet hold the other streams.
+    if (old_)
+      for (size_t i = moved_; i <= old_mask_; ++i) {
+        const slot& s = old_[i];
+        if (s.key_len) f(key_of(s), s.integer != 0, s.h);
+      }
   }
-  size_t memory_bytes() const { return (mask_ + 1) * sizeof(slot) + arena_.capacity(); }
+  size_t memory_bytes() const {
+    return (mask_ + 1 + (old_ ? old_mask_ + 1 : 0) + (next_ ? next_n_ : 0)) * sizeof(slot) + arena_.capacity();
+  }
+  // True while a growth is under way (tests, metrics).
+  bool growing() const { return growing_; }
+  // Where a growth's page work goes: mapping and faulting in the next table,
+  // unmapping the old one (~80 us per MiB each on the hosts of
+  // docs/BENCHMARKS.md, and mmap/munmap take the address space's lock for
+  // writing). Given a runner (the writer's: its background preparer thread,
+  // which must run each task exactly once, in the order given, shutdown
+  // included), the table hands all of it over and its steps only look
+  // whether the new table is ready; without one (the default) each step
+  // faults in one page and the old table is unmapped in 64 KiB pieces.
+  // Nothing waits for the runner: a table it is still making when the owner
+  // gives up on it (or changes runner) it unmaps itself.
+  using runner = std::function<void(std::function<void()>)>;
+  void set_runner(runner r);
   ~head_table();
   head_table(const head_table&) = delete;
   head_table& operator=(const head_table&) = delete;
@@ -114,19 +147,100 @@ class head_table {
     if (s.key_len <= 8) return std::string_view(reinterpret_cast<const char*>(&s.key), s.key_len);
     return std::string_view(arena_.data() + s.key_off, s.key_len);
   }
+  head* probe(slot* slots, size_t mask, std::string_view stream, uint64_t want, uint64_t h) const {
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      slot& s = slots[i];
+      if (s.key_len == 0) return nullptr;
+      if (s.key == want && s.key_len == stream.size() &&
+          (stream.size() <= 8 ||
+           std::memcmp(arena_.data() + s.key_off, stream.data(), stream.size()) == 0))
+        return &s.h;
+    }
+  }
+  // The old table while its slots move: those below moved_ are gone (their
+  // pages unmapped as the move passes them). A stream still there sits at
+  // or after moved_, and the slots from its probe start (or from moved_)
+  // up to it are untouched, so the probe starts at max(home, moved_) and a
+  // wrap past the end continues at moved_: a stream that wrapped below
+  // moved_ has moved already.
+  head* probe_old(std::string_view stream, uint64_t want, uint64_t h) const {
+    const size_t first = std::max<size_t>(h & old_mask_, moved_);
+    for (size_t i = first;;) {
+      slot& s = old_[i];
+      if (s.key_len == 0) return nullptr;
+      if (s.key == want && s.key_len == stream.size() &&
+          (stream.size() <= 8 ||
+           std::memcmp(arena_.data() + s.key_off, stream.data(), stream.size()) == 0))
+        return &s.h;
+      i = i == old_mask_ ? moved_ : i + 1;
+      if (i == first) return nullptr;  // every slot left is full: looked at them all
+    }
+  }
+  // Growth in steps. A table that doubles and rehashes at once stalls its
+  // caller for a time proportional to the streams it holds (0.3-0.9 ms at
+  // 50,000 streams on the hosts of docs/BENCHMARKS.md, ~100x that at
+  // millions): the writer's longest append. So a table at 80 % load maps one
+  // twice its size (zero pages, nothing touched), and each later insert() or
+  // tick() does a bounded step. Phase 1: the new table is faulted in (by the
+  // runner, the step only looks; without one, one page per step). Phase 2:
+  // the new table is the current one, and each step moves kMoveSlots slots
+  // of the old one into it; lookups look in the old table for streams not
+  // moved yet. The runner has until the hard limit (95 % load), which
+  // finishes a growth at once; self-stepped, both phases end long before.
+  static constexpr size_t kMoveSlots = 16;
+  static constexpr size_t kGrowPercent = 80;   // a growth begins
+  static constexpr size_t kLimitPercent = 95;  // a growth is finished at once
+  void step();
+  void begin_growth();
+  void finish_growth();  // completes a growth under way at once
+  void move_slot(const slot& s);
+  void move_slot(const slot& s, uint64_t h);  // h: its hash
   void grow();
   void rehash(size_t n);  // n: a power of two that holds every entry
-  // Slots live in memory the kernel may back with huge pages: lookups are
-  // random by nature, and a 4 KiB page per probe would cost a TLB miss each.
-  static slot* allocate_slots(size_t n);
+  // Slots live in anonymous mappings (zero pages until first touched). Bulk
+  // tables (the initial one, reserve()) are faulted in at once and may use
+  // huge pages: lookups are random by nature, and a 4 KiB page per probe
+  // would cost a TLB miss each. Tables grown in steps stay on small pages: a
+  // huge page would be zeroed (and, with the kernel's defrag=madvise,
+  // compacted for) inside one step.
+  static slot* allocate_slots(size_t n, bool populate);
+  // Faults [p, p + bytes) in for writing, on huge pages from 2 MiB.
+  static void fault_in(slot* p, size_t bytes);
+  static void populate(slot* p, size_t bytes);  // the same on the pages there are
   static void free_slots(slot* p, size_t n);
   void reset_slots(size_t n);
 
   hash_fn hash_;
+  size_t initial_slots_;
   slot* slots_ = nullptr;
   std::vector<char> arena_;
   size_t size_ = 0;
   size_t mask_ = 0;
+  bool growing_ = false;
+  // Phase 1: the next table (next_n_ slots). Made by the runner: job_ until
+  // taken. Made here: next_, of which touched_ bytes are faulted in so far.
+  struct table_job {
+    std::atomic<int> state{0};  // kPending, then kReady (the runner) or kAbandoned (the table)
+    slot* table = nullptr;      // the runner's, published by kReady
+  };
+  static constexpr int kPending = 0, kReady = 1, kAbandoned = 2;
+  std::shared_ptr<table_job> job_;
+  slot* next_ = nullptr;
+  size_t next_n_ = 0;
+  size_t touched_ = 0;
+  runner runner_;
+  // Takes the runner's table once ready (true); with `force`, a table still
+  // pending is abandoned to the runner and next_ mapped here instead.
+  bool take_job(bool force);
+  void drop_growth();  // frees every table but the current one
+  // Phase 2: the old table; its slots below moved_ are in the current one,
+  // and its first unmapped_ bytes are unmapped (unmapping 1 MiB takes ~80 us
+  // on those hosts, so it goes in 64 KiB pieces too).
+  slot* old_ = nullptr;
+  size_t old_mask_ = 0;
+  size_t moved_ = 0;
+  size_t unmapped_ = 0;
+  void free_old();
 };
 
 }  // namespace varve

@@ -141,9 +141,11 @@ struct log_options {
   // writer filling segments faster than one can be pre-faulted now and then.
   uint32_t prepare_ahead = 2;
   // How many streams the writer expects to hold: its head table is sized for
-  // them at open, so appends that create streams never stop to double and
-  // rehash it (a pause of about 10 ns per stream already held: ~10 ms at a
-  // million streams). 0 = grow as needed. A hint: past it the table grows.
+  // them at open (faulted in, on huge pages where the kernel allows). 0 =
+  // grow as needed: the table then doubles in small steps spread over later
+  // appends, its pages faulted in by the background thread (4 KiB pages), so
+  // no append pauses for a time proportional to the streams held. A hint:
+  // past it the table grows the same way.
   uint64_t expected_streams = 0;
   // Verify each record's checksum as readers yield it.
   bool verify_checksums = true;
