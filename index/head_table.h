@@ -147,14 +147,16 @@ class head_table {
     if (s.key_len <= 8) return std::string_view(reinterpret_cast<const char*>(&s.key), s.key_len);
     return std::string_view(arena_.data() + s.key_off, s.key_len);
   }
+  // `want`: pack(stream) for ids of up to 8 bytes, else the hash.
+  bool holds(const slot& s, std::string_view stream, uint64_t want) const {
+    return s.key == want && s.key_len == stream.size() &&
+           (stream.size() <= 8 || std::memcmp(arena_.data() + s.key_off, stream.data(), stream.size()) == 0);
+  }
   head* probe(slot* slots, size_t mask, std::string_view stream, uint64_t want, uint64_t h) const {
     for (size_t i = h & mask;; i = (i + 1) & mask) {
       slot& s = slots[i];
       if (s.key_len == 0) return nullptr;
-      if (s.key == want && s.key_len == stream.size() &&
-          (stream.size() <= 8 ||
-           std::memcmp(arena_.data() + s.key_off, stream.data(), stream.size()) == 0))
-        return &s.h;
+      if (holds(s, stream, want)) return &s.h;
     }
   }
   // The old table while its slots move: those below moved_ are gone (their
@@ -168,10 +170,7 @@ class head_table {
     for (size_t i = first;;) {
       slot& s = old_[i];
       if (s.key_len == 0) return nullptr;
-      if (s.key == want && s.key_len == stream.size() &&
-          (stream.size() <= 8 ||
-           std::memcmp(arena_.data() + s.key_off, stream.data(), stream.size()) == 0))
-        return &s.h;
+      if (holds(s, stream, want)) return &s.h;
       i = i == old_mask_ ? moved_ : i + 1;
       if (i == first) return nullptr;  // every slot left is full: looked at them all
     }
