@@ -15,6 +15,7 @@
 #include "base/scan.h"
 #include "base/segment_format.h"
 #include "base/log_layout.h"
+#include "engine/writer_lock.h"
 #include "base/start_file.h"
 #include "engine/log_access.h"
 #include "engine/log_state.h"
@@ -175,6 +176,7 @@ result<verify_report> verify_log(const std::string& dir,
   // the end varve.ctl recorded as acknowledged (it may have found damage).
   auto live = event_log::open_read_only(dir);
   const uint64_t commit = live ? live.value()->committed_position().value : UINT64_MAX;
+  const bool writer_alive = live && writer_lock::is_held(dir);
   segment::identity id{dir, m.log2_capacity, m.log_id};
   auto segs = list_segments(*fs, dir, &id.archive_dir);
   if (!segs) return segs.error();
@@ -233,6 +235,11 @@ result<verify_report> verify_log(const std::string& dir,
                                                    : (segs.value().empty() ? 0 : segs.value().back() + 1);
   for (size_t i = start; i < segs.value().size(); ++i) {
     const uint64_t k = segs.value()[i];
+    // A live writer makes segments ahead of its commit position, each a file
+    // of zeros until its header is written a moment later: nothing there was
+    // acknowledged, so it is not judged (it was reported as damage when
+    // caught mid-creation). Without a writer, such a file is still reported.
+    if (writer_alive && (k << m.log2_capacity) > commit) break;
     if (i > 0 && k != segs.value()[i - 1] + 1)
       return problem(log_files::join(dir, log_files::segment_name(segs.value()[i - 1] + 1)) +
                      ": segment file is missing");
