@@ -37,8 +37,10 @@ struct verify_report {
 
 // Checks every record of every segment in `scope` (checksums, positions,
 // sequence continuity, batch framing) and every footer, without modifying
-// anything and without the writer lock. `progress(bytes_done, bytes_total)`
-// is called now and then when set.
+// anything and without the writer lock. With a writer alive, it checks up to
+// the writer's commit position: segments past it (made ahead, possibly still
+// being created) hold nothing acknowledged. `progress(bytes_done,
+// bytes_total)` is called now and then when set.
 VARVE_API result<verify_report> verify_log(const std::string& dir,
                                  std::function<void(uint64_t, uint64_t)> progress = {},
                                  verify_scope scope = verify_scope::whole_log);
