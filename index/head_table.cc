@@ -115,7 +115,8 @@ void head_table::clear() {
 
 head_table::head* head_table::insert(std::string_view stream, uint64_t h, bool integer_id) {
   step();
-  // The hard limit (never reached while every insert steps, see step()).
+  // The hard limit: reached only when the runner is that late (self-stepped
+  // growths end long before, see step()).
   if ((size_ + 1) * 100 > (mask_ + 1) * kLimitPercent) [[unlikely]] {
     finish_growth();
     if ((size_ + 1) * 100 > (mask_ + 1) * kLimitPercent) grow();
@@ -138,7 +139,7 @@ head_table::head* head_table::insert(std::string_view stream, uint64_t h, bool i
   return &s.h;
 }
 
-void head_table::move_slot(const slot& s) { move_slot(s, s.key_len <= 8 ? hash(key_of(s)) : s.key); }
+void head_table::move_slot(const slot& s) { move_slot(s, slot_hash(s)); }
 
 void head_table::move_slot(const slot& s, uint64_t h) {
   size_t i = h & mask_;
@@ -234,7 +235,7 @@ void head_table::step() {
     for (size_t j = first; j < end; ++j) {
       const slot& o = old_[j];
       if (!o.key_len) continue;
-      hashes[j - first] = o.key_len <= 8 ? hash(key_of(o)) : o.key;
+      hashes[j - first] = slot_hash(o);
       prefetch(hashes[j - first]);
     }
     for (; moved_ < end; ++moved_)

@@ -143,6 +143,8 @@ class head_table {
     std::memcpy(&k, s.data(), s.size());
     return k;
   }
+  // A stored stream's hash: kept in the slot for ids longer than 8 bytes.
+  uint64_t slot_hash(const slot& s) const { return s.key_len <= 8 ? hash(key_of(s)) : s.key; }
   std::string_view key_of(const slot& s) const {
     if (s.key_len <= 8) return std::string_view(reinterpret_cast<const char*>(&s.key), s.key_len);
     return std::string_view(arena_.data() + s.key_off, s.key_len);
