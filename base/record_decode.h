@@ -94,6 +94,11 @@ template <bool kMetadata = false>
   }
   const uint64_t version = get_u64(p + 32);
   if (version == 0) return invalid("stream version 0");
+  const uint8_t flags2 = get_u8(p + 15);
+  if (flags2 & ~kFlag2Encrypted) [[unlikely]]
+    return invalid("unknown record flags (written by a newer varve?)");
+  if ((flags2 & kFlag2Encrypted) && payload_len < kEncryptedOverhead) [[unlikely]]
+    return invalid("encrypted payload shorter than its nonce and tag");
 
   out.position = position{expected_position};
   out.sequence = sequence{get_u64(p + 24)};
@@ -107,6 +112,8 @@ template <bool kMetadata = false>
   out.batch_begin = flags & kFlagBatchBegin;
   out.batch_end = flags & kFlagBatchEnd;
   out.stream_is_integer = flags & kFlagIntegerStream;
+  out.encrypted = flags2 & kFlag2Encrypted;
+  out.forgotten = false;
   const std::byte* q = p + header_size;
   auto take_id = [&](uint8_t bit) -> const id128* {
     if (!(flags & bit)) return nullptr;

@@ -33,7 +33,7 @@ inline uint32_t encode_inline(std::byte* dst, uint32_t size, std::string_view st
   coding::put_u8(dst + 12, kEvent);
   coding::put_u8(dst + 13, flags);
   coding::put_u8(dst + 14, static_cast<uint8_t>(stream.size()));
-  coding::put_u8(dst + 15, 0);
+  coding::put_u8(dst + 15, h.flags2);
   coding::put_u64(dst + 16, h.position);
   coding::put_u64(dst + 24, h.sequence);
   coding::put_u64(dst + 32, h.version);

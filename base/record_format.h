@@ -18,7 +18,7 @@ namespace varve::record {
 //  12     1    kind           0 = never written, 1 = event, 2 = segment end
 //  13     1    flags          see kFlag*
 //  14     1    stream_len     1..255 (0 only for kind 2)
-//  15     1    reserved       0
+//  15     1    flags2         bit 0: payload encrypted (kFlag2Encrypted); 0 before format 4
 //  16     8    position       this record's logical log position
 //  24     8    sequence       dense global event number
 //  32     8    version        version within the stream, >= 1
@@ -52,6 +52,11 @@ inline constexpr uint8_t kFlagIntegerStream = 1 << 6; // stream is a u64, 8 byte
 // A record kind this reader does not know may be skipped (checksum still
 // verified) only when it carries this bit; otherwise it means a newer format.
 inline constexpr uint8_t kFlagIgnorable = 1 << 7;
+// Byte 15 (format version 4): the payload is sealed with its stream's data
+// key, laid out as key slot (u32), nonce (24), ciphertext, tag (16)
+// (engine/crypto/keyring.h). Any other bit is a newer format.
+inline constexpr uint8_t kFlag2Encrypted = 1 << 0;
+inline constexpr uint32_t kEncryptedOverhead = 4 + 24 + 16;
 
 // The segment-end marker: written where a segment's records stop when the
 // writer rolls to the next segment, so recovery and readers can tell "the log
@@ -98,6 +103,7 @@ struct header_fields {
   uint64_t timestamp_ns;
   uint64_t prev_position;
   uint8_t flags;  // batch and integer-stream bits; id and content bits are derived
+  uint8_t flags2 = 0;  // byte 15: kFlag2Encrypted
 };
 
 // Writes the record into dst (which has `size` = encoded_size(...) bytes of

@@ -17,13 +17,17 @@ namespace varve::segment_format {
 // An older reader would take either for damage, so it must refuse the log as
 // newer instead: segments and meta files written since carry 3. Older files
 // are read as before (their batches hold one stream each, their records no
-// metadata).
-inline constexpr uint32_t kFormatVersion = 3;
+// metadata). 4: an event record's byte 15 (once reserved) may say its payload
+// is encrypted (crypto-shredding); an older reader would hand the ciphertext
+// out as the payload.
+inline constexpr uint32_t kFormatVersion = 4;
 inline constexpr uint32_t kHeaderSize = 64;
 // The first version whose batches may hold several streams.
 inline constexpr uint32_t kMultiStreamVersion = 2;
 // The first version whose records may carry metadata.
 inline constexpr uint32_t kMetadataVersion = 3;
+// The first version whose records may have an encrypted payload.
+inline constexpr uint32_t kEncryptionVersion = 4;
 // The format version a (validated) segment header states.
 inline uint32_t version_of(const std::byte* header) { return coding::get_u32(header + 8); }
 inline constexpr uint32_t kFooterSize = 64;

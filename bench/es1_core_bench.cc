@@ -59,6 +59,7 @@ struct config {
   std::string timer = "steady";
   uint64_t segment_bytes = 64ull << 20;
   bool chain = false;  // log_options::tamper_evident_chain: the sealer hashes each segment
+  bool encrypt = false;  // log_options::master_key: every payload sealed with its stream's key
 
   bool has(const std::string& p) const {
     std::stringstream ss(phases);
@@ -82,6 +83,11 @@ varve::log_options log_opts(const config& c) {
   o.mode = varve::durability::none;
   o.verify_checksums = true;
   o.tamper_evident_chain = c.chain;
+  if (c.encrypt) {
+    // One key for the whole run, so the probe, P1 and P4 logs all use it.
+    static const varve::master_key key = varve::generate_master_key();
+    o.master_key = key;
+  }
   return o;
 }
 
@@ -508,6 +514,9 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-ceilings", c.ceilings, "skip the memcpy / bare-loop / sequential-read ceilings");
   app.add_flag("--keep", c.keep, "keep the scratch directories");
   app.add_flag("--chain", c.chain, "keep a tamper-evident chain (the sealer hashes every segment)");
+  app.add_flag("--encrypt", c.encrypt,
+               "crypto-shredding on: each payload sealed with its stream's key (P4 decrypts; the ceilings "
+               "move the same, larger records)");
   CLI11_PARSE(app, argc, argv);
   if (c.events == 0 || c.aggregates == 0 || c.aggregates > UINT32_MAX) die("bad --events/--aggregates");
 

@@ -110,8 +110,8 @@ if(VARVE_DPKG_SHLIBDEPS)
 endif()
 # libvarve-dev: the exact library it was built with, and the -dev packages that
 # linking libvarve.a needs (varveConfig.cmake and varve.pc's Requires.private
-# name libxxhash and liburing).
-set(VARVE_DEV_DEPENDS "libxxhash-dev, liburing-dev, libzstd-dev")
+# name libxxhash, liburing, libzstd and libsodium).
+set(VARVE_DEV_DEPENDS "libxxhash-dev, liburing-dev, libzstd-dev, libsodium-dev")
 if(TARGET varve_shared)
   set(VARVE_DEV_DEPENDS "${CPACK_DEBIAN_LIB_PACKAGE_NAME} (= ${VARVE_DEB_VERSION}), ${VARVE_DEV_DEPENDS}")
 endif()

@@ -10,6 +10,7 @@
 #include "engine/log_access.h"
 #include "engine/append_path.h"
 #include "engine/chain.h"
+#include "engine/crypto/writer_keys.h"
 #include "engine/log_state.h"
 #include "base/meta_file.h"
 #include "engine/recovery.h"
@@ -239,6 +240,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   // A growing head table's page work goes to the preparer thread (close()
   // takes it back before that thread stops).
   s->heads.set_runner([bg = s->bg.get()](std::function<void()> task) { bg->run_later(std::move(task)); });
+  if (status k = detail::open_keys(*s); !k) return k;
   s->shared->ctl->counter(ctl_counter::open_ns).store(steady_ns() - open_started, std::memory_order_relaxed);
   return std::unique_ptr<event_log>(new event_log(std::move(s)));
 }
@@ -260,6 +262,7 @@ result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& 
   auto arch = archive_file::read_location(*s->fs, dir, s->meta.log_id);
   if (!arch) return arch.error();
   if (arch.value()) s->shared->segments.set_archive_dir(arch.value()->dir);
+  if (status k = detail::open_keys(*s); !k) return k;
   // Read first, while it is what the last writer left: with no writer alive
   // the control block may be stale (a power loss) and the log's true end is
   // found by reading the tail, O(tail), changing nothing.
@@ -510,6 +513,12 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
     if (auto r = idempotent_retry(*this, s, stream, expected, actual, events)) return std::move(*r);
   }
 
+  // A log with a master key writes each payload sealed with its stream's key
+  // (the events from here on are the sealed copies).
+  if (s.encrypting) [[unlikely]]
+    if (status x = detail::seal_payloads(s, key, head ? head->last_position : ~uint64_t{0}, events); !x)
+      return refused(s, x);
+
   // Sizes first: a batch that cannot fit anywhere is refused before any byte is written.
   const uint64_t room = s.active->records_end() - segment_format::kHeaderSize - record::kSegmentEndSize;
   uint64_t total = 0;
@@ -539,9 +548,12 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   }
   if (metadata && segment_format::version_of(s.active->data()) < segment_format::kMetadataVersion) [[unlikely]]
     if (status r = roll_to_version(s, total, segment_format::kMetadataVersion); !r) return refused(s, r);
+  if (s.encrypting && segment_format::version_of(s.active->data()) < segment_format::kEncryptionVersion) [[unlikely]]
+    if (status r = roll_to_version(s, total, segment_format::kEncryptionVersion); !r) return refused(s, r);
 
   const bool single = events.size() == 1;
   const uint8_t int_flag = stream.is_integer() ? record::kFlagIntegerStream : 0;
+  const uint8_t flags2 = s.encrypting ? record::kFlag2Encrypted : 0;
   // The clock is read only when an event brings no timestamp of its own.
   uint64_t now = 0;
   for (const event_data& e : events)
@@ -571,7 +583,7 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
       if (single || i == 0) flags |= record::kFlagBatchBegin;
       if (single || i + 1 == events.size()) flags |= record::kFlagBatchEnd;
       record::encode_inline(data + s.write_off, size, key, e,
-                            {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags}, meta_len);
+                            {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags, flags2}, meta_len);
       prev = pos;
       s.write_off += size;
       ++s.next_seq;

@@ -32,7 +32,7 @@ result<bool> log_reader::next(event_view& out) {
       if (d.outcome == record::decode_outcome::event) [[likely]] {
         pos_.value += d.length;
         if (!filter_ || filter_->matches(out)) [[likely]] {
-          if (up_) [[unlikely]]
+          if (up_ || out.encrypted) [[unlikely]]
             return upcast(out);
           return true;
         }
@@ -41,16 +41,21 @@ result<bool> log_reader::next(event_view& out) {
     }
     result<bool> r = next_slow(out);
     if (!r || !r.value()) return r;
-    if (!filter_ || filter_->matches(out)) return up_ ? upcast(out) : r;
+    if (!filter_ || filter_->matches(out)) return up_ || out.encrypted ? upcast(out) : r;
   }
 }
 
 // Filters see the event as stored (the segment indexes that let a filtered
-// reader skip segments know only that); the caller sees it upcast.
+// reader skip segments know only that); the caller sees it decrypted and upcast.
 // Cold and out of line: inlined, its status and shared_ptr code cost next()
 // ~20 instructions per event in register spills even with no upcasters.
 [[gnu::cold, gnu::noinline]] result<bool> log_reader::upcast(event_view& out) {
-  if (status s = up_->apply(out, up_buf_); !s) {
+  // An encrypted payload is opened first (upcasters see plaintext); a
+  // forgotten event is handed out as stored, its payload empty.
+  status s;
+  if (out.encrypted) s = log_->open_payload(out, dec_buf_);
+  if (s && up_ && !out.forgotten) s = up_->apply(out, up_buf_);
+  if (!s) {
     pos_ = out.position;
     limit_ = 0;
     return s;

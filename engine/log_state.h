@@ -80,6 +80,14 @@ struct log_state {
   bool follower_heads_loaded = false;
   uint64_t follower_pos = 0;
 
+  // Crypto-shredding (engine/crypto/writer_keys.cc): the writer seals
+  // payloads (shared->keys is set); the sealed copies of the batch being
+  // appended live here, grown to the largest batch and reused.
+  bool encrypting = false;
+  std::vector<event_data> sealed_events;
+  std::vector<std::byte> sealed_bytes;
+  std::vector<stream_batch> sealed_batches;
+
   std::unique_ptr<background> bg;
   std::unique_ptr<durability_tracker> durable;
   bool closed = false;

@@ -12,6 +12,7 @@
 
 #include "base/record_encode.h"
 #include "engine/append_path.h"
+#include "engine/crypto/writer_keys.h"
 #include "engine/log_state.h"
 
 namespace varve {
@@ -111,6 +112,13 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
       if (status x = detail::check_extras(s, batches[i].events); !x)
         return detail::refused(s, status(x.code(), "streams[" + std::to_string(i) + "] " + x.message()));
 
+  // A log with a master key: each stream's payloads sealed with its key.
+  if (s.encrypting) [[unlikely]] {
+    std::vector<uint64_t> last(batches.size());
+    for (size_t i = 0; i < batches.size(); ++i) last[i] = plan[i].head ? plan[i].head->last_position : ~uint64_t{0};
+    if (status x = detail::seal_batches(s, batches, last.data()); !x) return detail::refused(s, x);
+  }
+
   // Sizes: the unit is one batch, and a batch never spans segments.
   const uint64_t room = s.active->records_end() - segment_format::kHeaderSize - record::kSegmentEndSize;
   uint64_t total = 0;
@@ -131,8 +139,10 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
     writing += !b.events.empty();
     for (const event_data& e : b.events) metadata |= !e.metadata.empty();
   }
-  const uint32_t need = metadata ? segment_format::kMetadataVersion
-                                 : writing > 1 ? segment_format::kMultiStreamVersion : 1;
+  const uint32_t need = s.encrypting ? segment_format::kEncryptionVersion
+                       : metadata     ? segment_format::kMetadataVersion
+                       : writing > 1  ? segment_format::kMultiStreamVersion
+                                      : 1;
   if (segment_format::version_of(s.active->data()) < need)
     if (status r = detail::roll_to_version(s, total, need); !r) return detail::refused(s, r);
 
@@ -167,7 +177,9 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
       if (written == 0) flags |= record::kFlagBatchBegin;
       if (++written == events) flags |= record::kFlagBatchEnd;
       record::encode_inline(data + s.write_off, size, key, e,
-                            {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags}, meta_len);
+                            {pos, s.next_seq, ++v, e.timestamp_ns ? e.timestamp_ns : now, prev, flags,
+                             s.encrypting ? record::kFlag2Encrypted : uint8_t{0}},
+                            meta_len);
       prev = pos;
       last_pos = pos;
       s.write_off += size;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/control_block.h"
+#include "engine/crypto/keyring.h"
 #include "engine/index_table.h"
 #include "engine/segment_table.h"
 #include "varve/upcast.h"
@@ -99,6 +100,19 @@ struct shared_log {
   mutable std::mutex upcast_mu;
   std::shared_ptr<const upcasters> upcast;
   std::atomic<bool> has_upcasters{false};
+
+  // Crypto-shredding: the log's data keys (log_options::master_key), set
+  // before the log is handed out; null when the log was opened without a
+  // master key. Every reader opens an encrypted payload through here
+  // before upcasting.
+  std::shared_ptr<keyring> keys;
+  status open_payload(event_view& ev, std::string& buf) const {
+    if (!keys) [[unlikely]]
+      return status(errc::invalid_argument, segments.identity().dir + ": the event at position " +
+                                                std::to_string(ev.position.value) +
+                                                " is encrypted: the log needs its master key to read it");
+    return keys->open_payload(ev, buf);
+  }
 
   std::atomic<uint64_t> first_segment_{0};
   std::mutex retention_mu;  // one retention pass at a time

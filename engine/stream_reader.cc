@@ -199,7 +199,9 @@ result<bool> stream_reader::next(event_view& out) {
     return bad_chain(seg, off, "stream index leads to another stream or version");
   // Upcast before moving on: a step that fails leaves the reader on this
   // version, like a record that fails validation.
-  if (up_) [[unlikely]]
+  if (out.encrypted && !raw_) [[unlikely]]
+    if (status u = log_->open_payload(out, dec_buf_); !u) return u;
+  if (up_ && !out.forgotten) [[unlikely]]
     if (status u = up_->apply(out, up_buf_); !u) return u;
   if (dir_ == read_direction::forward) {
     ++next_version_;

@@ -373,4 +373,43 @@ expect "  ... and the syncs" grep -q '^syncs          [0-9]* (0 failed)' "$TMP/o
 run stat "$M" --json
 expect "stat --json: the session object" py 'out[0]["session"]["append_conflicts"] == 1 and len(out[0]["session"]["sync_latency_log2_us"]) == 24'
 
+# --- crypto-shredding: keygen, --master-key, stream forget --------------------------
+K=$TMP/master.key
+E=$TMP/enc
+run keygen "$K"
+expect "keygen: writes a key file" test -s "$K"
+run keygen "$K"
+expect "keygen over an existing file: exit 6, the file kept" rc_is 6
+input </dev/null
+run create "$E" --segment-size 64K --master-key "$K"
+expect "create --master-key: a log with per-stream keys" test -f "$E/keys" -a -f "$E/forgotten"
+printf '%s\n' '{"stream":"alice","type":"T","data":{"email":"alice@example.org"}}' \
+  '{"stream":"bob","type":"T","data":{"email":"bob@example.org"}}' \
+  '{"stream":"alice","type":"T","data":{"email":"alice2@example.org"}}' >"$TMP/in"
+run append "$E" --master-key "$K"
+expect "append --master-key" rc_is 0
+expect "  ... nothing of a payload on disk in clear" bash -c "! grep -rq 'example.org' '$E'"
+input </dev/null
+run append "$E"
+expect "append without the key: refused, exit 2" rc_is 2
+expect "  ... saying the log needs its master key" err_has "master key"
+run read "$E" --master-key "$K"
+expect "read --master-key: the payloads" py 'len(out) == 3 and out[0]["data"]["email"] == "alice@example.org"'
+run read "$E"
+expect "read without the key: an error naming the key" err_has "master key"
+run read "$E" --master-key "$TMP/in"
+expect "read with a file that is not a key: exit 2" rc_is 2
+run stream forget "$E" alice
+expect "stream forget without the key: exit 2" rc_is 2
+run stream forget "$E" alice --master-key "$K" --json
+expect "stream forget: one key destroyed, two events forgotten" py 'out[0]["keys_destroyed"] == 1 and out[0]["events_forgotten"] == 2 and out[0]["forget_sequence"] == 1'
+VARVE_MASTER_KEY_FILE=$K run read "$E"
+expect "read (VARVE_MASTER_KEY_FILE): alice's events forgotten, bob's whole" py 'len(out) == 3 and out[0].get("forgotten") is True and "data" not in out[0] and out[2].get("forgotten") is True and out[1]["data"]["email"] == "bob@example.org"'
+run stream forget "$E" nobody --master-key "$K"
+expect "stream forget of a missing stream: exit 5" rc_is 5
+run stat "$E" --json
+expect "stat --json: encrypted, one stream forgotten" py 'out[0]["encrypted"] is True and out[0]["forgotten_streams"] == 1'
+run verify "$E"
+expect "verify needs no key" rc_is 0
+
 summary

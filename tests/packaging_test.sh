@@ -205,6 +205,7 @@ if command -v dpkg-shlibdeps >/dev/null; then
   depends_on "$lib_deb" libxxhash0
   depends_on "$lib_deb" liburing2
   depends_on "$lib_deb" libzstd1
+  depends_on "$lib_deb" libsodium23
   depends_on "$lib_deb" libstdc++6
   if readelf -d "$build/varve" | grep -q 'NEEDED.*librdkafka'; then depends_on "$tools_deb" librdkafka1; fi
 fi
@@ -212,6 +213,7 @@ dpkg-deb -f "$dev_deb" Depends | grep -q "libvarve0 (= ${version}-1)" || fail "l
 depends_on "$dev_deb" libxxhash-dev
 depends_on "$dev_deb" liburing-dev
 depends_on "$dev_deb" libzstd-dev
+depends_on "$dev_deb" libsodium-dev
 # What goes where: the runtime package holds the shared library and nothing else.
 contents() { dpkg-deb -c "$1" | awk '{print $6}' | grep -v '/$'; }
 lib_files=$(contents "$lib_deb")

@@ -1079,9 +1079,9 @@ TEST(OpenErrors, MetaWithABumpedFormatVersionFailsCleanlyNamingTheFile) {
   std::vector<uint8_t> bytes = read_file(meta);
   ASSERT_GE(bytes.size(), 12u);
   ASSERT_EQ(std::string(bytes.begin(), bytes.begin() + 8), "VARVELOG");
-  ASSERT_EQ(bytes[8] | bytes[9] << 8 | bytes[10] << 16 | bytes[11] << 24, 3);
-  uint8_t four[4] = {4, 0, 0, 0};
-  ASSERT_NO_FATAL_FAILURE(write_at(meta, 8, four, 4));
+  ASSERT_EQ(bytes[8] | bytes[9] << 8 | bytes[10] << 16 | bytes[11] << 24, 4);
+  uint8_t five[4] = {5, 0, 0, 0};
+  ASSERT_NO_FATAL_FAILURE(write_at(meta, 8, five, 4));
   // docs/FORMAT.md: the version is checked before the checksum.
   auto opened = event_log::open(dir, recovery_options());
   ASSERT_ERRC(opened, errc::newer_format);

@@ -15,7 +15,7 @@ set -euo pipefail
 # fuse3, libfuse3-dev: the FUSE file system the power-loss test on a real
 # mount is built on.
 pkgs=(g++ cmake ninja-build pkg-config
-      libboost-dev libxxhash-dev liburing-dev libzstd-dev
+      libboost-dev libxxhash-dev liburing-dev libzstd-dev libsodium-dev
       libgtest-dev libgmock-dev libbenchmark-dev librocksdb-dev
       nlohmann-json3-dev libcli11-dev librdkafka-dev
       python3 python3-venv python3-dev fuse3 libfuse3-dev)

@@ -579,7 +579,10 @@ void write_event(ndjson_writer& w, const event_view& e, std::string_view type_js
   // one-event-per-line framing. Anything else takes the lossless route.
   const std::string_view text(reinterpret_cast<const char*>(e.payload.data()), e.payload.size());
   // (Two memchr passes: find_first_of would call memchr once per byte.)
-  if (e.content == content_type::json && !text.empty() &&
+  if (e.forgotten) {
+    // Crypto-shredding: the stream's key is destroyed; the event stays.
+    w.raw(",\"forgotten\":true");
+  } else if (e.content == content_type::json && !text.empty() &&
       std::memchr(text.data(), '\n', text.size()) == nullptr &&
       std::memchr(text.data(), '\r', text.size()) == nullptr && is_valid_json(text)) {
     w.raw(",\"data\":");

@@ -78,6 +78,7 @@ struct alignas(64) worker_state {
   bool failed = false;
   event_view v;
   std::string up_buf;  // upcast payloads (the log's upcasters), reused
+  std::string dec_buf;  // decrypted payloads (a log with a master key), reused
 };
 
 inline void cpu_relax() { _mm_pause(); }
@@ -159,6 +160,7 @@ class scheduler {
   std::mutex error_mu_;
   status error_;
   std::shared_ptr<const upcasters> up_;
+  const shared_log* shared_ = nullptr;  // for opening encrypted payloads
 };
 
 // Applies worker w's list of chunk workers_[w].next (published already).
@@ -175,7 +177,9 @@ void scheduler::process(uint32_t w) {
       if (d.outcome != record::decode_outcome::event) {
         st = status(errc::corruption, "replay: record at position " + std::to_string(pos) +
                                           " changed after validation");
-      } else if (up_ && !(st = up_->apply(me.v, me.up_buf)).ok()) [[unlikely]] {
+      } else if (me.v.encrypted && !(st = shared_->open_payload(me.v, me.dec_buf)).ok()) [[unlikely]] {
+        // a payload that does not authenticate names its position; the replay stops there
+      } else if (up_ && !me.v.forgotten && !(st = up_->apply(me.v, me.up_buf)).ok()) [[unlikely]] {
         // the upcaster's error names the event; the replay stops there
       } else {
         // A projection that throws stops the replay like one that returns
@@ -243,6 +247,7 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
   // Events reach the projections upcast; routing and filters see them as
   // stored (a stream's partition never depends on its schema).
   up_ = shared->upcasters_now();
+  shared_ = shared.get();
   const uint32_t P = static_cast<uint32_t>(parts_.size());
   const uint32_t W = static_cast<uint32_t>(workers_.size());
   const auto t0 = clock_type::now();

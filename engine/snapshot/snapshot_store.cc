@@ -23,10 +23,12 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <shared_mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <xxhash.h>
 
@@ -434,7 +436,20 @@ result<std::unique_ptr<snapshot_store>> snapshot_store::open(const event_log& lo
                   lock + ": another snapshot store holds the lock" +
                       (errno == EWOULDBLOCK ? std::string() : std::string(": ") + std::strerror(errno)));
   if (status s = st->load_dir(true); !s) return s;
-  return std::unique_ptr<snapshot_store>(new snapshot_store(std::move(st)));
+  // Crypto-shredding: the snapshots of streams forgotten since they were
+  // saved go now (a crash between the log's forget and the store's is
+  // finished here; a store that was not open at the forget catches up).
+  auto forgotten = log.forgotten();
+  if (!forgotten) return forgotten.error();
+  std::unique_ptr<snapshot_store> store(new snapshot_store(std::move(st)));
+  for (const forgotten_stream& f : forgotten.value()) {
+    uint64_t v = 0;
+    for (char ch : f.stream) v = (v << 8) | static_cast<uint8_t>(ch);
+    const stream_id id = f.stream_is_integer && f.stream.size() == 8 ? stream_id::from_u64(v)
+                                                                      : stream_id(std::string_view(f.stream));
+    if (auto r = store->forget(id, f.time_ns); !r) return r.error();
+  }
+  return store;
 }
 
 result<std::unique_ptr<snapshot_store>> snapshot_store::open_read_only(
@@ -597,8 +612,58 @@ std::vector<snapshot_info> snapshot_store::list(std::optional<stream_id> stream)
   return out;
 }
 
+namespace {
+
+// compact() and forget(): `drop` (when set) names entries that go whatever
+// keep_per_stream says, and every file holding one is rewritten without it,
+// the writer's own file included (closed durable first, a new one begun).
+result<snapshot_compact_report> compact_impl(detail::snapshot_state& st, const snapshot_compact_options& options,
+                                             const std::function<bool(const snap_entry&)>& drop,
+                                             uint64_t* dropped_left = nullptr);
+
+}  // namespace
+
 result<snapshot_compact_report> snapshot_store::compact(const snapshot_compact_options& options) {
+  return compact_impl(*s_, options, {});
+}
+
+result<snapshot_forget_report> snapshot_store::forget(stream_id stream, uint64_t saved_up_to_ns) {
   auto& st = *s_;
+  if (st.read_only) return status(errc::read_only, st.dir + ": snapshot store opened read-only");
+  const std::string id(stream.bytes());
+  const bool is_int = stream.is_integer();
+  snapshot_forget_report rep;
+  auto drop = [&](const snap_entry& e) {
+    return e.is_integer == is_int && e.stream == id && e.saved_ns <= saved_up_to_ns;
+  };
+  // Out of the index first: no load hands one out from here on.
+  {
+    std::unique_lock g(st.mu);
+    auto& m = is_int ? st.integer : st.named;
+    if (auto it = m.find(id); it != m.end()) {
+      auto& list = it->second;
+      const size_t before = list.size();
+      list.erase(std::remove_if(list.begin(), list.end(), [&](const snap_entry* e) { return drop(*e); }),
+                 list.end());
+      rep.snapshots_deleted = before - list.size();
+      if (list.empty()) m.erase(it);
+    }
+  }
+  if (rep.snapshots_deleted == 0) return rep;
+  snapshot_compact_options o;
+  o.keep_per_stream = UINT32_MAX;  // nothing else goes
+  o.min_dead_fraction = 1;
+  auto c = compact_impl(st, o, drop, &rep.left_in_damaged_files);
+  if (!c) return c.error();
+  rep.files_rewritten = c.value().files_removed;
+  return rep;
+}
+
+namespace {
+
+result<snapshot_compact_report> compact_impl(detail::snapshot_state& st, const snapshot_compact_options& options,
+                                             const std::function<bool(const snap_entry&)>& drop,
+                                             uint64_t* dropped_left) {
   if (st.read_only) return status(errc::read_only, st.dir + ": snapshot store opened read-only");
   if (!st.failed.ok()) return status(errc::read_only, st.dir + ": writes refused after: " + st.failed.to_string());
   if (options.keep_per_stream == 0)
@@ -609,6 +674,20 @@ result<snapshot_compact_report> snapshot_store::compact(const snapshot_compact_o
   auto record_bytes = [](const snap_entry* e) {
     return sf::header_bytes(e->stream.size()) + sf::align64(e->body_bytes);
   };
+  // Files that must go (they hold an entry `drop` names). The writer's own
+  // file is closed durable and a new one begun, so it can go too.
+  std::unordered_set<uint64_t> must_go;
+  if (drop) {
+    for (const auto& e : st.entries)
+      if (drop(e)) must_go.insert(e.file);
+    if (st.current && must_go.count(st.current->index)) {
+      if (status d = st.fs->datasync(st.current->fh); !d) {
+        st.failed = d;
+        return d;
+      }
+      if (status r = st.roll(); !r) return r;
+    }
+  }
   // Which entries stay: per stream, the newest keep_per_stream that are not
   // known bad or stale, one of each set of identical copies. Only this
   // thread adds or removes entries, so the lists can be read without the lock.
@@ -620,6 +699,7 @@ result<snapshot_compact_report> snapshot_store::compact(const snapshot_compact_o
         const snap_entry* e = *it;
         const uint8_t state = e->state.load(std::memory_order_acquire);
         bool stays = state != detail::kBad && state != detail::kStale && kept.size() < options.keep_per_stream;
+        if (drop && drop(*e)) stays = false;
         for (const snap_entry* x : kept)
           if (stays && x->version == e->version && x->schema == e->schema && x->anchor == e->anchor &&
               x->body_checksum == e->body_checksum && x->body_bytes == e->body_bytes)
@@ -642,7 +722,7 @@ result<snapshot_compact_report> snapshot_store::compact(const snapshot_compact_o
     if (&f == st.current || f.removed || !f.header_ok || f.had_damage) continue;
     const auto u = usage.count(f.index) ? usage[f.index] : std::pair<uint64_t, uint64_t>{0, 0};
     const bool nothing_kept = u.first == u.second;
-    if (nothing_kept || (u.second > 0 && static_cast<double>(u.second) >=
+    if (must_go.count(f.index) || nothing_kept || (u.second > 0 && static_cast<double>(u.second) >=
                                              options.min_dead_fraction * static_cast<double>(u.first)))
       victims.push_back(&f);
   }
@@ -670,6 +750,18 @@ result<snapshot_compact_report> snapshot_store::compact(const snapshot_compact_o
     if (state == detail::kBad) {
       (*v)->had_damage = true;
       victims.erase(v);
+    }
+  }
+  if (dropped_left) {
+    // What `drop` named but stays on disk: in a file left as evidence.
+    *dropped_left = 0;
+    for (const auto& e : st.entries) {
+      if (!drop(e)) continue;
+      const bool going = std::any_of(victims.begin(), victims.end(),
+                                     [&](const detail::snap_file* f) { return f->index == e.file; });
+      const bool gone = std::any_of(st.files.begin(), st.files.end(),
+                                    [&](const detail::snap_file& f) { return f.index == e.file && f.removed; });
+      if (!going && !gone) ++*dropped_left;
     }
   }
   if (victims.empty()) return rep;
@@ -746,6 +838,8 @@ result<snapshot_compact_report> snapshot_store::compact(const snapshot_compact_o
   rep.bytes_reclaimed = removed_bytes > copied_bytes ? removed_bytes - copied_bytes : 0;
   return rep;
 }
+
+}  // namespace
 
 status snapshot_store::refresh() {
   auto& st = *s_;

@@ -182,6 +182,13 @@ struct event_view {
   std::span<const std::byte> payload;
   varve::metadata_view metadata;   // empty when the event has none
   uint32_t record_bytes = 0;       // size of the record on disk, padding included
+  // The record's payload is encrypted with its stream's data key
+  // (varve/crypto.h). Readers of a log opened with its master key hand the
+  // payload out decrypted (this stays true); such an event whose key was
+  // destroyed (event_log::forget) comes with `forgotten` set and an empty
+  // payload. Nothing else of the event is encrypted.
+  bool encrypted = false;
+  bool forgotten = false;
 
   uint64_t stream_as_u64() const {
     uint64_t v = 0;

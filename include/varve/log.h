@@ -5,6 +5,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "varve/event.h"
 #include "varve/export.h"
@@ -281,6 +282,24 @@ class event_log {
   // filled) ends the pass and waits for the next. Writer thread; read-only
   // logs get errc::read_only.
   VARVE_API result<archive_result> archive(const archive_options& options, bool dry_run = false);
+  // Crypto-shredding (varve/crypto.h; the log must have a master key):
+  // destroys every data key of `stream`, durably and crash-safely (DIR/
+  // forgotten records the forget and its keys first; the next open finishes
+  // one a crash interrupted). When it returns, every read of the stream's
+  // encrypted events, in this process and in others, hands them out with
+  // event_view::forgotten set and an empty payload. Later appends to the
+  // stream get a new key. A stream that does not exist is errc::not_found;
+  // one whose events were all appended in clear (before the log had a
+  // master key) is errc::invalid_argument: nothing could be erased.
+  // Snapshots are separate: snapshot_store::forget deletes the stream's
+  // (`varve stream forget` does both). Writer thread, not concurrently with
+  // an append; read-only logs get errc::read_only.
+  VARVE_API result<forget_result> forget(stream_id stream);
+  // The streams forgotten so far, oldest first (DIR/forgotten; empty for a
+  // log without a master key). Any log, read-only too; no key needed.
+  VARVE_API result<std::vector<forgotten_stream>> forgotten() const;
+  // Whether the log encrypts payloads (it has DIR/keys).
+  VARVE_API bool encrypted() const;
   // The writer session's counters from the control block (this session's
   // for a writer; the live or last writer's for a read-only log), and the
   // watermarks. Any thread. read_metrics() adds consumer lags and disk use.

@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "varve/crypto.h"
 #include "varve/export.h"
 #include "varve/file_system.h"
 #include "varve/types.h"
@@ -170,6 +172,15 @@ struct log_options {
   // process) learns of a pass at its readers' next step and drops what it
   // mapped after its own grace period.
   std::chrono::milliseconds retention_grace{60000};
+  // Per-stream encryption for crypto-shredding (varve/crypto.h): with a
+  // key, every payload appended is encrypted with its stream's data key,
+  // and readers decrypt. Giving a key to a log without DIR/keys turns
+  // encryption on (events appended before stay in clear). A log with
+  // DIR/keys refuses a writer without its key, and any open with another
+  // key (errc::invalid_argument); a read-only log opened without it reads
+  // every encrypted event as errc::invalid_argument ("needs the master key")
+  // while tools that only check bytes (verify, index, stat) work as usual.
+  std::optional<varve::master_key> master_key;
   std::shared_ptr<file_system> fs = nullptr;  // null = posix_file_system()
   // Clock for event timestamps when the caller gives none (ns since the epoch).
   std::function<uint64_t()> clock = nullptr;  // null = CLOCK_REALTIME

@@ -36,7 +36,7 @@ class log_reader {
   VARVE_API result<bool> next(event_view& out);
 
   // Hands events out as stored, not upcast (the log's upcasters are ignored
-  // by this reader from now on).
+  // by this reader from now on). An encrypted payload is still decrypted.
   void without_upcasting() { up_.reset(); }
   // Position of the next record this reader will return (or the end of log).
   position where() const { return pos_; }
@@ -73,6 +73,7 @@ class log_reader {
   // touches on every event, which then share cache lines.
   std::shared_ptr<const upcasters> up_;
   std::string up_buf_;
+  std::string dec_buf_;  // a decrypted payload (a log with a master key)
 };
 
 }  // namespace varve

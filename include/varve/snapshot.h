@@ -75,6 +75,13 @@ struct snapshot_compact_report {
   uint64_t bytes_reclaimed = 0;    // file bytes removed minus bytes copied
 };
 
+// What snapshot_store::forget did.
+struct snapshot_forget_report {
+  uint64_t snapshots_deleted = 0;      // out of the index, and (but for the next) off the disk
+  uint64_t files_rewritten = 0;        // files removed once their other snapshots were copied
+  uint64_t left_in_damaged_files = 0;  // in a file with damaged stretches, which is never removed
+};
+
 // A validated snapshot, in place in the store's read-only mapping: `bytes`
 // stays valid while the snapshot_store is open. `bytes` starts 64-byte aligned.
 struct snapshot_view {
@@ -176,6 +183,18 @@ class snapshot_store {
   // out earlier stay valid (the old mappings are kept until the store goes).
   // Writable stores only; same thread rules as save().
   VARVE_API result<snapshot_compact_report> compact(const snapshot_compact_options& options = {});
+  // Crypto-shredding (event_log::forget): deletes every snapshot of
+  // `stream` saved at or before `saved_up_to_ns` (CLOCK_REALTIME; default
+  // all). They leave the index at once (no load returns one), and each file
+  // holding one is removed once its other snapshots are copied to the
+  // newest file and synced, the writer's own file included (it is closed
+  // and a new one begun). A file with damaged stretches is never removed
+  // (its bytes are evidence): what it holds is counted in
+  // left_in_damaged_files. A writable store also does this at open for the
+  // streams the log's DIR/forgotten names, for the snapshots saved before
+  // each forget, so a crash between the two forgets is finished then. Same
+  // thread rules as save().
+  VARVE_API result<snapshot_forget_report> forget(stream_id stream, uint64_t saved_up_to_ns = UINT64_MAX);
 
   // A read-only store: indexes what the writer saved since open/refresh.
   VARVE_API status refresh();

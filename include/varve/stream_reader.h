@@ -40,7 +40,7 @@ class stream_reader {
   VARVE_API result<bool> next(event_view& out);
 
   // Hands events out as stored, not upcast (the log's upcasters are ignored
-  // by this reader from now on).
+  // by this reader from now on). An encrypted payload is still decrypted.
   void without_upcasting() { up_.reset(); }
   // The stream's version when the read began (0: the stream does not exist).
   stream_version stream_version_at_start() const { return head_version_; }
@@ -80,6 +80,8 @@ class stream_reader {
   // upcast payloads are handed out from.
   std::shared_ptr<const upcasters> up_;
   std::string up_buf_;
+  std::string dec_buf_;  // a decrypted payload (a log with a master key)
+  bool raw_ = false;     // event_log::forget: payloads as stored, sealed or not
 };
 
 }  // namespace varve

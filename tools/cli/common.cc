@@ -189,9 +189,24 @@ recovery_observer* recovery_printer() {
   return &o;
 }
 
+namespace {
+std::string g_master_key_file;
+}
+
+void set_master_key_file(std::string path) { g_master_key_file = std::move(path); }
+
 log_options cli_log_options() {
   log_options o;
   o.observer = recovery_printer();
+  // Crypto-shredding: --master-key FILE, or VARVE_MASTER_KEY_FILE.
+  std::string path = g_master_key_file;
+  if (path.empty())
+    if (const char* e = std::getenv("VARVE_MASTER_KEY_FILE"); e && *e) path = e;
+  if (!path.empty()) {
+    auto k = load_master_key(path);
+    if (!k) std::exit(fail(k.error(), kExitUsage));
+    o.master_key = k.value();
+  }
   return o;
 }
 

@@ -85,6 +85,10 @@ void warn(const std::string& msg, std::string_view code = "warning", std::option
 recovery_observer* recovery_printer();
 // log_options with recovery_printer() as the observer.
 log_options cli_log_options();
+// The master key file (`--master-key FILE` anywhere on the command line,
+// taken out before parsing; else VARVE_MASTER_KEY_FILE): cli_log_options
+// loads it, and exits with a usage error naming the file when it cannot.
+void set_master_key_file(std::string path);
 
 // Opening DIR failed: an option the library refused (invalid_argument, e.g. a
 // segment size) is a usage error; a directory without varve.meta is "no such

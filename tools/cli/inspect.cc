@@ -237,6 +237,17 @@ int cmd_stat(const stat_args& a) {
   if (auto c = read_chain(a.dir)) chain = c.value();
   else if (c.error().code() != errc::not_found) return fail(c.error(), kExitCorrupt);
 
+  // Crypto-shredding: whether payloads are sealed, and how many streams
+  // were forgotten (DIR/forgotten; no key needed).
+  bool encrypted = false;
+  uint64_t forgotten = 0;
+  if (auto ro = event_log::open_read_only(a.dir, log_options{}); ro && ro.value()->encrypted()) {
+    encrypted = true;
+    auto fl = ro.value()->forgotten();
+    if (!fl) return fail(fl.error(), kExitCorrupt);
+    forgotten = fl.value().size();
+  }
+
   if (a.json) {
     auto pos = [](position p) { return p.is_none() ? ojson() : ojson(p.value); };
     ojson j;
@@ -252,6 +263,8 @@ int cmd_stat(const stat_args& a) {
     j["start_position"] = s.start.value;  // where the log starts (0: retention never removed anything)
     j["first_sequence"] = s.first_sequence.value;
     j["chain_head"] = chain && chain->entries ? ojson(chain->head) : ojson();
+    j["encrypted"] = encrypted;
+    j["forgotten_streams"] = forgotten;
     if (s.archive_dir.empty()) {
       j["archive"] = ojson();
     } else {
@@ -292,6 +305,8 @@ int cmd_stat(const stat_args& a) {
     std::printf("start          %s, sequence %" PRIu64 " (retention removed what came before)\n",
                 pos(s.start).c_str(), s.first_sequence.value);
   std::printf("streams        %" PRIu64 "\n", s.streams);
+  if (encrypted)
+    std::printf("encryption     per-stream keys (DIR/keys); %" PRIu64 " stream(s) forgotten\n", forgotten);
   std::printf("written        %s\n", pos(s.written).c_str());
   std::printf("committed      %s\n", pos(s.committed).c_str());
   std::printf("durable        %s\n", pos(s.durable).c_str());

@@ -7,6 +7,7 @@
 #include <exception>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tools/cli/common.h"
 
@@ -15,7 +16,8 @@ namespace varve::cli {
 // A new subcommand: a file defining add_<name> (see common.h), its name in
 // this list, and the file in CMakeLists.txt's varve_cli. The order is --help's.
 command_adder add_create, add_append, add_read, add_verify, add_stat, add_metrics, add_index, add_tail, add_ship,
-    add_replay, add_snapshot, add_recover, add_consume, add_group, add_types, add_retain, add_archive;
+    add_replay, add_snapshot, add_recover, add_consume, add_group, add_types, add_retain, add_archive,
+    add_keygen, add_stream;
 
 namespace {
 
@@ -25,15 +27,36 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", "varve 0.1.0");
   app.footer(std::string(kExitCodesHelp) +
              "\nvarve runs on Linux only (5.14 or newer: MADV_POPULATE_WRITE; futex, membarrier; "
-             "io_uring where allowed, else pread/mmap).");
+             "io_uring where allowed, else pread/mmap).\n"
+             "--master-key FILE (or VARVE_MASTER_KEY_FILE) goes with any command on a log that encrypts payloads "
+             "(varve create --master-key FILE; varve keygen FILE makes one).");
   // Errors as JSON from the first one on, a malformed command line included:
   // the flag is looked for before CLI11 parses (every subcommand takes it).
   for (int i = 1; i < argc; ++i)
     if (std::string_view(argv[i]) == "--json") set_json_errors(true);
+  // --master-key FILE goes with every command that opens a log (crypto-
+  // shredding): taken out here, so each subcommand need not declare it.
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view v = argv[i];
+    if (i > 0 && v == "--master-key") {
+      if (i + 1 >= argc) return usage_error("--master-key needs a FILE");
+      set_master_key_file(argv[++i]);
+      continue;
+    }
+    if (i > 0 && v.starts_with("--master-key=")) {
+      set_master_key_file(std::string(v.substr(13)));
+      continue;
+    }
+    args.push_back(argv[i]);
+  }
+  argc = static_cast<int>(args.size());
+  argv = args.data();
 
   command_list commands;
   for (command_adder* add : {add_create, add_append, add_read, add_index, add_verify, add_stat, add_metrics, add_tail,
-                             add_ship, add_replay, add_snapshot, add_recover, add_consume, add_group, add_types, add_retain, add_archive})
+                             add_ship, add_replay, add_snapshot, add_recover, add_consume, add_group, add_types, add_retain, add_archive,
+                             add_keygen, add_stream})
     add(app, commands);
 
   try {
