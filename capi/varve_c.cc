@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "varve/crypto.h"
 #include "varve/event.h"
 #include "varve/event_filter.h"
 #include "varve/log.h"
@@ -89,6 +90,7 @@ static_assert(VARVE_REMOVED == static_cast<int>(errc::removed));
 static_assert(sizeof(varve_id128) == sizeof(varve::id128) &&
               alignof(varve_id128) == alignof(varve::id128));
 static_assert(VARVE_POSITION_NONE == varve::position::none().value);
+static_assert(VARVE_MASTER_KEY_SIZE == std::tuple_size_v<decltype(varve::master_key::bytes)>);
 static_assert(VARVE_LATEST_VERSION == varve::kLatestVersion);
 static_assert(VARVE_CONTENT_BINARY == static_cast<int>(varve::content_type::binary) &&
               VARVE_CONTENT_JSON == static_cast<int>(varve::content_type::json));
@@ -288,6 +290,8 @@ void to_c(const varve::event_view& v, varve_event& e) noexcept {
   e.payload = v.payload.data();
   e.payload_size = v.payload.size();
   e.record_bytes = v.record_bytes;
+  e.encrypted = v.encrypted;
+  e.forgotten = v.forgotten;
 }
 
 void to_c(const varve::append_result& r, varve_append_result* out) noexcept {
@@ -314,6 +318,11 @@ varve_errc to_options(const varve_log_options* in, varve::log_options& out, varv
   out.recovery = static_cast<varve::recovery_mode>(recovery);
   out.prepare_next_segment = in->prepare_next_segment;
   out.verify_checksums = in->verify_checksums;
+  if (in->master_key) {
+    varve::master_key k;
+    std::memcpy(k.bytes.data(), in->master_key, k.bytes.size());
+    out.master_key = k;
+  }
   return VARVE_OK;
 }
 
@@ -363,6 +372,7 @@ void varve_log_options_init(varve_log_options* options) noexcept {
   options->recovery = static_cast<varve_recovery_mode>(d.recovery);
   options->prepare_next_segment = d.prepare_next_segment;
   options->verify_checksums = d.verify_checksums;
+  options->master_key = nullptr;
 }
 
 varve_errc varve_log_create(const char* dir, const varve_log_options* options, varve_log** out,
@@ -653,6 +663,54 @@ varve_errc varve_position_of_sequence(varve_log* log, uint64_t sequence, uint64_
     auto p = log->log->position_of(varve::sequence{sequence});
     if (!p) return fail(err, p.error());
     *position = p.value().value;
+    return done(err);
+  });
+}
+
+varve_errc varve_master_key_generate(uint8_t out[VARVE_MASTER_KEY_SIZE], varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(out);
+    const varve::master_key k = varve::generate_master_key();
+    std::memcpy(out, k.bytes.data(), k.bytes.size());
+    return done(err);
+  });
+}
+
+varve_errc varve_master_key_load(const char* path, uint8_t out[VARVE_MASTER_KEY_SIZE],
+                                 varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(path);
+    VARVE_REQUIRE(out);
+    auto k = varve::load_master_key(path);
+    if (!k) return fail(err, k.error());
+    std::memcpy(out, k.value().bytes.data(), k.value().bytes.size());
+    return done(err);
+  });
+}
+
+varve_errc varve_forget(varve_log* log, varve_stream_id stream, varve_forget_result* out,
+                        varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    varve::stream_id s;
+    if (varve_errc c = to_stream(stream, s, err)) return c;
+    auto r = log->log->forget(s);
+    if (!r) return fail(err, r.error());
+    if (out) {
+      out->keys_destroyed = r.value().keys_destroyed;
+      out->events_forgotten = r.value().events_forgotten;
+      out->plain_events = r.value().plain_events;
+      out->forget_sequence = r.value().forget_sequence;
+    }
+    return done(err);
+  });
+}
+
+varve_errc varve_log_encrypted(const varve_log* log, bool* encrypted, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(encrypted);
+    *encrypted = log->log->encrypted();
     return done(err);
   });
 }

@@ -133,6 +133,7 @@ static void test_names_and_version(void) {
   CHECK(o.group_commit_bytes == 1u << 20);
   CHECK(o.recovery == VARVE_RECOVERY_TORN_TAIL);
   CHECK(o.prepare_next_segment && o.verify_checksums);
+  CHECK(o.master_key == NULL);
   varve_log_options_init(NULL); /* harmless */
 
   varve_subscription_options so;
@@ -1085,6 +1086,211 @@ static void test_corruption(void) {
   CHECK_OK(varve_log_close(log, &err));
 }
 
+/* Whether `marker` is anywhere in DIR/00000000000000000000.seg (a 64 KiB segment). */
+static bool segment_contains(const char* dir, const char* marker) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/00000000000000000000.seg", dir);
+  FILE* f = fopen(path, "rb");
+  CHECK(f != NULL);
+  if (!f) return false;
+  static unsigned char seg[64 * 1024];
+  const size_t n = fread(seg, 1, sizeof seg, f);
+  fclose(f);
+  const size_t len = strlen(marker);
+  for (size_t i = 0; i + len <= n; ++i)
+    if (memcmp(seg + i, marker, len) == 0) return true;
+  return false;
+}
+
+static void write_file(const char* path, const void* bytes, size_t size) {
+  FILE* f = fopen(path, "wb");
+  CHECK(f != NULL);
+  if (!f) return;
+  CHECK(fwrite(bytes, 1, size, f) == size);
+  CHECK(fclose(f) == 0);
+}
+
+/* Every event of `log` from the start, each as "STREAM/VERSION" and then
+ * "-" when forgotten with no payload, "+" when its payload reads back as
+ * "STREAM-secret-VERSION", "?" for anything else; "!" when one is not
+ * encrypted or its type did not survive. */
+static const char* events_of(varve_log* log) {
+  static char out[1024];
+  out[0] = '\0';
+  varve_error err;
+  varve_reader* rd = NULL;
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  if (!rd) return out;
+  varve_event e;
+  bool got = false;
+  size_t n = 0;
+  for (;;) {
+    CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+    if (!got) break;
+    char want[300];
+    snprintf(want, sizeof want, "%.*s-secret-%llu", (int)e.stream_size, e.stream,
+             (unsigned long long)e.version);
+    const char* mark = !e.encrypted || e.type != 5         ? "!"
+                       : e.forgotten && e.payload_size == 0 ? "-"
+                       : !e.forgotten && payload_is(&e, want) ? "+"
+                                                              : "?";
+    n += (size_t)snprintf(out + n, sizeof out - n, "%s%.*s/%llu%s", n ? " " : "", (int)e.stream_size,
+                          e.stream, (unsigned long long)e.version, mark);
+    if (n >= sizeof out) break;
+  }
+  varve_reader_free(rd);
+  return out;
+}
+
+#define CHECK_EVENTS(log, want)                                                      \
+  do {                                                                               \
+    const char* got_ = events_of(log);                                               \
+    if (strcmp(got_, (want)) != 0) {                                                 \
+      fprintf(stderr, "%s:%d: events\n  are  %s\n  want %s\n", __FILE__, __LINE__, got_, \
+              (want));                                                               \
+      ++g_failures;                                                                  \
+    }                                                                                \
+  } while (0)
+
+static void append_secrets(varve_log* log, const char* stream, uint64_t from, uint64_t to) {
+  varve_error err;
+  for (uint64_t v = from; v <= to; ++v) {
+    char text[64];
+    snprintf(text, sizeof text, "%s-secret-%llu", stream, (unsigned long long)v);
+    varve_event_data d = event_of(5, text);
+    CHECK_OK(varve_append(log, S(stream), varve_expect_exact(v - 1), &d, NULL, &err));
+  }
+}
+
+/* Crypto-shredding: a log given a master key seals payloads on disk and
+ * reads them back; varve_forget leaves a stream's events forgotten, with no
+ * payload, in every read path and in later opens; a wrong or missing key is
+ * refused; key files load. */
+static void test_crypto(void) {
+  varve_error err;
+  uint8_t key[VARVE_MASTER_KEY_SIZE], other[VARVE_MASTER_KEY_SIZE];
+  CHECK_OK(varve_master_key_generate(key, &err));
+  CHECK_OK(varve_master_key_generate(other, &err));
+  CHECK(memcmp(key, other, sizeof key) != 0);
+
+  varve_log_options o = small_segments();
+  o.master_key = key;
+  varve_log* log = create_log("log", &o);
+  bool enc = false;
+  CHECK_OK(varve_log_encrypted(log, &enc, &err));
+  CHECK(enc);
+  append_secrets(log, "alice", 1, 3);
+  append_secrets(log, "bob", 1, 2);
+  CHECK_OK(varve_flush(log, &err));
+  CHECK(!segment_contains(path_in_root("log"), "-secret-"));
+  CHECK(segment_contains(path_in_root("log"), "alice")); /* stream ids are never sealed */
+  CHECK_EVENTS(log, "alice/1+ alice/2+ alice/3+ bob/1+ bob/2+");
+
+  varve_forget_result f;
+  memset(&f, 0xff, sizeof f);
+  CHECK_OK(varve_forget(log, S("alice"), &f, &err));
+  CHECK(f.keys_destroyed == 1 && f.events_forgotten == 3 && f.plain_events == 0 &&
+        f.forget_sequence == 1);
+  CHECK_EVENTS(log, "alice/1- alice/2- alice/3- bob/1+ bob/2+");
+
+  /* A stream read and a subscription see it too. */
+  varve_stream_reader* sr = NULL;
+  varve_event e;
+  bool got = false;
+  uint64_t n = 0;
+  CHECK_OK(varve_stream_read(log, S("alice"), 1, VARVE_FORWARD, UINT64_MAX, &sr, &err));
+  for (;;) {
+    CHECK_OK(varve_stream_reader_next(sr, &e, &got, &err));
+    if (!got) break;
+    CHECK(e.forgotten && e.encrypted && e.payload_size == 0 && e.version == ++n);
+  }
+  CHECK(n == 3);
+  varve_stream_reader_free(sr);
+  varve_subscription* sub = NULL;
+  CHECK_OK(varve_subscription_open(log, 0, NULL, NULL, &sub, &err));
+  CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
+  CHECK(got && stream_is(&e, "alice") && e.forgotten && e.payload_size == 0);
+  varve_subscription_free(sub);
+
+  /* A forgotten stream takes new events under a new key. */
+  append_secrets(log, "alice", 4, 4);
+  CHECK_EVENTS(log, "alice/1- alice/2- alice/3- bob/1+ bob/2+ alice/4+");
+  CHECK_CODE(VARVE_NOT_FOUND, varve_forget(log, S("nobody"), &f, &err));
+  CHECK(strstr(err.message, "nobody") != NULL);
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_forget(log, varve_stream_bytes(NULL, 2), NULL, &err));
+  CHECK_OK(varve_forget(log, S("bob"), NULL, &err));
+  CHECK_EVENTS(log, "alice/1- alice/2- alice/3- bob/1- bob/2- alice/4+");
+
+  /* A read-only open with the key reads what the writer forgot, and cannot forget. */
+  varve_log* ro = NULL;
+  CHECK_OK(varve_log_open_read_only(path_in_root("log"), &o, &ro, &err));
+  CHECK_EVENTS(ro, "alice/1- alice/2- alice/3- bob/1- bob/2- alice/4+");
+  CHECK_CODE(VARVE_READ_ONLY, varve_forget(ro, S("alice"), &f, &err));
+  CHECK_OK(varve_log_close(ro, &err));
+  CHECK_OK(varve_log_close(log, &err));
+
+  /* The wrong key opens nothing; no key, no writer; read-only without it,
+   * every encrypted payload is refused (the bytes, not the key, are there). */
+  varve_log_options wrong = small_segments();
+  wrong.master_key = other;
+  log = (varve_log*)&err;
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_log_open(path_in_root("log"), &wrong, &log, &err));
+  CHECK(log == NULL);
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_log_open_read_only(path_in_root("log"), &wrong, &ro, &err));
+  CHECK(ro == NULL);
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_log_open(path_in_root("log"), NULL, &log, &err));
+  CHECK(strstr(err.message, "master key") != NULL);
+  CHECK_OK(varve_log_open_read_only(path_in_root("log"), NULL, &ro, &err));
+  enc = false;
+  CHECK_OK(varve_log_encrypted(ro, &enc, &err));
+  CHECK(enc);
+  varve_reader* rd = NULL;
+  CHECK_OK(varve_reader_open(ro, 0, &rd, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_reader_next(rd, &e, &got, &err));
+  CHECK(!got && strstr(err.message, "master key") != NULL);
+  varve_reader_free(rd);
+  CHECK_OK(varve_log_close(ro, &err));
+
+  /* Key files: 64 hex digits and a newline, or 32 raw bytes. */
+  char hex[2 * VARVE_MASTER_KEY_SIZE + 2];
+  for (size_t i = 0; i < VARVE_MASTER_KEY_SIZE; ++i) snprintf(hex + 2 * i, 3, "%02x", key[i]);
+  strcat(hex, "\n");
+  write_file(path_in_root("key.hex"), hex, strlen(hex));
+  write_file(path_in_root("key.raw"), key, sizeof key);
+  write_file(path_in_root("key.bad"), "not a key\n", 10);
+  uint8_t loaded[VARVE_MASTER_KEY_SIZE];
+  memset(loaded, 0, sizeof loaded);
+  CHECK_OK(varve_master_key_load(path_in_root("key.hex"), loaded, &err));
+  CHECK(memcmp(loaded, key, sizeof key) == 0);
+  memset(loaded, 0, sizeof loaded);
+  CHECK_OK(varve_master_key_load(path_in_root("key.raw"), loaded, &err));
+  CHECK(memcmp(loaded, key, sizeof key) == 0);
+  memcpy(loaded, other, sizeof other);
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_master_key_load(path_in_root("key.bad"), loaded, &err));
+  CHECK(strstr(err.message, "key.bad") != NULL && memcmp(loaded, other, sizeof other) == 0);
+  CHECK_CODE(VARVE_NOT_FOUND, varve_master_key_load(path_in_root("key.none"), loaded, &err));
+
+  /* The loaded key opens the log; the forgets stayed. */
+  CHECK_OK(varve_master_key_load(path_in_root("key.hex"), loaded, &err));
+  o.master_key = loaded;
+  CHECK_OK(varve_log_open(path_in_root("log"), &o, &log, &err));
+  CHECK_EVENTS(log, "alice/1- alice/2- alice/3- bob/1- bob/2- alice/4+");
+  CHECK_OK(varve_log_close(log, &err));
+
+  /* A log without a key stores payloads in clear and has nothing to forget. */
+  varve_log* plain = create_log("plain", NULL);
+  varve_event_data d = event_of(5, "plain-text");
+  CHECK_OK(varve_append(plain, S("carol"), varve_expect_any(), &d, NULL, &err));
+  CHECK_OK(varve_log_encrypted(plain, &enc, &err));
+  CHECK(!enc);
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_forget(plain, S("carol"), &f, &err));
+  CHECK_OK(varve_reader_open(plain, 0, &rd, &err));
+  CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+  CHECK(got && !e.encrypted && !e.forgotten && payload_is(&e, "plain-text"));
+  varve_reader_free(rd);
+  CHECK_OK(varve_log_close(plain, &err));
+}
+
 static void test_close_with_open_children(void) {
   varve_error err;
   varve_log* log = create_log("log", NULL);
@@ -1159,6 +1365,14 @@ static void test_null_arguments(void) {
   CHECK(varve_subscription_cancel(NULL) == inval);
   CHECK_CODE(inval, varve_subscription_ack(NULL, 0, &err));
   CHECK_CODE(inval, varve_subscription_commit(NULL, &err));
+  uint8_t key[VARVE_MASTER_KEY_SIZE];
+  bool flag;
+  CHECK_CODE(inval, varve_master_key_generate(NULL, &err));
+  CHECK_CODE(inval, varve_master_key_load(NULL, key, &err));
+  CHECK_CODE(inval, varve_master_key_load(path_in_root("k"), NULL, &err));
+  CHECK_CODE(inval, varve_forget(NULL, S("s"), NULL, &err));
+  CHECK_CODE(inval, varve_log_encrypted(NULL, &flag, &err));
+  CHECK_CODE(inval, varve_log_encrypted(log, NULL, &err));
 
   /* NULL out-parameters of live handles. */
   CHECK_OK(varve_reader_open(log, 0, &rd, &err));
@@ -1208,6 +1422,7 @@ static const struct test_case g_cases[] = {
     {"corruption", test_corruption},
     {"retain", test_retain},
     {"archive", test_archive},
+    {"crypto", test_crypto},
     {"close_with_open_children", test_close_with_open_children},
     {"null_arguments", test_null_arguments},
 };

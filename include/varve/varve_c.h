@@ -20,16 +20,19 @@
  *
  * Event memory. A varve_event's pointers (stream, payload, ids) point into the
  * log's read-only mapping: zero copy, valid until the log is closed, never to
- * be written through.
+ * be written through. Two exceptions, both for the payload only: an upcast
+ * event's (varve_log_set_upcasters) and a decrypted one's (a log with a
+ * master key) live in the reader's own buffer, until that reader's next call
+ * or its free.
  *
  * Threads. A log has one writer thread at a time: varve_append*,
- * varve_flush, varve_log_close, varve_version_of, varve_log_stats and
- * varve_stream_read are called from one thread at a time. The position
- * getters, varve_wait_durable, varve_reader_open and varve_subscription_open
- * may be called from any thread at any time. A reader, stream reader or
- * subscription is used by one thread at a time (any thread), except
- * varve_subscription_cancel and varve_subscription_lag, which any thread may
- * call at any time.
+ * varve_flush, varve_forget, varve_log_close, varve_version_of,
+ * varve_log_stats and varve_stream_read are called from one thread at a
+ * time. The position getters, varve_wait_durable, varve_reader_open and
+ * varve_subscription_open may be called from any thread at any time. A
+ * reader, stream reader or subscription is used by one thread at a time (any
+ * thread), except varve_subscription_cancel and varve_subscription_lag, which
+ * any thread may call at any time.
  *
  * Structs are plain data of this release; in 0.x they may grow, so rebuild
  * against the headers of the library you run with. */
@@ -210,6 +213,12 @@ typedef struct varve_event {
   /* The record's size on disk, padding included: position + record_bytes is
    * where a read resumes after this event. */
   uint32_t record_bytes;
+  /* Crypto-shredding (varve_forget): the payload is sealed with its stream's
+   * data key on disk (handed out decrypted); forgotten: that key was
+   * destroyed, so payload_size is 0 and only the payload is gone (type,
+   * stream, version, ids, metadata remain). */
+  bool encrypted;
+  bool forgotten;
 } varve_event;
 
 /* What an append acknowledged. varve_wait_durable(end) returns once it
@@ -278,6 +287,13 @@ typedef struct varve_log_options {
   varve_recovery_mode recovery;
   bool prepare_next_segment;
   bool verify_checksums;
+  /* Crypto-shredding (varve::log_options::master_key, varve/crypto.h): NULL
+   * (the default) or VARVE_MASTER_KEY_SIZE bytes, copied by the open call.
+   * With a key every payload appended is sealed with its stream's data key.
+   * A log that has keys refuses a writer without its key and any open with
+   * another key (VARVE_INVALID_ARGUMENT); opened read-only without it, every
+   * encrypted event reads as VARVE_INVALID_ARGUMENT. */
+  const uint8_t* master_key;
 } varve_log_options;
 
 /* Fills `options` with the defaults (those of varve::log_options). NULL: nothing. */
@@ -451,6 +467,47 @@ VARVE_API varve_errc varve_position_at_time(varve_log* log, uint64_t t_ns, uint6
  * event_log::position_of). Any thread. */
 VARVE_API varve_errc varve_position_of_sequence(varve_log* log, uint64_t sequence,
                                                uint64_t* position, varve_error* err) VARVE_C_NOEXCEPT;
+
+/* ---- crypto-shredding (varve/crypto.h) ---------------------------------- */
+
+/* The application's master key: whoever holds it and the log directory reads
+ * every stream not yet forgotten. The log never stores it. */
+#define VARVE_MASTER_KEY_SIZE 32
+
+/* A fresh master key from libsodium's CSPRNG. Any thread. */
+VARVE_API varve_errc varve_master_key_generate(uint8_t out[VARVE_MASTER_KEY_SIZE],
+                                               varve_error* err) VARVE_C_NOEXCEPT;
+/* Reads a key file: 64 hexadecimal digits (a trailing newline allowed), as
+ * `varve keygen` writes, or 32 raw bytes. A missing file is VARVE_NOT_FOUND,
+ * anything else VARVE_INVALID_ARGUMENT naming the file; `out` is then left
+ * as it was. Any thread. */
+VARVE_API varve_errc varve_master_key_load(const char* path, uint8_t out[VARVE_MASTER_KEY_SIZE],
+                                           varve_error* err) VARVE_C_NOEXCEPT;
+
+/* What varve_forget did (varve::forget_result). */
+typedef struct varve_forget_result {
+  uint64_t keys_destroyed;   /* data keys of the stream, destroyed */
+  uint64_t events_forgotten; /* its encrypted events, now unreadable */
+  /* Its events appended before the log had a master key: stored in clear and
+   * still readable (retention can remove them, forget cannot). */
+  uint64_t plain_events;
+  uint64_t forget_sequence;  /* this forget's number in DIR/forgotten (1, 2, ...) */
+} varve_forget_result;
+
+/* Destroys every data key of `stream`, durably (event_log::forget): from its
+ * return every read of the stream's encrypted events, in this process and in
+ * others, hands them out with `forgotten` set and no payload. Later appends
+ * to the stream get a new key. Snapshots are separate (`varve stream forget`
+ * deletes them too). A stream that does not exist is VARVE_NOT_FOUND; a log
+ * without a master key, or a stream with no encrypted event, is
+ * VARVE_INVALID_ARGUMENT; a read-only log VARVE_READ_ONLY. `out` may be NULL.
+ * Writer thread. */
+VARVE_API varve_errc varve_forget(varve_log* log, varve_stream_id stream, varve_forget_result* out,
+                                  varve_error* err) VARVE_C_NOEXCEPT;
+/* Whether the log seals payloads (it has DIR/keys), with or without the
+ * key in this open. Any thread. */
+VARVE_API varve_errc varve_log_encrypted(const varve_log* log, bool* encrypted,
+                                         varve_error* err) VARVE_C_NOEXCEPT;
 
 /* ---- reading the log in order ------------------------------------------ */
 

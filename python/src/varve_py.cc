@@ -5,7 +5,7 @@
 // subscriptions) or read (readers), so other Python threads run meanwhile.
 //
 // Threads: event_log's writer-side calls (append, version_of, read_stream,
-// stats, close) must come from one thread at a time; here a mutex per log
+// stats, forget, close) must come from one thread at a time; here a mutex per log
 // serialises them, so any Python thread may append. Readers and
 // subscriptions are used by one thread at a time (a mutex each, so misuse is
 // serialised rather than undefined). A log stays alive while any reader or
@@ -232,6 +232,7 @@ struct py_event {
   uint32_t type = 0, record_bytes = 0;
   uint16_t schema_version = 0, stored_schema_version = 0;
   bool json = false, batch_begin = false, batch_end = false;
+  bool encrypted = false, forgotten = false;
 };
 
 // Type names are looked up per event; a small cache keeps that off the
@@ -274,6 +275,8 @@ py_event to_py(const varve::event_view& v, py_log& lg, name_cache& names) {
   e.batch_begin = v.batch_begin;
   e.batch_end = v.batch_end;
   e.record_bytes = v.record_bytes;
+  e.encrypted = v.encrypted;
+  e.forgotten = v.forgotten;
   e.data = nb::bytes(reinterpret_cast<const char*>(v.payload.data()), v.payload.size());
   nb::dict md;
   for (varve::metadata_entry m : v.metadata) {
@@ -474,6 +477,23 @@ varve::event_filter make_filter(py_log& lg, nb::handle types, nb::handle streams
   return f;
 }
 
+// A master key from Python: None, or 32 bytes (bytes, bytearray, memoryview).
+// str is refused: a key is random bytes, and its hex text would be 64 bytes.
+std::optional<varve::master_key> to_master_key(nb::handle h) {
+  if (h.is_none()) return std::nullopt;
+  if (!nb::isinstance<nb::bytes>(h) && !PyByteArray_Check(h.ptr()) && !PyMemoryView_Check(h.ptr()))
+    throw nb::type_error("master_key must be 32 bytes (generate_master_key / load_master_key) or None");
+  const std::string b = to_bytes_value(h, "master_key");
+  varve::master_key k;
+  if (b.size() != k.bytes.size()) throw nb::value_error("master_key must be exactly 32 bytes");
+  std::memcpy(k.bytes.data(), b.data(), k.bytes.size());
+  return k;
+}
+
+nb::bytes key_bytes(const varve::master_key& k) {
+  return nb::bytes(reinterpret_cast<const char*>(k.bytes.data()), k.bytes.size());
+}
+
 varve::log_options make_options(const std::string& durability, uint64_t segment_bytes,
                                 uint64_t group_commit_us, bool verify_checksums) {
   varve::log_options o;
@@ -489,8 +509,10 @@ varve::log_options make_options(const std::string& durability, uint64_t segment_
 
 std::shared_ptr<py_log> open_log(int how, const std::string& dir, const std::string& durability,
                                  uint64_t segment_bytes, uint64_t group_commit_us,
-                                 bool verify_checksums, std::optional<std::string> upcasters_file) {
+                                 bool verify_checksums, std::optional<std::string> upcasters_file,
+                                 nb::handle master_key) {
   varve::log_options o = make_options(durability, segment_bytes, group_commit_us, verify_checksums);
+  o.master_key = to_master_key(master_key);
   auto lg = std::make_shared<py_log>();
   varve::result<std::unique_ptr<varve::event_log>> r = varve::status(varve::errc::invalid_argument, "");
   {
@@ -687,6 +709,19 @@ NB_MODULE(_varve, m) {
     Py_XDECREF(g_errors);
     g_errors = d.release().ptr();
   });
+  m.def("generate_master_key", [] { return key_bytes(varve::generate_master_key()); },
+        "A fresh master key: 32 bytes from libsodium's CSPRNG");
+  m.def("load_master_key",
+        [](const std::string& path) {
+          varve::result<varve::master_key> k = varve::master_key{};
+          {
+            nb::gil_scoped_release rel;
+            k = varve::load_master_key(path);
+          }
+          return key_bytes(take(std::move(k)));
+        },
+        "path"_a,
+        "Reads a key file (64 hex digits and a newline, as `varve keygen` writes, or 32 raw bytes)");
 
   nb::class_<new_event>(m, "EventData",
                         "An event to append: its type (a name, registered in the log's type "
@@ -720,7 +755,9 @@ NB_MODULE(_varve, m) {
                        "out: position and sequence in the log, stream and version, type (its "
                        "name, or None when unregistered) and type_id, schema versions (as read "
                        "and as stored), payload `data`, `metadata` (dict of str to bytes), ids "
-                       "(16 bytes or None), batch framing and `end` (where a read resumes after it).")
+                       "(16 bytes or None), batch framing, `end` (where a read resumes after it), "
+                       "and crypto-shredding's `encrypted` (sealed on disk, read back decrypted) "
+                       "and `forgotten` (its stream's key was destroyed: `data` is b'').")
       .def_ro("position", &py_event::position)
       .def_ro("sequence", &py_event::sequence)
       .def_ro("stream", &py_event::stream)
@@ -739,6 +776,8 @@ NB_MODULE(_varve, m) {
       .def_ro("correlation_id", &py_event::correlation_id)
       .def_ro("causation_id", &py_event::causation_id)
       .def_ro("record_bytes", &py_event::record_bytes)
+      .def_ro("encrypted", &py_event::encrypted)
+      .def_ro("forgotten", &py_event::forgotten)
       .def_prop_ro("end", [](const py_event& e) { return e.position + e.record_bytes; })
       .def("__repr__", [](const py_event& e) {
         return nb::str("RecordedEvent(sequence={}, stream={!r}, version={}, type={!r}, data={!r})")
@@ -819,7 +858,8 @@ NB_MODULE(_varve, m) {
 
   nb::class_<py_log>(m, "EventLog", "The binding's log; use varve.EventLog.")
       .def_static("_open", &open_log, "how"_a, "dir"_a, "durability"_a, "segment_bytes"_a,
-                  "group_commit_us"_a, "verify_checksums"_a, "upcasters"_a.none())
+                  "group_commit_us"_a, "verify_checksums"_a, "upcasters"_a.none(),
+                  "master_key"_a.none())
       .def("append",
            [](py_log& lg, nb::handle stream, nb::handle events, long long expected) {
              stream_key key = to_stream(stream);
@@ -883,6 +923,43 @@ NB_MODULE(_varve, m) {
              return out;
            },
            "batches"_a)
+      .def("forget",
+           [](py_log& lg, nb::handle stream) {
+             stream_key key = to_stream(stream);
+             varve::result<varve::forget_result> r = varve::forget_result{};
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               r = lg.get().forget(key.id());
+             }
+             if (!r) raise(r.error(), std::string(key.is_int ? std::to_string(key.integer) : key.bytes));
+             const varve::forget_result& x = r.value();
+             nb::dict d;
+             d["keys_destroyed"] = x.keys_destroyed;
+             d["events_forgotten"] = x.events_forgotten;
+             d["plain_events"] = x.plain_events;
+             d["forget_sequence"] = x.forget_sequence;
+             return d;
+           },
+           "stream"_a)
+      .def("forgotten",
+           [](py_log& lg) {
+             varve::result<std::vector<varve::forgotten_stream>> r = std::vector<varve::forgotten_stream>{};
+             varve::event_log& log = lg.get();
+             {
+               nb::gil_scoped_release rel;
+               r = log.forgotten();
+             }
+             nb::list out;
+             for (const varve::forgotten_stream& f : take(std::move(r))) {
+               nb::dict d;
+               d["forget_sequence"] = f.forget_sequence;
+               d["time_ns"] = f.time_ns;
+               d["stream"] = from_stream(f.stream, f.stream_is_integer);
+               out.append(d);
+             }
+             return out;
+           })
       .def("wait_durable",
            [](py_log& lg, uint64_t p) {
              varve::status st;
@@ -922,6 +999,7 @@ NB_MODULE(_varve, m) {
       .def_prop_ro("closed", [](py_log& lg) { return lg.closed; })
       .def_prop_ro("dir", [](py_log& lg) { return lg.get().dir(); })
       .def_prop_ro("read_only", [](py_log& lg) { return lg.get().is_read_only(); })
+      .def_prop_ro("encrypted", [](py_log& lg) { return lg.get().encrypted(); })
       .def_prop_ro("committed", [](py_log& lg) { return lg.get().committed_position().value; })
       .def_prop_ro("durable", [](py_log& lg) { return lg.get().durable_position().value; })
       .def_prop_ro("written", [](py_log& lg) { return lg.get().written_position().value; })

@@ -1,6 +1,6 @@
 """The varve binding: appends, reads, conflicts, units of work, metadata,
-subscriptions across threads and processes, and damaged files reported by
-name and offset."""
+subscriptions across threads and processes, damaged files reported by
+name and offset, and crypto-shredding."""
 
 from __future__ import annotations
 
@@ -373,3 +373,104 @@ def test_archive_moves_sealed_segments_and_reads_reach_them(tmp_path):
     assert [(e.sequence, e.stream, e.version, e.data) for e in lg.read()] == before
     assert [e.version for e in lg.read_stream("acct-1")] == list(range(1, len([b for b in before if b[1] == "acct-1"]) + 1))
     lg.close()
+
+
+def _on_disk(path) -> bytes:
+    return b"".join(f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file())
+
+
+def test_crypto_shredding_seals_payloads_and_forget_erases_a_stream(tmp_path):
+    key = varve.generate_master_key()
+    assert isinstance(key, bytes) and len(key) == 32 and key != varve.generate_master_key()
+    path = tmp_path / "log"
+    lg = varve.EventLog.create(str(path), segment_bytes=1 << 16, master_key=key)
+    assert lg.encrypted and lg.forgotten() == []
+    for v in (1, 2, 3):
+        lg.append("alice", EventData("Moved", b"alice-secret-%d" % v, metadata={"tenant": "acme"}),
+                  expected=v - 1)
+    lg.append(42, EventData("Moved", b"int-secret"))
+    lg.flush()
+    assert b"-secret" not in _on_disk(path)  # sealed on disk...
+    events = list(lg.read())  # ... and read back in clear
+    assert [(e.stream, e.data, e.encrypted, e.forgotten) for e in events] == [
+        ("alice", b"alice-secret-1", True, False), ("alice", b"alice-secret-2", True, False),
+        ("alice", b"alice-secret-3", True, False), (42, b"int-secret", True, False)]
+
+    r = lg.forget("alice")
+    assert r == {"keys_destroyed": 1, "events_forgotten": 3, "plain_events": 0, "forget_sequence": 1}
+    gone = list(lg.read_stream("alice"))
+    assert [(e.version, e.type, e.data, e.encrypted, e.forgotten, e.metadata) for e in gone] == [
+        (v, "Moved", b"", True, True, {"tenant": b"acme"}) for v in (1, 2, 3)]
+    assert [(e.stream, e.forgotten, e.data) for e in lg.read()][-1] == (42, False, b"int-secret")
+    assert lg.read_stream_rows("alice", lambda *row: row, ["version", "data"]) == [(1, b""), (2, b""), (3, b"")]
+    sub = lg.subscribe(0)
+    first = sub.next(timeout=5)
+    assert first.stream == "alice" and first.forgotten and first.data == b""
+    sub.cancel()
+    # A forgotten stream takes new events under a new key.
+    lg.append("alice", EventData("Moved", b"alice-secret-4"), expected=3)
+    assert [(e.data, e.forgotten) for e in lg.read_stream("alice")][-1] == (b"alice-secret-4", False)
+    assert lg.forget(42)["forget_sequence"] == 2
+    with pytest.raises(varve.NotFoundError) as info:
+        lg.forget("nobody")
+    assert info.value.stream == "nobody"
+    fl = lg.forgotten()
+    assert [(f["forget_sequence"], f["stream"]) for f in fl] == [(1, "alice"), (2, 42)]
+    assert all(f["time_ns"] > 0 for f in fl)
+    lg.close()
+
+    # Another open with the key sees the forgets; read-only cannot forget.
+    with varve.EventLog.open_read_only(str(path), master_key=bytearray(key)) as ro:
+        assert [(e.stream, e.forgotten) for e in ro.read()] == [
+            ("alice", True), ("alice", True), ("alice", True), (42, True), ("alice", False)]
+        with pytest.raises(varve.ReadOnlyError):
+            ro.forget("alice")
+
+
+def test_crypto_shredding_refuses_a_wrong_or_missing_key(tmp_path):
+    key = varve.generate_master_key()
+    path = str(tmp_path / "log")
+    with varve.EventLog.create(path, segment_bytes=1 << 16, master_key=key) as lg:
+        lg.append("s", EventData("T", b"secret"))
+    with pytest.raises(varve.InvalidArgument):
+        varve.EventLog.open(path, master_key=varve.generate_master_key())
+    with pytest.raises(varve.InvalidArgument):
+        varve.EventLog.open_read_only(path, master_key=varve.generate_master_key())
+    with pytest.raises(varve.InvalidArgument) as info:
+        varve.EventLog.open(path)
+    assert "master key" in str(info.value)
+    with varve.EventLog.open_read_only(path) as ro:  # the bytes, not the key
+        assert ro.encrypted and ro.forgotten() == []
+        with pytest.raises(varve.InvalidArgument) as info:
+            list(ro.read())
+        assert "master key" in str(info.value)
+    with pytest.raises(ValueError):
+        varve.EventLog.open(path, master_key=key[:31])
+    with pytest.raises(TypeError):
+        varve.EventLog.open(path, master_key=key.hex())
+    # A log without a key keeps payloads in clear and has nothing to forget.
+    with varve.EventLog.create(str(tmp_path / "plain"), segment_bytes=1 << 16) as plain:
+        plain.append("s", EventData("T", b"clear"))
+        assert not plain.encrypted and plain.forgotten() == []
+        e = next(iter(plain.read()))
+        assert (e.data, e.encrypted, e.forgotten) == (b"clear", False, False)
+        with pytest.raises(varve.InvalidArgument):
+            plain.forget("s")
+
+
+def test_master_key_files(tmp_path):
+    key = varve.generate_master_key()
+    (tmp_path / "hex").write_text(key.hex() + "\n")
+    (tmp_path / "raw").write_bytes(key)
+    (tmp_path / "bad").write_text("not a key\n")
+    assert varve.load_master_key(str(tmp_path / "hex")) == key
+    assert varve.load_master_key(tmp_path / "raw") == key
+    with pytest.raises(varve.InvalidArgument) as info:
+        varve.load_master_key(tmp_path / "bad")
+    assert "bad" in str(info.value)
+    with pytest.raises(varve.NotFoundError):
+        varve.load_master_key(tmp_path / "missing")
+    with varve.EventLog.create(str(tmp_path / "log"), master_key=varve.load_master_key(tmp_path / "hex")) as lg:
+        lg.append("s", EventData("T", b"x"))
+    with varve.EventLog.open(str(tmp_path / "log"), master_key=key) as lg:
+        assert [e.data for e in lg.read()] == [b"x"]

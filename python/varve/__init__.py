@@ -8,6 +8,11 @@
         for e in log.read_stream("account-1"):
             print(e.version, e.type, e.data)
 
+A log opened with a ``master_key`` (``varve.generate_master_key()``, or
+``varve.load_master_key(path)``) seals every payload with its stream's own key;
+``log.forget(stream)`` destroys that key: the stream's events then read back
+with ``forgotten`` set and empty ``data`` (crypto-shredding).
+
 One writer per directory (a second writing process gets ``LockedError``);
 any number of readers, in this process or others (``EventLog.open_read_only``).
 Appends may come from any thread of the writing process (they are serialised);
@@ -57,9 +62,23 @@ END: int = _varve.END
 
 StreamId = str | bytes | int
 
+
+def generate_master_key() -> bytes:
+    """A fresh master key for crypto-shredding: 32 bytes from a CSPRNG. Keep it
+    outside the log's directory: whoever holds both reads every stream."""
+    return _varve.generate_master_key()
+
+
+def load_master_key(path: str | _os.PathLike[str]) -> bytes:
+    """Reads a key file: 64 hexadecimal digits and a newline (``varve keygen``
+    writes one) or 32 raw bytes. ``NotFoundError`` for a missing file,
+    ``InvalidArgument`` for anything else."""
+    return _varve.load_master_key(_os.fspath(path))
+
+
 __all__ = [
     "ANY", "NO_STREAM", "STREAM_EXISTS", "LATEST", "END",
-    "EventLog", "EventData", "RecordedEvent", "AppendResult", "Reader", "StreamReader",
+    "EventLog", "EventData", "generate_master_key", "load_master_key", "RecordedEvent", "AppendResult", "Reader", "StreamReader",
     "Subscription", "Error", "WrongExpectedVersion", "CorruptionError", "NotFoundError",
     "InvalidArgument", "LockedError", "ReadOnlyError", "NoSpaceError", "TooLargeError",
     "CancelledError", "RemovedError",
@@ -129,46 +148,56 @@ class EventLog:
     (a background flusher syncs batches; ``wait_durable(result.end)`` returns
     once the append survives a power loss) or ``"sync"`` (each append returns
     once durable). ``segment_bytes`` (a power of two, 64 KiB..1 GiB) is fixed
-    at creation. ``upcasters`` names a JSON upcaster file (docs/DESIGN.md)."""
+    at creation. ``upcasters`` names a JSON upcaster file (docs/DESIGN.md).
+
+    ``master_key`` (32 bytes, or None) turns on crypto-shredding: every payload
+    appended is sealed with its stream's own data key (``forget``). A log that
+    has keys refuses a writer without its key and any open with another key
+    (``InvalidArgument``); read-only without it, reading an encrypted event
+    raises ``InvalidArgument``. Stream ids and metadata are never encrypted."""
 
     def __init__(self, impl: Any) -> None:
         self._impl = impl
 
     @classmethod
     def _open(cls, how: int, dir: str, durability: str, segment_bytes: int,
-              group_commit_us: int, verify_checksums: bool, upcasters: str | None) -> EventLog:
+              group_commit_us: int, verify_checksums: bool, upcasters: str | None,
+              master_key: bytes | None) -> EventLog:
         dir = _os.fspath(dir)
         if how in (0, 2):  # creating: the parent directories too
             parent = _os.path.dirname(_os.path.abspath(dir))
             _os.makedirs(parent, exist_ok=True)
         return cls(_varve.EventLog._open(how, dir, durability, segment_bytes,
-                                         group_commit_us, verify_checksums, upcasters))
+                                         group_commit_us, verify_checksums, upcasters, master_key))
 
     @classmethod
     def create(cls, dir: str, *, durability: str = "none", segment_bytes: int = 0,
                group_commit_us: int = 1000, verify_checksums: bool = True,
-               upcasters: str | None = None) -> EventLog:
+               upcasters: str | None = None, master_key: bytes | None = None) -> EventLog:
         """Creates an empty log in ``dir`` (refused where one already is)."""
-        return cls._open(0, dir, durability, segment_bytes, group_commit_us, verify_checksums, upcasters)
+        return cls._open(0, dir, durability, segment_bytes, group_commit_us, verify_checksums,
+                         upcasters, master_key)
 
     @classmethod
     def open(cls, dir: str, *, durability: str = "none", segment_bytes: int = 0,
              group_commit_us: int = 1000, verify_checksums: bool = True,
-             upcasters: str | None = None) -> EventLog:
+             upcasters: str | None = None, master_key: bytes | None = None) -> EventLog:
         """Opens an existing log for writing (running recovery on its tail)."""
-        return cls._open(1, dir, durability, segment_bytes, group_commit_us, verify_checksums, upcasters)
+        return cls._open(1, dir, durability, segment_bytes, group_commit_us, verify_checksums,
+                         upcasters, master_key)
 
     @classmethod
     def open_or_create(cls, dir: str, *, durability: str = "none", segment_bytes: int = 0,
                        group_commit_us: int = 1000, verify_checksums: bool = True,
-                       upcasters: str | None = None) -> EventLog:
-        return cls._open(2, dir, durability, segment_bytes, group_commit_us, verify_checksums, upcasters)
+                       upcasters: str | None = None, master_key: bytes | None = None) -> EventLog:
+        return cls._open(2, dir, durability, segment_bytes, group_commit_us, verify_checksums,
+                         upcasters, master_key)
 
     @classmethod
     def open_read_only(cls, dir: str, *, verify_checksums: bool = True,
-                       upcasters: str | None = None) -> EventLog:
+                       upcasters: str | None = None, master_key: bytes | None = None) -> EventLog:
         """Opens a log for reading, following what its writer (any process) commits."""
-        return cls._open(3, dir, "none", 0, 1000, verify_checksums, upcasters)
+        return cls._open(3, dir, "none", 0, 1000, verify_checksums, upcasters, master_key)
 
     # ---- writing ----------------------------------------------------------
 
@@ -199,6 +228,18 @@ class EventLog:
         """Makes everything committed so far durable."""
         self._impl.flush()
 
+    def forget(self, stream: StreamId) -> dict[str, int]:
+        """Crypto-shredding: destroys every data key of ``stream``, durably. From
+        then on every read of its encrypted events, in this process and in
+        others, gives them with ``forgotten`` set and ``data`` empty (type,
+        version, ids and metadata remain). Later appends to the stream get a new
+        key. Returns ``keys_destroyed``, ``events_forgotten``, ``plain_events``
+        (appended before the log had a key: still readable) and
+        ``forget_sequence``. ``NotFoundError`` for a stream that does not exist;
+        ``InvalidArgument`` for a log without a master key or a stream with no
+        encrypted event; ``ReadOnlyError`` on a read-only log."""
+        return self._impl.forget(stream)
+
     def close(self) -> None:
         self._impl.close()
 
@@ -221,6 +262,16 @@ class EventLog:
     @property
     def read_only(self) -> bool:
         return self._impl.read_only
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the log seals payloads (it has keys), whether or not this open has the key."""
+        return self._impl.encrypted
+
+    def forgotten(self) -> list[dict[str, Any]]:
+        """The streams forgotten so far, oldest first: ``forget_sequence``,
+        ``time_ns`` and ``stream``. Needs no key; read-only logs too."""
+        return self._impl.forgotten()
 
     @property
     def committed(self) -> int:
