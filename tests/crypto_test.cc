@@ -513,4 +513,35 @@ TEST(Crypto, AForgottenStreamsSnapshotsAreDeleted) {
   EXPECT_EQ(text_of(c.bytes), "state-of-carol-after");
 }
 
+
+// A stream whose oldest events retention removed: forget erases what is left.
+TEST(Crypto, ForgetAfterRetentionErasesWhatIsLeft) {
+  temp_dir d;
+  const master_key k = generate_master_key();
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(d.path(), with_key(k)));
+  uint64_t v = 0;
+  while (log->committed_position().value < 4 * 64 * 1024) ASSERT_OK(put(*log, "a", ++v));
+  ASSERT_OK(log->close());  // sealed segments (retention takes only those)
+  ASSERT_OK_AND_ASSIGN(log, event_log::open(d.path(), with_key(k)));
+  retention_policy p;
+  p.before = position{2 * 64 * 1024};
+  ASSERT_OK_AND_ASSIGN(retention_result rr, log->retain(p));
+  ASSERT_GE(rr.segments_removed, 1u);
+  ASSERT_OK_AND_ASSIGN(forget_result f, log->forget("a"));
+  EXPECT_EQ(f.keys_destroyed, 1u);
+  EXPECT_GT(f.events_forgotten, 0u);
+  EXPECT_LT(f.events_forgotten, v);
+  auto r = log->read(position{0});
+  event_view e;
+  uint64_t n = 0;
+  for (;;) {
+    auto got = r.next(e);
+    ASSERT_OK(got);
+    if (!got.value()) break;
+    EXPECT_TRUE(e.forgotten);
+    ++n;
+  }
+  EXPECT_EQ(n, f.events_forgotten);
+}
+
 }  // namespace

@@ -7,8 +7,13 @@
 //   - the event's metadata entries are headers of their names, and a record
 //     has no other headers outside varve.*;
 //   - within each partition, each stream's versions follow 1, 2, 3, ...
-//     (one aggregate's events in one partition, in order).
-// Usage: kafka_consume BROKERS TOPIC LOGDIR [--wait SECONDS]
+//     (one aggregate's events in one partition, in order);
+//   - crypto-shredding (--master-key FILE for a log that seals payloads): an
+//     event the log now reads as forgotten is in the topic either as a
+//     tombstone (null value, header varve.forgotten) or, shipped before the
+//     forget, followed in its partition by the forget's tombstone record
+//     (header varve.forget, the stream as key, a null value).
+// Usage: kafka_consume BROKERS TOPIC LOGDIR [--wait SECONDS] [--master-key FILE]
 // Waits up to SECONDS (default 60) for the topic to hold as many events as the
 // log has when the checker starts. Prints "ok: ..." and exits 0, or prints the
 // first problems and exits 1.
@@ -60,9 +65,21 @@ int main(int argc, char** argv) {
   }
   const std::string brokers = argv[1], topic = argv[2], dir = argv[3];
   int wait_s = 60;
-  if (argc >= 6 && std::strcmp(argv[4], "--wait") == 0) wait_s = std::atoi(argv[5]);
+  log_options lo;
+  for (int i = 4; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--wait") == 0) {
+      wait_s = std::atoi(argv[i + 1]);
+    } else if (std::strcmp(argv[i], "--master-key") == 0) {
+      auto k = load_master_key(argv[i + 1]);
+      if (!k) {
+        std::fprintf(stderr, "kafka_consume: %s\n", k.error().to_string().c_str());
+        return 2;
+      }
+      lo.master_key = k.value();
+    }
+  }
 
-  auto log = event_log::open_read_only(dir);
+  auto log = event_log::open_read_only(dir, lo);
   if (!log) {
     std::fprintf(stderr, "kafka_consume: %s\n", log.error().to_string().c_str());
     return 1;
@@ -79,6 +96,9 @@ int main(int argc, char** argv) {
 
   // The log as it is now: position -> event.
   std::unordered_map<uint64_t, event_view> events;
+  // The payloads, copied: a decrypted one lives in the reader's buffer only
+  // until its next event.
+  std::unordered_map<uint64_t, std::string> payloads;
   {
     log_reader r = (*log)->read();
     event_view e;
@@ -90,6 +110,8 @@ int main(int argc, char** argv) {
       }
       if (!*got) break;
       events.emplace(e.position.value, e);
+      payloads.emplace(e.position.value,
+                       std::string(reinterpret_cast<const char*>(e.payload.data()), e.payload.size()));
     }
   }
 
@@ -133,7 +155,17 @@ int main(int argc, char** argv) {
   // (partition, stream) -> last version seen
   std::map<std::pair<int, std::string>, uint64_t> last_version;
   std::map<std::string, int> partition_of;
-  uint64_t records = 0, in_log = 0;
+  uint64_t records = 0, in_log = 0, tombstones = 0;
+  // Crypto-shredding: (partition, stream) -> the highest offset of a forget's
+  // tombstone; events shipped in clear before their stream was forgotten.
+  std::map<std::pair<int, std::string>, int64_t> forget_at;
+  struct shipped_clear {
+    int partition;
+    std::string stream;
+    int64_t offset;
+    std::string where;
+  };
+  std::vector<shipped_clear> before_forget;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
   // Read on to the end of every partition even once all are seen: a
   // duplicate may come after.
@@ -163,6 +195,18 @@ int main(int argc, char** argv) {
     const std::string pos_text = header(h, "varve.position", has);
     const uint64_t pos = std::strtoull(pos_text.c_str(), nullptr, 10);
     if (header(h, "varve.log", has) != log_hex) problem(where + ": varve.log is not " + log_hex);
+    bool is_forget = false;
+    header(h, "varve.forget", is_forget);
+    if (is_forget) {
+      // A forget's tombstone: not an event (its position is the resume point's).
+      ++tombstones;
+      if (msg->payload != nullptr) problem(where + ": a forget's record with a value (a tombstone has none)");
+      std::string key(static_cast<const char*>(msg->key), msg->key_len);
+      int64_t& at = forget_at[{msg->partition, key}];
+      at = std::max(at, msg->offset);
+      rd_kafka_message_destroy(msg);
+      continue;
+    }
     auto it = events.find(pos);
     if (!has || it == events.end()) {
       // Events appended after the checker started are fine; they are not checked.
@@ -175,9 +219,20 @@ int main(int argc, char** argv) {
     else problem(where + ": position " + pos_text + " a second time");
     std::string key(static_cast<const char*>(msg->key), msg->key_len);
     if (key != e.stream) problem(where + ": key is not the stream id");
-    if (msg->len != e.payload.size() ||
-        (msg->len && std::memcmp(msg->payload, e.payload.data(), msg->len) != 0))
-      problem(where + ": value differs from the payload at position " + pos_text);
+    const std::string& payload = payloads[pos];
+    bool forgotten_header = false;
+    header(h, "varve.forgotten", forgotten_header);
+    if (e.forgotten) {
+      if (msg->payload == nullptr) {
+        if (!forgotten_header) problem(where + ": a forgotten event's tombstone without varve.forgotten");
+      } else {
+        before_forget.push_back({msg->partition, key, msg->offset, where});
+      }
+    } else {
+      if (forgotten_header) problem(where + ": varve.forgotten on an event the log reads whole");
+      if (msg->len != payload.size() || (msg->len && std::memcmp(msg->payload, payload.data(), msg->len) != 0))
+        problem(where + ": value differs from the payload at position " + pos_text);
+    }
     auto check = [&](const char* name, const std::string& want) {
       bool present = false;
       std::string got = header(h, name, present);
@@ -217,6 +272,11 @@ int main(int argc, char** argv) {
   }
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
+  for (const shipped_clear& c : before_forget) {
+    auto f = forget_at.find({c.partition, c.stream});
+    if (f == forget_at.end() || f->second < c.offset)
+      problem(c.where + ": shipped in clear, its stream since forgotten, and no tombstone after it");
+  }
   if (in_log < events.size())
     problem("the topic holds " + std::to_string(in_log) + " of the log's " + std::to_string(events.size()) +
             " events after " + std::to_string(wait_s) + " s");
@@ -224,7 +284,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kafka_consume: %d problem(s)\n", problems);
     return 1;
   }
-  std::printf("ok: %zu events once each, %zu streams, %d partitions, %" PRIu64 " records read\n",
-              events.size(), partition_of.size(), partitions, records);
+  std::printf("ok: %zu events once each, %zu streams, %d partitions, %" PRIu64 " records read, %" PRIu64
+              " forget tombstones\n",
+              events.size(), partition_of.size(), partitions, records, tombstones);
   return 0;
 }

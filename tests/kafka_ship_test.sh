@@ -6,7 +6,10 @@
 #      from the beginning;
 #   2. a writer keeps appending while the shipper is SIGKILLed at random
 #      moments and restarted, again and again;
-#   3. the broker is stopped and restarted under a running shipper.
+#   3. the broker is stopped and restarted under a running shipper;
+#   4. crypto-shredding: a log that seals payloads, shipped; streams forgotten
+#      afterwards get a tombstone each, and their events shipped later go out
+#      as tombstones (kafka_consume --master-key checks both).
 # Exit 77 (CTest: skipped) with the broker script's reason where Java or Maven
 # is missing; under CI=true that fails instead (tests/ci_skip.sh).
 # Usage: kafka_ship_test.sh VARVE KAFKA_CONSUME BROKER_SCRIPT
@@ -98,4 +101,24 @@ say "writer done"
 "$consume" "$addr" events "$log" --wait 120 || { cat "$work/ship3.err" >&2; fail "after kills and a broker restart"; }
 kill -TERM "$s"
 wait "$s" || fail "the shipper did not exit 0 on SIGTERM"
+say "kills and broker restart checked"
+
+# 4. Crypto-shredding: a log with a master key, shipped; two streams are
+# forgotten after they were shipped (a tombstone each), one of them before
+# the events appended next were shipped (those go out as tombstones).
+key=$work/master.key
+elog=$work/enc
+"$varve" keygen "$key" >/dev/null
+"$broker" topic "$kdir" enc 4
+"$varve" create "$elog" --segment-size 1M --master-key "$key" >/dev/null
+gen 5000 0 50 77 | "$varve" append "$elog" --master-key "$key" >/dev/null
+"$varve" ship "$elog" --brokers "$addr" --topic enc --from-beginning --stop-at-end --master-key "$key" >/dev/null
+"$varve" stream forget "$elog" s-3 --master-key "$key" >/dev/null
+"$varve" stream forget "$elog" s-7 --master-key "$key" >/dev/null
+gen 2000 5000 50 78 | "$varve" append "$elog" --master-key "$key" >/dev/null
+"$varve" stream forget "$elog" s-11 --master-key "$key" >/dev/null
+"$varve" ship "$elog" --brokers "$addr" --topic enc --stop-at-end --master-key "$key" >/dev/null
+out=$("$consume" "$addr" enc "$elog" --wait 60 --master-key "$key") || fail "after forgets"
+echo "$out"
+[[ $out == *" 3 forget tombstones"* ]] || fail "want 3 forget tombstones: $out"
 say "PASS"

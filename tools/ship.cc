@@ -165,6 +165,7 @@ class shipper {
   std::optional<ship_error> find_resume_point(std::optional<position>& last_shipped);
   std::optional<ship_error> ship_from(std::optional<position> last_shipped, bool& done);
   std::optional<ship_error> produce(const event_view& e);
+  std::optional<ship_error> ship_forgets();
   std::optional<ship_error> finish_transaction(bool commit);
   rd_kafka_conf_t* base_conf(char* err, size_t errn, bool& ok);
   void progress(bool force);
@@ -193,6 +194,11 @@ class shipper {
   std::optional<type_registry> types_;
   std::set<uint32_t> unnamed_;
   std::optional<clock_type::time_point> stop_seen_;  // when this thread first saw g_ship_stop
+  // Crypto-shredding: the forgets (DIR/forgotten) tombstoned so far in this
+  // run. A new run tombstones them all again: at least once, which a
+  // tombstone tolerates (it only says "nothing for this key").
+  uint64_t forgets_sent_ = 0;
+  clock_type::time_point forgets_checked_{};
 };
 
 bool shipper::stop_grace_over() {
@@ -467,6 +473,9 @@ std::optional<ship_error> shipper::produce(const event_view& e) {
   add_id("varve.correlation_id", e.correlation_id);
   add_id("varve.causation_id", e.causation_id);
   if (e.content == content_type::json) rd_kafka_header_add(h, "varve.content", -1, "json", 4);
+  // Crypto-shredding: an event of a forgotten stream goes out with a null
+  // value, a Kafka tombstone for its key.
+  if (e.forgotten) rd_kafka_header_add(h, "varve.forgotten", -1, "1", 1);
   if (e.stream_is_integer) rd_kafka_header_add(h, "varve.stream_u64", -1, "1", 1);
   // The event's metadata as headers of their own names (the append reserves
   // "varve." for the headers above, so they cannot collide).
@@ -474,14 +483,18 @@ std::optional<ship_error> shipper::produce(const event_view& e) {
     rd_kafka_header_add(h, m.key.data(), static_cast<ssize_t>(m.key.size()), m.value.data(),
                         static_cast<ssize_t>(m.value.size()));
 
+  // The payload is not copied when it lives in the log's mapping, which
+  // stays open longer than the producer. A decrypted or upcast one lives in
+  // the reader's buffer, which its next event overwrites: copied.
+  const bool in_mapping = !e.encrypted && e.schema_version == e.stored_schema_version;
   for (;;) {
-    // The payload is not copied: it lives in the log's mapping, which stays
-    // open longer than the producer.
     rd_kafka_resp_err_t err = rd_kafka_producev(
         producer_.get(), RD_KAFKA_V_TOPIC(a_.topic.c_str()),
         RD_KAFKA_V_KEY(e.stream.data(), e.stream.size()),
-        RD_KAFKA_V_VALUE(const_cast<std::byte*>(e.payload.data()), e.payload.size()),
-        RD_KAFKA_V_MSGFLAGS(0), RD_KAFKA_V_TIMESTAMP(static_cast<int64_t>(e.timestamp_ns / 1000000)),
+        RD_KAFKA_V_VALUE(e.forgotten ? nullptr : const_cast<std::byte*>(e.payload.data()),
+                         e.forgotten ? 0 : e.payload.size()),
+        RD_KAFKA_V_MSGFLAGS(in_mapping ? 0 : RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_TIMESTAMP(static_cast<int64_t>(e.timestamp_ns / 1000000)),
         RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;  // h is the message's now
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !g_ship_stop) {
@@ -495,6 +508,54 @@ std::optional<ship_error> shipper::produce(const event_view& e) {
     rd_kafka_headers_destroy(h);
     return ship_error{"Kafka at " + a_.brokers + ": produce: " + rd_kafka_err2str(err)};
   }
+}
+
+// Crypto-shredding: for each forget in DIR/forgotten not yet sent by this
+// run, a Kafka tombstone (the stream as key, a null value) in a transaction
+// of its own, so a compacted topic drops the stream's earlier records,
+// shipped in clear before the forget. Each carries varve.position = the last
+// event shipped (the resume point stays what it was) and varve.forget = the
+// forget's number. Only once something was shipped: before that the topic
+// holds nothing of this log to erase (and the stream's events, shipped from
+// now on, go out as tombstones themselves).
+std::optional<ship_error> shipper::ship_forgets() {
+  forgets_checked_ = clock_type::now();
+  if (shipped_to_.value == 0 && shipped_ == 0) return std::nullopt;
+  auto fl = log_.forgotten();
+  if (!fl) return ship_error{fl.error().to_string(), true};
+  if (fl.value().empty() || fl.value().back().forget_sequence <= forgets_sent_) return std::nullopt;
+  if (rd_kafka_error_t* be = rd_kafka_begin_transaction(producer_.get()))
+    return ship_error{"Kafka at " + a_.brokers + ": begin_transaction: " + take(be)};
+  char num[32];
+  for (const forgotten_stream& f : fl.value()) {
+    if (f.forget_sequence <= forgets_sent_) continue;
+    rd_kafka_headers_t* h = rd_kafka_headers_new(6);
+    rd_kafka_header_add(h, "varve.log", -1, log_hex_.data(), static_cast<ssize_t>(log_hex_.size()));
+    int n = std::snprintf(num, sizeof num, "%" PRIu64, shipped_to_.value);
+    rd_kafka_header_add(h, "varve.position", -1, num, n);
+    n = std::snprintf(num, sizeof num, "%" PRIu64, f.forget_sequence);
+    rd_kafka_header_add(h, "varve.forget", -1, num, n);
+    rd_kafka_header_add(h, "varve.forgotten", -1, "1", 1);
+    if (f.stream_is_integer) rd_kafka_header_add(h, "varve.stream_u64", -1, "1", 1);
+    for (;;) {
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          producer_.get(), RD_KAFKA_V_TOPIC(a_.topic.c_str()), RD_KAFKA_V_KEY(f.stream.data(), f.stream.size()),
+          RD_KAFKA_V_VALUE(nullptr, 0), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_TIMESTAMP(static_cast<int64_t>(f.time_ns / 1000000)), RD_KAFKA_V_HEADERS(h),
+          RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !g_ship_stop) {
+        rd_kafka_poll(producer_.get(), 50);
+        continue;
+      }
+      rd_kafka_headers_destroy(h);
+      (void)finish_transaction(false);
+      return ship_error{"Kafka at " + a_.brokers + ": produce (tombstone): " + rd_kafka_err2str(err)};
+    }
+  }
+  if (auto err = finish_transaction(true)) return err;
+  forgets_sent_ = fl.value().back().forget_sequence;
+  return std::nullopt;
 }
 
 // Commit (or abort) the open transaction. Retriable errors (a broker
@@ -585,6 +646,7 @@ std::optional<ship_error> shipper::ship_from(std::optional<position> last_shippe
                         true};
     shipped_to_ = e.position;
   }
+  if (auto err = ship_forgets()) return err;
 
   for (;;) {
     // Wait for the first event of a transaction without one open: an idle
@@ -600,6 +662,9 @@ std::optional<ship_error> shipper::ship_from(std::optional<position> last_shippe
     }
     rd_kafka_poll(producer_.get(), 0);
     if (!*got) {
+      // Idle: forgets made since (at most once a second).
+      if (a_.stop_at_end || clock_type::now() - forgets_checked_ >= 1s)
+        if (auto err = ship_forgets()) return err;
       if (a_.stop_at_end) {
         done = true;
         return std::nullopt;

@@ -468,7 +468,8 @@ result<std::vector<keyring::journal_entry>> keyring::read_journal_entries(file_s
     const uint64_t left = b.size() - at;
     const uint32_t len = left >= 8 ? coding::get_u32(e) : 0;
     const uint32_t n = left >= 8 ? coding::get_u32(e + 4) : 0;
-    const bool sane = left >= 32 && len >= 40 && len % 8 == 0 && len <= left &&
+    const bool sane = left >= 32 && len >= 40 && len % 8 == 0 && len <= left && n >= 1 &&
+                      coding::get_u8(e + 24) >= 1 &&
                       len == coding::align8(32 + uint64_t{n} * 4 + coding::get_u8(e + 24)) + 8 &&
                       coding::get_u64(e + len - 8) == XXH3_64bits(e, len - 8);
     if (!sane) {

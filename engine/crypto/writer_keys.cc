@@ -140,13 +140,16 @@ result<forget_result> event_log::forget(stream_id stream) {
   forget_result out;
   std::vector<uint32_t> slots;
   if (const uint32_t c = s.shared->keys->cached_slot(key)) slots.push_back(c);
-  auto rs = read_stream(stream, 1, read_direction::forward, head->version);
+  // Newest first, down the stream's back-chain: where retention removed its
+  // oldest events the walk ends there (nothing left to erase).
+  auto rs = read_stream(stream, head->version, read_direction::backward, head->version);
   if (!rs) return rs.error();
   stream_reader& r = rs.value();
   r.raw_ = true;
   event_view e;
   for (;;) {
     auto got = r.next(e);
+    if (!got && got.error().code() == errc::removed) break;
     if (!got) return status(got.error().code(), "forget '" + name + "': " + got.error().message());
     if (!got.value()) break;
     if (!e.encrypted) {
