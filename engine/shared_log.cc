@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "base/archive_file.h"
+#include "engine/crypto/keyring.h"
 #include "base/start_file.h"
 
 namespace varve::detail {
@@ -94,6 +95,14 @@ bool shared_log::refresh_archive() {
   if (!loc || !loc.value() || loc.value()->dir == segments.archive_dir()) return false;
   segments.set_archive_dir(loc.value()->dir);
   return true;
+}
+
+status shared_log::open_payload(event_view& ev, std::string& buf) const {
+  if (!keys) [[unlikely]]
+    return status(errc::invalid_argument, segments.identity().dir + ": the event at position " +
+                                              std::to_string(ev.position.value) +
+                                              " is encrypted: the log needs its master key to read it");
+  return keys->open_payload(ev, buf);
 }
 
 }  // namespace varve::detail

@@ -10,12 +10,13 @@
 #include <vector>
 
 #include "engine/control_block.h"
-#include "engine/crypto/keyring.h"
 #include "engine/index_table.h"
 #include "engine/segment_table.h"
 #include "varve/upcast.h"
 
 namespace varve::detail {
+
+class keyring;  // engine/crypto/keyring.h
 
 struct shared_log {
   shared_log(std::shared_ptr<file_system> fs, segment::identity id, bool verify)
@@ -106,13 +107,7 @@ struct shared_log {
   // master key. Every reader opens an encrypted payload through here
   // before upcasting.
   std::shared_ptr<keyring> keys;
-  status open_payload(event_view& ev, std::string& buf) const {
-    if (!keys) [[unlikely]]
-      return status(errc::invalid_argument, segments.identity().dir + ": the event at position " +
-                                                std::to_string(ev.position.value) +
-                                                " is encrypted: the log needs its master key to read it");
-    return keys->open_payload(ev, buf);
-  }
+  status open_payload(event_view& ev, std::string& buf) const;
 
   std::atomic<uint64_t> first_segment_{0};
   std::mutex retention_mu;  // one retention pass at a time

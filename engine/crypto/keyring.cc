@@ -557,7 +557,7 @@ result<uint64_t> keyring::forget(std::string_view stream, bool integer, const st
   for (uint32_t slot : slots)
     if (status w = write_destroyed(slot); !w) return w;
   if (status w = fs_->datasync(file_); !w) return w;
-  stream_slot_.erase(std::string(stream));
+  if (auto it = stream_slot_.find(stream); it != stream_slot_.end()) stream_slot_.erase(it);
   return journal_seq_;
 }
 

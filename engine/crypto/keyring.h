@@ -13,6 +13,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -63,7 +64,7 @@ class keyring {
   // for it yet (the caller then looks at the stream's last record and calls
   // adopt, or new_slot).
   uint32_t cached_slot(std::string_view stream) const {
-    auto it = stream_slot_.find(std::string(stream));
+    auto it = stream_slot_.find(stream);  // no std::string made per append
     return it == stream_slot_.end() ? 0 : it->second;
   }
   // Takes `slot` (found in the stream's last record) for the stream when its
@@ -117,7 +118,11 @@ class keyring {
   mutable std::unique_ptr<std::atomic<cached*>[]> chunks_;
 
   // Writer only.
-  std::unordered_map<std::string, uint32_t> stream_slot_;
+  struct sv_hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, uint32_t, sv_hash, std::equal_to<>> stream_slot_;
   uint64_t next_slot_ = 0;    // the next fresh key to hand out
   uint64_t fresh_end_ = 0;    // keys [next_slot_, fresh_end_) are durable and unused
   uint32_t batch_ = 8;        // keys made per batch: doubles up to kMaxBatch

@@ -8,6 +8,7 @@
 
 #include "base/coding.h"
 #include "base/record_format.h"
+#include "engine/crypto/keyring.h"
 #include "engine/append_path.h"
 #include "engine/log_access.h"
 #include "engine/log_state.h"
