@@ -635,6 +635,7 @@ status event_log::close() {
   if (s.read_only) return {};
   status r = s.bg->drain();
   s.heads.set_runner({});
+  detail::stop_key_runner(s);
   s.bg.reset();
   // Durability per mode: group and sync make everything durable on close;
   // none leaves it to the page cache (a process exit loses nothing).

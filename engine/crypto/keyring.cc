@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <tuple>
 
 #include "base/coding.h"
 #include "base/log_files.h"
@@ -233,7 +234,7 @@ result<std::shared_ptr<keyring>> keyring::open(std::shared_ptr<file_system> fs, 
   if (writable) {
     // New keys go after every whole entry there is: a batch a crash cut
     // short was never used (a key is durable before any record names it).
-    k->fresh_end_ = k->next_slot_ = (size.value() + kEntry - 1) / kEntry;
+    k->file_end_ = k->range_end_ = k->next_slot_ = (size.value() + kEntry - 1) / kEntry;
     randombytes_buf(k->nonce_prefix_.data(), k->nonce_prefix_.size());
   }
   return k;
@@ -375,14 +376,20 @@ bool keyring::adopt(std::string_view stream, uint32_t slot) {
   return true;
 }
 
-status keyring::add_keys(uint32_t n) {
-  if (fresh_end_ + n > kMaxSlots)
-    return status(errc::no_space, path_ + ": the key file is full (" + std::to_string(kMaxSlots - 1) + " keys)");
+result<uint64_t> keyring::make_batch(uint32_t n) {
+  uint64_t first = 0;
+  {
+    std::lock_guard<std::mutex> g(batch_mu_);
+    if (file_end_ + n > kMaxSlots)
+      return status(errc::no_space, path_ + ": the key file is full (" + std::to_string(kMaxSlots - 1) + " keys)");
+    first = file_end_;
+    file_end_ += n;
+  }
   std::vector<std::byte> out(size_t{n} * kEntry);
-  cached* made[kMaxBatch];
+  std::vector<cached*> made(n);
   uint8_t key[32], ad[kWrapAd];
   for (uint32_t i = 0; i < n; ++i) {
-    const uint64_t slot = fresh_end_ + i;
+    const uint64_t slot = first + i;
     std::byte* e = out.data() + size_t{i} * kEntry;
     coding::put_u64(e, slot);
     coding::put_u32(e + 8, kLive);
@@ -407,23 +414,53 @@ status keyring::add_keys(uint32_t n) {
     }
   }
   sodium_memzero(key, sizeof key);
-  // Durable before any record can name one of them.
-  status s = fs_->pwrite(file_, fresh_end_ * kEntry, out.data(), out.size());
+  // Durable before any record can name one of them. A batch that fails is
+  // never handed out; its slots stay unused.
+  status s = fs_->pwrite(file_, first * kEntry, out.data(), out.size());
   if (s) s = fs_->datasync(file_);
   if (!s) return s;
   for (uint32_t i = 0; i < n; ++i) made[i]->state.store(1, std::memory_order_release);
-  fresh_end_ += n;
-  known_size_.store(fresh_end_ * kEntry, std::memory_order_release);
-  return {};
+  const uint64_t end_bytes = (first + n) * kEntry;
+  uint64_t known = known_size_.load(std::memory_order_relaxed);
+  while (known < end_bytes && !known_size_.compare_exchange_weak(known, end_bytes, std::memory_order_release)) {
+  }
+  return first;
 }
 
 result<uint32_t> keyring::new_slot(std::string_view stream) {
-  if (next_slot_ == fresh_end_) {
-    if (status s = add_keys(batch_); !s) return s;
+  if (next_slot_ == range_end_) {
+    bool took = false;
+    {
+      std::lock_guard<std::mutex> g(batch_mu_);
+      if (!ready_.empty()) {
+        std::tie(next_slot_, range_end_) = ready_.front();
+        ready_.erase(ready_.begin());
+        took = true;
+      }
+    }
+    if (!took) {
+      auto first = make_batch(batch_);
+      if (!first) return first.error();
+      next_slot_ = first.value();
+      range_end_ = first.value() + batch_;
+    }
     batch_ = std::min(batch_ * 2, kMaxBatch);
   }
   const uint32_t slot = static_cast<uint32_t>(next_slot_++);
   stream_slot_[std::string(stream)] = slot;
+  // The next batch, made ahead once half of this one is used.
+  if (runner_ && range_end_ - next_slot_ <= batch_ / 2) {
+    std::lock_guard<std::mutex> g(batch_mu_);
+    if (!making_ && ready_.empty()) {
+      making_ = true;
+      runner_([self = shared_from_this(), n = batch_] {
+        auto first = self->make_batch(n);
+        std::lock_guard<std::mutex> g(self->batch_mu_);
+        if (first) self->ready_.emplace_back(first.value(), first.value() + n);
+        self->making_ = false;  // a failure: the writer makes the next batch itself and meets it
+      });
+    }
+  }
   return slot;
 }
 

@@ -32,7 +32,7 @@ namespace varve::detail {
 // An encrypted payload: key slot (u32), nonce (24), ciphertext, tag (16).
 inline constexpr uint32_t kSealOverhead = 4 + 24 + 16;
 
-class keyring {
+class keyring : public std::enable_shared_from_this<keyring> {
  public:
   static constexpr const char* kKeysName = "keys";
   static constexpr const char* kJournalName = "forgotten";
@@ -71,7 +71,13 @@ class keyring {
   // key is live; false when it is not (forgotten, or damaged).
   bool adopt(std::string_view stream, uint32_t slot);
   // A new data key for `stream`, durable in DIR/keys before it is returned.
+  // Keys come in batches made ahead by the runner (set_runner) while the
+  // current batch is used up; only when none is ready does the writer make
+  // one itself (a pwrite and an fdatasync on its own thread).
   result<uint32_t> new_slot(std::string_view stream);
+  // Where batches of keys are made ahead (the preparer thread); empty: the
+  // writer makes every batch itself. Writer thread.
+  void set_runner(std::function<void(std::function<void()>)> run) { runner_ = std::move(run); }
   // Destroys the keys in `slots` for `stream` (journal first, then the keys,
   // each step synced). `integer`: the stream id is an integer's 8 bytes.
   result<uint64_t> forget(std::string_view stream, bool integer, const std::vector<uint32_t>& slots);
@@ -102,7 +108,10 @@ class keyring {
   bool live_in_file(uint32_t slot) const;
   uint64_t slots_in_file() const;
   status write_destroyed(uint32_t slot);
-  status add_keys(uint32_t n);
+  // Makes n keys at the end of the file, durable, their cache entries live;
+  // returns the first slot. Any thread (the file's end is reserved under
+  // batch_mu_, so the writer and the runner never write the same entries).
+  result<uint64_t> make_batch(uint32_t n);
 
   std::shared_ptr<file_system> fs_;
   std::string dir_;
@@ -124,8 +133,13 @@ class keyring {
   };
   std::unordered_map<std::string, uint32_t, sv_hash, std::equal_to<>> stream_slot_;
   uint64_t next_slot_ = 0;    // the next fresh key to hand out
-  uint64_t fresh_end_ = 0;    // keys [next_slot_, fresh_end_) are durable and unused
+  uint64_t range_end_ = 0;    // keys [next_slot_, range_end_) are durable and unused
   uint32_t batch_ = 8;        // keys made per batch: doubles up to kMaxBatch
+  std::function<void(std::function<void()>)> runner_;
+  std::mutex batch_mu_;       // guards the three below
+  uint64_t file_end_ = 0;     // slots reserved so far (the next batch starts here)
+  std::vector<std::pair<uint64_t, uint64_t>> ready_;  // batches made ahead: [first, end)
+  bool making_ = false;       // a batch is on its way on the runner
   std::array<uint8_t, 16> nonce_prefix_{};  // random per session
   uint64_t nonce_counter_ = 0;
   uint64_t journal_end_ = 0;  // where the next journal entry goes

@@ -10,6 +10,7 @@
 #include "base/record_format.h"
 #include "engine/crypto/keyring.h"
 #include "engine/append_path.h"
+#include "engine/background.h"
 #include "engine/log_access.h"
 #include "engine/log_state.h"
 #include "varve/log.h"
@@ -115,9 +116,18 @@ status open_keys(log_state& s) {
                                  " data keys that DIR/forgotten names",
                              "", 0});
   }
+  if (!s.read_only) {
+    // Key batches are made ahead on the preparer thread (close() takes this
+    // back before that thread stops).
+    k.value()->set_runner([bg = s.bg.get()](std::function<void()> task) { bg->run_later(std::move(task)); });
+  }
   s.shared->keys = std::move(k.value());
   s.encrypting = !s.read_only;
   return {};
+}
+
+void stop_key_runner(log_state& s) {
+  if (s.shared->keys) s.shared->keys->set_runner({});
 }
 
 }  // namespace varve::detail

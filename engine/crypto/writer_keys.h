@@ -15,6 +15,8 @@ struct log_state;
 // given a key), finishes forgets a crash interrupted, and refuses a writer
 // without the key of a log that has DIR/keys. Before the log is handed out.
 status open_keys(log_state& s);
+// Takes the key batches' runner back from the preparer thread (close()).
+void stop_key_runner(log_state& s);
 
 // Replaces `events` (one stream's batch) by copies whose payloads are
 // sealed with the stream's data key, in the writer's scratch. Cold: only a
