@@ -205,6 +205,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   s->shared->ctl->next_sequence().store(s->next_seq, std::memory_order_relaxed);
   s->shared->ctl->commit().store(end, std::memory_order_release);
   s->written.store(end, std::memory_order_relaxed);
+  s->session_start = end;
   // Durable at open, in mode none: what the last session recorded (recovery
   // never cuts below it), and every sealed segment.
   uint64_t durable_at_open = (dirty_first << s->meta.log2_capacity) + segment_format::kHeaderSize;

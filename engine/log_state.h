@@ -84,6 +84,7 @@ struct log_state {
   // payloads (shared->keys is set); the sealed copies of the batch being
   // appended live here, grown to the largest batch and reused.
   bool encrypting = false;
+  uint64_t session_start = 0;  // the log's end when this session opened it: records past it are its own
   std::vector<event_data> sealed_events;
   std::vector<std::byte> sealed_bytes;
   std::vector<stream_batch> sealed_batches;

@@ -369,11 +369,12 @@ void keyring::seal(uint32_t slot, std::string_view stream, std::span<const std::
   sodium_memzero(k, sizeof k);
 }
 
-bool keyring::adopt(std::string_view stream, uint32_t slot) {
+bool keyring::usable(uint32_t slot) const {
+  // The writer's own view suffices: only the writer forgets, and its forget
+  // marks the cached key destroyed (the state word in the file is for
+  // readers in other processes).
   std::string why;
-  if (!key_of(slot, why) || !live_in_file(slot)) return false;
-  stream_slot_[std::string(stream)] = slot;
-  return true;
+  return key_of(slot, why) != nullptr;
 }
 
 result<uint64_t> keyring::make_batch(uint32_t n) {
@@ -427,7 +428,7 @@ result<uint64_t> keyring::make_batch(uint32_t n) {
   return first;
 }
 
-result<uint32_t> keyring::new_slot(std::string_view stream) {
+result<uint32_t> keyring::new_slot() {
   if (next_slot_ == range_end_) {
     bool took = false;
     {
@@ -447,7 +448,6 @@ result<uint32_t> keyring::new_slot(std::string_view stream) {
     batch_ = std::min(batch_ * 2, kMaxBatch);
   }
   const uint32_t slot = static_cast<uint32_t>(next_slot_++);
-  stream_slot_[std::string(stream)] = slot;
   // The next batch, made ahead once half of this one is used.
   if (runner_ && range_end_ - next_slot_ <= batch_ / 2) {
     std::lock_guard<std::mutex> g(batch_mu_);
@@ -594,7 +594,6 @@ result<uint64_t> keyring::forget(std::string_view stream, bool integer, const st
   for (uint32_t slot : slots)
     if (status w = write_destroyed(slot); !w) return w;
   if (status w = fs_->datasync(file_); !w) return w;
-  if (auto it = stream_slot_.find(stream); it != stream_slot_.end()) stream_slot_.erase(it);
   return journal_seq_;
 }
 

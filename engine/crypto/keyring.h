@@ -19,7 +19,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "varve/crypto.h"
@@ -60,21 +59,15 @@ class keyring : public std::enable_shared_from_this<keyring> {
   // Encrypts `plain` for `stream` into dst (plain.size() + kSealOverhead
   // bytes), with key `slot` (from writer_slot).
   void seal(uint32_t slot, std::string_view stream, std::span<const std::byte> plain, std::byte* dst);
-  // The slot of `stream`'s live data key, or 0 when this session has none
-  // for it yet (the caller then looks at the stream's last record and calls
-  // adopt, or new_slot).
-  uint32_t cached_slot(std::string_view stream) const {
-    auto it = stream_slot_.find(stream);  // no std::string made per append
-    return it == stream_slot_.end() ? 0 : it->second;
-  }
-  // Takes `slot` (found in the stream's last record) for the stream when its
-  // key is live; false when it is not (forgotten, or damaged).
-  bool adopt(std::string_view stream, uint32_t slot);
-  // A new data key for `stream`, durable in DIR/keys before it is returned.
+  // Whether the key in `slot` (named by a stream's last record) is live and
+  // so may seal the stream's next events; false when it was destroyed, or
+  // cannot be read (the stream then gets a new key).
+  bool usable(uint32_t slot) const;
+  // A new data key, durable in DIR/keys before it is returned.
   // Keys come in batches made ahead by the runner (set_runner) while the
   // current batch is used up; only when none is ready does the writer make
   // one itself (a pwrite and an fdatasync on its own thread).
-  result<uint32_t> new_slot(std::string_view stream);
+  result<uint32_t> new_slot();
   // Where batches of keys are made ahead (the preparer thread); empty: the
   // writer makes every batch itself. Writer thread.
   void set_runner(std::function<void(std::function<void()>)> run) { runner_ = std::move(run); }
@@ -127,11 +120,6 @@ class keyring : public std::enable_shared_from_this<keyring> {
   mutable std::unique_ptr<std::atomic<cached*>[]> chunks_;
 
   // Writer only.
-  struct sv_hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  std::unordered_map<std::string, uint32_t, sv_hash, std::equal_to<>> stream_slot_;
   uint64_t next_slot_ = 0;    // the next fresh key to hand out
   uint64_t range_end_ = 0;    // keys [next_slot_, range_end_) are durable and unused
   uint32_t batch_ = 8;        // keys made per batch: doubles up to kMaxBatch

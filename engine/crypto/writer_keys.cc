@@ -36,19 +36,43 @@ uint32_t slot_in_record(log_state& s, uint64_t pos) {
   return coding::get_u32(v.payload.data());
 }
 
-result<uint32_t> writer_slot(log_state& s, std::string_view stream, uint64_t last_position) {
+// The key slot in a record this session wrote (its bytes are this writer's
+// own: read in place, no checksum), 0 for one in clear.
+uint32_t slot_in_own_record(const std::byte* rec) {
+  const uint8_t flags = coding::get_u8(rec + 13);
+  if (!(coding::get_u8(rec + 15) & record::kFlag2Encrypted)) return 0;
+  const uint32_t ids = record::kIdSize * (((flags & record::kFlagEventId) != 0) +
+                                          ((flags & record::kFlagCorrelation) != 0) +
+                                          ((flags & record::kFlagCausation) != 0));
+  return coding::get_u32(rec + record::kHeaderSize + ids + coding::get_u8(rec + 14));
+}
+
+// A stream keeps its key: the one its last record names, while it is live.
+// No map from streams to keys: the head table already leads to that record
+// (one cache miss, where a map of its own cost P1 a quarter of the
+// writer's time: docs/BENCHMARKS.md section 18).
+result<uint32_t> writer_slot(log_state& s, uint64_t last_position) {
   keyring& k = *s.shared->keys;
-  if (const uint32_t slot = k.cached_slot(stream)) return slot;
-  if (last_position != ~uint64_t{0})
-    if (const uint32_t slot = slot_in_record(s, last_position); slot && k.adopt(stream, slot)) return slot;
-  return k.new_slot(stream);
+  if (last_position != ~uint64_t{0}) {
+    uint32_t slot = 0;
+    const uint64_t index = last_position >> s.meta.log2_capacity;
+    segment* g = nullptr;
+    if (last_position >= s.session_start)
+      g = index == s.active->index() ? s.active : s.shared->segments.find(index);
+    if (g && !g->archived())
+      slot = slot_in_own_record(g->data() + (last_position & (s.capacity() - 1)));
+    else
+      slot = slot_in_record(s, last_position);  // an earlier session's: validated first
+    if (slot && k.usable(slot)) return slot;
+  }
+  return k.new_slot();
 }
 
 }  // namespace
 
 status seal_payloads(log_state& s, std::string_view stream, uint64_t last_position,
                      std::span<const event_data>& events) {
-  auto slot = writer_slot(s, stream, last_position);
+  auto slot = writer_slot(s, last_position);
   if (!slot) return slot.error();
   size_t bytes = 0;
   for (const event_data& e : events) bytes += e.payload.size() + kSealOverhead;
@@ -79,7 +103,7 @@ status seal_batches(log_state& s, std::span<const stream_batch>& batches, const 
   for (size_t i = 0; i < batches.size(); ++i) {
     const std::string_view stream = batches[i].stream.bytes();
     if (batches[i].events.empty()) continue;
-    auto slot = writer_slot(s, stream, last_positions[i]);
+    auto slot = writer_slot(s, last_positions[i]);
     if (!slot) return slot.error();
     event_data* first = out;
     for (const event_data& e : batches[i].events) {
@@ -146,11 +170,9 @@ result<forget_result> event_log::forget(stream_id stream) {
   const head_table::head* head = s.heads.find(key, s.heads.hash(key));
   if (!head || head->version == 0) return status(errc::not_found, s.dir + ": no stream '" + name + "'");
   // Every key the stream's records name (a stream may have had several: a
-  // writer that could not read its last record gave it a new one), and the
-  // one this session holds for it.
+  // writer that could not read its last record gave it a new one).
   forget_result out;
   std::vector<uint32_t> slots;
-  if (const uint32_t c = s.shared->keys->cached_slot(key)) slots.push_back(c);
   // Newest first, down the stream's back-chain: where retention removed its
   // oldest events the walk ends there (nothing left to erase).
   auto rs = read_stream(stream, head->version, read_direction::backward, head->version);
