@@ -177,6 +177,9 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   s->counting = std::make_unique<detail::counting_observer>(s->opts.observer);
   s->observer = s->counting.get();
   make_shared_log(*s);
+  // A writer without the log's master key (or with another) is refused
+  // before recovery touches anything.
+  if (status k = detail::open_keys(*s); !k) return k;
   if (status r = detail::recover(*s); !r) return r;
   s->shared->set_start(s->first_segment, s->first_sequence);
 
@@ -241,7 +244,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   // A growing head table's page work goes to the preparer thread (close()
   // takes it back before that thread stops).
   s->heads.set_runner([bg = s->bg.get()](std::function<void()> task) { bg->run_later(std::move(task)); });
-  if (status k = detail::open_keys(*s); !k) return k;
+  detail::start_key_runner(*s);
   s->shared->ctl->counter(ctl_counter::open_ns).store(steady_ns() - open_started, std::memory_order_relaxed);
   return std::unique_ptr<event_log>(new event_log(std::move(s)));
 }

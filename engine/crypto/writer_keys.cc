@@ -140,14 +140,16 @@ status open_keys(log_state& s) {
                                  " data keys that DIR/forgotten names",
                              "", 0});
   }
-  if (!s.read_only) {
-    // Key batches are made ahead on the preparer thread (close() takes this
-    // back before that thread stops).
-    k.value()->set_runner([bg = s.bg.get()](std::function<void()> task) { bg->run_later(std::move(task)); });
-  }
   s.shared->keys = std::move(k.value());
   s.encrypting = !s.read_only;
   return {};
+}
+
+void start_key_runner(log_state& s) {
+  // Key batches are made ahead on the preparer thread (close() takes this
+  // back before that thread stops).
+  if (s.shared->keys && !s.read_only)
+    s.shared->keys->set_runner([bg = s.bg.get()](std::function<void()> task) { bg->run_later(std::move(task)); });
 }
 
 void stop_key_runner(log_state& s) {

@@ -13,9 +13,12 @@ struct log_state;
 
 // Opens DIR/keys when the log has a master key (creating it for a writer
 // given a key), finishes forgets a crash interrupted, and refuses a writer
-// without the key of a log that has DIR/keys. Before the log is handed out.
+// without the key of a log that has DIR/keys, or with another key. Early
+// in open, before recovery changes anything.
 status open_keys(log_state& s);
-// Takes the key batches' runner back from the preparer thread (close()).
+// Hands the making of key batches to the preparer thread (once it runs),
+// and takes it back (close(), before that thread stops).
+void start_key_runner(log_state& s);
 void stop_key_runner(log_state& s);
 
 // Replaces `events` (one stream's batch) by copies whose payloads are
