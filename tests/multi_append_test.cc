@@ -126,6 +126,20 @@ TEST(MultiAppend, AConflictNamesTheStreamAndItsVersionAndWritesNothing) {
   stream_batch twice[] = {{stream_id("a"), expected_version::any(), two},
                           {stream_id("a"), expected_version::any(), two}};
   EXPECT_ERRC(log->append(twice), errc::invalid_argument);
+  // The same in a batch of many streams (checked by sorting, not pairwise),
+  // the two far apart; nothing written.
+  {
+    std::vector<std::string> names;
+    for (int i = 0; i < 500; ++i) names.push_back("many-" + std::to_string(i));
+    names[417] = names[3];
+    std::vector<stream_batch> many;
+    for (const std::string& n : names) many.push_back({stream_id(std::string_view(n)), expected_version::any(), two});
+    const position at = log->committed_position();
+    auto dup = log->append(many);
+    ASSERT_ERRC(dup, errc::invalid_argument);
+    EXPECT_NE(dup.error().message().find("streams[3] and [417]"), std::string::npos) << dup.error().to_string();
+    EXPECT_EQ(log->committed_position(), at);
+  }
   stream_batch none[] = {{stream_id("a"), expected_version::exact(3), {}}};
   EXPECT_ERRC(log->append(none), errc::invalid_argument);
   append_result one[1];
