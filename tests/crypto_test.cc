@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -425,8 +426,12 @@ TEST(Crypto, ForgetUnderPowerLoss) {
   std::atomic<bool> forgetting{false};
   std::vector<std::string> copies;
   uint64_t seed = 1000;
+  // The hook also runs on the log's flusher thread (mode sync syncs the
+  // control block there): the copies and the seed are shared with it.
+  std::mutex hook_mu;
   fs->set_hook([&](const char* op, const std::string& path) {
     if (!forgetting.load()) return;
+    std::lock_guard<std::mutex> g(hook_mu);
     for (int i = 0; i < 3; ++i) {
       const std::string out = root.path() + "/c" + std::to_string(copies.size());
       ASSERT_OK(fs->crash(dir, out, seed++));
@@ -437,9 +442,11 @@ TEST(Crypto, ForgetUnderPowerLoss) {
   });
   forgetting = true;
   ASSERT_OK(log->forget("alice"));
+  std::unique_lock<std::mutex> held(hook_mu);
   const size_t during = copies.size();
   fs->crash(dir, root.path() + "/after", seed++);
   forgetting = false;
+  held.unlock();
   ASSERT_GE(during, 6u);
   std::printf("forget under power loss: %zu crashed copies, seeds 1000..%llu\n", during,
               static_cast<unsigned long long>(seed - 1));
