@@ -68,6 +68,19 @@ result<uint32_t> writer_slot(log_state& s, uint64_t last_position) {
   return k.new_slot();
 }
 
+// Seals `in` (one stream's events) into out[0..n) with their payloads at
+// *p onward (advanced past them), in the writer's scratch.
+void seal_into(log_state& s, uint32_t slot, std::string_view stream, std::span<const event_data> in,
+               event_data* out, std::byte*& p) {
+  for (const event_data& e : in) {
+    *out = e;
+    s.shared->keys->seal(slot, stream, e.payload, p);
+    out->payload = std::span<const std::byte>(p, e.payload.size() + kSealOverhead);
+    p += out->payload.size();
+    ++out;
+  }
+}
+
 }  // namespace
 
 status seal_payloads(log_state& s, std::string_view stream, uint64_t last_position,
@@ -78,14 +91,10 @@ status seal_payloads(log_state& s, std::string_view stream, uint64_t last_positi
   for (const event_data& e : events) bytes += e.payload.size() + kSealOverhead;
   // Both grow to the largest batch and stay: no allocation per append after that.
   if (s.sealed_bytes.size() < bytes) s.sealed_bytes.resize(bytes);
-  s.sealed_events.assign(events.begin(), events.end());
+  s.sealed_events.resize(std::max(s.sealed_events.size(), events.size()));
   std::byte* p = s.sealed_bytes.data();
-  for (event_data& e : s.sealed_events) {
-    s.shared->keys->seal(slot.value(), stream, e.payload, p);
-    e.payload = std::span<const std::byte>(p, e.payload.size() + kSealOverhead);
-    p += e.payload.size();
-  }
-  events = s.sealed_events;
+  seal_into(s, slot.value(), stream, events, s.sealed_events.data(), p);
+  events = std::span<const event_data>(s.sealed_events.data(), events.size());
   return {};
 }
 
@@ -105,15 +114,9 @@ status seal_batches(log_state& s, std::span<const stream_batch>& batches, const 
     if (batches[i].events.empty()) continue;
     auto slot = writer_slot(s, last_positions[i]);
     if (!slot) return slot.error();
-    event_data* first = out;
-    for (const event_data& e : batches[i].events) {
-      *out = e;
-      s.shared->keys->seal(slot.value(), stream, e.payload, p);
-      out->payload = std::span<const std::byte>(p, e.payload.size() + kSealOverhead);
-      p += out->payload.size();
-      ++out;
-    }
-    s.sealed_batches[i].events = std::span<const event_data>(first, out);
+    seal_into(s, slot.value(), stream, batches[i].events, out, p);
+    s.sealed_batches[i].events = std::span<const event_data>(out, batches[i].events.size());
+    out += batches[i].events.size();
   }
   batches = s.sealed_batches;
   return {};
