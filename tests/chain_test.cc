@@ -205,8 +205,9 @@ TEST(Chain, ATornLastEntryIsRewrittenAndADamagedEarlierOneRefused) {
   EXPECT_FALSE(rep->torn_tail);
   EXPECT_EQ(rep->head, chain_by_hand(dir, 0, rep->last_segment));
   // A damaged entry before the last is corruption, named with its offset.
-  uint8_t x = 0xff;
-  write_at(path, 64 + 20, &x, 1);
+  // Flipped, not overwritten: the digest byte may already hold any value
+  // (it depends on the random log id), and writing what is there changes nothing.
+  flip_byte(path, 64 + 20);
   auto bad = verify_chain(dir);
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code(), errc::corruption);
