@@ -19,6 +19,7 @@ std::string_view errc_name(errc c) noexcept {
     case errc::cancelled: return "cancelled";
     case errc::already_exists: return "already exists";
     case errc::removed: return "removed by retention";
+    case errc::stream_deleted: return "stream deleted";
   }
   return "unknown";
 }

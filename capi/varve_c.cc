@@ -86,6 +86,7 @@ static_assert(VARVE_TOO_LARGE == static_cast<int>(errc::too_large));
 static_assert(VARVE_CANCELLED == static_cast<int>(errc::cancelled));
 static_assert(VARVE_ALREADY_EXISTS == static_cast<int>(errc::already_exists));
 static_assert(VARVE_REMOVED == static_cast<int>(errc::removed));
+static_assert(VARVE_STREAM_DELETED == static_cast<int>(errc::stream_deleted));
 // varve_event hands out the mapping's id128s as varve_id128s.
 static_assert(sizeof(varve_id128) == sizeof(varve::id128) &&
               alignof(varve_id128) == alignof(varve::id128));

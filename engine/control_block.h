@@ -160,6 +160,10 @@ class control_block {
   // after DIR/start is durable. Readers in other processes re-read DIR/start
   // when it changes (it is a hint: DIR/start, checksummed, is the truth).
   std::atomic_ref<uint64_t> start_hint() const { return ref(352); }
+  // Stream lifecycle's doorbell: the valid end of DIR/streams, stored by the
+  // writer at open and after each change is durable. Readers in other
+  // processes re-read DIR/streams when it differs from what they read.
+  std::atomic_ref<uint64_t> lifecycle_hint() const { return ref(360); }
 
   // --- counters (ctl_counter): written by the writer session only ---
   std::atomic_ref<uint64_t> counter(ctl_counter c) const { return ref(static_cast<size_t>(c)); }

@@ -10,6 +10,7 @@
 #include "engine/log_access.h"
 #include "engine/append_path.h"
 #include "engine/chain.h"
+#include "engine/lifecycle/writer_lifecycle.h"
 #include "engine/crypto/writer_keys.h"
 #include "engine/log_state.h"
 #include "base/meta_file.h"
@@ -66,6 +67,7 @@ void make_shared_log(log_state& s) {
   s.shared = std::make_shared<detail::shared_log>(
       s.fs, segment::identity{s.dir, s.meta.log2_capacity, s.meta.log_id}, s.opts.verify_checksums);
   s.shared->set_upcasters(s.opts.upcasters);
+  s.shared->clock = s.opts.clock;
   s.shared->retention_grace_ns = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(s.opts.retention_grace).count());
 }
@@ -203,6 +205,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   s->shared->ctl = std::move(ctl.value());
   s->shared->ctl->begin_session(s->meta.log_id, s->next_seq, end);
   s->shared->ctl->start_hint().store(s->first_segment, std::memory_order_release);
+  if (status l = detail::open_lifecycle(*s); !l) return l;
   s->counting->attach(s->shared->ctl.get());
   if (status r = s->shared->ctl->clear_clean_end(sync_now); !r) return r;
   s->shared->ctl->next_sequence().store(s->next_seq, std::memory_order_relaxed);
@@ -276,6 +279,7 @@ result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& 
   if (!ctl) return ctl.error();
   s->shared->ctl = std::move(ctl.value());
   s->shared->indexes.set_observer(s->opts.observer);
+  if (status l = detail::open_lifecycle(*s); !l) return l;
   if (!writer_alive) {
     auto found = detail::find_log_end(*s->fs, s->shared->segments, dir, s->meta.log_id,
                                       s->meta.log2_capacity, st);
@@ -488,6 +492,8 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
     return refused(s, status(errc::invalid_argument,
                              "stream id must have 1 to 255 bytes, got " + std::to_string(key.size())));
   if (events.empty()) return refused(s, status(errc::invalid_argument, "append of an empty batch"));
+  if (s.any_deleted) [[unlikely]]
+    if (status d = detail::refuse_deleted(s, stream, "append"); !d) return refused(s, d);
 
   const uint64_t h = s.heads.hash(key);
   head_table::head* head = s.heads.find(key, h);
@@ -866,7 +872,9 @@ result<stream_version> event_log::version_at(stream_id stream, position p) const
   while (lo < hi) {
     const stream_version mid = lo + (hi - lo + 1) / 2;
     stream_reader r;
-    if (status st = r.init(s_->shared, std::string(key), newest, newest_pos, mid, read_direction::forward, 1); !st)
+    if (status st = r.init(s_->shared, std::string(key), newest, newest_pos, mid, read_direction::forward, 1,
+                           /*hide=*/false);
+        !st)
       return st;
     r.without_upcasting();  // only its position is wanted
     event_view e;

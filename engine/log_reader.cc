@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "base/record_decode.h"
+#include "engine/lifecycle/stream_lifecycle.h"
 #include "engine/segment_filter.h"
 #include "engine/shared_log.h"
 #include "varve/reader.h"
@@ -32,8 +33,11 @@ result<bool> log_reader::next(event_view& out) {
       if (d.outcome == record::decode_outcome::event) [[likely]] {
         pos_.value += d.length;
         if (!filter_ || filter_->matches(out)) [[likely]] {
-          if (up_ || out.encrypted) [[unlikely]]
-            return upcast(out);
+          if (up_ || out.encrypted || life_on_) [[unlikely]] {
+            result<bool> f = finish(out);
+            if (f && !f.value()) continue;  // hidden by stream lifecycle
+            return f;
+          }
           return true;
         }
         continue;
@@ -41,15 +45,33 @@ result<bool> log_reader::next(event_view& out) {
     }
     result<bool> r = next_slow(out);
     if (!r || !r.value()) return r;
-    if (!filter_ || filter_->matches(out)) return up_ || out.encrypted ? upcast(out) : r;
+    if (!filter_ || filter_->matches(out)) {
+      if (!(up_ || out.encrypted || life_on_)) return r;
+      result<bool> f = finish(out);
+      if (f && !f.value()) continue;
+      return f;
+    }
   }
+}
+
+status log_reader::refresh_lifecycle() {
+  if (status s = log_->check_lifecycle(); !s) return s;
+  const uint64_t gen = log_->lifecycle_generation();
+  if (gen != life_gen_) {
+    life_gen_ = gen;
+    life_ = log_->lifecycle();
+    life_on_ = life_ && !life_->empty() ? life_.get() : nullptr;
+  }
+  if (life_on_) life_now_ns_ = log_->wall_now_ns();
+  return {};
 }
 
 // Filters see the event as stored (the segment indexes that let a filtered
 // reader skip segments know only that); the caller sees it decrypted and upcast.
 // Cold and out of line: inlined, its status and shared_ptr code cost next()
 // ~20 instructions per event in register spills even with no upcasters.
-[[gnu::cold, gnu::noinline]] result<bool> log_reader::upcast(event_view& out) {
+[[gnu::cold, gnu::noinline]] result<bool> log_reader::finish(event_view& out) {
+  if (life_on_ && life_on_->hides(out, life_now_ns_)) return false;
   // An encrypted payload is opened first (upcasters see plaintext); a
   // forgotten event is handed out as stored, its payload empty.
   status s;
@@ -73,6 +95,7 @@ result<bool> log_reader::next_slow(event_view& out) {
   // where the log now starts (readers in other processes learn it from the
   // doorbell in check_start, or when they meet the missing file, below).
   log_->check_start();  // the start a writer elsewhere moved; removed pages past their grace
+  if (status st = refresh_lifecycle(); !st) return st;  // what stream lifecycle hides now
   const bool from_beginning = pos_.value == 0;
   if (from_beginning) pos_.value = log_->start_position();
   while (pos_.value < commit) {

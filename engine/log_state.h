@@ -9,6 +9,7 @@
 #include "engine/background.h"
 #include "engine/control_block.h"
 #include "engine/flusher.h"
+#include "engine/lifecycle/stream_lifecycle.h"
 #include "base/segment_format.h"
 #include "engine/shared_log.h"
 #include "engine/writer_lock.h"
@@ -88,6 +89,12 @@ struct log_state {
   std::vector<event_data> sealed_events;
   std::vector<std::byte> sealed_bytes;
   std::vector<stream_batch> sealed_batches;
+
+  // Stream lifecycle (engine/lifecycle/): the writer's journal of changes;
+  // any_deleted lets the append paths skip the tombstone check (one test)
+  // while no stream is deleted.
+  std::unique_ptr<lifecycle_journal> life;
+  bool any_deleted = false;
 
   std::unique_ptr<background> bg;
   std::unique_ptr<durability_tracker> durable;

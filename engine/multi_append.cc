@@ -13,6 +13,7 @@
 
 #include "base/record_encode.h"
 #include "engine/append_path.h"
+#include "engine/lifecycle/writer_lifecycle.h"
 #include "engine/crypto/writer_keys.h"
 #include "engine/log_state.h"
 
@@ -115,6 +116,11 @@ result<multi_append_result> event_log::append(std::span<const stream_batch> batc
       a = b;
     }
   }
+  if (s.any_deleted) [[unlikely]]
+    for (size_t i = 0; i < batches.size(); ++i)
+      if (status d = detail::refuse_deleted(s, batches[i].stream, "multi-stream append"); !d)
+        return detail::refused(s, status(d.code(), d.message() + " (streams[" + std::to_string(i) +
+                                                       "]; nothing of the multi-stream append was written)"));
   for (size_t i = 0; i < batches.size(); ++i) {
     const std::string_view key = batches[i].stream.bytes();
     plan[i].head = s.heads.find(key, plan[i].hash);

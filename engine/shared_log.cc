@@ -1,9 +1,12 @@
 #include "engine/shared_log.h"
 
+#include <time.h>
+
 #include <chrono>
 
 #include "base/archive_file.h"
 #include "engine/crypto/keyring.h"
+#include "engine/lifecycle/stream_lifecycle.h"
 #include "base/start_file.h"
 
 namespace varve::detail {
@@ -103,6 +106,33 @@ status shared_log::open_payload(event_view& ev, std::string& buf) const {
                                               std::to_string(ev.position.value) +
                                               " is encrypted: the log needs its master key to read it");
   return keys->open_payload(ev, buf);
+}
+
+uint64_t shared_log::wall_now_ns() const {
+  if (clock) return clock();
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void shared_log::set_lifecycle(std::shared_ptr<const lifecycle_view> v) {
+  std::lock_guard<std::mutex> g(life_mu_);
+  life_hint_seen_.store(v ? v->journal_end() : 0, std::memory_order_relaxed);
+  life_ = std::move(v);
+  life_gen_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+status shared_log::refresh_lifecycle(uint64_t hint) {
+  auto v = lifecycle_view::load(*fs_, segments.identity().dir, segments.identity().log_id);
+  if (!v) return v.error();
+  std::lock_guard<std::mutex> g(life_mu_);
+  // The doorbell this read answered: a later change rings it again.
+  life_hint_seen_.store(hint, std::memory_order_relaxed);
+  if (!life_ || life_->last_change() != v.value()->last_change()) {
+    life_ = std::move(v.value());
+    life_gen_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  return {};
 }
 
 }  // namespace varve::detail

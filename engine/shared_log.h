@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,11 +17,12 @@
 
 namespace varve::detail {
 
-class keyring;  // engine/crypto/keyring.h
+class keyring;         // engine/crypto/keyring.h
+class lifecycle_view;  // engine/lifecycle/stream_lifecycle.h
 
 struct shared_log {
   shared_log(std::shared_ptr<file_system> fs, segment::identity id, bool verify)
-      : segments(fs, id), indexes(fs, id.dir, id.log_id), verify_checksums(verify) {}
+      : segments(fs, id), indexes(fs, id.dir, id.log_id), verify_checksums(verify), fs_(std::move(fs)) {}
 
   uint8_t log2() const { return segments.identity().log2_capacity; }
   uint64_t capacity() const { return uint64_t{1} << log2(); }
@@ -109,6 +111,29 @@ struct shared_log {
   std::shared_ptr<keyring> keys;
   status open_payload(event_view& ev, std::string& buf) const;
 
+  // --- stream lifecycle (engine/lifecycle/, varve/lifecycle.h) ---
+  // The metadata view readers apply. Readers keep a copy and look at the
+  // generation at their slow steps; it moves each time a view is published.
+  std::shared_ptr<const lifecycle_view> lifecycle() const {
+    std::lock_guard<std::mutex> g(life_mu_);
+    return life_;
+  }
+  uint64_t lifecycle_generation() const { return life_gen_.load(std::memory_order_acquire); }
+  void set_lifecycle(std::shared_ptr<const lifecycle_view> v);
+  // At a reader's slow step: when the writer's doorbell (control block) says
+  // DIR/streams changed since this process read it, re-reads it. A damaged
+  // file is the error (a reader must not show what it may hide).
+  status check_lifecycle() {
+    if (!ctl || life_is_writer) [[likely]] return {};
+    const uint64_t hint = ctl->lifecycle_hint().load(std::memory_order_acquire);
+    if (hint == life_hint_seen_.load(std::memory_order_relaxed)) [[likely]] return {};
+    return refresh_lifecycle(hint);
+  }
+  bool life_is_writer = false;  // this process's writer publishes views itself
+  // max_age's "now": log_options::clock when set (tests), else CLOCK_REALTIME.
+  std::function<uint64_t()> clock;
+  uint64_t wall_now_ns() const;
+
   std::atomic<uint64_t> first_segment_{0};
   std::mutex retention_mu;  // one retention pass at a time
   // How long a removed segment stays mapped (log_options::retention_grace).
@@ -116,6 +141,12 @@ struct shared_log {
 
  private:
   void refresh_from_hint(uint64_t hint);
+  status refresh_lifecycle(uint64_t hint);
+  std::shared_ptr<file_system> fs_;
+  mutable std::mutex life_mu_;
+  std::shared_ptr<const lifecycle_view> life_;
+  std::atomic<uint64_t> life_gen_{0};
+  std::atomic<uint64_t> life_hint_seen_{0};
   void drop_expired_pages_if_due();
   static constexpr uint64_t kNoDrop = ~uint64_t{0};
   std::atomic<uint64_t> hint_seen_{0};

@@ -3,6 +3,7 @@
 #include "base/coding.h"
 #include "base/record_decode.h"
 #include "base/record_format.h"
+#include "engine/lifecycle/stream_lifecycle.h"
 #include "engine/shared_log.h"
 
 namespace varve {
@@ -35,7 +36,7 @@ status ensure_record(const segment& seg, uint64_t off) {
 
 status stream_reader::init(std::shared_ptr<detail::shared_log> log, std::string stream,
                            stream_version head_version, uint64_t head_position,
-                           stream_version from, read_direction dir, uint64_t max_count) {
+                           stream_version from, read_direction dir, uint64_t max_count, bool hide) {
   log_ = std::move(log);
   log_->check_start();
   up_ = log_->upcasters_now();
@@ -45,12 +46,29 @@ status stream_reader::init(std::shared_ptr<detail::shared_log> log, std::string 
   remaining_ = max_count;
   walk_pos_ = head_position;
   walk_version_ = head_version;
-  if (head_version == 0 || max_count == 0) {
+  if (hide) {
+    // Stream lifecycle: a deleted stream is an error (not an empty one: the
+    // caller may be about to act on "no events"); truncation and max_count
+    // raise the floor the walk stops at; max_age is applied per event.
+    if (status s = log_->check_lifecycle(); !s) return s;
+    if (auto life = log_->lifecycle(); life && !life->empty())
+      if (const stream_metadata* m = life->find(stream_)) {
+        if (m->deleted)
+          return status(errc::stream_deleted, log_->segments.identity().dir + ": stream '" +
+                                                  detail::stream_text_of(stream_) + "' was deleted");
+        floor_ = std::max<stream_version>(1, m->truncate_before);
+        if (m->max_count != 0 && head_version > m->max_count)
+          floor_ = std::max<stream_version>(floor_, head_version - m->max_count + 1);
+        max_age_ns_ = m->max_age_ns;
+        if (max_age_ns_) now_ns_ = log_->wall_now_ns();
+      }
+  }
+  if (head_version == 0 || max_count == 0 || floor_ > head_version) {
     remaining_ = 0;
     return {};
   }
   if (dir == read_direction::forward) {
-    next_version_ = from == 0 ? 1 : from;
+    next_version_ = std::max(from == 0 ? 1 : from, floor_);
     if (next_version_ > head_version) {
       remaining_ = 0;
       return {};
@@ -64,7 +82,7 @@ status stream_reader::init(std::shared_ptr<detail::shared_log> log, std::string 
     return {};
   }
   next_version_ = std::min(from, head_version);
-  if (next_version_ == 0) {
+  if (next_version_ < floor_) {
     remaining_ = 0;
     return {};
   }
@@ -115,7 +133,7 @@ status stream_reader::descend() {
 
   // The back-chain, within this segment: each record names its predecessor.
   const size_t at = positions_.size();
-  const uint64_t stop = dir_ == read_direction::forward ? next_version_ : 1;
+  const uint64_t stop = dir_ == read_direction::forward ? next_version_ : floor_;
   uint32_t count = 0;
   while (walk_version_ >= stop && walk_version_ > 0 && (walk_pos_ >> l2) == seg_index) {
     const uint64_t off = walk_pos_ & mask;
@@ -133,7 +151,9 @@ status stream_reader::descend() {
     positions_.push_back(walk_pos_);
     ++count;
     --walk_version_;
-    if (walk_version_ > 0 && (v.previous.is_none() || v.previous.value >= walk_pos_))
+    // Only where the walk goes on: below the floor the link may lead into
+    // what a scavenge removed, or nowhere (a head rebuilt from DIR/streams).
+    if (walk_version_ >= stop && walk_version_ > 0 && (v.previous.is_none() || v.previous.value >= walk_pos_))
       return bad_chain(seg, off, "back-chain does not lead backward");
     walk_pos_ = v.previous.value;
   }
@@ -165,6 +185,17 @@ void stream_reader::prefetch(uint64_t version) const {
 }
 
 result<bool> stream_reader::next(event_view& out) {
+  for (;;) {
+    result<bool> r = next_stored(out);
+    if (!r || !r.value() || max_age_ns_ == 0) [[likely]] return r;
+    // max_age: an event older than the limit is hidden, by its own
+    // timestamp (the rule log-wide reads apply too).
+    if (out.timestamp_ns + max_age_ns_ >= now_ns_) return r;
+    ++remaining_;  // not handed out
+  }
+}
+
+result<bool> stream_reader::next_stored(event_view& out) {
   if (remaining_ == 0 || !log_) return false;
   const run* r = nullptr;
   if (dir_ == read_direction::forward) {
@@ -175,7 +206,7 @@ result<bool> stream_reader::next(event_view& out) {
       --run_;
     }
   } else {
-    if (next_version_ == 0) return false;
+    if (next_version_ < floor_) return false;
     if (next_version_ < runs_.back().first_version) {
       runs_.clear();
       positions_.clear();

@@ -216,13 +216,11 @@ result<std::vector<std::byte>> build(const segment& seg, const build_input& in) 
   });
   for (size_t i = n > kAhead ? n - kAhead : 0; i < n; ++i) apply(ring[i % kAhead].v, ring[i % kAhead].h);
   ids.for_each([&](const stream_map::slot& sl) { streams[sl.idx].count = sl.count; });
-  // A stream's events next to a repair's hole need not have consecutive
-  // versions, which the entries assume: such a segment stays unindexed.
-  if (r.holes)
-    return status(errc::corruption, seg.path() + ": holds " + std::to_string(r.holes) +
-                                        " repair hole(s) (varve recover --mode skip-damaged): not "
-                                        "indexed; stream reads through it follow the back-chain");
-  if (!r.ended_by_marker || r.good_end != f.data_end || r.events != f.event_count)
+  // Holes (a repair's, or a scavenge's: FORMAT 4.2a) stand for events that
+  // are gone; the footer counts them. The entries assume each stream's
+  // versions here are consecutive, which the gap check below holds to: a
+  // scavenge removes a prefix of each stream, a repair's hole may not.
+  if (!r.ended_by_marker || r.good_end != f.data_end || r.events + r.lost_events != f.event_count)
     return status(errc::corruption,
                   seg.path() + " offset " + std::to_string(r.problem_offset) +
                       ": sealed segment cannot be indexed: " +

@@ -180,10 +180,14 @@ result<forget_result> event_log::forget(stream_id stream) {
   std::vector<uint32_t> slots;
   // Newest first, down the stream's back-chain: where retention removed its
   // oldest events the walk ends there (nothing left to erase).
-  auto rs = read_stream(stream, head->version, read_direction::backward, head->version);
-  if (!rs) return rs.error();
-  stream_reader& r = rs.value();
+  // Every record, whatever stream lifecycle hides (a deleted stream's
+  // payloads are erased all the same).
+  stream_reader r;
   r.raw_ = true;
+  if (status st = r.init(s.shared, std::string(key), head->version, head->last_position, head->version,
+                         read_direction::backward, head->version, /*hide=*/false);
+      !st)
+    return st;
   event_view e;
   for (;;) {
     auto got = r.next(e);

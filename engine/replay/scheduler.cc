@@ -32,6 +32,7 @@
 
 #include "base/coding.h"
 #include "engine/io/chunk_reader.h"
+#include "engine/lifecycle/stream_lifecycle.h"
 #include "engine/log_access.h"
 #include "base/record_decode.h"
 #include "base/record_format.h"
@@ -161,6 +162,9 @@ class scheduler {
   status error_;
   std::shared_ptr<const upcasters> up_;
   const shared_log* shared_ = nullptr;  // for opening encrypted payloads
+  // Stream lifecycle's view when the replay began (null: no metadata).
+  std::shared_ptr<const lifecycle_view> life_;
+  uint64_t life_now_ = 0;
 };
 
 // Applies worker w's list of chunk workers_[w].next (published already).
@@ -177,6 +181,8 @@ void scheduler::process(uint32_t w) {
       if (d.outcome != record::decode_outcome::event) {
         st = status(errc::corruption, "replay: record at position " + std::to_string(pos) +
                                           " changed after validation");
+      } else if (life_ && life_->hides(me.v, life_now_)) [[unlikely]] {
+        continue;  // hidden by stream lifecycle: not applied
       } else if (me.v.encrypted && !(st = shared_->open_payload(me.v, me.dec_buf)).ok()) [[unlikely]] {
         // a payload that does not authenticate names its position; the replay stops there
       } else if (up_ && !me.v.forgotten && !(st = up_->apply(me.v, me.up_buf)).ok()) [[unlikely]] {
@@ -248,6 +254,15 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
   // stored (a stream's partition never depends on its schema).
   up_ = shared->upcasters_now();
   shared_ = shared.get();
+  // What stream lifecycle hides, as of the replay's start.
+  if (status c = shared->check_lifecycle(); !c) {
+    s.error = c;
+    s.reached = from;
+    return s;
+  }
+  life_ = shared->lifecycle();
+  if (life_ && life_->empty()) life_.reset();
+  if (life_) life_now_ = shared->wall_now_ns();
   const uint32_t P = static_cast<uint32_t>(parts_.size());
   const uint32_t W = static_cast<uint32_t>(workers_.size());
   const auto t0 = clock_type::now();

@@ -9,6 +9,7 @@
 
 #include "varve/event.h"
 #include "varve/export.h"
+#include "varve/lifecycle.h"
 #include "varve/metrics.h"
 #include "varve/options.h"
 #include "varve/reader.h"
@@ -295,6 +296,36 @@ class event_log {
   // (`varve stream forget` does both). Writer thread, not concurrently with
   // an append; read-only logs get errc::read_only.
   VARVE_API result<forget_result> forget(stream_id stream);
+  // Stream lifecycle (varve/lifecycle.h; docs/DESIGN.md "Stream
+  // lifecycle"). Each change is checked, the log is made durable up to its
+  // committed end, the change is recorded in DIR/streams and synced, and
+  // then every read hides what it covers: in this process at once (readers
+  // already running at their next segment or the committed end), in other
+  // processes at their next such step. The events stay on disk until
+  // retention removes their segments or scavenge() rewrites them. Each
+  // returns the stream's metadata after the change; a change that changes
+  // nothing writes nothing. Writer thread, not concurrently with an append;
+  // read-only logs get errc::read_only; a deleted stream takes no more
+  // changes (errc::stream_deleted).
+  //
+  // delete_stream: a tombstone. Reads of the stream are errc::stream_deleted,
+  // its events leave log reads, replay, subscriptions and `varve ship`, and
+  // appends to it are refused with errc::stream_deleted, for good. A stream
+  // with no events is errc::not_found.
+  VARVE_API result<stream_metadata> delete_stream(stream_id stream);
+  // Hides versions below `before` (at most the stream's version + 1: all of
+  // them; the stream goes on from its version). Only moves forward.
+  VARVE_API result<stream_metadata> truncate_stream(stream_id stream, stream_version before);
+  // Replaces the stream's limits (0: none): keep the newest `max_count`
+  // events (stream reads and scavenge; log-wide reads cannot know a
+  // stream's newest version per event), hide events older than
+  // `max_age_ns` (every read). The stream need not exist yet.
+  VARVE_API result<stream_metadata> set_stream_limits(stream_id stream, uint64_t max_count, uint64_t max_age_ns);
+  // The stream's metadata (all zero: none). Any log, read-only too.
+  VARVE_API result<stream_metadata> stream_metadata_of(stream_id stream) const;
+  // Every stream with metadata, in the order of their last change.
+  VARVE_API result<std::vector<stream_metadata_entry>> stream_metadata_list() const;
+
   // The streams forgotten so far, oldest first (DIR/forgotten; empty for a
   // log without a master key). Any log, read-only too; no key needed.
   VARVE_API result<std::vector<forgotten_stream>> forgotten() const;

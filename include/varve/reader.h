@@ -15,6 +15,7 @@ namespace varve {
 class upcasters;
 namespace detail {
 struct shared_log;
+class lifecycle_view;
 }
 
 // Reads committed events in log order, in place, validating each record
@@ -49,8 +50,11 @@ class log_reader {
 
  private:
   result<bool> next_slow(event_view& out);
-  // Upcasts `out` (up_ set); on failure the cursor stays on its record.
-  result<bool> upcast(event_view& out);
+  // Hides, decrypts and upcasts `out`: false when stream lifecycle hides
+  // it (the caller moves on); on failure the cursor stays on its record.
+  result<bool> finish(event_view& out);
+  // Takes the log's current stream-lifecycle view (at slow steps).
+  status refresh_lifecycle();
 
   std::shared_ptr<detail::shared_log> log_;
   position pos_;
@@ -74,6 +78,13 @@ class log_reader {
   std::shared_ptr<const upcasters> up_;
   std::string up_buf_;
   std::string dec_buf_;  // a decrypted payload (a log with a master key)
+  // Stream lifecycle (varve/lifecycle.h): the view this reader applies,
+  // taken at slow steps; life_on_ is set only when it holds any metadata,
+  // so a log without any pays one test per event.
+  std::shared_ptr<const detail::lifecycle_view> life_;
+  const detail::lifecycle_view* life_on_ = nullptr;
+  uint64_t life_gen_ = ~uint64_t{0};
+  uint64_t life_now_ns_ = 0;  // max_age's "now", taken with the view
 };
 
 }  // namespace varve

@@ -29,6 +29,7 @@ enum class errc : uint8_t {
   cancelled,
   already_exists,          // create() of a log where one already is
   removed,                 // the position or version was removed by retention (the message says where the log starts)
+  stream_deleted,          // the stream was deleted (tombstoned): not readable, no appends
 };
 
 VARVE_API std::string_view errc_name(errc c) noexcept;

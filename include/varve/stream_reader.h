@@ -54,11 +54,15 @@ class stream_reader {
     const uint32_t* offsets;  // from an index file, or null: positions_ from `explicit_at`
     size_t explicit_at;
   };
+  // `hide`: apply the stream's lifecycle metadata (varve/lifecycle.h); off
+  // for the engine's own walks (forget, version_at) that need every record.
   status init(std::shared_ptr<detail::shared_log> log, std::string stream,
               stream_version head_version, uint64_t head_position, stream_version from,
-              read_direction dir, uint64_t max_count);
+              read_direction dir, uint64_t max_count, bool hide = true);
   // Adds the run of the segment holding version walk_version_ (at walk_pos_).
   status descend();
+  // next() without max_age's skipping.
+  result<bool> next_stored(event_view& out);
   uint64_t position_of(const run& r, uint64_t version) const;
   // Starts loading the record of `version` (forward reads: the records are
   // independent, so their cache misses can overlap instead of queueing).
@@ -82,6 +86,11 @@ class stream_reader {
   std::string up_buf_;
   std::string dec_buf_;  // a decrypted payload (a log with a master key)
   bool raw_ = false;     // event_log::forget: payloads as stored, sealed or not
+  // Stream lifecycle: versions below floor_ are hidden (the walk never goes
+  // below it), and events older than max_age_cutoff_ns_ are skipped.
+  stream_version floor_ = 1;
+  uint64_t max_age_ns_ = 0;
+  uint64_t now_ns_ = 0;
 };
 
 }  // namespace varve

@@ -4,6 +4,7 @@
 #include "varve/admin.h"
 #include "varve/consumer_group.h"
 #include "varve/crypto.h"
+#include "varve/lifecycle.h"
 #include "varve/event.h"
 #include "varve/event_filter.h"
 #include "varve/file_system.h"

@@ -71,6 +71,7 @@ typedef enum varve_errc {
   VARVE_CANCELLED = 12,
   VARVE_ALREADY_EXISTS = 13,        /* create() where a log already is */
   VARVE_REMOVED = 14,               /* a position or version retention removed */
+  VARVE_STREAM_DELETED = 15,        /* the stream was deleted (tombstoned) */
   VARVE_OUT_OF_MEMORY = 100,        /* std::bad_alloc (or a length no allocation can hold) */
   VARVE_INTERNAL = 101              /* any other C++ exception: a bug in varve */
 } varve_errc;

@@ -67,6 +67,7 @@ const char* code_name(varve::errc c) {
     case varve::errc::cancelled: return "cancelled";
     case varve::errc::already_exists: return "already_exists";
     case varve::errc::removed: return "removed";
+    case varve::errc::stream_deleted: return "stream_deleted";
   }
   return "error";
 }

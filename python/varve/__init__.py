@@ -37,6 +37,7 @@ from .errors import (
     NotFoundError,
     ReadOnlyError,
     RemovedError,
+    StreamDeletedError,
     TooLargeError,
     WrongExpectedVersion,
     _BY_CODE,
@@ -81,7 +82,7 @@ __all__ = [
     "EventLog", "EventData", "generate_master_key", "load_master_key", "RecordedEvent", "AppendResult", "Reader", "StreamReader",
     "Subscription", "Error", "WrongExpectedVersion", "CorruptionError", "NotFoundError",
     "InvalidArgument", "LockedError", "ReadOnlyError", "NoSpaceError", "TooLargeError",
-    "CancelledError", "RemovedError",
+    "CancelledError", "RemovedError", "StreamDeletedError",
 ]
 
 

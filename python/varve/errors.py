@@ -67,6 +67,10 @@ class RemovedError(NotFoundError):
     """The position or stream version was removed by retention; the message says where the log starts."""
 
 
+class StreamDeletedError(NotFoundError):
+    """The stream was deleted (tombstoned): it cannot be read or appended to."""
+
+
 _BY_CODE: dict[str, type[Error]] = {
     "error": Error,
     "wrong_expected_version": WrongExpectedVersion,
@@ -83,4 +87,5 @@ _BY_CODE: dict[str, type[Error]] = {
     "cancelled": CancelledError,
     "already_exists": Error,
     "removed": RemovedError,
+    "stream_deleted": StreamDeletedError,
 }

@@ -21,7 +21,7 @@ const char* const kExitCodesHelp =
     "2 usage (a malformed command line, and only that); 3 conflict (append met a wrong "
     "expected_version); 4 corruption (verify or index verify found the log not intact, or a "
     "read or an open met damage); 5 not found (no such log, stream, event type, or event at "
-    "that version, or a position retention removed); 6 already exists (create on a log). With --json, errors are JSON objects "
+    "that version, a position retention removed, or a deleted stream); 6 already exists (create on a log). With --json, errors are JSON objects "
     "on stderr: {\"error\":{\"code\":...,\"exit\":...,\"message\":...,\"file\":...,\"offset\":...}}.";
 
 namespace {
@@ -127,6 +127,7 @@ int exit_code_for(const status& s) {
     case errc::corruption: return kExitCorrupt;
     case errc::not_found: return kExitNotFound;
     case errc::removed: return kExitNotFound;
+    case errc::stream_deleted: return kExitNotFound;
     case errc::already_exists: return kExitExists;
     default: return kExitError;
   }

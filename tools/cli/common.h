@@ -35,6 +35,9 @@ using command_list = std::vector<command>;
 // Each subcommand group defines one of these per top-level subcommand
 // (add_read, add_tail, ...) and main.cc lists them.
 using command_adder = void(CLI::App& app, command_list& out);
+// `varve stream delete|truncate|limits|meta` (tools/cli/lifecycle.cc), added
+// under the `stream` group keys.cc makes.
+void add_stream_lifecycle(CLI::App& stream, command_list& out);
 
 // --- exit codes -----------------------------------------------------------------
 

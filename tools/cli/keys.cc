@@ -104,6 +104,7 @@ void add_stream(CLI::App& app, command_list& out) {
   f->add_flag("--int", a->integer, "STREAM is an integer id (decimal)");
   add_json_flag(*f, a->json, "Print the outcome as one JSON object");
   out.push_back({f, [a] { return cmd_forget(*a); }});
+  add_stream_lifecycle(*c, out);  // delete, truncate, limits, meta (tools/cli/lifecycle.cc)
 }
 
 }  // namespace varve::cli

@@ -1,0 +1,20 @@
+// Stream lifecycle, the writer's side (engine/lifecycle/writer_lifecycle.cc).
+#pragma once
+
+#include "varve/event.h"
+#include "varve/status.h"
+
+namespace varve::detail {
+
+struct log_state;
+
+// At open (writer and read-only alike): reads DIR/streams and publishes its
+// view; the writer also keeps the journal to append changes to and rings
+// the doorbell with the file's end.
+status open_lifecycle(log_state& s);
+
+// The append paths' check, called only while some stream is deleted
+// (log_state::any_deleted): errc::stream_deleted for a deleted stream.
+status refuse_deleted(const log_state& s, const stream_id& stream, const char* what);
+
+}  // namespace varve::detail

@@ -1,0 +1,383 @@
+// Stream lifecycle (varve/lifecycle.h, DESIGN "Stream lifecycle", FORMAT
+// 5e): delete, truncate, max_count and max_age against a model, in every
+// read path (stream reads both ways, log reads, replay), in this open and in
+// another (a follower with its own control-block view), across reopens;
+// appends to a deleted stream refused; DIR/streams damage named by offset,
+// a torn last change cut; a change under power loss at every sync it makes.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "engine/io/power_loss_file_system.h"
+#include "test_util.h"
+#include "varve/varve.h"
+
+using namespace varve;
+using namespace varve_test;
+
+namespace {
+
+constexpr uint64_t kSec = 1'000'000'000ull;
+
+// stream -> versions seen
+using seen = std::map<std::string, std::set<uint64_t>>;
+
+std::atomic<uint64_t> fake_now{1'000 * kSec};
+
+log_options opts(bool fake_clock = false) {
+  log_options o;
+  o.segment_bytes = 64 * 1024;
+  if (fake_clock) o.clock = [] { return fake_now.load(); };
+  return o;
+}
+
+result<append_result> put(event_log& log, const std::string& stream) {
+  const std::string p = "{\"n\":\"" + stream + "\"}";
+  event_data e;
+  e.type = 3;
+  e.payload = event_data::bytes(p);
+  return log.append(stream_id(std::string_view(stream)), expected_version::any(), e);
+}
+
+seen log_read(const event_log& log) {
+  seen out;
+  auto r = log.read(position{0});
+  event_view v;
+  for (;;) {
+    auto got = r.next(v);
+    EXPECT_TRUE(got.ok()) << describe(got);
+    if (!got.ok() || !got.value()) break;
+    out[std::string(v.stream)].insert(v.version);
+  }
+  return out;
+}
+
+result<std::vector<uint64_t>> stream_read(const event_log& log, const std::string& s,
+                                          read_direction d = read_direction::forward, stream_version from = 1) {
+  auto rs = log.read_stream(stream_id(std::string_view(s)), d == read_direction::forward ? from : kLatestVersion, d);
+  if (!rs) return rs.error();
+  std::vector<uint64_t> out;
+  event_view v;
+  for (;;) {
+    auto got = rs.value().next(v);
+    if (!got) return got.error();
+    if (!got.value()) break;
+    out.push_back(v.version);
+  }
+  return out;
+}
+
+struct collect {
+  seen* out;
+  std::mutex* mu;
+  void apply(const event_view& v) {
+    std::lock_guard<std::mutex> g(*mu);
+    (*out)[std::string(v.stream)].insert(v.version);
+  }
+};
+
+seen replay_all(const event_log& log) {
+  seen out;
+  std::mutex mu;
+  auto r = replay(log).partitions(4).threads(2).run([&](uint32_t) { return collect{&out, &mu}; });
+  EXPECT_TRUE(r) << describe(r.error);
+  return out;
+}
+
+std::set<uint64_t> range(uint64_t from, uint64_t to) {
+  std::set<uint64_t> s;
+  for (uint64_t v = from; v <= to; ++v) s.insert(v);
+  return s;
+}
+
+std::vector<uint64_t> seq(uint64_t from, uint64_t to) {
+  std::vector<uint64_t> s;
+  if (from <= to)
+    for (uint64_t v = from; v <= to; ++v) s.push_back(v);
+  else
+    for (uint64_t v = from; v >= to; --v) s.push_back(v);
+  return s;
+}
+
+// Enough events over several segments for the sealed-segment index paths.
+void fill(event_log& log, const std::vector<std::string>& streams, uint64_t each) {
+  for (uint64_t i = 0; i < each; ++i)
+    for (const std::string& s : streams) ASSERT_OK(put(log, s));
+}
+
+TEST(Lifecycle, DeleteHidesTheStreamEverywhereAndRefusesAppendsForGood) {
+  temp_dir d;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(d.path(), opts()));
+  fill(*log, {"alice", "bob"}, 300);  // ~4 segments: sealed ones are indexed
+  ASSERT_OK_AND_ASSIGN(auto m, log->delete_stream("alice"));
+  EXPECT_TRUE(m.deleted);
+  ASSERT_ERRC(stream_read(*log, "alice"), errc::stream_deleted);
+  ASSERT_ERRC(stream_read(*log, "alice", read_direction::backward), errc::stream_deleted);
+  const seen want{{"bob", range(1, 300)}};
+  EXPECT_EQ(log_read(*log), want);
+  EXPECT_EQ(replay_all(*log), want);
+  // Appends of every kind are refused, and count nothing.
+  ASSERT_ERRC(put(*log, "alice"), errc::stream_deleted);
+  event_data e;
+  e.payload = event_data::bytes("x");
+  ASSERT_ERRC(log->append("alice", expected_version::exact(300), e), errc::stream_deleted);
+  ASSERT_ERRC(log->append("alice", expected_version::no_stream(), e), errc::stream_deleted);
+  stream_batch both[2];
+  both[0].stream = "bob";
+  both[0].expected = expected_version::any();
+  both[0].events = std::span<const event_data>(&e, 1);
+  both[1].stream = "alice";
+  both[1].expected = expected_version::any();
+  both[1].events = std::span<const event_data>(&e, 1);
+  ASSERT_ERRC(log->append(std::span<const stream_batch>(both, 2)), errc::stream_deleted);
+  EXPECT_EQ(log->version_of("bob"), 300u) << "the refused unit of work wrote nothing";
+  EXPECT_EQ(log->version_of("alice"), 300u) << "the version is kept: a tombstone, not a reset";
+  // Other streams go on; deleting again changes nothing; no other change is taken.
+  ASSERT_OK(put(*log, "bob"));
+  ASSERT_OK(log->delete_stream("alice"));
+  ASSERT_ERRC(log->truncate_stream("alice", 5), errc::stream_deleted);
+  ASSERT_ERRC(log->set_stream_limits("alice", 3, 0), errc::stream_deleted);
+  ASSERT_ERRC(log->delete_stream("nobody"), errc::not_found);
+  ASSERT_OK_AND_ASSIGN(auto list, log->stream_metadata_list());
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].stream, "alice");
+  EXPECT_EQ(list[0].change_number, 1u);
+  ASSERT_OK(log->close());
+
+  // Kept across a reopen, by the writer and by a read-only open.
+  ASSERT_OK_AND_ASSIGN(log, event_log::open(d.path(), opts()));
+  ASSERT_ERRC(put(*log, "alice"), errc::stream_deleted);
+  ASSERT_ERRC(stream_read(*log, "alice"), errc::stream_deleted);
+  EXPECT_EQ(log_read(*log), (seen{{"bob", range(1, 301)}}));
+  ASSERT_OK(log->close());
+  ASSERT_OK_AND_ASSIGN(auto ro, event_log::open_read_only(d.path(), opts()));
+  ASSERT_ERRC(stream_read(*ro, "alice"), errc::stream_deleted);
+  EXPECT_EQ(log_read(*ro), (seen{{"bob", range(1, 301)}}));
+  EXPECT_EQ(replay_all(*ro), (seen{{"bob", range(1, 301)}}));
+  ASSERT_ERRC(ro->delete_stream("bob"), errc::read_only);
+}
+
+TEST(Lifecycle, TruncateHidesTheVersionsBelowInEveryReadAndOnlyMovesForward) {
+  temp_dir d;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(d.path(), opts()));
+  fill(*log, {"s", "t"}, 200);
+  ASSERT_OK(log->truncate_stream("s", 151));
+  EXPECT_EQ(stream_read(*log, "s").value(), seq(151, 200));
+  EXPECT_EQ(stream_read(*log, "s", read_direction::forward, 20).value(), seq(151, 200)) << "from below the floor";
+  EXPECT_EQ(stream_read(*log, "s", read_direction::forward, 170).value(), seq(170, 200));
+  EXPECT_EQ(stream_read(*log, "s", read_direction::backward).value(), seq(200, 151));
+  const seen want{{"s", range(151, 200)}, {"t", range(1, 200)}};
+  EXPECT_EQ(log_read(*log), want);
+  EXPECT_EQ(replay_all(*log), want);
+  // Bounds: not past the end + 1, never backward; equal changes nothing.
+  ASSERT_ERRC(log->truncate_stream("s", 202), errc::invalid_argument);
+  ASSERT_ERRC(log->truncate_stream("s", 100), errc::invalid_argument);
+  ASSERT_ERRC(log->truncate_stream("nobody", 1), errc::not_found);
+  ASSERT_OK(log->truncate_stream("s", 151));
+  ASSERT_EQ(log->stream_metadata_list().value().size(), 1u);
+  // Everything hidden; the stream goes on from its version.
+  ASSERT_OK(log->truncate_stream("s", 201));
+  EXPECT_EQ(stream_read(*log, "s").value(), std::vector<uint64_t>{});
+  ASSERT_OK(put(*log, "s"));
+  EXPECT_EQ(stream_read(*log, "s").value(), seq(201, 201));
+  EXPECT_EQ(stream_read(*log, "s", read_direction::backward).value(), seq(201, 201));
+  ASSERT_OK(log->close());
+  ASSERT_OK_AND_ASSIGN(auto ro, event_log::open_read_only(d.path(), opts()));
+  EXPECT_EQ(stream_read(*ro, "s").value(), seq(201, 201));
+  EXPECT_EQ(ro->stream_metadata_of("s").value().truncate_before, 201u);
+  EXPECT_EQ(log_read(*ro), (seen{{"s", range(201, 201)}, {"t", range(1, 200)}}));
+}
+
+TEST(Lifecycle, MaxCountKeepsTheNewestInStreamReadsAndMaxAgeHidesByTimestamp) {
+  temp_dir d;
+  fake_now = 1'000 * kSec;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(d.path(), opts(true)));
+  for (int i = 0; i < 100; ++i) {
+    fake_now += kSec;  // event v of "old" at 1000 + v seconds
+    ASSERT_OK(put(*log, "old"));
+    ASSERT_OK(put(*log, "counted"));
+  }
+  ASSERT_OK(log->set_stream_limits("counted", 10, 0));
+  EXPECT_EQ(stream_read(*log, "counted").value(), seq(91, 100));
+  EXPECT_EQ(stream_read(*log, "counted", read_direction::backward).value(), seq(100, 91));
+  ASSERT_OK(put(*log, "counted"));
+  EXPECT_EQ(stream_read(*log, "counted").value(), seq(92, 101)) << "the window moves with the stream";
+  // Log reads do not apply max_count (documented).
+  EXPECT_EQ(log_read(*log)["counted"], range(1, 101));
+
+  // Now 1100 s; keep 30 s: versions 70.. are at 1070.. and stay.
+  ASSERT_OK(log->set_stream_limits("old", 0, 30 * kSec));
+  EXPECT_EQ(stream_read(*log, "old").value(), seq(70, 100));
+  EXPECT_EQ(stream_read(*log, "old", read_direction::backward).value(), seq(100, 70));
+  EXPECT_EQ(log_read(*log)["old"], range(70, 100));
+  EXPECT_EQ(replay_all(*log)["old"], range(70, 100));
+  fake_now += 20 * kSec;  // time alone moves the limit: 1120 s
+  EXPECT_EQ(stream_read(*log, "old").value(), seq(90, 100));
+  EXPECT_EQ(log_read(*log)["old"], range(90, 100));
+  // Limits replaced, then lifted: everything is back (nothing was scavenged).
+  ASSERT_OK(log->set_stream_limits("old", 5, 0));
+  EXPECT_EQ(stream_read(*log, "old").value(), seq(96, 100));
+  EXPECT_EQ(log_read(*log)["old"], range(1, 100));
+  ASSERT_OK(log->set_stream_limits("old", 0, 0));
+  EXPECT_EQ(stream_read(*log, "old").value(), seq(1, 100));
+  ASSERT_OK_AND_ASSIGN(auto list, log->stream_metadata_list());
+  ASSERT_EQ(list.size(), 1u) << "a stream whose metadata is cleared has no entry";
+  EXPECT_EQ(list[0].stream, "counted");
+  // Limits on a stream that does not exist yet apply from its first event.
+  ASSERT_OK(log->set_stream_limits("future", 2, 0));
+  for (int i = 0; i < 5; ++i) ASSERT_OK(put(*log, "future"));
+  EXPECT_EQ(stream_read(*log, "future").value(), seq(4, 5));
+}
+
+// A follower (its own open: another process's view, through the control
+// block's doorbell and its own read of DIR/streams) sees each change at its
+// readers' next slow step, and new readers see it at once.
+TEST(Lifecycle, AnotherOpenSeesEachChangeAtItsNextStep) {
+  temp_dir d;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(d.path(), opts()));
+  fill(*log, {"a", "b"}, 50);
+  ASSERT_OK_AND_ASSIGN(auto ro, event_log::open_read_only(d.path(), opts()));
+  EXPECT_EQ(log_read(*ro), (seen{{"a", range(1, 50)}, {"b", range(1, 50)}}));
+  auto follower = ro->read(position{0});
+  event_view v;
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(follower.next(v).value());
+  ASSERT_FALSE(follower.next(v).value());
+  ASSERT_OK(log->delete_stream("a"));
+  ASSERT_OK(log->truncate_stream("b", 41));
+  EXPECT_EQ(log_read(*ro), (seen{{"b", range(41, 50)}}));
+  ASSERT_ERRC(stream_read(*ro, "a"), errc::stream_deleted);
+  EXPECT_EQ(stream_read(*ro, "b").value(), seq(41, 50));
+  EXPECT_TRUE(ro->stream_metadata_of("a").value().deleted);
+  // The follower, at the end, takes the new view with its next step.
+  fill(*log, {"a_not", "b"}, 1);
+  ASSERT_ERRC(put(*log, "a"), errc::stream_deleted);
+  std::vector<std::string> got;
+  for (;;) {
+    auto r = follower.next(v);
+    ASSERT_OK(r);
+    if (!r.value()) break;
+    got.push_back(std::string(v.stream) + "@" + std::to_string(v.version));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"a_not@1", "b@51"}));
+}
+
+// DIR/streams: damage before the last change is an error naming the file and
+// offset (nothing hidden is shown instead); a torn last change (never
+// acknowledged) is left out, and the next change follows the last whole one.
+TEST(Lifecycle, ADamagedJournalIsRefusedByOffsetAndATornLastChangeIsCut) {
+  temp_dir d;
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(d.path(), opts()));
+    fill(*log, {"a", "b", "c"}, 10);
+    ASSERT_OK(log->delete_stream("a"));
+    ASSERT_OK(log->truncate_stream("b", 5));
+    ASSERT_OK(log->close());
+  }
+  const std::string path = d.path() + "/streams";
+  const auto size = std::filesystem::file_size(path);
+  ASSERT_EQ(size, 64u + 2 * 80u);  // header, two entries of 72 + a 1-byte id
+  // Torn: the second change half there.
+  std::filesystem::resize_file(path, size - 30);
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::open(d.path(), opts()));
+    EXPECT_EQ(stream_read(*log, "b").value(), seq(1, 10)) << "the torn change is not applied";
+    ASSERT_ERRC(stream_read(*log, "a"), errc::stream_deleted);
+    ASSERT_OK(log->truncate_stream("c", 3));
+    ASSERT_OK(log->close());
+  }
+  EXPECT_EQ(std::filesystem::file_size(path), 64u + 2 * 80u) << "the torn bytes were replaced";
+  ASSERT_OK_AND_ASSIGN(auto ro, event_log::open_read_only(d.path(), opts()));
+  EXPECT_EQ(stream_read(*ro, "c").value(), seq(3, 10));
+  ro.reset();
+  // Damage in the first (not last) entry: refused, by offset, by every open.
+  flip_byte(path, 64 + 30);
+  auto bad = event_log::open(d.path(), opts());
+  ASSERT_ERRC(bad, errc::corruption);
+  EXPECT_NE(bad.error().message().find("streams offset 64"), std::string::npos) << bad.error().message();
+  ASSERT_ERRC(event_log::open_read_only(d.path(), opts()), errc::corruption);
+  flip_byte(path, 64 + 30);
+  // The header, too.
+  flip_byte(path, 3);
+  ASSERT_ERRC(event_log::open(d.path(), opts()), errc::corruption);
+}
+
+// Power loss during a change, at every write and sync it makes (the log's
+// flush, the journal's creation, the entry, its sync): every crashed copy
+// opens with the change wholly there or wholly absent, and once the call
+// returned, there. Mode none: the truncation's flush makes the versions it
+// names durable first, so no copy has the floor above its stream's end.
+TEST(Lifecycle, AChangeUnderPowerLossIsWhollyThereOrAbsent) {
+  temp_dir root;
+  const std::string dir = root.path() + "/log";
+  auto fs = std::make_shared<power_loss_file_system>();
+  log_options o = opts();
+  o.fs = fs;
+  o.mode = durability::none;
+  ASSERT_OK(fs->create_dir(dir));
+  ASSERT_OK(fs->sync_dir(root.path()));
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
+  fill(*log, {"a", "b"}, 40);
+  ASSERT_OK(log->flush());
+  fill(*log, {"a", "b"}, 20);  // not durable yet: the change's flush makes it so
+  std::atomic<bool> changing{false};
+  std::vector<std::string> copies;
+  uint64_t seed = 7000;
+  std::mutex hook_mu;
+  fs->set_hook([&](const char*, const std::string&) {
+    if (!changing.load()) return;
+    std::lock_guard<std::mutex> g(hook_mu);
+    for (int i = 0; i < 2; ++i) {
+      const std::string out = root.path() + "/c" + std::to_string(copies.size());
+      ASSERT_OK(fs->crash(dir, out, seed++));
+      copies.push_back(out);
+    }
+  });
+  changing = true;
+  ASSERT_OK(log->truncate_stream("a", 55));
+  ASSERT_OK(log->delete_stream("b"));
+  std::unique_lock<std::mutex> held(hook_mu);
+  changing = false;
+  const size_t during = copies.size();
+  ASSERT_OK(fs->crash(dir, root.path() + "/after", seed++));
+  held.unlock();
+  ASSERT_GE(during, 6u);
+  std::printf("lifecycle under power loss: %zu crashed copies, seeds 7000..%llu\n", during,
+              static_cast<unsigned long long>(seed - 1));
+  size_t none = 0, truncated = 0, both = 0;
+  auto check = [&](const std::string& c, bool must_be_done) {
+    ASSERT_OK_AND_ASSIGN(auto l, event_log::open(c, opts()));
+    const uint64_t av = l->version_of("a");
+    ASSERT_GE(av, 40u) << c;
+    ASSERT_OK_AND_ASSIGN(auto meta_a, l->stream_metadata_of("a"));
+    ASSERT_OK_AND_ASSIGN(auto meta_b, l->stream_metadata_of("b"));
+    if (meta_a.truncate_before == 55) {
+      ASSERT_EQ(av, 60u) << c << ": the truncation is durable but the events it names are not";
+      EXPECT_EQ(stream_read(*l, "a").value(), seq(55, 60)) << c;
+    } else {
+      ASSERT_EQ(meta_a.truncate_before, 0u) << c;
+      ASSERT_FALSE(meta_b.deleted) << c << ": the delete came after the truncation";
+    }
+    if (meta_b.deleted) {
+      ASSERT_ERRC(stream_read(*l, "b"), errc::stream_deleted);
+      ASSERT_ERRC(put(*l, "b"), errc::stream_deleted);
+    } else {
+      EXPECT_EQ(stream_read(*l, "b").value().size(), l->version_of("b")) << c;
+    }
+    if (must_be_done) {
+      ASSERT_EQ(meta_a.truncate_before, 55u) << c;
+      ASSERT_TRUE(meta_b.deleted) << c;
+    }
+    (meta_b.deleted ? both : meta_a.truncate_before ? truncated : none) += 1;
+  };
+  for (const std::string& c : copies) check(c, false);
+  check(root.path() + "/after", true);
+  std::printf("  neither %zu, truncated only %zu, both %zu\n", none, truncated, both);
+  EXPECT_GT(none + truncated, 0u);
+}
+
+}  // namespace
