@@ -54,6 +54,7 @@ template <bool kMetadata = false>
     decoded d{decode_outcome::hole, length};
     d.hole_first = get_u64(p + 24);
     d.hole_count = get_u64(p + 32);
+    d.hole_scavenged = (get_u8(p + 13) & kHoleFlagScavenged) != 0;
     return d;
   }
   if (kind != kEvent) {

@@ -117,8 +117,11 @@ void encode_segment_end(std::byte* dst, uint64_t position);
 // --mode skip-damaged`) over a range of damaged bytes, so the valid records
 // after it stay readable. It says which sequence numbers the lost events had,
 // so sequences stay dense across it. At least 40 bytes:
-// checksum(8) length(4) kind=3(1) 0(3) position(8) first_sequence(8)
-// sequence_count(8), then zeros up to `length`.
+// checksum(8) length(4) kind=3(1) flags(1) 0(2) position(8) first_sequence(8)
+// sequence_count(8), then zeros up to `length`. Flags bit 0: written by a
+// scavenge (event_log::scavenge) over events stream lifecycle hid, not by a
+// repair over damage (FORMAT 4.2a).
+inline constexpr uint8_t kHoleFlagScavenged = 1 << 0;
 inline constexpr uint32_t kHoleMinSize = 40;
 void encode_hole(std::byte* dst, uint32_t length, uint64_t position, uint64_t first_sequence,
                  uint64_t sequence_count);
@@ -138,6 +141,7 @@ struct decoded {
   const char* why = nullptr;
   uint64_t hole_first = 0;  // hole only
   uint64_t hole_count = 0;
+  bool hole_scavenged = false;  // hole only: a scavenge's (byte 13 bit 0), not a repair's
 };
 
 // Validates and decodes the record at `p`, of which `avail` bytes are readable

@@ -22,6 +22,7 @@ struct segment_scan {
   uint64_t last_position = ~uint64_t{0};
   uint64_t holes = 0;            // repair holes crossed
   uint64_t lost_events = 0;      // sequence numbers those holes stand for
+  uint64_t scavenged_events = 0; // of which a scavenge's holes (hidden events removed, not lost)
   std::string problem;           // why the scan stopped, if not cleanly
   uint64_t problem_offset = 0;
 };

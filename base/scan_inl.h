@@ -54,6 +54,7 @@ segment_scan scan_segment(const segment& seg, uint64_t first_sequence, bool veri
       off += d.length;
       ++r.holes;
       r.lost_events += d.hole_count;
+      if (d.hole_scavenged) r.scavenged_events += d.hole_count;
       r.next_sequence = seq;
       r.good_end = off;
       continue;

@@ -261,6 +261,7 @@ result<verify_report> verify_log(const std::string& dir,
     rep.events += r.events;
     rep.holes += r.holes;
     rep.lost_events += r.lost_events;
+    rep.scavenged_events += r.scavenged_events;
     const uint64_t base = seg.base_position();
     end_pos = r.ended_by_marker ? base + seg.capacity() + segment_format::kHeaderSize : base + r.good_end;
     if (!r.problem.empty() && base + r.problem_offset < commit)

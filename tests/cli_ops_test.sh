@@ -412,4 +412,56 @@ expect "stat --json: encrypted, one stream forgotten" py 'out[0]["encrypted"] is
 run verify "$E"
 expect "verify needs no key" rc_is 0
 
+# --- stream lifecycle: delete, truncate, limits, meta, scavenge --------------------
+L=$TMP/life
+input </dev/null
+run create "$L" --segment-size 64K
+python3 -c '
+import json
+for i in range(400):
+    print(json.dumps({"stream": "gone", "type": "T", "data": {"n": i, "pad": "x" * 800}}))
+    print(json.dumps({"stream": "kept", "type": "T", "data": {"n": i}}))
+' >"$TMP/in"
+run append "$L"
+expect "lifecycle: 800 events appended" rc_is 0
+run stream delete "$L" gone --json
+expect "stream delete: deleted" py 'out[0]["metadata"]["deleted"] is True'
+run read "$L" --stream gone
+expect "read --stream of a deleted stream: exit 5" rc_is 5
+expect "  ... saying it was deleted" err_has "deleted"
+run read "$L"
+expect "read: the deleted stream's events are hidden" py 'len(out) == 400 and all(e["stream"] == "kept" for e in out)'
+printf '%s\n' '{"stream":"gone","type":"T","data":{}}' >"$TMP/in"
+run append "$L"
+expect "append to a deleted stream: refused" rc_nonzero
+expect "  ... saying so" err_has "deleted"
+run stream truncate "$L" kept --before 391
+expect "stream truncate" rc_is 0
+run read "$L" --stream kept
+expect "read --stream after truncate: versions 391-400" py 'len(out) == 10 and out[0]["version"] == 391'
+run stream truncate "$L" kept --before 10
+expect "stream truncate backward: refused, exit 1" rc_is 1
+run stream limits "$L" kept --max-count 3 --json
+expect "stream limits --max-count" py 'out[0]["metadata"]["max_count"] == 3 and out[0]["metadata"]["truncate_before"] == 391'
+run read "$L" --stream kept
+expect "read --stream under max-count 3: the newest three" py '[e["version"] for e in out] == [398, 399, 400]'
+run stream limits "$L" kept
+expect "stream limits with no limit given: exit 2" rc_is 2
+run stream meta "$L" --json
+expect "stream meta: both streams, in change order" py 'len(out) == 2 and out[0]["stream"] == "gone" and out[1]["metadata"]["max_count"] == 3'
+run stream meta "$L" nobody
+expect "stream meta of a stream without metadata" out_has "no metadata"
+run stat "$L" --json
+expect "stat --json: one deleted, one limited" py 'out[0]["deleted_streams"] == 1 and out[0]["truncated_or_limited_streams"] == 1'
+run scavenge "$L" --dry-run --json
+expect "scavenge --dry-run: counts, frees nothing" py 'out[0]["events_removed"] > 0 and out[0]["bytes_freed"] == 0 and out[0]["dry_run"] is True'
+run scavenge "$L" --json
+expect "scavenge: hidden events removed, blocks freed" py 'out[0]["events_removed"] > 300 and out[0]["bytes_freed"] > 0'
+run read "$L"
+expect "read after scavenge: kept's newest three (the max-count floor is a truncation now)" py '[(e["stream"], e["version"]) for e in out] == [("kept", 398), ("kept", 399), ("kept", 400)]'
+run stream meta "$L" kept --json
+expect "  ... recorded in DIR/streams" py 'out[0]["metadata"]["truncate_before"] == 398'
+run verify "$L"
+expect "verify after scavenge" rc_is 0
+
 summary

@@ -21,6 +21,17 @@ status open_lifecycle(log_state& s) {
   if (!s.read_only) {
     s.life = std::make_unique<lifecycle_journal>(s.fs, s.dir, s.meta.log_id, v.value());
     s.shared->ctl->lifecycle_hint().store(v.value()->journal_end(), std::memory_order_release);
+    if (status r = remove_scavenge_leftovers(*s.fs, s.dir); !r) return r;
+    // A head rebuilt from the log alone (no checkpoint) misses the events a
+    // scavenge removed; DIR/streams' floor says how far the stream went, so
+    // its versions are never handed out again (they would be hidden).
+    for (const lifecycle_view::item& i : v.value()->items()) {
+      const stream_metadata& m = i.entry.metadata;
+      if (m.truncate_before <= 1) continue;
+      head_table::head* h = s.heads.find_or_insert(i.entry.stream, i.entry.stream_is_integer);
+      if (h->version + 1 < m.truncate_before) h->version = m.truncate_before - 1;
+      s.heads.tick();
+    }
   }
   return {};
 }

@@ -1,7 +1,10 @@
 // Stream lifecycle, the writer's side (engine/lifecycle/writer_lifecycle.cc).
 #pragma once
 
+#include <string>
+
 #include "varve/event.h"
+#include "varve/file_system.h"
 #include "varve/status.h"
 
 namespace varve::detail {
@@ -16,5 +19,9 @@ status open_lifecycle(log_state& s);
 // The append paths' check, called only while some stream is deleted
 // (log_state::any_deleted): errc::stream_deleted for a deleted stream.
 status refuse_deleted(const log_state& s, const stream_id& stream, const char* what);
+
+// The writer's open: removes <segment>.scavenge files an interrupted
+// scavenge left (the segment itself is whole, old or new).
+status remove_scavenge_leftovers(file_system& fs, const std::string& dir);
 
 }  // namespace varve::detail

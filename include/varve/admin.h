@@ -31,6 +31,7 @@ struct verify_report {
   uint64_t bytes = 0;          // record bytes checked
   uint64_t holes = 0;          // repair holes (varve recover --mode skip-damaged) crossed
   uint64_t lost_events = 0;    // events those holes stand for
+  uint64_t scavenged_events = 0;  // of which removed by event_log::scavenge (hidden, not lost)
   uint64_t first_checked = 0;  // the first segment whose records were checked
   status first_problem;        // ok when intact; otherwise file and offset
 };

@@ -326,6 +326,21 @@ class event_log {
   // Every stream with metadata, in the order of their last change.
   VARVE_API result<std::vector<stream_metadata_entry>> stream_metadata_list() const;
 
+  // Gives back the disk space of hidden events: rewrites each sealed
+  // segment (not the archived ones) that holds whole batches of them, each
+  // removed run becoming a hole record of the same length, mostly unallocated
+  // (a sparse file). Positions, sequences and every other byte stay as they
+  // were. Before any file changes, DIR/streams records for each stream the
+  // version below which its events may be gone (a truncation; limits that
+  // hid them can no longer bring them back). Crash-safe: each segment is
+  // rewritten to a new file, synced and checked, then renamed over the old
+  // one. The space returns once no process maps the old file (this one keeps
+  // it until it closes). A log with a tamper-evident chain is refused
+  // (errc::invalid_argument): the chain commits to every sealed byte.
+  // dry_run: counts what would go and changes nothing (bytes_freed 0).
+  // Writer thread, not concurrently with an append.
+  VARVE_API result<scavenge_result> scavenge(bool dry_run = false);
+
   // The streams forgotten so far, oldest first (DIR/forgotten; empty for a
   // log without a master key). Any log, read-only too; no key needed.
   VARVE_API result<std::vector<forgotten_stream>> forgotten() const;

@@ -241,11 +241,19 @@ int cmd_stat(const stat_args& a) {
   // were forgotten (DIR/forgotten; no key needed).
   bool encrypted = false;
   uint64_t forgotten = 0;
-  if (auto ro = event_log::open_read_only(a.dir, log_options{}); ro && ro.value()->encrypted()) {
-    encrypted = true;
-    auto fl = ro.value()->forgotten();
-    if (!fl) return fail(fl.error(), kExitCorrupt);
-    forgotten = fl.value().size();
+  // Stream lifecycle: streams deleted, and streams with other metadata
+  // (DIR/streams; a damaged file is corruption, as readers would meet it).
+  uint64_t deleted_streams = 0, limited_streams = 0;
+  if (auto ro = event_log::open_read_only(a.dir, log_options{})) {
+    if (ro.value()->encrypted()) {
+      encrypted = true;
+      auto fl = ro.value()->forgotten();
+      if (!fl) return fail(fl.error(), kExitCorrupt);
+      forgotten = fl.value().size();
+    }
+    auto ml = ro.value()->stream_metadata_list();
+    if (!ml) return fail(ml.error(), kExitCorrupt);
+    for (const stream_metadata_entry& e : ml.value()) (e.metadata.deleted ? deleted_streams : limited_streams) += 1;
   }
 
   if (a.json) {
@@ -265,6 +273,8 @@ int cmd_stat(const stat_args& a) {
     j["chain_head"] = chain && chain->entries ? ojson(chain->head) : ojson();
     j["encrypted"] = encrypted;
     j["forgotten_streams"] = forgotten;
+    j["deleted_streams"] = deleted_streams;
+    j["truncated_or_limited_streams"] = limited_streams;
     if (s.archive_dir.empty()) {
       j["archive"] = ojson();
     } else {
@@ -307,6 +317,10 @@ int cmd_stat(const stat_args& a) {
   std::printf("streams        %" PRIu64 "\n", s.streams);
   if (encrypted)
     std::printf("encryption     per-stream keys (DIR/keys); %" PRIu64 " stream(s) forgotten\n", forgotten);
+  if (deleted_streams + limited_streams)
+    std::printf("lifecycle      %" PRIu64 " stream(s) deleted, %" PRIu64
+                " truncated or limited (DIR/streams; `varve stream meta`)\n",
+                deleted_streams, limited_streams);
   std::printf("written        %s\n", pos(s.written).c_str());
   std::printf("committed      %s\n", pos(s.committed).c_str());
   std::printf("durable        %s\n", pos(s.durable).c_str());

@@ -142,7 +142,51 @@ int cmd_meta(const stream_args& a) {
   return kExitOk;
 }
 
+struct scavenge_args {
+  std::string dir;
+  bool dry_run = false;
+  bool json = false;
+};
+
+int cmd_scavenge(const scavenge_args& a) {
+  if (auto rc = check_dir(a.dir)) return *rc;
+  auto log = event_log::open(a.dir, cli_log_options());
+  if (!log) return fail_open(log.error(), a.dir);
+  auto r = (*log)->scavenge(a.dry_run);
+  status closed = (*log)->close();
+  if (!r) return fail(r.error());
+  if (!closed) return fail(closed);
+  const scavenge_result& x = r.value();
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["dir"] = a.dir;
+    j["dry_run"] = a.dry_run;
+    j["segments_examined"] = x.segments_examined;
+    j["segments_rewritten"] = x.segments_rewritten;
+    j["events_removed"] = x.events_removed;
+    j["bytes_freed"] = x.bytes_freed;
+    std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("%s%" PRIu64 " hidden event(s) in %" PRIu64 " of %" PRIu64 " sealed segment(s)%s; %" PRIu64
+                " bytes of disk freed\n",
+                a.dry_run ? "would remove " : "removed ", x.events_removed, x.segments_rewritten,
+                x.segments_examined, a.dry_run ? " (dry run: nothing changed)" : "", x.bytes_freed);
+  }
+  return kExitOk;
+}
+
 }  // namespace
+
+void add_scavenge(CLI::App& app, command_list& out) {
+  auto a = std::make_shared<scavenge_args>();
+  auto* c = app.add_subcommand("scavenge", "Give back the disk space of events stream lifecycle hides (deleted, "
+                                           "truncated, past max-count or max-age): sealed segments rewritten with "
+                                           "holes in their place; positions unchanged");
+  c->add_option("DIR", a->dir, "Log directory")->required();
+  c->add_flag("--dry-run", a->dry_run, "Count what would go; change nothing");
+  add_json_flag(*c, a->json, "Print the outcome as one JSON object");
+  out.push_back({c, [a] { return cmd_scavenge(*a); }});
+}
 
 void add_stream_lifecycle(CLI::App& stream, command_list& out) {
   auto add = [&](const char* name, const char* help, op what) {

@@ -17,7 +17,7 @@ namespace varve::cli {
 // this list, and the file in CMakeLists.txt's varve_cli. The order is --help's.
 command_adder add_create, add_append, add_read, add_verify, add_stat, add_metrics, add_index, add_tail, add_ship,
     add_replay, add_snapshot, add_recover, add_consume, add_group, add_types, add_retain, add_archive,
-    add_keygen, add_stream;
+    add_keygen, add_stream, add_scavenge;
 
 namespace {
 
@@ -56,7 +56,7 @@ int run(int argc, char** argv) {
   command_list commands;
   for (command_adder* add : {add_create, add_append, add_read, add_index, add_verify, add_stat, add_metrics, add_tail,
                              add_ship, add_replay, add_snapshot, add_recover, add_consume, add_group, add_types, add_retain, add_archive,
-                             add_keygen, add_stream})
+                             add_scavenge, add_keygen, add_stream})
     add(app, commands);
 
   try {
