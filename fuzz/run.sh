@@ -15,7 +15,7 @@ build=${1:?usage: fuzz/run.sh BUILD_DIR [SECONDS] [TARGET...]}
 seconds=${2:-60}
 shift $(( $# >= 2 ? 2 : 1 ))
 targets=("$@")
-((${#targets[@]})) || targets=(record_decode log_open heads_file ndjson log_mutation segment_index columnar_decode group_file upcaster_file chain_file start_file archive_file keys_file)
+((${#targets[@]})) || targets=(record_decode log_open heads_file ndjson log_mutation segment_index columnar_decode group_file upcaster_file chain_file start_file archive_file keys_file streams_file)
 artifacts=${VARVE_FUZZ_ARTIFACTS:-$(mktemp -d "${TMPDIR:-/tmp}/varve-fuzz-XXXXXX")}
 mkdir -p "$artifacts"
 echo "fuzz: ${#targets[@]} targets, ${seconds} s each; artifacts and logs in $artifacts"
