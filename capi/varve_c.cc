@@ -305,6 +305,15 @@ void to_c(const varve::append_result& r, varve_append_result* out) noexcept {
   out->duplicate = r.duplicate;
 }
 
+// A stream's metadata as C sees it; `out` may be NULL (nothing to fill).
+void to_c(const varve::stream_metadata& m, varve_stream_metadata* out) noexcept {
+  if (!out) return;
+  out->deleted = m.deleted;
+  out->truncate_before = m.truncate_before;
+  out->max_count = m.max_count;
+  out->max_age_ns = m.max_age_ns;
+}
+
 varve_errc to_options(const varve_log_options* in, varve::log_options& out, varve_error* err) {
   if (!in) return VARVE_OK;
   const int mode = raw(in->durability), recovery = raw(in->recovery);
@@ -712,6 +721,76 @@ varve_errc varve_log_encrypted(const varve_log* log, bool* encrypted, varve_erro
     VARVE_REQUIRE(log);
     VARVE_REQUIRE(encrypted);
     *encrypted = log->log->encrypted();
+    return done(err);
+  });
+}
+
+varve_errc varve_delete_stream(varve_log* log, varve_stream_id stream, varve_stream_metadata* out,
+                               varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    varve::stream_id s;
+    if (varve_errc c = to_stream(stream, s, err)) return c;
+    auto r = log->log->delete_stream(s);
+    if (!r) return fail(err, r.error());
+    to_c(r.value(), out);
+    return done(err);
+  });
+}
+
+varve_errc varve_truncate_stream(varve_log* log, varve_stream_id stream, uint64_t before,
+                                 varve_stream_metadata* out, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    varve::stream_id s;
+    if (varve_errc c = to_stream(stream, s, err)) return c;
+    auto r = log->log->truncate_stream(s, before);
+    if (!r) return fail(err, r.error());
+    to_c(r.value(), out);
+    return done(err);
+  });
+}
+
+varve_errc varve_set_stream_limits(varve_log* log, varve_stream_id stream, uint64_t max_count,
+                                   uint64_t max_age_ns, varve_stream_metadata* out,
+                                   varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    varve::stream_id s;
+    if (varve_errc c = to_stream(stream, s, err)) return c;
+    auto r = log->log->set_stream_limits(s, max_count, max_age_ns);
+    if (!r) return fail(err, r.error());
+    to_c(r.value(), out);
+    return done(err);
+  });
+}
+
+varve_errc varve_stream_metadata_of(const varve_log* log, varve_stream_id stream,
+                                    varve_stream_metadata* out, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    VARVE_REQUIRE(out);
+    varve::stream_id s;
+    if (varve_errc c = to_stream(stream, s, err)) return c;
+    auto r = log->log->stream_metadata_of(s);
+    if (!r) return fail(err, r.error());
+    to_c(r.value(), out);
+    return done(err);
+  });
+}
+
+varve_errc varve_scavenge(varve_log* log, bool dry_run, varve_scavenge_result* out,
+                          varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(log);
+    auto r = log->log->scavenge(dry_run);
+    if (!r) return fail(err, r.error());
+    if (out) {
+      out->segments_examined = r.value().segments_examined;
+      out->segments_rewritten = r.value().segments_rewritten;
+      out->events_removed = r.value().events_removed;
+      out->bytes_freed = r.value().bytes_freed;
+    }
     return done(err);
   });
 }

@@ -1291,6 +1291,165 @@ static void test_crypto(void) {
   CHECK_OK(varve_log_close(plain, &err));
 }
 
+/* The versions `log` hands out for `stream` from version 1 forward, as
+ * "1 2 3"; "deleted" when the read is VARVE_STREAM_DELETED. */
+static const char* stream_versions(varve_log* log, const char* stream) {
+  static char out[4096];
+  out[0] = '\0';
+  varve_error err;
+  varve_stream_reader* sr = NULL;
+  const varve_errc c = varve_stream_read(log, S(stream), 1, VARVE_FORWARD, UINT64_MAX, &sr, &err);
+  if (c == VARVE_STREAM_DELETED) {
+    CHECK(sr == NULL && strstr(err.message, "deleted") != NULL);
+    return "deleted";
+  }
+  CHECK_OK(c);
+  if (!sr) return out;
+  varve_event e;
+  bool got = false;
+  size_t n = 0;
+  for (;;) {
+    CHECK_OK(varve_stream_reader_next(sr, &e, &got, &err));
+    if (!got || n >= sizeof out - 32) break;
+    n += (size_t)snprintf(out + n, sizeof out - n, "%s%llu", n ? " " : "", (unsigned long long)e.version);
+  }
+  varve_stream_reader_free(sr);
+  return out;
+}
+
+/* How many events the log reader hands out from the start, and how many of
+ * them belong to `stream`. */
+static uint64_t log_events(varve_log* log, const char* stream, uint64_t* of_stream) {
+  varve_error err;
+  varve_reader* rd = NULL;
+  uint64_t n = 0;
+  *of_stream = 0;
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  if (!rd) return 0;
+  varve_event e;
+  bool got = false;
+  for (;;) {
+    CHECK_OK(varve_reader_next(rd, &e, &got, &err));
+    if (!got) break;
+    ++n;
+    if (stream_is(&e, stream)) ++*of_stream;
+  }
+  varve_reader_free(rd);
+  return n;
+}
+
+static bool metadata_is(const varve_stream_metadata* m, bool deleted, uint64_t truncate_before,
+                        uint64_t max_count, uint64_t max_age_ns) {
+  return m->deleted == deleted && m->truncate_before == truncate_before && m->max_count == max_count &&
+         m->max_age_ns == max_age_ns;
+}
+
+/* Stream lifecycle: a deleted stream's reads and appends are
+ * VARVE_STREAM_DELETED and its events leave the log reader; a truncated
+ * stream reads from its floor; limits read back; a read-only log sees the
+ * changes and cannot make any; scavenge gives back the space of what is
+ * hidden in sealed segments, a dry run first. */
+static void test_lifecycle(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  varve_log* log = create_log("log", &o);
+  /* "gone" gets large events, "kept" small ones, turn about: about six
+   * 64 KiB segments. */
+  static char pad[801];
+  memset(pad, 'g', 800);
+  varve_event_data big = event_of(1, pad);
+  varve_event_data small = event_of(1, "kept");
+  for (uint64_t i = 0; i < 400; ++i) {
+    CHECK_OK(varve_append(log, S("gone"), varve_expect_exact(i), &big, NULL, &err));
+    CHECK_OK(varve_append(log, S("kept"), varve_expect_exact(i), &small, NULL, &err));
+  }
+  varve_stream_metadata m;
+  memset(&m, 0xff, sizeof m);
+  CHECK_OK(varve_stream_metadata_of(log, S("kept"), &m, &err));
+  CHECK(metadata_is(&m, false, 0, 0, 0)); /* no metadata: all zero */
+
+  /* Delete: reads and appends refused, the log reader skips its events. */
+  memset(&m, 0, sizeof m);
+  CHECK_OK(varve_delete_stream(log, S("gone"), &m, &err));
+  CHECK(metadata_is(&m, true, 0, 0, 0));
+  CHECK(strcmp(stream_versions(log, "gone"), "deleted") == 0);
+  CHECK_CODE(VARVE_STREAM_DELETED, varve_append(log, S("gone"), varve_expect_any(), &big, NULL, &err));
+  CHECK(strstr(err.message, "gone") != NULL);
+  uint64_t of_stream = 0;
+  CHECK(log_events(log, "kept", &of_stream) == 400 && of_stream == 400);
+  CHECK_OK(varve_delete_stream(log, S("gone"), NULL, &err)); /* deleted already: nothing changes */
+  CHECK_CODE(VARVE_STREAM_DELETED, varve_truncate_stream(log, S("gone"), 2, &m, &err));
+  CHECK_CODE(VARVE_STREAM_DELETED, varve_set_stream_limits(log, S("gone"), 1, 0, &m, &err));
+  CHECK_CODE(VARVE_NOT_FOUND, varve_delete_stream(log, S("nobody"), &m, &err));
+  CHECK(strstr(err.message, "nobody") != NULL);
+  CHECK_CODE(VARVE_NOT_FOUND, varve_truncate_stream(log, S("nobody"), 2, &m, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_delete_stream(log, varve_stream_bytes(NULL, 2), NULL, &err));
+
+  /* Truncate: the stream reads from the floor; it only moves forward. */
+  CHECK_OK(varve_truncate_stream(log, S("kept"), 391, &m, &err));
+  CHECK(metadata_is(&m, false, 391, 0, 0));
+  CHECK(strcmp(stream_versions(log, "kept"), "391 392 393 394 395 396 397 398 399 400") == 0);
+  CHECK(log_events(log, "kept", &of_stream) == 10 && of_stream == 10);
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_truncate_stream(log, S("kept"), 10, &m, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_truncate_stream(log, S("kept"), 402, &m, &err));
+
+  /* Limits replace each other and read back; a stream need not exist yet. */
+  CHECK_OK(varve_set_stream_limits(log, S("kept"), 3, 0, &m, &err));
+  CHECK(metadata_is(&m, false, 391, 3, 0));
+  memset(&m, 0, sizeof m);
+  CHECK_OK(varve_stream_metadata_of(log, S("kept"), &m, &err));
+  CHECK(metadata_is(&m, false, 391, 3, 0));
+  CHECK(strcmp(stream_versions(log, "kept"), "398 399 400") == 0);
+  CHECK_OK(varve_set_stream_limits(log, varve_stream_u64(7), 0, 3600000000000ull, NULL, &err));
+  CHECK_OK(varve_stream_metadata_of(log, varve_stream_u64(7), &m, &err));
+  CHECK(metadata_is(&m, false, 0, 0, 3600000000000ull));
+  CHECK_OK(varve_stream_metadata_of(log, S("gone"), &m, &err));
+  CHECK(m.deleted);
+
+  /* A read-only open sees every change and can make none. */
+  varve_log* ro = NULL;
+  CHECK_OK(varve_log_open_read_only(path_in_root("log"), &o, &ro, &err));
+  CHECK_OK(varve_stream_metadata_of(ro, S("kept"), &m, &err));
+  CHECK(metadata_is(&m, false, 391, 3, 0));
+  CHECK(strcmp(stream_versions(ro, "gone"), "deleted") == 0);
+  CHECK(strcmp(stream_versions(ro, "kept"), "398 399 400") == 0);
+  CHECK_CODE(VARVE_READ_ONLY, varve_delete_stream(ro, S("kept"), &m, &err));
+  CHECK_CODE(VARVE_READ_ONLY, varve_truncate_stream(ro, S("kept"), 399, &m, &err));
+  CHECK_CODE(VARVE_READ_ONLY, varve_set_stream_limits(ro, S("kept"), 1, 0, &m, &err));
+  CHECK_CODE(VARVE_READ_ONLY, varve_scavenge(ro, true, NULL, &err));
+  CHECK_OK(varve_log_close(ro, &err));
+
+  /* Scavenge takes sealed segments only: reopening seals the full ones. */
+  CHECK_OK(varve_log_close(log, &err));
+  CHECK_OK(varve_log_open(path_in_root("log"), &o, &log, &err));
+  CHECK(strcmp(stream_versions(log, "gone"), "deleted") == 0); /* the changes stayed */
+  varve_scavenge_result dry, real;
+  memset(&dry, 0xff, sizeof dry);
+  CHECK_OK(varve_scavenge(log, true, &dry, &err));
+  CHECK(dry.segments_examined >= 4 && dry.segments_rewritten > 0 && dry.events_removed > 300 &&
+        dry.bytes_freed == 0);
+  memset(&real, 0xff, sizeof real);
+  CHECK_OK(varve_scavenge(log, false, &real, &err));
+  CHECK(real.segments_examined == dry.segments_examined &&
+        real.segments_rewritten == dry.segments_rewritten && real.events_removed == dry.events_removed &&
+        real.bytes_freed > 0);
+  /* What was visible stays visible, and only that. */
+  CHECK(strcmp(stream_versions(log, "kept"), "398 399 400") == 0);
+  CHECK(strcmp(stream_versions(log, "gone"), "deleted") == 0);
+  CHECK_OK(varve_stream_metadata_of(log, S("kept"), &m, &err));
+  CHECK(m.truncate_before >= 391 && m.truncate_before <= 398 && m.max_count == 3 && !m.deleted);
+  CHECK(log_events(log, "kept", &of_stream) == 401 - m.truncate_before && of_stream == 401 - m.truncate_before);
+  /* The removed events are gone for good: the next open finds none to remove. */
+  CHECK_OK(varve_log_close(log, &err));
+  CHECK_OK(varve_log_open(path_in_root("log"), &o, &log, &err));
+  CHECK_OK(varve_scavenge(log, true, &dry, &err));
+  CHECK(dry.segments_examined == real.segments_examined && dry.segments_rewritten == 0 &&
+        dry.events_removed == 0);
+  CHECK(strcmp(stream_versions(log, "kept"), "398 399 400") == 0);
+  CHECK(strcmp(stream_versions(log, "gone"), "deleted") == 0);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
 static void test_close_with_open_children(void) {
   varve_error err;
   varve_log* log = create_log("log", NULL);
@@ -1373,6 +1532,14 @@ static void test_null_arguments(void) {
   CHECK_CODE(inval, varve_forget(NULL, S("s"), NULL, &err));
   CHECK_CODE(inval, varve_log_encrypted(NULL, &flag, &err));
   CHECK_CODE(inval, varve_log_encrypted(log, NULL, &err));
+  varve_stream_metadata sm;
+  varve_scavenge_result sc;
+  CHECK_CODE(inval, varve_delete_stream(NULL, S("s"), &sm, &err));
+  CHECK_CODE(inval, varve_truncate_stream(NULL, S("s"), 1, &sm, &err));
+  CHECK_CODE(inval, varve_set_stream_limits(NULL, S("s"), 1, 0, &sm, &err));
+  CHECK_CODE(inval, varve_stream_metadata_of(NULL, S("s"), &sm, &err));
+  CHECK_CODE(inval, varve_stream_metadata_of(log, S("s"), NULL, &err));
+  CHECK_CODE(inval, varve_scavenge(NULL, false, &sc, &err));
 
   /* NULL out-parameters of live handles. */
   CHECK_OK(varve_reader_open(log, 0, &rd, &err));
@@ -1423,6 +1590,7 @@ static const struct test_case g_cases[] = {
     {"retain", test_retain},
     {"archive", test_archive},
     {"crypto", test_crypto},
+    {"lifecycle", test_lifecycle},
     {"close_with_open_children", test_close_with_open_children},
     {"null_arguments", test_null_arguments},
 };

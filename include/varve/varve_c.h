@@ -26,7 +26,8 @@
  * or its free.
  *
  * Threads. A log has one writer thread at a time: varve_append*,
- * varve_flush, varve_forget, varve_log_close, varve_version_of,
+ * varve_flush, varve_forget, varve_delete_stream, varve_truncate_stream,
+ * varve_set_stream_limits, varve_scavenge, varve_log_close, varve_version_of,
  * varve_log_stats and varve_stream_read are called from one thread at a
  * time. The position getters, varve_wait_durable, varve_reader_open and
  * varve_subscription_open may be called from any thread at any time. A
@@ -509,6 +510,78 @@ VARVE_API varve_errc varve_forget(varve_log* log, varve_stream_id stream, varve_
  * key in this open. Any thread. */
 VARVE_API varve_errc varve_log_encrypted(const varve_log* log, bool* encrypted,
                                          varve_error* err) VARVE_C_NOEXCEPT;
+
+/* ---- stream lifecycle (varve/lifecycle.h) ------------------------------- */
+
+/* A stream's metadata (varve::stream_metadata); all zero: none. */
+typedef struct varve_stream_metadata {
+  /* A tombstone: the stream's events are hidden, reading it is
+   * VARVE_STREAM_DELETED and appending to it too, for good. */
+  bool deleted;
+  uint64_t truncate_before; /* versions below it are hidden (0 and 1: none) */
+  /* Only the newest max_count events are visible (0: no limit): stream reads
+   * and varve_scavenge apply it, log reads cannot. */
+  uint64_t max_count;
+  uint64_t max_age_ns; /* events older than this are hidden, in every read (0: no limit) */
+} varve_stream_metadata;
+
+/* Changes to a stream's metadata (event_log::delete_stream, truncate_stream,
+ * set_stream_limits). Each makes the log durable up to its committed end and
+ * records the change in DIR/streams, synced, before it returns; every read
+ * then hides what it covers (in this process at once, in others at their next
+ * segment or the committed end). The events stay on disk until retention
+ * removes their segments or varve_scavenge rewrites them. `out` (may be NULL)
+ * gets the stream's metadata after the change; a change that changes nothing
+ * writes nothing. A read-only log is VARVE_READ_ONLY; a deleted stream takes
+ * no more changes (VARVE_STREAM_DELETED). Writer thread, not concurrently
+ * with an append. */
+
+/* Deletes (tombstones) `stream`: reading it is VARVE_STREAM_DELETED, its
+ * events leave log reads and subscriptions, appends to it are refused with
+ * VARVE_STREAM_DELETED, for good. A stream with no events is VARVE_NOT_FOUND;
+ * deleting a deleted stream changes nothing. */
+VARVE_API varve_errc varve_delete_stream(varve_log* log, varve_stream_id stream,
+                                         varve_stream_metadata* out,
+                                         varve_error* err) VARVE_C_NOEXCEPT;
+/* Hides the versions of `stream` below `before`, at most its version + 1
+ * (all of them: the stream goes on from its version). Only moves forward: a
+ * `before` below the stream's truncate_before, or past its version + 1, is
+ * VARVE_INVALID_ARGUMENT; a stream with no events VARVE_NOT_FOUND. */
+VARVE_API varve_errc varve_truncate_stream(varve_log* log, varve_stream_id stream, uint64_t before,
+                                           varve_stream_metadata* out,
+                                           varve_error* err) VARVE_C_NOEXCEPT;
+/* Replaces the limits of `stream` (0: none): keep the newest `max_count`
+ * events, hide those older than `max_age_ns`. The stream need not exist yet. */
+VARVE_API varve_errc varve_set_stream_limits(varve_log* log, varve_stream_id stream,
+                                             uint64_t max_count, uint64_t max_age_ns,
+                                             varve_stream_metadata* out,
+                                             varve_error* err) VARVE_C_NOEXCEPT;
+/* The metadata of `stream` into *out (all zero: none). Any log, read-only
+ * too (it follows the writer's changes); any thread. */
+VARVE_API varve_errc varve_stream_metadata_of(const varve_log* log, varve_stream_id stream,
+                                              varve_stream_metadata* out,
+                                              varve_error* err) VARVE_C_NOEXCEPT;
+
+/* What varve_scavenge did (varve::scavenge_result). */
+typedef struct varve_scavenge_result {
+  uint64_t segments_examined;  /* sealed segments in DIR, the archived ones not counted */
+  uint64_t segments_rewritten; /* (dry run: would be) */
+  uint64_t events_removed;     /* hidden events whose bytes are gone (dry run: would go) */
+  uint64_t bytes_freed;        /* disk blocks given back (st_blocks before - after); 0 in a dry run */
+} varve_scavenge_result;
+
+/* Gives back the disk space of hidden events (event_log::scavenge): rewrites
+ * each sealed segment (not the archived ones) that holds whole batches of
+ * them, each removed run becoming a hole of the same length; positions,
+ * sequences and every other byte stay. Crash-safe (each segment is rewritten
+ * to a new file, synced, checked and renamed over the old one). The space
+ * returns once no process maps the old file (this one keeps it until
+ * varve_log_close). A log with a tamper-evident chain is
+ * VARVE_INVALID_ARGUMENT; a read-only log VARVE_READ_ONLY. dry_run: counts
+ * what would go and changes nothing. `out` may be NULL. Writer thread, not
+ * concurrently with an append. */
+VARVE_API varve_errc varve_scavenge(varve_log* log, bool dry_run, varve_scavenge_result* out,
+                                    varve_error* err) VARVE_C_NOEXCEPT;
 
 /* ---- reading the log in order ------------------------------------------ */
 

@@ -5,11 +5,12 @@
 // subscriptions) or read (readers), so other Python threads run meanwhile.
 //
 // Threads: event_log's writer-side calls (append, version_of, read_stream,
-// stats, forget, close) must come from one thread at a time; here a mutex per log
-// serialises them, so any Python thread may append. Readers and
-// subscriptions are used by one thread at a time (a mutex each, so misuse is
-// serialised rather than undefined). A log stays alive while any reader or
-// subscription made from it does (they hold a shared_ptr to it).
+// stats, forget, delete/truncate_stream, set_stream_limits, scavenge, close)
+// must come from one thread at a time; here a mutex per log serialises them,
+// so any Python thread may append. Readers and subscriptions are used by one
+// thread at a time (a mutex each, so misuse is serialised rather than
+// undefined). A log stays alive while any reader or subscription made from
+// it does (they hold a shared_ptr to it).
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
@@ -697,6 +698,16 @@ nb::object subscription_next(py_subscription& s, std::optional<double> timeout_s
   }
 }
 
+// A stream's lifecycle metadata (varve/lifecycle.h), as the CLI's JSON has it.
+nb::dict metadata_dict(const varve::stream_metadata& m) {
+  nb::dict d;
+  d["deleted"] = m.deleted;
+  d["truncate_before"] = m.truncate_before;
+  d["max_count"] = m.max_count;
+  d["max_age_ns"] = m.max_age_ns;
+  return d;
+}
+
 }  // namespace
 
 NB_MODULE(_varve, m) {
@@ -961,6 +972,94 @@ NB_MODULE(_varve, m) {
              }
              return out;
            })
+      .def("delete_stream",
+           [](py_log& lg, nb::handle stream) {
+             stream_key key = to_stream(stream);
+             varve::result<varve::stream_metadata> r = varve::stream_metadata{};
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               r = lg.get().delete_stream(key.id());
+             }
+             if (!r) raise(r.error(), std::string(key.is_int ? std::to_string(key.integer) : key.bytes));
+             return metadata_dict(r.value());
+           },
+           "stream"_a)
+      .def("truncate_stream",
+           [](py_log& lg, nb::handle stream, uint64_t before) {
+             stream_key key = to_stream(stream);
+             varve::result<varve::stream_metadata> r = varve::stream_metadata{};
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               r = lg.get().truncate_stream(key.id(), before);
+             }
+             if (!r) raise(r.error(), std::string(key.is_int ? std::to_string(key.integer) : key.bytes));
+             return metadata_dict(r.value());
+           },
+           "stream"_a, "before"_a)
+      .def("set_stream_limits",
+           [](py_log& lg, nb::handle stream, uint64_t max_count, uint64_t max_age_ns) {
+             stream_key key = to_stream(stream);
+             varve::result<varve::stream_metadata> r = varve::stream_metadata{};
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               r = lg.get().set_stream_limits(key.id(), max_count, max_age_ns);
+             }
+             if (!r) raise(r.error(), std::string(key.is_int ? std::to_string(key.integer) : key.bytes));
+             return metadata_dict(r.value());
+           },
+           "stream"_a, "max_count"_a = 0, "max_age_ns"_a = 0)
+      .def("stream_metadata",
+           [](py_log& lg, nb::handle stream) {
+             stream_key key = to_stream(stream);
+             varve::result<varve::stream_metadata> r = varve::stream_metadata{};
+             varve::event_log& log = lg.get();
+             {
+               nb::gil_scoped_release rel;
+               r = log.stream_metadata_of(key.id());
+             }
+             if (!r) raise(r.error(), std::string(key.is_int ? std::to_string(key.integer) : key.bytes));
+             return metadata_dict(r.value());
+           },
+           "stream"_a)
+      .def("stream_metadata_list",
+           [](py_log& lg) {
+             varve::result<std::vector<varve::stream_metadata_entry>> r = std::vector<varve::stream_metadata_entry>{};
+             varve::event_log& log = lg.get();
+             {
+               nb::gil_scoped_release rel;
+               r = log.stream_metadata_list();
+             }
+             nb::list out;
+             for (const varve::stream_metadata_entry& e : take(std::move(r))) {
+               nb::dict d;
+               d["stream"] = from_stream(e.stream, e.stream_is_integer);
+               d["metadata"] = metadata_dict(e.metadata);
+               d["changed_ns"] = e.changed_ns;
+               d["change_number"] = e.change_number;
+               out.append(d);
+             }
+             return out;
+           })
+      .def("scavenge",
+           [](py_log& lg, bool dry_run) {
+             varve::result<varve::scavenge_result> r = varve::scavenge_result{};
+             {
+               nb::gil_scoped_release rel;
+               std::lock_guard lock(lg.mu);
+               r = lg.get().scavenge(dry_run);
+             }
+             const varve::scavenge_result& x = take(std::move(r));
+             nb::dict d;
+             d["segments_examined"] = x.segments_examined;
+             d["segments_rewritten"] = x.segments_rewritten;
+             d["events_removed"] = x.events_removed;
+             d["bytes_freed"] = x.bytes_freed;
+             return d;
+           },
+           "dry_run"_a = false)
       .def("wait_durable",
            [](py_log& lg, uint64_t p) {
              varve::status st;

@@ -1,6 +1,6 @@
 """The varve binding: appends, reads, conflicts, units of work, metadata,
 subscriptions across threads and processes, damaged files reported by
-name and offset, and crypto-shredding."""
+name and offset, crypto-shredding and stream lifecycle."""
 
 from __future__ import annotations
 
@@ -474,3 +474,93 @@ def test_master_key_files(tmp_path):
         lg.append("s", EventData("T", b"x"))
     with varve.EventLog.open(str(tmp_path / "log"), master_key=key) as lg:
         assert [e.data for e in lg.read()] == [b"x"]
+
+
+def test_stream_lifecycle_delete_truncate_limits_and_scavenge(tmp_path):
+    path = str(tmp_path / "life")
+    lg = varve.EventLog.create(path, segment_bytes=1 << 16)
+    # "gone" gets large events, "kept" small ones, turn about: about six 64 KiB segments.
+    for i in range(400):
+        lg.append("gone", EventData("T", b"g" * 800), expected=i)
+        lg.append("kept", EventData("T", b"kept"), expected=i)
+    none = {"deleted": False, "truncate_before": 0, "max_count": 0, "max_age_ns": 0}
+    assert lg.stream_metadata("kept") == none and lg.stream_metadata_list() == []
+
+    # Delete: reads and appends raise, log reads skip its events.
+    assert lg.delete_stream("gone") == dict(none, deleted=True)
+    with pytest.raises(varve.StreamDeletedError) as info:
+        list(lg.read_stream("gone"))
+    assert "deleted" in str(info.value) and info.value.code == "stream_deleted"
+    assert isinstance(info.value, varve.NotFoundError)
+    with pytest.raises(varve.StreamDeletedError) as info:
+        lg.append("gone", EventData("T", b"more"))
+    assert info.value.stream == "gone"
+    assert [e.stream for e in lg.read()] == ["kept"] * 400
+    assert lg.delete_stream("gone")["deleted"]  # deleted already: nothing changes
+    with pytest.raises(varve.StreamDeletedError):
+        lg.truncate_stream("gone", 2)
+    with pytest.raises(varve.StreamDeletedError):
+        lg.set_stream_limits("gone", max_count=1)
+    with pytest.raises(varve.NotFoundError) as info:
+        lg.delete_stream("nobody")
+    assert info.value.stream == "nobody" and not isinstance(info.value, varve.StreamDeletedError)
+    with pytest.raises(varve.NotFoundError):
+        lg.truncate_stream("nobody", 2)
+
+    # Truncate: the stream reads from the floor; it only moves forward.
+    assert lg.truncate_stream("kept", 391) == dict(none, truncate_before=391)
+    assert [e.version for e in lg.read_stream("kept")] == list(range(391, 401))
+    assert [e.version for e in lg.read()] == list(range(391, 401))
+    with pytest.raises(varve.InvalidArgument):
+        lg.truncate_stream("kept", 10)
+    with pytest.raises(varve.InvalidArgument):
+        lg.truncate_stream("kept", 402)
+
+    # Limits replace each other and read back; a stream need not exist yet.
+    assert lg.set_stream_limits("kept", max_count=3) == dict(none, truncate_before=391, max_count=3)
+    assert lg.stream_metadata("kept") == dict(none, truncate_before=391, max_count=3)
+    assert [e.version for e in lg.read_stream("kept")] == [398, 399, 400]
+    assert lg.set_stream_limits(7, max_age_ns=3600 * 10**9) == dict(none, max_age_ns=3600 * 10**9)
+    listed = lg.stream_metadata_list()
+    assert [(x["stream"], x["change_number"]) for x in listed] == [("gone", 1), ("kept", 3), (7, 4)]
+    assert listed[1]["metadata"] == lg.stream_metadata("kept") and all(x["changed_ns"] > 0 for x in listed)
+
+    # A read-only open sees every change and can make none.
+    with varve.EventLog.open_read_only(path) as ro:
+        assert ro.stream_metadata("kept") == dict(none, truncate_before=391, max_count=3)
+        assert [x["stream"] for x in ro.stream_metadata_list()] == ["gone", "kept", 7]
+        with pytest.raises(varve.StreamDeletedError):
+            list(ro.read_stream("gone"))
+        assert [e.version for e in ro.read_stream("kept")] == [398, 399, 400]
+        with pytest.raises(varve.ReadOnlyError):
+            ro.delete_stream("kept")
+        with pytest.raises(varve.ReadOnlyError):
+            ro.truncate_stream("kept", 399)
+        with pytest.raises(varve.ReadOnlyError):
+            ro.set_stream_limits("kept", max_count=1)
+        with pytest.raises(varve.ReadOnlyError):
+            ro.scavenge(dry_run=True)
+
+    # Scavenge takes sealed segments only: reopening seals the full ones.
+    lg.close()
+    lg = varve.EventLog.open(path)
+    dry = lg.scavenge(dry_run=True)
+    assert dry["segments_examined"] >= 4 and dry["segments_rewritten"] > 0
+    assert dry["events_removed"] > 300 and dry["bytes_freed"] == 0
+    r = lg.scavenge()
+    assert {k: r[k] for k in ("segments_examined", "segments_rewritten", "events_removed")} == {
+        k: dry[k] for k in ("segments_examined", "segments_rewritten", "events_removed")}
+    assert r["bytes_freed"] > 0
+    # What was visible stays visible, and only that.
+    assert [e.version for e in lg.read_stream("kept")] == [398, 399, 400]
+    with pytest.raises(varve.StreamDeletedError):
+        list(lg.read_stream("gone"))
+    floor = lg.stream_metadata("kept")["truncate_before"]
+    assert 391 <= floor <= 398 and lg.stream_metadata("kept")["max_count"] == 3
+    assert [e.version for e in lg.read()] == list(range(floor, 401))
+    lg.close()
+    # The removed events are gone for good: the next open finds none to remove.
+    with varve.EventLog.open(path) as lg:
+        again = lg.scavenge(dry_run=True)
+        assert again["segments_rewritten"] == 0 and again["events_removed"] == 0
+        assert [e.version for e in lg.read_stream("kept")] == [398, 399, 400]

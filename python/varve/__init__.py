@@ -241,6 +241,36 @@ class EventLog:
         encrypted event; ``ReadOnlyError`` on a read-only log."""
         return self._impl.forget(stream)
 
+    # Stream lifecycle (docs/DESIGN.md "Stream lifecycle"). Each change is
+    # durable (in DIR/streams) when it returns, and every read then hides what
+    # it covers, in this process and in others; the events stay on disk until
+    # retention or ``scavenge`` gives their space back. Each returns the
+    # stream's metadata after the change (``stream_metadata``). A read-only log
+    # raises ``ReadOnlyError``; a deleted stream takes no more changes
+    # (``StreamDeletedError``).
+
+    def delete_stream(self, stream: StreamId) -> dict[str, Any]:
+        """Deletes (tombstones) ``stream``, for good: reading it raises
+        ``StreamDeletedError``, its events leave ``read`` and subscriptions, and
+        appends to it raise ``StreamDeletedError``. ``NotFoundError`` for a
+        stream with no events; deleting a deleted stream changes nothing."""
+        return self._impl.delete_stream(stream)
+
+    def truncate_stream(self, stream: StreamId, before: int) -> dict[str, Any]:
+        """Hides the versions of ``stream`` below ``before`` (at most its
+        version + 1: all of them; the stream goes on from its version). Only
+        moves forward (``InvalidArgument`` otherwise); ``NotFoundError`` for a
+        stream with no events."""
+        return self._impl.truncate_stream(stream, before)
+
+    def set_stream_limits(self, stream: StreamId, max_count: int = 0,
+                          max_age_ns: int = 0) -> dict[str, Any]:
+        """Replaces the limits of ``stream`` (0: none): only the newest
+        ``max_count`` events are visible (``read_stream`` and ``scavenge``;
+        ``read`` cannot apply it), events older than ``max_age_ns`` are hidden
+        in every read. The stream need not exist yet."""
+        return self._impl.set_stream_limits(stream, max_count, max_age_ns)
+
     def close(self) -> None:
         self._impl.close()
 
@@ -273,6 +303,18 @@ class EventLog:
         """The streams forgotten so far, oldest first: ``forget_sequence``,
         ``time_ns`` and ``stream``. Needs no key; read-only logs too."""
         return self._impl.forgotten()
+
+    def stream_metadata(self, stream: StreamId) -> dict[str, Any]:
+        """The lifecycle metadata of ``stream``: ``deleted``,
+        ``truncate_before``, ``max_count`` and ``max_age_ns`` (all zero and
+        False: none). Read-only logs too (they follow the writer's changes)."""
+        return self._impl.stream_metadata(stream)
+
+    def stream_metadata_list(self) -> list[dict[str, Any]]:
+        """Every stream with lifecycle metadata, in the order of their last
+        change: ``stream``, ``metadata`` (as ``stream_metadata``),
+        ``changed_ns`` and ``change_number``. Read-only logs too."""
+        return self._impl.stream_metadata_list()
 
     @property
     def committed(self) -> int:
@@ -333,6 +375,17 @@ class EventLog:
         ``dry_run`` changes nothing. Returns ``segments_archived``,
         ``raw_bytes``, ``archived_bytes``, ``archive_end`` and ``dir``."""
         return self._impl.archive(dir, before, level, dry_run)
+
+    def scavenge(self, dry_run: bool = False) -> dict[str, int]:
+        """Gives back the disk space of the events stream lifecycle hides
+        (deleted, truncated, over a limit): sealed segments holding whole
+        batches of them are rewritten with each removed run as a sparse hole
+        of the same length, so positions and sequences stay. The space returns
+        once no process maps the old files (this one, until ``close``). A log
+        with a tamper-evident chain raises ``InvalidArgument``. ``dry_run``
+        counts and changes nothing. Returns ``segments_examined``,
+        ``segments_rewritten``, ``events_removed`` and ``bytes_freed``."""
+        return self._impl.scavenge(dry_run)
 
     # ---- reading ----------------------------------------------------------
 
