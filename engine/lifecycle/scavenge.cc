@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <unordered_map>
 
 #include "base/coding.h"
@@ -59,6 +60,7 @@ struct segment_plan {
   std::vector<removed_run> runs;
   uint64_t events = 0;
   uint64_t last_kept = ~uint64_t{0};
+  std::unique_ptr<segment> file;  // the file as it is on disk now (see pass 1)
 };
 
 uint64_t blocks_of(const std::string& path) {
@@ -214,7 +216,13 @@ result<scavenge_result> event_log::scavenge(bool dry_run) {
     if (!fst) return fst;
     if (lazy.value()->archived()) continue;  // compressed in the archive: not rewritten
     ++res.segments_examined;
-    const segment& seg = *lazy.value();
+    // The file as it is on disk, mapped for this pass: the segment table's
+    // mapping may be of a file an earlier scavenge in this process replaced
+    // (its readers keep it), which still holds what went.
+    auto fresh = segment::open(s.fs, sh.segments.identity(), k, map_access::read_only);
+    if (!fresh) return fresh.error();
+    if (status rf = fresh.value()->read_footer(f); !rf) return rf;
+    const segment& seg = *fresh.value();
     struct rec {
       uint64_t off, len, seq, timestamp;
       std::string_view stream;
@@ -271,6 +279,7 @@ result<scavenge_result> event_log::scavenge(bool dry_run) {
     detail::segment_plan p;
     p.index = k;
     p.footer = f;
+    p.file = std::move(fresh.value());
     for (const rec& r : recs) {
       if (!r.remove) {
         p.last_kept = seg.base_position() + r.off;
@@ -311,11 +320,9 @@ result<scavenge_result> event_log::scavenge(bool dry_run) {
 
   // Pass 3: each segment rewritten, then its index file for the new bytes.
   for (const detail::segment_plan& p : plans) {
-    auto seg = sh.segments.get(p.index);
-    if (!seg) return seg.error();
-    const std::string path = seg.value()->path();
+    const std::string path = p.file->path();
     const uint64_t before = detail::blocks_of(path);
-    if (status st = detail::rewrite(*s.fs, s.dir, *seg.value(), p); !st) return st;
+    if (status st = detail::rewrite(*s.fs, s.dir, *p.file, p); !st) return st;
     const uint64_t after = detail::blocks_of(path);
     if (before > after) res.bytes_freed += before - after;
     // The index file is tied to the footer's checksum: rebuilt for the new
