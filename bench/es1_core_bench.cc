@@ -60,6 +60,10 @@ struct config {
   uint64_t segment_bytes = 64ull << 20;
   bool chain = false;  // log_options::tamper_evident_chain: the sealer hashes each segment
   bool encrypt = false;  // log_options::master_key: every payload sealed with its stream's key
+  // Stream lifecycle metadata on two streams outside ES-1's (one deleted, one
+  // limited) before anything is appended: every append pays the tombstone
+  // check and every event read the visibility check (varve/lifecycle.h).
+  bool lifecycle = false;
 
   bool has(const std::string& p) const {
     std::stringstream ss(phases);
@@ -94,6 +98,15 @@ varve::log_options log_opts(const config& c) {
 std::unique_ptr<varve::event_log> create_log(const std::string& dir, const config& c) {
   auto r = varve::event_log::create(dir, log_opts(c));
   if (!r) die("create " + dir + ": " + r.error().to_string());
+  if (c.lifecycle) {
+    varve::event_data e;
+    e.payload = varve::event_data::bytes("x");
+    if (auto a = r.value()->append("lifecycle-deleted", varve::expected_version::any(), e); !a)
+      die("lifecycle: " + a.error().to_string());
+    if (auto d = r.value()->delete_stream("lifecycle-deleted"); !d) die("lifecycle: " + d.error().to_string());
+    if (auto l = r.value()->set_stream_limits("lifecycle-limited", 10, 3600'000'000'000ull); !l)
+      die("lifecycle: " + l.error().to_string());
+  }
   return std::move(r.value());
 }
 
@@ -319,7 +332,8 @@ void run_once(const config& c, const vb::es1_data& d, uint32_t record_bytes, con
                        {"committed_position", st.committed.value},
                        {"stats_bytes_on_disk", st.bytes_on_disk},
                        {"du_bytes_on_disk", vb::bytes_on_disk(log_dir)}};
-    if (st.events != E) die("stats().events = " + std::to_string(st.events) + ", expected " + std::to_string(E));
+    if (st.events != E + (c.lifecycle ? 1 : 0))  // --lifecycle: the deleted stream's one event
+      die("stats().events = " + std::to_string(st.events) + ", expected " + std::to_string(E));
   }
 
   // Ceilings for P1 and P4, on the same records.
@@ -514,6 +528,9 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-ceilings", c.ceilings, "skip the memcpy / bare-loop / sequential-read ceilings");
   app.add_flag("--keep", c.keep, "keep the scratch directories");
   app.add_flag("--chain", c.chain, "keep a tamper-evident chain (the sealer hashes every segment)");
+  app.add_flag("--lifecycle", c.lifecycle,
+               "delete one stream and limit another (outside ES-1's) before appending: appends and reads "
+               "pay stream lifecycle's checks");
   app.add_flag("--encrypt", c.encrypt,
                "crypto-shredding on: each payload sealed with its stream's key (P4 decrypts; the ceilings "
                "move the same, larger records)");

@@ -3,6 +3,7 @@
 // and opening DIR/keys with the log. The reader's side is keyring::
 // open_payload, reached through shared_log::open_payload by every reader.
 #include "engine/crypto/writer_keys.h"
+#include "engine/lifecycle/writer_lifecycle.h"
 
 #include <algorithm>
 
@@ -165,8 +166,7 @@ namespace varve {
 
 result<forget_result> event_log::forget(stream_id stream) {
   detail::log_state& s = *s_;
-  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
-  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
+  if (status w = detail::check_writer_op(s); !w) return w;
   if (!s.shared->keys)
     return status(errc::invalid_argument, s.dir + ": the log has no master key: its payloads are not encrypted, "
                                                   "so no stream can be forgotten");

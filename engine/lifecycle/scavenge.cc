@@ -183,9 +183,7 @@ namespace varve {
 
 result<scavenge_result> event_log::scavenge(bool dry_run) {
   detail::log_state& s = *s_;
-  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
-  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
-  if (!s.write_failure.ok()) return s.write_failure;
+  if (status w = detail::check_writer_op(s); !w) return w;
   if (s.fs->exists(log_files::join(s.dir, chain::kFileName)))
     return status(errc::invalid_argument,
                   s.dir + ": the log has a tamper-evident chain, which commits to every byte of every sealed "

@@ -36,6 +36,12 @@ status open_lifecycle(log_state& s) {
   return {};
 }
 
+status check_writer_op(const log_state& s) {
+  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
+  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
+  return s.write_failure;
+}
+
 status refuse_deleted(const log_state& s, const stream_id& stream, const char* what) {
   const auto& v = s.life->view();
   const stream_metadata* m = v->find(stream.bytes());
@@ -48,9 +54,7 @@ namespace {
 
 result<stream_metadata> change(event_log& log, log_state& s, stream_id stream, bool deleting,
                                const std::function<status(stream_metadata&, stream_version)>& edit) {
-  if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
-  if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
-  if (!s.write_failure.ok()) return s.write_failure;
+  if (status w = check_writer_op(s); !w) return w;
   const std::string_view key = stream.bytes();
   if (key.empty() || key.size() > kMaxStreamIdBytes)
     return status(errc::invalid_argument, "stream id must have 1 to 255 bytes, got " + std::to_string(key.size()));

@@ -20,6 +20,10 @@ status open_lifecycle(log_state& s);
 // (log_state::any_deleted): errc::stream_deleted for a deleted stream.
 status refuse_deleted(const log_state& s, const stream_id& stream, const char* what);
 
+// What a writer-thread operation (a lifecycle change, a scavenge, a forget)
+// checks first: the log is writable, open, and has not refused writes.
+status check_writer_op(const log_state& s);
+
 // The writer's open: removes <segment>.scavenge files an interrupted
 // scavenge left (the segment itself is whole, old or new).
 status remove_scavenge_leftovers(file_system& fs, const std::string& dir);
