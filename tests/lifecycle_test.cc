@@ -438,6 +438,19 @@ result<append_result> put_sized(event_log& log, const std::string& stream, size_
   return log.append(stream_id(std::string_view(stream)), expected_version::any(), e);
 }
 
+// Waits (10 s at most) until the sealer has sealed every segment below the
+// active one: a scavenge's pass ends at the first segment without a footer.
+void wait_sealed(event_log& log) {
+  const uint64_t active = log.committed_position().value / (64 * 1024);
+  for (int i = 0; i < 1000; ++i) {
+    auto r = log.scavenge(true);
+    ASSERT_OK(r);
+    if (r.value().segments_examined >= active) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  FAIL() << "the sealer did not seal segments below " << active << " in 10 s";
+}
+
 // A log where "gone" has long runs of big events (whole 4 KiB blocks to give
 // back) between "keep"'s, "t" 300 small ones, "old" 50 stamped long ago; every
 // "gone" event is in a sealed segment.
@@ -463,9 +476,7 @@ TEST(Lifecycle, ScavengeGivesBackHiddenEventsSpaceAndKeepsEveryVisibleEventWhere
   ASSERT_OK(log->truncate_stream("t", 201));
   ASSERT_OK(log->set_stream_limits("old", 0, 60 * kSec));  // all of "old" is an hour old
   ASSERT_OK(log->flush());
-  // Let the sealer finish: a segment without its footer ends the pass.
-  for (int i = 0; i < 200 && log->scavenge(true).value().segments_examined + 1 < log->committed_position().value / (64 * 1024); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_NO_FATAL_FAILURE(wait_sealed(*log));
   const std::vector<full_event> before = everything(*log);
   const auto keep_before = stream_read(*log, "keep").value();
   const uint64_t blocks_before = blocks_in(d.path());
@@ -554,7 +565,7 @@ TEST(Lifecycle, ScavengeRefusesAChainedLogAndRemovesOnlyWholeBatchesAndPrefixes)
   fill(*log, {"filler"}, 1500);
   ASSERT_OK(log->truncate_stream("x", 4));
   ASSERT_OK(log->flush());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the sealer
+  ASSERT_NO_FATAL_FAILURE(wait_sealed(*log));
   ASSERT_OK_AND_ASSIGN(auto res, log->scavenge());
   EXPECT_EQ(res.events_removed, 1u) << "x@2 shares a batch with visible y@1; x@3 follows it";
   EXPECT_EQ(log->stream_metadata_of("x").value().truncate_before, 4u);
@@ -585,7 +596,7 @@ TEST(Lifecycle, ScavengeUnderPowerLossKeepsEveryVisibleEvent) {
   ASSERT_OK(log->delete_stream("gone"));
   ASSERT_OK(log->truncate_stream("t", 201));
   ASSERT_OK(log->set_stream_limits("old", 0, 60 * kSec));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the sealer
+  ASSERT_NO_FATAL_FAILURE(wait_sealed(*log));
   const std::vector<full_event> before = everything(*log);
   std::atomic<bool> scavenging{false};
   std::vector<std::string> copies;
