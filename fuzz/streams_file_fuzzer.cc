@@ -12,7 +12,7 @@
 // Checks: load returns ok, corruption or newer_format, never anything else,
 // never a crash or an out-of-bounds read; a foreign log id never loads; a
 // view that loads has every stream once, 1..255 bytes, with some metadata,
-// sorted by hash and found by find(); its change numbers are at most the
+// sorted by hash, found by find() and let through by the filter; its change numbers are at most the
 // last; a change on top of it loads back as the next number with exactly the
 // metadata given, every other stream's unchanged.
 #include <xxhash.h>
@@ -80,6 +80,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(model.emplace(e.stream, e.metadata).second, "a stream twice");
     const stream_metadata* f = view.find(e.stream);
     FUZZ_CHECK(f && *f == e.metadata, "find() does not give the stream's metadata");
+    FUZZ_CHECK(view.maybe(e.stream), "the filter rules out a stream with metadata");
   }
 
   if (!(ctl & 4)) return 0;

@@ -64,6 +64,17 @@ const stream_metadata* lifecycle_view::find_slow(std::string_view stream) const 
   return nullptr;
 }
 
+void lifecycle_view::build_filter() {
+  uint64_t bits = 64;
+  while (bits < 16 * items_.size()) bits <<= 1;
+  bloom_.assign(bits / 64, 0);
+  bloom_mask_ = bits - 1;
+  for (const item& i : items_) {
+    const uint64_t h = quick_hash(i.entry.stream) & bloom_mask_;
+    bloom_[h >> 6] |= uint64_t{1} << (h & 63);
+  }
+}
+
 result<std::shared_ptr<const lifecycle_view>> lifecycle_view::load(file_system& fs, const std::string& dir,
                                                                    uint64_t log_id) {
   auto v = std::make_shared<lifecycle_view>();
@@ -129,6 +140,7 @@ result<std::shared_ptr<const lifecycle_view>> lifecycle_view::load(file_system& 
       v->items_.push_back(std::move(i));
     }
   std::sort(v->items_.begin(), v->items_.end(), [](const item& a, const item& b) { return a.hash < b.hash; });
+  v->build_filter();
   v->journal_end_ = at;
   return std::shared_ptr<const lifecycle_view>(std::move(v));
 }

@@ -44,6 +44,7 @@ status check_writer_op(const log_state& s) {
 
 status refuse_deleted(const log_state& s, const stream_id& stream, const char* what) {
   const auto& v = s.life->view();
+  if (!v->maybe(stream.bytes())) return {};
   const stream_metadata* m = v->find(stream.bytes());
   if (!m || !m->deleted) return {};
   return status(errc::stream_deleted, s.dir + ": stream '" + stream_text(stream) + "' was deleted: " + what +

@@ -288,6 +288,25 @@ result<loaded<State>> load_aggregate_at(const event_log& log, const snapshot_sto
   upto = std::min(upto, newest);
   stream_version below = upto;
   event_view ev;
+  // Stream lifecycle (varve/lifecycle.h): versions below the stream's floor
+  // (a truncation, max_count) are hidden. A snapshot at floor - 1 or later
+  // still brings the state forward (one below the floor is taken without its
+  // anchor check: the floor was recorded once the log was durable past it);
+  // with none, the hidden events' part of the state is gone: errc::removed,
+  // never a state folded from the visible events alone.
+  auto meta = log.stream_metadata_of(stream);
+  if (!meta) return meta.error();
+  stream_version floor = std::max<stream_version>(1, meta.value().truncate_before);
+  if (meta.value().max_count != 0 && newest > meta.value().max_count)
+    floor = std::max<stream_version>(floor, newest - meta.value().max_count + 1);
+  auto hidden_error = [&](stream_version have) {
+    return status(errc::removed, "stream '" + std::string(stream.bytes()) + "' hides its versions below " +
+                                     std::to_string(floor) + " (truncated or limited) and " +
+                                     (have ? "its newest snapshot at or below " + std::to_string(upto) +
+                                                 " is at version " + std::to_string(have)
+                                           : std::string("has no snapshot")) +
+                                     ": the state cannot be rebuilt (save a snapshot before truncating)");
+  };
   // Folds the reader's events (at most up to `upto`) into out.state.
   auto fold_rest = [&](stream_reader& rs) -> status {
     const auto t0 = std::chrono::steady_clock::now();
@@ -315,6 +334,22 @@ result<loaded<State>> load_aggregate_at(const event_log& log, const snapshot_sto
       return snap.error();
     }
     const snapshot_view& sv = snap.value();
+    if (sv.version < floor) {  // its own event is hidden
+      // The events between it and the first visible one are hidden too.
+      if (sv.version < upto && sv.version + 1 < floor) return hidden_error(sv.version);
+      if (!detail::take_state(from_snapshot(sv.bytes), out.state)) {
+        ++out.snapshots_skipped;
+        below = sv.version - 1;
+        continue;
+      }
+      out.used_snapshot = true;
+      out.snapshot_version = out.version = sv.version;
+      if (upto == sv.version) return out;
+      auto rest = log.read_stream(stream, floor, read_direction::forward, upto - sv.version);
+      if (!rest) return rest.error();
+      if (status st = fold_rest(*rest); !st) return st;
+      return out;
+    }
     // Start at the snapshot's own event: its position must be the anchor.
     auto rs = log.read_stream(stream, sv.version, read_direction::forward, upto - sv.version + 1);
     if (!rs) return rs.error();
@@ -341,6 +376,7 @@ result<loaded<State>> load_aggregate_at(const event_log& log, const snapshot_sto
   }
   out.state = std::move(initial);
   if (upto == 0) return out;
+  if (floor > 1) return hidden_error(0);
   auto rs = log.read_stream(stream, 1, read_direction::forward, upto);
   if (!rs) return rs.error();
   if (status st = fold_rest(*rs); !st) return st;
