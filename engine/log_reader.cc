@@ -33,7 +33,9 @@ result<bool> log_reader::next(event_view& out) {
       if (d.outcome == record::decode_outcome::event) [[likely]] {
         pos_.value += d.length;
         if (!filter_ || filter_->matches(out)) [[likely]] {
-          if (up_ || out.encrypted || life_on_) [[unlikely]] {
+          // Stream lifecycle: the view's bit filter inline, so an event of a
+          // stream without metadata never takes the out-of-line call.
+          if (up_ || out.encrypted || (life_on_ && life_on_->maybe(out.stream))) [[unlikely]] {
             result<bool> f = finish(out);
             if (f && !f.value()) continue;  // hidden by stream lifecycle
             return f;
