@@ -334,35 +334,27 @@ result<loaded<State>> load_aggregate_at(const event_log& log, const snapshot_sto
       return snap.error();
     }
     const snapshot_view& sv = snap.value();
-    if (sv.version < floor) {  // its own event is hidden
-      // The events between it and the first visible one are hidden too.
-      if (sv.version < upto && sv.version + 1 < floor) return hidden_error(sv.version);
-      if (!detail::take_state(from_snapshot(sv.bytes), out.state)) {
+    // Its own event hidden by the floor: taken without the anchor check, if
+    // nothing between it and the first visible event is hidden too.
+    const bool anchor_hidden = sv.version < floor;
+    if (anchor_hidden && sv.version < upto && sv.version + 1 < floor) return hidden_error(sv.version);
+    std::optional<stream_reader> rs;
+    if (!anchor_hidden) {
+      // Start at the snapshot's own event: its position must be the anchor.
+      auto r = log.read_stream(stream, sv.version, read_direction::forward, upto - sv.version + 1);
+      if (!r) return r.error();
+      rs.emplace(std::move(r.value()));
+      auto first = rs->next(ev);
+      if (!first) return first.error();
+      if (!first.value() || ev.version != sv.version || ev.position != sv.anchor ||
+          ev.timestamp_ns != sv.anchor_timestamp_ns) {
+        store.mark_stale(sv, first.value() ? "the log's event at this version is another one (the "
+                                             "log was recovered shorter and grew again?)"
+                                           : "the stream has no event at this version");
         ++out.snapshots_skipped;
         below = sv.version - 1;
         continue;
       }
-      out.used_snapshot = true;
-      out.snapshot_version = out.version = sv.version;
-      if (upto == sv.version) return out;
-      auto rest = log.read_stream(stream, floor, read_direction::forward, upto - sv.version);
-      if (!rest) return rest.error();
-      if (status st = fold_rest(*rest); !st) return st;
-      return out;
-    }
-    // Start at the snapshot's own event: its position must be the anchor.
-    auto rs = log.read_stream(stream, sv.version, read_direction::forward, upto - sv.version + 1);
-    if (!rs) return rs.error();
-    auto first = rs->next(ev);
-    if (!first) return first.error();
-    if (!first.value() || ev.version != sv.version || ev.position != sv.anchor ||
-        ev.timestamp_ns != sv.anchor_timestamp_ns) {
-      store.mark_stale(sv, first.value() ? "the log's event at this version is another one (the "
-                                           "log was recovered shorter and grew again?)"
-                                         : "the stream has no event at this version");
-      ++out.snapshots_skipped;
-      below = sv.version - 1;
-      continue;
     }
     if (!detail::take_state(from_snapshot(sv.bytes), out.state)) {
       ++out.snapshots_skipped;
@@ -371,6 +363,12 @@ result<loaded<State>> load_aggregate_at(const event_log& log, const snapshot_sto
     }
     out.used_snapshot = true;
     out.snapshot_version = out.version = sv.version;
+    if (anchor_hidden) {
+      if (upto == sv.version) return out;
+      auto r = log.read_stream(stream, floor, read_direction::forward, upto - sv.version);
+      if (!r) return r.error();
+      rs.emplace(std::move(r.value()));
+    }
     if (status st = fold_rest(*rs); !st) return st;
     return out;
   }
