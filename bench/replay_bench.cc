@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
   std::vector<uint32_t> threads{1, 2};
   std::vector<std::string> backends{"mmap", "uring", "pread"};
   uint64_t work_ns = 200;
+  uint32_t chunk_bytes = 1u << 20;
   int reps = 3;
   bool keep = false;
   app.add_option("--events", events, "Events in the log (ES-1 E)");
@@ -99,7 +100,8 @@ int main(int argc, char** argv) {
   app.add_option("--dir", dir, "Reuse (or build) the log here instead of a scratch directory");
   app.add_option("--threads", threads, "Worker counts to measure")->delimiter(',');
   app.add_option("--io", backends, "Backends to measure (mmap, uring, pread)")->delimiter(',');
-  app.add_option("--work-ns", work_ns, "Work per event of the heavy projection, ns");
+  app.add_option("--work-ns", work_ns, "Work per event of the heavy projection, ns (0: trivial only)");
+  app.add_option("--chunk-bytes", chunk_bytes, "Replay chunk size (the scheduler's unit of work)");
   app.add_option("--reps", reps, "Repetitions (median reported)");
   app.add_option("--json", json_out, "Write the figures here");
   app.add_flag("--keep", keep, "Keep the scratch log");
@@ -144,6 +146,7 @@ int main(int argc, char** argv) {
   out["work_ns"] = work_ns;
   std::printf("%-9s %-8s %-7s %14s %10s\n", "work", "io", "threads", "events/s", "vs 1 thr");
   for (uint64_t ns : {uint64_t{0}, work_ns}) {
+    if (ns == 0 && work_ns == 0 && out.contains("runs")) break;  // --work-ns 0: trivial once
     const char* name = ns ? "work200" : "trivial";
     std::vector<double> base;
     for (int i = 0; i < reps; ++i) base.push_back(single(ns).first);
@@ -158,7 +161,7 @@ int main(int argc, char** argv) {
       for (uint32_t w : threads) {
         std::vector<double> rates;
         for (int i = 0; i < reps; ++i) {
-          auto r = varve::replay(log).threads(w).io(*io).run(
+          auto r = varve::replay(log).threads(w).io(*io).chunk_bytes(chunk_bytes).run(
               [ns](uint32_t) { return counting{ns}; });
           if (!r) die("replay: " + r.error.to_string());
           const uint64_t n = r.reduce(uint64_t{0}, [](uint64_t a, const counting& c) { return a + c.events; });

@@ -3,6 +3,8 @@
 // payload bytes — for whole logs and ranges that start and stop mid-log and at
 // segment boundaries, chunks smaller than a record, corrupt and torn data,
 // skipped segments, the max_held limit, VARVE_IO and the fallback to pread.
+#include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <deque>
 #include <random>
@@ -407,6 +409,109 @@ TEST_P(ChunkReader, CorruptRecordInASealedSegment) {
   chunk ch;
   EXPECT_ERRC(rd.value()->next(ch), errc::corruption);
   EXPECT_ERRC(rd.value()->next(ch), errc::corruption);
+}
+
+// Pieces (the replay's parallel walks): cut where the sealed segments' index
+// samples say a record starts, they cover the range with no gap and no
+// overlap, and walking each one yields exactly log_reader's events.
+std::vector<got_event> walk_pieces(detail::shared_log& log, const std::vector<io_detail::piece>& pieces,
+                                   status& err, uint64_t& bad) {
+  std::vector<got_event> out;
+  for (const auto& pc : pieces) {
+    io_detail::piece_framer fr;
+    err = fr.start(log, pc);
+    if (!err.ok()) return out;
+    event_view v;
+    while (true) {
+      auto got = fr.next(4096, v, [&](uint64_t pos, const std::byte*, uint32_t) {
+        EXPECT_EQ(v.position.value, pos);
+        out.push_back(copy_of(v));
+        return true;
+      });
+      if (!got) {
+        err = got.error();
+        bad = fr.bad();
+        return out;
+      }
+      if (!got.value()) break;
+    }
+  }
+  err = {};
+  return out;
+}
+
+TEST_P(ChunkReader, PiecesCoverTheRangeAndWalkLikeLogReader) {
+  const auto& all = g_log->all;
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 12; ++round) {
+    uint64_t from = 0, to = kEnd;
+    if (round % 3 == 1) {
+      from = all[rng() % all.size()].position;
+      to = all[rng() % all.size()].position;
+      if (to < from) std::swap(from, to);
+    } else if (round % 3 == 2) {
+      from = (uint64_t{3 + rng() % 10} << 16);  // a segment's start
+    }
+    const uint64_t target = std::array<uint64_t, 4>{1, 2048, 20000, 1u << 20}[round % 4];
+    SCOPED_TRACE("from " + std::to_string(from) + " to " + std::to_string(to) + " target " +
+                 std::to_string(target));
+    uint64_t skipped = 0;
+    auto pl = io_detail::plan_pieces(*log(), position{from}, position{to}, target, {}, skipped);
+    ASSERT_OK(pl);
+    const auto& pieces = pl.value();
+    ASSERT_FALSE(pieces.empty());
+    size_t exact = 0;
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      const auto& pc = pieces[i];
+      EXPECT_LT(pc.from, pc.to);
+      EXPECT_EQ(pc.from >> 16, pc.segment);
+      if (i > 0) EXPECT_EQ(pieces[i - 1].next, pc.from) << "piece " << i;
+      if (pc.exact_end) {
+        ++exact;
+        EXPECT_EQ(pc.next, pc.to);
+        // An index sample: an event starts there.
+        EXPECT_TRUE(std::any_of(all.begin(), all.end(),
+                                [&](const got_event& e) { return e.position == pc.to; }))
+            << "piece " << i << " ends at " << pc.to << ", where no event starts";
+      }
+    }
+    // Segments of 64 KiB hold a few hundred events here: their index samples
+    // (every 64th event) cut them.
+    if (target <= 2048 && round % 3 != 1) EXPECT_GT(exact, 10u) << "the index cut too few pieces";
+    if (target >= (1u << 20)) EXPECT_EQ(exact, 0u);
+    status err;
+    uint64_t bad = 0;
+    auto got = walk_pieces(*log(), pieces, err, bad);
+    ASSERT_OK(err);
+    auto want = read_reference(log(), from, to);
+    ASSERT_OK(want.err);
+    EXPECT_TRUE(same_events(got, want.events));
+  }
+}
+
+TEST_P(ChunkReader, APieceWalkStopsAtACorruptRecordAndNamesIt) {
+  damaged_copy c;
+  copy_dir(g_log->dir.path(), c.dir.path());
+  std::mt19937_64 rng(11);
+  std::vector<const got_event*> in6;
+  for (const auto& e : g_log->all)
+    if ((e.position >> 16) == 6) in6.push_back(&e);
+  ASSERT_GT(in6.size(), 10u);
+  const got_event* victim = in6[in6.size() / 2];
+  flip_byte(segment_path(c.dir.path(), 6), (victim->position & 0xFFFF) + 40, 0x01);
+  c.open();
+  ref_result want = read_reference(c.shared, 0, kEnd);
+  ASSERT_ERRC(want.err, errc::corruption);
+  uint64_t skipped = 0;
+  auto pl = io_detail::plan_pieces(*c.shared, position{0}, position{kEnd}, 2048, {}, skipped);
+  ASSERT_OK(pl);
+  status err;
+  uint64_t bad = 0;
+  auto got = walk_pieces(*c.shared, pl.value(), err, bad);
+  ASSERT_ERRC(err, errc::corruption);
+  EXPECT_EQ(err.message(), want.err.message());
+  EXPECT_EQ(bad, victim->position);
+  EXPECT_TRUE(same_events(got, want.events));
 }
 
 TEST_P(ChunkReader, ZeroedOrTornTailBelowTheCommittedEnd) {

@@ -538,7 +538,7 @@ class buffered_chunk_reader final : public chunk_reader {
         dec_path_ = segment_path(*log_, w.seg);  // its file entry may already serve a later segment
         sv_ = segment_view{&dec_path_,          plan_.base(w.seg),       plan_.records_end,
                            plan_.hi(w.seg),     w.seg == plan_.last_seg, plan_.to_is_committed,
-                           log_->verify_checksums};
+                           log_->verify_checksums, opts_.frame_only};
         if (w.off == 0) {
           if (status st = check_header(*log_, w.buf + headroom_, w.seg, dec_path_); !st) {
             w.state = window::free;

@@ -22,6 +22,7 @@
 #include "base/record_decode.h"
 #include "base/record_format.h"
 #include "base/segment.h"
+#include "index/segment_index.h"
 
 namespace varve {
 
@@ -134,7 +135,6 @@ status check_header(const detail::shared_log& log, const std::byte* hdr, uint64_
   return {};
 }
 
-namespace {
 status past_end(const segment_view& sv, uint64_t off, uint64_t len) {
   const uint64_t end_pos = sv.base + sv.hi;
   std::string what = sv.path->empty() ? std::string("segment") : *sv.path;
@@ -147,95 +147,17 @@ status past_end(const segment_view& sv, uint64_t off, uint64_t len) {
                                             std::to_string(end_pos) +
                                             "), which is not a record boundary");
 }
-}  // namespace
 
 run_out run_records(const segment_view& sv, const std::byte* mem, uint64_t mem_off,
                     uint64_t mem_end, uint64_t& off, uint64_t chunk_off, uint64_t target_end,
                     uint32_t* events, uint32_t events_cap, sequence_check& seq) {
-  run_out r;
-  r.end = off;
   event_view v;  // filled by decode() per record; declared once (it is ~120 bytes)
-  auto fail = [&](status s) {
-    r.stop = run_stop::error;
-    r.err = std::move(s);
-    return r;
-  };
-  while (true) {
-    if (sv.is_last && off >= sv.hi) {
-      r.stop = run_stop::limit;
-      return r;
-    }
-    if (off >= target_end || r.n_events == events_cap) {
-      r.stop = run_stop::full;
-      return r;
-    }
-    const uint64_t seg_left = sv.records_end - off;
-    const uint64_t have = mem_end - off;
-    const std::byte* p = mem + (off - mem_off);
-    // More bytes can only come while memory stops short of hi.
-    const bool can_grow = mem_end < sv.hi;
-    if (have < 16 && have < seg_left) {
-      if (!can_grow) return fail(past_end(sv, off, 0));
-      r.stop = run_stop::need_more;
-      r.need_len = 0;
-      return r;
-    }
-    if (have >= 16) {
-      const uint32_t len = coding::get_u32(p + 8);
-      const bool plausible = len % 8 == 0 && len >= record::kSegmentEndSize && len <= seg_left;
-      // An implausible length is left to decode(), which names what is wrong
-      // without reading at it.
-      if (plausible && len > have) {
-        if (!can_grow) return fail(past_end(sv, off, len));
-        r.stop = run_stop::need_more;
-        r.need_len = len;
-        return r;
-      }
-    }
-    const record::decoded d = record::decode_inline(p, seg_left, sv.base + off, sv.verify, v);
-    switch (d.outcome) {
-      case record::decode_outcome::event:
-        if (seq.known && v.sequence.value != seq.next)
-          return fail(status(errc::corruption, *sv.path + " offset " + std::to_string(off) +
-                                                   ": sequence " +
-                                                   std::to_string(v.sequence.value) +
-                                                   ", expected " + std::to_string(seq.next)));
-        seq.known = true;
-        seq.next = v.sequence.value + 1;
-        if (r.n_events == 0) r.first_sequence = v.sequence.value;
-        events[r.n_events++] = static_cast<uint32_t>(off - chunk_off);
-        off += d.length;
-        r.end = off;
-        continue;
-      case record::decode_outcome::skip:
-        off += d.length;
-        r.end = off;
-        continue;
-      case record::decode_outcome::hole:
-        // A repair's hole: the events it stands for are gone, their sequence
-        // numbers with them; the next event continues after them.
-        if (seq.known && d.hole_first != seq.next)
-          return fail(status(errc::corruption, *sv.path + " offset " + std::to_string(off) +
-                                                   ": hole starts at sequence " +
-                                                   std::to_string(d.hole_first) + ", expected " +
-                                                   std::to_string(seq.next)));
-        seq.known = true;
-        seq.next = d.hole_first + d.hole_count;
-        off += d.length;
-        r.end = off;
-        continue;
-      case record::decode_outcome::segment_end:
-        r.end = off + d.length;
-        r.stop = run_stop::marker;
-        return r;
-      case record::decode_outcome::unwritten:
-        return fail(status(errc::corruption, *sv.path + " offset " + std::to_string(off) +
-                                                 ": committed record is missing (zero header)"));
-      case record::decode_outcome::invalid:
-        return fail(status(errc::corruption,
-                           *sv.path + " offset " + std::to_string(off) + ": " + d.why));
-    }
-  }
+  uint32_t n = 0;
+  return walk_records(sv, mem, mem_off, mem_end, off, target_end, seq, v,
+                      [&](uint64_t at, uint32_t) {
+                        events[n++] = static_cast<uint32_t>(at - chunk_off);
+                        return n < events_cap;
+                      });
 }
 
 }  // namespace io_detail
@@ -292,7 +214,8 @@ class mmap_chunk_reader final : public chunk_reader {
         off_ = plan_.lo(s);
         advised_ = off_ & ~uint64_t{kPage - 1};
         sv_ = segment_view{&seg_->path(), plan_.base(s),      plan_.records_end, plan_.hi(s),
-                           s == plan_.last_seg, plan_.to_is_committed, log_->verify_checksums};
+                           s == plan_.last_seg, plan_.to_is_committed, log_->verify_checksums,
+                           opts_.frame_only};
       }
       advise();
       uint32_t slot = 0;
@@ -393,6 +316,113 @@ class mmap_chunk_reader final : public chunk_reader {
 }  // namespace
 
 namespace io_detail {
+result<std::vector<piece>> plan_pieces(detail::shared_log& log, position from, position to,
+                                       uint64_t target_bytes,
+                                       const std::function<bool(uint64_t)>& skip_segment,
+                                       uint64_t& segments_skipped) {
+  auto pl = make_plan(log, from, to);
+  if (!pl) return pl.error();
+  const range_plan& plan = pl.value();
+  std::vector<piece> out;
+  const uint64_t stride_bytes = std::max<uint64_t>(target_bytes, 1);
+  for (uint64_t s = plan.first_seg; s <= plan.last_seg; ++s) {
+    if (plan.empty(s)) continue;
+    if (plan.whole(s) && skip_segment && skip_segment(s)) {
+      ++segments_skipped;
+      continue;
+    }
+    const uint64_t base = plan.base(s), lo = plan.lo(s), hi = plan.hi(s);
+    const bool last = s == plan.last_seg;
+    uint64_t start = lo;
+    // A sealed segment's index samples every kTimeStride-th event's offset:
+    // cut there, about every target_bytes. The index is validated against
+    // the segment's footer before it is used, and each cut is checked when
+    // the piece before it is framed (it must end exactly there).
+    if (!last && hi - lo > stride_bytes) {
+      auto seg = log.segments.get_lazy(s);
+      if (seg) {
+        if (const segment_index::view* ix = log.indexes.get(*seg.value())) {
+          for (uint64_t k = 1;; ++k) {
+            const uint32_t off = ix->stride_offset(k);
+            if (off < segment_format::kHeaderSize) break;  // fewer events than that
+            if (off % 8 != 0 || off >= hi) break;
+            if (off <= start || off - start < stride_bytes) continue;
+            out.push_back(piece{s, base + start, base + off, base + off, true, false});
+            start = off;
+          }
+        }
+      }
+    }
+    out.push_back(piece{s, base + start, base + hi, last ? plan.to : plan.after(s), false,
+                        last && plan.to_is_committed});
+  }
+  return out;
+}
+
+status piece_framer::start(detail::shared_log& log, const piece& p) {
+  log_ = &log;
+  const uint8_t l2 = log.log2();
+  segment_ = p.segment;
+  base_ = p.segment << l2;
+  records_end_ = (uint64_t{1} << l2) - segment_format::kFooterSize;
+  off_ = p.from - base_;
+  hi_ = p.to - base_;
+  advised_ = off_ & ~uint64_t{kPage - 1};
+  exact_end_ = p.exact_end;
+  to_is_committed_ = p.to_is_committed;
+  verify_ = log.verify_checksums;
+  done_ = seq_known_ = false;
+  seq_next_ = 0;
+  bad_ = p.from;
+  path_ = segment_path(log, p.segment);
+  auto sg = log.segment_for_read(p.segment, p.from);
+  if (!sg) return sg.error();
+  mem_ = sg.value()->data();
+  return {};
+}
+
+void piece_framer::advise(uint64_t target) {
+  // The pages ahead of the walk asked for, 2 MiB at a time (advice only: it
+  // matters for cold data, and costs a page-cache walk even for warm data).
+  constexpr uint64_t kAdvise = 2u << 20;
+  const uint64_t end = round_up(hi_, kPage);
+  const uint64_t want = std::min(end, round_up(target + kAdvise, kPage));
+  if (want > advised_ && (advised_ < target + kAdvise / 2 || want == end)) {
+    (void)::madvise(const_cast<std::byte*>(mem_) + advised_, want - advised_, MADV_WILLNEED);
+    advised_ = want;
+  }
+}
+
+result<bool> piece_framer::finish(const run_out& r) {
+  switch (r.stop) {
+    case run_stop::full:
+      if (off_ < hi_) return true;
+      [[fallthrough]];
+    case run_stop::limit:
+    case run_stop::marker:
+    case run_stop::need_more:  // cannot happen: all of the piece is in memory
+      done_ = true;
+      if (exact_end_ && r.end != hi_) {
+        bad_ = base_ + r.end;
+        return status(errc::corruption, path_ + " offset " + std::to_string(r.end) +
+                                            ": the records end here, the segment index says at " +
+                                            std::to_string(hi_) + " (index and records disagree)");
+      }
+      return true;
+    case run_stop::error:
+      break;
+  }
+  done_ = true;
+  bad_ = base_ + off_;
+  if (segment_ < log_->first_segment()) return log_->removed_error(bad_);
+  if (exact_end_ && r.err.code() == errc::invalid_argument)
+    return status(errc::corruption, path_ + " offset " + std::to_string(off_) +
+                                        ": the record crosses offset " + std::to_string(hi_) +
+                                        ", where the segment index says one starts (index and "
+                                        "records disagree)");
+  return r.err;
+}
+
 result<std::unique_ptr<chunk_reader>> open_mmap(std::shared_ptr<detail::shared_log> log,
                                                 const range_plan& plan,
                                                 const chunk_reader_options& o) {

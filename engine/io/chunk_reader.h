@@ -33,6 +33,15 @@ struct chunk_reader_options {
   // skips the whole segment (e.g. its summary shows no event a filter wants).
   // Only called for segments that lie wholly inside [from, to).
   std::function<bool(uint64_t segment_index)> skip_segment;
+  // Frame only: event records are checked for what finding the next record
+  // needs (length, kind, bounds, their own position, dense sequences) but
+  // their checksums and other fields are NOT verified: the caller must run
+  // each listed event through record::decode_inline with the checksum before
+  // using a byte of it. The replay scheduler does, on its workers, so that
+  // the one thread that walks the log is not the one that hashes every byte
+  // (docs/DESIGN.md, "Replay"). Segment-end markers, holes and ignorable
+  // records are still validated whole.
+  bool frame_only = false;
 };
 
 struct chunk {
@@ -40,7 +49,8 @@ struct chunk {
   uint64_t position = 0;            // log position of data[0]
   uint64_t end = 0;                 // log position one past the chunk's last record
   // Offsets (from data) of the chunk's event records, in order; segment-end
-  // markers and ignorable records are validated but not listed.
+  // markers and ignorable records are validated but not listed. With
+  // frame_only, listed events are framed, not yet validated.
   std::span<const uint32_t> events;
   uint64_t first_sequence = 0;      // sequence of events[0] (if any)
   uint32_t slot = 0;                // which buffer; pass the chunk back to release()

@@ -6,9 +6,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "engine/io/chunk_reader.h"
+#include "base/coding.h"
+#include "base/record_decode.h"
 #include "base/segment_format.h"
 #include "engine/shared_log.h"
 
@@ -65,6 +69,7 @@ struct segment_view {
   bool is_last = false;               // hi is `to`, not the end of the record area
   bool to_is_committed = false;
   bool verify = true;
+  bool frame_only = false;  // chunk_reader_options::frame_only
 };
 
 // Dense sequences within a segment, and across segments read one after the other.
@@ -90,6 +95,122 @@ struct run_out {
   status err;
 };
 
+status past_end(const segment_view& sv, uint64_t off, uint64_t len);
+
+// The record loop: validates records from segment offset `off`, with the
+// segment's bytes [mem_off, mem_end) at `mem`, and calls on_event(offset,
+// length) for each event - decoded into `v` and verified, or with
+// sv.frame_only only framed (`v` untouched). on_event returns false to stop
+// after that event (run_stop::full). Inlined into its callers: the replay's
+// owners verify and route each event in the same pass as the walk.
+template <class OnEvent>
+[[gnu::always_inline]] inline run_out walk_records(const segment_view& sv, const std::byte* mem,
+                                                   uint64_t mem_off, uint64_t mem_end, uint64_t& off,
+                                                   uint64_t target_end, sequence_check& seq,
+                                                   event_view& v, OnEvent&& on_event) {
+  run_out r;
+  r.end = off;
+  bool more = true;
+  auto fail = [&](status s) {
+    r.stop = run_stop::error;
+    r.err = std::move(s);
+    return r;
+  };
+  while (true) {
+    if (sv.is_last && off >= sv.hi) {
+      r.stop = run_stop::limit;
+      return r;
+    }
+    if (off >= target_end || !more) {
+      r.stop = run_stop::full;
+      return r;
+    }
+    const uint64_t seg_left = sv.records_end - off;
+    const uint64_t have = mem_end - off;
+    const std::byte* p = mem + (off - mem_off);
+    // More bytes can only come while memory stops short of hi.
+    const bool can_grow = mem_end < sv.hi;
+    if (have < 16 && have < seg_left) {
+      if (!can_grow) return fail(past_end(sv, off, 0));
+      r.stop = run_stop::need_more;
+      r.need_len = 0;
+      return r;
+    }
+    if (have >= 16) {
+      const uint32_t len = coding::get_u32(p + 8);
+      const bool plausible = len % 8 == 0 && len >= record::kSegmentEndSize && len <= seg_left;
+      // An implausible length is left to decode(), which names what is wrong
+      // without reading at it.
+      if (plausible && len > have) {
+        if (!can_grow) return fail(past_end(sv, off, len));
+        r.stop = run_stop::need_more;
+        r.need_len = len;
+        return r;
+      }
+      // Framing an event: what finds the next record and keeps the log
+      // dense. Everything else about it (checksum, fields) is the caller's
+      // to check before use (chunk_reader_options::frame_only). Anything
+      // that does not look like a well-placed event in sequence takes the
+      // full decode below (checksum included), which names what is wrong.
+      if (sv.frame_only && plausible && coding::get_u8(p + 12) == record::kEvent &&
+          len >= record::kHeaderSize && coding::get_u64(p + 16) == sv.base + off &&
+          (!seq.known || coding::get_u64(p + 24) == seq.next)) {
+        const uint64_t sequence = coding::get_u64(p + 24);
+        seq.known = true;
+        seq.next = sequence + 1;
+        if (r.n_events++ == 0) r.first_sequence = sequence;
+        more = on_event(off, len);
+        off += len;
+        r.end = off;
+        continue;
+      }
+    }
+    const record::decoded d = record::decode_inline(p, seg_left, sv.base + off, sv.verify, v);
+    switch (d.outcome) {
+      case record::decode_outcome::event:
+        if (seq.known && v.sequence.value != seq.next)
+          return fail(status(errc::corruption, *sv.path + " offset " + std::to_string(off) +
+                                                   ": sequence " +
+                                                   std::to_string(v.sequence.value) +
+                                                   ", expected " + std::to_string(seq.next)));
+        seq.known = true;
+        seq.next = v.sequence.value + 1;
+        if (r.n_events++ == 0) r.first_sequence = v.sequence.value;
+        more = on_event(off, d.length);
+        off += d.length;
+        r.end = off;
+        continue;
+      case record::decode_outcome::skip:
+        off += d.length;
+        r.end = off;
+        continue;
+      case record::decode_outcome::hole:
+        // A repair's hole: the events it stands for are gone, their sequence
+        // numbers with them; the next event continues after them.
+        if (seq.known && d.hole_first != seq.next)
+          return fail(status(errc::corruption, *sv.path + " offset " + std::to_string(off) +
+                                                   ": hole starts at sequence " +
+                                                   std::to_string(d.hole_first) + ", expected " +
+                                                   std::to_string(seq.next)));
+        seq.known = true;
+        seq.next = d.hole_first + d.hole_count;
+        off += d.length;
+        r.end = off;
+        continue;
+      case record::decode_outcome::segment_end:
+        r.end = off + d.length;
+        r.stop = run_stop::marker;
+        return r;
+      case record::decode_outcome::unwritten:
+        return fail(status(errc::corruption, *sv.path + " offset " + std::to_string(off) +
+                                                 ": committed record is missing (zero header)"));
+      case record::decode_outcome::invalid:
+        return fail(status(errc::corruption,
+                           *sv.path + " offset " + std::to_string(off) + ": " + d.why));
+    }
+  }
+}
+
 // Validates records from segment offset `off`, with the segment's bytes
 // [mem_off, mem_end) at `mem`, recording each event's offset from `chunk_off`
 // in `events`. Never reads a byte outside [off, mem_end) and never trusts a
@@ -97,6 +218,77 @@ struct run_out {
 run_out run_records(const segment_view& sv, const std::byte* mem, uint64_t mem_off,
                     uint64_t mem_end, uint64_t& off, uint64_t chunk_off, uint64_t target_end,
                     uint32_t* events, uint32_t events_cap, sequence_check& seq);
+
+// Parallel walks (the replay scheduler, mmap): [from, to) cut into pieces
+// that each start on a record boundary known without walking the records
+// before it: a segment's first record, or an offset the sealed segment's
+// index samples (every kTimeStride-th event). Several threads can then walk
+// pieces at once, each in the mapping. A piece never spans segments.
+struct piece {
+  uint64_t segment = 0;
+  uint64_t from = 0, to = 0;  // positions
+  // Where a reader stands after it: `to`, or past the last piece of a
+  // segment the next segment's first record (what chunk_reader::where says).
+  uint64_t next = 0;
+  // `to` is an index sample: the records must end exactly there (they
+  // always do unless the index and the records disagree: damage).
+  bool exact_end = false;
+  bool to_is_committed = false;  // `to` is the committed end
+};
+// Pieces of about `target_bytes` (a segment without a usable index is one
+// piece); segments `skip_segment` rules out are left out and counted.
+result<std::vector<piece>> plan_pieces(detail::shared_log& log, position from, position to,
+                                       uint64_t target_bytes,
+                                       const std::function<bool(uint64_t)>& skip_segment,
+                                       uint64_t& segments_skipped);
+
+// Walks a piece as the mmap chunk reader does, every record validated (the
+// checksum too), a window at a time, handing each event to the caller
+// decoded: one pass over the bytes. The mapping outlives the caller's use of
+// the records' bytes (segments stay mapped while the log is open).
+class piece_framer {
+ public:
+  // Maps the piece's segment (errors name it).
+  status start(detail::shared_log& log, const piece& p);
+  // Walks about `bytes` more: on_event(position, record bytes, length) for
+  // each event, decoded into `v`, false to stop after it. True while more
+  // of the piece remains, false once it is done. A record that fails validation: the events
+  // before it have been handed out, the result is the error naming the
+  // segment file and offset, and bad() is its position.
+  template <class OnEvent>
+  result<bool> next(uint64_t bytes, event_view& v, OnEvent&& on_event) {
+    if (done_) return false;
+    const uint64_t start = off_;
+    const uint64_t target = std::min(hi_, start + std::max<uint64_t>(bytes, kPage));
+    advise(target);
+    segment_view sv{&path_, base_, records_end_, hi_, true, to_is_committed_, verify_, false};
+    sequence_check seq{seq_known_, seq_next_};
+    run_out r = walk_records(sv, mem_, 0, hi_, off_, target, seq, v, [&](uint64_t at, uint32_t len) {
+      return on_event(base_ + at, mem_ + at, len);
+    });
+    seq_known_ = seq.known;
+    seq_next_ = seq.next;
+    return finish(r);
+  }
+  uint64_t bad() const { return bad_; }
+  // The sequence after the records walked so far (events and holes), when
+  // there were any: for the density check where two pieces meet.
+  bool sequence_known() const { return seq_known_; }
+  uint64_t next_sequence() const { return seq_next_; }
+
+ private:
+  void advise(uint64_t target);
+  result<bool> finish(const run_out& r);
+
+  detail::shared_log* log_ = nullptr;
+  const std::byte* mem_ = nullptr;
+  std::string path_;
+  uint64_t base_ = 0, records_end_ = 0, off_ = 0, hi_ = 0, advised_ = 0, bad_ = 0;
+  uint64_t segment_ = 0;
+  bool exact_end_ = false, to_is_committed_ = false, verify_ = true;
+  bool done_ = false, seq_known_ = false;
+  uint64_t seq_next_ = 0;
+};
 
 // Checks the 64 header bytes of segment `index` as read from its file.
 status check_header(const detail::shared_log& log, const std::byte* hdr, uint64_t index,

@@ -1,41 +1,63 @@
 // The partitioned replay scheduler (varve/replay.h).
 //
-// W workers share a ring of K slots; worker 0 is the calling thread, which is
-// also the reader (so `threads(W)` uses W threads, and W = 1 is a plain
-// single-threaded loop with no hand-off at all). The reader fills slot n % K
-// with chunk n of the log (validated by the chunk_reader) and, per worker,
-// the list of (record offset, partition) of the events that worker must
-// apply; then it publishes n+1, and applies its own lists a little behind
-// (kLead chunks, so the others always have work queued). Every worker visits
-// every chunk in order and applies its own list, so a partition's events
-// (all on one worker) are applied in log order. A slot is refilled only once
-// every worker has finished it: the ring is the backpressure, and the reader
-// never holds more than K chunks. Lists are vectors that grow to the largest
-// chunk once and are then reused: no allocation per event.
+// The range is cut into items, in log order, and every item is owned, start
+// to end, by the worker that takes it (a shared cursor): it frames the
+// item's records, verifies and decodes each event (checksum included:
+// record::decode_inline), applies the filter, hashes the stream to its
+// partition, and applies the event - at once when the event's group is
+// ready, else later from a list of pointers. Partition p belongs to group
+// p % G, and a group is ready for item n once the owner of item n - 1 has
+// applied all of that group's events and handed it on (the group's `next`
+// becomes n). So each partition - hence each stream - sees its events in log
+// order, one thread at a time; no worker owns a partition (a hot stream
+// makes each item's owner wait for that one group while it applies the
+// others); and the bytes are framed, verified and applied by the core that
+// already has them in cache.
 //
-// Waiting: a worker spins briefly on the published counter, then sleeps on
-// it (std::atomic::wait, a futex); the reader does the same on the slowest
-// worker's done counter. Per chunk (thousands of events), not per event.
+// Where items come from:
+//   pieces  (mmap) the owner frames its item itself: items start on record
+//           boundaries known without walking the records before them - a
+//           segment's first record, or a sealed segment's index samples
+//           (chunk_reader.h, plan_pieces). Nothing is serial.
+//   chunks  (uring, pread: one reader, buffers reused) the calling thread
+//           (worker 0) frames chunks with the chunk reader in frame-only mode
+//           (lengths, kinds, positions, sequences: a few ns per record) and
+//           publishes them in a ring; the framing is the one serial step.
+//
+// Backpressure: an item is taken only while it is fewer than K items ahead
+// of the slowest group, and a worker owns at most kMaxOwned at once, so the
+// lists of pointers (and with chunks the buffers) are bounded. Lists are
+// vectors reused across items: no allocation per event. A worker with
+// nothing to do spins briefly on an epoch counter that every hand-on bumps,
+// then sleeps on it (a futex, woken only when someone sleeps): per item, not
+// per event. One thread (W = 1) finds every group ready: one pass, each
+// event decoded once.
+//
+// The cut on corruption stays exact: a record of item n that fails framing
+// or validation at X ends item n's events there and sets the limit to n + 1
+// before any group is handed on past n; a group reaches item n + 1 only
+// through item n. Every partition holds exactly the events below X - what
+// one reader validating every record first would have given.
 #include <immintrin.h>
 #include <sched.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <thread>
 
-#include <xxhash.h>
-
-#include "base/coding.h"
+#include "base/record_decode.h"  // first: the inline xxhash (XXH_INLINE_ALL)
+#include "base/record_format.h"
 #include "engine/io/chunk_reader.h"
+#include "engine/io/chunk_reader_internal.h"
 #include "engine/lifecycle/stream_lifecycle.h"
 #include "engine/log_access.h"
-#include "base/record_decode.h"
-#include "base/record_format.h"
 #include "engine/segment_filter.h"
 #include "varve/replay.h"
 
@@ -45,40 +67,70 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-constexpr uint32_t kSlots = 8;
-constexpr uint64_t kLead = 2;  // chunks the reader keeps queued ahead of its own applying
-constexpr uint64_t kClosed = uint64_t{1} << 63;
-// A short spin before sleeping on a futex: long enough to catch a chunk that
-// is about to come, short enough not to steal a core from the thread that
-// is producing it (machines with fewer cores than threads).
+constexpr uint32_t kSlots = 8;  // items in flight, at most
+constexpr uint64_t kNone = UINT64_MAX;
+// Items a worker owns at once: while the groups of one wait for the item
+// before it, it can take the next.
+constexpr size_t kMaxOwned = 2;
+// An owner walks its piece a window at a time (the walk's pages are asked
+// for ahead of it per window).
+constexpr uint64_t kWindowBytes = 1u << 20;
+// A short spin before sleeping on a futex: long enough to catch work that is
+// about to come, short enough not to steal a core from the thread that is
+// producing it (machines with fewer cores than threads).
 constexpr int kSpins = 128;
 
-struct item {
-  uint32_t offset;     // of the record in the chunk
+// An event applied after its item was framed: its verified bytes stay where
+// they are (the mapping, or a chunk held in the ring) until then.
+struct deferred {
+  const std::byte* p;
+  uint64_t position;
   uint32_t partition;
+  uint32_t length;
 };
 
+// What every owner of a later item may need to know of item n (ring slot n % K).
 struct slot {
-  chunk c;
-  // Where the reader stood after this chunk: past a segment-end marker this
-  // is the next segment's first record, not c.end (which would name the
-  // unwritten bytes after the marker), so it is a position a replay can
-  // start from.
-  uint64_t next = 0;
-  std::vector<std::vector<item>> lists;  // per worker
+  chunk c;            // with chunks: the buffer, held until every group passed it
+  uint64_t next = 0;  // where a reader stands after the item (a resumable position)
+  // Sequences the item's records carry, for the density check where two
+  // pieces meet (stored before any group is handed on): the first record's,
+  // if it is an event, and the one after its last record (event or hole).
+  bool starts_with_event = false, sequence_known = false;
+  uint64_t first_sequence = 0, next_sequence = 0;
+  uint64_t segment = 0;
+};
+
+// Only the owner of item `next` touches a group (its partitions included),
+// and it hands the group on by storing next + 1.
+struct alignas(64) group_state {
+  std::atomic<uint64_t> next{0};      // the next item to apply
+  std::atomic<uint64_t> through{0};   // every event of the group below it is applied
+  bool failed = false;                // a projection failed: the rest is skipped
+};
+
+struct owned_item {
+  uint64_t n = 0;
+  uint64_t cut = 0;                    // the group's `through` once handed on
+  std::vector<uint32_t> pending;       // groups not handed on yet
+  std::vector<uint8_t> ready;          // per group: applied as they came
+  std::vector<std::vector<deferred>> later;  // per group: the rest
+  bool joined = false;                 // the sequence join with item n - 1 was checked
 };
 
 struct alignas(64) worker_state {
-  std::atomic<uint64_t> done{0};       // chunks finished
-  std::atomic<uint64_t> through{0};    // every event of this worker below it is applied
   std::atomic<uint64_t> applied{0};
-  std::thread thread;
-  // The owning thread's own: the next chunk to apply, its count, a failure.
-  uint64_t next = 0;
+  std::atomic<uint64_t> skipped{0};
   uint64_t applied_local = 0;
-  bool failed = false;
+  uint64_t skipped_local = 0;
+  // The items it owns: owned[0, owned_n), in item order. Fixed slots, so
+  // their vectors keep their capacity.
+  std::array<owned_item, kMaxOwned> owned;
+  size_t owned_n = 0;
+  io_detail::piece_framer framer;  // the piece it is walking
+  std::thread thread;
   event_view v;
-  std::string up_buf;  // upcast payloads (the log's upcasters), reused
+  std::string up_buf;   // upcast payloads (the log's upcasters), reused
   std::string dec_buf;  // decrypted payloads (a log with a master key), reused
 };
 
@@ -93,156 +145,378 @@ inline uint32_t partition_of(std::string_view stream, uint32_t partitions) {
   return static_cast<uint32_t>((static_cast<unsigned __int128>(h) * partitions) >> 64);
 }
 
-// The stream id and type of a validated event record, read straight from its
-// header (docs/FORMAT.md §3) without decoding the rest.
-inline void peek(const std::byte* r, std::string_view& stream, uint32_t& type, uint8_t& flags) {
-  flags = coding::get_u8(r + 13);
-  const uint32_t len = coding::get_u8(r + 14);
-  const uint32_t ids = record::kIdSize * (((flags & record::kFlagEventId) != 0) +
-                                          ((flags & record::kFlagCorrelation) != 0) +
-                                          ((flags & record::kFlagCausation) != 0));
-  stream = std::string_view(reinterpret_cast<const char*>(r) + record::kHeaderSize + ids, len);
-  type = coding::get_u32(r + 48);
-}
-
 class scheduler {
  public:
   scheduler(const replay_config& cfg, std::vector<replay_partition*> parts, uint32_t threads)
       : cfg_(cfg), parts_(std::move(parts)), workers_(threads) {
-    owner_.resize(parts_.size());
-    // Worker 0 also reads, routes and validates every event, so it owns half
-    // the share of the others: partitions are dealt over a cycle in which it
-    // appears once and every other worker twice (W = 2: a third and two
-    // thirds). With apply ~200 ns/event that balances the two threads; a
-    // trivial projection stays bound by the reader either way.
-    const uint32_t cycle = threads == 1 ? 1 : 2 * threads - 1;
-    for (uint32_t p = 0; p < parts_.size(); ++p) {
-      const uint32_t slot = p % cycle;
-      owner_[p] = slot == 0 ? 0 : 1 + (slot - 1) / 2;
-    }
-    for (auto& s : ring_) s.lists.resize(threads);
+    const uint32_t P = static_cast<uint32_t>(parts_.size());
+    // Enough groups that a hot one leaves the others plenty to share; few
+    // enough that handing each on once per item stays cheap.
+    fused_ = threads == 1;
+    G_ = fused_ ? 1 : std::min(P, 8 * threads);
+    groups_ = std::make_unique<group_state[]>(G_);
+    group_of_.resize(P);  // p % G, without a division per event
+    for (uint32_t p = 0; p < P; ++p) group_of_[p] = p % G_;
+    for (auto& w : workers_)
+      for (auto& o : w.owned) {
+        o.pending.reserve(G_);
+        o.ready.resize(G_);
+        o.later.resize(G_);
+      }
   }
 
   replay_summary run(const event_log& log, position from, position to, replay_summary s);
 
  private:
-  void process(uint32_t w);
-  void work(uint32_t w);
-  // Waits until every worker has finished chunk `n - 1` (all of them: n
-  // chunks), applying the reader's own share on the way.
-  void wait_done(uint64_t n);
-  uint64_t min_done() const {
-    uint64_t m = UINT64_MAX;
-    for (const auto& w : workers_) m = std::min(m, w.done.load(std::memory_order_acquire));
+  // Takes the next item and makes its pass; false when there is none to take.
+  bool try_take(worker_state& me);
+  // Which groups take the item's events as they come (true if any).
+  bool begin_groups(owned_item& o);
+  // Chunks: verifies and decodes each framed event, and routes it.
+  void pass(worker_state& me, owned_item& o, const std::byte* data, uint64_t position,
+            uint64_t end, std::span<const uint32_t> events);
+  // One verified event, decoded in me.v: filtered, hashed to its partition,
+  // applied now if its group is ready, else listed for later.
+  [[gnu::always_inline]] void route(worker_state& me, owned_item& o, uint64_t pos,
+                                    const std::byte* p, uint32_t length) {
+    if (filter_ && !filter_->matches(me.v)) {
+      ++me.skipped_local;
+      return;
+    }
+    const uint32_t part = partition_of(me.v.stream, static_cast<uint32_t>(parts_.size()));
+    const uint32_t g = group_of_[part];
+    if (o.ready[g]) {
+      (void)apply_now(me, groups_[g], part, pos);
+    } else {
+      o.later[g].push_back(deferred{p, pos, part, length});
+    }
+  }
+  // Applies and hands on every group of the worker's items that the item
+  // before has handed on; false when none was.
+  bool hand_on(worker_state& me);
+  // The sequence join of item n with item n - 1 (complete: some group was
+  // handed on to n); false after failing the replay at the join.
+  bool check_join(owned_item& o);
+  // Hands one decoded event (me.v) to partition p: false when stream
+  // lifecycle hides it; `st` says whether the projection (or the payload)
+  // failed.
+  bool deliver(worker_state& me, uint32_t p, status& st);
+  // Applies one event now; false when it failed the group.
+  bool apply_now(worker_state& me, group_state& gs, uint32_t p, uint64_t pos);
+  bool step(worker_state& me) {
+    const bool handed = hand_on(me);
+    return try_take(me) || handed;
+  }
+  // Runs tasks on the calling thread until every item below n has been
+  // taken, passed and handed on by every group (or stopped at the cut).
+  void drain(uint64_t n);
+  uint64_t min_next() const {
+    uint64_t m = kNone;
+    for (uint32_t g = 0; g < G_; ++g) m = std::min(m, groups_[g].next.load(std::memory_order_acquire));
     return m;
   }
   position reached(position fallback) const {
-    uint64_t m = UINT64_MAX;
-    for (const auto& w : workers_) m = std::min(m, w.through.load(std::memory_order_acquire));
-    return m == UINT64_MAX ? fallback : position{m};
+    uint64_t m = kNone;
+    for (uint32_t g = 0; g < G_; ++g) m = std::min(m, groups_[g].through.load(std::memory_order_acquire));
+    return m == kNone ? fallback : position{m};
   }
-  void fail(status st) {
+  // Records the error at the lowest position (workers find them in any order).
+  void fail(status st, uint64_t at) {
     std::lock_guard<std::mutex> g(error_mu_);
-    if (error_.ok()) error_ = std::move(st);
+    if (error_.ok() || at < error_at_) {
+      error_ = std::move(st);
+      error_at_ = at;
+    }
     stop_.store(true, std::memory_order_release);
   }
-  void publish(uint64_t v) {
-    published_.store(v, std::memory_order_release);
-    published_.notify_all();
+  // Item n ends at a bad record: nothing of a later item is applied.
+  void cut_at(uint64_t n) {
+    uint64_t lim = limit_.load(std::memory_order_relaxed);
+    while (n + 1 < lim && !limit_.compare_exchange_weak(lim, n + 1, std::memory_order_acq_rel)) {
+    }
   }
+  void wake() {
+    epoch_.fetch_add(1, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) != 0) epoch_.notify_all();
+  }
+  // Waits for the epoch to move past `seen`: a short spin, then a futex.
+  void idle(uint32_t seen) {
+    for (int i = 0; i < kSpins; ++i) {
+      if (epoch_.load(std::memory_order_acquire) != seen) return;
+      cpu_relax();
+    }
+    sleepers_.fetch_add(1, std::memory_order_seq_cst);
+    if (epoch_.load(std::memory_order_seq_cst) == seen) epoch_.wait(seen, std::memory_order_acquire);
+    sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  void work(uint32_t w);
 
   const replay_config& cfg_;
   std::vector<replay_partition*> parts_;
-  std::vector<uint32_t> owner_;
   std::vector<worker_state> workers_;
+  bool fused_ = false;  // one thread: every event applied in the pass
+  uint32_t G_ = 1;
+  std::unique_ptr<group_state[]> groups_;
+  std::vector<uint32_t> group_of_;  // partition -> group
   slot ring_[kSlots];
-  alignas(64) std::atomic<uint64_t> published_{0};
+  // Items: pieces framed by their owners (mmap), or chunks framed by worker 0.
+  bool pieces_mode_ = false;
+  std::vector<io_detail::piece> pieces_;
+  alignas(64) std::atomic<uint64_t> available_{0};  // items that may be taken
+  alignas(64) std::atomic<uint64_t> taken_{0};      // the next item to take
+  alignas(64) std::atomic<uint64_t> passed_{0};     // items whose pass is done
+  alignas(64) std::atomic<uint64_t> limit_{kNone};  // no group applies an item from here
+  std::atomic<bool> hold_{false};                   // take nothing (a checkpoint drains)
+  std::atomic<uint64_t> events_seen_{0};            // framed events of taken items
+  alignas(64) std::atomic<uint32_t> epoch_{0};
+  std::atomic<uint32_t> sleepers_{0};
   alignas(64) std::atomic<bool> stop_{false};
+  std::atomic<bool> closed_{false};
   std::mutex error_mu_;
   status error_;
+  uint64_t error_at_ = 0;
+  bool verify_ = true;
+  uint8_t l2_ = 0;
+  shared_log* log_ = nullptr;
+  const event_filter* filter_ = nullptr;  // null: every event
   std::shared_ptr<const upcasters> up_;
-  const shared_log* shared_ = nullptr;  // for opening encrypted payloads
   // Stream lifecycle's view when the replay began (null: no metadata).
   std::shared_ptr<const lifecycle_view> life_;
   uint64_t life_now_ = 0;
 };
 
-// Applies worker w's list of chunk workers_[w].next (published already).
-void scheduler::process(uint32_t w) {
-  worker_state& me = workers_[w];
-  const slot& s = ring_[me.next % kSlots];
-  if (!me.failed) {
-    for (const item& it : s.lists[w]) {
-      const uint64_t pos = s.c.position + it.offset;
-      // Validated by the chunk reader; decode() re-checks the header's
-      // bounds (cheap) but not the checksum.
-      record::decoded d = record::decode_inline(s.c.data + it.offset, s.c.end - pos, pos, false, me.v);
-      status st;
-      if (d.outcome != record::decode_outcome::event) {
-        st = status(errc::corruption, "replay: record at position " + std::to_string(pos) +
-                                          " changed after validation");
-      } else if (life_ && life_->hides(me.v, life_now_)) [[unlikely]] {
-        continue;  // hidden by stream lifecycle: not applied
-      } else if (me.v.encrypted && !(st = shared_->open_payload(me.v, me.dec_buf)).ok()) [[unlikely]] {
-        // a payload that does not authenticate names its position; the replay stops there
-      } else if (up_ && !me.v.forgotten && !(st = up_->apply(me.v, me.up_buf)).ok()) [[unlikely]] {
-        // the upcaster's error names the event; the replay stops there
-      } else {
-        // A projection that throws stops the replay like one that returns
-        // an error, instead of taking the process down from a worker.
-        try {
-          st = parts_[it.partition]->apply(me.v);
-        } catch (const std::exception& ex) {
-          st = status(errc::invalid_argument, std::string("projection threw: ") + ex.what());
-        } catch (...) {
-          st = status(errc::invalid_argument, "projection threw an exception");
+bool scheduler::try_take(worker_state& me) {
+  if (me.owned_n == kMaxOwned || hold_.load(std::memory_order_acquire)) return false;
+  uint64_t n = taken_.load(std::memory_order_relaxed);
+  do {
+    // Item n reuses slot n % K: the item K - 1 before it must be handed on
+    // by every group, and the one before that too (its owner's join check
+    // reads it).
+    if (n >= available_.load(std::memory_order_acquire) || n + 1 >= min_next() + kSlots) return false;
+  } while (!taken_.compare_exchange_weak(n, n + 1, std::memory_order_acq_rel));
+  owned_item& o = me.owned[me.owned_n++];
+  o.n = n;
+  o.joined = false;
+  o.pending.clear();
+  for (uint32_t g = 0; g < G_; ++g) o.pending.push_back(g);
+  slot& sl = ring_[n % kSlots];
+  if (pieces_mode_) {
+    const io_detail::piece& pc = pieces_[n];
+    sl.next = pc.next;
+    sl.segment = pc.segment;
+    sl.starts_with_event = sl.sequence_known = false;
+    o.cut = pc.next;
+    io_detail::piece_framer& fr = me.framer;
+    if (status st = fr.start(*log_, pc); !st.ok()) {
+      o.cut = pc.from;
+      cut_at(n);
+      fail(std::move(st), pc.from);
+    } else {
+      // One pass: the walk validates each record (checksum included) and
+      // hands the decoded event straight to route(). The sequence join with
+      // the item before is checked at the first event, before anything of
+      // this item is applied.
+      const bool any_ready = begin_groups(o);
+      uint64_t seen = 0;
+      bool joined_ok = true;
+      auto on_event = [&](uint64_t pos, const std::byte* p, uint32_t length) {
+        if (seen++ == 0) {
+          sl.starts_with_event = pos == pc.from;
+          sl.first_sequence = me.v.sequence.value;
+          if (any_ready && !check_join(o)) return joined_ok = false;
         }
+        route(me, o, pos, p, length);
+        return true;
+      };
+      while (joined_ok) {
+        auto got = fr.next(kWindowBytes, me.v, on_event);
+        if (!got) {
+          // The events before the bad record are applied; nothing after it.
+          o.cut = fr.bad();
+          cut_at(n);
+          fail(got.error(), fr.bad());
+          break;
+        }
+        if (!got.value()) break;
       }
-      if (!st.ok()) {
-        me.through.store(pos, std::memory_order_release);
-        fail(std::move(st));
-        me.failed = true;
-        break;
-      }
-      ++me.applied_local;
+      sl.sequence_known = fr.sequence_known();
+      sl.next_sequence = fr.next_sequence();
+      events_seen_.fetch_add(seen, std::memory_order_relaxed);
     }
-    if (!me.failed) me.through.store(s.next, std::memory_order_release);
+  } else {
+    o.cut = sl.next;
+    begin_groups(o);  // chunks are read one after the other: no join to check
+    pass(me, o, sl.c.data, sl.c.position, sl.c.end, sl.c.events);
   }
+  me.skipped.store(me.skipped_local, std::memory_order_relaxed);
   me.applied.store(me.applied_local, std::memory_order_relaxed);
-  me.done.store(++me.next, std::memory_order_release);
-  me.done.notify_one();
+  passed_.fetch_add(1, std::memory_order_acq_rel);
+  hand_on(me);  // with one thread: this item, at once
+  return true;
+}
+
+void scheduler::pass(worker_state& me, owned_item& o, const std::byte* data, uint64_t position,
+                     uint64_t end, std::span<const uint32_t> events) {
+  for (uint32_t off : events) {
+    const uint64_t pos = position + off;
+    const std::byte* p = data + off;
+    // The checksum and every field, here, once: the framing only found it.
+    const record::decoded d = record::decode_inline(p, end - pos, pos, verify_, me.v);
+    if (d.outcome != record::decode_outcome::event) [[unlikely]] {
+      const uint64_t mask = (uint64_t{1} << l2_) - 1;
+      if (pos < o.cut) o.cut = pos;
+      cut_at(o.n);
+      fail(status(errc::corruption, io_detail::segment_path(*log_, pos >> l2_) + " offset " +
+                                        std::to_string(pos & mask) + ": " +
+                                        (d.why ? d.why : "not an event record")),
+           pos);
+      break;
+    }
+    route(me, o, pos, p, d.length);
+  }
+}
+
+bool scheduler::begin_groups(owned_item& o) {
+  // Groups the item before has handed on already take the events as they
+  // come; the others get a list. Decided once per item: a group must not
+  // take some events now while earlier ones wait in its list.
+  bool any_ready = false;
+  for (uint32_t g = 0; g < G_; ++g) {
+    o.later[g].clear();
+    o.ready[g] = fused_ && groups_[g].next.load(std::memory_order_acquire) == o.n;
+    any_ready |= o.ready[g] != 0;
+  }
+  return any_ready;
+}
+
+bool scheduler::check_join(owned_item& o) {
+  if (o.joined || o.n == 0) return o.joined = true;
+  const slot& prev = ring_[(o.n - 1) % kSlots];
+  const slot& cur = ring_[o.n % kSlots];
+  o.joined = true;
+  // Only items read one after the other in the same segment must join
+  // densely (a skipped segment, or the start of a new one, resets the check
+  // as in the chunk reader).
+  if (!pieces_mode_ || prev.segment != cur.segment || !prev.sequence_known ||
+      !cur.starts_with_event || prev.next_sequence == cur.first_sequence)
+    return true;
+  const uint64_t at = pieces_[o.n].from;
+  const uint64_t mask = (uint64_t{1} << l2_) - 1;
+  cut_at(o.n - 1);
+  o.cut = at;
+  fail(status(errc::corruption, io_detail::segment_path(*log_, at >> l2_) + " offset " +
+                                    std::to_string(at & mask) + ": sequence " +
+                                    std::to_string(cur.first_sequence) + ", expected " +
+                                    std::to_string(prev.next_sequence)),
+       at);
+  return false;
+}
+
+bool scheduler::deliver(worker_state& me, uint32_t p, status& st) {
+  if (life_ && life_->hides(me.v, life_now_)) [[unlikely]] return false;
+  if (me.v.encrypted && !(st = log_->open_payload(me.v, me.dec_buf)).ok()) [[unlikely]]
+    return true;  // a payload that does not authenticate names its position
+  if (up_ && !me.v.forgotten && !(st = up_->apply(me.v, me.up_buf)).ok()) [[unlikely]]
+    return true;  // the upcaster's error names the event
+  // A projection that throws stops the replay like one that returns an
+  // error, instead of taking the process down from a worker.
+  try {
+    st = parts_[p]->apply(me.v);
+  } catch (const std::exception& ex) {
+    st = status(errc::invalid_argument, std::string("projection threw: ") + ex.what());
+  } catch (...) {
+    st = status(errc::invalid_argument, "projection threw an exception");
+  }
+  return true;
+}
+
+bool scheduler::apply_now(worker_state& me, group_state& gs, uint32_t p, uint64_t pos) {
+  if (gs.failed) return false;
+  status st;
+  if (!deliver(me, p, st)) return true;  // hidden by stream lifecycle: not applied
+  if (!st.ok()) [[unlikely]] {
+    gs.through.store(pos, std::memory_order_release);
+    fail(std::move(st), pos);
+    gs.failed = true;
+    return false;
+  }
+  ++me.applied_local;
+  return true;
+}
+
+bool scheduler::hand_on(worker_state& me) {
+  bool progress = false;
+  size_t kept = 0;
+  for (size_t i = 0; i < me.owned_n; ++i) {
+    owned_item& o = me.owned[i];
+    // Past a cut nothing is applied: the item is let go.
+    if (o.n < limit_.load(std::memory_order_acquire)) {
+      size_t k = 0;
+      for (uint32_t g : o.pending) {
+        group_state& gs = groups_[g];
+        if (gs.next.load(std::memory_order_acquire) != o.n) {
+          o.pending[k++] = g;
+          continue;
+        }
+        if (!o.joined && !check_join(o)) break;  // the join failed: let the item go
+        // Its events of this item that waited: in log order, verified when
+        // the item was passed, decoded again here (no checksum).
+        const auto& list = o.later[g];
+        for (size_t j = 0; j < list.size() && !gs.failed; ++j) {
+          if (j + 4 < list.size()) __builtin_prefetch(list[j + 4].p);
+          const deferred& e = list[j];
+          const record::decoded d = record::decode_inline(e.p, e.length, e.position, false, me.v);
+          if (d.outcome != record::decode_outcome::event) [[unlikely]] {
+            gs.through.store(e.position, std::memory_order_release);
+            fail(status(errc::corruption, "replay: record at position " + std::to_string(e.position) +
+                                              " changed after validation"),
+                 e.position);
+            gs.failed = true;
+            break;
+          }
+          apply_now(me, gs, e.partition, e.position);
+        }
+        if (!gs.failed) gs.through.store(o.cut, std::memory_order_release);
+        gs.next.store(o.n + 1, std::memory_order_release);
+        wake();  // the owner of item n + 1 may be waiting for just this group
+        progress = true;
+      }
+      o.pending.resize(k);
+      if (!o.pending.empty() && o.n < limit_.load(std::memory_order_acquire)) {
+        if (kept != i) std::swap(me.owned[kept], o);
+        ++kept;
+        continue;
+      }
+    }
+    progress = true;
+  }
+  me.owned_n = kept;
+  me.applied.store(me.applied_local, std::memory_order_relaxed);
+  if (progress) wake();
+  return progress;
 }
 
 void scheduler::work(uint32_t w) {
   worker_state& me = workers_[w];
   for (;;) {
-    uint64_t p = published_.load(std::memory_order_acquire);
-    for (int i = 0; (p & ~kClosed) <= me.next && !(p & kClosed) && i < kSpins; ++i) {
-      cpu_relax();
-      p = published_.load(std::memory_order_acquire);
-    }
-    if ((p & ~kClosed) <= me.next) {
-      if (p & kClosed) break;
-      published_.wait(p, std::memory_order_acquire);
-      continue;
-    }
-    process(w);
+    const uint32_t seen = epoch_.load(std::memory_order_seq_cst);
+    if (step(me)) continue;
+    if (closed_.load(std::memory_order_acquire) && me.owned_n == 0) break;
+    idle(seen);
   }
 }
 
-void scheduler::wait_done(uint64_t n) {
-  while (workers_[0].next < n) process(0);  // the reader's own share first
-  for (size_t i = 1; i < workers_.size(); ++i) {
-    worker_state& w = workers_[i];
-    uint64_t d = w.done.load(std::memory_order_acquire);
-    for (int spin = 0; d < n && spin < kSpins; ++spin) {
-      cpu_relax();
-      d = w.done.load(std::memory_order_acquire);
-    }
-    while (d < n) {
-      w.done.wait(d, std::memory_order_acquire);
-      d = w.done.load(std::memory_order_acquire);
-    }
+void scheduler::drain(uint64_t n) {
+  worker_state& me = workers_[0];
+  for (;;) {
+    const uint32_t seen = epoch_.load(std::memory_order_seq_cst);
+    const uint64_t lim = limit_.load(std::memory_order_acquire);
+    const uint64_t want = std::min(n, lim);
+    if (taken_.load(std::memory_order_acquire) >= want &&
+        passed_.load(std::memory_order_acquire) >= taken_.load(std::memory_order_acquire) &&
+        min_next() >= want)
+      return;
+    if (!step(me)) idle(seen);
   }
 }
 
@@ -250,10 +524,12 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
                               replay_summary s) {
   const auto& shared = log_access::shared(log);
   const uint64_t log_id = log_access::state(log).meta.log_id;
+  l2_ = log_access::state(log).meta.log2_capacity;
+  verify_ = shared->verify_checksums;
+  log_ = shared.get();
   // Events reach the projections upcast; routing and filters see them as
   // stored (a stream's partition never depends on its schema).
   up_ = shared->upcasters_now();
-  shared_ = shared.get();
   // What stream lifecycle hides, as of the replay's start.
   if (status c = shared->check_lifecycle(); !c) {
     s.error = c;
@@ -267,47 +543,92 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
   const uint32_t W = static_cast<uint32_t>(workers_.size());
   const auto t0 = clock_type::now();
 
-  chunk_reader_options o;
-  o.backend = cfg_.io;
-  o.chunk_bytes = cfg_.chunk_bytes;
-  o.max_held = kSlots;
   const event_filter& f = cfg_.filter;
+  std::function<bool(uint64_t)> skip;
   if (!f.empty()) {
-    o.skip_segment = [&shared, &f](uint64_t index) {
+    filter_ = &f;
+    skip = [&shared, &f](uint64_t index) {
       return match_segment(*shared, index, f) == segment_match::none;
     };
   }
-  auto rd = chunk_reader::open(shared, from, to, o);
-  if (!rd) {
-    s.error = rd.error();
+  std::unique_ptr<chunk_reader> reader;
+  uint64_t pieces_skipped = 0;
+  auto io = resolve_io_backend(cfg_.io);
+  if (!io) {
+    s.error = io.error();
     s.reached = from;
     return s;
   }
-  chunk_reader& reader = *rd.value();
-  s.io = reader.backend();
+  if (io.value() == io_backend::mmap) {
+    pieces_mode_ = true;
+    // Pieces of half a chunk: big enough that taking one costs little
+    // (~1 us), small enough that every worker has several per segment and
+    // that an item's deferred events are still in cache when applied.
+    auto pl = io_detail::plan_pieces(*shared, from, to, std::max<uint32_t>(cfg_.chunk_bytes / 2, 1),
+                                     skip, pieces_skipped);
+    if (!pl) {
+      s.error = pl.error();
+      s.reached = from;
+      return s;
+    }
+    pieces_ = std::move(pl.value());
+    s.io = io_backend::mmap;
+    available_.store(pieces_.size(), std::memory_order_release);
+  } else {
+    chunk_reader_options o;
+    o.backend = io.value();
+    o.chunk_bytes = cfg_.chunk_bytes;
+    o.max_held = kSlots;
+    o.frame_only = true;  // each event is verified by its item's owner
+    o.skip_segment = skip;
+    auto rd = chunk_reader::open(shared, from, to, o);
+    if (!rd) {
+      s.error = rd.error();
+      s.reached = from;
+      return s;
+    }
+    reader = std::move(rd.value());
+    s.io = reader->backend();
+  }
 
-  for (uint32_t w = 0; w < W; ++w) workers_[w].through.store(from.value);
+  for (uint32_t g = 0; g < G_; ++g) groups_[g].through.store(from.value);
   for (uint32_t w = 1; w < W; ++w) workers_[w].thread = std::thread([this, w] { work(w); });
 
-  uint64_t n = 0;         // chunks published
+  worker_state& me = workers_[0];
+  uint64_t framed = 0;    // chunks framed and published (chunks)
   uint64_t released = 0;  // chunks handed back to the reader
-  uint64_t skipped = 0, bytes = 0, since_checkpoint = 0;
+  uint64_t bytes = 0, checkpoint_at = cfg_.checkpoint_every_events;
   auto last_progress = t0;
-  event_view probe;  // only stream and type are filled, for the filter
   std::vector<std::string> saved(P);
 
-  // Drains the ring (every worker idle at the end of chunk n - 1) and saves
-  // every partition with the position they all reflect.
-  auto checkpoint = [&](position at) -> status {
-    wait_done(n);
-    if (stop_.load(std::memory_order_acquire)) return {};  // a projection failed
-    for (uint32_t p = 0; p < P; ++p) {
-      saved[p].clear();
-      status st = parts_[p]->save(saved[p], at);
-      if (!st.ok()) return st;
+  // The items that end the run (or precede a checkpoint): with pieces, no
+  // more is taken and those taken are finished; with chunks, every chunk
+  // framed (the reader has stopped framing).
+  auto stop_taking = [&]() -> uint64_t {
+    if (!pieces_mode_) return framed;
+    hold_.store(true, std::memory_order_seq_cst);
+    return taken_.load(std::memory_order_seq_cst);
+  };
+  // Drains the items (every group has applied them) and saves every
+  // partition with the position they all reflect; taking resumes after it
+  // unless this is the end.
+  auto checkpoint = [&](bool at_end) -> status {
+    const uint64_t n = stop_taking();
+    drain(n);
+    status st;
+    if (!stop_.load(std::memory_order_acquire) && n > 0) {  // else a projection failed
+      const position at{ring_[(n - 1) % kSlots].next};
+      for (uint32_t p = 0; p < P && st.ok(); ++p) {
+        saved[p].clear();
+        st = parts_[p]->save(saved[p], at);
+      }
+      if (st.ok()) st = cfg_.checkpoints->save(log_id, at, saved);
+      if (st.ok()) ++s.checkpoints;
     }
-    status st = cfg_.checkpoints->save(log_id, at, saved);
-    if (st.ok()) ++s.checkpoints;
+    if (!at_end) {
+      hold_.store(false, std::memory_order_release);
+      wake();
+    }
     return st;
   };
 
@@ -318,47 +639,41 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
       read_error = status(errc::cancelled, "replay cancelled");
       break;
     }
-    if (n >= kSlots) {  // reuse the oldest slot once every worker is done with it
-      wait_done(n - kSlots + 1);
-      reader.release(ring_[released++ % kSlots].c);
-    }
-    slot& sl = ring_[n % kSlots];
-    auto got = reader.next(sl.c);
-    if (!got) {
-      read_error = got.error();
-      break;
-    }
-    if (!got.value()) break;
-    sl.next = reader.where().value;
-    for (auto& l : sl.lists) l.clear();
-    for (uint32_t off : sl.c.events) {
-      std::string_view stream;
-      uint32_t type;
-      uint8_t flags;
-      peek(sl.c.data + off, stream, type, flags);
-      if (!f.empty()) {
-        probe.stream = stream;
-        probe.type = type;
-        probe.stream_is_integer = (flags & record::kFlagIntegerStream) != 0;
-        if (!f.matches(probe)) {
-          ++skipped;
-          continue;
-        }
+    const uint32_t seen = epoch_.load(std::memory_order_seq_cst);
+    if (pieces_mode_) {
+      if (taken_.load(std::memory_order_acquire) >= pieces_.size()) break;
+      if (!step(me)) idle(seen);
+    } else {
+      // Hand back the chunks every group has applied.
+      for (const uint64_t done = min_next(); released < std::min(done, framed); ++released)
+        reader->release(ring_[released % kSlots].c);
+      if (framed - released >= kSlots) {  // the ring is full: work instead
+        if (!step(me)) idle(seen);
+        continue;
       }
-      const uint32_t p = partition_of(stream, P);
-      sl.lists[owner_[p]].push_back(item{off, p});
+      slot& sl = ring_[framed % kSlots];
+      auto got = reader->next(sl.c);
+      if (!got) {
+        read_error = got.error();
+        break;
+      }
+      if (!got.value()) break;
+      sl.next = reader->where().value;
+      bytes += sl.c.end - sl.c.position;
+      events_seen_.fetch_add(sl.c.events.size(), std::memory_order_relaxed);
+      available_.store(++framed, std::memory_order_release);
+      wake();
+      // Alone, the calling thread passes and applies each chunk at once;
+      // otherwise it frames until the ring is full, then works beside the
+      // others (taking one chunk after each framed one would leave it
+      // nothing: the other workers take a chunk the moment it is framed).
+      if (fused_) step(me);
     }
-    bytes += sl.c.end - sl.c.position;
-    since_checkpoint += sl.c.events.size();
-    publish(++n);
-    // The reader's own share, kLead chunks behind (at once when alone).
-    const uint64_t lead = W > 1 ? kLead : 0;
-    while (workers_[0].next + lead < n) process(0);
 
-    if (cfg_.checkpoints && cfg_.checkpoint_every_events &&
-        since_checkpoint >= cfg_.checkpoint_every_events) {
-      since_checkpoint = 0;
-      status st = checkpoint(position{sl.next});
+    if (cfg_.checkpoints && checkpoint_at &&
+        events_seen_.load(std::memory_order_relaxed) >= checkpoint_at) {
+      checkpoint_at = events_seen_.load(std::memory_order_relaxed) + cfg_.checkpoint_every_events;
+      status st = checkpoint(false);
       if (!st.ok()) {
         read_error = st;
         break;
@@ -380,28 +695,42 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
     }
   }
 
-  // A clean end or a cancel: let the workers finish what was handed out, so
-  // every partition reflects exactly the events below the last chunk's end
-  // (a consistent cut a checkpoint can record). After a projection error the
-  // failed worker skips the rest; the others finish theirs.
+  // A clean end or a cancel: nothing more is taken, and the items taken are
+  // finished, so every partition reflects exactly the events below the last
+  // one's end (a consistent cut a checkpoint can record). After a projection
+  // error the failed group skips the rest; the others finish theirs. After
+  // a bad record nothing past it is applied.
   const bool clean = read_error.ok() && !stop_.load(std::memory_order_acquire);
   const bool cancelled = read_error.code() == errc::cancelled;
-  if (cfg_.checkpoints && (clean || cancelled) && n > 0) {
-    status st = checkpoint(position{ring_[(n - 1) % kSlots].next});
+  const uint64_t end_n = stop_taking();
+  if (cfg_.checkpoints && (clean || cancelled) && end_n > 0) {
+    status st = checkpoint(true);
     if (!st.ok() && read_error.ok()) read_error = st;
   }
-  wait_done(n);
-  publish(n | kClosed);
+  drain(end_n);
+  closed_.store(true, std::memory_order_release);
+  epoch_.fetch_add(1, std::memory_order_seq_cst);
+  epoch_.notify_all();
   for (uint32_t w = 1; w < W; ++w) workers_[w].thread.join();
-  for (; released < n; ++released) reader.release(ring_[released % kSlots].c);
+  if (reader)
+    for (; released < framed; ++released) reader->release(ring_[released % kSlots].c);
 
   s.error = !error_.ok() ? error_ : read_error;
+  const uint64_t taken = taken_.load();
   s.reached = reached(from);
   if (s.error.ok()) s.reached = to;
-  for (const auto& w : workers_) s.events_applied += w.applied.load(std::memory_order_relaxed);
-  s.events_skipped = skipped;
-  s.bytes_read = std::max(bytes, reader.bytes_read());
-  s.segments_skipped = reader.segments_skipped();
+  for (const auto& w : workers_) {
+    s.events_applied += w.applied.load(std::memory_order_relaxed);
+    s.events_skipped += w.skipped.load(std::memory_order_relaxed);
+  }
+  if (pieces_mode_) {
+    for (uint64_t i = 0; i < taken && i < pieces_.size(); ++i) bytes += pieces_[i].to - pieces_[i].from;
+    s.bytes_read = bytes;
+    s.segments_skipped = pieces_skipped;
+  } else {
+    s.bytes_read = std::max(bytes, reader->bytes_read());
+    s.segments_skipped = reader->segments_skipped();
+  }
   s.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
   if (cfg_.on_progress) {
     replay_progress pr;
@@ -423,8 +752,9 @@ replay_summary run_replay(const event_log& log, const replay_config& cfg,
   replay_summary s;
   uint32_t W = cfg.threads;
   if (W == 0) W = std::max(1u, std::thread::hardware_concurrency());
-  // Default: four times the partition cycle (see the scheduler), so every
-  // worker's share comes out as intended.
+  // Default: as before workers shared partitions dynamically (it was four
+  // times a cycle that gave the reading thread half a share), kept so that a
+  // checkpoint saved with the default partition count still resumes.
   uint32_t P = cfg.partitions ? cfg.partitions : 4 * (W == 1 ? 1 : 2 * W - 1);
   if (P > (1u << 20)) {
     s.error = status(errc::invalid_argument, "replay: at most 1048576 partitions");
