@@ -7,13 +7,17 @@
 //   if (!r) ...                       // r.error: corruption, projection error, cancel
 //   uint64_t n = r.reduce(uint64_t{0}, [](uint64_t a, const count_by_type& c) { ... });
 //
-// How it runs: the calling thread reads the range in large chunks (io_uring,
-// the mapping, or pread: varve/io_backend.h), validates every record, and
-// routes each event to partition xxh3(stream id) % P. Partition p belongs to
-// worker p % W, so one thread applies all of a partition's events, in log
-// order. Chunks are handed to the workers through a bounded ring: a slow
-// projection holds the reader back (backpressure) instead of buffering; no
-// allocation per event.
+// How it runs: the range is cut into items (with the mapping, pieces that
+// start where the segment index says a record starts; with io_uring or
+// pread, chunks the calling thread reads: varve/io_backend.h). The worker
+// that takes an item owns it: it validates every record, routes each event
+// to partition xxh3(stream id) % P, and applies the item's events group of
+// partitions by group, each group once the item before has handed it on - so
+// each partition sees its events in log order, one thread at a time, and no
+// single thread validates or routes every record. At most 8 items are in
+// flight: a slow projection holds the others back (backpressure) instead of
+// buffering; no allocation per event. A damaged record stops the replay
+// exactly there, whatever the thread count.
 #pragma once
 
 #include <atomic>
@@ -237,6 +241,9 @@ class replay {
   // summary shows none of them are not read at all.
   replay& filter(event_filter f) { c_.filter = std::move(f); return *this; }
   replay& io(io_backend b) { c_.io = b; return *this; }
+  // The unit of work: the size of a read (io_uring, pread); with the mapping,
+  // items of about half of it. Smaller gives more items to share out on a
+  // short range, larger costs less per item.
   replay& chunk_bytes(uint32_t n) { c_.chunk_bytes = n; return *this; }
   replay& on_progress(std::function<void(const replay_progress&)> f,
                       std::chrono::milliseconds every = std::chrono::milliseconds(200)) {
