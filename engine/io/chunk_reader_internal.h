@@ -271,6 +271,8 @@ class piece_framer {
     return finish(r);
   }
   uint64_t bad() const { return bad_; }
+  // The byte at `position` (in the piece's segment mapping).
+  const std::byte* data_at(uint64_t position) const { return mem_ + (position - base_); }
   // The sequence after the records walked so far (events and holes), when
   // there were any: for the density check where two pieces meet.
   bool sequence_known() const { return seq_known_; }

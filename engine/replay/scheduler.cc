@@ -80,13 +80,13 @@ constexpr uint64_t kWindowBytes = 1u << 20;
 // producing it (machines with fewer cores than threads).
 constexpr int kSpins = 128;
 
-// An event applied after its item was framed: its verified bytes stay where
-// they are (the mapping, or a chunk held in the ring) until then.
+// An event applied after its item was passed: its verified bytes stay where
+// they are (the mapping, or a chunk held in the ring) until then, found from
+// the item's base (segments are at most 1 GiB: 32 bits of offset). 8 bytes:
+// the lists are written and read once per event.
 struct deferred {
-  const std::byte* p;
-  uint64_t position;
+  uint32_t offset;     // from the item's `data`
   uint32_t partition;
-  uint32_t length;
 };
 
 // What every owner of a later item may need to know of item n (ring slot n % K).
@@ -111,6 +111,10 @@ struct alignas(64) group_state {
 
 struct owned_item {
   uint64_t n = 0;
+  // Where its deferred events are: data[offset] is at position + offset,
+  // and no record runs past `end`.
+  const std::byte* data = nullptr;
+  uint64_t position = 0, end = 0;
   uint64_t cut = 0;                    // the group's `through` once handed on
   std::vector<uint32_t> pending;       // groups not handed on yet
   std::vector<uint8_t> ready;          // per group: applied as they came
@@ -177,8 +181,7 @@ class scheduler {
             uint64_t end, std::span<const uint32_t> events);
   // One verified event, decoded in me.v: filtered, hashed to its partition,
   // applied now if its group is ready, else listed for later.
-  [[gnu::always_inline]] void route(worker_state& me, owned_item& o, uint64_t pos,
-                                    const std::byte* p, uint32_t length) {
+  [[gnu::always_inline]] void route(worker_state& me, owned_item& o, uint64_t pos) {
     if (filter_ && !filter_->matches(me.v)) {
       ++me.skipped_local;
       return;
@@ -188,7 +191,7 @@ class scheduler {
     if (o.ready[g]) {
       (void)apply_now(me, groups_[g], part, pos);
     } else {
-      o.later[g].push_back(deferred{p, pos, part, length});
+      o.later[g].push_back(deferred{static_cast<uint32_t>(pos - o.position), part});
     }
   }
   // Applies and hands on every group of the worker's items that the item
@@ -307,6 +310,8 @@ bool scheduler::try_take(worker_state& me) {
     sl.starts_with_event = sl.sequence_known = false;
     o.cut = pc.next;
     io_detail::piece_framer& fr = me.framer;
+    o.position = pc.from;
+    o.end = pc.to;
     if (status st = fr.start(*log_, pc); !st.ok()) {
       o.cut = pc.from;
       cut_at(n);
@@ -316,16 +321,17 @@ bool scheduler::try_take(worker_state& me) {
       // hands the decoded event straight to route(). The sequence join with
       // the item before is checked at the first event, before anything of
       // this item is applied.
+      o.data = fr.data_at(pc.from);
       const bool any_ready = begin_groups(o);
       uint64_t seen = 0;
       bool joined_ok = true;
-      auto on_event = [&](uint64_t pos, const std::byte* p, uint32_t length) {
+      auto on_event = [&](uint64_t pos, const std::byte*, uint32_t) {
         if (seen++ == 0) {
           sl.starts_with_event = pos == pc.from;
           sl.first_sequence = me.v.sequence.value;
           if (any_ready && !check_join(o)) return joined_ok = false;
         }
-        route(me, o, pos, p, length);
+        route(me, o, pos);
         return true;
       };
       while (joined_ok) {
@@ -345,6 +351,9 @@ bool scheduler::try_take(worker_state& me) {
     }
   } else {
     o.cut = sl.next;
+    o.data = sl.c.data;
+    o.position = sl.c.position;
+    o.end = sl.c.end;
     begin_groups(o);  // chunks are read one after the other: no join to check
     pass(me, o, sl.c.data, sl.c.position, sl.c.end, sl.c.events);
   }
@@ -372,7 +381,7 @@ void scheduler::pass(worker_state& me, owned_item& o, const std::byte* data, uin
            pos);
       break;
     }
-    route(me, o, pos, p, d.length);
+    route(me, o, pos);
   }
 }
 
@@ -463,18 +472,19 @@ bool scheduler::hand_on(worker_state& me) {
         // the item was passed, decoded again here (no checksum).
         const auto& list = o.later[g];
         for (size_t j = 0; j < list.size() && !gs.failed; ++j) {
-          if (j + 4 < list.size()) __builtin_prefetch(list[j + 4].p);
+          if (j + 4 < list.size()) __builtin_prefetch(o.data + list[j + 4].offset);
           const deferred& e = list[j];
-          const record::decoded d = record::decode_inline(e.p, e.length, e.position, false, me.v);
+          const uint64_t pos = o.position + e.offset;
+          const record::decoded d = record::decode_inline(o.data + e.offset, o.end - pos, pos, false, me.v);
           if (d.outcome != record::decode_outcome::event) [[unlikely]] {
-            gs.through.store(e.position, std::memory_order_release);
-            fail(status(errc::corruption, "replay: record at position " + std::to_string(e.position) +
+            gs.through.store(pos, std::memory_order_release);
+            fail(status(errc::corruption, "replay: record at position " + std::to_string(pos) +
                                               " changed after validation"),
-                 e.position);
+                 pos);
             gs.failed = true;
             break;
           }
-          apply_now(me, gs, e.partition, e.position);
+          apply_now(me, gs, e.partition, pos);
         }
         if (!gs.failed) gs.through.store(o.cut, std::memory_order_release);
         gs.next.store(o.n + 1, std::memory_order_release);
@@ -667,7 +677,13 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
       // otherwise it frames until the ring is full, then works beside the
       // others (taking one chunk after each framed one would leave it
       // nothing: the other workers take a chunk the moment it is framed).
-      if (fused_) step(me);
+      if (fused_) {
+        step(me);
+      } else if (me.owned_n != 0) {
+        // Its own items' groups, between chunks: another owner may be
+        // waiting for one of them.
+        hand_on(me);
+      }
     }
 
     if (cfg_.checkpoints && checkpoint_at &&
