@@ -3,6 +3,10 @@
 // payload bytes — for whole logs and ranges that start and stop mid-log and at
 // segment boundaries, chunks smaller than a record, corrupt and torn data,
 // skipped segments, the max_held limit, VARVE_IO and the fallback to pread.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdlib>
@@ -719,9 +723,11 @@ TEST_P(ChunkReader, FallsBackToPreadAndSaysSoOnce) {
   scoped_env fail("VARVE_IO_URING_FAIL", "1");
   io_detail::reset_fallback_notice_for_test();
   testing::internal::CaptureStderr();
-  // The backend this test is about, then automatic twice: all readers work.
+  // The backend this test is about, then io_uring twice: all readers work.
+  // (`automatic` reads this resident log through the mapping; for a cold
+  // range it is what resolve_io_backend says, checked below.)
   std::vector<io_backend> backends;
-  for (io_backend b : {GetParam(), io_backend::automatic, io_backend::automatic}) {
+  for (io_backend b : {GetParam(), io_backend::uring, io_backend::uring}) {
     chunk_reader_options o = opts(65536, 2);
     o.backend = b;
     read_result r = read_chunks(log(), 0, kEnd, o);
@@ -735,6 +741,80 @@ TEST_P(ChunkReader, FallsBackToPreadAndSaysSoOnce) {
   EXPECT_EQ(backends[2], io_backend::pread);
   EXPECT_EQ(said, "varve: io_uring unavailable (" + std::string(std::strerror(ENOSYS)) +
                       "); reading with pread\n");
+  auto cold = resolve_io_backend(io_backend::automatic);
+  ASSERT_OK(cold);
+  EXPECT_EQ(cold.value(), io_backend::pread);
+}
+
+// What the page cache holds of a range, measured independently of the
+// library: the test maps each segment file itself and asks mincore.
+double resident_share(const std::string& dir, uint64_t segments) {
+  uint64_t pages = 0, in = 0;
+  for (uint64_t s = 0; s < segments; ++s) {
+    const std::string path = segment_path(dir, s);
+    int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) continue;
+    void* m = ::mmap(nullptr, k64KiB, PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (m == MAP_FAILED) continue;
+    unsigned char vec[k64KiB / 4096];
+    if (::mincore(m, k64KiB, vec) == 0)
+      for (unsigned char v : vec) {
+        ++pages;
+        in += v & 1;
+      }
+    ::munmap(m, k64KiB);
+  }
+  return pages ? double(in) / double(pages) : 0;
+}
+
+TEST_P(ChunkReader, AutomaticTakesTheMappingForResidentDataAndTheRingForCold) {
+  scoped_env env("VARVE_IO", nullptr);
+  temp_dir d;
+  uint64_t segments = 0;
+  {
+    log_options lo;
+    lo.segment_bytes = k64KiB;
+    auto l = event_log::create(d.path(), lo);
+    ASSERT_OK(l);
+    std::mt19937_64 rng(3);
+    fill_random(*l.value(), rng, 300);
+    segments = (l.value()->committed_position().value >> 16) + 1;
+    ASSERT_OK(l.value()->close());
+  }
+  // Out of the page cache, where the file system lets us (written back
+  // first; tmpfs keeps everything resident, and then the mapping is right).
+  for (uint64_t s = 0; s < segments; ++s) {
+    int fd = ::open(segment_path(d.path(), s).c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ::fdatasync(fd);
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+  auto l = event_log::open_read_only(d.path());
+  ASSERT_OK(l);
+  auto shared = detail::log_access::shared(*l.value());
+  const double before = resident_share(d.path(), segments);
+  chunk_reader_options o = opts();
+  o.backend = io_backend::automatic;
+  read_result r = read_chunks(shared, 0, kEnd, o);
+  ASSERT_OK(r.err);
+  const std::string no_uring = uring_unavailable_reason();
+  const io_backend cold = no_uring.empty() ? io_backend::uring : io_backend::pread;
+  if (before < 0.5) EXPECT_EQ(r.backend, cold) << "resident share " << before;
+  if (before >= 0.95) EXPECT_EQ(r.backend, io_backend::mmap) << "resident share " << before;
+  // Now it has all been read: resident, and read through the mapping.
+  const double after = resident_share(d.path(), segments);
+  ASSERT_GE(after, 0.95);
+  read_result again = read_chunks(shared, 0, kEnd, o);
+  ASSERT_OK(again.err);
+  EXPECT_EQ(again.backend, io_backend::mmap);
+  EXPECT_TRUE(same_events(again.events, r.events));
+  // An explicit backend is taken as given, warm or not.
+  o.backend = GetParam();
+  read_result forced = read_chunks(shared, 0, kEnd, o);
+  ASSERT_OK(forced.err);
+  EXPECT_EQ(forced.backend, GetParam());
 }
 
 TEST_P(ChunkReader, DescribesItself) {

@@ -423,6 +423,66 @@ result<bool> piece_framer::finish(const run_out& r) {
   return r.err;
 }
 
+double resident_fraction(detail::shared_log& log, const range_plan& plan) {
+  if (plan.to <= plan.from) return 1.0;
+  constexpr uint64_t kProbes = 64, kProbeBytes = 64 * 1024, kPages = kProbeBytes / kPage;
+  // Each probed segment's file mapped here, untouched, for mincore: the
+  // log's own mapping would be no good for a segment not opened yet (opening
+  // one reads its header, and the kernel's read-around of that fault warms
+  // the pages next to it).
+  file_system& fs = log.segments.fs();
+  const uint64_t cap = uint64_t{1} << plan.l2;
+  uint64_t probed = 0, resident = 0;
+  uint64_t mapped_seg = ~uint64_t{0};
+  file_handle f;
+  void* m = nullptr;
+  auto drop = [&] {
+    if (m) fs.unmap(m, cap);
+    if (f.fd >= 0) fs.close(f);
+    m = nullptr;
+    f = file_handle{};
+  };
+  unsigned char vec[kPages];
+  for (uint64_t k = 0; k < kProbes; ++k) {
+    const uint64_t pos = plan.from + (plan.to - plan.from) / kProbes * k;
+    const uint64_t s = pos >> plan.l2;
+    const uint64_t off = pos & (cap - 1);
+    if (plan.empty(s) || off < plan.lo(s) || off >= plan.hi(s)) continue;
+    const uint64_t a = off & ~uint64_t{kPage - 1};
+    const uint64_t len = std::min<uint64_t>(kProbeBytes, round_up(plan.hi(s), kPage) - a);
+    probed += len / kPage;
+    if (s != mapped_seg) {
+      drop();
+      mapped_seg = s;
+      // A segment with no file in DIR (archived) counts as cold.
+      auto opened = fs.open(segment_path(log, s), file_system::open_mode::read_only);
+      if (!opened) continue;
+      f = std::move(opened.value());
+      auto mp = fs.map(f, cap, map_access::read_only);
+      if (!mp) continue;
+      m = mp.value();
+    }
+    if (!m || ::mincore(static_cast<std::byte*>(m) + a, len, vec) != 0) continue;
+    for (uint64_t i = 0; i < len / kPage; ++i) resident += vec[i] & 1;
+  }
+  drop();
+  return probed == 0 ? 1.0 : static_cast<double>(resident) / static_cast<double>(probed);
+}
+
+result<io_backend> choose_backend(detail::shared_log& log, const range_plan& plan,
+                                  io_backend requested) {
+  auto b = resolve_io_backend(requested);
+  if (!b) return b;
+  // Only the automatic choice looks at residency: an explicit backend, or
+  // VARVE_IO naming one, is taken as given.
+  const char* env = std::getenv("VARVE_IO");
+  const bool forced = requested != io_backend::automatic ||
+                      (env && *env && parse_io_backend(env) != io_backend::automatic);
+  if (!forced && b.value() != io_backend::mmap && resident_fraction(log, plan) >= 0.9)
+    return io_backend::mmap;
+  return b;
+}
+
 result<std::unique_ptr<chunk_reader>> open_mmap(std::shared_ptr<detail::shared_log> log,
                                                 const range_plan& plan,
                                                 const chunk_reader_options& o) {
@@ -462,7 +522,7 @@ result<std::unique_ptr<chunk_reader>> chunk_reader::open(std::shared_ptr<detail:
                                               " is over 1 GiB");
   auto plan = io_detail::make_plan(*log, from, to);
   if (!plan) return plan.error();
-  auto b = resolve_io_backend(options.backend);
+  auto b = io_detail::choose_backend(*log, plan.value(), options.backend);
   if (!b) return b.error();
   // The buffered backends read segment files; archived segments (FORMAT 1c)
   // have none in DIR, and are read inflated, through the mapping path

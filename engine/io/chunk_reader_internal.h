@@ -292,6 +292,17 @@ class piece_framer {
   uint64_t seq_next_ = 0;
 };
 
+// The share of [plan.from, plan.to)'s pages in the page cache, from mincore
+// of up to 64 probes of 64 KiB spread over the range (archived segments
+// count as cold); 1 for an empty range.
+double resident_fraction(detail::shared_log& log, const range_plan& plan);
+// What `automatic` means for a sequential read of `plan` (requested is
+// automatic and VARVE_IO unset): the mapping when at least 90 % of the range
+// is resident (no copy, nothing to wait for), else io_uring (pread where it
+// is unavailable). Anything else resolves as resolve_io_backend says.
+result<io_backend> choose_backend(detail::shared_log& log, const range_plan& plan,
+                                  io_backend requested);
+
 // Checks the 64 header bytes of segment `index` as read from its file.
 status check_header(const detail::shared_log& log, const std::byte* hdr, uint64_t index,
                     const std::string& path);

@@ -563,7 +563,14 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
   }
   std::unique_ptr<chunk_reader> reader;
   uint64_t pieces_skipped = 0;
-  auto io = resolve_io_backend(cfg_.io);
+  // Which backend: `automatic` takes the mapping for a range that is in the
+  // page cache (pieces, nothing serial, no copy) and io_uring for one that
+  // is not (reads in flight while records are verified).
+  auto io = [&]() -> result<io_backend> {
+    auto plan = io_detail::make_plan(*shared, from, to);
+    if (!plan) return plan.error();
+    return io_detail::choose_backend(*shared, plan.value(), cfg_.io);
+  }();
   if (!io) {
     s.error = io.error();
     s.reached = from;
