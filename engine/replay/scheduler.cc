@@ -98,7 +98,6 @@ struct slot {
   // if it is an event, and the one after its last record (event or hole).
   bool starts_with_event = false, sequence_known = false;
   uint64_t first_sequence = 0, next_sequence = 0;
-  uint64_t segment = 0;
 };
 
 // Only the owner of item `next` touches a group (its partitions included),
@@ -306,7 +305,6 @@ bool scheduler::try_take(worker_state& me) {
   if (pieces_mode_) {
     const io_detail::piece& pc = pieces_[n];
     sl.next = pc.next;
-    sl.segment = pc.segment;
     sl.starts_with_event = sl.sequence_known = false;
     o.cut = pc.next;
     io_detail::piece_framer& fr = me.framer;
@@ -403,10 +401,11 @@ bool scheduler::check_join(owned_item& o) {
   const slot& prev = ring_[(o.n - 1) % kSlots];
   const slot& cur = ring_[o.n % kSlots];
   o.joined = true;
-  // Only items read one after the other in the same segment must join
-  // densely (a skipped segment, or the start of a new one, resets the check
-  // as in the chunk reader).
-  if (!pieces_mode_ || prev.segment != cur.segment || !prev.sequence_known ||
+  // Only pieces that follow each other (in a segment, or a segment's last
+  // and the next one's first) must join densely: a segment the filter
+  // skipped resets the check, as in the chunk reader, and so does a piece
+  // that starts with a repair's hole.
+  if (!pieces_mode_ || prev.next != pieces_[o.n].from || !prev.sequence_known ||
       !cur.starts_with_event || prev.next_sequence == cur.first_sequence)
     return true;
   const uint64_t at = pieces_[o.n].from;
