@@ -427,7 +427,7 @@ std::vector<got_event> walk_pieces(detail::shared_log& log, const std::vector<io
     if (!err.ok()) return out;
     event_view v;
     while (true) {
-      auto got = fr.next(4096, v, [&](uint64_t pos, const std::byte*, uint32_t) {
+      auto got = fr.next(4096, v, [&](uint64_t pos) {
         EXPECT_EQ(v.position.value, pos);
         out.push_back(copy_of(v));
         return true;
@@ -469,7 +469,9 @@ TEST_P(ChunkReader, PiecesCoverTheRangeAndWalkLikeLogReader) {
       const auto& pc = pieces[i];
       EXPECT_LT(pc.from, pc.to);
       EXPECT_EQ(pc.from >> 16, pc.segment);
-      if (i > 0) EXPECT_EQ(pieces[i - 1].next, pc.from) << "piece " << i;
+      if (i > 0) {
+        EXPECT_EQ(pieces[i - 1].next, pc.from) << "piece " << i;
+      }
       if (pc.exact_end) {
         ++exact;
         EXPECT_EQ(pc.next, pc.to);
@@ -481,8 +483,12 @@ TEST_P(ChunkReader, PiecesCoverTheRangeAndWalkLikeLogReader) {
     }
     // Segments of 64 KiB hold a few hundred events here: their index samples
     // (every 64th event) cut them.
-    if (target <= 2048 && round % 3 != 1) EXPECT_GT(exact, 10u) << "the index cut too few pieces";
-    if (target >= (1u << 20)) EXPECT_EQ(exact, 0u);
+    if (target <= 2048 && round % 3 != 1) {
+      EXPECT_GT(exact, 10u) << "the index cut too few pieces";
+    }
+    if (target >= (1u << 20)) {
+      EXPECT_EQ(exact, 0u);
+    }
     status err;
     uint64_t bad = 0;
     auto got = walk_pieces(*log(), pieces, err, bad);
@@ -801,8 +807,12 @@ TEST_P(ChunkReader, AutomaticTakesTheMappingForResidentDataAndTheRingForCold) {
   ASSERT_OK(r.err);
   const std::string no_uring = uring_unavailable_reason();
   const io_backend cold = no_uring.empty() ? io_backend::uring : io_backend::pread;
-  if (before < 0.5) EXPECT_EQ(r.backend, cold) << "resident share " << before;
-  if (before >= 0.95) EXPECT_EQ(r.backend, io_backend::mmap) << "resident share " << before;
+  if (before < 0.5) {
+    EXPECT_EQ(r.backend, cold) << "resident share " << before;
+  }
+  if (before >= 0.95) {
+    EXPECT_EQ(r.backend, io_backend::mmap) << "resident share " << before;
+  }
   // Now it has all been read: resident, and read through the mapping.
   const double after = resident_share(d.path(), segments);
   ASSERT_GE(after, 0.95);

@@ -154,7 +154,7 @@ run_out run_records(const segment_view& sv, const std::byte* mem, uint64_t mem_o
   event_view v;  // filled by decode() per record; declared once (it is ~120 bytes)
   uint32_t n = 0;
   return walk_records(sv, mem, mem_off, mem_end, off, target_end, seq, v,
-                      [&](uint64_t at, uint32_t) {
+                      [&](uint64_t at) {
                         events[n++] = static_cast<uint32_t>(at - chunk_off);
                         return n < events_cap;
                       });

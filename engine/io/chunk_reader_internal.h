@@ -98,8 +98,8 @@ struct run_out {
 status past_end(const segment_view& sv, uint64_t off, uint64_t len);
 
 // The record loop: validates records from segment offset `off`, with the
-// segment's bytes [mem_off, mem_end) at `mem`, and calls on_event(offset,
-// length) for each event - decoded into `v` and verified, or with
+// segment's bytes [mem_off, mem_end) at `mem`, and calls on_event(offset)
+// for each event - decoded into `v` and verified, or with
 // sv.frame_only only framed (`v` untouched). on_event returns false to stop
 // after that event (run_stop::full). Inlined into its callers: the replay's
 // owners verify and route each event in the same pass as the walk.
@@ -115,6 +115,16 @@ template <class OnEvent>
     r.stop = run_stop::error;
     r.err = std::move(s);
     return r;
+  };
+  // An event that framed (and, unless frame-only, validated): the sequence
+  // moves on, the caller gets it, the walk steps past it.
+  auto take = [&](uint64_t sequence, uint32_t len) {
+    seq.known = true;
+    seq.next = sequence + 1;
+    if (r.n_events++ == 0) r.first_sequence = sequence;
+    more = on_event(off);
+    off += len;
+    r.end = off;
   };
   while (true) {
     if (sv.is_last && off >= sv.hi) {
@@ -155,13 +165,7 @@ template <class OnEvent>
       if (sv.frame_only && plausible && coding::get_u8(p + 12) == record::kEvent &&
           len >= record::kHeaderSize && coding::get_u64(p + 16) == sv.base + off &&
           (!seq.known || coding::get_u64(p + 24) == seq.next)) {
-        const uint64_t sequence = coding::get_u64(p + 24);
-        seq.known = true;
-        seq.next = sequence + 1;
-        if (r.n_events++ == 0) r.first_sequence = sequence;
-        more = on_event(off, len);
-        off += len;
-        r.end = off;
+        take(coding::get_u64(p + 24), len);
         continue;
       }
     }
@@ -173,12 +177,7 @@ template <class OnEvent>
                                                    ": sequence " +
                                                    std::to_string(v.sequence.value) +
                                                    ", expected " + std::to_string(seq.next)));
-        seq.known = true;
-        seq.next = v.sequence.value + 1;
-        if (r.n_events++ == 0) r.first_sequence = v.sequence.value;
-        more = on_event(off, d.length);
-        off += d.length;
-        r.end = off;
+        take(v.sequence.value, d.length);
         continue;
       case record::decode_outcome::skip:
         off += d.length;
@@ -250,8 +249,8 @@ class piece_framer {
  public:
   // Maps the piece's segment (errors name it).
   status start(detail::shared_log& log, const piece& p);
-  // Walks about `bytes` more: on_event(position, record bytes, length) for
-  // each event, decoded into `v`, false to stop after it. True while more
+  // Walks about `bytes` more: on_event(position) for each event, decoded
+  // into `v`, false to stop after it. True while more
   // of the piece remains, false once it is done. A record that fails validation: the events
   // before it have been handed out, the result is the error naming the
   // segment file and offset, and bad() is its position.
@@ -263,9 +262,8 @@ class piece_framer {
     advise(target);
     segment_view sv{&path_, base_, records_end_, hi_, true, to_is_committed_, verify_, false};
     sequence_check seq{seq_known_, seq_next_};
-    run_out r = walk_records(sv, mem_, 0, hi_, off_, target, seq, v, [&](uint64_t at, uint32_t len) {
-      return on_event(base_ + at, mem_ + at, len);
-    });
+    run_out r = walk_records(sv, mem_, 0, hi_, off_, target, seq, v,
+                             [&](uint64_t at) { return on_event(base_ + at); });
     seq_known_ = seq.known;
     seq_next_ = seq.next;
     return finish(r);

@@ -328,7 +328,7 @@ bool scheduler::try_take(worker_state& me) {
       const bool any_ready = begin_groups(o);
       uint64_t seen = 0;
       bool joined_ok = true;
-      auto on_event = [&](uint64_t pos, const std::byte*, uint32_t) {
+      auto on_event = [&](uint64_t pos) {
         if (seen++ == 0) {
           sl.starts_with_event = pos == pc.from;
           sl.first_sequence = me.v.sequence.value;
