@@ -30,6 +30,9 @@ result<std::unique_ptr<segment>> segment::create(std::shared_ptr<file_system> fs
   auto m = fs->map(fh, cap, map_access::read_write);
   if (!m) return fail(m.error());
   auto* data = static_cast<std::byte*>(m.value());
+  // MADV_RANDOM: no read-around on a fault, hence page-sized folios for
+  // these (fresh, unwritten) pages; a hint, so its failure changes nothing.
+  if (id.page_folios) (void)::madvise(data, cap, MADV_RANDOM);
   segment_format::encode_header(data, {id.log2_capacity, index, id.log_id});
   // Crash story: the header is durable before the segment is used, so after
   // a power loss only the newest segment file can lack a valid header (it

@@ -65,7 +65,8 @@ uint64_t steady_ns() {
 
 void make_shared_log(log_state& s) {
   s.shared = std::make_shared<detail::shared_log>(
-      s.fs, segment::identity{s.dir, s.meta.log2_capacity, s.meta.log_id}, s.opts.verify_checksums);
+      s.fs, segment::identity{s.dir, s.meta.log2_capacity, s.meta.log_id, {}, !s.read_only && s.opts.mode != durability::none},
+      s.opts.verify_checksums);
   s.shared->set_upcasters(s.opts.upcasters);
   s.shared->clock = s.opts.clock;
   s.shared->retention_grace_ns = static_cast<uint64_t>(
@@ -198,7 +199,7 @@ result<std::unique_ptr<event_log>> event_log::open_locked(std::unique_ptr<log_st
   if (sync_now) {
     for (uint64_t k = dirty_first; k <= dirty_last; ++k)
       if (segment* seg = s->shared->segments.find(k); seg && seg->writable())
-        if (status r = s->fs->datasync(seg->file()); !r) return r;
+        if (status r = durability_tracker::sync_below(*seg, end); !r) return r;
   }
   auto ctl = control_block::create(s->fs, dir, s->meta.log_id);
   if (!ctl) return ctl.error();

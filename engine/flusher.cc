@@ -1,5 +1,7 @@
 #include "engine/flusher.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "base/segment_format.h"
@@ -85,6 +87,29 @@ status durability_tracker::gated(const std::function<status()>& sync, uint64_t b
   return {};
 }
 
+status durability_tracker::sync_committed(segment& seg, uint64_t from, uint64_t to) {
+  // Everything below `to` is committed and never written again: the whole
+  // pages of it leave the writer's mapping before the sync, so the write-back
+  // finds no writable entry to protect (each one an interrupt to the other
+  // CPUs running this process otherwise). From the page holding `from`: its
+  // first bytes were synced before and are as immutable.
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t first = from & ~(page - 1);
+  seg.fs().drop_written_pages(seg.file(), seg.data() + first, to - first);
+  return seg.fs().sync_range(seg.file(), seg.data() + from, to - from);
+}
+
+status durability_tracker::sync_below(segment& seg, uint64_t end) {
+  const uint64_t base = seg.index() * seg.capacity();
+  if (end >= base + seg.capacity()) return seg.fs().datasync(seg.file());
+  // The segment `end` falls in: its pages after `end` were pre-faulted for
+  // writing, so they are dirty zeros in the page cache. Syncing the file
+  // would write all of them (64 MiB) and write-protect every one, and the
+  // writer would then fault on each page again. Only the committed bytes
+  // need to be durable: past them the file reads as zeros whatever happens.
+  return sync_committed(seg, 0, std::max<uint64_t>(end, base + segment_format::kHeaderSize) - base);
+}
+
 status durability_tracker::sync_history_locked() {
   if (cfg_.history_synced) return {};
   // Crash story: until this returns, a power loss may lose pages an earlier
@@ -94,7 +119,7 @@ status durability_tracker::sync_history_locked() {
   for (uint64_t k = cfg_.dirty_first; k <= cfg_.dirty_last; ++k) {
     segment* seg = log_.segments.find(k);
     if (!seg || !seg->writable()) continue;
-    if (status s = timed(0, [&] { return seg->fs().datasync(seg->file()); }); !s) return fail_locked(s);
+    if (status s = timed(0, [&] { return sync_below(*seg, cfg_.end_at_open); }); !s) return fail_locked(s);
   }
   cfg_.history_synced = true;
   if (durable_.load(std::memory_order_relaxed) < cfg_.end_at_open) {
@@ -139,8 +164,7 @@ status durability_tracker::sync_until(uint64_t target) {
       // recovery finds a prefix of these bytes (torn pages fail their checksum
       // and are cut, above the durable position varve.ctl recorded) and none
       // of the records in it was reported durable.
-      if (status s = timed(upto - pos, [&] { return seg->fs().sync_range(seg->file(), seg->data() + off, upto - pos); });
-          !s)
+      if (status s = timed(upto - pos, [&] { return sync_committed(*seg, off, upto - index * cap); }); !s)
         return fail_locked(s);
       // Once one segment is fully durable the next range starts at its records.
       pos = upto == seg_end ? seg_end : upto;

@@ -37,6 +37,10 @@ class durability_tracker {
     bool history_synced = false;
   };
   durability_tracker(detail::shared_log& log, const config& c);
+  // Makes the bytes of `seg` below log position `end` durable: the whole file
+  // when `end` is past it, else only its committed bytes (open and the first
+  // sync use this for what earlier sessions may have left dirty).
+  static status sync_below(segment& seg, uint64_t end);
   ~durability_tracker();
 
   // Starts the thread: mode group syncs every `interval` (or when
@@ -81,6 +85,9 @@ class durability_tracker {
   static constexpr std::chrono::milliseconds kRecordInterval{100};
 
  private:
+  // Syncs bytes [from, to) of `seg` (offsets in it), all committed, after
+  // taking the whole pages below `to` out of the writer's mapping.
+  static status sync_committed(segment& seg, uint64_t from, uint64_t to);
   void run();
   // Records a failed sync: every later sync, wait and append fails, and the
   // control block carries the poison mark (sync_mu_ held).

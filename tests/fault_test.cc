@@ -753,6 +753,104 @@ TEST(Prefault, SegmentsAheadOfTheWriterAreFaultedInBeforeItGetsThere) {
   ASSERT_OK(log->close());
 }
 
+// What this process maps of segment `k` of the log in `dir`, from
+// /proc/self/smaps: resident (page table entries) and dirty KiB.
+struct mapped_kb {
+  uint64_t rss = 0, dirty = 0;
+};
+mapped_kb mapped_of_segment(const std::string& dir, uint64_t k) {
+  const std::string path = dir + "/" + log_files::segment_name(k);
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool in = false;
+  mapped_kb m;
+  while (std::getline(smaps, line)) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find(' ') != std::string::npos &&
+        line.find('-') < line.find(' '))
+      in = line.size() >= path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0;
+    else if (in && line.rfind("Rss:", 0) == 0)
+      m.rss += std::stoull(line.substr(4));
+    else if (in && (line.rfind("Shared_Dirty:", 0) == 0 || line.rfind("Private_Dirty:", 0) == 0))
+      m.dirty += std::stoull(line.substr(line.find(':') + 1));
+  }
+  return m;
+}
+
+TEST(DurableBatches, SyncedPagesLeaveTheWritersMappingAndKeepTheirBytes) {
+  // A sync takes the whole pages below the durable position out of the
+  // writer's mapping first (the write-back then has no writable entry to
+  // protect, and sends no interrupt per page to the other CPUs). The bytes
+  // stay in the page cache: every event reads back, in this process and
+  // after a reopen.
+  for (durability mode : {durability::none, durability::group, durability::sync}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    temp_dir root;
+    const std::string dir = root.sub("log");
+    log_options o;
+    o.mode = mode;
+    o.segment_bytes = 4 << 20;
+    o.clock = [] { return kFixedClock; };
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
+    log_model model(o.segment_bytes, kFixedClock);
+    std::mt19937_64 rng(11);
+    const mapped_kb before = mapped_of_segment(dir, 0);
+    ASSERT_GE(before.rss, 4096u - 64) << "segment 0 is pre-faulted at create";
+    uint64_t end = 0;
+    for (int b = 0; b < 10; ++b) {
+      std::vector<owned_event> batch;
+      for (int j = 0; j < 40; ++j) batch.push_back(event_of(rng, 200 + 37 * j));
+      ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s" + std::to_string(b % 3)),
+                                             expected_version::any(), batch));
+      end = log->committed_position().value;
+      if (mode == durability::none) ASSERT_OK(log->flush());
+      if (mode == durability::group) ASSERT_OK(log->wait_durable(log->committed_position()));
+    }
+    ASSERT_GT(end, 300u << 10);
+    const mapped_kb after = mapped_of_segment(dir, 0);
+    // Whole pages below the end are unmapped; the page holding it (and, with
+    // the kernel's large folios in mode none, a folio's worth) may remain.
+    EXPECT_LE(after.rss * 1024, o.segment_bytes - end + (64u << 10))
+        << "rss " << after.rss << " KiB with " << end << " bytes durable";
+    EXPECT_TRUE(log_matches_model(*log, model));
+    ASSERT_OK(log->close());
+    ASSERT_OK_AND_ASSIGN(auto again, event_log::open(dir, o));
+    EXPECT_TRUE(log_matches_model(*again, model));
+  }
+}
+
+TEST(DurableBatches, TheFirstSyncLeavesThePreFaultedPagesAfterTheEndAlone) {
+  // The first sync of a session (mode none: the first flush; group and sync:
+  // open) makes durable what earlier sessions may have left dirty. In the
+  // segment holding the end that is its committed bytes only: syncing the
+  // whole file would also write back the pre-faulted zeros after them (64 MiB
+  // by default) and write-protect every one of those pages, and the writer
+  // would then fault on each page again.
+  for (durability mode : {durability::none, durability::group, durability::sync}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    temp_dir root;
+    const std::string dir = root.sub("log");
+    log_options o;
+    o.mode = mode;
+    o.segment_bytes = 4 << 20;
+    o.clock = [] { return kFixedClock; };
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
+    std::mt19937_64 rng(12);
+    log_model model(o.segment_bytes, kFixedClock);
+    ASSERT_NO_FATAL_FAILURE(
+        append_checked(*log, model, stream_key::named("a"), expected_version::any(), {event_of(rng, 5000)}));
+    if (mode == durability::none) ASSERT_OK(log->flush());
+    if (mode == durability::group) ASSERT_OK(log->wait_durable(log->committed_position()));
+    // Pre-faulted at create: every page was dirty. Those after the end stay
+    // so (all but a large folio's worth around the end).
+    const mapped_kb m = mapped_of_segment(dir, 0);
+    EXPECT_GE(m.dirty, 2048u) << "dirty " << m.dirty << " KiB of the 4 MiB segment after the first sync";
+    EXPECT_TRUE(log_matches_model(*log, model));
+    ASSERT_OK(log->close());
+    ASSERT_OK_AND_ASSIGN(auto again, event_log::open(dir, o));
+    EXPECT_TRUE(log_matches_model(*again, model));
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Every operation failing during create and during open.
 
