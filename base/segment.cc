@@ -1,6 +1,7 @@
 #include "base/segment.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -123,6 +124,15 @@ status segment::make_read_only() {
   if (status s = fs_->remap_read_only(file_, data_, capacity_); !s) return s;
   access_ = map_access::read_only;
   return {};
+}
+
+void segment::drop_written(uint64_t from, uint64_t to) {
+  if (access_ != map_access::read_write) return;
+  // Whole pages only: the page holding `to` may still take the next record.
+  // MADV_DONTNEED on a shared file mapping unmaps; it never discards data.
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t first = (from + page - 1) & ~(page - 1), end = std::min(to, capacity_) & ~(page - 1);
+  if (end > first) (void)::madvise(data_ + first, end - first, MADV_DONTNEED);
 }
 
 void segment::release_file() {

@@ -76,6 +76,15 @@ class segment {
   // descriptor stays (for fdatasync) until release_file(). Only the thread
   // that syncs the log's data (under its sync gate) may call these.
   status make_read_only();
+  // The writer will never write bytes [from, to) of this segment again
+  // (committed records are immutable): the writable mapping drops its page
+  // table entries for the whole pages inside the range. The pages stay in
+  // the page cache, dirty ones dirty; a read through these addresses faults
+  // them back in. Why: a sync's write-back must otherwise write-protect every
+  // writable entry it finds, each one a TLB-shootdown interrupt to every CPU
+  // running a thread of this process (DESIGN.md "Durability"). A hint: its
+  // failure changes nothing.
+  void drop_written(uint64_t from, uint64_t to);
   // Closes the descriptor of a read-only segment that is durable whole, so a
   // long log holds no descriptor per segment.
   void release_file();

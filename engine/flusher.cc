@@ -94,8 +94,7 @@ status durability_tracker::sync_committed(segment& seg, uint64_t from, uint64_t 
   // CPUs running this process otherwise). From the page holding `from`: its
   // first bytes were synced before and are as immutable.
   static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const uint64_t first = from & ~(page - 1);
-  seg.fs().drop_written_pages(seg.file(), seg.data() + first, to - first);
+  seg.drop_written(from & ~(page - 1), to);
   return seg.fs().sync_range(seg.file(), seg.data() + from, to - from);
 }
 

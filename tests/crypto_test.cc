@@ -444,7 +444,7 @@ TEST(Crypto, ForgetUnderPowerLoss) {
   ASSERT_OK(log->forget("alice"));
   std::unique_lock<std::mutex> held(hook_mu);
   const size_t during = copies.size();
-  fs->crash(dir, root.path() + "/after", seed++);
+  ASSERT_OK(fs->crash(dir, root.path() + "/after", seed++));
   forgetting = false;
   held.unlock();
   ASSERT_GE(during, 6u);

@@ -700,59 +700,6 @@ TEST(Prefault, AFailedPrefaultIsIgnoredOrReportedNamingTheSegmentAndLosesNothing
   EXPECT_TRUE(log_matches_model(*log, model));
 }
 
-TEST(Prefault, SegmentsAheadOfTheWriterAreFaultedInBeforeItGetsThere) {
-  // The preparer publishes a segment as soon as it exists, then faults its
-  // pages in while the writer is still elsewhere: after a pause in segment 0,
-  // segments 1 and 2 are in the page cache, and the writer then rolls through
-  // them losing nothing.
-  temp_dir root;
-  const std::string dir = root.sub("log");
-  log_options o;
-  o.segment_bytes = 4 << 20;
-  o.prepare_next_segment = true;
-  o.prepare_ahead = 2;
-  o.clock = [] { return kFixedClock; };
-  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
-  log_model model(o.segment_bytes, kFixedClock);
-  std::mt19937_64 rng(9);
-  ASSERT_NO_FATAL_FAILURE(
-      append_checked(*log, model, stream_key::named("s"), expected_version::any(), {event_of(rng, 100)}));
-  // How much of segment k this process has mapped (its page table entries:
-  // what pre-faulting makes; the page cache alone may hold a file's pages
-  // after a readahead), from /proc/self/smaps.
-  auto resident_fraction = [&](uint64_t k) -> double {
-    const std::string path = dir + "/" + log_files::segment_name(k);
-    std::ifstream smaps("/proc/self/smaps");
-    std::string line;
-    bool in = false;
-    uint64_t rss_kb = 0;
-    while (std::getline(smaps, line)) {
-      if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) && line.find(' ') != std::string::npos &&
-          line.find('-') < line.find(' '))
-        in = line.size() >= path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0;
-      else if (in && line.rfind("Rss:", 0) == 0)
-        rss_kb += std::stoull(line.substr(4));
-    }
-    return static_cast<double>(rss_kb * 1024) / static_cast<double>(o.segment_bytes);
-  };
-  double r1 = 0, r2 = 0;
-  for (int i = 0; i < 500 && (r1 < 1 || r2 < 1); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    r1 = resident_fraction(1);
-    r2 = resident_fraction(2);
-  }
-  EXPECT_GE(r1, 1.0) << "segment 1 not faulted in ahead of the writer";
-  EXPECT_GE(r2, 1.0) << "segment 2 not faulted in ahead of the writer";
-  for (int i = 0; i < 40; ++i) {
-    std::vector<owned_event> batch;
-    for (int j = 0; j < 100; ++j) batch.push_back(event_of(rng, 3000));
-    ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s"), expected_version::any(), batch));
-  }
-  EXPECT_GE(log->stats().rollovers, 2u);
-  EXPECT_TRUE(log_matches_model(*log, model));
-  ASSERT_OK(log->close());
-}
-
 // What this process maps of segment `k` of the log in `dir`, from
 // /proc/self/smaps: resident (page table entries) and dirty KiB.
 struct mapped_kb {
@@ -776,6 +723,56 @@ mapped_kb mapped_of_segment(const std::string& dir, uint64_t k) {
   return m;
 }
 
+// A log of 4 MiB segments with a fixed clock, in `mode`.
+log_options small_segments(durability mode) {
+  log_options o;
+  o.mode = mode;
+  o.segment_bytes = 4 << 20;
+  o.clock = [] { return kFixedClock; };
+  return o;
+}
+
+TEST(Prefault, SegmentsAheadOfTheWriterAreFaultedInBeforeItGetsThere) {
+  // The preparer publishes a segment as soon as it exists, then faults its
+  // pages in while the writer is still elsewhere: after a pause in segment 0,
+  // segments 1 and 2 are in the page cache, and the writer then rolls through
+  // them losing nothing.
+  temp_dir root;
+  const std::string dir = root.sub("log");
+  log_options o;
+  o.segment_bytes = 4 << 20;
+  o.prepare_next_segment = true;
+  o.prepare_ahead = 2;
+  o.clock = [] { return kFixedClock; };
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
+  log_model model(o.segment_bytes, kFixedClock);
+  std::mt19937_64 rng(9);
+  ASSERT_NO_FATAL_FAILURE(
+      append_checked(*log, model, stream_key::named("s"), expected_version::any(), {event_of(rng, 100)}));
+  // How much of segment k this process has mapped (its page table entries:
+  // what pre-faulting makes; the page cache alone may hold a file's pages
+  // after a readahead).
+  auto resident_fraction = [&](uint64_t k) -> double {
+    return static_cast<double>(mapped_of_segment(dir, k).rss * 1024) / static_cast<double>(o.segment_bytes);
+  };
+  double r1 = 0, r2 = 0;
+  for (int i = 0; i < 500 && (r1 < 1 || r2 < 1); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    r1 = resident_fraction(1);
+    r2 = resident_fraction(2);
+  }
+  EXPECT_GE(r1, 1.0) << "segment 1 not faulted in ahead of the writer";
+  EXPECT_GE(r2, 1.0) << "segment 2 not faulted in ahead of the writer";
+  for (int i = 0; i < 40; ++i) {
+    std::vector<owned_event> batch;
+    for (int j = 0; j < 100; ++j) batch.push_back(event_of(rng, 3000));
+    ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s"), expected_version::any(), batch));
+  }
+  EXPECT_GE(log->stats().rollovers, 2u);
+  EXPECT_TRUE(log_matches_model(*log, model));
+  ASSERT_OK(log->close());
+}
+
 TEST(DurableBatches, SyncedPagesLeaveTheWritersMappingAndKeepTheirBytes) {
   // A sync takes the whole pages below the durable position out of the
   // writer's mapping first (the write-back then has no writable entry to
@@ -786,10 +783,7 @@ TEST(DurableBatches, SyncedPagesLeaveTheWritersMappingAndKeepTheirBytes) {
     SCOPED_TRACE(static_cast<int>(mode));
     temp_dir root;
     const std::string dir = root.sub("log");
-    log_options o;
-    o.mode = mode;
-    o.segment_bytes = 4 << 20;
-    o.clock = [] { return kFixedClock; };
+    const log_options o = small_segments(mode);
     ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
     log_model model(o.segment_bytes, kFixedClock);
     std::mt19937_64 rng(11);
@@ -829,10 +823,7 @@ TEST(DurableBatches, TheFirstSyncLeavesThePreFaultedPagesAfterTheEndAlone) {
     SCOPED_TRACE(static_cast<int>(mode));
     temp_dir root;
     const std::string dir = root.sub("log");
-    log_options o;
-    o.mode = mode;
-    o.segment_bytes = 4 << 20;
-    o.clock = [] { return kFixedClock; };
+    const log_options o = small_segments(mode);
     ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
     std::mt19937_64 rng(12);
     log_model model(o.segment_bytes, kFixedClock);

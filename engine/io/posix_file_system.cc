@@ -202,17 +202,6 @@ status file_system::remap_read_only(const file_handle& f, void* addr, uint64_t s
 #endif
 }
 
-void file_system::drop_written_pages(const file_handle& f, void* addr, uint64_t n) {
-  (void)f;
-  // Whole pages only: the page holding the range's end may still take the
-  // next record. MADV_DONTNEED on a shared file mapping unmaps; it never
-  // discards (dirty pages stay dirty in the page cache).
-  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t a = reinterpret_cast<uintptr_t>(addr);
-  const uintptr_t first = (a + page - 1) & ~(page - 1), end = (a + n) & ~(page - 1);
-  if (end > first) (void)::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
-}
-
 std::shared_ptr<file_system> posix_file_system() {
   static std::shared_ptr<file_system> fs = std::make_shared<posix_fs>();
   return fs;

@@ -48,17 +48,6 @@ class VARVE_API file_system {
   virtual status remap_read_only(const file_handle& f, void* addr, uint64_t size);
   // Make [addr, addr+n) of a shared mapping durable (msync MS_SYNC). `f` names the file.
   virtual status sync_range(const file_handle& f, void* addr, uint64_t n) = 0;
-  // The caller will never write [addr, addr + n) of this writable shared
-  // mapping of `f` again (records below the committed position are
-  // immutable): drop the mapping's page table entries for the whole pages
-  // inside the range. The pages stay in the page cache, dirty ones dirty;
-  // reads through these addresses fault them back in. Why: the write-back of
-  // a later sync_range must otherwise write-protect every writable entry it
-  // finds, and on Linux each one costs a TLB-shootdown interrupt to every CPU
-  // running a thread of this process (DESIGN.md "Durable batches"). Best
-  // effort, nothing to report: the default is madvise(MADV_DONTNEED), which on
-  // a shared file mapping never discards data.
-  virtual void drop_written_pages(const file_handle& f, void* addr, uint64_t n);
   // Fault every page of a writable mapping in for writing (MADV_POPULATE_WRITE),
   // so the appender never takes a page fault. Best effort where unsupported.
   virtual status populate_write(void* addr, uint64_t n) = 0;
