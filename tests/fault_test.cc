@@ -773,74 +773,86 @@ TEST(Prefault, SegmentsAheadOfTheWriterAreFaultedInBeforeItGetsThere) {
   ASSERT_OK(log->close());
 }
 
-TEST(DurableBatches, SyncedPagesLeaveTheWritersMappingAndKeepTheirBytes) {
+// A new log of 4 MiB segments in the parameter's mode (segment 0 pre-faulted
+// at create), with the model of what it holds.
+class DurableBatches : public testing::TestWithParam<durability> {
+ protected:
+  void SetUp() override {
+    dir_ = root_.sub("log");
+    o_ = small_segments(GetParam());
+    auto made = event_log::create(dir_, o_);
+    ASSERT_OK(made.to_status());
+    log_ = std::move(made.value());
+  }
+  // Every event reads back from this log, then from a reopen.
+  void expect_all_read_back() {
+    EXPECT_TRUE(log_matches_model(*log_, model_));
+    ASSERT_OK(log_->close());
+    ASSERT_OK_AND_ASSIGN(auto again, event_log::open(dir_, o_));
+    EXPECT_TRUE(log_matches_model(*again, model_));
+  }
+  void make_durable() {
+    if (GetParam() == durability::none) ASSERT_OK(log_->flush());
+    if (GetParam() == durability::group) ASSERT_OK(log_->wait_durable(log_->committed_position()));
+  }
+  temp_dir root_;
+  std::string dir_;
+  log_options o_;
+  std::unique_ptr<event_log> log_;
+  log_model model_{4 << 20, kFixedClock};
+};
+
+TEST_P(DurableBatches, SyncedPagesLeaveTheWritersMappingAndKeepTheirBytes) {
   // A sync takes the whole pages below the durable position out of the
   // writer's mapping first (the write-back then has no writable entry to
   // protect, and sends no interrupt per page to the other CPUs). The bytes
   // stay in the page cache: every event reads back, in this process and
   // after a reopen.
-  for (durability mode : {durability::none, durability::group, durability::sync}) {
-    SCOPED_TRACE(static_cast<int>(mode));
-    temp_dir root;
-    const std::string dir = root.sub("log");
-    const log_options o = small_segments(mode);
-    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
-    log_model model(o.segment_bytes, kFixedClock);
-    std::mt19937_64 rng(11);
-    const mapped_kb before = mapped_of_segment(dir, 0);
-    ASSERT_GE(before.rss, 4096u - 64) << "segment 0 is pre-faulted at create";
-    uint64_t end = 0;
-    for (int b = 0; b < 10; ++b) {
-      std::vector<owned_event> batch;
-      for (int j = 0; j < 40; ++j) batch.push_back(event_of(rng, 200 + 37 * j));
-      ASSERT_NO_FATAL_FAILURE(append_checked(*log, model, stream_key::named("s" + std::to_string(b % 3)),
-                                             expected_version::any(), batch));
-      end = log->committed_position().value;
-      if (mode == durability::none) ASSERT_OK(log->flush());
-      if (mode == durability::group) ASSERT_OK(log->wait_durable(log->committed_position()));
-    }
-    ASSERT_GT(end, 300u << 10);
-    const mapped_kb after = mapped_of_segment(dir, 0);
-    // Whole pages below the end are unmapped; the page holding it (and, with
-    // the kernel's large folios in mode none, a folio's worth) may remain.
-    EXPECT_LE(after.rss * 1024, o.segment_bytes - end + (64u << 10))
-        << "rss " << after.rss << " KiB with " << end << " bytes durable";
-    EXPECT_TRUE(log_matches_model(*log, model));
-    ASSERT_OK(log->close());
-    ASSERT_OK_AND_ASSIGN(auto again, event_log::open(dir, o));
-    EXPECT_TRUE(log_matches_model(*again, model));
+  std::mt19937_64 rng(11);
+  ASSERT_GE(mapped_of_segment(dir_, 0).rss, 4096u - 64) << "segment 0 is pre-faulted at create";
+  uint64_t end = 0;
+  for (int b = 0; b < 10; ++b) {
+    std::vector<owned_event> batch;
+    for (int j = 0; j < 40; ++j) batch.push_back(event_of(rng, 200 + 37 * j));
+    ASSERT_NO_FATAL_FAILURE(append_checked(*log_, model_, stream_key::named("s" + std::to_string(b % 3)),
+                                           expected_version::any(), batch));
+    end = log_->committed_position().value;
+    ASSERT_NO_FATAL_FAILURE(make_durable());
   }
+  ASSERT_GT(end, 300u << 10);
+  const mapped_kb after = mapped_of_segment(dir_, 0);
+  // Whole pages below the end are unmapped; the page holding it (and, with
+  // the kernel's large folios in mode none, a folio's worth) may remain.
+  EXPECT_LE(after.rss * 1024, o_.segment_bytes - end + (64u << 10))
+      << "rss " << after.rss << " KiB with " << end << " bytes durable";
+  expect_all_read_back();
 }
 
-TEST(DurableBatches, TheFirstSyncLeavesThePreFaultedPagesAfterTheEndAlone) {
+TEST_P(DurableBatches, TheFirstSyncLeavesThePreFaultedPagesAfterTheEndAlone) {
   // The first sync of a session (mode none: the first flush; group and sync:
   // open) makes durable what earlier sessions may have left dirty. In the
   // segment holding the end that is its committed bytes only: syncing the
   // whole file would also write back the pre-faulted zeros after them (64 MiB
   // by default) and write-protect every one of those pages, and the writer
   // would then fault on each page again.
-  for (durability mode : {durability::none, durability::group, durability::sync}) {
-    SCOPED_TRACE(static_cast<int>(mode));
-    temp_dir root;
-    const std::string dir = root.sub("log");
-    const log_options o = small_segments(mode);
-    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir, o));
-    std::mt19937_64 rng(12);
-    log_model model(o.segment_bytes, kFixedClock);
-    ASSERT_NO_FATAL_FAILURE(
-        append_checked(*log, model, stream_key::named("a"), expected_version::any(), {event_of(rng, 5000)}));
-    if (mode == durability::none) ASSERT_OK(log->flush());
-    if (mode == durability::group) ASSERT_OK(log->wait_durable(log->committed_position()));
-    // Pre-faulted at create: every page was dirty. Those after the end stay
-    // so (all but a large folio's worth around the end).
-    const mapped_kb m = mapped_of_segment(dir, 0);
-    EXPECT_GE(m.dirty, 2048u) << "dirty " << m.dirty << " KiB of the 4 MiB segment after the first sync";
-    EXPECT_TRUE(log_matches_model(*log, model));
-    ASSERT_OK(log->close());
-    ASSERT_OK_AND_ASSIGN(auto again, event_log::open(dir, o));
-    EXPECT_TRUE(log_matches_model(*again, model));
-  }
+  std::mt19937_64 rng(12);
+  ASSERT_NO_FATAL_FAILURE(
+      append_checked(*log_, model_, stream_key::named("a"), expected_version::any(), {event_of(rng, 5000)}));
+  ASSERT_NO_FATAL_FAILURE(make_durable());
+  // Pre-faulted at create: every page was dirty. Those after the end stay so
+  // (all but a large folio's worth around the end).
+  const mapped_kb m = mapped_of_segment(dir_, 0);
+  EXPECT_GE(m.dirty, 2048u) << "dirty " << m.dirty << " KiB of the 4 MiB segment after the first sync";
+  expect_all_read_back();
 }
+
+INSTANTIATE_TEST_SUITE_P(EveryMode, DurableBatches,
+                         testing::Values(durability::none, durability::group, durability::sync),
+                         [](const testing::TestParamInfo<durability>& i) {
+                           return std::string(i.param == durability::none    ? "none"
+                                              : i.param == durability::group ? "group"
+                                                                             : "sync");
+                         });
 
 // ---------------------------------------------------------------------------
 // Every operation failing during create and during open.
