@@ -1,8 +1,10 @@
 // varve-cold-read: a full, validated pass over a log through chunk_reader on
 // each io backend (uring, mmap, pread), from a cold page cache and warm, next
-// to the disk's ceiling measured in the same run: O_DIRECT reads of the same
-// bytes (what `dd if=SEG of=/dev/null bs=1M iflag=direct` does), after the
-// same eviction.
+// to the disk's ceilings measured in the same run, after the same eviction:
+// io_uring reads of the same bytes with O_DIRECT, `depth` in flight (the
+// ratio's denominator: a ring reading cold files at the disk's pace, nothing
+// validated) and O_DIRECT reads one at a time (what `dd if=SEG of=/dev/null
+// bs=1M iflag=direct` does).
 //
 //   varve-cold-read [--gib 2] [--dir DIR] [--chunk-kib 1024] [--depth 4]
 //                   [--reps 3] [--json FILE]
@@ -19,6 +21,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <liburing.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -172,6 +176,33 @@ pass read_pass(const std::string& dir, io_backend b, uint32_t chunk_bytes, uint3
   return p;
 }
 
+// One replay of the whole log (count by type: a trivial projection) on
+// `threads` workers through backend `b`, open to close.
+pass replay_pass(const std::string& dir, io_backend b, uint32_t chunk_bytes, uint32_t threads) {
+  struct count_by_type {
+    uint64_t n[8] = {};
+    void apply(const event_view& e) { ++n[e.type & 7]; }
+  };
+  pass p;
+  const double c0 = cpu_seconds();
+  const double t0 = now_seconds();
+  {
+    log_options o;
+    o.verify_checksums = true;
+    auto log = event_log::open_read_only(dir, o);
+    if (!log) die(log.error().to_string());
+    auto r = replay(*log.value()).io(b).threads(threads).chunk_bytes(chunk_bytes).run(
+        [](uint32_t) { return count_by_type{}; });
+    if (!r) die("replay: " + r.error.to_string());
+    p.events = r.events_applied;
+    p.bytes_read = r.bytes_read;
+    p.describe = std::string(to_string(r.io)) + ", " + std::to_string(r.threads) + " threads";
+  }
+  p.seconds = now_seconds() - t0;
+  p.cpu = cpu_seconds() - c0;
+  return p;
+}
+
 // The disk's ceiling: O_DIRECT reads of `chunk` bytes, one at a time, over
 // the bytes the readers read (each segment whole; the last one up to the
 // committed end, rounded to a page), like dd bs=1M iflag=direct.
@@ -199,6 +230,102 @@ pass direct_pass(const std::vector<std::string>& files, uint64_t last_bytes, uin
   p.seconds = now_seconds() - t0;
   p.cpu = cpu_seconds() - c0;
   std::free(buf);
+  return p;
+}
+
+// The ceiling for cold reads through the ring (issue 17): io_uring reads of
+// `chunk` bytes, O_DIRECT, `depth` of them in flight, into registered
+// buffers, over the same bytes; nothing is looked at. What a reader of cold
+// segments could reach if validating cost nothing.
+pass uring_direct_pass(const std::vector<std::string>& files, uint64_t last_bytes, uint32_t chunk,
+                       uint32_t depth) {
+  pass p;
+  depth = std::max<uint32_t>(depth, 1);
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 4096, uint64_t{chunk} * depth) != 0) die("posix_memalign");
+  auto* base = static_cast<std::byte*>(mem);
+  io_uring ring{};
+  unsigned entries = 2;
+  while (entries < depth) entries *= 2;
+  if (int r = io_uring_queue_init(entries, &ring, 0); r < 0) die(std::string("io_uring_queue_init: ") + std::strerror(-r));
+  std::vector<iovec> iov(depth);
+  for (uint32_t i = 0; i < depth; ++i) iov[i] = {base + uint64_t{chunk} * i, chunk};
+  const bool fixed = io_uring_register_buffers(&ring, iov.data(), depth) == 0;
+  const double c0 = cpu_seconds();
+  const double t0 = now_seconds();
+  // The reads in file order: (fd, offset, length), one file open at a time
+  // would stall the queue at each file's end, so every file is opened first.
+  std::vector<int> fds;
+  std::vector<uint64_t> ends;
+  for (size_t i = 0; i < files.size(); ++i) {
+    int fd = ::open(files[i].c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC);
+    if (fd < 0) die(files[i] + ": O_DIRECT: " + std::strerror(errno));
+    struct stat st{};
+    ::fstat(fd, &st);
+    fds.push_back(fd);
+    ends.push_back(i + 1 == files.size() ? (last_bytes + 4095) / 4096 * 4096 : st.st_size);
+  }
+  // Each buffer's read: a short one (never seen on a regular file, but
+  // possible) is asked again for its rest.
+  struct read_state {
+    int fd = -1;
+    uint64_t at = 0;
+    uint32_t want = 0, done = 0;
+  };
+  std::vector<read_state> rs(depth);
+  uint32_t inflight = 0;
+  auto issue = [&](uint32_t b) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    std::byte* dst = static_cast<std::byte*>(iov[b].iov_base) + rs[b].done;
+    const uint32_t n = rs[b].want - rs[b].done;
+    if (fixed)
+      io_uring_prep_read_fixed(sqe, rs[b].fd, dst, n, rs[b].at + rs[b].done, static_cast<int>(b));
+    else
+      io_uring_prep_read(sqe, rs[b].fd, dst, n, rs[b].at + rs[b].done);
+    io_uring_sqe_set_data64(sqe, b);
+    ++inflight;
+  };
+  std::vector<uint32_t> free_bufs;
+  for (uint32_t i = 0; i < depth; ++i) free_bufs.push_back(i);
+  size_t file = 0;
+  uint64_t off = 0;
+  while (true) {
+    while (!free_bufs.empty() && file < files.size()) {
+      if (off >= ends[file]) {
+        ++file;
+        off = 0;
+        continue;
+      }
+      const uint32_t b = free_bufs.back();
+      free_bufs.pop_back();
+      rs[b] = {fds[file], off, static_cast<uint32_t>(std::min<uint64_t>(chunk, ends[file] - off)), 0};
+      issue(b);
+      off += rs[b].want;
+    }
+    if (inflight == 0) break;
+    io_uring_submit(&ring);
+    io_uring_cqe* cqe = nullptr;
+    if (int r = io_uring_wait_cqe(&ring, &cqe); r < 0) {
+      if (r == -EINTR) continue;
+      die(std::string("io_uring_wait_cqe: ") + std::strerror(-r));
+    }
+    const uint32_t b = static_cast<uint32_t>(io_uring_cqe_get_data64(cqe));
+    const int res = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    --inflight;
+    if (res <= 0) die(std::string("io_uring O_DIRECT read: ") + (res < 0 ? std::strerror(-res) : "end of file"));
+    p.bytes_read += static_cast<uint64_t>(res);
+    rs[b].done += static_cast<uint32_t>(res);
+    if (rs[b].done < rs[b].want)
+      issue(b);
+    else
+      free_bufs.push_back(b);
+  }
+  for (int fd : fds) ::close(fd);
+  p.seconds = now_seconds() - t0;
+  p.cpu = cpu_seconds() - c0;
+  io_uring_queue_exit(&ring);
+  std::free(mem);
   return p;
 }
 
@@ -230,8 +357,14 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "repetitions (median reported)")->capture_default_str();
   app.add_option("--segment-mib", segment_mib, "segment size when building")->capture_default_str();
   app.add_option("--backends", backends_arg, "comma-separated: uring,mmap,pread")->capture_default_str();
+  std::vector<uint32_t> replay_threads{1, 2};
+  app.add_option("--replay-threads", replay_threads,
+                 "cold replays through io_uring (count by type), one per worker count (0: none)")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--json", json_file, "write the figures as JSON to this file");
   CLI11_PARSE(app, argc, argv);
+  std::erase(replay_threads, 0u);
 
   std::vector<io_backend> backends;
   for (size_t p = 0; p <= backends_arg.size();) {
@@ -266,7 +399,7 @@ int main(int argc, char** argv) {
   const uint32_t chunk = chunk_kib << 10;
 
   std::map<std::string, std::vector<double>> cold_mbs, warm_mbs, cold_cpu, warm_cpu;
-  std::vector<double> ceiling_mbs, resident_frac;
+  std::vector<double> ceiling_mbs, dd_mbs, resident_frac;
   std::map<std::string, std::string> described;
   uint64_t events = 0;
   std::fprintf(stderr, "%zu segment files, %.2f GiB to read; load %s\n", files.size(),
@@ -292,11 +425,35 @@ int main(int argc, char** argv) {
                    bytes / 1e6 / w.seconds, c.describe.c_str(),
                    100.0 * ev.resident_bytes / ev.file_bytes);
     }
+    for (uint32_t t : replay_threads) {
+      const std::string name = "replay uring " + std::to_string(t) + "t";
+      eviction ev = evict(files);
+      resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
+      pass c = replay_pass(dir, io_backend::uring, chunk, t);
+      pass w = replay_pass(dir, io_backend::uring, chunk, t);
+      if (events == 0) events = c.events;
+      if (c.events != events || w.events != events)
+        die(name + " applied " + std::to_string(c.events) + " events, expected " + std::to_string(events));
+      cold_mbs[name].push_back(bytes / 1e6 / c.seconds);
+      warm_mbs[name].push_back(bytes / 1e6 / w.seconds);
+      cold_cpu[name].push_back(c.cpu / c.seconds);
+      warm_cpu[name].push_back(w.cpu / w.seconds);
+      described[name] = c.describe;
+      std::fprintf(stderr, "rep %d %s cold %7.1f MB/s (cpu %3.0f%%)  warm %7.1f MB/s  [%s; resident before %.2f%%]\n",
+                   rep, name.c_str(), bytes / 1e6 / c.seconds, 100 * c.cpu / c.seconds,
+                   bytes / 1e6 / w.seconds, c.describe.c_str(), 100.0 * ev.resident_bytes / ev.file_bytes);
+    }
     eviction ev = evict(files);
     resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
     pass d = direct_pass(files, last_bytes, chunk);
-    ceiling_mbs.push_back(bytes / 1e6 / d.seconds);
-    std::fprintf(stderr, "rep %d O_DIRECT ceiling %7.1f MB/s\n", rep, bytes / 1e6 / d.seconds);
+    dd_mbs.push_back(bytes / 1e6 / d.seconds);
+    ev = evict(files);
+    resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
+    pass u = uring_direct_pass(files, last_bytes, chunk, depth);
+    if (u.bytes_read != bytes) die("the io_uring ceiling read " + std::to_string(u.bytes_read) + " bytes");
+    ceiling_mbs.push_back(bytes / 1e6 / u.seconds);
+    std::fprintf(stderr, "rep %d O_DIRECT one at a time %7.1f MB/s, io_uring O_DIRECT depth %u %7.1f MB/s\n",
+                 rep, bytes / 1e6 / d.seconds, depth, bytes / 1e6 / u.seconds);
   }
 
   const double ceiling = median(ceiling_mbs);
@@ -307,7 +464,8 @@ int main(int argc, char** argv) {
               filesystem_type(dir).c_str());
   std::printf("%-22s %10s %9s %10s %9s %9s\n", "backend", "cold MB/s", "cold cpu", "warm MB/s",
               "warm cpu", "/ceiling");
-  std::printf("%-22s %10.1f %9s %10s %9s %9s\n", "O_DIRECT (dd) ceiling", ceiling, "", "", "", "1.00");
+  std::printf("%-22s %10.1f %9s %10s %9s %9s\n", "io_uring O_DIRECT", ceiling, "", "", "", "1.00");
+  std::printf("%-22s %10.1f %9s %10s %9s %9.2f\n", "O_DIRECT (dd)", median(dd_mbs), "", "", "", median(dd_mbs) / ceiling);
   nlohmann::json j;
   j["bytes"] = bytes;
   j["segments"] = files.size();
@@ -316,13 +474,16 @@ int main(int argc, char** argv) {
   j["chunk_kib"] = chunk_kib;
   j["depth"] = depth;
   j["reps"] = reps;
-  j["ceiling_mb_s"] = ceiling;
+  j["ceiling_mb_s"] = ceiling;  // io_uring, O_DIRECT, depth reads in flight
+  j["dd_mb_s"] = median(dd_mbs);  // O_DIRECT preads one at a time
   j["max_resident_after_eviction"] = *std::max_element(resident_frac.begin(), resident_frac.end());
   j["machine"] = {{"cpu", cpu_model()}, {"cores", online_cores()}, {"kernel", kernel_release()},
                   {"filesystem", filesystem_type(dir)}, {"date", utc_now_iso()},
                   {"load", load_average()}};
-  for (io_backend b : backends) {
-    const std::string n = to_string(b);
+  std::vector<std::string> rows;
+  for (io_backend b : backends) rows.push_back(to_string(b));
+  for (uint32_t t : replay_threads) rows.push_back("replay uring " + std::to_string(t) + "t");
+  for (const std::string& n : rows) {
     const double c = median(cold_mbs[n]), w = median(warm_mbs[n]);
     std::printf("%-22s %10.1f %8.0f%% %10.1f %8.0f%% %9.2f\n", n.c_str(), c,
                 100 * median(cold_cpu[n]), w, 100 * median(warm_cpu[n]), c / ceiling);
