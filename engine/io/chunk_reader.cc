@@ -174,8 +174,8 @@ using namespace io_detail;
 class mmap_chunk_reader final : public chunk_reader {
  public:
   mmap_chunk_reader(std::shared_ptr<detail::shared_log> log, const range_plan& plan,
-                    const chunk_reader_options& o)
-      : log_(std::move(log)), plan_(plan), opts_(o), pos_(plan.from) {
+                    const chunk_reader_options& o, bool advise)
+      : log_(std::move(log)), plan_(plan), opts_(o), advise_(advise), pos_(plan.from) {
     chunk_ = round_up(std::max<uint32_t>(o.chunk_bytes, kPage), kPage);
     // A chunk stops once it reaches chunk_bytes, so it holds at most that many
     // bytes of whole events plus the one that crossed the line.
@@ -284,6 +284,7 @@ class mmap_chunk_reader final : public chunk_reader {
   // with the writer and every other reader of the log, and that advice would
   // make the kernel drop pages behind us that a stream read may want next.
   void advise() {
+    if (!advise_) return;
     const uint64_t want =
         std::min<uint64_t>(sv_.hi, off_ + uint64_t{chunk_} * std::max<uint32_t>(opts_.depth, 1));
     if (want <= advised_) return;
@@ -306,6 +307,7 @@ class mmap_chunk_reader final : public chunk_reader {
   uint64_t seg_index_ = ~uint64_t{0};
   uint64_t off_ = 0;
   uint64_t advised_ = 0;
+  bool advise_ = true;  // false: the range is resident, read-ahead would only walk the cache
   segment_view sv_;
   sequence_check seq_;
   uint64_t pos_ = 0;
@@ -359,8 +361,9 @@ result<std::vector<piece>> plan_pieces(detail::shared_log& log, position from, p
   return out;
 }
 
-status piece_framer::start(detail::shared_log& log, const piece& p) {
+status piece_framer::start(detail::shared_log& log, const piece& p, bool advise) {
   log_ = &log;
+  advise_ = advise;
   const uint8_t l2 = log.log2();
   segment_ = p.segment;
   base_ = p.segment << l2;
@@ -382,6 +385,7 @@ status piece_framer::start(detail::shared_log& log, const piece& p) {
 }
 
 void piece_framer::advise(uint64_t target) {
+  if (!advise_) return;
   // The pages ahead of the walk asked for, 2 MiB at a time (advice only: it
   // matters for cold data, and costs a page-cache walk even for warm data).
   constexpr uint64_t kAdvise = 2u << 20;
@@ -470,7 +474,7 @@ double resident_fraction(detail::shared_log& log, const range_plan& plan) {
 }
 
 result<io_backend> choose_backend(detail::shared_log& log, const range_plan& plan,
-                                  io_backend requested) {
+                                  io_backend requested, bool* resident) {
   auto b = resolve_io_backend(requested);
   if (!b) return b;
   // Only the automatic choice looks at residency: an explicit backend, or
@@ -478,15 +482,20 @@ result<io_backend> choose_backend(detail::shared_log& log, const range_plan& pla
   const char* env = std::getenv("VARVE_IO");
   const bool forced = requested != io_backend::automatic ||
                       (env && *env && parse_io_backend(env) != io_backend::automatic);
-  if (!forced && b.value() != io_backend::mmap && resident_fraction(log, plan) >= 0.9)
+  if (resident) *resident = false;
+  if (!forced && b.value() != io_backend::mmap) {
+    if (resident_fraction(log, plan) < 0.9) return b;
+    if (resident) *resident = true;
     return io_backend::mmap;
+  }
+  if (b.value() == io_backend::mmap && resident) *resident = resident_fraction(log, plan) >= 0.9;
   return b;
 }
 
 result<std::unique_ptr<chunk_reader>> open_mmap(std::shared_ptr<detail::shared_log> log,
                                                 const range_plan& plan,
-                                                const chunk_reader_options& o) {
-  return std::unique_ptr<chunk_reader>(new mmap_chunk_reader(std::move(log), plan, o));
+                                                const chunk_reader_options& o, bool advise) {
+  return std::unique_ptr<chunk_reader>(new mmap_chunk_reader(std::move(log), plan, o, advise));
 }
 }  // namespace io_detail
 
@@ -522,7 +531,8 @@ result<std::unique_ptr<chunk_reader>> chunk_reader::open(std::shared_ptr<detail:
                                               " is over 1 GiB");
   auto plan = io_detail::make_plan(*log, from, to);
   if (!plan) return plan.error();
-  auto b = io_detail::choose_backend(*log, plan.value(), options.backend);
+  bool resident = false;
+  auto b = io_detail::choose_backend(*log, plan.value(), options.backend, &resident);
   if (!b) return b.error();
   // The buffered backends read segment files; archived segments (FORMAT 1c)
   // have none in DIR, and are read inflated, through the mapping path
@@ -531,7 +541,7 @@ result<std::unique_ptr<chunk_reader>> chunk_reader::open(std::shared_ptr<detail:
       !log->segments.fs().exists(io_detail::segment_path(*log, plan.value().first_seg)))
     b = io_backend::mmap;
   switch (b.value()) {
-    case io_backend::mmap: return io_detail::open_mmap(std::move(log), plan.value(), options);
+    case io_backend::mmap: return io_detail::open_mmap(std::move(log), plan.value(), options, !resident);
     case io_backend::uring: {
       int err = 0;
       auto r = io_detail::open_buffered(log, plan.value(), options, true, &err);

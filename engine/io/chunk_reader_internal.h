@@ -247,8 +247,9 @@ result<std::vector<piece>> plan_pieces(detail::shared_log& log, position from, p
 // the records' bytes (segments stay mapped while the log is open).
 class piece_framer {
  public:
-  // Maps the piece's segment (errors name it).
-  status start(detail::shared_log& log, const piece& p);
+  // Maps the piece's segment (errors name it). `advise`: ask the kernel
+  // for the pages ahead of the walk (for a range not in the page cache).
+  status start(detail::shared_log& log, const piece& p, bool advise = true);
   // Walks about `bytes` more: on_event(position) for each event, decoded
   // into `v`, false to stop after it. True while more
   // of the piece remains, false once it is done. A record that fails validation: the events
@@ -285,7 +286,7 @@ class piece_framer {
   std::string path_;
   uint64_t base_ = 0, records_end_ = 0, off_ = 0, hi_ = 0, advised_ = 0, bad_ = 0;
   uint64_t segment_ = 0;
-  bool exact_end_ = false, to_is_committed_ = false, verify_ = true;
+  bool exact_end_ = false, to_is_committed_ = false, verify_ = true, advise_ = true;
   bool done_ = false, seq_known_ = false;
   uint64_t seq_next_ = 0;
 };
@@ -298,8 +299,12 @@ double resident_fraction(detail::shared_log& log, const range_plan& plan);
 // automatic and VARVE_IO unset): the mapping when at least 90 % of the range
 // is resident (no copy, nothing to wait for), else io_uring (pread where it
 // is unavailable). Anything else resolves as resolve_io_backend says.
+// `resident` (when given) says whether the chosen mapping reads a range at
+// least 90 % resident (probed for a mapping asked for by name too): such a
+// walk asks for no read-ahead (MADV_WILLNEED walks the page cache for pages
+// that are all there).
 result<io_backend> choose_backend(detail::shared_log& log, const range_plan& plan,
-                                  io_backend requested);
+                                  io_backend requested, bool* resident = nullptr);
 
 // Checks the 64 header bytes of segment `index` as read from its file.
 status check_header(const detail::shared_log& log, const std::byte* hdr, uint64_t index,
@@ -309,9 +314,10 @@ status check_header(const detail::shared_log& log, const std::byte* hdr, uint64_
 void say_fallback(int err);
 
 // Backends (their own files).
+// advise: read-ahead hints as the walk goes (false for a resident range).
 result<std::unique_ptr<chunk_reader>> open_mmap(std::shared_ptr<detail::shared_log> log,
                                                 const range_plan& plan,
-                                                const chunk_reader_options& o);
+                                                const chunk_reader_options& o, bool advise);
 // uring: false = pread. Fails with errc::io_error only when io_uring cannot be
 // set up (the caller then falls back to pread).
 result<std::unique_ptr<chunk_reader>> open_buffered(std::shared_ptr<detail::shared_log> log,

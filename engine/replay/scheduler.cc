@@ -148,8 +148,14 @@ inline void cpu_relax() { _mm_pause(); }
 // (Lemire's fast range): uniform like a modulo, without a 64-bit division per
 // event. Stable: the same stream lands in the same partition in every run
 // with the same P.
-inline uint32_t partition_of(std::string_view stream, uint32_t partitions) {
-  const uint64_t h = XXH3_64bits(stream.data(), stream.size());
+// Stream ids of up to 16 bytes (integer ids: 8) take XXH3's short path
+// inline, the same function XXH3_64bits dispatches to (same hash): the
+// call and its length dispatch were ~5 % of a trivial replay on one thread.
+[[gnu::always_inline]] inline uint32_t partition_of(std::string_view stream, uint32_t partitions) {
+  const uint64_t h =
+      stream.size() <= 16
+          ? XXH3_len_0to16_64b(reinterpret_cast<const xxh_u8*>(stream.data()), stream.size(), XXH3_kSecret, 0)
+          : XXH3_64bits(stream.data(), stream.size());
   return static_cast<uint32_t>((static_cast<unsigned __int128>(h) * partitions) >> 64);
 }
 
@@ -268,6 +274,7 @@ class scheduler {
   slot ring_[kSlots];
   // Items: pieces framed by their owners (mmap), or chunks framed by worker 0.
   bool pieces_mode_ = false;
+  bool advise_pieces_ = true;  // read-ahead hints while walking pieces (not resident)
   std::vector<io_detail::piece> pieces_;
   alignas(64) std::atomic<uint64_t> available_{0};  // items that may be taken
   alignas(64) std::atomic<uint64_t> taken_{0};      // the next item to take
@@ -315,7 +322,7 @@ bool scheduler::try_take(worker_state& me) {
     io_detail::piece_framer& fr = me.framer;
     o.position = pc.from;
     o.end = pc.to;
-    if (status st = fr.start(*log_, pc); !st.ok()) {
+    if (status st = fr.start(*log_, pc, advise_pieces_); !st.ok()) {
       o.cut = pc.from;
       cut_at(n);
       fail(std::move(st), pc.from);
@@ -570,10 +577,11 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
   // Which backend: `automatic` takes the mapping for a range that is in the
   // page cache (pieces, nothing serial, no copy) and io_uring for one that
   // is not (reads in flight while records are verified).
+  bool resident = false;
   auto io = [&]() -> result<io_backend> {
     auto plan = io_detail::make_plan(*shared, from, to);
     if (!plan) return plan.error();
-    return io_detail::choose_backend(*shared, plan.value(), cfg_.io);
+    return io_detail::choose_backend(*shared, plan.value(), cfg_.io, &resident);
   }();
   if (!io) {
     s.error = io.error();
@@ -582,6 +590,10 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
   }
   if (io.value() == io_backend::mmap) {
     pieces_mode_ = true;
+    // A resident range needs no read-ahead: MADV_WILLNEED would walk the
+    // page cache for every 2 MiB, finding each page there (~7 % of a
+    // trivial replay's time on one thread, BENCHMARKS 22).
+    advise_pieces_ = !resident;
     // Pieces of half a chunk: big enough that taking one costs little
     // (~1 us), small enough that every worker has several per segment and
     // that an item's deferred events are still in cache when applied.
