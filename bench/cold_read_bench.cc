@@ -144,7 +144,8 @@ struct pass {
 };
 
 // One validated pass over the whole log, open to close.
-pass read_pass(const std::string& dir, io_backend b, uint32_t chunk_bytes, uint32_t depth) {
+pass read_pass(const std::string& dir, io_backend b, uint32_t chunk_bytes, uint32_t depth,
+               chunk_reader_options::direct_reads direct) {
   pass p;
   const double c0 = cpu_seconds();
   const double t0 = now_seconds();
@@ -158,6 +159,7 @@ pass read_pass(const std::string& dir, io_backend b, uint32_t chunk_bytes, uint3
     ro.backend = b;
     ro.chunk_bytes = chunk_bytes;
     ro.depth = depth;
+    ro.direct = direct;
     auto rd = chunk_reader::open(shared, position{0}, position{~uint64_t{0}}, ro);
     if (!rd) die(rd.error().to_string());
     chunk c;
@@ -358,6 +360,11 @@ int main(int argc, char** argv) {
   app.add_option("--segment-mib", segment_mib, "segment size when building")->capture_default_str();
   app.add_option("--backends", backends_arg, "comma-separated: uring,mmap,pread")->capture_default_str();
   std::vector<uint32_t> replay_threads{1, 2};
+  std::vector<uint32_t> ceiling_depths{4, 16, 64};
+  app.add_option("--ceiling-depths", ceiling_depths,
+                 "io_uring O_DIRECT ceiling: reads in flight to try; the best median is the ceiling")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--replay-threads", replay_threads,
                  "cold replays through io_uring (count by type), one per worker count (0: none)")
       ->delimiter(',')
@@ -365,6 +372,7 @@ int main(int argc, char** argv) {
   app.add_option("--json", json_file, "write the figures as JSON to this file");
   CLI11_PARSE(app, argc, argv);
   std::erase(replay_threads, 0u);
+  if (ceiling_depths.empty()) die("--ceiling-depths: at least one depth");
 
   std::vector<io_backend> backends;
   for (size_t p = 0; p <= backends_arg.size();) {
@@ -374,6 +382,21 @@ int main(int argc, char** argv) {
     if (!b || *b == io_backend::automatic) die("unknown backend in --backends: " + backends_arg);
     backends.push_back(*b);
     p = q + 1;
+  }
+
+  // Each backend as it reads by default (uring: O_DIRECT for cold segments
+  // only when the range is larger than half the available memory), and
+  // uring with O_DIRECT for every cold full segment ("uring direct").
+  using dr = chunk_reader_options::direct_reads;
+  struct reader_row {
+    std::string name;
+    io_backend backend;
+    dr direct;
+  };
+  std::vector<reader_row> reader_rows;
+  for (io_backend b : backends) {
+    reader_rows.push_back({to_string(b), b, dr::automatic});
+    if (b == io_backend::uring) reader_rows.push_back({"uring direct", b, dr::cold});
   }
 
   bool scratch = dir.empty();
@@ -399,18 +422,20 @@ int main(int argc, char** argv) {
   const uint32_t chunk = chunk_kib << 10;
 
   std::map<std::string, std::vector<double>> cold_mbs, warm_mbs, cold_cpu, warm_cpu;
-  std::vector<double> ceiling_mbs, dd_mbs, resident_frac;
+  std::map<uint32_t, std::vector<double>> ceiling_mbs;  // by depth
+  std::vector<double> dd_mbs, resident_frac;
   std::map<std::string, std::string> described;
   uint64_t events = 0;
   std::fprintf(stderr, "%zu segment files, %.2f GiB to read; load %s\n", files.size(),
                bytes / double(1ull << 30), load_average().c_str());
   for (int rep = 0; rep < reps; ++rep) {
-    for (io_backend b : backends) {
-      const std::string name = to_string(b);
+    for (const reader_row& row : reader_rows) {
+      const std::string& name = row.name;
+      const io_backend b = row.backend;
       eviction ev = evict(files);
       resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
-      pass c = read_pass(dir, b, chunk, depth);
-      pass w = read_pass(dir, b, chunk, depth);
+      pass c = read_pass(dir, b, chunk, depth, row.direct);
+      pass w = read_pass(dir, b, chunk, depth, row.direct);
       if (events == 0) events = c.events;
       if (c.events != events || w.events != events)
         die("backend " + name + " read " + std::to_string(c.events) + " events, expected " +
@@ -420,43 +445,57 @@ int main(int argc, char** argv) {
       cold_cpu[name].push_back(c.cpu / c.seconds);
       warm_cpu[name].push_back(w.cpu / w.seconds);
       described[name] = c.describe;
-      std::fprintf(stderr, "rep %d %-5s cold %7.1f MB/s (cpu %3.0f%%)  warm %7.1f MB/s  [%s; resident before %.2f%%]\n",
+      std::fprintf(stderr, "rep %d %-14s cold %7.1f MB/s (cpu %3.0f%%)  warm %7.1f MB/s  [%s; resident before %.2f%%]\n",
                    rep, name.c_str(), bytes / 1e6 / c.seconds, 100 * c.cpu / c.seconds,
                    bytes / 1e6 / w.seconds, c.describe.c_str(),
                    100.0 * ev.resident_bytes / ev.file_bytes);
     }
-    for (uint32_t t : replay_threads) {
-      const std::string name = "replay uring " + std::to_string(t) + "t";
-      eviction ev = evict(files);
-      resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
-      pass c = replay_pass(dir, io_backend::uring, chunk, t);
-      pass w = replay_pass(dir, io_backend::uring, chunk, t);
-      if (events == 0) events = c.events;
-      if (c.events != events || w.events != events)
-        die(name + " applied " + std::to_string(c.events) + " events, expected " + std::to_string(events));
-      cold_mbs[name].push_back(bytes / 1e6 / c.seconds);
-      warm_mbs[name].push_back(bytes / 1e6 / w.seconds);
-      cold_cpu[name].push_back(c.cpu / c.seconds);
-      warm_cpu[name].push_back(w.cpu / w.seconds);
-      described[name] = c.describe;
-      std::fprintf(stderr, "rep %d %s cold %7.1f MB/s (cpu %3.0f%%)  warm %7.1f MB/s  [%s; resident before %.2f%%]\n",
-                   rep, name.c_str(), bytes / 1e6 / c.seconds, 100 * c.cpu / c.seconds,
-                   bytes / 1e6 / w.seconds, c.describe.c_str(), 100.0 * ev.resident_bytes / ev.file_bytes);
-    }
+    for (uint32_t t : replay_threads)
+      for (bool direct : {false, true}) {
+        // replay has no option for it: the environment's VARVE_IO_DIRECT=1
+        // asks for O_DIRECT on every cold full segment.
+        const std::string name = "replay uring " + std::to_string(t) + "t" + (direct ? " direct" : "");
+        if (direct) ::setenv("VARVE_IO_DIRECT", "1", 1);
+        eviction ev = evict(files);
+        resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
+        pass c = replay_pass(dir, io_backend::uring, chunk, t);
+        pass w = replay_pass(dir, io_backend::uring, chunk, t);
+        if (direct) ::unsetenv("VARVE_IO_DIRECT");
+        if (events == 0) events = c.events;
+        if (c.events != events || w.events != events)
+          die(name + " applied " + std::to_string(c.events) + " events, expected " + std::to_string(events));
+        cold_mbs[name].push_back(bytes / 1e6 / c.seconds);
+        warm_mbs[name].push_back(bytes / 1e6 / w.seconds);
+        cold_cpu[name].push_back(c.cpu / c.seconds);
+        warm_cpu[name].push_back(w.cpu / w.seconds);
+        described[name] = c.describe;
+        std::fprintf(stderr, "rep %d %s cold %7.1f MB/s (cpu %3.0f%%)  warm %7.1f MB/s  [%s; resident before %.2f%%]\n",
+                     rep, name.c_str(), bytes / 1e6 / c.seconds, 100 * c.cpu / c.seconds,
+                     bytes / 1e6 / w.seconds, c.describe.c_str(), 100.0 * ev.resident_bytes / ev.file_bytes);
+      }
     eviction ev = evict(files);
     resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
     pass d = direct_pass(files, last_bytes, chunk);
     dd_mbs.push_back(bytes / 1e6 / d.seconds);
-    ev = evict(files);
-    resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
-    pass u = uring_direct_pass(files, last_bytes, chunk, depth);
-    if (u.bytes_read != bytes) die("the io_uring ceiling read " + std::to_string(u.bytes_read) + " bytes");
-    ceiling_mbs.push_back(bytes / 1e6 / u.seconds);
-    std::fprintf(stderr, "rep %d O_DIRECT one at a time %7.1f MB/s, io_uring O_DIRECT depth %u %7.1f MB/s\n",
-                 rep, bytes / 1e6 / d.seconds, depth, bytes / 1e6 / u.seconds);
+    std::fprintf(stderr, "rep %d O_DIRECT one at a time %7.1f MB/s\n", rep, bytes / 1e6 / d.seconds);
+    for (uint32_t cd : ceiling_depths) {
+      ev = evict(files);
+      resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
+      pass u = uring_direct_pass(files, last_bytes, chunk, cd);
+      if (u.bytes_read != bytes) die("the io_uring ceiling read " + std::to_string(u.bytes_read) + " bytes");
+      ceiling_mbs[cd].push_back(bytes / 1e6 / u.seconds);
+      std::fprintf(stderr, "rep %d io_uring O_DIRECT depth %u %7.1f MB/s\n", rep, cd, bytes / 1e6 / u.seconds);
+    }
   }
 
-  const double ceiling = median(ceiling_mbs);
+  // The ceiling: the ring at its best depth (median of each depth's passes).
+  double ceiling = 0;
+  uint32_t ceiling_depth = 0;
+  for (uint32_t cd : ceiling_depths)
+    if (median(ceiling_mbs[cd]) > ceiling) {
+      ceiling = median(ceiling_mbs[cd]);
+      ceiling_depth = cd;
+    }
   std::printf("varve-cold-read: %.2f GiB (%zu segments of %" PRIu64 " MiB, %" PRIu64
               " events), chunk %u KiB, depth %u, median of %d; %s, %ld cores, %s, %s\n",
               bytes / double(1ull << 30), files.size(), capacity >> 20, events, chunk_kib, depth,
@@ -464,7 +503,10 @@ int main(int argc, char** argv) {
               filesystem_type(dir).c_str());
   std::printf("%-22s %10s %9s %10s %9s %9s\n", "backend", "cold MB/s", "cold cpu", "warm MB/s",
               "warm cpu", "/ceiling");
-  std::printf("%-22s %10.1f %9s %10s %9s %9s\n", "io_uring O_DIRECT", ceiling, "", "", "", "1.00");
+  for (uint32_t cd : ceiling_depths)
+    std::printf("%-22s %10.1f %9s %10s %9s %9.2f%s\n", ("io_uring O_DIRECT d" + std::to_string(cd)).c_str(),
+                median(ceiling_mbs[cd]), "", "", "", median(ceiling_mbs[cd]) / ceiling,
+                cd == ceiling_depth ? "  <- ceiling" : "");
   std::printf("%-22s %10.1f %9s %10s %9s %9.2f\n", "O_DIRECT (dd)", median(dd_mbs), "", "", "", median(dd_mbs) / ceiling);
   nlohmann::json j;
   j["bytes"] = bytes;
@@ -474,15 +516,20 @@ int main(int argc, char** argv) {
   j["chunk_kib"] = chunk_kib;
   j["depth"] = depth;
   j["reps"] = reps;
-  j["ceiling_mb_s"] = ceiling;  // io_uring, O_DIRECT, depth reads in flight
+  j["ceiling_mb_s"] = ceiling;  // io_uring, O_DIRECT, at its best depth
+  j["ceiling_depth"] = ceiling_depth;
+  for (uint32_t cd : ceiling_depths) j["ceiling_by_depth"][std::to_string(cd)] = ceiling_mbs[cd];
   j["dd_mb_s"] = median(dd_mbs);  // O_DIRECT preads one at a time
   j["max_resident_after_eviction"] = *std::max_element(resident_frac.begin(), resident_frac.end());
   j["machine"] = {{"cpu", cpu_model()}, {"cores", online_cores()}, {"kernel", kernel_release()},
                   {"filesystem", filesystem_type(dir)}, {"date", utc_now_iso()},
                   {"load", load_average()}};
   std::vector<std::string> rows;
-  for (io_backend b : backends) rows.push_back(to_string(b));
-  for (uint32_t t : replay_threads) rows.push_back("replay uring " + std::to_string(t) + "t");
+  for (const reader_row& row : reader_rows) rows.push_back(row.name);
+  for (uint32_t t : replay_threads) {
+    rows.push_back("replay uring " + std::to_string(t) + "t");
+    rows.push_back("replay uring " + std::to_string(t) + "t direct");
+  }
   for (const std::string& n : rows) {
     const double c = median(cold_mbs[n]), w = median(warm_mbs[n]);
     std::printf("%-22s %10.1f %8.0f%% %10.1f %8.0f%% %9.2f\n", n.c_str(), c,

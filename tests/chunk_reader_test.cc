@@ -833,6 +833,241 @@ TEST_P(ChunkReader, DescribesItself) {
   EXPECT_EQ(rd.value()->describe().rfind(to_string(GetParam()), 0), 0u) << rd.value()->describe();
 }
 
+// O_DIRECT reads of cold, full segments (the uring backend): the same events
+// as log_reader, the same errors, and the page cache left as it was.
+class ChunkReaderDirect : public testing::Test {
+ protected:
+  void SetUp() override {
+    VARVE_SKIP_OR_FAIL_IN_CI_WITHOUT_URING(io_backend::uring);
+    log_options lo;
+    lo.segment_bytes = k64KiB;
+    auto l = event_log::create(dir.path(), lo);
+    ASSERT_OK(l);
+    std::mt19937_64 rng(5);
+    fill_random(*l.value(), rng, 400);
+    segments = (l.value()->committed_position().value >> 16) + 1;
+    ASSERT_OK(l.value()->close());
+    ASSERT_GT(segments, 12u);
+    direct_works = supports_direct(segment_path(dir.path(), 0));
+  }
+  // Writes back and drops every segment file from the page cache (a no-op
+  // where the file system keeps everything, as tmpfs does).
+  void evict(const std::string& d) {
+    for (uint64_t s = 0; s < segments; ++s) {
+      int fd = ::open(segment_path(d, s).c_str(), O_RDONLY);
+      ASSERT_GE(fd, 0);
+      ::fdatasync(fd);
+      ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+      ::close(fd);
+    }
+  }
+  static bool supports_direct(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
+    if (fd < 0) return false;
+    void* buf = nullptr;
+    bool ok = posix_memalign(&buf, 4096, 4096) == 0 && ::pread(fd, buf, 4096, 0) == 4096;
+    std::free(buf);
+    ::close(fd);
+    return ok;
+  }
+  static chunk_reader_options direct_opts(uint32_t chunk = 1u << 20) {
+    chunk_reader_options o;
+    o.backend = io_backend::uring;
+    o.chunk_bytes = chunk;
+    o.direct = chunk_reader_options::direct_reads::cold;
+    return o;
+  }
+  // How many segments the reader said it read with O_DIRECT (0: none).
+  static uint64_t direct_count(const std::string& described) {
+    const std::string key = "O_DIRECT for ";
+    const size_t at = described.find(key);
+    return at == std::string::npos ? 0 : std::stoull(described.substr(at + key.size()));
+  }
+  struct direct_read {
+    read_result r;
+    std::string described;
+  };
+  direct_read read_direct(const std::shared_ptr<detail::shared_log>& log, uint64_t from, uint64_t to,
+                          const chunk_reader_options& o) {
+    direct_read out;
+    auto rd = chunk_reader::open(log, position{from}, position{to}, o);
+    if (!rd) {
+      out.r.err = rd.error();
+      return out;
+    }
+    chunk c;
+    while (true) {
+      auto n = rd.value()->next(c);
+      if (!n) {
+        out.r.err = n.error();
+        break;
+      }
+      if (!n.value()) break;
+      for (uint32_t off : c.events) {
+        event_view v;
+        const uint64_t pos = c.position + off;
+        auto d = record::decode(c.data + off, c.end - pos, pos, true, v);
+        if (d.outcome != record::decode_outcome::event) {
+          out.r.broken = "no event at " + std::to_string(pos);
+          break;
+        }
+        out.r.events.push_back(copy_of(v));
+      }
+      rd.value()->release(c);
+    }
+    out.r.where = rd.value()->where().value;
+    out.described = rd.value()->describe();
+    return out;
+  }
+
+  temp_dir dir;
+  uint64_t segments = 0;
+  bool direct_works = false;
+};
+
+TEST_F(ChunkReaderDirect, ColdFullSegmentsAreReadDirectAndEqualLogReader) {
+  evict(dir.path());
+  auto l = event_log::open_read_only(dir.path());
+  ASSERT_OK(l);
+  auto shared = detail::log_access::shared(*l.value());
+  const double before = resident_share(dir.path(), segments);
+  // Whole log, and ranges that start and stop mid-segment (not on a page).
+  struct range {
+    uint64_t from, to;
+  };
+  std::vector<got_event> all;
+  for (uint32_t chunk : {1u << 20, 4096u, 70000u}) {
+    SCOPED_TRACE("chunk " + std::to_string(chunk));
+    direct_read d = read_direct(shared, 0, kEnd, direct_opts(chunk));
+    ASSERT_OK(d.r.err);
+    EXPECT_EQ(d.r.broken, "");
+    if (direct_works && before < 0.5) {
+      // Every full segment but those the open itself read (recovery reads
+      // the active one, the last), and never the last one.
+      EXPECT_GE(direct_count(d.described), segments / 2) << d.described;
+      EXPECT_LT(direct_count(d.described), segments) << d.described;
+      EXPECT_LT(resident_share(dir.path(), segments), 0.5)
+          << "O_DIRECT reads fill no page cache; " << d.described;
+    } else {
+      EXPECT_EQ(direct_count(d.described), 0u) << d.described;
+    }
+    if (all.empty()) all = d.r.events;
+    EXPECT_TRUE(same_events(d.r.events, all));
+    EXPECT_EQ(d.r.where, shared->committed());
+  }
+  ref_result want = read_reference(shared, 0, kEnd);
+  ASSERT_OK(want.err);
+  EXPECT_TRUE(same_events(all, want.events));
+  // Mid-segment ranges, cold again.
+  l.value().reset();
+  shared.reset();
+  evict(dir.path());
+  auto l2 = event_log::open_read_only(dir.path());
+  ASSERT_OK(l2);
+  auto shared2 = detail::log_access::shared(*l2.value());
+  const uint64_t from = want.events[want.events.size() / 5].position;
+  const uint64_t to = want.events[want.events.size() * 3 / 4].position;
+  ASSERT_NE(from % 4096, 0u) << "pick a start off the page";
+  direct_read mid = read_direct(shared2, from, to, direct_opts(12288));
+  ASSERT_OK(mid.r.err);
+  std::vector<got_event> want_mid;
+  for (const auto& e : want.events)
+    if (e.position >= from && e.position < to) want_mid.push_back(e);
+  EXPECT_TRUE(same_events(mid.r.events, want_mid));
+  if (direct_works && before < 0.5) {
+    EXPECT_GT(direct_count(mid.described), 0u) << mid.described;
+  }
+}
+
+TEST_F(ChunkReaderDirect, ResidentSegmentsAndTheAutomaticPolicyReadThroughTheCache) {
+  evict(dir.path());
+  // Segment 4 read whole: resident, so copied from the cache, not read direct.
+  {
+    int fd = ::open(segment_path(dir.path(), 4).c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    std::vector<char> buf(k64KiB);
+    ASSERT_EQ(::pread(fd, buf.data(), buf.size(), 0), static_cast<ssize_t>(buf.size()));
+    ::close(fd);
+  }
+  auto l = event_log::open_read_only(dir.path());
+  ASSERT_OK(l);
+  auto shared = detail::log_access::shared(*l.value());
+  const double before = resident_share(dir.path(), segments);
+  direct_read cold = read_direct(shared, 0, kEnd, direct_opts());
+  ASSERT_OK(cold.r.err);
+  const uint64_t n_cold = direct_count(cold.described);
+  if (direct_works && before < 0.5) {
+    EXPECT_GT(n_cold, 0u) << cold.described;
+    EXPECT_LE(n_cold, segments - 2) << "segment 4 is resident: " << cold.described;
+  }
+  // The default policy: a range far below half the available memory stays
+  // in the page cache (the next reader of it finds it there).
+  scoped_env env("VARVE_IO_DIRECT", nullptr);
+  chunk_reader_options a = direct_opts();
+  a.direct = chunk_reader_options::direct_reads::automatic;
+  direct_read automatic = read_direct(shared, 0, kEnd, a);
+  ASSERT_OK(automatic.r.err);
+  EXPECT_EQ(direct_count(automatic.described), 0u) << automatic.described;
+  EXPECT_TRUE(same_events(automatic.r.events, cold.r.events));
+  // VARVE_IO_DIRECT=1 makes automatic read cold segments direct, =0 never.
+  l.value().reset();
+  shared.reset();
+  evict(dir.path());
+  auto l2 = event_log::open_read_only(dir.path());
+  ASSERT_OK(l2);
+  auto shared2 = detail::log_access::shared(*l2.value());
+  {
+    scoped_env off("VARVE_IO_DIRECT", "0");
+    direct_read never = read_direct(shared2, 0, kEnd, a);
+    ASSERT_OK(never.r.err);
+    EXPECT_EQ(direct_count(never.described), 0u) << never.described;
+  }
+  evict(dir.path());
+  {
+    scoped_env on("VARVE_IO_DIRECT", "1");
+    direct_read forced = read_direct(shared2, 0, kEnd, a);
+    ASSERT_OK(forced.r.err);
+    if (direct_works && resident_share(dir.path(), segments) < 0.5) {
+      EXPECT_GT(direct_count(forced.described), 0u) << forced.described;
+    }
+    EXPECT_TRUE(same_events(forced.r.events, cold.r.events));
+  }
+}
+
+TEST_F(ChunkReaderDirect, ACorruptRecordReadDirectIsNamedLikeLogReader) {
+  std::vector<got_event> all;
+  {
+    auto l = event_log::open_read_only(dir.path());
+    ASSERT_OK(l);
+    ref_result ref = read_reference(detail::log_access::shared(*l.value()), 0, kEnd);
+    ASSERT_OK(ref.err);
+    all = std::move(ref.events);
+  }
+  const got_event* victim = nullptr;
+  for (const auto& e : all)
+    if ((e.position >> 16) == 6 && (e.position & 0xFFFF) > 20000) {
+      victim = &e;
+      break;
+    }
+  ASSERT_NE(victim, nullptr);
+  flip_byte(segment_path(dir.path(), 6), (victim->position & 0xFFFF) + 40, 0x01);
+  evict(dir.path());
+  auto l = event_log::open_read_only(dir.path());
+  ASSERT_OK(l);
+  auto shared = detail::log_access::shared(*l.value());
+  direct_read d = read_direct(shared, 0, kEnd, direct_opts());
+  ASSERT_ERRC(d.r.err, errc::corruption);
+  if (direct_works) {
+    EXPECT_GT(direct_count(d.described), 0u) << d.described;
+  }
+  ref_result want = read_reference(shared, 0, kEnd);
+  ASSERT_ERRC(want.err, errc::corruption);
+  EXPECT_EQ(d.r.err.message(), want.err.message());
+  EXPECT_NE(d.r.err.message().find(segment_file_name(6)), std::string::npos);
+  EXPECT_TRUE(same_events(d.r.events, want.events));
+  EXPECT_EQ(d.r.where, victim->position);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ChunkReader,
                          testing::Values(io_backend::uring, io_backend::mmap, io_backend::pread),
                          [](const testing::TestParamInfo<io_backend>& i) {

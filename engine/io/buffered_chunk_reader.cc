@@ -9,6 +9,7 @@
 // the headroom is assembled in a buffer of its own, which is handed out as a
 // chunk holding that one record.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,8 +17,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "engine/io/chunk_reader.h"
@@ -70,7 +74,14 @@ class buffered_chunk_reader final : public chunk_reader {
     chunk_ = static_cast<uint32_t>(round_up(std::max<uint32_t>(opts_.chunk_bytes, kPage), kPage));
     headroom_ = std::min(chunk_, kMaxHeadroom);
     depth_ = uring_ ? std::max<uint32_t>(opts_.depth, 1) : 1;
-    const uint32_t n = opts_.max_held + depth_ + 1;
+    // O_DIRECT reads are only through the ring: a pread of a cold segment
+    // waits for the device with nothing else in flight, where the page
+    // cache's read-ahead would have kept it busy (measured: 0.9-1.0 against
+    // 0.8-1.7 GB/s buffered). They need more in flight than buffered reads,
+    // which the kernel's read-ahead already deepens (BENCHMARKS 22).
+    direct_ok_ = uring_ && want_direct();
+    direct_depth_ = direct_ok_ ? std::max(depth_, opts_.direct_depth) : depth_;
+    const uint32_t n = opts_.max_held + direct_depth_ + 1;
     const uint64_t stride = uint64_t{headroom_} + chunk_;
     block_ = alloc_aligned(stride * n);
     carry_ = alloc_aligned(headroom_);
@@ -84,13 +95,13 @@ class buffered_chunk_reader final : public chunk_reader {
       slots_[i].events.reset(new uint32_t[events_cap_]);
     }
     queue_.assign(n, 0);
-    files_.resize(depth_ + 2);
+    files_.resize(direct_depth_ + 2);
     // A held chunk's events span points into its big_buffer: never reallocate.
     // One more than can be held is all acquire_big ever needs.
     bigs_.reserve(opts_.max_held + 1);
     if (uring_) {
       unsigned entries = 2;
-      while (entries < depth_) entries *= 2;
+      while (entries < direct_depth_) entries *= 2;
       int r = io_uring_queue_init(entries, &ring_, 0);
       if (r < 0) {
         if (uring_errno) *uring_errno = -r;
@@ -216,6 +227,9 @@ class buffered_chunk_reader final : public chunk_reader {
          std::to_string((headroom_ + chunk_) >> 10) + " KiB";
     if (uring_) s += fixed_ ? " (registered)" : " (not registered: RLIMIT_MEMLOCK?)";
     s += ", depth " + std::to_string(depth_);
+    if (direct_segments_ > 0)
+      s += ", O_DIRECT for " + std::to_string(direct_segments_) + " cold segments (depth " +
+           std::to_string(direct_depth_) + ")";
     return s;
   }
 
@@ -238,6 +252,7 @@ class buffered_chunk_reader final : public chunk_reader {
     file_handle fh;
     std::string path;
     uint32_t refs = 0;  // the planner's, and one per read not yet complete
+    bool direct = false;  // read with O_DIRECT (page-aligned offsets and lengths)
   };
   struct big_buffer {
     aligned_bytes buf;
@@ -250,6 +265,68 @@ class buffered_chunk_reader final : public chunk_reader {
 
   void unref(int f) {
     if (--files_[f].refs == 0) log_->segments.fs().close(files_[f].fh);
+  }
+
+  // Whether cold segments of this range may be read with O_DIRECT
+  // (chunk_reader_options::direct).
+  bool want_direct() const {
+    using dr = chunk_reader_options::direct_reads;
+    dr d = opts_.direct;
+    if (d == dr::automatic) {
+      const char* env = std::getenv("VARVE_IO_DIRECT");
+      if (env && std::string_view(env) == "1") d = dr::cold;
+      if (env && std::string_view(env) == "0") d = dr::never;
+    }
+    if (d != dr::automatic) return d == dr::cold;
+    return plan_.to - plan_.from > mem_available() / 2;
+  }
+
+  // MemAvailable from /proc/meminfo (what the page cache could hold without
+  // swapping); "unlimited" when it cannot be read, so nothing goes direct.
+  static uint64_t mem_available() {
+    std::FILE* f = std::fopen("/proc/meminfo", "r");
+    if (!f) return UINT64_MAX;
+    char line[256];
+    uint64_t kb = 0;
+    bool found = false;
+    while (!found && std::fgets(line, sizeof line, f))
+      found = std::sscanf(line, "MemAvailable: %" SCNu64 " kB", &kb) == 1;
+    std::fclose(f);
+    return found ? kb * 1024 : UINT64_MAX;
+  }
+
+  // Cold, sealed segments are read with O_DIRECT: no copy out of the page
+  // cache, no page-cache pages to allocate, and the reads in flight go to the
+  // device as they are (measured, BENCHMARKS 22: buffered reads of a cold log
+  // ran at 0.6-0.7x of O_DIRECT reads through a ring). Only segments that
+  // precede the range's last one: they are full, nobody writes them any
+  // more (a dirty page still in the cache is written back by the kernel
+  // before an O_DIRECT read of it, so the bytes are the same either way).
+  // Not for a segment mostly in the page cache (copying it from there is
+  // cheaper than reading the disk), nor where the file system refuses
+  // O_DIRECT (tmpfs): those read buffered.
+  bool use_direct(uint64_t s, int fd, uint64_t from, uint64_t to) {
+    if (!direct_ok_ || s >= plan_.last_seg || to <= from) return false;
+    if (max_read_ != UINT32_MAX && max_read_ % kPage != 0) return false;  // the test hook's odd caps
+    const uint64_t len = round_up(to, kPage) - from;
+    void* m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(from));
+    if (m == MAP_FAILED) return false;
+    // 16 probes of 64 KiB spread over the range (a mapping never touched:
+    // mincore looks at the page cache only).
+    constexpr uint64_t kProbe = 64 << 10, kProbes = 16;
+    unsigned char vec[kProbe / kPage];
+    uint64_t probed = 0, resident = 0;
+    for (uint64_t k = 0; k < kProbes; ++k) {
+      const uint64_t a = (len / kProbes * k) & ~uint64_t{kPage - 1};
+      const uint64_t n = std::min<uint64_t>(kProbe, len - a);
+      if (n == 0 || ::mincore(static_cast<std::byte*>(m) + a, n, vec) != 0) continue;
+      for (uint64_t i = 0; i < n / kPage; ++i) resident += vec[i] & 1;
+      probed += n / kPage;
+    }
+    ::munmap(m, len);
+    if (probed == 0 || resident * 2 >= probed) return false;
+    const int fl = ::fcntl(fd, F_GETFL);
+    return fl >= 0 && ::fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
   }
 
   status open_segment(uint64_t s) {
@@ -283,7 +360,10 @@ class buffered_chunk_reader final : public chunk_reader {
       fs.close(h);
       return st;
     }
-    if (uring_) {
+    const bool direct = use_direct(s, fh.value().fd, plan_off_, plan_.hi(s));
+    if (direct) ++direct_segments_;
+    last_direct_ = direct;
+    if (uring_ && !direct) {
       // Measured (varve-cold-read, docs/BENCHMARKS.md): buffered reads through
       // the ring, depth 4 x 1 MiB, ran cold at 0.4-0.7x of plain pread, which
       // the kernel's sequential read-ahead (8 MiB here) keeps fed. Asking for
@@ -295,6 +375,7 @@ class buffered_chunk_reader final : public chunk_reader {
     files_[f].fh = fh.value();
     files_[f].path = std::move(path);
     files_[f].refs = 1;
+    files_[f].direct = direct;
     plan_file_ = f;
     plan_seg_ = s;
     plan_hi_ = plan_.hi(s);
@@ -349,6 +430,13 @@ class buffered_chunk_reader final : public chunk_reader {
 
   // ---- reads ----
 
+  // What a window's read asks for: its bytes, rounded up to whole pages for
+  // O_DIRECT (the buffer has room: chunk_ is a page multiple, and a sealed
+  // segment's file runs to its capacity).
+  uint32_t ask(const window& w) const {
+    return files_[w.file].direct ? static_cast<uint32_t>(round_up(w.len, kPage)) : w.len;
+  }
+
   void prep(uint32_t i) {
     window& w = slots_[i];
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
@@ -361,7 +449,7 @@ class buffered_chunk_reader final : public chunk_reader {
     }
     std::byte* dst = w.buf + headroom_ + w.done;
     const int fd = files_[w.file].fh.fd;
-    const uint32_t n = std::min(w.len - w.done, max_read_);
+    const uint32_t n = std::min(ask(w) - w.done, max_read_);
     if (fixed_)
       io_uring_prep_read_fixed(sqe, fd, dst, n, w.off + w.done, static_cast<int>(i));
     else
@@ -439,7 +527,7 @@ class buffered_chunk_reader final : public chunk_reader {
   void read_sync(window& w) {
     const int fd = files_[w.file].fh.fd;
     while (w.done < w.len) {
-      ssize_t n = ::pread(fd, w.buf + headroom_ + w.done, std::min(w.len - w.done, max_read_),
+      ssize_t n = ::pread(fd, w.buf + headroom_ + w.done, std::min(ask(w) - w.done, max_read_),
                           static_cast<off_t>(w.off + w.done));
       if (n < 0) {
         if (errno == EINTR || errno == EAGAIN) continue;
@@ -460,7 +548,8 @@ class buffered_chunk_reader final : public chunk_reader {
 
   // Starts reads until depth_ windows are ahead of the decoder.
   void top_up() {
-    while (qn_ < depth_ && !plan_done_) {
+    // The depth of the file the next window comes from (the last one opened).
+    while (qn_ < (last_direct_ ? direct_depth_ : depth_) && !plan_done_) {
       int free_slot = -1;
       for (size_t i = 0; i < slots_.size(); ++i)
         if (slots_[i].state == window::free) {
@@ -701,6 +790,10 @@ class buffered_chunk_reader final : public chunk_reader {
 
   uint64_t pos_ = 0;
   uint64_t bytes_read_ = 0;
+  uint64_t direct_segments_ = 0;  // segments opened for O_DIRECT reads
+  bool direct_ok_ = false;        // uring, and want_direct()
+  bool last_direct_ = false;      // the segment opened last reads with O_DIRECT
+  uint32_t direct_depth_ = 1;     // reads in flight while reading such a segment
   uint64_t skipped_ = 0;
   status pending_;
 };

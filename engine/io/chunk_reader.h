@@ -42,6 +42,16 @@ struct chunk_reader_options {
   // (docs/DESIGN.md, "Replay"). Segment-end markers, holes and ignorable
   // records are still validated whole.
   bool frame_only = false;
+  // uring: which segments are read with O_DIRECT (buffered_chunk_reader.cc,
+  // use_direct). `cold`: every segment that is full (not the range's last)
+  // and mostly not in the page cache. `automatic`: the same, but only when
+  // the range is larger than half of the memory available for the page
+  // cache (MemAvailable): a range that fits stays cached for the next
+  // reader, one that does not would only evict what others use. The
+  // environment's VARVE_IO_DIRECT=1 / 0 makes `automatic` mean `cold` / `never`.
+  enum class direct_reads : uint8_t { automatic, cold, never };
+  direct_reads direct = direct_reads::automatic;
+  uint32_t direct_depth = 16;  // reads in flight (uring) while reading O_DIRECT
 };
 
 struct chunk {
