@@ -14,7 +14,9 @@ namespace varve {
 enum class io_backend : uint8_t {
   automatic,  // VARVE_IO if set; else the mapping for a range that is in the page cache
               // (mincore), io_uring for a cold one, falling back to pread (said once)
-  uring,      // large reads into registered buffers, several in flight (liburing)
+  uring,      // large reads into registered buffers, several in flight (liburing);
+              // O_DIRECT for cold segments of a range larger than half the
+              // available memory (VARVE_IO_DIRECT=1|0 forces it on|off)
   mmap,       // the segment mappings, read in place (zero copy; best when warm)
   pread,      // large pread(2) calls into a few buffers
 };
