@@ -30,6 +30,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -143,9 +144,10 @@ struct pass {
   std::string describe;
 };
 
-// One validated pass over the whole log, open to close.
-pass read_pass(const std::string& dir, io_backend b, uint32_t chunk_bytes, uint32_t depth,
-               chunk_reader_options::direct_reads direct) {
+// Times body(log, pass) with the log opened read-only (checksums verified)
+// and closed again: open to close, wall and CPU.
+template <class Body>
+pass timed_pass(const std::string& dir, Body&& body) {
   pass p;
   const double c0 = cpu_seconds();
   const double t0 = now_seconds();
@@ -154,13 +156,23 @@ pass read_pass(const std::string& dir, io_backend b, uint32_t chunk_bytes, uint3
     o.verify_checksums = true;
     auto log = event_log::open_read_only(dir, o);
     if (!log) die(log.error().to_string());
-    auto shared = detail::log_access::shared(*log.value());
+    body(*log.value(), p);
+  }
+  p.seconds = now_seconds() - t0;
+  p.cpu = cpu_seconds() - c0;
+  return p;
+}
+
+// One validated pass over the whole log through chunk_reader.
+pass read_pass(const std::string& dir, io_backend b, uint32_t chunk_bytes, uint32_t depth,
+               chunk_reader_options::direct_reads direct) {
+  return timed_pass(dir, [&](const event_log& log, pass& p) {
     chunk_reader_options ro;
     ro.backend = b;
     ro.chunk_bytes = chunk_bytes;
     ro.depth = depth;
     ro.direct = direct;
-    auto rd = chunk_reader::open(shared, position{0}, position{~uint64_t{0}}, ro);
+    auto rd = chunk_reader::open(detail::log_access::shared(log), position{0}, position{~uint64_t{0}}, ro);
     if (!rd) die(rd.error().to_string());
     chunk c;
     while (true) {
@@ -172,37 +184,24 @@ pass read_pass(const std::string& dir, io_backend b, uint32_t chunk_bytes, uint3
     }
     p.bytes_read = rd.value()->bytes_read();
     p.describe = rd.value()->describe();
-  }
-  p.seconds = now_seconds() - t0;
-  p.cpu = cpu_seconds() - c0;
-  return p;
+  });
 }
 
 // One replay of the whole log (count by type: a trivial projection) on
-// `threads` workers through backend `b`, open to close.
+// `threads` workers through backend `b`.
 pass replay_pass(const std::string& dir, io_backend b, uint32_t chunk_bytes, uint32_t threads) {
   struct count_by_type {
     uint64_t n[8] = {};
     void apply(const event_view& e) { ++n[e.type & 7]; }
   };
-  pass p;
-  const double c0 = cpu_seconds();
-  const double t0 = now_seconds();
-  {
-    log_options o;
-    o.verify_checksums = true;
-    auto log = event_log::open_read_only(dir, o);
-    if (!log) die(log.error().to_string());
-    auto r = replay(*log.value()).io(b).threads(threads).chunk_bytes(chunk_bytes).run(
+  return timed_pass(dir, [&](const event_log& log, pass& p) {
+    auto r = replay(log).io(b).threads(threads).chunk_bytes(chunk_bytes).run(
         [](uint32_t) { return count_by_type{}; });
     if (!r) die("replay: " + r.error.to_string());
     p.events = r.events_applied;
     p.bytes_read = r.bytes_read;
     p.describe = std::string(to_string(r.io)) + ", " + std::to_string(r.threads) + " threads";
-  }
-  p.seconds = now_seconds() - t0;
-  p.cpu = cpu_seconds() - c0;
-  return p;
+  });
 }
 
 // The disk's ceiling: O_DIRECT reads of `chunk` bytes, one at a time, over
@@ -384,20 +383,30 @@ int main(int argc, char** argv) {
     p = q + 1;
   }
 
-  // Each backend as it reads by default (uring: O_DIRECT for cold segments
-  // only when the range is larger than half the available memory), and
-  // uring with O_DIRECT for every cold full segment ("uring direct").
+  // The passes, each timed cold then warm: every backend as it reads by
+  // default (uring: O_DIRECT for cold segments only when the range is larger
+  // than half the available memory), uring with O_DIRECT for every cold full
+  // segment ("uring direct"), and replays through the ring both ways (replay
+  // has no option for it: the environment's VARVE_IO_DIRECT=1 asks).
   using dr = chunk_reader_options::direct_reads;
-  struct reader_row {
+  struct row {
     std::string name;
-    io_backend backend;
-    dr direct;
+    std::function<pass()> run;
   };
-  std::vector<reader_row> reader_rows;
+  std::vector<row> rows;
   for (io_backend b : backends) {
-    reader_rows.push_back({to_string(b), b, dr::automatic});
-    if (b == io_backend::uring) reader_rows.push_back({"uring direct", b, dr::cold});
+    rows.push_back({to_string(b), [&, b] { return read_pass(dir, b, chunk_kib << 10, depth, dr::automatic); }});
+    if (b == io_backend::uring)
+      rows.push_back({"uring direct", [&, b] { return read_pass(dir, b, chunk_kib << 10, depth, dr::cold); }});
   }
+  for (uint32_t t : replay_threads)
+    for (bool direct : {false, true})
+      rows.push_back({"replay uring " + std::to_string(t) + "t" + (direct ? " direct" : ""), [&, t, direct] {
+                        if (direct) ::setenv("VARVE_IO_DIRECT", "1", 1);
+                        pass p = replay_pass(dir, io_backend::uring, chunk_kib << 10, t);
+                        if (direct) ::unsetenv("VARVE_IO_DIRECT");
+                        return p;
+                      }});
 
   bool scratch = dir.empty();
   if (scratch) dir = make_scratch_dir(scratch_root(), "varve-cold-read");
@@ -429,50 +438,23 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "%zu segment files, %.2f GiB to read; load %s\n", files.size(),
                bytes / double(1ull << 30), load_average().c_str());
   for (int rep = 0; rep < reps; ++rep) {
-    for (const reader_row& row : reader_rows) {
-      const std::string& name = row.name;
-      const io_backend b = row.backend;
+    for (const row& rw : rows) {
       eviction ev = evict(files);
       resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
-      pass c = read_pass(dir, b, chunk, depth, row.direct);
-      pass w = read_pass(dir, b, chunk, depth, row.direct);
+      pass c = rw.run();
+      pass w = rw.run();
       if (events == 0) events = c.events;
       if (c.events != events || w.events != events)
-        die("backend " + name + " read " + std::to_string(c.events) + " events, expected " +
-            std::to_string(events));
-      cold_mbs[name].push_back(bytes / 1e6 / c.seconds);
-      warm_mbs[name].push_back(bytes / 1e6 / w.seconds);
-      cold_cpu[name].push_back(c.cpu / c.seconds);
-      warm_cpu[name].push_back(w.cpu / w.seconds);
-      described[name] = c.describe;
-      std::fprintf(stderr, "rep %d %-14s cold %7.1f MB/s (cpu %3.0f%%)  warm %7.1f MB/s  [%s; resident before %.2f%%]\n",
-                   rep, name.c_str(), bytes / 1e6 / c.seconds, 100 * c.cpu / c.seconds,
-                   bytes / 1e6 / w.seconds, c.describe.c_str(),
-                   100.0 * ev.resident_bytes / ev.file_bytes);
+        die(rw.name + " read " + std::to_string(c.events) + " events, expected " + std::to_string(events));
+      cold_mbs[rw.name].push_back(bytes / 1e6 / c.seconds);
+      warm_mbs[rw.name].push_back(bytes / 1e6 / w.seconds);
+      cold_cpu[rw.name].push_back(c.cpu / c.seconds);
+      warm_cpu[rw.name].push_back(w.cpu / w.seconds);
+      described[rw.name] = c.describe;
+      std::fprintf(stderr, "rep %d %-22s cold %7.1f MB/s (cpu %3.0f%%)  warm %7.1f MB/s  [%s; resident before %.2f%%]\n",
+                   rep, rw.name.c_str(), bytes / 1e6 / c.seconds, 100 * c.cpu / c.seconds,
+                   bytes / 1e6 / w.seconds, c.describe.c_str(), 100.0 * ev.resident_bytes / ev.file_bytes);
     }
-    for (uint32_t t : replay_threads)
-      for (bool direct : {false, true}) {
-        // replay has no option for it: the environment's VARVE_IO_DIRECT=1
-        // asks for O_DIRECT on every cold full segment.
-        const std::string name = "replay uring " + std::to_string(t) + "t" + (direct ? " direct" : "");
-        if (direct) ::setenv("VARVE_IO_DIRECT", "1", 1);
-        eviction ev = evict(files);
-        resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
-        pass c = replay_pass(dir, io_backend::uring, chunk, t);
-        pass w = replay_pass(dir, io_backend::uring, chunk, t);
-        if (direct) ::unsetenv("VARVE_IO_DIRECT");
-        if (events == 0) events = c.events;
-        if (c.events != events || w.events != events)
-          die(name + " applied " + std::to_string(c.events) + " events, expected " + std::to_string(events));
-        cold_mbs[name].push_back(bytes / 1e6 / c.seconds);
-        warm_mbs[name].push_back(bytes / 1e6 / w.seconds);
-        cold_cpu[name].push_back(c.cpu / c.seconds);
-        warm_cpu[name].push_back(w.cpu / w.seconds);
-        described[name] = c.describe;
-        std::fprintf(stderr, "rep %d %s cold %7.1f MB/s (cpu %3.0f%%)  warm %7.1f MB/s  [%s; resident before %.2f%%]\n",
-                     rep, name.c_str(), bytes / 1e6 / c.seconds, 100 * c.cpu / c.seconds,
-                     bytes / 1e6 / w.seconds, c.describe.c_str(), 100.0 * ev.resident_bytes / ev.file_bytes);
-      }
     eviction ev = evict(files);
     resident_frac.push_back(double(ev.resident_bytes) / ev.file_bytes);
     pass d = direct_pass(files, last_bytes, chunk);
@@ -524,13 +506,8 @@ int main(int argc, char** argv) {
   j["machine"] = {{"cpu", cpu_model()}, {"cores", online_cores()}, {"kernel", kernel_release()},
                   {"filesystem", filesystem_type(dir)}, {"date", utc_now_iso()},
                   {"load", load_average()}};
-  std::vector<std::string> rows;
-  for (const reader_row& row : reader_rows) rows.push_back(row.name);
-  for (uint32_t t : replay_threads) {
-    rows.push_back("replay uring " + std::to_string(t) + "t");
-    rows.push_back("replay uring " + std::to_string(t) + "t direct");
-  }
-  for (const std::string& n : rows) {
+  for (const row& rw : rows) {
+    const std::string& n = rw.name;
     const double c = median(cold_mbs[n]), w = median(warm_mbs[n]);
     std::printf("%-22s %10.1f %8.0f%% %10.1f %8.0f%% %9.2f\n", n.c_str(), c,
                 100 * median(cold_cpu[n]), w, 100 * median(warm_cpu[n]), c / ceiling);

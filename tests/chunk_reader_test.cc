@@ -752,6 +752,33 @@ TEST_P(ChunkReader, FallsBackToPreadAndSaysSoOnce) {
   EXPECT_EQ(cold.value(), io_backend::pread);
 }
 
+// A log of 64 KiB segments with `appends` random batches, closed; returns
+// how many segment files it has.
+uint64_t make_small_log(const std::string& dir, uint64_t seed, int appends) {
+  log_options lo;
+  lo.segment_bytes = k64KiB;
+  auto l = event_log::create(dir, lo);
+  EXPECT_OK(l);
+  if (!l) return 0;
+  std::mt19937_64 rng(seed);
+  fill_random(*l.value(), rng, appends);
+  const uint64_t segments = (l.value()->committed_position().value >> 16) + 1;
+  EXPECT_OK(l.value()->close());
+  return segments;
+}
+
+// Writes back and drops every segment file from the page cache, where the
+// file system lets us (tmpfs keeps everything resident).
+void evict_segments(const std::string& dir, uint64_t segments) {
+  for (uint64_t s = 0; s < segments; ++s) {
+    int fd = ::open(segment_path(dir, s).c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ::fdatasync(fd);
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
+}
+
 // What the page cache holds of a range, measured independently of the
 // library: the test maps each segment file itself and asks mincore.
 double resident_share(const std::string& dir, uint64_t segments) {
@@ -777,26 +804,10 @@ double resident_share(const std::string& dir, uint64_t segments) {
 TEST_P(ChunkReader, AutomaticTakesTheMappingForResidentDataAndTheRingForCold) {
   scoped_env env("VARVE_IO", nullptr);
   temp_dir d;
-  uint64_t segments = 0;
-  {
-    log_options lo;
-    lo.segment_bytes = k64KiB;
-    auto l = event_log::create(d.path(), lo);
-    ASSERT_OK(l);
-    std::mt19937_64 rng(3);
-    fill_random(*l.value(), rng, 300);
-    segments = (l.value()->committed_position().value >> 16) + 1;
-    ASSERT_OK(l.value()->close());
-  }
-  // Out of the page cache, where the file system lets us (written back
-  // first; tmpfs keeps everything resident, and then the mapping is right).
-  for (uint64_t s = 0; s < segments; ++s) {
-    int fd = ::open(segment_path(d.path(), s).c_str(), O_RDONLY);
-    ASSERT_GE(fd, 0);
-    ::fdatasync(fd);
-    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    ::close(fd);
-  }
+  const uint64_t segments = make_small_log(d.path(), 3, 300);
+  ASSERT_GT(segments, 0u);
+  // Out of the page cache (where tmpfs keeps it, the mapping is right).
+  evict_segments(d.path(), segments);
   auto l = event_log::open_read_only(d.path());
   ASSERT_OK(l);
   auto shared = detail::log_access::shared(*l.value());
@@ -839,27 +850,24 @@ class ChunkReaderDirect : public testing::Test {
  protected:
   void SetUp() override {
     VARVE_SKIP_OR_FAIL_IN_CI_WITHOUT_URING(io_backend::uring);
-    log_options lo;
-    lo.segment_bytes = k64KiB;
-    auto l = event_log::create(dir.path(), lo);
-    ASSERT_OK(l);
-    std::mt19937_64 rng(5);
-    fill_random(*l.value(), rng, 400);
-    segments = (l.value()->committed_position().value >> 16) + 1;
-    ASSERT_OK(l.value()->close());
+    segments = make_small_log(dir.path(), 5, 400);
     ASSERT_GT(segments, 12u);
     direct_works = supports_direct(segment_path(dir.path(), 0));
   }
-  // Writes back and drops every segment file from the page cache (a no-op
-  // where the file system keeps everything, as tmpfs does).
-  void evict(const std::string& d) {
-    for (uint64_t s = 0; s < segments; ++s) {
-      int fd = ::open(segment_path(d, s).c_str(), O_RDONLY);
-      ASSERT_GE(fd, 0);
-      ::fdatasync(fd);
-      ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-      ::close(fd);
-    }
+  void evict(const std::string& d) { evict_segments(d, segments); }
+  // The log, evicted from the page cache, then opened read-only.
+  struct opened {
+    std::unique_ptr<event_log> log;
+    std::shared_ptr<detail::shared_log> shared;
+  };
+  opened open_cold() {
+    evict(dir.path());
+    auto l = event_log::open_read_only(dir.path());
+    EXPECT_OK(l);
+    if (!l) return {};
+    opened o{std::move(l.value()), nullptr};
+    o.shared = detail::log_access::shared(*o.log);
+    return o;
   }
   static bool supports_direct(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_DIRECT);
@@ -961,10 +969,9 @@ TEST_F(ChunkReaderDirect, ColdFullSegmentsAreReadDirectAndEqualLogReader) {
   // Mid-segment ranges, cold again.
   l.value().reset();
   shared.reset();
-  evict(dir.path());
-  auto l2 = event_log::open_read_only(dir.path());
-  ASSERT_OK(l2);
-  auto shared2 = detail::log_access::shared(*l2.value());
+  opened cold = open_cold();
+  ASSERT_TRUE(cold.shared);
+  auto& shared2 = cold.shared;
   const uint64_t from = want.events[want.events.size() / 5].position;
   const uint64_t to = want.events[want.events.size() * 3 / 4].position;
   ASSERT_NE(from % 4096, 0u) << "pick a start off the page";
@@ -1012,10 +1019,9 @@ TEST_F(ChunkReaderDirect, ResidentSegmentsAndTheAutomaticPolicyReadThroughTheCac
   // VARVE_IO_DIRECT=1 makes automatic read cold segments direct, =0 never.
   l.value().reset();
   shared.reset();
-  evict(dir.path());
-  auto l2 = event_log::open_read_only(dir.path());
-  ASSERT_OK(l2);
-  auto shared2 = detail::log_access::shared(*l2.value());
+  opened again = open_cold();
+  ASSERT_TRUE(again.shared);
+  auto& shared2 = again.shared;
   {
     scoped_env off("VARVE_IO_DIRECT", "0");
     direct_read never = read_direct(shared2, 0, kEnd, a);
