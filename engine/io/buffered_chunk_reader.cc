@@ -9,7 +9,6 @@
 // the headroom is assembled in a buffer of its own, which is handed out as a
 // chunk holding that one record.
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -306,28 +305,29 @@ class buffered_chunk_reader final : public chunk_reader {
   // Not for a segment mostly in the page cache (copying it from there is
   // cheaper than reading the disk), nor where the file system refuses
   // O_DIRECT (tmpfs): those read buffered.
-  bool use_direct(uint64_t s, int fd, uint64_t from, uint64_t to) {
+  bool use_direct(uint64_t s, const file_handle& fh, uint64_t from, uint64_t to) {
     if (!direct_ok_ || s >= plan_.last_seg || to <= from) return false;
     if (max_read_ != UINT32_MAX && max_read_ % kPage != 0) return false;  // the test hook's odd caps
+    // 16 probes spread over the range, in a mapping of the file never
+    // touched (as resident_fraction does for the whole range).
+    file_system& fs = log_->segments.fs();
+    const uint64_t cap = uint64_t{1} << plan_.l2;
+    auto m = fs.map(fh, cap, map_access::read_only);
+    if (!m) return false;
+    constexpr uint64_t kProbes = 16;
     const uint64_t len = round_up(to, kPage) - from;
-    void* m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(from));
-    if (m == MAP_FAILED) return false;
-    // 16 probes of 64 KiB spread over the range (a mapping never touched:
-    // mincore looks at the page cache only).
-    constexpr uint64_t kProbe = 64 << 10, kProbes = 16;
-    unsigned char vec[kProbe / kPage];
     uint64_t probed = 0, resident = 0;
     for (uint64_t k = 0; k < kProbes; ++k) {
-      const uint64_t a = (len / kProbes * k) & ~uint64_t{kPage - 1};
-      const uint64_t n = std::min<uint64_t>(kProbe, len - a);
-      if (n == 0 || ::mincore(static_cast<std::byte*>(m) + a, n, vec) != 0) continue;
-      for (uint64_t i = 0; i < n / kPage; ++i) resident += vec[i] & 1;
-      probed += n / kPage;
+      const uint64_t a = (from + len / kProbes * k) & ~uint64_t{kPage - 1};
+      const uint64_t n = std::min<uint64_t>(kProbeBytes, from + len - a);
+      if (n == 0) continue;
+      resident += resident_pages(static_cast<std::byte*>(m.value()) + a, n);
+      probed += (n + kPage - 1) / kPage;
     }
-    ::munmap(m, len);
+    fs.unmap(m.value(), cap);
     if (probed == 0 || resident * 2 >= probed) return false;
-    const int fl = ::fcntl(fd, F_GETFL);
-    return fl >= 0 && ::fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
+    const int fl = ::fcntl(fh.fd, F_GETFL);
+    return fl >= 0 && ::fcntl(fh.fd, F_SETFL, fl | O_DIRECT) == 0;
   }
 
   status open_segment(uint64_t s) {
@@ -361,7 +361,7 @@ class buffered_chunk_reader final : public chunk_reader {
       fs.close(h);
       return st;
     }
-    const bool direct = use_direct(s, fh.value().fd, plan_off_, plan_.hi(s));
+    const bool direct = use_direct(s, fh.value(), plan_off_, plan_.hi(s));
     if (direct) ++direct_segments_;
     last_direct_ = direct;
     if (uring_ && !direct) {

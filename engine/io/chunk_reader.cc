@@ -427,9 +427,18 @@ result<bool> piece_framer::finish(const run_out& r) {
   return r.err;
 }
 
+uint64_t resident_pages(const void* p, uint64_t len) {
+  unsigned char vec[kProbeBytes / kPage];
+  len = std::min(len, kProbeBytes);
+  if (::mincore(const_cast<void*>(p), len, vec) != 0) return 0;
+  uint64_t n = 0;
+  for (uint64_t i = 0; i < (len + kPage - 1) / kPage; ++i) n += vec[i] & 1;
+  return n;
+}
+
 double resident_fraction(detail::shared_log& log, const range_plan& plan) {
   if (plan.to <= plan.from) return 1.0;
-  constexpr uint64_t kProbes = 64, kProbeBytes = 64 * 1024, kPages = kProbeBytes / kPage;
+  constexpr uint64_t kProbes = 64;
   // Each probed segment's file mapped here, untouched, for mincore: the
   // log's own mapping would be no good for a segment not opened yet (opening
   // one reads its header, and the kernel's read-around of that fault warms
@@ -446,7 +455,6 @@ double resident_fraction(detail::shared_log& log, const range_plan& plan) {
     m = nullptr;
     f = file_handle{};
   };
-  unsigned char vec[kPages];
   for (uint64_t k = 0; k < kProbes; ++k) {
     const uint64_t pos = plan.from + (plan.to - plan.from) / kProbes * k;
     const uint64_t s = pos >> plan.l2;
@@ -466,8 +474,7 @@ double resident_fraction(detail::shared_log& log, const range_plan& plan) {
       if (!mp) continue;
       m = mp.value();
     }
-    if (!m || ::mincore(static_cast<std::byte*>(m) + a, len, vec) != 0) continue;
-    for (uint64_t i = 0; i < len / kPage; ++i) resident += vec[i] & 1;
+    if (m) resident += resident_pages(static_cast<std::byte*>(m) + a, len);
   }
   drop();
   return probed == 0 ? 1.0 : static_cast<double>(resident) / static_cast<double>(probed);

@@ -291,6 +291,11 @@ class piece_framer {
   uint64_t seq_next_ = 0;
 };
 
+// Pages of [p, p + len) in the page cache, by mincore on a mapping never
+// touched (p page-aligned, len at most kProbeBytes); 0 when mincore fails.
+constexpr uint64_t kProbeBytes = 64 * 1024;
+uint64_t resident_pages(const void* p, uint64_t len);
+
 // The share of [plan.from, plan.to)'s pages in the page cache, from mincore
 // of up to 64 probes of 64 KiB spread over the range (archived segments
 // count as cold); 1 for an empty range.
