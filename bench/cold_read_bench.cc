@@ -236,7 +236,7 @@ pass direct_pass(const std::vector<std::string>& files, uint64_t last_bytes, uin
 
 // The ceiling for cold reads through the ring (issue 17): io_uring reads of
 // `chunk` bytes, O_DIRECT, `depth` of them in flight, into registered
-// buffers, over the same bytes; nothing is looked at. What a reader of cold
+// buffers from registered files, over the same bytes; nothing is looked at. What a reader of cold
 // segments could reach if validating cost nothing.
 pass uring_direct_pass(const std::vector<std::string>& files, uint64_t last_bytes, uint32_t chunk,
                        uint32_t depth) {
@@ -266,6 +266,8 @@ pass uring_direct_pass(const std::vector<std::string>& files, uint64_t last_byte
     fds.push_back(fd);
     ends.push_back(i + 1 == files.size() ? (last_bytes + 4095) / 4096 * 4096 : st.st_size);
   }
+  // Reads then name a slot of the ring's file table, not a descriptor.
+  const bool fixed_files = io_uring_register_files(&ring, fds.data(), static_cast<unsigned>(fds.size())) == 0;
   // Each buffer's read: a short one (never seen on a regular file, but
   // possible) is asked again for its rest.
   struct read_state {
@@ -283,6 +285,7 @@ pass uring_direct_pass(const std::vector<std::string>& files, uint64_t last_byte
       io_uring_prep_read_fixed(sqe, rs[b].fd, dst, n, rs[b].at + rs[b].done, static_cast<int>(b));
     else
       io_uring_prep_read(sqe, rs[b].fd, dst, n, rs[b].at + rs[b].done);
+    if (fixed_files) io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
     io_uring_sqe_set_data64(sqe, b);
     ++inflight;
   };
@@ -299,7 +302,7 @@ pass uring_direct_pass(const std::vector<std::string>& files, uint64_t last_byte
       }
       const uint32_t b = free_bufs.back();
       free_bufs.pop_back();
-      rs[b] = {fds[file], off, static_cast<uint32_t>(std::min<uint64_t>(chunk, ends[file] - off)), 0};
+      rs[b] = {fixed_files ? static_cast<int>(file) : fds[file], off, static_cast<uint32_t>(std::min<uint64_t>(chunk, ends[file] - off)), 0};
       issue(b);
       off += rs[b].want;
     }

@@ -78,9 +78,13 @@ class buffered_chunk_reader final : public chunk_reader {
     // cache's read-ahead would have kept it busy (measured: 0.9-1.0 GB/s
     // direct against 0.8-1.7 buffered, one pass each). They need more in
     // flight than buffered reads, which the kernel's read-ahead already
-    // deepens (BENCHMARKS 22).
+    // deepens (BENCHMARKS 22): counted in bytes, 16 MiB, so that small
+    // windows ask as much of the device as 1 MiB ones (at 64 KiB windows,
+    // 16 in flight read at 0.50-0.64x of the ring's ceiling, 64 at
+    // 0.95-0.99x: BENCHMARKS 25).
     direct_ok_ = uring_ && want_direct();
-    direct_depth_ = direct_ok_ ? std::max(depth_, opts_.direct_depth) : depth_;
+    const uint32_t for_bytes = std::clamp<uint32_t>((16u << 20) / chunk_, 16, 64);
+    direct_depth_ = direct_ok_ ? std::max(depth_, opts_.direct_depth ? opts_.direct_depth : for_bytes) : depth_;
     const uint32_t n = opts_.max_held + direct_depth_ + 1;
     const uint64_t stride = uint64_t{headroom_} + chunk_;
     block_ = alloc_aligned(stride * n);
@@ -114,11 +118,20 @@ class buffered_chunk_reader final : public chunk_reader {
       std::vector<iovec> iov(n);
       for (uint32_t i = 0; i < n; ++i) iov[i] = {slots_[i].buf, static_cast<size_t>(stride)};
       fixed_ = io_uring_register_buffers(&ring_, iov.data(), n) == 0;
+      // Registered files save the kernel looking the descriptor up (and
+      // taking a reference on the file) at every read. One slot per entry of
+      // files_, empty until a segment is opened into it; a kernel without
+      // sparse tables (before 5.19) reads through the plain descriptors.
+      files_fixed_ = io_uring_register_files_sparse(&ring_, static_cast<unsigned>(files_.size())) == 0;
     }
     // Test hook: cap every read request, so that the path taken after a short
     // read (ask for the rest) runs on every window.
     if (const char* cap = std::getenv("VARVE_IO_MAX_READ"); cap && *cap)
       max_read_ = std::max<uint32_t>(static_cast<uint32_t>(std::strtoul(cap, nullptr, 10)), 8);
+    // Test hook: O_DIRECT reads ask for one byte less than a whole page, a
+    // length no block device takes, so the kernel refuses them (EINVAL) as a
+    // file system that accepts O_DIRECT at fcntl but not the reads would.
+    if (const char* odd = std::getenv("VARVE_IO_DIRECT_ODD_LENGTH"); odd && *odd == '1') odd_direct_ = 1;
     next_plan_seg_ = plan_.first_seg;
     pos_ = plan_.from;
     return {};
@@ -226,10 +239,14 @@ class buffered_chunk_reader final : public chunk_reader {
     s += ": " + std::to_string(slots_.size()) + " buffers of " +
          std::to_string((headroom_ + chunk_) >> 10) + " KiB";
     if (uring_) s += fixed_ ? " (registered)" : " (not registered: RLIMIT_MEMLOCK?)";
+    if (uring_) s += files_fixed_ ? ", files registered" : ", files not registered";
     s += ", depth " + std::to_string(depth_);
     if (direct_segments_ > 0)
       s += ", O_DIRECT for " + std::to_string(direct_segments_) + " cold segments (depth " +
            std::to_string(direct_depth_) + ")";
+    if (direct_refused_ > 0)
+      s += ", O_DIRECT refused at read for " + std::to_string(direct_refused_) +
+           " segments (read buffered)";
     return s;
   }
 
@@ -245,6 +262,7 @@ class buffered_chunk_reader final : public chunk_reader {
     uint32_t done = 0;
     int file = -1;
     bool new_segment = false;
+    bool asked_direct = false;  // the read in flight was asked with O_DIRECT
     uint64_t skipped_before = 0;
     status err;
   };
@@ -253,6 +271,7 @@ class buffered_chunk_reader final : public chunk_reader {
     std::string path;
     uint32_t refs = 0;  // the planner's, and one per read not yet complete
     bool direct = false;  // read with O_DIRECT (page-aligned offsets and lengths)
+    bool fixed = false;   // in the ring's file table, at this entry's index
   };
   struct big_buffer {
     aligned_bytes buf;
@@ -264,7 +283,16 @@ class buffered_chunk_reader final : public chunk_reader {
   // ---- the planner: which window comes next, in file order ----
 
   void unref(int f) {
-    if (--files_[f].refs == 0) log_->segments.fs().close(files_[f].fh);
+    if (--files_[f].refs != 0) return;
+    if (files_[f].fixed) {
+      // The ring's table holds the file open too: empty the slot, so a
+      // segment the reader is done with (one retention may remove) is not
+      // kept open until the reader goes. Nothing is in flight on it.
+      int none = -1;
+      (void)io_uring_register_files_update(&ring_, static_cast<unsigned>(f), &none, 1);
+      files_[f].fixed = false;
+    }
+    log_->segments.fs().close(files_[f].fh);
   }
 
   // Whether cold segments of this range may be read with O_DIRECT
@@ -377,6 +405,11 @@ class buffered_chunk_reader final : public chunk_reader {
     files_[f].path = std::move(path);
     files_[f].refs = 1;
     files_[f].direct = direct;
+    // One system call per segment opened: each read then names the slot.
+    // Where the update fails, this file is read through its descriptor.
+    int fd = fh.value().fd;
+    files_[f].fixed =
+        files_fixed_ && io_uring_register_files_update(&ring_, static_cast<unsigned>(f), &fd, 1) == 1;
     plan_file_ = f;
     plan_seg_ = s;
     plan_hi_ = plan_.hi(s);
@@ -435,7 +468,22 @@ class buffered_chunk_reader final : public chunk_reader {
   // O_DIRECT (the buffer has room: chunk_ is a page multiple, and a sealed
   // segment's file runs to its capacity).
   uint32_t ask(const window& w) const {
-    return files_[w.file].direct ? static_cast<uint32_t>(round_up(w.len, kPage)) : w.len;
+    return files_[w.file].direct ? static_cast<uint32_t>(round_up(w.len, kPage)) - odd_direct_ : w.len;
+  }
+
+  // A file system that took F_SETFL O_DIRECT but refuses the reads (EINVAL:
+  // an alignment it wants and we do not give): the file is read buffered from
+  // here on, and so is every segment after it. false when O_DIRECT cannot be
+  // switched off again (the read then fails as an I/O error).
+  bool stop_direct(int f) {
+    seg_file& sf = files_[f];
+    const int fl = ::fcntl(sf.fh.fd, F_GETFL);
+    if (fl < 0 || ::fcntl(sf.fh.fd, F_SETFL, fl & ~O_DIRECT) != 0) return false;
+    sf.direct = false;
+    direct_ok_ = false;
+    if (f == plan_file_) last_direct_ = false;
+    ++direct_refused_;
+    return true;
   }
 
   void prep(uint32_t i) {
@@ -449,12 +497,15 @@ class buffered_chunk_reader final : public chunk_reader {
       sqe = io_uring_get_sqe(&ring_);
     }
     std::byte* dst = w.buf + headroom_ + w.done;
-    const int fd = files_[w.file].fh.fd;
+    const seg_file& f = files_[w.file];
+    const int fd = f.fixed ? w.file : f.fh.fd;
     const uint32_t n = std::min(ask(w) - w.done, max_read_);
     if (fixed_)
       io_uring_prep_read_fixed(sqe, fd, dst, n, w.off + w.done, static_cast<int>(i));
     else
       io_uring_prep_read(sqe, fd, dst, n, w.off + w.done);
+    if (f.fixed) io_uring_sqe_set_flags(sqe, IOSQE_FIXED_FILE);
+    w.asked_direct = f.direct;
     io_uring_sqe_set_data64(sqe, i);
   }
 
@@ -504,6 +555,11 @@ class buffered_chunk_reader final : public chunk_reader {
     io_uring_cqe_seen(&ring_, cqe);
     window& w = slots_[i];
     if (res == -EINTR || res == -EAGAIN) {
+      prep(i);
+      submit();
+    } else if (res == -EINVAL && w.asked_direct && (!files_[w.file].direct || stop_direct(w.file))) {
+      // Asked again, buffered. The file's other direct reads in flight come
+      // back here too, find it buffered already, and are asked again once each.
       prep(i);
       submit();
     } else if (res < 0) {
@@ -759,6 +815,7 @@ class buffered_chunk_reader final : public chunk_reader {
   io_uring ring_{};
   bool ring_ok_ = false;
   bool fixed_ = false;
+  bool files_fixed_ = false;  // the ring has a file table (files_.size() slots)
   uint32_t reading_ = 0;
 
   // planner
@@ -795,6 +852,8 @@ class buffered_chunk_reader final : public chunk_reader {
   bool direct_ok_ = false;        // uring, and want_direct()
   bool last_direct_ = false;      // the segment opened last reads with O_DIRECT
   uint32_t direct_depth_ = 1;     // reads in flight while reading such a segment
+  uint64_t direct_refused_ = 0;   // files whose O_DIRECT reads the file system refused
+  uint32_t odd_direct_ = 0;       // test hook: VARVE_IO_DIRECT_ODD_LENGTH
   uint64_t skipped_ = 0;
   status pending_;
 };

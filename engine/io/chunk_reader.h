@@ -51,7 +51,10 @@ struct chunk_reader_options {
   // environment's VARVE_IO_DIRECT=1 / 0 makes `automatic` mean `cold` / `never`.
   enum class direct_reads : uint8_t { automatic, cold, never };
   direct_reads direct = direct_reads::automatic;
-  uint32_t direct_depth = 16;  // reads in flight (uring) while reading O_DIRECT
+  // Reads in flight (uring) while reading O_DIRECT. 0: 16 MiB in flight
+  // (16 x 1 MiB windows), as 16 - 64 reads of the chunk size: measured
+  // (BENCHMARKS 22, 25), the device needs about that much asked of it at once.
+  uint32_t direct_depth = 0;
 };
 
 struct chunk {
