@@ -10,6 +10,9 @@ Writes, into OUT_DIR:
                              log ("nines") scale, latency on a log scale
   es1_p7_cdf.{png,svg}       P7 append -> seen by a reader in another process,
                              the same way (when the run has P7)
+  es1_replay_cold.{png,svg}  P9 replay events/s per worker count (warm), and
+                             P10 cold reads against the raw io_uring ceiling
+                             (when the run has P9 or P10)
 Needs matplotlib (Debian: python3-matplotlib; bash tools/install-deps.sh --bench).
 """
 import json
@@ -187,6 +190,52 @@ def p7_cdf(j, out):
         % (human(c["p7_events"]), human(c["p7_rate"])), "es1_p7_cdf")
 
 
+def replay_cold(j, out):
+    f = j["peers"].get("varve", {}).get("figures", {})
+    p9 = sorted({k.split("_")[1] for k in f if k.startswith("P9.trivial_") and k.endswith("t_events_per_s")},
+                key=lambda t: int(t[:-1]))
+    p10 = [k[len("P10."):-len("_MB_per_s")] for k in f if k.startswith("P10.") and k.endswith("_MB_per_s")
+           and k not in ("P10.ceiling_MB_per_s", "P10.dd_MB_per_s")]
+    if not p9 and not p10:
+        return
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
+    width = 0.38
+    for i, (proj, col) in enumerate((("trivial", "#1f77b4"), ("work200", "#ff7f0e"))):
+        vals = [f.get("P9.%s_%s_events_per_s" % (proj, t), 0) for t in p9]
+        xs = [x + (i - 0.5) * width for x in range(len(p9))]
+        bars = a.bar(xs, vals, width, color=col, edgecolor="black", linewidth=0.5,
+                     label=proj if proj == "trivial" else "200 ns/event")
+        for bar, v in zip(bars, vals):
+            if v:
+                a.annotate(human(v), (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom",
+                           fontsize=7, xytext=(0, 2), textcoords="offset points")
+        base = f.get("P9.%s_reader_events_per_s" % proj)
+        if base:
+            a.axhline(base, color=col, linestyle="--", linewidth=0.8)
+    a.set_xticks(list(range(len(p9))))
+    a.set_xticklabels(["%s worker%s" % (t[:-1], "" if t == "1t" else "s") for t in p9])
+    a.set_yscale("log")
+    a.set_title("P9 replay of the ES-1 log, warm (events/s)\ndashed: log_reader alone, one thread", fontsize=9)
+    a.legend(fontsize=8)
+    a.grid(axis="y", alpha=0.3)
+    vals = [f["P10.%s_MB_per_s" % n] for n in p10]
+    bars = b.barh(range(len(p10)), vals, color="#1f77b4", edgecolor="black", linewidth=0.5)
+    for bar, v, n in zip(bars, vals, p10):
+        b.annotate("%.0f (%.2fx)" % (v, f.get("P10.%s_over_ceiling" % n, 0)), (v, bar.get_y() + bar.get_height() / 2),
+                   va="center", fontsize=7, xytext=(2, 0), textcoords="offset points")
+    b.set_yticks(list(range(len(p10))))
+    b.set_yticklabels([n.replace("_", " ") for n in p10], fontsize=8)
+    if "P10.ceiling_MB_per_s" in f:
+        b.axvline(f["P10.ceiling_MB_per_s"], color="#7f7f7f", linestyle="--", linewidth=1,
+                  label="io_uring O_DIRECT ceiling")
+        b.legend(fontsize=8, loc="lower right")
+    b.set_title("P10 cold reads (MB/s; ratio to the ceiling)", fontsize=9)
+    b.grid(axis="x", alpha=0.3)
+    fig.suptitle("varve-bench: replay and cold reads (higher is better)\n" + subtitle(j), fontsize=9)
+    fig.tight_layout()
+    save(fig, out, "es1_replay_cold")
+
+
 def main():
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
@@ -197,6 +246,7 @@ def main():
     p3_latency(j, out)
     p6_cdf(j, out)
     p7_cdf(j, out)
+    replay_cold(j, out)
 
 
 if __name__ == "__main__":

@@ -40,14 +40,19 @@
 // hidden --p7-follower) follows it and stamps each event as it sees it; P8
 // (varve) consumer groups, measured by the sibling varve-group-bench: the
 // hand-off from append to a group member in another process (--p7-events at
-// --p7-rate, as P7) and the takeover of a SIGKILLed member's partitions. See
-// docs/BENCHMARKS.md ("Side by side").
+// --p7-rate, as P7) and the takeover of a SIGKILLed member's partitions; P9
+// (varve) replay of the ES-1 log on 1, 2, ... threads (--p9-threads), warm,
+// by the sibling varve-replay-bench; P10 (varve) cold reads (--p10-gib GiB,
+// evicted from the page cache) through the chunk reader and the replay,
+// against a raw io_uring O_DIRECT read of the same files, by the sibling
+// varve-cold-read. See docs/BENCHMARKS.md ("Side by side").
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cinttypes>
 #include <cstdio>
 #include <functional>
@@ -79,7 +84,7 @@ namespace {
 // ---------------------------------------------------------------------------
 // Configuration.
 // ---------------------------------------------------------------------------
-const std::vector<std::string> kAllPhases = {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"};
+const std::vector<std::string> kAllPhases = {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10"};
 
 struct config {
   uint64_t events = 5'000'000;
@@ -99,7 +104,9 @@ struct config {
   std::string dir;
   std::string peers;  // default: every peer that can run
   std::string skip_peers;
-  std::string phases = "P1,P2,P3,P4,P5,P6,P7,P8";
+  std::string phases = "P1,P2,P3,P4,P5,P6,P7,P8,P9,P10";
+  std::string p9_threads = "1,2";  // replay worker counts (P9)
+  double p10_gib = 2;              // size of P10's cold log
   std::string json_file;
   bool keep = false;
   uint64_t segment_bytes = 64ull << 20;
@@ -175,7 +182,7 @@ struct peer_info {
 
 const std::vector<peer_info>& peer_table() {
   static const std::vector<peer_info> t = {
-      {"varve", {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"}, true, ""},
+      {"varve", {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9", "P10"}, true, ""},
       {"varve-group", {"P2", "P3"}, true, ""},
       {"varve-sync", {"P3"}, true, ""},
 #ifdef VARVE_BENCH_WITH_ROCKSDB
@@ -285,6 +292,8 @@ uint64_t vm_hwm_bytes() {  // peak RSS so far, from /proc/self/status
 
 std::string self_exe();
 void run_p8(const config& c, const std::string& dir, child_out& out);
+void run_p9(const config& c, const std::string& dir, child_out& out);
+void run_p10(const config& c, const std::string& dir, child_out& out);
 
 void read_fully(int fd, void* buf, size_t want, const std::string& what) {
   auto* b = static_cast<char*>(buf);
@@ -636,18 +645,23 @@ void run_store_peer(const std::string& peer, const peer_info& pi, const config& 
     run_p8(c, dir + "/p8", out);
     if (!c.keep) vb::remove_tree(dir + "/p8");
   }
+  if (peer == "varve" && want("P9")) {
+    run_p9(c, dir + "/p9", out);
+    if (!c.keep) vb::remove_tree(dir + "/p9");
+  }
+  if (peer == "varve" && want("P10")) {
+    run_p10(c, dir + "/p10", out);
+    if (!c.keep) vb::remove_tree(dir + "/p10");
+  }
 }
 
-// P8: consumer groups, by varve-group-bench (built beside this binary): its
-// JSON's figures become P8.*. Hand-off at P7's size and pace; 3 takeovers
-// with a 1 s session timeout.
-void run_p8(const config& c, const std::string& dir, child_out& out) {
-  const std::string exe = std::filesystem::path(self_exe()).parent_path() / "varve-group-bench";
-  const std::string json_path = dir + "/p8.json";
-  std::filesystem::create_directories(dir);
-  std::vector<std::string> args = {exe, "--events", std::to_string(c.p7_events), "--rate", std::to_string(c.p7_rate),
-                                   "--partitions", "8", "--session-timeout-ms", "1000", "--takeovers", "3",
-                                   "--json", json_path};
+// Runs a sibling benchmark (built beside this binary) with `args`, its
+// output into our log, and returns the JSON it wrote to `json_path`; any
+// failure ends the run, naming the phase.
+json run_sibling(const std::string& phase, const std::string& name, std::vector<std::string> args,
+                 const std::string& json_path) {
+  const std::string exe = std::filesystem::path(self_exe()).parent_path() / name;
+  args.insert(args.begin(), exe);
   const pid_t pid = ::fork();
   if (pid < 0) die("fork: " + std::string(strerror(errno)));
   if (pid == 0) {
@@ -662,13 +676,87 @@ void run_p8(const config& c, const std::string& dir, child_out& out) {
   int st = 0;
   while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
   }
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die("P8: " + exe + " failed (is it built? cmake --build ... --target varve-group-bench)");
-  json j;
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    die(phase + ": " + exe + " failed (is it built? cmake --build ... --target " + name + ")");
   try {
-    j = json::parse(std::ifstream(json_path));
+    return json::parse(std::ifstream(json_path));
   } catch (const std::exception& e) {
-    die("P8: " + json_path + ": " + e.what());
+    die(phase + ": " + json_path + ": " + e.what());
   }
+}
+
+// A label fit for a figure's name: "replay uring 1t direct" -> "replay_uring_1t_direct".
+std::string figure_name(std::string s) {
+  for (char& ch : s)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return s;
+}
+
+// P9: replay of an ES-1 log of E events, warm, by varve-replay-bench (its
+// median of 3 per point): log_reader alone on one thread (the baseline with
+// no partitions), then replay() with the automatic backend on each of
+// --p9-threads worker counts, a trivial projection (count by type) and one
+// that spins 200 ns per event. Figures P9.<projection>_<W>t_events_per_s and
+// P9.<projection>_speedup_<W>t (against the first worker count).
+void run_p9(const config& c, const std::string& dir, child_out& out) {
+  std::filesystem::create_directories(dir);
+  const std::string json_path = dir + "/p9.json";
+  json j = run_sibling("P9", "varve-replay-bench",
+                       {"--events", std::to_string(c.events), "--aggregates", std::to_string(c.aggregates),
+                        "--segment-bytes", std::to_string(c.segment_bytes), "--dir", dir + "/log", "--threads",
+                        c.p9_threads, "--io", "auto", "--work-ns", "200", "--reps", "3", "--json", json_path},
+                       json_path);
+  for (const json& r : j.at("runs")) {
+    const std::string proj = r.at("projection").get<std::string>();
+    const std::string w = std::to_string(r.at("threads").get<uint32_t>());
+    if (r.at("io") == "log_reader") {
+      out.add("P9." + proj + "_reader_events_per_s", r.at("events_per_s").get<double>(), "events/s");
+      continue;
+    }
+    out.add("P9." + proj + "_" + w + "t_events_per_s", r.at("events_per_s").get<double>(), "events/s");
+    out.add("P9." + proj + "_speedup_" + w + "t", r.at("speedup").get<double>(), "x");
+  }
+  std::fprintf(stderr, "  varve: P9 replay trivial %.2f M events/s on 1 thread\n",
+               out.figures.value("P9.trivial_1t_events_per_s", 0.0) / 1e6);
+}
+
+// P10: cold reads, by varve-cold-read: a log of --p10-gib GiB, evicted from
+// the page cache before every pass; the ceiling is io_uring O_DIRECT reads of
+// the same files at the best of depths 4, 16, 64 (nothing validated); then
+// the chunk reader (io_uring, buffered and with O_DIRECT) and replay() with
+// io_uring on 1 and 2 workers (buffered and direct). Figures
+// P10.ceiling_MB_per_s, P10.<reader>_MB_per_s, P10.<reader>_over_ceiling.
+void run_p10(const config& c, const std::string& dir, child_out& out) {
+  std::filesystem::create_directories(dir);
+  const std::string json_path = dir + "/p10.json";
+  char gib[32];
+  std::snprintf(gib, sizeof gib, "%g", c.p10_gib);
+  json j = run_sibling("P10", "varve-cold-read",
+                       {"--gib", gib, "--dir", dir + "/log", "--segment-mib", std::to_string(c.segment_bytes >> 20),
+                        "--backends", "uring", "--replay-threads", "1,2", "--reps", "3", "--json", json_path},
+                       json_path);
+  out.add("P10.ceiling_MB_per_s", j.at("ceiling_mb_s").get<double>(), "MB/s");
+  out.add("P10.dd_MB_per_s", j.at("dd_mb_s").get<double>(), "MB/s");
+  out.info["P10.ceiling_depth"] = j.at("ceiling_depth");
+  out.info["P10.bytes"] = j.at("bytes");
+  for (const auto& [name, b] : j.at("backends").items()) {
+    out.add("P10." + figure_name(name) + "_MB_per_s", b.at("cold_mb_s").get<double>(), "MB/s");
+    out.add("P10." + figure_name(name) + "_over_ceiling", b.at("cold_over_ceiling").get<double>(), "x");
+  }
+  std::fprintf(stderr, "  varve: P10 cold: ceiling %.0f MB/s, replay (1 worker) %.0f MB/s\n",
+               j.at("ceiling_mb_s").get<double>(), out.figures.value("P10.replay_uring_1t_MB_per_s", 0.0));
+}
+
+// P8: consumer groups, by varve-group-bench (built beside this binary): its
+// JSON's figures become P8.*. Hand-off at P7's size and pace; 3 takeovers
+// with a 1 s session timeout.
+void run_p8(const config& c, const std::string& dir, child_out& out) {
+  const std::string json_path = dir + "/p8.json";
+  std::filesystem::create_directories(dir);
+  json j = run_sibling("P8", "varve-group-bench",
+                       {"--events", std::to_string(c.p7_events), "--rate", std::to_string(c.p7_rate),
+                        "--partitions", "8", "--session-timeout-ms", "1000", "--takeovers", "3", "--json", json_path},
+                       json_path);
   for (const char* q : {"p50", "p99", "p99.9", "max"})
     out.add(std::string("P8.handoff_") + q + "_us", j.at("handoff_us").at(q).get<double>(), "us");
   out.add("P8.takeover_ms", j.at("takeover_ms").at("median").get<double>(), "ms");
@@ -850,7 +938,7 @@ std::vector<std::string> child_args(const config& c) {
           "--p4-scans", std::to_string(c.p4_scans), "--p5-reps", std::to_string(c.p5_reps),
           "--phases", c.phases, "--segment-bytes", u(c.segment_bytes), "--rocks-cache-mb", u(c.rocks_cache_mb),
           "--writelog-buffer", u(c.writelog_buffer), "--p7-events", u(c.p7_events), "--p7-rate", u(c.p7_rate), "--p7-follow", c.p7_follow,
-          "--warm-memory-mb", u(c.warm_memory_mb)};
+          "--warm-memory-mb", u(c.warm_memory_mb), "--p9-threads", c.p9_threads, "--p10-gib", std::to_string(c.p10_gib)};
 }
 
 double load_average() {
@@ -977,7 +1065,10 @@ int main(int argc, char** argv) {
                  "Java and Maven, or --kafka-brokers)")
       ->default_str(all_available);
   app.add_option("--skip-peers", c.skip_peers, "comma-separated peers left out of the default set");
-  app.add_option("--phases", c.phases, "comma-separated, from P1,P2,P3,P4,P5,P6,P7")->capture_default_str();
+  app.add_option("--phases", c.phases, "comma-separated, from P1,P2,P3,P4,P5,P6,P7,P8,P9,P10")->capture_default_str();
+  app.add_option("--p9-threads", c.p9_threads, "P9: replay worker counts, comma-separated (the first is the speedups' base)")
+      ->capture_default_str();
+  app.add_option("--p10-gib", c.p10_gib, "P10: size of the cold log, GiB")->capture_default_str();
   app.add_option("--dir", c.dir, "data root, one directory per peer (default: a fresh directory under "
                                  "$VARVE_BENCH_DIR or /tmp, removed at exit unless --keep)");
   app.add_option("--json", c.json_file, "write the figures as JSON to this file");
@@ -1174,6 +1265,40 @@ int main(int argc, char** argv) {
     ratios.push_back({{"phase", "P6"}, {"figure", "P6.p99.9_ns"}, {"varve", "varve"}, {"varve_value", v},
                       {"what", "P6 varve p99.9 <= 1 us"}, {"target", "<= 1000 ns"}, {"met", v <= 1000}});
   }
+  // Issue 17's targets on varve's own figures (P9 replay, P10 cold reads).
+  struct self_target {
+    std::string phase, figure, op;
+    double bound;
+    std::string what;
+  };
+  const std::vector<self_target> self_targets = {
+      {"P9", "P9.trivial_speedup_2t", ">=", 1.8, "P9 replay (trivial) on 2 threads >= 1.8x one thread"},
+      {"P9", "P9.trivial_1t_events_per_s", ">=", 40e6, "P9 replay (trivial) on 1 thread >= 40 M events/s"},
+      {"P9", "P9.work200_speedup_2t", "", 0, "P9 replay (200 ns/event) on 2 threads / one thread"},
+      {"P9", "P9.work200_speedup_16t", ">=", 12, "P9 replay (200 ns/event) on 16 threads >= 12x one thread"},
+      {"P9", "P9.trivial_16t_events_per_s", ">=", 100e6, "P9 replay (trivial) on 16 threads >= 100 M events/s"},
+      {"P10", "P10.replay_uring_1t_over_ceiling", ">=", 0.9, "P10 cold replay (io_uring, 1 worker) >= 90% of ceiling"},
+      {"P10", "P10.replay_uring_1t_direct_over_ceiling", "", 0, "P10 cold replay, O_DIRECT (1 worker) / ceiling"},
+      {"P10", "P10.replay_uring_2t_over_ceiling", "", 0, "P10 cold replay (io_uring, 2 workers) / ceiling"},
+      {"P10", "P10.uring_direct_over_ceiling", "", 0, "P10 cold chunk reader, O_DIRECT / ceiling"},
+  };
+  for (const auto& t : self_targets) {
+    if (!res.count("varve") || !res["varve"].f.has(t.figure)) continue;
+    const double v = res["varve"].f.med(t.figure);
+    const bool has_target = !t.op.empty();
+    const bool met = !has_target || (t.op == ">=" ? v >= t.bound : v <= t.bound);
+    const bool rate = t.figure.find("_per_s") != std::string::npos;
+    char tb[32] = "-", mv[32];
+    if (has_target) std::snprintf(tb, sizeof tb, rate ? "%s %.0f M" : "%s %.2f", t.op.c_str(), rate ? t.bound / 1e6 : t.bound);
+    std::snprintf(mv, sizeof mv, rate ? "%.2f M" : "%.2fx", rate ? v / 1e6 : v);
+    std::printf("%-58s %10s %10s %8s\n", t.what.c_str(), mv, tb, has_target ? (met ? "yes" : "NO") : "");
+    json e = {{"phase", t.phase}, {"figure", t.figure}, {"varve", "varve"}, {"varve_value", v}, {"what", t.what}};
+    if (has_target) {
+      e["target"] = tb;
+      e["met"] = met;
+    }
+    ratios.push_back(e);
+  }
   std::printf("every peer read back what it wrote: ok (count and XXH3 of all payloads per store; P5 per aggregate)\n");
 
   // ---- JSON ----
@@ -1201,6 +1326,8 @@ int main(int argc, char** argv) {
                    {"p7_events", c.p7_events},
                    {"p7_rate", c.p7_rate},
                    {"p7_follow", c.p7_follow},
+                   {"p9_threads", c.p9_threads},
+                   {"p10_gib", c.p10_gib},
                    {"p4_scans", c.p4_scans},
                    {"p5_reps", c.p5_reps},
                    {"reps", c.reps},

@@ -19,7 +19,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 rc=0
 "$bench" "${peer_args[@]}" --events 20000 --aggregates 1000 --p3-events 20 --p5-aggregates 200 --p5-reps 1 \
-         --writelog-p5-aggregates 2 --p6-events 5000 --p4-scans 1 --p7-events 1000 \
+         --writelog-p5-aggregates 2 --p6-events 5000 --p4-scans 1 --p7-events 1000 --p10-gib 0.05 \
          --dir "$tmp/data" --json "$tmp/bench.json" > "$tmp/table.txt" 2> "$tmp/log.txt" || rc=$?
 if [ "$rc" = 2 ] && [ "$mode" = kafka ]; then
   varve_skip_or_fail_in_ci "varve-bench smoke: $(grep -m1 '^broker:' "$tmp/log.txt" || tail -1 "$tmp/log.txt")"
@@ -35,7 +35,7 @@ if ! command -v python3 >/dev/null; then
     echo "varve-bench smoke: FAIL: no python3 on PATH (CI=$CI; bash tools/install-deps.sh installs it)" >&2; exit 1
   fi
   j="$tmp/bench.json"
-  for f in P1.events_per_s P2.events_per_s P3.p50_us P4.events_per_s P5.aggregates_per_s P6.p99.9_ns P7.p50_us P8.takeover_ms; do
+  for f in P1.events_per_s P2.events_per_s P3.p50_us P4.events_per_s P5.aggregates_per_s P6.p99.9_ns P7.p50_us P8.takeover_ms P9.trivial_1t_events_per_s P10.ceiling_MB_per_s; do
     grep -q "\"$f\"" "$j" || { echo "varve-bench smoke: FAIL: no $f in the JSON" >&2; exit 1; }
   done
   if grep -q '"ok": false' "$j"; then echo "varve-bench smoke: FAIL: a read-back check failed" >&2; exit 1; fi
@@ -64,7 +64,11 @@ expected = {
                     "P3.max_us", "P4.events_per_s", "P4.payload_GB_per_s", "P5.aggregates_per_s", "P5.p50_us",
                     "P5.p99_us", "P6.p50_ns", "P6.p99_ns", "P6.p99.9_ns", "P6.max_ns", "P7.p50_us", "P7.p99_us",
                     "P7.p99.9_us", "P7.max_us", "P8.handoff_p50_us", "P8.handoff_p99_us", "P8.takeover_ms",
-                    "disk.bytes"],
+                    "P9.trivial_reader_events_per_s", "P9.trivial_1t_events_per_s", "P9.trivial_2t_events_per_s",
+                    "P9.trivial_speedup_2t", "P9.work200_1t_events_per_s", "P9.work200_2t_events_per_s",
+                    "P10.ceiling_MB_per_s", "P10.uring_MB_per_s", "P10.uring_direct_MB_per_s",
+                    "P10.replay_uring_1t_MB_per_s", "P10.replay_uring_2t_MB_per_s",
+                    "P10.replay_uring_1t_over_ceiling", "disk.bytes"],
     "varve-group": ["P2.events_per_s", "P3.p50_us", "P3.p99_us", "P3.max_us"],
     "varve-sync":  ["P3.p50_us", "P3.p99_us", "P3.max_us"],
     "writelog":    ["P1.events_per_s", "P2.events_per_s", "P3.p50_us", "P4.events_per_s", "P5.aggregates_per_s",
@@ -108,6 +112,8 @@ if kafka_mode:
              ph + " ratio varve/Kafka missing")
 else:
     need(any(r["what"].startswith("P1 varve >= 2x") for r in j["ratios"]), "P1 ratio vs write(2) log missing")
+    for ph in ("P9", "P10"):
+        need(any(r["phase"] == ph and "met" in r for r in j["ratios"]), ph + " target row missing")
 if fail:
     print("varve-bench smoke: FAIL\n  " + "\n  ".join(fail)); sys.exit(1)
 print("varve-bench smoke: ok (%d peers, %d ratios)" % (len(peers), len(j["ratios"])))
