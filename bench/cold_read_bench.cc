@@ -236,8 +236,8 @@ pass direct_pass(const std::vector<std::string>& files, uint64_t last_bytes, uin
 
 // The ceiling for cold reads through the ring (issue 17): io_uring reads of
 // `chunk` bytes, O_DIRECT, `depth` of them in flight, into registered
-// buffers from registered files, over the same bytes; nothing is looked at. What a reader of cold
-// segments could reach if validating cost nothing.
+// buffers from registered files, over the same bytes; nothing is looked at.
+// What a reader of cold segments could reach if validating cost nothing.
 pass uring_direct_pass(const std::vector<std::string>& files, uint64_t last_bytes, uint32_t chunk,
                        uint32_t depth) {
   pass p;
