@@ -459,10 +459,12 @@ TEST_P(ChunkReader, PiecesCoverTheRangeAndWalkLikeLogReader) {
       from = (uint64_t{3 + rng() % 10} << 16);  // a segment's start
     }
     const uint64_t target = std::array<uint64_t, 4>{1, 2048, 20000, 1u << 20}[round % 4];
+    // Every other round also cuts the active segment (no index) by framing it.
+    const bool cut = round % 2 == 1;
     SCOPED_TRACE("from " + std::to_string(from) + " to " + std::to_string(to) + " target " +
-                 std::to_string(target));
+                 std::to_string(target) + (cut ? " cut_unindexed" : ""));
     uint64_t skipped = 0;
-    auto pl = io_detail::plan_pieces(*log(), position{from}, position{to}, target, {}, skipped);
+    auto pl = io_detail::plan_pieces(*log(), position{from}, position{to}, target, {}, skipped, cut);
     ASSERT_OK(pl);
     const auto& pieces = pl.value();
     ASSERT_FALSE(pieces.empty());
@@ -491,6 +493,19 @@ TEST_P(ChunkReader, PiecesCoverTheRangeAndWalkLikeLogReader) {
     if (target >= (1u << 20)) {
       EXPECT_EQ(exact, 0u);
     }
+    // The range's last segment (the index is not used there; the active
+    // segment has none): one piece, unless cut by framing. Records of up to
+    // tens of KiB here, so fewer cuts than bytes / target.
+    const uint64_t last_seg = pieces.back().segment;
+    const auto in_last = std::count_if(pieces.begin(), pieces.end(),
+                                       [&](const io_detail::piece& pc) { return pc.segment == last_seg; });
+    const uint64_t last_from = std::max<uint64_t>(from, last_seg << 16);
+    const uint64_t last_bytes = std::min<uint64_t>(log()->committed(), to) - last_from;
+    if (!cut || last_bytes <= 2 * target) {
+      EXPECT_EQ(in_last, 1) << "segment " << last_seg;
+    } else if (target <= 2048) {
+      EXPECT_GT(in_last, 1) << "segment " << last_seg << ", " << last_bytes << " bytes";
+    }
     status err;
     uint64_t bad = 0;
     auto got = walk_pieces(*log(), pieces, err, bad);
@@ -498,6 +513,39 @@ TEST_P(ChunkReader, PiecesCoverTheRangeAndWalkLikeLogReader) {
     auto want = read_reference(log(), from, to);
     ASSERT_OK(want.err);
     EXPECT_TRUE(same_events(got, want.events));
+  }
+}
+
+// Cuts found by framing the active segment: damage there (a field the
+// checksum covers, or the length that framing follows) is named exactly as
+// log_reader names it, whichever piece holds it.
+TEST_P(ChunkReader, APieceWalkOfTheActiveSegmentCutByFramingNamesDamageExactly) {
+  const uint64_t last_seg = g_log->all.back().position >> 16;
+  std::vector<const got_event*> in_last;
+  for (const auto& e : g_log->all)
+    if ((e.position >> 16) == last_seg) in_last.push_back(&e);
+  ASSERT_GT(in_last.size(), 20u);
+  for (const uint32_t field : {40u, 8u}) {  // the version; the length
+    for (const size_t at : {in_last.size() / 3, in_last.size() * 3 / 4}) {
+      SCOPED_TRACE("byte " + std::to_string(field) + " of event " + std::to_string(at));
+      damaged_copy c;
+      copy_dir(g_log->dir.path(), c.dir.path());
+      const got_event* victim = in_last[at];
+      flip_byte(segment_path(c.dir.path(), last_seg), (victim->position & 0xFFFF) + field, 0x10);
+      c.open();
+      ref_result want = read_reference(c.shared, 0, kEnd);
+      ASSERT_ERRC(want.err, errc::corruption);
+      uint64_t skipped = 0;
+      auto pl = io_detail::plan_pieces(*c.shared, position{0}, position{kEnd}, 2048, {}, skipped, true);
+      ASSERT_OK(pl);
+      status err;
+      uint64_t bad = 0;
+      auto got = walk_pieces(*c.shared, pl.value(), err, bad);
+      ASSERT_ERRC(err, errc::corruption);
+      EXPECT_EQ(err.message(), want.err.message());
+      EXPECT_EQ(bad, victim->position);
+      EXPECT_TRUE(same_events(got, want.events));
+    }
   }
 }
 
@@ -1123,7 +1171,9 @@ TEST_F(ChunkReaderDirect, ReadsTheKernelRefusesAreAskedAgainBuffered) {
       // the rest are read buffered from the start.
       ASSERT_NE(at, std::string::npos) << d.described;
       EXPECT_EQ(std::stoull(d.described.substr(at + key.size())), direct_count(d.described)) << d.described;
-      if (chunk < (1u << 16)) EXPECT_LT(direct_count(d.described), segments / 2) << d.described;
+      if (chunk < (1u << 16)) {
+        EXPECT_LT(direct_count(d.described), segments / 2) << d.described;
+      }
     } else {
       EXPECT_EQ(at, std::string::npos) << d.described;
     }

@@ -321,7 +321,7 @@ namespace io_detail {
 result<std::vector<piece>> plan_pieces(detail::shared_log& log, position from, position to,
                                        uint64_t target_bytes,
                                        const std::function<bool(uint64_t)>& skip_segment,
-                                       uint64_t& segments_skipped) {
+                                       uint64_t& segments_skipped, bool cut_unindexed) {
   auto pl = make_plan(log, from, to);
   if (!pl) return pl.error();
   const range_plan& plan = pl.value();
@@ -340,10 +340,12 @@ result<std::vector<piece>> plan_pieces(detail::shared_log& log, position from, p
     // cut there, about every target_bytes. The index is validated against
     // the segment's footer before it is used, and each cut is checked when
     // the piece before it is framed (it must end exactly there).
+    bool indexed = false;
     if (!last && hi - lo > stride_bytes) {
       auto seg = log.segments.get_lazy(s);
       if (seg) {
         if (const segment_index::view* ix = log.indexes.get(*seg.value())) {
+          indexed = true;
           for (uint64_t k = 1;; ++k) {
             const uint32_t off = ix->stride_offset(k);
             if (off < segment_format::kHeaderSize) break;  // fewer events than that
@@ -353,6 +355,31 @@ result<std::vector<piece>> plan_pieces(detail::shared_log& log, position from, p
             start = off;
           }
         }
+      }
+    }
+    if (!indexed && cut_unindexed && hi - lo > 2 * stride_bytes) {
+      // No samples (the active segment has no index yet; a sealed one's may
+      // be missing or damaged): find record boundaries by framing the
+      // records, serially, before any worker starts (~12 ns a record, against
+      // a whole segment walked by one worker while the others wait). Framed
+      // only: where a record does not frame, the cuts stop and the rest is
+      // one piece, whose owner names what is wrong; every cut is checked by
+      // the piece before it (exact_end), as an index sample is.
+      auto sg = log.segment_for_read(s, base + lo);
+      if (sg) {
+        const std::string path = segment_path(log, s);
+        const uint64_t records_end = (uint64_t{1} << log.log2()) - segment_format::kFooterSize;
+        const segment_view sv{&path, base, records_end, hi, true, false, false, true};
+        sequence_check seq;
+        event_view v;
+        uint64_t off = lo;
+        (void)walk_records(sv, sg.value()->data(), 0, hi, off, hi, seq, v, [&](uint64_t at) {
+          if (at > start && at - start >= stride_bytes) {
+            out.push_back(piece{s, base + start, base + at, base + at, true, false});
+            start = at;
+          }
+          return true;
+        });
       }
     }
     out.push_back(piece{s, base + start, base + hi, last ? plan.to : plan.after(s), false,

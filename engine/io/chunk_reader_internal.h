@@ -234,12 +234,15 @@ struct piece {
   bool exact_end = false;
   bool to_is_committed = false;  // `to` is the committed end
 };
-// Pieces of about `target_bytes` (a segment without a usable index is one
-// piece); segments `skip_segment` rules out are left out and counted.
+// Pieces of about `target_bytes`; segments `skip_segment` rules out are left
+// out and counted. A segment without a usable index (the active one) is one
+// piece, unless `cut_unindexed`: then it is cut where a serial walk that
+// frames its records finds them (worth it only when several workers share
+// the pieces).
 result<std::vector<piece>> plan_pieces(detail::shared_log& log, position from, position to,
                                        uint64_t target_bytes,
                                        const std::function<bool(uint64_t)>& skip_segment,
-                                       uint64_t& segments_skipped);
+                                       uint64_t& segments_skipped, bool cut_unindexed = false);
 
 // Walks a piece as the mmap chunk reader does, every record validated (the
 // checksum too), a window at a time, handing each event to the caller
