@@ -516,6 +516,24 @@ TEST_P(ChunkReader, PiecesCoverTheRangeAndWalkLikeLogReader) {
   }
 }
 
+// Plans pieces of the damaged copy `c` (2 KiB; `cut_unindexed` as the
+// replay with several workers asks) and walks them: the walk must stop at
+// `victim` with log_reader's error, after log_reader's events.
+void expect_piece_walk_names(damaged_copy& c, const got_event& victim, bool cut_unindexed) {
+  ref_result want = read_reference(c.shared, 0, kEnd);
+  ASSERT_ERRC(want.err, errc::corruption);
+  uint64_t skipped = 0;
+  auto pl = io_detail::plan_pieces(*c.shared, position{0}, position{kEnd}, 2048, {}, skipped, cut_unindexed);
+  ASSERT_OK(pl);
+  status err;
+  uint64_t bad = 0;
+  auto got = walk_pieces(*c.shared, pl.value(), err, bad);
+  ASSERT_ERRC(err, errc::corruption);
+  EXPECT_EQ(err.message(), want.err.message());
+  EXPECT_EQ(bad, victim.position);
+  EXPECT_TRUE(same_events(got, want.events));
+}
+
 // Cuts found by framing the active segment: damage there (a field the
 // checksum covers, or the length that framing follows) is named exactly as
 // log_reader names it, whichever piece holds it.
@@ -533,18 +551,7 @@ TEST_P(ChunkReader, APieceWalkOfTheActiveSegmentCutByFramingNamesDamageExactly) 
       const got_event* victim = in_last[at];
       flip_byte(segment_path(c.dir.path(), last_seg), (victim->position & 0xFFFF) + field, 0x10);
       c.open();
-      ref_result want = read_reference(c.shared, 0, kEnd);
-      ASSERT_ERRC(want.err, errc::corruption);
-      uint64_t skipped = 0;
-      auto pl = io_detail::plan_pieces(*c.shared, position{0}, position{kEnd}, 2048, {}, skipped, true);
-      ASSERT_OK(pl);
-      status err;
-      uint64_t bad = 0;
-      auto got = walk_pieces(*c.shared, pl.value(), err, bad);
-      ASSERT_ERRC(err, errc::corruption);
-      EXPECT_EQ(err.message(), want.err.message());
-      EXPECT_EQ(bad, victim->position);
-      EXPECT_TRUE(same_events(got, want.events));
+      expect_piece_walk_names(c, *victim, true);
     }
   }
 }
@@ -560,18 +567,7 @@ TEST_P(ChunkReader, APieceWalkStopsAtACorruptRecordAndNamesIt) {
   const got_event* victim = in6[in6.size() / 2];
   flip_byte(segment_path(c.dir.path(), 6), (victim->position & 0xFFFF) + 40, 0x01);
   c.open();
-  ref_result want = read_reference(c.shared, 0, kEnd);
-  ASSERT_ERRC(want.err, errc::corruption);
-  uint64_t skipped = 0;
-  auto pl = io_detail::plan_pieces(*c.shared, position{0}, position{kEnd}, 2048, {}, skipped);
-  ASSERT_OK(pl);
-  status err;
-  uint64_t bad = 0;
-  auto got = walk_pieces(*c.shared, pl.value(), err, bad);
-  ASSERT_ERRC(err, errc::corruption);
-  EXPECT_EQ(err.message(), want.err.message());
-  EXPECT_EQ(bad, victim->position);
-  EXPECT_TRUE(same_events(got, want.events));
+  expect_piece_walk_names(c, *victim, false);
 }
 
 TEST_P(ChunkReader, ZeroedOrTornTailBelowTheCommittedEnd) {
