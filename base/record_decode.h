@@ -10,6 +10,56 @@ namespace varve::record {
 
 namespace detail {
 inline decoded invalid(const char* why) { return {decode_outcome::invalid, 0, why}; }
+
+// How many of the three ids (flags bits 2-4) a record carries, from a table
+// of nibbles in one constant (popcount of 0..7), not three tests and adds
+// (~18 instructions per record in callgrind: BENCHMARKS.md section 26).
+static_assert(kFlagEventId == 1 << 2 && kFlagCorrelation == 1 << 3 && kFlagCausation == 1 << 4);
+inline uint32_t id_bytes(uint8_t flags) { return kIdSize * ((0x32212110u >> (((flags >> 2) & 7u) * 4)) & 0xFu); }
+
+// The fields of an event record whose header fields were checked (by
+// decode_inline, or before it by decode_validated's bounds): everything but
+// the metadata. Returns where the payload starts.
+[[gnu::always_inline]] inline const std::byte* fill_view(const std::byte* p, uint64_t position, uint8_t flags,
+                                                         uint8_t flags2, uint16_t header_size,
+                                                         uint8_t stream_len, uint32_t payload_len,
+                                                         uint32_t ids, uint32_t length, event_view& out) {
+  using namespace varve::coding;
+  out.position = varve::position{position};
+  out.sequence = sequence{get_u64(p + 24)};
+  out.version = get_u64(p + 32);
+  out.timestamp_ns = get_u64(p + 40);
+  out.type = get_u32(p + 48);
+  out.schema_version = get_u16(p + 52);
+  out.stored_schema_version = out.schema_version;
+  out.previous = varve::position{get_u64(p + 64)};
+  out.content = (flags & kFlagJson) ? content_type::json : content_type::binary;
+  out.batch_begin = flags & kFlagBatchBegin;
+  out.batch_end = flags & kFlagBatchEnd;
+  out.stream_is_integer = flags & kFlagIntegerStream;
+  out.encrypted = flags2 & kFlag2Encrypted;
+  out.forgotten = false;
+  const std::byte* q = p + header_size;
+  if (ids == 0) [[likely]] {
+    // Most logs carry no ids: one test instead of three walks of `q`.
+    out.event_id = out.correlation_id = out.causation_id = nullptr;
+  } else {
+    auto take_id = [&](uint8_t bit) -> const id128* {
+      if (!(flags & bit)) return nullptr;
+      auto* id = reinterpret_cast<const id128*>(q);  // id128 is 16 plain bytes, align 1
+      q += kIdSize;
+      return id;
+    };
+    out.event_id = take_id(kFlagEventId);
+    out.correlation_id = take_id(kFlagCorrelation);
+    out.causation_id = take_id(kFlagCausation);
+  }
+  out.stream = std::string_view(reinterpret_cast<const char*>(q), stream_len);
+  q += stream_len;
+  out.payload = std::span<const std::byte>(q, payload_len);
+  out.record_bytes = length;
+  return q;
+}
 }  // namespace detail
 
 // An event record with metadata, decoded out of line (record_format.cc):
@@ -70,8 +120,7 @@ template <bool kMetadata = false>
   if (stream_len == 0) return invalid("empty stream id");
   if (header_size < kHeaderSize || header_size % 8 != 0 || header_size > length)
     return invalid("bad header size");
-  const uint32_t ids = kIdSize * (((flags & kFlagEventId) != 0) + ((flags & kFlagCorrelation) != 0) +
-                                  ((flags & kFlagCausation) != 0));
+  const uint32_t ids = detail::id_bytes(flags);
   // The readers' form leaves metadata_len out of the checks before the
   // checksum (a record with metadata goes to decode_with_metadata after it):
   // a load and a call up here cost P4 ~20% on this host (21.6-24 against
@@ -101,33 +150,8 @@ template <bool kMetadata = false>
   if ((flags2 & kFlag2Encrypted) && payload_len < kEncryptedOverhead) [[unlikely]]
     return invalid("encrypted payload shorter than its nonce and tag");
 
-  out.position = position{expected_position};
-  out.sequence = sequence{get_u64(p + 24)};
-  out.version = version;
-  out.timestamp_ns = get_u64(p + 40);
-  out.type = get_u32(p + 48);
-  out.schema_version = get_u16(p + 52);
-  out.stored_schema_version = out.schema_version;
-  out.previous = position{get_u64(p + 64)};
-  out.content = (flags & kFlagJson) ? content_type::json : content_type::binary;
-  out.batch_begin = flags & kFlagBatchBegin;
-  out.batch_end = flags & kFlagBatchEnd;
-  out.stream_is_integer = flags & kFlagIntegerStream;
-  out.encrypted = flags2 & kFlag2Encrypted;
-  out.forgotten = false;
-  const std::byte* q = p + header_size;
-  auto take_id = [&](uint8_t bit) -> const id128* {
-    if (!(flags & bit)) return nullptr;
-    auto* id = reinterpret_cast<const id128*>(q);  // id128 is 16 plain bytes, align 1
-    q += kIdSize;
-    return id;
-  };
-  out.event_id = take_id(kFlagEventId);
-  out.correlation_id = take_id(kFlagCorrelation);
-  out.causation_id = take_id(kFlagCausation);
-  out.stream = std::string_view(reinterpret_cast<const char*>(q), stream_len);
-  q += stream_len;
-  out.payload = std::span<const std::byte>(q, payload_len);
+  const std::byte* q = detail::fill_view(p, expected_position, flags, flags2, header_size, stream_len,
+                                         payload_len, ids, length, out);
   if constexpr (kMetadata) {
     q += payload_len;
     if (meta_len > kMaxMetadataBytes || !metadata_well_formed(q, meta_len)) return invalid("malformed metadata");
@@ -135,8 +159,37 @@ template <bool kMetadata = false>
   } else {
     out.metadata = metadata_view();
   }
-  out.record_bytes = length;
   return {decode_outcome::event, length};
+}
+
+// Decodes again an event record that decode_inline accepted at `position`
+// before (the replay's deferred events: verified in the owner's pass,
+// applied later from the same bytes). Only its fields, without the checksum
+// and the checks that a first decode needs (~45 instructions fewer per
+// event); the bounds that keep every view inside [p, p + avail) are checked
+// again, so bytes changed since cannot send a view elsewhere. Anything
+// unusual (metadata, encryption or newer flags, a record that no longer looks
+// like the one validated) takes decode_inline, which names what is wrong.
+[[gnu::always_inline]] inline decoded decode_validated(const std::byte* p, uint64_t avail, uint64_t position,
+                                                       event_view& out) {
+  using namespace varve::coding;
+  if (avail >= kHeaderSize) [[likely]] {
+    const uint32_t length = get_u32(p + 8);
+    const uint8_t flags = get_u8(p + 13);
+    const uint8_t stream_len = get_u8(p + 14);
+    const uint8_t flags2 = get_u8(p + 15);
+    const uint16_t header_size = get_u16(p + 54);
+    const uint32_t payload_len = get_u32(p + 56);
+    const uint32_t ids = detail::id_bytes(flags);
+    if (get_u8(p + 12) == kEvent && flags2 == 0 && get_u32(p + 60) == 0 && length <= avail &&
+        header_size >= kHeaderSize && uint64_t{header_size} + ids + stream_len + payload_len <= length &&
+        get_u64(p + 16) == position) [[likely]] {
+      detail::fill_view(p, position, flags, flags2, header_size, stream_len, payload_len, ids, length, out);
+      out.metadata = metadata_view();
+      return {decode_outcome::event, length};
+    }
+  }
+  return decode_inline(p, avail, position, false, out);
 }
 
 }  // namespace varve::record

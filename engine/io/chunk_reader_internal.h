@@ -118,7 +118,9 @@ template <class OnEvent>
   };
   // An event that framed (and, unless frame-only, validated): the sequence
   // moves on, the caller gets it, the walk steps past it.
-  auto take = [&](uint64_t sequence, uint32_t len) {
+  // Inlined by force: called from two places, GCC kept it out of line and
+  // paid ~22 instructions of register saves per event (callgrind).
+  auto take = [&](uint64_t sequence, uint32_t len) __attribute__((always_inline)) {
     seq.known = true;
     seq.next = sequence + 1;
     if (r.n_events++ == 0) r.first_sequence = sequence;
@@ -267,7 +269,7 @@ class piece_framer {
     segment_view sv{&path_, base_, records_end_, hi_, true, to_is_committed_, verify_, false};
     sequence_check seq{seq_known_, seq_next_};
     run_out r = walk_records(sv, mem_, 0, hi_, off_, target, seq, v,
-                             [&](uint64_t at) { return on_event(base_ + at); });
+                             [&](uint64_t at) __attribute__((always_inline)) { return on_event(base_ + at); });
     seq_known_ = seq.known;
     seq_next_ = seq.next;
     return finish(r);
