@@ -72,7 +72,11 @@ decoded decode_with_metadata(const std::byte* p, uint64_t avail, uint64_t expect
 // Always inlined: the scan loops depend on it (the compiler's own estimate
 // stops inlining it as it grows). kMetadata = false is the readers' form: a
 // record with metadata goes to decode_with_metadata, which is kMetadata = true.
-template <bool kMetadata = false>
+// kFullView = false validates exactly as much (checksum and every field) but
+// fills only the view's position, sequence, stream and record_bytes: the
+// replay's pass with several workers, which only routes an event and decodes
+// it again when its group applies it (~60 instructions fewer per event).
+template <bool kMetadata = false, bool kFullView = true>
 [[gnu::always_inline]] inline decoded decode_inline(const std::byte* p, uint64_t avail, uint64_t expected_position,
                                                     bool verify_checksum, event_view& out) {
   using namespace varve::coding;
@@ -150,6 +154,13 @@ template <bool kMetadata = false>
   if ((flags2 & kFlag2Encrypted) && payload_len < kEncryptedOverhead) [[unlikely]]
     return invalid("encrypted payload shorter than its nonce and tag");
 
+  if constexpr (!kMetadata && !kFullView) {
+    out.position = position{expected_position};
+    out.sequence = sequence{get_u64(p + 24)};
+    out.stream = std::string_view(reinterpret_cast<const char*>(p + header_size + ids), stream_len);
+    out.record_bytes = length;
+    return {decode_outcome::event, length};
+  }
   const std::byte* q = detail::fill_view(p, expected_position, flags, flags2, header_size, stream_len,
                                          payload_len, ids, length, out);
   if constexpr (kMetadata) {

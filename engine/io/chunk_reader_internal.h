@@ -103,7 +103,9 @@ status past_end(const segment_view& sv, uint64_t off, uint64_t len);
 // sv.frame_only only framed (`v` untouched). on_event returns false to stop
 // after that event (run_stop::full). Inlined into its callers: the replay's
 // owners verify and route each event in the same pass as the walk.
-template <class OnEvent>
+// kFullView = false: `v` gets only position, sequence, stream and
+// record_bytes of each event (record::decode_inline), the validation is the same.
+template <bool kFullView = true, class OnEvent>
 [[gnu::always_inline]] inline run_out walk_records(const segment_view& sv, const std::byte* mem,
                                                    uint64_t mem_off, uint64_t mem_end, uint64_t& off,
                                                    uint64_t target_end, sequence_check& seq,
@@ -171,7 +173,7 @@ template <class OnEvent>
         continue;
       }
     }
-    const record::decoded d = record::decode_inline(p, seg_left, sv.base + off, sv.verify, v);
+    const record::decoded d = record::decode_inline<false, kFullView>(p, seg_left, sv.base + off, sv.verify, v);
     switch (d.outcome) {
       case record::decode_outcome::event:
         if (seq.known && v.sequence.value != seq.next)
@@ -260,7 +262,8 @@ class piece_framer {
   // of the piece remains, false once it is done. A record that fails validation: the events
   // before it have been handed out, the result is the error naming the
   // segment file and offset, and bad() is its position.
-  template <class OnEvent>
+  // kFullView = false: only the fields walk_records<false> fills.
+  template <bool kFullView = true, class OnEvent>
   result<bool> next(uint64_t bytes, event_view& v, OnEvent&& on_event) {
     if (done_) return false;
     const uint64_t start = off_;
@@ -268,7 +271,7 @@ class piece_framer {
     advise(target);
     segment_view sv{&path_, base_, records_end_, hi_, true, to_is_committed_, verify_, false};
     sequence_check seq{seq_known_, seq_next_};
-    run_out r = walk_records(sv, mem_, 0, hi_, off_, target, seq, v,
+    run_out r = walk_records<kFullView>(sv, mem_, 0, hi_, off_, target, seq, v,
                              [&](uint64_t at) __attribute__((always_inline)) { return on_event(base_ + at); });
     seq_known_ = seq.known;
     seq_next_ = seq.next;

@@ -189,8 +189,12 @@ class scheduler {
   // Chunks: verifies and decodes each framed event, and routes it.
   void pass(worker_state& me, owned_item& o, const std::byte* data, uint64_t position,
             uint64_t end, std::span<const uint32_t> events);
-  // One verified event, decoded in me.v: filtered, hashed to its partition,
-  // applied now if its group is ready, else listed for later.
+  // The pass only routes events (none is applied in it: several workers)
+  // and no filter looks at them: the view needs only what routing reads.
+  bool light_pass() const { return !fused_ && !filter_; }
+  // One verified event, decoded in me.v (only its routing fields when
+  // light_pass()): filtered, hashed to its partition, applied now if its
+  // group is ready, else listed for later.
   [[gnu::always_inline]] void route(worker_state& me, owned_item& o, uint64_t pos) {
     if (filter_ && !filter_->matches(me.v)) {
       ++me.skipped_local;
@@ -373,7 +377,11 @@ bool scheduler::try_take(worker_state& me) {
         return true;
       };
       while (joined_ok) {
-        auto got = fr.next(kWindowBytes, me.v, on_event);
+        // With several workers and no filter an event is only routed here
+        // (its group applies it later, decoded again): the walk validates
+        // it whole but fills only what routing reads.
+        auto got = light_pass() ? fr.template next<false>(kWindowBytes, me.v, on_event)
+                                : fr.next(kWindowBytes, me.v, on_event);
         if (!got) {
           // The events before the bad record are applied; nothing after it.
           o.cut = fr.bad();
@@ -408,7 +416,8 @@ void scheduler::pass(worker_state& me, owned_item& o, const std::byte* data, uin
     const uint64_t pos = position + off;
     const std::byte* p = data + off;
     // The checksum and every field, here, once: the framing only found it.
-    const record::decoded d = record::decode_inline(p, end - pos, pos, verify_, me.v);
+    const record::decoded d = light_pass() ? record::decode_inline<false, false>(p, end - pos, pos, verify_, me.v)
+                                           : record::decode_inline(p, end - pos, pos, verify_, me.v);
     if (d.outcome != record::decode_outcome::event) [[unlikely]] {
       const uint64_t mask = (uint64_t{1} << l2_) - 1;
       if (pos < o.cut) o.cut = pos;
@@ -430,6 +439,8 @@ bool scheduler::begin_groups(owned_item& o) {
   bool any_ready = false;
   for (uint32_t g = 0; g < G_; ++g) {
     o.later[g].clear();
+    // Only with one thread: light_pass() relies on no event being applied
+    // in the pass when there are several.
     o.ready[g] = fused_ && groups_[g].next.load(std::memory_order_acquire) == o.n;
     any_ready |= o.ready[g] != 0;
   }
