@@ -16,8 +16,29 @@
 
 namespace varve::record {
 
+// XXH3-64 (seed 0, the default secret) of 129..240 bytes: the same steps as
+// xxhash's XXH3_len_129to240_64b (0.8), which xxhash keeps out of line
+// (XXH_NO_INLINE) behind its length dispatch. Records of 137..248 bytes (an
+// ES-1 event is 184) hash here inline: no call, no dispatch, and the
+// compiler interleaves the rounds with the decode's checks (~20
+// instructions per record, BENCHMARKS.md section 26).
+// tests/format_golden_test.cc compares it with XXH3_64bits at every length.
+[[gnu::always_inline]] inline uint64_t xxh3_129to240(const std::byte* p, size_t len) {
+  const auto* in = reinterpret_cast<const xxh_u8*>(p);
+  const xxh_u8* secret = XXH3_kSecret;
+  xxh_u64 acc = len * XXH_PRIME64_1;
+  for (int i = 0; i < 8; ++i) acc += XXH3_mix16B(in + 16 * i, secret + 16 * i, 0);
+  acc = XXH3_avalanche(acc);
+  const int rounds = static_cast<int>(len / 16);
+  for (int i = 8; i < rounds; ++i) acc += XXH3_mix16B(in + 16 * i, secret + 16 * (i - 8) + 3, 0);
+  acc += XXH3_mix16B(in + len - 16, secret + XXH3_SECRET_SIZE_MIN - 17, 0);
+  return XXH3_avalanche(acc);
+}
+
 inline uint64_t checksum_inline(const std::byte* rec, uint32_t length) {
-  return XXH3_64bits(rec + 8, length - 8);
+  const size_t n = length - 8;
+  if (n > 128 && n <= 240) return xxh3_129to240(rec + 8, n);
+  return XXH3_64bits(rec + 8, n);
 }
 
 // meta_len: metadata_bytes(e.metadata), which the caller has (0: none).

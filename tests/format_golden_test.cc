@@ -219,5 +219,23 @@ TEST(RecordDecode, BytesChangedAfterValidationNeverGiveAViewOutsideTheRecord) {
   EXPECT_GT(refused, 0u);
 }
 
+// The record checksum is XXH3-64 of bytes [8, length) (FORMAT.md); the
+// readers and the writer compute it with an inlined copy of xxhash's 129..240
+// byte path (record::xxh3_129to240): it must equal the library's hash at
+// every length, around every boundary of xxhash's length dispatch.
+TEST(RecordDecode, TheInlinedChecksumIsXXH3AtEveryLength) {
+  std::vector<std::byte> buf(8 + 600);
+  uint64_t x = 0x9E3779B97F4A7C15ull;
+  for (int round = 0; round < 4; ++round) {
+    for (auto& b : buf) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      b = static_cast<std::byte>(round == 3 ? 0xff : x);
+    }
+    for (uint32_t len = 8; len <= buf.size(); ++len)
+      ASSERT_EQ(record::checksum_inline(buf.data(), len), XXH3_64bits(buf.data() + 8, len - 8))
+          << "length " << len << " round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace varve
