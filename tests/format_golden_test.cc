@@ -237,5 +237,37 @@ TEST(RecordDecode, TheInlinedChecksumIsXXH3AtEveryLength) {
   }
 }
 
+// The encoder writes every byte of a record whatever the memory held before
+// (a torn tail's garbage, a recycled page): padding included, for every
+// stream length (the 8..16-byte path too), payload length and set of ids.
+TEST(RecordEncode, WhatTheMemoryHeldNeverShowsThroughAnyByteOfTheRecord) {
+  id128 a;
+  for (int i = 0; i < 16; ++i) a.bytes[i] = static_cast<uint8_t>(0x11 * i);
+  const std::string names(255, 'n');
+  const std::string body(40, 'b');
+  for (size_t sl : {1, 2, 7, 8, 9, 12, 15, 16, 17, 23, 24, 31, 200, 255}) {
+    for (size_t pl = 0; pl <= 17; ++pl) {
+      for (bool ids : {false, true}) {
+        event_data e;
+        e.type = 5;
+        e.payload = event_data::bytes(std::string_view(body).substr(0, pl));
+        if (ids) e.event_id = e.causation_id = &a;
+        std::string stream = names.substr(0, sl);
+        for (size_t i = 0; i < sl; ++i) stream[i] = static_cast<char>('a' + i % 26);
+        const uint32_t n = record::encoded_size(sl, e);
+        std::vector<std::byte> clean(n), dirty(n, std::byte{0xab});
+        const record::header_fields h{4096, 3, 2, 77, 64, 0};
+        ASSERT_EQ(record::encode(clean.data(), n, stream, e, h), n);
+        ASSERT_EQ(record::encode(dirty.data(), n, stream, e, h), n);
+        ASSERT_EQ(clean, dirty) << "stream " << sl << " payload " << pl << " ids " << ids;
+        event_view v;
+        ASSERT_EQ(record::decode(dirty.data(), n, 4096, true, v).outcome, record::decode_outcome::event);
+        EXPECT_EQ(v.stream, stream);
+        EXPECT_EQ(v.payload.size(), pl);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace varve
