@@ -19,9 +19,11 @@ namespace varve::record {
 // XXH3-64 (seed 0, the default secret) of 129..240 bytes: the same steps as
 // xxhash's XXH3_len_129to240_64b (0.8), which xxhash keeps out of line
 // (XXH_NO_INLINE) behind its length dispatch. Records of 137..248 bytes (an
-// ES-1 event is 184) hash here inline: no call, no dispatch, and the
-// compiler interleaves the rounds with the decode's checks (~20
-// instructions per record, BENCHMARKS.md section 26).
+// ES-1 event is 184) hash here, inside checksum_inline: one call, no
+// dispatch (~20 instructions fewer per record, BENCHMARKS.md section 26).
+// checksum_inline itself stays out of line where GCC leaves it: forced
+// inline into the decode loops it cost them ~80 instructions per record
+// in register spills (log_reader::next 317 -> 394, callgrind).
 // tests/format_golden_test.cc compares it with XXH3_64bits at every length.
 [[gnu::always_inline]] inline uint64_t xxh3_129to240(const std::byte* p, size_t len) {
   const auto* in = reinterpret_cast<const xxh_u8*>(p);
