@@ -214,15 +214,11 @@ class scheduler {
   // The sequence join of item n with item n - 1 (complete: some group was
   // handed on to n); false after failing the replay at the join.
   bool check_join(owned_item& o);
-  // Hands one decoded event (me.v) to partition p: false when stream
-  // lifecycle hides it; `st` says whether the projection (or the payload)
-  // failed.
-  bool deliver(worker_state& me, uint32_t p, status& st);
   // Applies one event now; false when it failed the group. Inlined, with a
   // path for the common event (no lifecycle, upcasters or encryption) that
-  // takes the projection's status as it is returned instead of through
-  // deliver's out-parameter: ~35 instructions per event (callgrind,
-  // BENCHMARKS.md section 26).
+  // takes the projection's status as it is returned: ~35 instructions per
+  // event fewer than going through apply_slow (callgrind, BENCHMARKS.md
+  // section 26).
   [[gnu::always_inline]] bool apply_now(worker_state& me, group_state& gs, uint32_t p, uint64_t pos) {
     if (gs.failed) return false;
     if (!plain_ || me.v.encrypted) [[unlikely]] return apply_slow(me, gs, p, pos);
@@ -231,6 +227,8 @@ class scheduler {
     ++me.applied_local;
     return true;
   }
+  // The same with stream lifecycle (an event it hides is not applied), a
+  // payload to decrypt and upcasters to run first.
   bool apply_slow(worker_state& me, group_state& gs, uint32_t p, uint64_t pos);
   // The projection's apply; one that throws stops the replay like one that
   // returns an error, instead of taking the process down from a worker.
@@ -471,19 +469,14 @@ bool scheduler::check_join(owned_item& o) {
   return false;
 }
 
-bool scheduler::deliver(worker_state& me, uint32_t p, status& st) {
-  if (life_ && life_->hides(me.v, life_now_)) [[unlikely]] return false;
-  if (me.v.encrypted && !(st = log_->open_payload(me.v, me.dec_buf)).ok()) [[unlikely]]
-    return true;  // a payload that does not authenticate names its position
-  if (up_ && !me.v.forgotten && !(st = up_->apply(me.v, me.up_buf)).ok()) [[unlikely]]
-    return true;  // the upcaster's error names the event
-  st = call_projection(p, me.v);
-  return true;
-}
-
 bool scheduler::apply_slow(worker_state& me, group_state& gs, uint32_t p, uint64_t pos) {
+  if (life_ && life_->hides(me.v, life_now_)) return true;  // hidden: not applied
   status st;
-  if (!deliver(me, p, st)) return true;  // hidden by stream lifecycle: not applied
+  // A payload that does not authenticate names its position; an upcaster's
+  // error names the event.
+  if (me.v.encrypted) st = log_->open_payload(me.v, me.dec_buf);
+  if (st.ok() && up_ && !me.v.forgotten) st = up_->apply(me.v, me.up_buf);
+  if (st.ok()) st = call_projection(p, me.v);
   if (!st.ok()) return fail_group(gs, std::move(st), pos);
   ++me.applied_local;
   return true;
