@@ -429,6 +429,8 @@ expect "stream delete: deleted" py 'out[0]["metadata"]["deleted"] is True'
 run read "$L" --stream gone
 expect "read --stream of a deleted stream: exit 5" rc_is 5
 expect "  ... saying it was deleted" err_has "deleted"
+run read "$L" --stream gone --json
+expect "  ... --json: code stream_deleted, exit 5" err_json 'errs[0]["error"]["code"] == "stream_deleted" and errs[0]["error"]["exit"] == 5'
 run read "$L"
 expect "read: the deleted stream's events are hidden" py 'len(out) == 400 and all(e["stream"] == "kept" for e in out)'
 printf '%s\n' '{"stream":"gone","type":"T","data":{}}' >"$TMP/in"

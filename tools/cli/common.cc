@@ -50,6 +50,7 @@ std::string_view errc_id(errc c) {
     case errc::cancelled: return "cancelled";
     case errc::already_exists: return "already_exists";
     case errc::removed: return "removed";
+    case errc::stream_deleted: return "stream_deleted";
   }
   return "error";
 }
