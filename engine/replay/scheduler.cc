@@ -140,6 +140,7 @@ struct alignas(64) worker_state {
   event_view v;
   std::string up_buf;   // upcast payloads (the log's upcasters), reused
   std::string dec_buf;  // decrypted payloads (a log with a master key), reused
+  status err;           // what the last projection that failed said
 };
 
 inline void cpu_relax() { _mm_pause(); }
@@ -215,15 +216,13 @@ class scheduler {
   // handed on to n); false after failing the replay at the join.
   bool check_join(owned_item& o);
   // Applies one event now; false when it failed the group. Inlined, with a
-  // path for the common event (no lifecycle, upcasters or encryption) that
-  // takes the projection's status as it is returned: ~35 instructions per
-  // event fewer than going through apply_slow (callgrind, BENCHMARKS.md
-  // section 26).
+  // path for the common event (no lifecycle, upcasters or encryption):
+  // ~35 instructions per event fewer than going through apply_slow
+  // (callgrind, BENCHMARKS.md section 26).
   [[gnu::always_inline]] bool apply_now(worker_state& me, group_state& gs, uint32_t p, uint64_t pos) {
     if (gs.failed) return false;
     if (!plain_ || me.v.encrypted) [[unlikely]] return apply_slow(me, gs, p, pos);
-    status st = call_projection(p, me.v);
-    if (!st.ok()) [[unlikely]] return fail_group(gs, std::move(st), pos);
+    if (!call_projection(p, me.v, me.err)) [[unlikely]] return fail_group(gs, std::move(me.err), pos);
     ++me.applied_local;
     return true;
   }
@@ -232,14 +231,16 @@ class scheduler {
   bool apply_slow(worker_state& me, group_state& gs, uint32_t p, uint64_t pos);
   // The projection's apply; one that throws stops the replay like one that
   // returns an error, instead of taking the process down from a worker.
-  status call_projection(uint32_t p, const event_view& v) {
+  // false with `err` set when it failed.
+  [[gnu::always_inline]] bool call_projection(uint32_t p, const event_view& v, status& err) {
     try {
-      return parts_[p]->apply(v);
+      return parts_[p]->apply(v, err);
     } catch (const std::exception& ex) {
-      return status(errc::invalid_argument, std::string("projection threw: ") + ex.what());
+      err = status(errc::invalid_argument, std::string("projection threw: ") + ex.what());
     } catch (...) {
-      return status(errc::invalid_argument, "projection threw an exception");
+      err = status(errc::invalid_argument, "projection threw an exception");
     }
+    return false;
   }
   // A projection (or a payload) failed at `pos`: the group stops there.
   bool fail_group(group_state& gs, status st, uint64_t pos);
@@ -476,7 +477,7 @@ bool scheduler::apply_slow(worker_state& me, group_state& gs, uint32_t p, uint64
   // error names the event.
   if (me.v.encrypted) st = log_->open_payload(me.v, me.dec_buf);
   if (st.ok() && up_ && !me.v.forgotten) st = up_->apply(me.v, me.up_buf);
-  if (st.ok()) st = call_projection(p, me.v);
+  if (st.ok() && !call_projection(p, me.v, st)) return fail_group(gs, std::move(st), pos);
   if (!st.ok()) return fail_group(gs, std::move(st), pos);
   ++me.applied_local;
   return true;

@@ -118,7 +118,10 @@ namespace detail {
 // template; the adapter below is).
 struct replay_partition {
   virtual ~replay_partition() = default;
-  virtual status apply(const event_view& e) = 0;
+  // false (with `err` set) when the projection failed. Not a returned
+  // status: constructing, testing and destroying one per event was a third
+  // of what a trivial projection's call cost (BENCHMARKS.md section 27).
+  virtual bool apply(const event_view& e, status& err) = 0;
   // `at`: the position the state reflects (a projection that encodes its
   // state in a self-describing format, e.g. varve/columnar.h, may record it).
   virtual status save(std::string& out, position at) const = 0;
@@ -174,12 +177,16 @@ concept checkpointable = requires(const P& cp, P& p, std::string& out,
 template <class P>
 struct alignas(64) partition_adapter final : replay_partition {
   explicit partition_adapter(P&& p) : state(std::move(p)) {}
-  status apply(const event_view& e) override {
+  bool apply(const event_view& e, status& err) override {
     if constexpr (std::is_same_v<decltype(state.apply(e)), status>) {
-      return state.apply(e);
+      status st = state.apply(e);
+      if (st.ok()) [[likely]]
+        return true;
+      err = std::move(st);
+      return false;
     } else {
       state.apply(e);
-      return {};
+      return true;
     }
   }
   status save(std::string& out, position at) const override {
