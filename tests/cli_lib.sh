@@ -45,6 +45,18 @@ sys.exit(0 if eval(sys.argv[3]) else 1)
 EOF
 }
 
+# flip_byte FILE OFFSET: damages one byte for certain (XOR 0xFF). Writing a
+# fixed byte instead leaves the file as it was whenever it already held that
+# byte (compressed or timestamped bytes differ from run to run).
+flip_byte() {
+  python3 - "$1" "$2" <<'EOF'
+import sys
+off = int(sys.argv[2])
+with open(sys.argv[1], "r+b") as f:
+    f.seek(off); b = f.read(1); f.seek(off); f.write(bytes([b[0] ^ 0xFF]))
+EOF
+}
+
 # usage_case DESCRIPTION ARGS...: exit 2, a clear first line, no crash.
 usage_case() {
   local desc=$1

@@ -268,7 +268,7 @@ run stat "$C"
 expect "stat prints the chain head" out_has 'chain head'
 # Any byte of a chained segment changed: verify --chain fails, naming it.
 CSEG="$C/00000000000000000001.seg"
-printf 'X' | dd of="$CSEG" bs=1 seek=$((64 * 1024 - 200)) conv=notrunc status=none
+flip_byte "$CSEG" $((64 * 1024 - 200))
 run verify "$C" --chain
 expect "verify --chain fails an edited segment with exit 4" rc_is 4
 expect "  ... naming it" err_has '00000000000000000001.seg'
@@ -380,7 +380,7 @@ expect "a log has one archive" rc_nonzero
 expect "  ... saying where it is" err_has 'cold/archive'
 run archive "$A" --to "$AR" --frame-bytes 16K --json
 expect "a second pass moves every sealed segment since" py 'out[0]["segments_archived"] > 0'
-printf 'X' | dd of="$AR/00000000000000000001.varc" bs=1 seek=300 conv=notrunc status=none
+flip_byte "$AR/00000000000000000001.varc" 300
 run verify "$A"
 expect "verify fails a damaged archive file with exit 4" rc_is 4
 expect "  ... naming it" err_has '00000000000000000001.varc'
