@@ -306,10 +306,6 @@ result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& 
   return std::unique_ptr<event_log>(new event_log(std::move(s)));
 }
 
-result<append_result> event_log::append(stream_id stream, expected_version expected,
-                                        const event_data& event) {
-  return append(stream, expected, std::span<const event_data>(&event, 1));
-}
 
 namespace detail {
 
@@ -477,9 +473,15 @@ std::string uuid_text(const id128& id) {
 
 }  // namespace
 
-result<append_result> event_log::append(stream_id stream, expected_version expected,
-                                        std::span<const event_data> events) {
-  log_state& s = *s_;
+namespace {
+
+// One body for both append() overloads: N = 1 for the single event (most
+// appends), where the batch loops, the batch flags and the size sums fold
+// into straight-line code, and dynamic_extent for a batch.
+template <size_t N>
+[[gnu::always_inline]] inline result<append_result> append_events(const event_log& self, log_state& s,
+                                                                  stream_id stream, expected_version expected,
+                                                                  std::span<const event_data, N> events) {
   if (s.read_only) return status(errc::read_only, s.dir + ": log is open read-only");
   // Not counted: after close() another writer may own the counters.
   if (s.closed) return status(errc::invalid_argument, s.dir + ": log is closed");
@@ -505,7 +507,7 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   // line, so appends at an exact version without ids pay nothing more.
   if (!expected.accepts(actual)) [[unlikely]] {
     if (events[0].event_id != nullptr && head)
-      if (auto r = idempotent_retry(*this, s, stream, expected, actual, events)) return std::move(*r);
+      if (auto r = idempotent_retry(self, s, stream, expected, actual, events)) return std::move(*r);
     std::string want;
     switch (expected.which()) {
       case expected_version::kind::no_stream: want = "no stream"; break;
@@ -521,14 +523,17 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   if ((expected.which() == expected_version::kind::any ||
        expected.which() == expected_version::kind::stream_exists) &&
       events[0].event_id != nullptr && head) [[unlikely]] {
-    if (auto r = idempotent_retry(*this, s, stream, expected, actual, events)) return std::move(*r);
+    if (auto r = idempotent_retry(self, s, stream, expected, actual, events)) return std::move(*r);
   }
 
   // A log with a master key writes each payload sealed with its stream's key
   // (the events from here on are the sealed copies).
-  if (s.encrypting) [[unlikely]]
-    if (status x = detail::seal_payloads(s, key, head ? head->last_position : ~uint64_t{0}, events); !x)
+  if (s.encrypting) [[unlikely]] {
+    std::span<const event_data> sealed = events;
+    if (status x = detail::seal_payloads(s, key, head ? head->last_position : ~uint64_t{0}, sealed); !x)
       return refused(s, x);
+    events = std::span<const event_data, N>(sealed.data(), sealed.size());
+  }
 
   // Sizes first: a batch that cannot fit anywhere is refused before any byte is written.
   const uint64_t room = s.active->records_end() - segment_format::kHeaderSize - record::kSegmentEndSize;
@@ -617,6 +622,18 @@ result<append_result> event_log::append(stream_id stream, expected_version expec
   if (status r = detail::commit_batch(s, end); !r) [[unlikely]]
     return r;
   return out;
+}
+
+}  // namespace
+
+result<append_result> event_log::append(stream_id stream, expected_version expected,
+                                        const event_data& event) {
+  return append_events(*this, *s_, stream, expected, std::span<const event_data, 1>(&event, 1));
+}
+
+result<append_result> event_log::append(stream_id stream, expected_version expected,
+                                        std::span<const event_data> events) {
+  return append_events(*this, *s_, stream, expected, events);
 }
 
 status event_log::wait_durable(position p) {
