@@ -593,7 +593,10 @@ template <size_t N>
       uint32_t meta_len = 0;
       if constexpr (kMetadata)
         meta_len = e.metadata.empty() ? 0 : static_cast<uint32_t>(record::metadata_bytes(e.metadata));
-      const uint32_t size = record::encoded_size(key.size(), e, meta_len);
+      // One event without metadata: its size is the batch's, summed above
+      // (not recomputed: the calls between make the compiler reload e).
+      const uint32_t size = N == 1 && !kMetadata ? static_cast<uint32_t>(total)
+                                                 : record::encoded_size(key.size(), e, meta_len);
       const uint64_t pos = base + s.write_off;
       uint8_t flags = int_flag;
       if (single || i == 0) flags |= record::kFlagBatchBegin;
