@@ -306,7 +306,6 @@ result<std::unique_ptr<event_log>> event_log::open_read_only(const std::string& 
   return std::unique_ptr<event_log>(new event_log(std::move(s)));
 }
 
-
 namespace detail {
 
 status roll(log_state& s, uint64_t needed) {
