@@ -477,7 +477,7 @@ bool scheduler::apply_slow(worker_state& me, group_state& gs, uint32_t p, uint64
   // error names the event.
   if (me.v.encrypted) st = log_->open_payload(me.v, me.dec_buf);
   if (st.ok() && up_ && !me.v.forgotten) st = up_->apply(me.v, me.up_buf);
-  if (st.ok() && !call_projection(p, me.v, st)) return fail_group(gs, std::move(st), pos);
+  if (st.ok()) (void)call_projection(p, me.v, st);  // false leaves st saying why
   if (!st.ok()) return fail_group(gs, std::move(st), pos);
   ++me.applied_local;
   return true;
