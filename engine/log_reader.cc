@@ -56,6 +56,48 @@ result<bool> log_reader::next(event_view& out) {
   }
 }
 
+// next()'s loop with the cursor in locals and no return per event: the
+// window's records are decoded straight into the caller's views. Anything
+// else (a window's end, a segment end, a hole, an error, an encrypted
+// payload, stream lifecycle, upcasters) takes next(), the one place that
+// decides it. finish() hands a payload out of the reader's one buffer, so
+// an event that may have one ends its batch.
+result<size_t> log_reader::next_batch(std::span<event_view> out) {
+  const size_t cap = out.size();
+  size_t n = 0;
+  while (n < cap) {
+    if (!up_) {
+      // The views cannot alias the cursor: it is stored back once, where
+      // the run of plain records ends.
+      uint64_t pos = pos_.value;
+      const uint64_t limit = limit_, base = seg_base_, records_end = seg_records_end_;
+      const std::byte* const data = seg_data_;
+      const bool verify = verify_;
+      while (n < cap && pos < limit) {
+        event_view& v = out[n];
+        const uint64_t off = pos - base;
+        const record::decoded d = record::decode_inline(data + off, records_end - off, pos, verify, v);
+        if (d.outcome != record::decode_outcome::event || v.encrypted ||
+            (life_on_ && life_on_->maybe(v.stream))) [[unlikely]]
+          break;
+        pos += d.length;
+        if (!filter_ || filter_->matches(v)) [[likely]] ++n;
+      }
+      pos_.value = pos;
+      if (n == cap) break;
+    }
+    result<bool> r = next(out[n]);
+    if (!r) {
+      if (n == 0) return r.error();
+      break;  // the events before it now; the error on the next call, the cursor on its record
+    }
+    if (!r.value()) break;
+    ++n;
+    if (up_ || out[n - 1].encrypted) break;  // its payload may be in the reader's buffer
+  }
+  return n;
+}
+
 status log_reader::refresh_lifecycle() {
   if (status s = log_->check_lifecycle(); !s) return s;
   const uint64_t gen = log_->lifecycle_generation();

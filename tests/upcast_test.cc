@@ -369,6 +369,36 @@ TEST(Upcast, EveryReadPathHandsOutTheCurrentVersionAndTheLogKeepsTheStoredOne) {
       }
       EXPECT_GT(n, 0u);
     }
+    // The same through next_batch: an upcast payload is in the reader's
+    // buffer, so its event ends the batch; every view of a batch is checked
+    // before the next call. Without upcasting, batches hold plain views.
+    for (bool upcast : {true, false}) {
+      for (size_t size : {size_t{1}, size_t{8}, size_t{64}}) {
+        log_reader r = log->read();
+        if (!upcast) r.without_upcasting();
+        std::vector<event_view> views(size);
+        size_t i = 0, batches = 0;
+        for (;;) {
+          auto got = r.next_batch(views);
+          ASSERT_TRUE(got.ok()) << describe(got);
+          if (got.value() == 0) break;
+          ++batches;
+          for (size_t k = 0; k < got.value(); ++k) {
+            const stored_event& s = model.at(i++);
+            if (upcast) {
+              expect_upcast(views[k], s, "next_batch");
+            } else {
+              EXPECT_EQ(views[k].schema_version, s.version);
+              EXPECT_EQ(text_of(views[k].payload), s.payload);
+            }
+          }
+        }
+        EXPECT_EQ(i, model.size()) << "batch size " << size;
+        if (!upcast && size == 64) {
+          EXPECT_LT(batches, model.size() / 8) << "plain views come in full batches";
+        }
+      }
+    }
     // Without upcasting: the bytes as written.
     {
       log_reader r = log->read();

@@ -1,7 +1,9 @@
 // log_reader: a zero-copy cursor over committed events in global order.
 #pragma once
 
+#include <cstddef>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "varve/event.h"
@@ -35,6 +37,18 @@ class log_reader {
   // writer); returns errc::corruption naming file and offset for a record that
   // fails validation (the cursor stays put).
   VARVE_API result<bool> next(event_view& out);
+
+  // The bulk form of next(): fills out[0, n) with the next committed events
+  // and returns n, at least 1 while any event is committed past the cursor,
+  // 0 at the end of what is committed now. Each event is validated exactly as
+  // next() validates it; a scan saves the call and its cursor bookkeeping per
+  // event (docs/BENCHMARKS.md section 28). A record that fails validation
+  // ends the batch before it: the events before it are returned, and the
+  // next call returns the error (the cursor stays on that record). The views
+  // stay valid like next()'s, with one exception: an event whose payload the
+  // reader may have upcast or decrypted (into its own buffer, valid until the
+  // reader's next call) is the last of its batch. An empty span returns 0.
+  VARVE_API result<size_t> next_batch(std::span<event_view> out);
 
   // Hands events out as stored, not upcast (the log's upcasters are ignored
   // by this reader from now on). An encrypted payload is still decrypted.

@@ -1,0 +1,246 @@
+// log_reader::next_batch (include/varve/reader.h): the bulk form of next()
+// must hand out exactly what next() hands out, event for event, whatever the
+// batch size, across segment ends, holes, filters, stream lifecycle and a
+// writer still appending; and a record that fails validation must end the
+// batch before it, with the error (file and offset) on the next call and the
+// cursor left on the record. Upcasters and encrypted payloads (the reader's
+// own buffer) are checked in upcast_test and crypto_test.
+#include <array>
+#include <cinttypes>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+
+namespace {
+
+using namespace varve;
+using namespace varve_test;
+
+// What a reader handed out, field by field (the views' bytes copied).
+struct got_event {
+  uint64_t position, sequence, version, previous, timestamp;
+  uint32_t type, record_bytes;
+  std::string stream, payload;
+  bool batch_begin, batch_end, has_event_id;
+  bool operator==(const got_event&) const = default;
+};
+
+got_event copy_of(const event_view& v) {
+  return {v.position.value,
+          v.sequence.value,
+          v.version,
+          v.previous.value,
+          v.timestamp_ns,
+          v.type,
+          v.record_bytes,
+          std::string(v.stream),
+          std::string(reinterpret_cast<const char*>(v.payload.data()), v.payload.size()),
+          v.batch_begin,
+          v.batch_end,
+          v.event_id != nullptr};
+}
+
+std::vector<got_event> read_with_next(log_reader r) {
+  std::vector<got_event> out;
+  event_view v;
+  for (;;) {
+    auto got = r.next(v);
+    EXPECT_TRUE(got.ok()) << describe(got);
+    if (!got.ok() || !got.value()) break;
+    out.push_back(copy_of(v));
+  }
+  return out;
+}
+
+// Batches of `size` (0: sizes drawn from `rng`, 1..70).
+std::vector<got_event> read_with_batches(log_reader r, size_t size, std::mt19937_64& rng) {
+  std::vector<got_event> out;
+  std::vector<event_view> views(70);
+  for (;;) {
+    const size_t n = size ? size : 1 + rng() % 70;
+    auto got = r.next_batch(std::span<event_view>(views.data(), n));
+    EXPECT_TRUE(got.ok()) << describe(got);
+    if (!got.ok() || got.value() == 0) break;
+    EXPECT_LE(got.value(), n);
+    for (size_t i = 0; i < got.value(); ++i) out.push_back(copy_of(views[i]));
+  }
+  return out;
+}
+
+std::string payload_for(std::mt19937_64& rng, int i) {
+  return "e" + std::to_string(i) + std::string(rng() % 300, static_cast<char>('a' + i % 26));
+}
+
+// A log of `events` events over `streams` streams in 64 KiB segments: single
+// appends and atomic batches of 2-5, some with an event id.
+void fill(event_log& log, std::mt19937_64& rng, int events, int streams, const std::string& prefix = "s-") {
+  for (int i = 0; i < events;) {
+    const std::string s = prefix + std::to_string(rng() % streams);
+    const int k = rng() % 4 == 0 ? 2 + static_cast<int>(rng() % 4) : 1;
+    std::vector<std::string> payloads;
+    std::vector<event_data> batch(k);
+    for (int j = 0; j < k; ++j) payloads.push_back(payload_for(rng, i + j));
+    std::vector<id128> ids(k);  // distinct: the first event's id makes the append idempotent
+    for (int j = 0; j < k; ++j) {
+      batch[j].type = 1 + static_cast<uint32_t>(rng() % 3);
+      batch[j].payload = event_data::bytes(payloads[j]);
+      for (auto& b : ids[j].bytes) b = static_cast<uint8_t>(rng());
+      if (rng() % 5 == 0) batch[j].event_id = &ids[j];
+    }
+    ASSERT_OK(log.append(stream_id(s), expected_version::any(), batch));
+    i += k;
+  }
+}
+
+TEST(ReaderBatch, HandsOutWhatNextHandsOutForEveryBatchSize) {
+  for (uint64_t seed : {11u, 12u, 13u}) {
+    std::printf("seed %" PRIu64 "\n", seed);
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    temp_dir d;
+    log_options o;
+    o.segment_bytes = 64 << 10;  // ~300 events per segment: many segment ends
+    auto log = event_log::create(d.path(), o).value();
+    std::mt19937_64 rng(seed);
+    fill(*log, rng, 4000, 50);
+    const std::vector<got_event> want = read_with_next(log->read());
+    ASSERT_GE(want.size(), 4000u);
+    for (size_t size : {size_t{1}, size_t{2}, size_t{7}, size_t{64}, size_t{0}}) {
+      SCOPED_TRACE("batch size " + std::to_string(size));
+      EXPECT_EQ(read_with_batches(log->read(), size, rng), want);
+    }
+    // From a position in the middle, and through a read-only handle.
+    const position mid{want[want.size() / 2].position};
+    EXPECT_EQ(read_with_batches(log->read(mid), 64, rng), read_with_next(log->read(mid)));
+    ASSERT_OK(log->close());
+    auto ro = event_log::open_read_only(d.path()).value();
+    EXPECT_EQ(read_with_batches(ro->read(), 0, rng), want);
+  }
+}
+
+TEST(ReaderBatch, AFilteredReaderHandsOutTheSameEvents) {
+  temp_dir d;
+  log_options o;
+  o.segment_bytes = 64 << 10;
+  auto log = event_log::create(d.path(), o).value();
+  std::mt19937_64 rng(21);
+  fill(*log, rng, 3000, 30);
+  event_filter f;
+  f.types = {2};
+  f.stream_prefixes = {"s-1"};
+  const auto want = read_with_next(log->read(position{0}, f));
+  ASSERT_FALSE(want.empty());
+  for (size_t size : {size_t{1}, size_t{5}, size_t{64}})
+    EXPECT_EQ(read_with_batches(log->read(position{0}, f), size, rng), want) << "batch size " << size;
+}
+
+TEST(ReaderBatch, StreamLifecycleHidesTheSameEvents) {
+  temp_dir d;
+  log_options o;
+  o.segment_bytes = 64 << 10;
+  auto log = event_log::create(d.path(), o).value();
+  std::mt19937_64 rng(31);
+  fill(*log, rng, 2000, 20);
+  ASSERT_OK(log->delete_stream(stream_id("s-3")));
+  ASSERT_OK(log->truncate_stream(stream_id("s-4"), 5));
+  fill(*log, rng, 500, 20, "t-");  // after the metadata records
+  const auto want = read_with_next(log->read());
+  for (const auto& e : want) {
+    EXPECT_NE(e.stream, "s-3");
+    if (e.stream == "s-4") {
+      EXPECT_GE(e.version, 5u);
+    }
+  }
+  for (size_t size : {size_t{1}, size_t{9}, size_t{64}, size_t{0}})
+    EXPECT_EQ(read_with_batches(log->read(), size, rng), want) << "batch size " << size;
+}
+
+TEST(ReaderBatch, FollowsTheWriterAndReturnsZeroAtTheCommittedEnd) {
+  temp_dir d;
+  log_options o;
+  o.segment_bytes = 64 << 10;
+  auto log = event_log::create(d.path(), o).value();
+  log_reader r = log->read();
+  std::array<event_view, 16> v;
+  ASSERT_OK_AND_ASSIGN(size_t none, r.next_batch(v));
+  EXPECT_EQ(none, 0u);
+  EXPECT_EQ(r.next_batch(std::span<event_view>()).value(), 0u);  // an empty span
+  std::mt19937_64 rng(41);
+  uint64_t seen = 0, appended = 0;
+  for (int round = 0; round < 50; ++round) {
+    const int k = 1 + static_cast<int>(rng() % 40);
+    for (int i = 0; i < k; ++i) {
+      const std::string p = payload_for(rng, static_cast<int>(appended));
+      event_data e;
+      e.type = 1;
+      e.payload = event_data::bytes(p);
+      ASSERT_OK(log->append(stream_id("s-" + std::to_string(appended % 7)), expected_version::any(), e));
+      ++appended;
+    }
+    for (;;) {
+      ASSERT_OK_AND_ASSIGN(size_t n, r.next_batch(v));
+      if (n == 0) break;
+      for (size_t i = 0; i < n; ++i) EXPECT_EQ(v[i].sequence.value, seen + i) << "round " << round;
+      seen += n;
+    }
+    EXPECT_EQ(seen, appended) << "round " << round;
+  }
+}
+
+// Each event of the log is damaged in turn (one byte of its payload, the
+// checksum no longer matching): reading in batches returns every event
+// before it, then the error naming the segment file and offset, again on the
+// next call, with the cursor on the damaged record.
+TEST(ReaderBatch, ADamagedRecordEndsTheBatchBeforeItAndTheErrorComesNext) {
+  temp_dir d;
+  log_options o;
+  o.segment_bytes = 64 << 10;
+  std::vector<got_event> all;
+  {
+    auto log = event_log::create(d.path(), o).value();
+    std::mt19937_64 rng(51);
+    fill(*log, rng, 700, 10);
+    all = read_with_next(log->read());
+    ASSERT_OK(log->close());
+  }
+  const uint64_t seg_bytes = uint64_t{64} << 10;
+  std::mt19937_64 rng(52);
+  for (size_t victim = 0; victim < all.size(); victim += 1 + rng() % 23) {
+    const got_event& bad = all[victim];
+    const uint64_t seg = bad.position / seg_bytes, off = bad.position % seg_bytes;
+    char name[32];
+    std::snprintf(name, sizeof name, "%020" PRIu64 ".seg", seg);
+    const std::string file = d.path() + "/" + name;
+    const uint64_t at = off + bad.record_bytes - 9;  // inside the payload or padding: covered by the checksum
+    flip_byte(file, at);
+    {
+      auto log = event_log::open_read_only(d.path()).value();
+      log_reader r = log->read();
+      std::array<event_view, 64> v;
+      size_t before = 0;
+      status err;
+      for (;;) {
+        auto got = r.next_batch(v);
+        if (!got.ok()) {
+          err = got.error();
+          break;
+        }
+        ASSERT_GT(got.value(), 0u) << "the damaged record at " << bad.position << " was read past";
+        for (size_t i = 0; i < got.value(); ++i) ASSERT_EQ(copy_of(v[i]), all[before + i]);
+        before += got.value();
+      }
+      EXPECT_EQ(before, victim);
+      EXPECT_EQ(err.code(), errc::corruption) << describe(err);
+      EXPECT_NE(err.message().find(name), std::string::npos) << describe(err);
+      EXPECT_NE(err.message().find("offset " + std::to_string(off)), std::string::npos) << describe(err);
+      EXPECT_EQ(r.where().value, bad.position);
+      EXPECT_ERRC(r.next_batch(v), errc::corruption);
+      EXPECT_EQ(r.where().value, bad.position);
+    }
+    flip_byte(file, at);  // undone: the next victim is the only damage
+  }
+}
+
+}  // namespace
