@@ -118,6 +118,13 @@ template <bool kMetadata = false, bool kFullView = true>
     return invalid("unknown record kind (written by a newer varve?)");
   }
   if (length < kHeaderSize) return invalid("event record shorter than its header");
+  // The checksum before the fields: across its call only p, length and the
+  // caller's cursor stay live, not the fields, which are loaded after it
+  // (from L1: the hash just read them). 317 -> 308 instructions per event in
+  // log_reader::next (callgrind, BENCHMARKS.md section 28). A record failing
+  // several checks now names its checksum; every check still runs before a
+  // field is handed out.
+  if (verify_checksum && checksum_inline(p, length) != get_u64(p)) return invalid("record checksum mismatch");
   const uint8_t flags = get_u8(p + 13);
   const uint8_t stream_len = get_u8(p + 14);
   const uint16_t header_size = get_u16(p + 54);
@@ -126,21 +133,19 @@ template <bool kMetadata = false, bool kFullView = true>
   if (header_size < kHeaderSize || header_size % 8 != 0 || header_size > length)
     return invalid("bad header size");
   const uint32_t ids = detail::id_bytes(flags);
-  // The readers' form leaves metadata_len out of the checks before the
-  // checksum (a record with metadata goes to decode_with_metadata after it):
-  // a load and a call up here cost P4 ~20% on this host (21.6-24 against
-  // 27.8-28.6 M events/s), the scan loop being that tight; after the
-  // checksum, with this function always inlined, none (27.5-28.3).
+  // The readers' form leaves metadata_len out of the field checks (a record
+  // with metadata goes to decode_with_metadata below): a load and a call in
+  // the scan loop's common path cost P4 ~20% on this host (21.6-24 against
+  // 27.8-28.6 M events/s); taken only for such records, none (27.5-28.3).
   // docs/BENCHMARKS.md section 12.
   const uint32_t meta_len = kMetadata ? get_u32(p + 60) : 0;
   const uint64_t body = uint64_t{header_size} + ids + stream_len + payload_len + meta_len;
   if (align8(body) != length) [[unlikely]] {
     if constexpr (!kMetadata)
-      if (get_u32(p + 60) != 0) return decode_with_metadata(p, avail, expected_position, verify_checksum, out);
+      if (get_u32(p + 60) != 0) return decode_with_metadata(p, avail, expected_position, false, out);
     return invalid("record length disagrees with its fields");
   }
   if (get_u64(p + 16) != expected_position) return invalid("record position mismatch");
-  if (verify_checksum && checksum_inline(p, length) != sum) return invalid("record checksum mismatch");
   if constexpr (!kMetadata) {
     // Metadata short enough to fit in what would be padding leaves the
     // length check above satisfied: caught here, after the checksum.
