@@ -53,6 +53,12 @@ struct ceiling_writer {
 // records of `record_bytes` at `buf` (bench/ceiling_verified.cc). Returns how
 // many checksums did not match the record's first 8 bytes.
 uint64_t verified_scan(const std::byte* buf, uint64_t records, uint32_t record_bytes);
+// The same, also doing what P4's consumer does with each payload in every
+// peer's scan (es1_check.h touch(): the sum of its 8-byte words, then its
+// tail bytes) over the record's last `payload_bytes` (a run-time length, as
+// the peers' consumers get it): the ceiling of P4 as P4 measures the peers.
+uint64_t verified_scan_consumed(const std::byte* buf, uint64_t records, uint32_t record_bytes,
+                                uint32_t payload_bytes, uint64_t& payload_sum);
 
 inline void* map_anonymous_prefaulted(uint64_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);

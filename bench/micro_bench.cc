@@ -9,6 +9,8 @@
 //   BM_AppendMulti3    one multi-stream append: 3 streams, one event each (same streams)
 //   BM_ReaderNext      log_reader::next() over a warm 1 M-event log
 //                      (arg: 1 = checksums verified, the default; 0 = not)
+//   BM_ReaderNextBatch the same scan through log_reader::next_batch, 64 views
+//                      at a time (same arg)
 //   BM_VersionOf       event_log::version_of (head-table lookup), 100,000 streams
 //   BM_ReadStream      read_stream + next() over one whole aggregate (~10 events
 //                      spread over the warm log's segments), random aggregates;
@@ -342,6 +344,43 @@ void BM_ReaderNext(benchmark::State& state) {
   state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ReaderNext)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
+
+// The same scan through next_batch, 64 views at a time (one iteration: one
+// batch; items = events).
+void BM_ReaderNextBatch(benchmark::State& state) {
+  auto& w = warm();
+  if (!w.set_verify(state.range(0) != 0)) {
+    state.SkipWithError(w.error.c_str());
+    return;
+  }
+  varve::log_reader reader = w.log->read();
+  std::array<varve::event_view, 64> v;
+  uint64_t events = 0, bytes = 0;
+  for (auto _ : state) {
+    auto r = reader.next_batch(v);
+    if (!r) [[unlikely]] {
+      state.SkipWithError(("next_batch: " + r.error().to_string()).c_str());
+      break;
+    }
+    if (r.value() == 0) [[unlikely]] {  // end of log: start over
+      if (reader.where() == varve::position{}) {
+        state.SkipWithError("the warm log reads as empty");
+        break;
+      }
+      reader.seek(varve::position{});
+      continue;
+    }
+    for (size_t i = 0; i < r.value(); ++i) {
+      benchmark::DoNotOptimize(v[i].payload.data());
+      bytes += v[i].record_bytes;
+    }
+    events += r.value();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));  // record bytes
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ReaderNextBatch)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
 
 void BM_VersionOf(benchmark::State& state) {
   auto& w = warm();
