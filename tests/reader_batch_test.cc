@@ -70,6 +70,13 @@ std::vector<got_event> read_with_batches(log_reader r, size_t size, std::mt19937
   return out;
 }
 
+// 64 KiB segments: ~300 events each, so every read crosses many segment ends.
+log_options small_segments() {
+  log_options o;
+  o.segment_bytes = 64 << 10;
+  return o;
+}
+
 std::string payload_for(std::mt19937_64& rng, int i) {
   return "e" + std::to_string(i) + std::string(rng() % 300, static_cast<char>('a' + i % 26));
 }
@@ -100,9 +107,7 @@ TEST(ReaderBatch, HandsOutWhatNextHandsOutForEveryBatchSize) {
     std::printf("seed %" PRIu64 "\n", seed);
     SCOPED_TRACE("seed " + std::to_string(seed));
     temp_dir d;
-    log_options o;
-    o.segment_bytes = 64 << 10;  // ~300 events per segment: many segment ends
-    auto log = event_log::create(d.path(), o).value();
+    auto log = event_log::create(d.path(), small_segments()).value();
     std::mt19937_64 rng(seed);
     fill(*log, rng, 4000, 50);
     const std::vector<got_event> want = read_with_next(log->read());
@@ -122,9 +127,7 @@ TEST(ReaderBatch, HandsOutWhatNextHandsOutForEveryBatchSize) {
 
 TEST(ReaderBatch, AFilteredReaderHandsOutTheSameEvents) {
   temp_dir d;
-  log_options o;
-  o.segment_bytes = 64 << 10;
-  auto log = event_log::create(d.path(), o).value();
+  auto log = event_log::create(d.path(), small_segments()).value();
   std::mt19937_64 rng(21);
   fill(*log, rng, 3000, 30);
   event_filter f;
@@ -138,9 +141,7 @@ TEST(ReaderBatch, AFilteredReaderHandsOutTheSameEvents) {
 
 TEST(ReaderBatch, StreamLifecycleHidesTheSameEvents) {
   temp_dir d;
-  log_options o;
-  o.segment_bytes = 64 << 10;
-  auto log = event_log::create(d.path(), o).value();
+  auto log = event_log::create(d.path(), small_segments()).value();
   std::mt19937_64 rng(31);
   fill(*log, rng, 2000, 20);
   ASSERT_OK(log->delete_stream(stream_id("s-3")));
@@ -159,9 +160,7 @@ TEST(ReaderBatch, StreamLifecycleHidesTheSameEvents) {
 
 TEST(ReaderBatch, FollowsTheWriterAndReturnsZeroAtTheCommittedEnd) {
   temp_dir d;
-  log_options o;
-  o.segment_bytes = 64 << 10;
-  auto log = event_log::create(d.path(), o).value();
+  auto log = event_log::create(d.path(), small_segments()).value();
   log_reader r = log->read();
   std::array<event_view, 16> v;
   ASSERT_OK_AND_ASSIGN(size_t none, r.next_batch(v));
@@ -195,17 +194,15 @@ TEST(ReaderBatch, FollowsTheWriterAndReturnsZeroAtTheCommittedEnd) {
 // next call, with the cursor on the damaged record.
 TEST(ReaderBatch, ADamagedRecordEndsTheBatchBeforeItAndTheErrorComesNext) {
   temp_dir d;
-  log_options o;
-  o.segment_bytes = 64 << 10;
   std::vector<got_event> all;
   {
-    auto log = event_log::create(d.path(), o).value();
+    auto log = event_log::create(d.path(), small_segments()).value();
     std::mt19937_64 rng(51);
     fill(*log, rng, 700, 10);
     all = read_with_next(log->read());
     ASSERT_OK(log->close());
   }
-  const uint64_t seg_bytes = uint64_t{64} << 10;
+  const uint64_t seg_bytes = small_segments().segment_bytes;
   std::mt19937_64 rng(52);
   for (size_t victim = 0; victim < all.size(); victim += 1 + rng() % 23) {
     const got_event& bad = all[victim];
