@@ -38,9 +38,10 @@ class log_reader {
   // fails validation (the cursor stays put).
   VARVE_API result<bool> next(event_view& out);
 
-  // The bulk form of next(): fills out[0, n) with the next committed events
-  // and returns n, at least 1 while any event is committed past the cursor,
-  // 0 at the end of what is committed now. Each event is validated exactly as
+  // The bulk form of next(): fills out[0, n) with the events next() would
+  // hand out and returns n: at least 1 where next() would return an event, 0
+  // where it would return false (the end of what is committed now; call again
+  // to follow the writer). Each event is validated exactly as
   // next() validates it; a scan saves the call and its cursor bookkeeping per
   // event (docs/BENCHMARKS.md section 28). A record that fails validation
   // ends the batch before it: the events before it are returned, and the
