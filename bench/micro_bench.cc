@@ -11,6 +11,8 @@
 //                      (arg: 1 = checksums verified, the default; 0 = not)
 //   BM_ReaderNextBatch the same scan through log_reader::next_batch, 64 views
 //                      at a time (same arg)
+//   BM_SubscriptionCatchUp a subscription reading the warm log's history,
+//                      checksums verified (arg: 0 = next(), 64 = next_batch of 64)
 //   BM_VersionOf       event_log::version_of (head-table lookup), 100,000 streams
 //   BM_ReadStream      read_stream + next() over one whole aggregate (~10 events
 //                      spread over the warm log's segments), random aggregates;
@@ -381,6 +383,44 @@ void BM_ReaderNextBatch(benchmark::State& state) {
   state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ReaderNextBatch)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
+
+// A subscription catching up on the warm log's history (checksums verified):
+// one next() per iteration (arg 0), or one next_batch of 64 views (arg 64);
+// items = events. At the end of the log a new subscription starts over.
+void BM_SubscriptionCatchUp(benchmark::State& state) {
+  auto& w = warm();
+  if (!w.set_verify(true)) {
+    state.SkipWithError(w.error.c_str());
+    return;
+  }
+  const size_t batch = static_cast<size_t>(state.range(0));
+  auto open = [&] { return varve::subscription::open(*w.log, varve::position{}); };
+  auto sub = open();
+  std::array<varve::event_view, 64> v;
+  uint64_t events = 0;
+  for (auto _ : state) {
+    if (!sub) [[unlikely]] {
+      state.SkipWithError(("subscription: " + sub.error().to_string()).c_str());
+      break;
+    }
+    size_t got = 0;
+    if (batch == 0) {
+      auto r = sub->next(v[0]);
+      if (r && r.value()) got = 1;
+      else if (!r) sub = r.error();
+    } else {
+      auto r = sub->next_batch(std::span(v).first(batch));
+      if (r) got = r.value();
+      else sub = r.error();
+    }
+    for (size_t i = 0; i < got; ++i) benchmark::DoNotOptimize(v[i].payload.data());
+    events += got;
+    if (got == 0 && sub) sub = open();  // the end of the history
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_SubscriptionCatchUp)->ArgName("batch")->Arg(0)->Arg(64)->UseRealTime();
 
 void BM_VersionOf(benchmark::State& state) {
   auto& w = warm();

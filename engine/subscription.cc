@@ -214,39 +214,61 @@ result<subscription> subscription::open(const event_log& log, position from, eve
   return sub;
 }
 
+namespace {
+
+// A deadline set on first use: a call that finds events at once never reads
+// the clock.
+class lazy_deadline {
+ public:
+  explicit lazy_deadline(std::chrono::nanoseconds timeout)
+      // "Forever" (nanoseconds::max()) must not overflow the deadline.
+      : timeout_(std::min<std::chrono::nanoseconds>(timeout, std::chrono::hours(24 * 365 * 50))) {}
+  bool waits() const { return timeout_.count() > 0; }
+  bool passed() {
+    const auto now = clock_type::now();
+    if (!set_) {
+      at_ = now + timeout_;
+      set_ = true;
+    }
+    return now >= at_;
+  }
+  clock_type::time_point at() {
+    if (!set_) (void)passed();
+    return at_;
+  }
+
+ private:
+  std::chrono::nanoseconds timeout_;
+  bool set_ = false;
+  clock_type::time_point at_;
+};
+
+// With a filter, a sealed segment whose index shows no wanted event is skipped
+// whole (asked once per segment): true when the cursor moved past it. lag()'s
+// event count is then an estimate until the next event read.
+bool skip_unwanted_segment(detail::subscription_state& s) {
+  if (s.filter.empty()) return false;
+  const uint8_t l2 = s.shared->log2();
+  const uint64_t index = s.reader.where().value >> l2;
+  if (index == s.checked_segment) return false;
+  s.checked_segment = index;
+  if (match_segment(*s.shared, index, s.filter) != segment_match::none) return false;
+  s.reader.seek(position{(index + 1) << l2});
+  s.where.store(s.reader.where().value, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace
+
 result<bool> subscription::next(event_view& out, std::chrono::nanoseconds timeout) {
   if (!s_) return status(errc::invalid_argument, "subscription is not open");
   detail::subscription_state& s = *s_;
-  // "Forever" (nanoseconds::max()) must not overflow the deadline.
-  timeout = std::min<std::chrono::nanoseconds>(timeout, std::chrono::hours(24 * 365 * 50));
-  bool have_deadline = false;
-  clock_type::time_point deadline;
-  auto deadline_passed = [&] {
-    const auto now = clock_type::now();
-    if (!have_deadline) {
-      deadline = now + timeout;
-      have_deadline = true;
-    }
-    return now >= deadline;
-  };
+  lazy_deadline deadline(timeout);
   uint32_t skipped = 0;
   for (;;) {
     if (s.cancelled.load(std::memory_order_acquire))
       return status(errc::cancelled, s.log->dir() + ": subscription cancelled");
-    if (!s.filter.empty()) {
-      // A sealed segment whose index shows no wanted event is skipped whole;
-      // lag()'s event count is then an estimate until the next event read.
-      const uint8_t l2 = s.shared->log2();
-      const uint64_t index = s.reader.where().value >> l2;
-      if (index != s.checked_segment) {
-        s.checked_segment = index;
-        if (match_segment(*s.shared, index, s.filter) == segment_match::none) {
-          s.reader.seek(position{(index + 1) << l2});
-          s.where.store(s.reader.where().value, std::memory_order_relaxed);
-          continue;
-        }
-      }
-    }
+    if (skip_unwanted_segment(s)) continue;
     auto got = s.reader.next(out);
     if (!got) return got.error();
     const uint64_t at = s.reader.where().value;
@@ -254,11 +276,55 @@ result<bool> subscription::next(event_view& out, std::chrono::nanoseconds timeou
     if (got.value()) {
       s.next_seq.store(out.sequence.value + 1, std::memory_order_relaxed);
       if (s.filter.matches(out)) return true;
-      if (++skipped % kSkipCheckEvery == 0 && deadline_passed()) return false;
+      if (++skipped % kSkipCheckEvery == 0 && deadline.passed()) return false;
       continue;
     }
-    if (timeout.count() <= 0 || deadline_passed()) return false;
-    if (!wait_for_commit(s, at, deadline)) return false;
+    if (!deadline.waits() || deadline.passed()) return false;
+    if (!wait_for_commit(s, at, deadline.at())) return false;
+  }
+}
+
+// next() a batch at a time: one log_reader::next_batch per look (its rules
+// for upcast or decrypted payloads and damaged records hold here too), the
+// filter applied by moving the wanted views to the front. Returns as soon as
+// one look found a wanted event, so a view is never overwritten by a second
+// look before the caller sees it.
+result<size_t> subscription::next_batch(std::span<event_view> out, std::chrono::nanoseconds timeout) {
+  if (!s_) return status(errc::invalid_argument, "subscription is not open");
+  if (out.empty()) return size_t{0};
+  detail::subscription_state& s = *s_;
+  lazy_deadline deadline(timeout);
+  uint64_t skipped = 0;
+  for (;;) {
+    if (s.cancelled.load(std::memory_order_acquire))
+      return status(errc::cancelled, s.log->dir() + ": subscription cancelled");
+    if (skip_unwanted_segment(s)) continue;
+    auto got = s.reader.next_batch(out);
+    if (!got) return got.error();
+    const size_t read = got.value();
+    const uint64_t at = s.reader.where().value;
+    s.where.store(at, std::memory_order_relaxed);
+    if (read > 0) {
+      s.next_seq.store(out[read - 1].sequence.value + 1, std::memory_order_relaxed);
+      size_t wanted = read;
+      if (!s.filter.empty()) {
+        wanted = 0;
+        for (size_t i = 0; i < read; ++i)
+          if (s.filter.matches(out[i])) {
+            if (wanted != i) out[wanted] = out[i];
+            ++wanted;
+          }
+      }
+      if (wanted > 0) return wanted;
+      skipped += read;
+      if (skipped >= kSkipCheckEvery) {
+        skipped = 0;
+        if (deadline.passed()) return size_t{0};
+      }
+      continue;
+    }
+    if (!deadline.waits() || deadline.passed()) return size_t{0};
+    if (!wait_for_commit(s, at, deadline.at())) return size_t{0};
   }
 }
 

@@ -1,6 +1,6 @@
 // Subscriptions: catch-up from a position to live events while a writer
 // appends (threads and a second process), with no gap and no duplicate;
-// filters; a slow subscriber; cancel and timeouts; the wake-up words of the
+// filters; a slow subscriber; reading in batches (next_batch); cancel and timeouts; the wake-up words of the
 // control block; named positions that survive reopening and a damaged
 // position file. Must stay clean under TSan and ASan.
 //
@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cinttypes>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -78,16 +80,33 @@ status write_events(event_log& log, uint64_t n, std::chrono::microseconds pause 
 
 // Reads `n` events from `sub`, checking that each is the next expected one:
 // sequences contiguous from `first_seq` when `contiguous`, else in increasing
-// order and accepted by `want`. Returns "" or the first problem.
+// order and accepted by `want`. `batch` > 0 reads through next_batch with
+// that many views (each batch checked whole before the next call), else
+// through next(). Returns "" or the first problem.
 template <class Want>
 std::string take(subscription& sub, uint64_t n, uint64_t first_seq, Want want,
-                 std::vector<uint64_t>* seen_out = nullptr, std::chrono::microseconds slow = 0us) {
+                 std::vector<uint64_t>* seen_out = nullptr, std::chrono::microseconds slow = 0us,
+                 size_t batch = 0) {
   uint64_t expect = first_seq;
+  std::vector<event_view> views(std::max<size_t>(batch, 1));
+  size_t have = 0, at = 0;
   for (uint64_t got_n = 0; got_n < n; ++got_n) {
-    event_view e;
-    auto got = sub.next(e, 20s);
-    if (!got.ok()) return "after " + std::to_string(got_n) + " events: " + got.error().to_string();
-    if (!*got) return "timed out after " + std::to_string(got_n) + " events";
+    if (at == have) {
+      at = have = 0;
+      if (batch == 0) {
+        auto got = sub.next(views[0], 20s);
+        if (!got.ok()) return "after " + std::to_string(got_n) + " events: " + got.error().to_string();
+        if (!*got) return "timed out after " + std::to_string(got_n) + " events";
+        have = 1;
+      } else {
+        auto got = sub.next_batch(views, 20s);
+        if (!got.ok()) return "after " + std::to_string(got_n) + " events: " + got.error().to_string();
+        if (*got == 0) return "timed out after " + std::to_string(got_n) + " events";
+        if (*got > batch) return "a batch larger than its span";
+        have = *got;
+      }
+    }
+    const event_view& e = views[at++];
     while (!want(expect)) ++expect;
     if (e.sequence.value != expect)
       return "event " + std::to_string(got_n) + ": sequence " + std::to_string(e.sequence.value) +
@@ -105,10 +124,24 @@ std::string take(subscription& sub, uint64_t n, uint64_t first_seq, Want want,
     ++expect;
     if (slow.count() && got_n % 100 == 0) std::this_thread::sleep_for(slow);
   }
+  if (at != have) return std::to_string(have - at) + " events returned beyond the " + std::to_string(n) + " expected";
   return {};
 }
 
 auto all = [](uint64_t) { return true; };
+
+// The stream of each of the `n` events write_events appends from sequence
+// `first` (its batches share the stream of their first event).
+std::vector<std::string> streams_written(uint64_t first, uint64_t n) {
+  std::vector<std::string> streams(n);
+  for (uint64_t i = 0, s = first; i < n;) {
+    const uint64_t c = std::min<uint64_t>(1 + mix64(s * 31) % 8, n - i);
+    for (uint64_t k = 0; k < c; ++k) streams[i + k] = stream_of(s);
+    i += c;
+    s += c;
+  }
+  return streams;
+}
 
 // Bytes 192..199 of DIR/varve.ctl: wake_seq and waiters.
 std::pair<uint32_t, uint32_t> wake_words(const std::string& dir) {
@@ -250,13 +283,7 @@ TEST(Subscription, FiltersByStreamAndByCategory) {
   const uint64_t during = scaled(8000);
 
   // What each filter must deliver: the stream of every event write_events will append.
-  std::vector<std::string> streams(during);
-  for (uint64_t i = 0, s = base; i < during;) {
-    const uint64_t c = std::min<uint64_t>(1 + mix64(s * 31) % 8, during - i);
-    for (uint64_t k = 0; k < c; ++k) streams[i + k] = stream_of(s);
-    i += c;
-    s += c;
-  }
+  const std::vector<std::string> streams = streams_written(base, during);
   auto want_order = [&](uint64_t seq) {
     return seq >= base && seq - base < during && streams[seq - base].starts_with("order-");
   };
@@ -332,6 +359,148 @@ TEST(Subscription, ASlowSubscriberFallsBehindAndCatchesUp) {
   EXPECT_EQ(problem, "");
   EXPECT_GT(max_lag.load(), 0u) << "the subscriber never fell behind";
   EXPECT_EQ(sub.lag().events, 0u);
+}
+
+// --- next_batch ------------------------------------------------------------------
+
+// Subscriptions reading in batches of 1, 7 and 64 views, and one filtered by
+// category, each from the beginning while the writer appends over many
+// segment rolls: every event once, in order, payloads intact; then each is at
+// the committed end.
+TEST(Subscription, BatchesDeliverEveryEventInOrderWhileAWriterAppends) {
+  temp_dir dir;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), small_options()));
+  const uint64_t before = scaled(3000), during = scaled(20000);
+  // Two calls of write_events: each starts its own batches.
+  std::vector<std::string> streams = streams_written(0, before);
+  for (std::string& st : streams_written(before, during)) streams.push_back(std::move(st));
+  auto want_order = [&](uint64_t seq) { return seq < streams.size() && streams[seq].starts_with("order-"); };
+  uint64_t n_order = 0;
+  for (uint64_t i = 0; i < streams.size(); ++i) n_order += want_order(i);
+  ASSERT_OK(write_events(*log, before));
+  event_filter by_category;
+  by_category.stream_prefixes = {"order-"};
+  const size_t sizes[] = {1, 7, 64};
+  std::vector<subscription> subs;
+  for (size_t i = 0; i < 4; ++i) {
+    ASSERT_OK_AND_ASSIGN(subscription s, subscription::open(*log, position{}, i == 3 ? by_category : event_filter{}));
+    subs.push_back(std::move(s));
+  }
+  std::vector<std::string> problems(4);
+  std::vector<std::thread> readers;
+  for (size_t i = 0; i < 3; ++i)
+    readers.emplace_back([&, i] { problems[i] = take(subs[i], before + during, 0, all, nullptr, 0us, sizes[i]); });
+  readers.emplace_back([&] { problems[3] = take(subs[3], n_order, 0, want_order, nullptr, 0us, 64); });
+  status w = write_events(*log, during);
+  for (auto& t : readers) t.join();
+  ASSERT_OK(w);
+  EXPECT_GT(log->committed_position().value >> 16, 10u) << "expected many segment rolls";
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(problems[i], "") << "subscription " << i;
+    std::array<event_view, 8> v;
+    ASSERT_OK_AND_ASSIGN(size_t more, subs[i].next_batch(v, 5ms));
+    EXPECT_EQ(more, 0u) << "subscription " << i;
+    EXPECT_EQ(subs[i].where(), log->committed_position()) << "subscription " << i;
+    EXPECT_EQ(subs[i].lag().events, 0u) << "subscription " << i;
+  }
+}
+
+TEST(Subscription, NextBatchTimesOutOnAnIdleLogAndIsCancelled) {
+  temp_dir dir;
+  ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), small_options()));
+  ASSERT_OK(write_events(*log, 10));
+  ASSERT_OK_AND_ASSIGN(subscription sub, subscription::open(*log, subscription::end()));
+  std::array<event_view, 16> v;
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_OK_AND_ASSIGN(size_t n, sub.next_batch(v, 20ms));
+  EXPECT_EQ(n, 0u);
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 20ms);
+  ASSERT_OK_AND_ASSIGN(n, sub.next_batch(v));  // timeout 0: a poll
+  EXPECT_EQ(n, 0u);
+  ASSERT_OK_AND_ASSIGN(n, sub.next_batch(std::span<event_view>()));
+  EXPECT_EQ(n, 0u);
+  // What lands while it waits comes at once, in one call (one append of 3).
+  std::thread writer([&] {
+    std::this_thread::sleep_for(20ms);
+    std::vector<std::byte> p(16);
+    std::vector<event_data> three(3);
+    for (auto& d : three) d.payload = p;
+    (void)log->append("late", expected_version::any(), three);
+  });
+  ASSERT_OK_AND_ASSIGN(n, sub.next_batch(v, 20s));
+  writer.join();
+  EXPECT_GE(n, 1u);
+  while (n < 3) {  // the three may be committed in one step or seen before the last lands
+    ASSERT_OK_AND_ASSIGN(size_t more, sub.next_batch(std::span(v).subspan(n), 20s));
+    ASSERT_GT(more, 0u);
+    n += more;
+  }
+  EXPECT_EQ(n, 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(v[i].stream, "late");
+
+  result<size_t> parked = size_t{0};
+  std::thread t([&] { parked = sub.next_batch(v, std::chrono::nanoseconds::max()); });
+  for (int i = 0; i < 2000 && wake_words(dir.path()).second == 0; ++i) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(wake_words(dir.path()).second, 1u);
+  sub.cancel();
+  t.join();
+  EXPECT_ERRC(parked, errc::cancelled);
+  EXPECT_ERRC(sub.next_batch(v), errc::cancelled);
+}
+
+// A damaged record in a sealed segment (not the first: open() reads that one
+// and says so): batches return every event before it,
+// then the error names the segment file and offset, again on the next call,
+// and where() stays on the record.
+TEST(Subscription, NextBatchEndsBeforeADamagedRecord) {
+  temp_dir dir;
+  std::vector<std::pair<uint64_t, uint32_t>> records;  // position, record bytes
+  {
+    ASSERT_OK_AND_ASSIGN(auto log, event_log::create(dir.path(), small_options()));
+    ASSERT_OK(write_events(*log, 1500));
+    log_reader r = log->read();
+    event_view e;
+    while (r.next(e).value()) records.emplace_back(e.position.value, e.record_bytes);
+    ASSERT_OK(log->close());
+  }
+  ASSERT_EQ(records.size(), 1500u);
+  // The last record of a sealed segment (the active one is validated at open).
+  size_t last_sealed = records.size() - 1;
+  while (records[last_sealed].first / k64KiB == records.back().first / k64KiB) --last_sealed;
+  for (const size_t victim : {size_t{1}, size_t{63}, size_t{64}, size_t{700}, last_sealed}) {
+    const auto [pos, bytes] = records[victim];
+    char name[32];
+    std::snprintf(name, sizeof name, "%020" PRIu64 ".seg", pos / k64KiB);
+    const std::string file = dir.path() + "/" + name;
+    const uint64_t at = pos % k64KiB + bytes - 9;  // payload or padding: under the checksum
+    flip_byte(file, at);
+    {
+      ASSERT_OK_AND_ASSIGN(auto log, event_log::open_read_only(dir.path()));
+      ASSERT_OK_AND_ASSIGN(subscription sub, subscription::open(*log, position{}));
+      std::array<event_view, 64> v;
+      size_t before = 0;
+      status err;
+      for (;;) {
+        auto got = sub.next_batch(v, 1ms);
+        if (!got.ok()) {
+          err = got.error();
+          break;
+        }
+        ASSERT_GT(*got, 0u) << "the damaged record at " << pos << " was read past";
+        for (size_t i = 0; i < *got; ++i) ASSERT_EQ(v[i].sequence.value, before + i);
+        before += *got;
+      }
+      EXPECT_EQ(before, victim);
+      EXPECT_EQ(err.code(), errc::corruption) << describe(err);
+      EXPECT_NE(err.message().find(name), std::string::npos) << describe(err);
+      EXPECT_NE(err.message().find("offset " + std::to_string(pos % k64KiB)), std::string::npos)
+          << describe(err);
+      EXPECT_EQ(sub.where().value, pos);
+      EXPECT_ERRC(sub.next_batch(v), errc::corruption);
+      EXPECT_EQ(sub.where().value, pos);
+    }
+    flip_byte(file, at);  // undone: the next victim is the only damage
+  }
 }
 
 // --- waiting: timeouts, cancel, the control block's words -----------------------

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -109,6 +110,18 @@ class VARVE_API subscription {
   // errc::cancelled after cancel(); errc::corruption naming file and offset
   // for a record that fails validation (the cursor stays on it).
   result<bool> next(event_view& out, std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
+
+  // The bulk form of next(), for a consumer catching up on history: fills
+  // out[0, n) with the next matching events in order and returns n >= 1, or
+  // 0 when none came within `timeout` (as next() returns false). Each event
+  // is validated as next() validates it (log_reader::next_batch); an event
+  // whose payload was upcast or decrypted into the reader's buffer is the
+  // last of its batch, and a damaged record ends the batch before it, its
+  // error coming on the next call. Returns whatever it found as soon as it
+  // has one event: n may be below out.size() while more is committed. An
+  // empty span returns 0.
+  result<size_t> next_batch(std::span<event_view> out,
+                            std::chrono::nanoseconds timeout = std::chrono::nanoseconds(0));
 
   // Where the next read starts: the position just past the last event read or
   // skipped by the filter. Resuming a new subscription here continues exactly.
