@@ -8,6 +8,7 @@
 
 #include "varve/varve_c.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -50,10 +51,22 @@ struct last_event_ext {
     metadata = v.metadata.raw();
   }
 };
+// The views of a batch (varve_*_next_batch), kept so that a caller's loop
+// allocates only when it asks for a larger batch than before.
+struct batch_views {
+  static constexpr size_t kMax = 1024;  // what one call returns at most
+  std::vector<varve::event_view> views;
+  std::span<varve::event_view> take(size_t capacity) {
+    const size_t n = std::min(capacity, kMax);
+    if (views.size() < n) views.resize(n);
+    return std::span<varve::event_view>(views.data(), n);
+  }
+};
 struct varve_reader {
   varve_log* owner;
   varve::log_reader reader;
   last_event_ext last{};
+  batch_views batch{};
 };
 struct varve_stream_reader {
   varve_log* owner;
@@ -64,6 +77,7 @@ struct varve_subscription {
   varve_log* owner;
   varve::subscription sub;
   last_event_ext last{};
+  batch_views batch{};
 };
 
 namespace {
@@ -848,6 +862,32 @@ varve_errc varve_reader_next(varve_reader* reader, varve_event* event, bool* got
   });
 }
 
+namespace {
+// What a batch read hands back: the views converted, the last one's
+// extension kept (varve_*_event_ext describes the last event returned).
+void to_c_batch(std::span<const varve::event_view> views, varve_event* events, last_event_ext& last) noexcept {
+  for (size_t i = 0; i < views.size(); ++i) to_c(views[i], events[i]);
+  if (!views.empty()) last.set(views.back());
+}
+}  // namespace
+
+varve_errc varve_reader_next_batch(varve_reader* reader, varve_event* events, size_t capacity,
+                                   size_t* count, varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(reader);
+    VARVE_REQUIRE(count);
+    *count = 0;
+    VARVE_REQUIRE(events || capacity == 0);
+    if (capacity == 0) return done(err);
+    std::span<varve::event_view> views = reader->batch.take(capacity);
+    auto n = reader->reader.next_batch(views);
+    if (!n) return fail(err, n.error());
+    to_c_batch(views.first(n.value()), events, reader->last);
+    *count = n.value();
+    return done(err);
+  });
+}
+
 varve_errc varve_reader_where(const varve_reader* reader, uint64_t* position,
                               varve_error* err) noexcept {
   return guarded(err, [&] {
@@ -979,6 +1019,25 @@ varve_errc varve_subscription_next(varve_subscription* sub, varve_event* event,
       sub->last.set(v);
     }
     *got = more.value();
+    return done(err);
+  });
+}
+
+varve_errc varve_subscription_next_batch(varve_subscription* sub, varve_event* events,
+                                         size_t capacity, int64_t timeout_ns, size_t* count,
+                                         varve_error* err) noexcept {
+  return guarded(err, [&] {
+    VARVE_REQUIRE(sub);
+    VARVE_REQUIRE(count);
+    *count = 0;
+    VARVE_REQUIRE(events || capacity == 0);
+    if (timeout_ns < 0) return fail(err, VARVE_INVALID_ARGUMENT, "negative timeout_ns");
+    if (capacity == 0) return done(err);
+    std::span<varve::event_view> views = sub->batch.take(capacity);
+    auto n = sub->sub.next_batch(views, std::chrono::nanoseconds(timeout_ns));
+    if (!n) return fail(err, n.error());
+    to_c_batch(views.first(n.value()), events, sub->last);
+    *count = n.value();
     return done(err);
   });
 }

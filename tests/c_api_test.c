@@ -465,6 +465,104 @@ static void test_read_log(void) {
   CHECK_OK(varve_log_close(log, &err));
 }
 
+/* The bulk readers: the same events as varve_reader_next (the same bytes,
+ * zero copy) for batch capacities 1, 7 and 5000 (at most 1024 per call),
+ * over many segments; the end and a later append; a subscription in batches;
+ * the last event's extension; bad arguments. */
+static void test_read_batch(void) {
+  varve_error err;
+  varve_log_options o = small_segments();
+  varve_log* log = create_log("log", &o);
+  enum { kEvents = 3000 };
+  char text[64];
+  for (int i = 0; i < kEvents; ++i) {
+    snprintf(text, sizeof text, "event-%d-%.*s", i, i % 40, "........................................");
+    varve_event_data d = event_of((uint32_t)(i % 5), text);
+    d.schema_version = (uint16_t)(1 + i % 3);
+    const char* streams[3] = {"order-1", "order-2", "cust-9"};
+    CHECK_OK(varve_append(log, varve_stream_bytes(streams[i % 3], strlen(streams[i % 3])),
+                          varve_expect_any(), &d, NULL, &err));
+  }
+  static varve_event one[kEvents];
+  varve_reader* rd = NULL;
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  size_t total = 0;
+  bool got = true;
+  while (got && total < kEvents) {
+    CHECK_OK(varve_reader_next(rd, &one[total], &got, &err));
+    if (got) ++total;
+  }
+  CHECK(total == kEvents);
+  varve_reader_free(rd);
+
+  static varve_event batch[2048];
+  const size_t capacities[3] = {1, 7, 5000};
+  for (int c = 0; c < 3; ++c) {
+    CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+    size_t seen = 0, calls = 0, count = 0;
+    for (;;) {
+      CHECK_OK(varve_reader_next_batch(rd, batch, capacities[c], &count, &err));
+      if (count == 0) break;
+      CHECK(count <= capacities[c] && count <= 1024);
+      ++calls;
+      for (size_t i = 0; i < count && seen + i < kEvents; ++i) {
+        const varve_event* a = &one[seen + i];
+        const varve_event* b = &batch[i];
+        CHECK(a->position == b->position && a->sequence == b->sequence && a->type == b->type);
+        CHECK(a->payload == b->payload && a->payload_size == b->payload_size);
+        CHECK(a->stream == b->stream && a->stream_size == b->stream_size && a->version == b->version);
+        CHECK(a->schema_version == b->schema_version && a->record_bytes == b->record_bytes);
+      }
+      seen += count;
+      varve_event_ext ext;
+      CHECK_OK(varve_reader_event_ext(rd, &ext, &err));
+      CHECK(ext.stored_schema_version == batch[count - 1].schema_version);
+      uint64_t where = 0;
+      CHECK_OK(varve_reader_where(rd, &where, &err));
+      CHECK(where == batch[count - 1].position + batch[count - 1].record_bytes);
+    }
+    CHECK(seen == kEvents + (size_t)c); /* and the "later" events of the rounds before */
+    if (capacities[c] == 5000) CHECK(calls >= 3); /* 1024 at most per call */
+    /* The end is not an error; a later append comes on the next call. */
+    varve_event_data later = event_of(9, "later");
+    CHECK_OK(varve_append(log, S("late"), varve_expect_any(), &later, NULL, &err));
+    CHECK_OK(varve_reader_next_batch(rd, batch, capacities[c], &count, &err));
+    CHECK(count == 1 && payload_is(&batch[0], "later") && batch[0].sequence == kEvents + (uint64_t)c);
+    CHECK_OK(varve_reader_next_batch(rd, batch, 0, &count, &err));
+    CHECK(count == 0);
+    CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_reader_next_batch(rd, NULL, 4, &count, &err));
+    CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_reader_next_batch(rd, batch, 4, NULL, &err));
+    varve_reader_free(rd);
+  }
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_reader_next_batch(NULL, batch, 4, &total, &err));
+
+  /* A subscription in batches of 64: the same events, then nothing. */
+  varve_subscription* sub = NULL;
+  CHECK_OK(varve_subscription_open(log, 0, NULL, NULL, &sub, &err));
+  size_t seen = 0, count = 0;
+  for (;;) {
+    CHECK_OK(varve_subscription_next_batch(sub, batch, 64, 0, &count, &err));
+    if (count == 0) break;
+    CHECK(count <= 64);
+    for (size_t i = 0; i < count && seen + i < kEvents; ++i)
+      CHECK(batch[i].sequence == seen + i && batch[i].payload == one[seen + i].payload);
+    seen += count;
+    varve_event_ext ext;
+    CHECK_OK(varve_subscription_event_ext(sub, &ext, &err));
+    CHECK(ext.stored_schema_version == batch[count - 1].schema_version);
+  }
+  CHECK(seen == kEvents + 3);
+  CHECK_OK(varve_subscription_next_batch(sub, batch, 64, 1000 * 1000, &count, &err));
+  CHECK(count == 0);
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_subscription_next_batch(sub, batch, 64, -1, &count, &err));
+  CHECK_CODE(VARVE_INVALID_ARGUMENT, varve_subscription_next_batch(sub, NULL, 64, 0, &count, &err));
+  CHECK(varve_subscription_cancel(sub) == VARVE_OK);
+  CHECK_CODE(VARVE_CANCELLED, varve_subscription_next_batch(sub, batch, 64, 0, &count, &err));
+  CHECK(count == 0);
+  varve_subscription_free(sub);
+  CHECK_OK(varve_log_close(log, &err));
+}
+
 /* A filtered reader: only the events of one correlation id (and a type),
  * across many sealed segments, in log order; bad arguments are refused. */
 /* Upcasters from a JSON file: readers opened after it hand out the current
@@ -507,6 +605,16 @@ static void test_upcasters(void) {
   }
   varve_reader_free(rd);
   varve_stream_reader_free(sr);
+  /* In batches: an upcast payload lives in the reader's buffer, so it ends
+   * its batch (checked before the next call). */
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  for (int i = 0; i < 3; ++i) {
+    varve_event batch[4];
+    size_t count = 0;
+    CHECK_OK(varve_reader_next_batch(rd, batch, 4, &count, &err));
+    CHECK(count == 1 && payload_is(&batch[0], want[i]) && batch[0].schema_version == 2);
+  }
+  varve_reader_free(rd);
 
   /* Newer than the current version: refused, nothing written. */
   varve_event_data newer = event_of(7, "{}");
@@ -1058,6 +1166,16 @@ static void test_corruption(void) {
   /* The cursor stays on the bad record: never skipped silently. */
   CHECK_CODE(VARVE_CORRUPTION, varve_reader_next(rd, &e, &got, &err));
   varve_reader_free(rd);
+  /* In batches: the events before it, then its error, on every call. */
+  CHECK_OK(varve_reader_open(log, 0, &rd, &err));
+  varve_event batch[8];
+  size_t count = 9;
+  CHECK_OK(varve_reader_next_batch(rd, batch, 8, &count, &err));
+  CHECK(count == 1 && payload_is(&batch[0], "intact-payload"));
+  CHECK_CODE(VARVE_CORRUPTION, varve_reader_next_batch(rd, batch, 8, &count, &err));
+  CHECK(count == 0 && strstr(err.message, "00000000000000000000.seg offset") != NULL);
+  CHECK_CODE(VARVE_CORRUPTION, varve_reader_next_batch(rd, batch, 8, &count, &err));
+  varve_reader_free(rd);
 
   /* A stream read walks down from the stream's newest record, the bad one. */
   varve_stream_reader* sr = (varve_stream_reader*)&err;
@@ -1069,6 +1187,12 @@ static void test_corruption(void) {
   CHECK_OK(varve_subscription_open(log, 0, NULL, NULL, &sub, &err));
   CHECK_OK(varve_subscription_next(sub, &e, 0, &got, &err));
   CHECK_CODE(VARVE_CORRUPTION, varve_subscription_next(sub, &e, 0, &got, &err));
+  varve_subscription_free(sub);
+  CHECK_OK(varve_subscription_open(log, 0, NULL, NULL, &sub, &err));
+  CHECK_OK(varve_subscription_next_batch(sub, batch, 8, 0, &count, &err));
+  CHECK(count == 1 && payload_is(&batch[0], "intact-payload"));
+  CHECK_CODE(VARVE_CORRUPTION, varve_subscription_next_batch(sub, batch, 8, 0, &count, &err));
+  CHECK(count == 0);
   varve_subscription_free(sub);
   CHECK_OK(varve_log_close(log, &err));
 
@@ -1581,6 +1705,7 @@ static const struct test_case g_cases[] = {
     {"append", test_append},
     {"append_multi", test_append_multi},
     {"read_log", test_read_log},
+    {"read_batch", test_read_batch},
     {"read_filtered", test_read_filtered},
     {"upcasters", test_upcasters},
     {"metadata", test_metadata},

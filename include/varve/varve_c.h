@@ -600,6 +600,19 @@ VARVE_API varve_errc varve_reader_open(varve_log* log, uint64_t from, varve_read
  * the segment's records) is VARVE_INVALID_ARGUMENT. */
 VARVE_API varve_errc varve_reader_next(varve_reader* reader, varve_event* event, bool* got,
                                        varve_error* err) VARVE_C_NOEXCEPT;
+/* The bulk form of varve_reader_next, for scans: fills events[0, *count)
+ * with the next committed events in order, *count = 0 at the end of what is
+ * committed now (call again to follow the writer). At most `capacity`, and
+ * at most 1024, per call; fewer where the reader's batch ends: at the end of
+ * what is committed, after an event whose payload was decrypted or upcast
+ * (it lives in the reader's buffer until the next call), and before a record
+ * that fails validation: the events before it come back with VARVE_OK, the
+ * next call returns VARVE_CORRUPTION naming file and offset (the cursor stays
+ * on it). Each event is validated as varve_reader_next validates it;
+ * varve_reader_event_ext then describes the last event of the batch. */
+VARVE_API varve_errc varve_reader_next_batch(varve_reader* reader, varve_event* events,
+                                             size_t capacity, size_t* count,
+                                             varve_error* err) VARVE_C_NOEXCEPT;
 /* The position the next call to varve_reader_next reads from. */
 VARVE_API varve_errc varve_reader_where(const varve_reader* reader, uint64_t* position,
                                         varve_error* err) VARVE_C_NOEXCEPT;
@@ -695,6 +708,16 @@ VARVE_API varve_errc varve_subscription_open(varve_log* log, uint64_t from,
 VARVE_API varve_errc varve_subscription_next(varve_subscription* sub, varve_event* event,
                                              int64_t timeout_ns, bool* got,
                                              varve_error* err) VARVE_C_NOEXCEPT;
+/* The bulk form of varve_subscription_next, for a consumer catching up:
+ * fills events[0, *count) with the next matching events, waiting up to
+ * `timeout_ns` for the first one once caught up; *count = 0 when none came.
+ * Returns as soon as it has one, so *count may be below `capacity` while
+ * more is committed; the batch rules of varve_reader_next_batch hold (at most
+ * 1024; a decrypted or upcast payload last; a damaged record's error on the
+ * next call). varve_subscription_event_ext describes the last event. */
+VARVE_API varve_errc varve_subscription_next_batch(varve_subscription* sub, varve_event* events,
+                                                   size_t capacity, int64_t timeout_ns,
+                                                   size_t* count, varve_error* err) VARVE_C_NOEXCEPT;
 /* Where the next read starts (resuming a new subscription there continues exactly). */
 VARVE_API varve_errc varve_subscription_where(const varve_subscription* sub, uint64_t* position,
                                               varve_error* err) VARVE_C_NOEXCEPT;
