@@ -238,12 +238,30 @@ struct py_event {
 };
 
 // Type names are looked up per event; a small cache keeps that off the
-// registry (and its mutex) for the common case.
+// registry (and its mutex) for the common case. A type without a name (an
+// event appended with a numeric id) is cached too: looking it up again means
+// reading the registry file again (another process may have named it since),
+// a path lookup and a read per event, which made a scan of such a log run at
+// a third of its speed. It is looked up again after a second, so a name
+// registered elsewhere shows up within about that.
 struct name_cache {
-  std::vector<std::pair<uint32_t, nb::object>> entries;
+  struct entry {
+    uint32_t id;
+    nb::object name;  // None: the type had no name when last looked up
+    std::chrono::steady_clock::time_point checked;
+  };
+  static constexpr auto kRecheckUnnamed = std::chrono::seconds(1);
+  std::vector<entry> entries;
   nb::object get(py_log& lg, uint32_t id) {
-    for (auto& [k, v] : entries)
-      if (k == id) return v;
+    entry* hit = nullptr;
+    for (auto& e : entries)
+      if (e.id == id) {
+        hit = &e;
+        break;
+      }
+    const auto now = hit && hit->name.is_none() ? std::chrono::steady_clock::now()
+                                                : std::chrono::steady_clock::time_point{};
+    if (hit && (!hit->name.is_none() || now - hit->checked < kRecheckUnnamed)) return hit->name;
     nb::object n;
     {
       nb::gil_scoped_release rel;
@@ -251,7 +269,12 @@ struct name_cache {
       nb::gil_scoped_acquire gil;
       n = lg.type_name(id);
     }
-    if (!n.is_none() && entries.size() < 64) entries.emplace_back(id, n);
+    if (hit) {
+      hit->name = n;
+      hit->checked = std::chrono::steady_clock::now();
+    } else if (entries.size() < 64) {
+      entries.push_back({id, n, std::chrono::steady_clock::now()});
+    }
     return n;
   }
 };
@@ -396,6 +419,16 @@ struct py_reader {
   std::optional<uint64_t> remaining;  // limit
   name_cache names;
   std::mutex mu;
+  // Events read ahead by one log_reader::next_batch (the GIL released once
+  // per batch, not per event), handed out one per __next__.
+  static constexpr size_t kAhead = 64;
+  std::vector<varve::event_view> ahead;
+  size_t ahead_at = 0, ahead_n = 0;
+  bool reading = false;   // a thread is reading a batch (read and written under the GIL)
+  uint64_t last_end = 0;  // just past the last event handed out
+  // Where the next read starts: just past the last event handed out while
+  // read-ahead events remain, else the reader's own cursor.
+  uint64_t where() const { return ahead_at < ahead_n ? last_end : r.where().value; }
 };
 
 struct py_stream_reader {
@@ -427,6 +460,43 @@ py_event next_event(Reader& rd) {
   if (!got) raise(got.error());
   if (!got.value()) throw nb::stop_iteration();
   return to_py(v, *rd.lg, rd.names);
+}
+
+// The log reader's step: from the events read ahead, or a new batch read with
+// the GIL released. A damaged record ends a batch before it; its error comes
+// from the next batch, once the events before it are handed out. Threads
+// sharing one reader: one reads a batch while the others wait for it, so each
+// event is handed out once and in log order, and a batch is read only once
+// every view of the one before (an upcast payload in the reader's buffer
+// included) has been converted under the GIL.
+py_event next_event(py_reader& rd) {
+  for (;;) {
+    if (rd.lg->closed) throw nb::value_error("the log is closed");
+    if (rd.ahead_at < rd.ahead_n) {
+      const varve::event_view& v = rd.ahead[rd.ahead_at++];
+      rd.last_end = v.position.value + v.record_bytes;
+      return to_py(v, *rd.lg, rd.names);
+    }
+    if (rd.reading) {  // another thread is reading the next batch: wait for it
+      nb::gil_scoped_release rel;
+      std::lock_guard lock(rd.mu);
+      continue;
+    }
+    const size_t want = rd.remaining ? std::min<uint64_t>(*rd.remaining, py_reader::kAhead) : py_reader::kAhead;
+    if (rd.ahead.size() < py_reader::kAhead) rd.ahead.resize(py_reader::kAhead);
+    rd.ahead_at = rd.ahead_n = 0;
+    rd.reading = true;
+    varve::result<size_t> got = size_t{0};
+    {
+      nb::gil_scoped_release rel;
+      std::lock_guard lock(rd.mu);
+      got = rd.r.next_batch(std::span<varve::event_view>(rd.ahead.data(), want));
+    }
+    rd.reading = false;
+    if (!got) raise(got.error());
+    if (got.value() == 0) throw nb::stop_iteration();
+    rd.ahead_n = got.value();
+  }
 }
 
 // A stream reader, opened under the log's writer mutex (read_stream looks up
@@ -823,7 +893,7 @@ NB_MODULE(_varve, m) {
              if (rd.remaining) --*rd.remaining;
              return e;
            })
-      .def_prop_ro("where", [](py_reader& rd) { return rd.r.where().value; },
+      .def_prop_ro("where", [](py_reader& rd) { return rd.where(); },
                    "Where the next read starts: just past the last event read");
   nb::class_<py_stream_reader>(m, "StreamReader",
                                "An iterator over one stream's events (EventLog.read_stream), as "

@@ -185,6 +185,61 @@ def test_a_damaged_record_is_refused_naming_file_and_offset(tmp_path):
     ro.close()
 
 
+def test_a_reader_reading_ahead_keeps_where_exact_and_stops_at_damage(tmp_path):
+    # The reader reads events ahead in batches: `where` still says just past
+    # the last event handed out, every event before a damaged record comes
+    # out, then its error (again on the next call), the cursor on it.
+    d = str(tmp_path / "log")
+    with varve.EventLog.create(d, segment_bytes=1 << 20) as lg:
+        for i in range(200):
+            lg.append(f"s-{i % 7}", EventData(7 if i % 2 else "Named", bytes([i]) * (20 + i % 50)))
+        good = list(lg.read())
+        lg.flush()
+    assert [(e.type, e.type_id) for e in good[:2]] == [("Named", good[0].type_id), (None, 7)]
+    victim = good[150]
+    seg = sorted(f for f in os.listdir(d) if f.endswith(".seg"))[0]
+    with open(os.path.join(d, seg), "r+b") as f:  # a payload byte of event 150
+        f.seek(victim.position + victim.record_bytes - 9)
+        b = f.read(1)
+        f.seek(victim.position + victim.record_bytes - 9)
+        f.write(bytes([b[0] ^ 0xFF]))
+    with varve.EventLog.open_read_only(d) as ro:
+        it = ro.read()
+        got = [next(it) for _ in range(10)]
+        assert it.where == got[-1].end
+        with pytest.raises(varve.CorruptionError) as info:
+            for e in it:
+                got.append(e)
+                assert it.where == e.end
+        assert [(e.sequence, e.data) for e in got] == [(e.sequence, e.data) for e in good[:150]]
+        assert seg in str(info.value) and f"offset {victim.position}" in str(info.value)
+        assert it.where == victim.position
+        with pytest.raises(varve.CorruptionError):
+            next(it)
+        assert [e.sequence for e in ro.read(limit=3)] == [0, 1, 2]
+
+
+def test_threads_sharing_one_reader_get_each_event_once_in_order(log):
+    n = 20000
+    for i in range(0, n, 100):
+        log.append(f"s-{i % 13}", [EventData(7, str(i + k).encode()) for k in range(100)])
+    it = log.read()
+    seen = [[] for _ in range(4)]
+
+    def drain(k):
+        for e in it:
+            seen[k].append(e.sequence)
+
+    threads = [threading.Thread(target=drain, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(q for s in seen for q in s) == list(range(n))
+    assert all(s == sorted(s) for s in seen)
+    assert it.where == log.committed
+
+
 def test_errors_for_missing_and_closed_logs(tmp_path):
     with pytest.raises(varve.NotFoundError):
         varve.EventLog.open(str(tmp_path / "absent"))
