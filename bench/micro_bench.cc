@@ -13,6 +13,8 @@
 //                      at a time (same arg)
 //   BM_SubscriptionCatchUp a subscription reading the warm log's history,
 //                      checksums verified (arg: 0 = next(), 64 = next_batch of 64)
+//   BM_CReaderNext     the same scan through the C API, the log opened read-only
+//                      (arg: 0 = varve_reader_next, 64 = varve_reader_next_batch)
 //   BM_VersionOf       event_log::version_of (head-table lookup), 100,000 streams
 //   BM_ReadStream      read_stream + next() over one whole aggregate (~10 events
 //                      spread over the warm log's segments), random aggregates;
@@ -51,6 +53,7 @@
 #include "../index/head_table.h"
 #include "../index/segment_index.h"
 #include "varve/varve.h"
+#include "varve/varve_c.h"
 
 namespace vb = varve_bench;
 
@@ -421,6 +424,55 @@ void BM_SubscriptionCatchUp(benchmark::State& state) {
   state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_SubscriptionCatchUp)->ArgName("batch")->Arg(0)->Arg(64)->UseRealTime();
+
+// The same scan through the C API (varve_c.h), the warm log opened read-only
+// by it: one varve_reader_next per iteration (arg 0), or one
+// varve_reader_next_batch of 64 (arg 64); checksums verified; items = events.
+void BM_CReaderNext(benchmark::State& state) {
+  auto& w = warm();
+  if (!w.set_verify(true)) {
+    state.SkipWithError(w.error.c_str());
+    return;
+  }
+  varve_error err;
+  varve_log* log = nullptr;
+  if (varve_log_open_read_only((w.dir + "/log").c_str(), nullptr, &log, &err) != VARVE_OK) {
+    state.SkipWithError((std::string("varve_log_open_read_only: ") + err.message).c_str());
+    return;
+  }
+  varve_reader* rd = nullptr;
+  if (varve_reader_open(log, 0, &rd, &err) != VARVE_OK) {
+    state.SkipWithError((std::string("varve_reader_open: ") + err.message).c_str());
+    (void)varve_log_close(log, nullptr);
+    return;
+  }
+  const size_t batch = static_cast<size_t>(state.range(0));
+  std::array<varve_event, 64> ev;
+  uint64_t events = 0;
+  for (auto _ : state) {
+    size_t got = 0;
+    varve_errc c;
+    if (batch == 0) {
+      bool one = false;
+      c = varve_reader_next(rd, ev.data(), &one, &err);
+      got = one;
+    } else {
+      c = varve_reader_next_batch(rd, ev.data(), batch, &got, &err);
+    }
+    if (c != VARVE_OK) [[unlikely]] {
+      state.SkipWithError((std::string("next: ") + err.message).c_str());
+      break;
+    }
+    for (size_t i = 0; i < got; ++i) benchmark::DoNotOptimize(ev[i].payload);
+    events += got;
+    if (got == 0) (void)varve_reader_seek(rd, 0, &err);  // the end: start over
+  }
+  varve_reader_free(rd);
+  (void)varve_log_close(log, nullptr);
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_CReaderNext)->ArgName("batch")->Arg(0)->Arg(64)->UseRealTime();
 
 void BM_VersionOf(benchmark::State& state) {
   auto& w = warm();
