@@ -447,6 +447,10 @@ TEST(Crypto, ForgetUnderPowerLoss) {
   fs->set_hook([&](const char* op, const std::string& path) {
     if (!forgetting.load()) return;
     std::lock_guard<std::mutex> g(hook_mu);
+    // Again under the lock: a call that passed the first look while the
+    // test took the lock to read the copies must not add to them after it
+    // (TSan saw the seed written by the flusher while the test printed it).
+    if (!forgetting.load()) return;
     for (int i = 0; i < 3; ++i) {
       const std::string out = root.path() + "/c" + std::to_string(copies.size());
       ASSERT_OK(fs->crash(dir, out, seed++));
