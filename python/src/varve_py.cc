@@ -443,6 +443,21 @@ struct py_subscription {
   varve::subscription s;
   name_cache names;
   std::mutex mu;
+  // Events read ahead by one subscription::next_batch, handed out one per
+  // next(), as py_reader does. While some are left, `where` and `lag` count
+  // them as not read yet, and a cancel() stops the hand-out at once.
+  static constexpr size_t kAhead = 64;
+  std::vector<varve::event_view> ahead;
+  size_t ahead_at = 0, ahead_n = 0;
+  bool reading = false;   // a thread is reading a batch (under the GIL)
+  uint64_t last_end = 0;  // while events are left: just past the last one handed out
+  uint64_t buffered() const { return ahead_n - ahead_at; }
+  uint64_t where() const { return buffered() ? last_end : s.where().value; }
+  std::pair<uint64_t, uint64_t> lag() const {
+    const varve::subscription_lag l = s.lag();
+    if (!buffered()) return {l.events, l.bytes};
+    return {l.events + buffered(), l.bytes + (s.where().value - last_end)};
+  }
 };
 
 // One step of a reader (of the log or of a stream), the GIL released while
@@ -743,26 +758,53 @@ struct row_builder {
 
 // Waits on a subscription in slices so that Ctrl-C (a pending signal) and
 // timeouts are honoured; the GIL is released while waiting.
+// One event of a subscription: from the events read ahead, or a new batch
+// read with the GIL released, in slices of at most 100 ms so that Ctrl-C
+// works. Threads sharing one subscription wait for the one reading (as for
+// py_reader).
 nb::object subscription_next(py_subscription& s, std::optional<double> timeout_s) {
   using namespace std::chrono;
   const auto deadline = timeout_s ? steady_clock::now() + duration_cast<steady_clock::duration>(duration<double>(*timeout_s))
                                   : steady_clock::time_point::max();
-  varve::event_view v;
   while (true) {
+    if (s.ahead_at < s.ahead_n) {
+      if (!s.s.cancelled()) {
+        const varve::event_view& v = s.ahead[s.ahead_at++];
+        s.last_end = v.position.value + v.record_bytes;
+        return nb::cast(to_py(v, *s.lg, s.names));
+      }
+      s.ahead_at = s.ahead_n = 0;  // cancelled: the read below says so
+    }
+    if (s.reading) {  // another thread is reading the next batch: wait for it
+      {
+        nb::gil_scoped_release rel;
+        std::lock_guard lock(s.mu);
+      }
+      if (s.ahead_at == s.ahead_n && timeout_s && steady_clock::now() >= deadline) return nb::none();
+      continue;
+    }
     auto slice = nanoseconds(milliseconds(100));
     if (timeout_s) {
       auto left = deadline - steady_clock::now();
       if (left <= steady_clock::duration::zero()) slice = nanoseconds(0);
       else if (left < slice) slice = duration_cast<nanoseconds>(left);
     }
-    varve::result<bool> got = false;
+    if (s.ahead.size() < py_subscription::kAhead) s.ahead.resize(py_subscription::kAhead);
+    s.ahead_at = s.ahead_n = 0;
+    s.last_end = s.s.where().value;
+    s.reading = true;
+    varve::result<size_t> got = size_t{0};
     {
       nb::gil_scoped_release rel;
       std::lock_guard lock(s.mu);
-      got = s.s.next(v, slice);
+      got = s.s.next_batch(std::span<varve::event_view>(s.ahead.data(), py_subscription::kAhead), slice);
     }
+    s.reading = false;
     if (!got) raise(got.error());
-    if (got.value()) return nb::cast(to_py(v, *s.lg, s.names));
+    if (got.value() > 0) {
+      s.ahead_n = got.value();
+      continue;
+    }
     if (timeout_s && steady_clock::now() >= deadline) return nb::none();
     if (PyErr_CheckSignals() != 0) throw nb::python_error();
   }
@@ -921,11 +963,8 @@ NB_MODULE(_varve, m) {
       .def("cancel", [](py_subscription& s) { s.s.cancel(); },
            "Makes a waiting or later next() stop (iteration ends); any thread")
       .def_prop_ro("cancelled", [](py_subscription& s) { return s.s.cancelled(); })
-      .def_prop_ro("where", [](py_subscription& s) { return s.s.where().value; })
-      .def_prop_ro("lag", [](py_subscription& s) {
-        auto l = s.s.lag();
-        return std::make_pair(l.events, l.bytes);
-      })
+      .def_prop_ro("where", [](py_subscription& s) { return s.where(); })
+      .def_prop_ro("lag", [](py_subscription& s) { return s.lag(); })
       .def("ack", [](py_subscription& s, uint64_t resume_at) { check(s.s.ack(varve::position{resume_at})); },
            "resume_at"_a)
       .def("commit", [](py_subscription& s) {

@@ -139,6 +139,31 @@ def test_subscription_follows_appends_from_another_thread(log):
     assert done.is_set()
 
 
+def test_a_subscription_reading_ahead_keeps_where_and_lag_exact(log):
+    # Events are read ahead in batches: `where` and `lag` still count the
+    # ones not handed out yet, and cancel() stops the hand-out at once.
+    for i in range(200):
+        log.append(f"s-{i % 5}", EventData("T", str(i).encode()))
+    sub = log.subscribe(0)
+    got = [sub.next(timeout=5) for _ in range(10)]
+    assert [e.data for e in got] == [str(i).encode() for i in range(10)]
+    assert sub.where == got[-1].end
+    assert sub.lag == (190, log.committed - got[-1].end)
+    again = log.subscribe(sub.where)  # resuming at `where` continues exactly
+    assert again.next(timeout=5).data == b"10"
+    rest = [sub.next(timeout=5) for _ in range(190)]
+    assert [e.data for e in rest] == [str(i).encode() for i in range(10, 200)]
+    assert sub.next(timeout=0.01) is None and sub.where == log.committed and sub.lag == (0, 0)
+    filtered = log.subscribe(0, streams=["s-3"])
+    f = [filtered.next(timeout=5) for _ in range(3)]
+    assert [e.data for e in f] == [b"3", b"8", b"13"]
+    assert filtered.where == f[-1].end
+    again.cancel()
+    with pytest.raises(varve.CancelledError):
+        again.next(timeout=1)
+    assert list(again) == []
+
+
 def test_a_reader_in_another_process_follows_the_writer(log):
     script = (
         "import sys, varve\n"
