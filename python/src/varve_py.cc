@@ -756,12 +756,10 @@ struct row_builder {
   }
 };
 
-// Waits on a subscription in slices so that Ctrl-C (a pending signal) and
-// timeouts are honoured; the GIL is released while waiting.
 // One event of a subscription: from the events read ahead, or a new batch
-// read with the GIL released, in slices of at most 100 ms so that Ctrl-C
-// works. Threads sharing one subscription wait for the one reading (as for
-// py_reader).
+// read with the GIL released, waiting in slices of at most 100 ms so that
+// Ctrl-C (a pending signal) and timeouts are honoured. Threads sharing one
+// subscription wait for the one reading (as for py_reader).
 nb::object subscription_next(py_subscription& s, std::optional<double> timeout_s) {
   using namespace std::chrono;
   const auto deadline = timeout_s ? steady_clock::now() + duration_cast<steady_clock::duration>(duration<double>(*timeout_s))
