@@ -22,6 +22,7 @@
 #include <Python.h>
 
 #include <algorithm>
+#include <span>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -413,22 +414,55 @@ py_append_result to_py(const varve::append_result& r) {
 
 // ---- readers -----------------------------------------------------------------
 
+// Events read ahead by one next_batch of a reader or a subscription (the
+// GIL released once per batch, not per event), handed out one per call. The
+// fields are read and written under the GIL. Threads sharing the cursor: one
+// reads a batch (`reading`) while the others wait for it, so each event is
+// handed out once and in log order, and a batch is read only once every view
+// of the one before (an upcast payload in the reader's buffer included) has
+// been converted under the GIL.
+struct read_ahead {
+  static constexpr size_t kSize = 64;
+  std::vector<varve::event_view> views;
+  size_t at = 0, n = 0;
+  bool reading = false;
+  uint64_t last_end = 0;  // while events are left: just past the last one handed out
+  uint64_t left() const { return n - at; }
+  const varve::event_view& take() {
+    const varve::event_view& v = views[at++];
+    last_end = v.position.value + v.record_bytes;
+    return v;
+  }
+  void drop() { at = n = 0; }
+  // Before a read from `start` (the cursor's position) of at most `want` events.
+  std::span<varve::event_view> begin_read(uint64_t start, size_t want) {
+    if (views.size() < kSize) views.resize(kSize);
+    drop();
+    last_end = start;
+    reading = true;
+    return std::span<varve::event_view>(views.data(), std::min(want, kSize));
+  }
+  void end_read(size_t got) {
+    reading = false;
+    n = got;
+  }
+  // Returns once the thread that is reading has let go of the cursor's mutex.
+  static void wait_for_reader(std::mutex& mu) {
+    nb::gil_scoped_release rel;
+    std::lock_guard lock(mu);
+  }
+};
+
 struct py_reader {
   std::shared_ptr<py_log> lg;
   varve::log_reader r;
   std::optional<uint64_t> remaining;  // limit
   name_cache names;
   std::mutex mu;
-  // Events read ahead by one log_reader::next_batch (the GIL released once
-  // per batch, not per event), handed out one per __next__.
-  static constexpr size_t kAhead = 64;
-  std::vector<varve::event_view> ahead;
-  size_t ahead_at = 0, ahead_n = 0;
-  bool reading = false;   // a thread is reading a batch (read and written under the GIL)
-  uint64_t last_end = 0;  // just past the last event handed out
+  read_ahead ahead;
   // Where the next read starts: just past the last event handed out while
   // read-ahead events remain, else the reader's own cursor.
-  uint64_t where() const { return ahead_at < ahead_n ? last_end : r.where().value; }
+  uint64_t where() const { return ahead.left() ? ahead.last_end : r.where().value; }
 };
 
 struct py_stream_reader {
@@ -443,20 +477,14 @@ struct py_subscription {
   varve::subscription s;
   name_cache names;
   std::mutex mu;
-  // Events read ahead by one subscription::next_batch, handed out one per
-  // next(), as py_reader does. While some are left, `where` and `lag` count
-  // them as not read yet, and a cancel() stops the hand-out at once.
-  static constexpr size_t kAhead = 64;
-  std::vector<varve::event_view> ahead;
-  size_t ahead_at = 0, ahead_n = 0;
-  bool reading = false;   // a thread is reading a batch (under the GIL)
-  uint64_t last_end = 0;  // while events are left: just past the last one handed out
-  uint64_t buffered() const { return ahead_n - ahead_at; }
-  uint64_t where() const { return buffered() ? last_end : s.where().value; }
+  // While events read ahead are left, `where` and `lag` count them as not
+  // read yet, and a cancel() stops the hand-out at once.
+  read_ahead ahead;
+  uint64_t where() const { return ahead.left() ? ahead.last_end : s.where().value; }
   std::pair<uint64_t, uint64_t> lag() const {
     const varve::subscription_lag l = s.lag();
-    if (!buffered()) return {l.events, l.bytes};
-    return {l.events + buffered(), l.bytes + (s.where().value - last_end)};
+    if (!ahead.left()) return {l.events, l.bytes};
+    return {l.events + ahead.left(), l.bytes + (s.where().value - ahead.last_end)};
   }
 };
 
@@ -478,39 +506,27 @@ py_event next_event(Reader& rd) {
 }
 
 // The log reader's step: from the events read ahead, or a new batch read with
-// the GIL released. A damaged record ends a batch before it; its error comes
-// from the next batch, once the events before it are handed out. Threads
-// sharing one reader: one reads a batch while the others wait for it, so each
-// event is handed out once and in log order, and a batch is read only once
-// every view of the one before (an upcast payload in the reader's buffer
-// included) has been converted under the GIL.
+// the GIL released (read_ahead). A damaged record ends a batch before it; its
+// error comes from the next batch, once the events before it are handed out.
 py_event next_event(py_reader& rd) {
   for (;;) {
     if (rd.lg->closed) throw nb::value_error("the log is closed");
-    if (rd.ahead_at < rd.ahead_n) {
-      const varve::event_view& v = rd.ahead[rd.ahead_at++];
-      rd.last_end = v.position.value + v.record_bytes;
-      return to_py(v, *rd.lg, rd.names);
-    }
-    if (rd.reading) {  // another thread is reading the next batch: wait for it
-      nb::gil_scoped_release rel;
-      std::lock_guard lock(rd.mu);
+    if (rd.ahead.left()) return to_py(rd.ahead.take(), *rd.lg, rd.names);
+    if (rd.ahead.reading) {
+      read_ahead::wait_for_reader(rd.mu);
       continue;
     }
-    const size_t want = rd.remaining ? std::min<uint64_t>(*rd.remaining, py_reader::kAhead) : py_reader::kAhead;
-    if (rd.ahead.size() < py_reader::kAhead) rd.ahead.resize(py_reader::kAhead);
-    rd.ahead_at = rd.ahead_n = 0;
-    rd.reading = true;
+    std::span<varve::event_view> views =
+        rd.ahead.begin_read(rd.r.where().value, rd.remaining ? *rd.remaining : read_ahead::kSize);
     varve::result<size_t> got = size_t{0};
     {
       nb::gil_scoped_release rel;
       std::lock_guard lock(rd.mu);
-      got = rd.r.next_batch(std::span<varve::event_view>(rd.ahead.data(), want));
+      got = rd.r.next_batch(views);
     }
-    rd.reading = false;
+    rd.ahead.end_read(got ? got.value() : 0);
     if (!got) raise(got.error());
     if (got.value() == 0) throw nb::stop_iteration();
-    rd.ahead_n = got.value();
   }
 }
 
@@ -765,20 +781,13 @@ nb::object subscription_next(py_subscription& s, std::optional<double> timeout_s
   const auto deadline = timeout_s ? steady_clock::now() + duration_cast<steady_clock::duration>(duration<double>(*timeout_s))
                                   : steady_clock::time_point::max();
   while (true) {
-    if (s.ahead_at < s.ahead_n) {
-      if (!s.s.cancelled()) {
-        const varve::event_view& v = s.ahead[s.ahead_at++];
-        s.last_end = v.position.value + v.record_bytes;
-        return nb::cast(to_py(v, *s.lg, s.names));
-      }
-      s.ahead_at = s.ahead_n = 0;  // cancelled: the read below says so
+    if (s.ahead.left()) {
+      if (!s.s.cancelled()) return nb::cast(to_py(s.ahead.take(), *s.lg, s.names));
+      s.ahead.drop();  // cancelled: the read below says so
     }
-    if (s.reading) {  // another thread is reading the next batch: wait for it
-      {
-        nb::gil_scoped_release rel;
-        std::lock_guard lock(s.mu);
-      }
-      if (s.ahead_at == s.ahead_n && timeout_s && steady_clock::now() >= deadline) return nb::none();
+    if (s.ahead.reading) {
+      read_ahead::wait_for_reader(s.mu);
+      if (!s.ahead.left() && timeout_s && steady_clock::now() >= deadline) return nb::none();
       continue;
     }
     auto slice = nanoseconds(milliseconds(100));
@@ -787,22 +796,16 @@ nb::object subscription_next(py_subscription& s, std::optional<double> timeout_s
       if (left <= steady_clock::duration::zero()) slice = nanoseconds(0);
       else if (left < slice) slice = duration_cast<nanoseconds>(left);
     }
-    if (s.ahead.size() < py_subscription::kAhead) s.ahead.resize(py_subscription::kAhead);
-    s.ahead_at = s.ahead_n = 0;
-    s.last_end = s.s.where().value;
-    s.reading = true;
+    std::span<varve::event_view> views = s.ahead.begin_read(s.s.where().value, read_ahead::kSize);
     varve::result<size_t> got = size_t{0};
     {
       nb::gil_scoped_release rel;
       std::lock_guard lock(s.mu);
-      got = s.s.next_batch(std::span<varve::event_view>(s.ahead.data(), py_subscription::kAhead), slice);
+      got = s.s.next_batch(views, slice);
     }
-    s.reading = false;
+    s.ahead.end_read(got ? got.value() : 0);
     if (!got) raise(got.error());
-    if (got.value() > 0) {
-      s.ahead_n = got.value();
-      continue;
-    }
+    if (got.value() > 0) continue;
     if (timeout_s && steady_clock::now() >= deadline) return nb::none();
     if (PyErr_CheckSignals() != 0) throw nb::python_error();
   }
