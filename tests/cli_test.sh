@@ -533,7 +533,8 @@ end=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["committed
 "$VARVE" tail "$T" --from-position "$end" --limit 2 >"$TMP/tail_live" 2>"$TMP/tail_err" &
 tailer=$!
 sleep 0.2
-printf '%s\n' '{"stream":"order-3","type":"T","data":6}' '{"stream":"order-3","type":"T","data":7}' >"$TMP/in"
+# Of a type registered after the follower started: it prints the name.
+printf '%s\n' '{"stream":"order-3","type":"T","data":6}' '{"stream":"order-3","type":"Late","data":7}' >"$TMP/in"
 run append "$T"
 for _ in $(seq 100); do kill -0 "$tailer" 2>/dev/null || break; sleep 0.1; done
 kill "$tailer" 2>/dev/null
@@ -542,6 +543,7 @@ rc=$?
 cp "$TMP/tail_live" "$TMP/out"
 expect "tail follows a concurrent append live and stops at --limit (exit 0)" rc_is 0
 expect "  ... printing exactly the new events" py '[e["data"] for e in out] == [6, 7]'
+expect "  ... a type named after it started by its name" py '[e["type"] for e in out] == ["T", "Late"]'
 # Ctrl-C / SIGTERM: a clean exit 0 with everything printed so far flushed.
 for sig in INT TERM; do
   "$VARVE" tail "$T" --from-position 0 >"$TMP/tail_sig" 2>"$TMP/tail_err" &

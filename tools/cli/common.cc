@@ -453,7 +453,7 @@ std::string display_stream(const tools::append_request& req) {
 
 // --- type_names --------------------------------------------------------------
 
-type_names::type_names(const std::string& dir) {
+type_names::type_names(const std::string& dir) : dir_(dir) {
   auto reg = type_registry::open(dir);
   if (reg) {
     registry_.emplace(std::move(reg.value()));
@@ -463,21 +463,32 @@ type_names::type_names(const std::string& dir) {
 }
 
 std::string_view type_names::json_for(uint32_t id) {
+  entry* e;
   if (id < kDense) {
     if (dense_.size() <= id) dense_.resize(id + 1);
-    if (dense_[id].empty()) dense_[id] = render(id);
-    return dense_[id];
+    e = &dense_[id];
+  } else {
+    e = &sparse_[id];
   }
-  auto [it, inserted] = sparse_.try_emplace(id);
-  if (inserted) it->second = render(id);
-  return it->second;
+  if (e->text.empty() ||
+      (!e->named && std::chrono::steady_clock::now() - e->checked >= kRecheckUnnamed))
+    look_up(id, *e);
+  return e->text;
 }
 
-std::string type_names::render(uint32_t id) const {
-  if (registry_) {
-    if (auto name = registry_->name_of(id)) return json_text(std::string(*name));
+void type_names::look_up(uint32_t id, entry& e) {
+  auto name = registry_ ? registry_->name_of(id) : std::nullopt;
+  if (!name) {
+    // Perhaps registered since the registry was read. A registry that cannot
+    // be read now keeps the one read before (its names are still right).
+    if (auto reg = type_registry::open(dir_)) {
+      registry_.emplace(std::move(reg.value()));
+      name = registry_->name_of(id);
+    }
   }
-  return std::to_string(id);
+  e.named = name.has_value();
+  e.text = name ? json_text(std::string(*name)) : std::to_string(id);
+  e.checked = std::chrono::steady_clock::now();
 }
 
 void on_stop_signals(void (*handler)(int)) {

@@ -191,19 +191,31 @@ std::string json_text(const std::string& s);  // a JSON string, bad UTF-8 replac
 std::string display_stream(const tools::append_request& req);
 
 // The JSON value printed for each type id, rendered once per id: names from
-// the registry, the bare number for ids it does not know.
+// the registry, the bare number for ids it does not know. A long-running
+// reader (tail, a consumer group) meets types registered after it started:
+// an id the registry does not know makes it read the registry again (the
+// CLI's append registers a name before it appends an event of it), and an
+// id still without a name is looked up again at most once a second, so a
+// log of numeric type ids does not read the registry file per event.
 class type_names {
  public:
   explicit type_names(const std::string& dir);
   std::string_view json_for(uint32_t id);
 
  private:
+  struct entry {
+    std::string text;  // empty: not rendered yet
+    bool named = false;
+    std::chrono::steady_clock::time_point checked;
+  };
   static constexpr uint32_t kDense = 4096;
-  std::string render(uint32_t id) const;
+  static constexpr std::chrono::seconds kRecheckUnnamed{1};
+  void look_up(uint32_t id, entry& e);
 
+  std::string dir_;
   std::optional<type_registry> registry_;
-  std::vector<std::string> dense_;
-  std::unordered_map<uint32_t, std::string> sparse_;
+  std::vector<entry> dense_;
+  std::unordered_map<uint32_t, entry> sparse_;
 };
 
 }  // namespace varve::cli
