@@ -15,6 +15,8 @@
 //         bit 3: prepare_next_segment;  bit 4: close, verify and reopen at the end
 //         bit 5: durability::group (else none)
 //         bit 6: open after a simulated reboot (another boot id)
+//         bit 7: the bulk reads of invariant 8 take 64 events a call (else
+//                1, 4, 7 or 10, from the append byte's bits 5-6)
 //   append: bits 0-4: stream (mod 21; 20 = a new stream), bits 5-6: batch size - 1 (max 3)
 //   op: u8 kind, u8 file, u16 offset, u16 length, u8 file2, u8 value
 //       kind % 8: 0 flip (xor value, 0x80 if 0) · 1 zero range · 2 truncate
@@ -54,6 +56,9 @@
 //     with bit 4: close succeeds, verify_log finds nothing wrong (when the
 //     damage was confined to the tail and no clean-close marker was trusted),
 //     and a reopen reads the same prefix plus the appended batch.
+//  8. log_reader::next_batch, subscription::next and subscription::next_batch
+//     hand out exactly the events next() hands out, every field and byte, and
+//     end where it ends, with the same error (fuzz/read_paths.h).
 #include <xxhash.h>
 
 #include <algorithm>
@@ -74,6 +79,7 @@
 #include "engine/control_block.h"
 #include "engine/recovery.h"
 #include "fuzz/fuzz_util.h"
+#include "fuzz/read_paths.h"
 #include "varve/varve.h"
 
 using namespace varve;
@@ -600,6 +606,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Invariants 2-5.
   read_outcome r = read_all(w, *log, "after recovery", w.events.size());
+  // Invariant 8: the bulk reads and the subscriptions agree with next().
+  const size_t read_batch = (setup_bits & 0x80) ? 64 : 1 + ((append_bits >> 5) & 3) * 3;
+  check_read_paths_agree(*log, read_batch, "after recovery");
   ++g_stats.opened;
   g_stats.strong += strong;
   g_stats.full_read += r.complete;
@@ -694,6 +703,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(again.ok() || sealed_damage, "reopen failed: " + again.error().to_string());
     if (again.ok()) {
       read_outcome r2 = read_all(w, *again.value(), "after reopen", recovered);
+      check_read_paths_agree(*again.value(), read_batch, "after reopen");
       if (r2.complete)
         FUZZ_CHECK(r2.events == recovered + count, "reopen reads " + std::to_string(r2.events) +
                                                        " events, expected " + std::to_string(recovered + count));

@@ -27,7 +27,8 @@
 //
 // Checks: nothing crashes (ASan, UBSan, no SIGBUS); verify_log returns;
 // open gives ok or a clean error (corruption, not_a_log, newer_format); when
-// it opens: a full read ends or fails with errc::corruption only, an append
+// it opens: a full read ends or fails with errc::corruption only, the bulk
+// reads and subscriptions read what next() reads (fuzz/read_paths.h), an append
 // succeeds and reads back exactly (stream, versions, payloads, batch flags,
 // sequence = next_sequence before the append), close succeeds, and after
 // reopening the appended events are still there at the same positions.
@@ -42,6 +43,7 @@
 #include "base/segment_format.h"
 #include "fuzz/fuzz_util.h"
 #include "fuzz/log_input.h"
+#include "fuzz/read_paths.h"
 #include "varve/varve.h"
 
 using namespace varve;
@@ -103,6 +105,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(v.position < log->committed_position(), "event past the commit position");
       last = v.position.value;
     }
+  }
+
+  // The bulk reads and the subscriptions hand out what next() hands out.
+  // Their batch size (1-8 or 64) reuses flags_b bits 2-5: any size must
+  // agree, so tying it to those choices loses nothing.
+  {
+    const size_t k = (in.flags_b >> 2) & 15;
+    check_read_paths_agree(*log, k < 8 ? k + 1 : 64, "after open");
   }
 
   // An append, read back.

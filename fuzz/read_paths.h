@@ -1,0 +1,149 @@
+// Every way of reading a log hands out the same events and stops at the same
+// place: log_reader::next, log_reader::next_batch, subscription::next and
+// subscription::next_batch. The bulk forms decode a window's records in their
+// own loop (docs/BENCHMARKS.md sections 28-29); on a damaged log each must
+// still return exactly the events next() validates and then the same error,
+// never a byte more. Used by the fuzzers that damage logs.
+#pragma once
+
+#include <chrono>
+#include <cstring>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "fuzz/fuzz_util.h"
+#include "varve/log.h"
+#include "varve/subscription.h"
+
+namespace varve_fuzz {
+
+// Every field of an event, bytes included, as one comparable string.
+inline std::string fingerprint(const varve::event_view& v) {
+  std::string s;
+  auto num = [&](uint64_t x) {
+    s.append(reinterpret_cast<const char*>(&x), sizeof x);
+  };
+  auto bytes = [&](const void* p, size_t n) {
+    num(n);
+    if (n) s.append(static_cast<const char*>(p), n);
+  };
+  auto id = [&](const varve::id128* p) {
+    if (p) bytes(p->bytes.data(), p->bytes.size());
+    else num(~uint64_t{0});
+  };
+  num(v.position.value);
+  num(v.sequence.value);
+  bytes(v.stream.data(), v.stream.size());
+  num(v.stream_is_integer);
+  num(v.version);
+  num(v.previous.value);
+  num(v.type);
+  num(v.schema_version);
+  num(v.stored_schema_version);
+  num(v.timestamp_ns);
+  num(static_cast<uint64_t>(v.content));
+  num(v.batch_begin);
+  num(v.batch_end);
+  id(v.event_id);
+  id(v.correlation_id);
+  id(v.causation_id);
+  bytes(v.payload.data(), v.payload.size());
+  bytes(v.metadata.raw().data(), v.metadata.raw().size());
+  num(v.record_bytes);
+  num(v.encrypted);
+  num(v.forgotten);
+  return s;
+}
+
+struct read_trace {
+  std::vector<std::string> events;
+  std::string end;  // "end at P" or the error
+};
+
+// `step(views)` returns result<size_t> like next_batch (n events in views);
+// `where()` the cursor. A reader says "nothing now" with 0; at the committed
+// end that is the end, elsewhere (a subscription's look that found no event
+// yet) it asks again, a bounded number of times.
+template <class Step, class Where>
+read_trace trace_reads(const varve::event_log& log, size_t batch, Step&& step, Where&& where) {
+  read_trace t;
+  std::vector<varve::event_view> views(batch);
+  for (int idle = 0;;) {
+    auto n = step(std::span<varve::event_view>(views));
+    if (!n) {
+      t.end = "error: " + n.error().to_string();
+      return t;
+    }
+    if (n.value() == 0) {
+      if (where() == log.committed_position() || ++idle > 64) {
+        t.end = "end at " + std::to_string(where().value);
+        return t;
+      }
+      continue;
+    }
+    idle = 0;
+    FUZZ_CHECK(n.value() <= batch, "a batch larger than its span");
+    for (size_t i = 0; i < n.value(); ++i) t.events.push_back(fingerprint(views[i]));
+  }
+}
+
+inline void check_traces_agree(const read_trace& want, const read_trace& got, const std::string& what) {
+  const size_t common = std::min(want.events.size(), got.events.size());
+  for (size_t i = 0; i < common; ++i)
+    FUZZ_CHECK(want.events[i] == got.events[i], what + ": event #" + std::to_string(i) + " differs from next()'s");
+  FUZZ_CHECK(want.events.size() == got.events.size(),
+             what + ": " + std::to_string(got.events.size()) + " events where next() gave " +
+                 std::to_string(want.events.size()) + " (next() ended with \"" + want.end + "\", this with \"" +
+                 got.end + "\")");
+  FUZZ_CHECK(want.end == got.end, what + ": ended with \"" + got.end + "\" where next() ended with \"" + want.end + "\"");
+}
+
+// Reads the whole log four ways; `batch` (>= 1) sizes the bulk reads.
+inline void check_read_paths_agree(const varve::event_log& log, size_t batch, const std::string& when) {
+  using namespace std::chrono_literals;
+  read_trace want;
+  {
+    varve::log_reader r = log.read();
+    want = trace_reads(
+        log, 1,
+        [&](std::span<varve::event_view> v) -> varve::result<size_t> {
+          auto more = r.next(v[0]);
+          if (!more) return more.error();
+          return size_t{more.value() ? 1u : 0u};
+        },
+        [&] { return r.where(); });
+  }
+  {
+    varve::log_reader r = log.read();
+    const read_trace got = trace_reads(
+        log, batch, [&](std::span<varve::event_view> v) { return r.next_batch(v); }, [&] { return r.where(); });
+    check_traces_agree(want, got, when + ": log_reader::next_batch(" + std::to_string(batch) + ")");
+  }
+  auto sub = varve::subscription::open(log);
+  if (!sub) {
+    // Opening at the beginning reads nothing yet; it can only fail as the
+    // reader fails on its first record.
+    FUZZ_CHECK(clean_read_error(sub.error().code()), when + ": subscription::open: " + sub.error().to_string());
+    return;
+  }
+  {
+    const read_trace got = trace_reads(
+        log, 1,
+        [&](std::span<varve::event_view> v) -> varve::result<size_t> {
+          auto more = sub->next(v[0], 0ns);
+          if (!more) return more.error();
+          return size_t{more.value() ? 1u : 0u};
+        },
+        [&] { return sub->where(); });
+    check_traces_agree(want, got, when + ": subscription::next");
+  }
+  auto sub2 = varve::subscription::open(log);
+  FUZZ_CHECK(sub2.ok(), when + ": a second subscription::open failed: " + sub2.error().to_string());
+  const read_trace got = trace_reads(
+      log, batch, [&](std::span<varve::event_view> v) { return sub2->next_batch(v, 0ns); },
+      [&] { return sub2->where(); });
+  check_traces_agree(want, got, when + ": subscription::next_batch(" + std::to_string(batch) + ")");
+}
+
+}  // namespace varve_fuzz
