@@ -138,10 +138,37 @@ class head_table {
     uint8_t integer;
   };
   static_assert(sizeof(slot) == 32);
+  // The id's bytes (1-8 of them), zero-padded, as one word. Every append
+  // looks its stream up: a memcpy of a run-time length is a library call, so
+  // the bytes come in with fixed-size loads (two overlapping ones; the bytes
+  // both cover are the same, so OR-ing them is exact).
   static uint64_t pack(std::string_view s) {
-    uint64_t k = 0;
-    std::memcpy(&k, s.data(), s.size());
-    return k;
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const size_t n = s.size();
+    if (n == 8) return load64(p);
+    if (n >= 4) return uint64_t{load32(p)} | (uint64_t{load32(p + n - 4)} << (8 * (n - 4)));
+    if (n == 0) return 0;
+    return uint64_t{p[0]} | (uint64_t{p[n / 2]} << (8 * (n / 2))) | (uint64_t{p[n - 1]} << (8 * (n - 1)));
+  }
+  static uint64_t load64(const unsigned char* p) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+  }
+  static uint32_t load32(const unsigned char* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+  // Bytes of a longer id against the arena's copy: ids of 9-16 bytes (most
+  // names) in two overlapping 8-byte compares instead of a memcmp call.
+  static bool same_bytes(const char* a, const char* b, size_t n) {
+    if (n <= 16) {
+      const auto* x = reinterpret_cast<const unsigned char*>(a);
+      const auto* y = reinterpret_cast<const unsigned char*>(b);
+      return load64(x) == load64(y) && load64(x + n - 8) == load64(y + n - 8);
+    }
+    return std::memcmp(a, b, n) == 0;
   }
   // A stored stream's hash: kept in the slot for ids longer than 8 bytes.
   uint64_t slot_hash(const slot& s) const { return s.key_len <= 8 ? hash(key_of(s)) : s.key; }
@@ -152,7 +179,7 @@ class head_table {
   // `want`: pack(stream) for ids of up to 8 bytes, else the hash.
   bool holds(const slot& s, std::string_view stream, uint64_t want) const {
     return s.key == want && s.key_len == stream.size() &&
-           (stream.size() <= 8 || std::memcmp(arena_.data() + s.key_off, stream.data(), stream.size()) == 0);
+           (stream.size() <= 8 || same_bytes(arena_.data() + s.key_off, stream.data(), stream.size()));
   }
   head* probe(slot* slots, size_t mask, std::string_view stream, uint64_t want, uint64_t h) const {
     for (size_t i = h & mask;; i = (i + 1) & mask) {

@@ -72,6 +72,49 @@ TEST(HeadTable, AWeakHashStillTellsStreamsApart) {
   EXPECT_EQ(t.find(names[0], t.hash(names[0])), nullptr);
 }
 
+// Ids of 1-24 bytes that differ from each other in exactly one byte (any
+// position, zero bytes included), all on one probe chain: every lookup must
+// compare every byte. The slot's packed key (ids of up to 8 bytes) and the
+// arena compare (longer ones) read the bytes with fixed-size, overlapping
+// loads; a load that missed a byte, or packed one in the wrong place, lets
+// two of these ids match or a present one go unfound.
+TEST(HeadTable, IdsDifferingInOneByteAtAnyPositionStayApart) {
+  head_table t([](std::string_view) -> uint64_t { return 0; }, 1024);
+  std::mt19937_64 rng(0x1DB17E5);
+  std::map<std::string, uint64_t> model;
+  for (size_t n = 1; n <= 24; ++n) {
+    std::string base(n, '\0');
+    for (auto& c : base) c = static_cast<char>(rng() % 3 == 0 ? 0 : rng());
+    model.emplace(base, model.size() + 1);
+    for (size_t i = 0; i < n; ++i)
+      for (int delta : {1, 0x80}) {
+        std::string v = base;
+        v[i] = static_cast<char>(v[i] ^ delta);
+        model.emplace(v, model.size() + 1);
+      }
+    model.emplace(base + '\0', model.size() + 1);  // the same bytes, one zero longer
+  }
+  for (const auto& [s, v] : model) t.advance(s, false, v, v * 8);
+  ASSERT_EQ(t.size(), model.size());
+  for (const auto& [s, v] : model) {
+    const head_table::head* h = t.find(s, t.hash(s));
+    ASSERT_NE(h, nullptr) << s.size();
+    EXPECT_EQ(h->version, v) << s.size();
+  }
+  // Absent: each present id with one more byte changed, where that is absent.
+  for (const auto& [s, v] : model) {
+    std::string other = s;
+    other[s.size() - 1] = static_cast<char>(other[s.size() - 1] ^ 0x41);
+    other[0] = static_cast<char>(other[0] ^ 0x22);
+    if (!model.count(other)) EXPECT_EQ(t.find(other, t.hash(other)), nullptr) << s.size();
+  }
+  t.for_each([&](std::string_view s, bool, const head_table::head& h) {
+    auto it = model.find(std::string(s));
+    ASSERT_NE(it, model.end()) << "for_each gave an id never inserted, " << s.size() << " bytes";
+    EXPECT_EQ(h.version, it->second);
+  });
+}
+
 }  // namespace
 
 // reserve() on a table that already holds streams (the writer's
