@@ -3,7 +3,8 @@
 // subscription::next_batch. The bulk forms decode a window's records in their
 // own loop (docs/BENCHMARKS.md sections 28-29); on a damaged log each must
 // still return exactly the events next() validates and then the same error,
-// never a byte more. Used by the fuzzers that damage logs.
+// never a byte more. Used by the fuzzers that damage logs and by the crash
+// torture (fuzz/torture.cc).
 #pragma once
 
 #include <chrono>
@@ -83,24 +84,31 @@ read_trace trace_reads(const varve::event_log& log, size_t batch, Step&& step, W
       continue;
     }
     idle = 0;
-    FUZZ_CHECK(n.value() <= batch, "a batch larger than its span");
+    if (n.value() > batch) {
+      t.end = "a batch of " + std::to_string(n.value()) + " events in a span of " + std::to_string(batch);
+      return t;
+    }
     for (size_t i = 0; i < n.value(); ++i) t.events.push_back(fingerprint(views[i]));
   }
 }
 
-inline void check_traces_agree(const read_trace& want, const read_trace& got, const std::string& what) {
+// "" when `got` is `want`, else what differs.
+inline std::string traces_differ(const read_trace& want, const read_trace& got, const std::string& what) {
   const size_t common = std::min(want.events.size(), got.events.size());
   for (size_t i = 0; i < common; ++i)
-    FUZZ_CHECK(want.events[i] == got.events[i], what + ": event #" + std::to_string(i) + " differs from next()'s");
-  FUZZ_CHECK(want.events.size() == got.events.size(),
-             what + ": " + std::to_string(got.events.size()) + " events where next() gave " +
-                 std::to_string(want.events.size()) + " (next() ended with \"" + want.end + "\", this with \"" +
-                 got.end + "\")");
-  FUZZ_CHECK(want.end == got.end, what + ": ended with \"" + got.end + "\" where next() ended with \"" + want.end + "\"");
+    if (want.events[i] != got.events[i]) return what + ": event #" + std::to_string(i) + " differs from next()'s";
+  if (want.events.size() != got.events.size())
+    return what + ": " + std::to_string(got.events.size()) + " events where next() gave " +
+           std::to_string(want.events.size()) + " (next() ended with \"" + want.end + "\", this with \"" +
+           got.end + "\")";
+  if (want.end != got.end)
+    return what + ": ended with \"" + got.end + "\" where next() ended with \"" + want.end + "\"";
+  return {};
 }
 
-// Reads the whole log four ways; `batch` (>= 1) sizes the bulk reads.
-inline void check_read_paths_agree(const varve::event_log& log, size_t batch, const std::string& when) {
+// Reads the whole log four ways; `batch` (>= 1) sizes the bulk reads. ""
+// when they agree, else the first difference.
+inline std::string read_paths_disagree(const varve::event_log& log, size_t batch) {
   using namespace std::chrono_literals;
   read_trace want;
   {
@@ -118,14 +126,15 @@ inline void check_read_paths_agree(const varve::event_log& log, size_t batch, co
     varve::log_reader r = log.read();
     const read_trace got = trace_reads(
         log, batch, [&](std::span<varve::event_view> v) { return r.next_batch(v); }, [&] { return r.where(); });
-    check_traces_agree(want, got, when + ": log_reader::next_batch(" + std::to_string(batch) + ")");
+    if (auto d = traces_differ(want, got, "log_reader::next_batch(" + std::to_string(batch) + ")"); !d.empty())
+      return d;
   }
   auto sub = varve::subscription::open(log);
   if (!sub) {
     // Opening at the beginning reads nothing yet; it can only fail as the
     // reader fails on its first record.
-    FUZZ_CHECK(clean_read_error(sub.error().code()), when + ": subscription::open: " + sub.error().to_string());
-    return;
+    if (!clean_read_error(sub.error().code())) return "subscription::open: " + sub.error().to_string();
+    return {};
   }
   {
     const read_trace got = trace_reads(
@@ -136,14 +145,20 @@ inline void check_read_paths_agree(const varve::event_log& log, size_t batch, co
           return size_t{more.value() ? 1u : 0u};
         },
         [&] { return sub->where(); });
-    check_traces_agree(want, got, when + ": subscription::next");
+    if (auto d = traces_differ(want, got, "subscription::next"); !d.empty()) return d;
   }
   auto sub2 = varve::subscription::open(log);
-  FUZZ_CHECK(sub2.ok(), when + ": a second subscription::open failed: " + sub2.error().to_string());
+  if (!sub2) return "a second subscription::open failed: " + sub2.error().to_string();
   const read_trace got = trace_reads(
       log, batch, [&](std::span<varve::event_view> v) { return sub2->next_batch(v, 0ns); },
       [&] { return sub2->where(); });
-  check_traces_agree(want, got, when + ": subscription::next_batch(" + std::to_string(batch) + ")");
+  return traces_differ(want, got, "subscription::next_batch(" + std::to_string(batch) + ")");
+}
+
+// The fuzzers' form: a difference is an invariant violated.
+inline void check_read_paths_agree(const varve::event_log& log, size_t batch, const std::string& when) {
+  const std::string d = read_paths_disagree(log, batch);
+  FUZZ_CHECK(d.empty(), when + ": " + d);
 }
 
 }  // namespace varve_fuzz

@@ -80,6 +80,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "fuzz/read_paths.h"
 #include "varve/varve.h"
 
 namespace {
@@ -714,6 +715,7 @@ struct totals {
   uint64_t appends_acked = 0, refused_version = 0, refused_too_large = 0;
   uint64_t unacked_batches_survived = 0, recoveries_with_cuts = 0, child_notes = 0;
   uint64_t killed_before_ready = 0, reopen_cycles = 0, parent_appends = 0;
+  uint64_t four_way_reads = 0;  // verifications that also read the log four ways
   uint64_t by_mode_children[3] = {}, by_mode_events[3] = {};
   uint64_t by_strategy[kStrategies] = {};
   uint64_t failures = 0;
@@ -804,8 +806,9 @@ class parent {
                    log_.dir.c_str(), c_.seed, it_ + 1);
     }
     std::printf("torture: %" PRIu64 " iterations, %" PRIu64 " kills, %" PRIu64
-                " events verified, %" PRIu64 " failures (%.0f s, seed %" PRIu64 ")\n",
-                t_.iterations, t_.kills, t_.events_verified, t_.failures, elapsed, c_.seed);
+                " events verified (%" PRIu64 " logs also read four ways), %" PRIu64
+                " failures (%.0f s, seed %" PRIu64 ")\n",
+                t_.iterations, t_.kills, t_.events_verified, t_.four_way_reads, t_.failures, elapsed, c_.seed);
     if (!c_.json.empty()) write_json(elapsed);
     if (failure.empty() && !c_.keep) {
       // Only what the harness made: its log, model and snapshot, and the
@@ -1328,6 +1331,14 @@ class parent {
       return "stats disagree with the scan: events " + std::to_string(st.events) + " streams " +
              std::to_string(st.streams) + " (scan: " + std::to_string(seq) + ", " +
              std::to_string(live) + ")";
+    // The bulk reads and the subscriptions read what the scan above read
+    // (fuzz/read_paths.h): one verification in eight, picked by the seed
+    // (each full read builds every event's fields as a string).
+    if (parent_seed % 8 == 0) {
+      const size_t batch = 1 + (parent_seed >> 3) % 80;
+      if (std::string d = varve_fuzz::read_paths_disagree(*log, batch); !d.empty()) return "read paths: " + d;
+      ++t_.four_way_reads;
+    }
     // A read-only follower's index (newest checkpoint + catch-up) agrees too.
     {
       auto ro = event_log::open_read_only(log_.dir);
@@ -1484,9 +1495,11 @@ class parent {
                  "  \"refused_wrong_expected_version\": %" PRIu64 ",\n  \"refused_too_large\": %" PRIu64
                  ",\n  \"unacknowledged_batches_survived\": %" PRIu64
                  ",\n  \"recoveries_that_cut\": %" PRIu64 ",\n  \"killed_before_ready\": %" PRIu64
-                 ",\n  \"close_reopen_cycles\": %" PRIu64 ",\n  \"parent_appended_events\": %" PRIu64 ",\n",
+                 ",\n  \"close_reopen_cycles\": %" PRIu64 ",\n  \"parent_appended_events\": %" PRIu64
+                 ",\n  \"four_way_reads\": %" PRIu64 ",\n",
                  t_.refused_version, t_.refused_too_large, t_.unacked_batches_survived,
-                 t_.recoveries_with_cuts, t_.killed_before_ready, t_.reopen_cycles, t_.parent_appends);
+                 t_.recoveries_with_cuts, t_.killed_before_ready, t_.reopen_cycles, t_.parent_appends,
+                 t_.four_way_reads);
     std::fprintf(f, "  \"by_mode\": {");
     for (int m = 0; m < 3; ++m)
       std::fprintf(f, "%s\"%s\": {\"children\": %" PRIu64 ", \"events_acknowledged\": %" PRIu64 "}",
