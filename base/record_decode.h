@@ -4,6 +4,8 @@
 // function out of line. Include only from .cc files (xxhash.h header-only mode).
 #pragma once
 
+#include <type_traits>
+
 #include "base/record_encode.h"
 
 namespace varve::record {
@@ -62,12 +64,61 @@ inline uint32_t id_bytes(uint8_t flags) { return kIdSize * ((0x32212110u >> (((f
 }
 }  // namespace detail
 
+}  // namespace varve::record
+
+namespace varve::detail {
+// Fills an event_ref (include/varve/event.h), whose fields are private: the
+// decoders below, and the reader's refs to events it decoded into a view.
+struct event_ref_access {
+  [[gnu::always_inline]] static void fill(event_ref& r, const std::byte* rec, uint64_t position, uint32_t length,
+                                          uint32_t stream_off, uint8_t stream_len, uint32_t payload_len,
+                                          uint32_t meta_len, uint8_t flags) {
+    r.rec_ = rec;
+    r.view_ = nullptr;
+    r.position_ = position;
+    r.record_bytes_ = length;
+    r.stream_off_ = stream_off;
+    r.payload_off_ = stream_off + stream_len;
+    r.payload_len_ = payload_len;
+    r.meta_len_ = meta_len;
+    r.stream_len_ = stream_len;
+    r.flags_ = flags;
+  }
+  // A ref to the event `v`, which a reader validated from the record at
+  // `rec` and whose views point into it (not upcast, not decrypted): the
+  // bounds are the view's, the flags rebuilt from its fields.
+  static void of_record(event_ref& r, const std::byte* rec, const event_view& v) {
+    using namespace varve::record;
+    const uint8_t flags = (v.batch_begin ? kFlagBatchBegin : 0) | (v.batch_end ? kFlagBatchEnd : 0) |
+                          (v.event_id ? kFlagEventId : 0) | (v.correlation_id ? kFlagCorrelation : 0) |
+                          (v.causation_id ? kFlagCausation : 0) |
+                          (v.content == content_type::json ? kFlagJson : 0) |
+                          (v.stream_is_integer ? kFlagIntegerStream : 0);
+    fill(r, rec, v.position.value, v.record_bytes, static_cast<uint32_t>(reinterpret_cast<const std::byte*>(v.stream.data()) - rec),
+         static_cast<uint8_t>(v.stream.size()), static_cast<uint32_t>(v.payload.size()),
+         static_cast<uint32_t>(v.metadata.raw().size()), flags);
+  }
+  // A ref that hands out `v` (the reader's own view: upcast or decrypted).
+  static void of_view(event_ref& r, const event_view* v) {
+    r = event_ref{};
+    r.view_ = v;
+    r.position_ = v->position.value;
+    r.record_bytes_ = v->record_bytes;
+  }
+};
+}  // namespace varve::detail
+
+namespace varve::record {
+
 // An event record with metadata, decoded out of line (record_format.cc):
 // decode_inline hands such records here, so the metadata's validation (a
 // loop and a call) is not in the scan loops that inline it; with it inline
 // the readers paid ~25 instructions more per event in register spills.
 decoded decode_with_metadata(const std::byte* p, uint64_t avail, uint64_t expected_position,
                              bool verify_checksum, event_view& out);
+// The same for the lazy readers' event_ref (`encrypted` set as decode_inline sets it).
+decoded decode_with_metadata(const std::byte* p, uint64_t avail, uint64_t expected_position,
+                             bool verify_checksum, event_ref& out);
 
 // Always inlined: the scan loops depend on it (the compiler's own estimate
 // stops inlining it as it grows). kMetadata = false is the readers' form: a
@@ -77,9 +128,15 @@ decoded decode_with_metadata(const std::byte* p, uint64_t avail, uint64_t expect
 // replay's pass with several workers, which only routes an event and decodes
 // it again when its group applies it (46 instructions fewer per event on 2
 // workers, callgrind: BENCHMARKS.md section 26).
-template <bool kMetadata = false, bool kFullView = true>
+//
+// Out = event_ref is the lazy readers' form (log_reader::next_batch of
+// event_refs): the same checks, then only what bounds the ref's views is
+// stored; an encrypted record comes back with `encrypted` set (its reader
+// hands it out through a view of its own, decrypted).
+template <bool kMetadata = false, bool kFullView = true, class Out = event_view>
 [[gnu::always_inline]] inline decoded decode_inline(const std::byte* p, uint64_t avail, uint64_t expected_position,
-                                                    bool verify_checksum, event_view& out) {
+                                                    bool verify_checksum, Out& out) {
+  static_assert(std::is_same_v<Out, event_view> || (std::is_same_v<Out, event_ref> && !kMetadata && kFullView));
   using namespace varve::coding;
   using detail::invalid;
   if (avail < 16) {
@@ -160,23 +217,30 @@ template <bool kMetadata = false, bool kFullView = true>
   if ((flags2 & kFlag2Encrypted) && payload_len < kEncryptedOverhead) [[unlikely]]
     return invalid("encrypted payload shorter than its nonce and tag");
 
-  if constexpr (!kMetadata && !kFullView) {
+  if constexpr (std::is_same_v<Out, event_ref>) {
+    varve::detail::event_ref_access::fill(out, p, expected_position, length, header_size + ids, stream_len,
+                                          payload_len, 0, flags);
+    decoded d{decode_outcome::event, length};
+    d.encrypted = (flags2 & kFlag2Encrypted) != 0;
+    return d;
+  } else if constexpr (!kMetadata && !kFullView) {
     out.position = position{expected_position};
     out.sequence = sequence{get_u64(p + 24)};
     out.stream = std::string_view(reinterpret_cast<const char*>(p + header_size + ids), stream_len);
     out.record_bytes = length;
     return {decode_outcome::event, length};
-  }
-  const std::byte* q = detail::fill_view(p, expected_position, flags, flags2, header_size, stream_len,
-                                         payload_len, ids, length, out);
-  if constexpr (kMetadata) {
-    q += payload_len;
-    if (meta_len > kMaxMetadataBytes || !metadata_well_formed(q, meta_len)) return invalid("malformed metadata");
-    out.metadata = metadata_view(std::span<const std::byte>(q, meta_len));
   } else {
-    out.metadata = metadata_view();
+    const std::byte* q = detail::fill_view(p, expected_position, flags, flags2, header_size, stream_len,
+                                           payload_len, ids, length, out);
+    if constexpr (kMetadata) {
+      q += payload_len;
+      if (meta_len > kMaxMetadataBytes || !metadata_well_formed(q, meta_len)) return invalid("malformed metadata");
+      out.metadata = metadata_view(std::span<const std::byte>(q, meta_len));
+    } else {
+      out.metadata = metadata_view();
+    }
+    return {decode_outcome::event, length};
   }
-  return {decode_outcome::event, length};
 }
 
 // Decodes again an event record that decode_inline accepted at `position`

@@ -29,6 +29,25 @@ decoded decode_with_metadata(const std::byte* p, uint64_t avail, uint64_t expect
   return decode_inline<true>(p, avail, expected_position, verify_checksum, out);
 }
 
+decoded decode_with_metadata(const std::byte* p, uint64_t avail, uint64_t expected_position,
+                             bool verify_checksum, event_ref& out) {
+  event_view v;
+  decoded d = decode_inline<true>(p, avail, expected_position, verify_checksum, v);
+  if (d.outcome == decode_outcome::event) {
+    varve::detail::event_ref_access::of_record(out, p, v);
+    d.encrypted = v.encrypted;
+  }
+  return d;
+}
+
+// event_ref (include/varve/event.h) reads fields from records by these.
+namespace rl = varve::detail::ref_layout;
+static_assert(rl::kSequence == 24 && rl::kVersion == 32 && rl::kTimestamp == 40 && rl::kType == 48 &&
+              rl::kSchema == 52 && rl::kPrevious == 64 && rl::kFlags == 13 && rl::kIdSize == kIdSize);
+static_assert(rl::kBatchBegin == kFlagBatchBegin && rl::kBatchEnd == kFlagBatchEnd && rl::kEventId == kFlagEventId &&
+              rl::kCorrelation == kFlagCorrelation && rl::kCausation == kFlagCausation && rl::kJson == kFlagJson &&
+              rl::kIntegerStream == kFlagIntegerStream);
+
 uint64_t metadata_bytes(std::span<const metadata_entry> m) {
   uint64_t n = 0;
   for (const metadata_entry& e : m) n += 3 + e.key.size() + e.value.size();

@@ -142,6 +142,7 @@ struct decoded {
   uint64_t hole_first = 0;  // hole only
   uint64_t hole_count = 0;
   bool hole_scavenged = false;  // hole only: a scavenge's (byte 13 bit 0), not a repair's
+  bool encrypted = false;       // event into an event_ref only: the payload is sealed
 };
 
 // Validates and decodes the record at `p`, of which `avail` bytes are readable

@@ -11,6 +11,7 @@
 //                      (arg: 1 = checksums verified, the default; 0 = not)
 //   BM_ReaderNextBatch the same scan through log_reader::next_batch, 64 views
 //                      at a time (same arg)
+//   BM_ReaderNextRefs  the same through the lazy next_batch, 64 event_refs
 //   BM_SubscriptionCatchUp a subscription reading the warm log's history,
 //                      checksums verified (arg: 0 = next(), 64 = next_batch of 64)
 //   BM_CReaderNext     the same scan through the C API, the log opened read-only
@@ -386,6 +387,43 @@ void BM_ReaderNextBatch(benchmark::State& state) {
   state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_ReaderNextBatch)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
+
+// The same scan through the lazy next_batch: 64 event_refs at a time, the
+// payload and the record's size read from each (what P4's consumer reads).
+void BM_ReaderNextRefs(benchmark::State& state) {
+  auto& w = warm();
+  if (!w.set_verify(state.range(0) != 0)) {
+    state.SkipWithError(w.error.c_str());
+    return;
+  }
+  varve::log_reader reader = w.log->read();
+  std::array<varve::event_ref, 64> v;
+  uint64_t events = 0, bytes = 0;
+  for (auto _ : state) {
+    auto r = reader.next_batch(v);
+    if (!r) [[unlikely]] {
+      state.SkipWithError(("next_batch: " + r.error().to_string()).c_str());
+      break;
+    }
+    if (r.value() == 0) [[unlikely]] {  // end of log: start over
+      if (reader.where() == varve::position{}) {
+        state.SkipWithError("the warm log reads as empty");
+        break;
+      }
+      reader.seek(varve::position{});
+      continue;
+    }
+    for (size_t i = 0; i < r.value(); ++i) {
+      benchmark::DoNotOptimize(v[i].payload().data());
+      bytes += v[i].record_bytes();
+    }
+    events += r.value();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(events));
+  state.SetBytesProcessed(static_cast<int64_t>(bytes));  // record bytes
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_ReaderNextRefs)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
 
 // A subscription catching up on the warm log's history (checksums verified):
 // one next() per iteration (arg 0), or one next_batch of 64 views (arg 64);

@@ -98,6 +98,54 @@ result<size_t> log_reader::next_batch(std::span<event_view> out) {
   return n;
 }
 
+// next_batch above with refs: a window's plain records validated straight
+// into the caller's refs (no filter: the filter reads an event_view, so a
+// filtered reader takes next() for each event). Anything else takes next()
+// into the reader's own view; an event whose views point into the window's
+// record becomes a ref to that record, one upcast or decrypted is handed
+// out through the view and ends the batch.
+result<size_t> log_reader::next_batch(std::span<event_ref> out) {
+  const size_t cap = out.size();
+  size_t n = 0;
+  while (n < cap) {
+    if (!up_ && !filter_) {
+      uint64_t pos = pos_.value;
+      const uint64_t limit = limit_, base = seg_base_, records_end = seg_records_end_;
+      const std::byte* const data = seg_data_;
+      const bool verify = verify_;
+      while (n < cap && pos < limit) {
+        event_ref& r = out[n];
+        const uint64_t off = pos - base;
+        const record::decoded d = record::decode_inline(data + off, records_end - off, pos, verify, r);
+        if (d.outcome != record::decode_outcome::event || d.encrypted || (life_on_ && life_on_->maybe(r.stream())))
+            [[unlikely]]
+          break;
+        pos += d.length;
+        ++n;
+      }
+      pos_.value = pos;
+      if (n == cap) break;
+    }
+    result<bool> r = next(ref_view_);
+    if (!r) {
+      if (n == 0) return r.error();
+      break;
+    }
+    if (!r.value()) break;
+    // Upcasting raises the schema version at every step, so an event it left
+    // alone is still the record's; one it changed, or one decrypted, is in
+    // the reader's buffers.
+    if (ref_view_.encrypted || ref_view_.schema_version != ref_view_.stored_schema_version) {
+      detail::event_ref_access::of_view(out[n++], &ref_view_);
+      break;
+    }
+    // next() decoded it from the window's segment (the fast path's or the
+    // one next_slow just set up).
+    detail::event_ref_access::of_record(out[n++], seg_data_ + (ref_view_.position.value - seg_base_), ref_view_);
+  }
+  return n;
+}
+
 status log_reader::refresh_lifecycle() {
   if (status s = log_->check_lifecycle(); !s) return s;
   const uint64_t gen = log_->lifecycle_generation();

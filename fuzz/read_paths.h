@@ -1,6 +1,6 @@
 // Every way of reading a log hands out the same events and stops at the same
-// place: log_reader::next, log_reader::next_batch, subscription::next and
-// subscription::next_batch. The bulk forms decode a window's records in their
+// place: log_reader::next, log_reader::next_batch (into event_views and into
+// the lazy event_refs), subscription::next and subscription::next_batch. The bulk forms decode a window's records in their
 // own loop (docs/BENCHMARKS.md sections 28-29); on a damaged log each must
 // still return exactly the events next() validates and then the same error,
 // never a byte more. Used by the fuzzers that damage logs and by the crash
@@ -57,6 +57,36 @@ inline std::string fingerprint(const varve::event_view& v) {
   return s;
 }
 
+// A lazy ref's fields through its accessors, one by one; its view() must
+// give the same (else the fingerprint says so, and differs from next()'s).
+inline std::string fingerprint(const varve::event_ref& r) {
+  varve::event_view v;
+  v.position = r.position();
+  v.sequence = r.sequence();
+  v.stream = r.stream();
+  v.stream_is_integer = r.stream_is_integer();
+  v.version = r.version();
+  v.previous = r.previous();
+  v.type = r.type();
+  v.schema_version = r.schema_version();
+  v.stored_schema_version = r.stored_schema_version();
+  v.timestamp_ns = r.timestamp_ns();
+  v.content = r.content();
+  v.batch_begin = r.batch_begin();
+  v.batch_end = r.batch_end();
+  v.event_id = r.event_id();
+  v.correlation_id = r.correlation_id();
+  v.causation_id = r.causation_id();
+  v.payload = r.payload();
+  v.metadata = r.metadata();
+  v.record_bytes = r.record_bytes();
+  v.encrypted = r.encrypted();
+  v.forgotten = r.forgotten();
+  std::string s = fingerprint(v);
+  if (s != fingerprint(r.view())) s += "<event_ref::view() differs from the accessors>";
+  return s;
+}
+
 struct read_trace {
   std::vector<std::string> events;
   std::string end;  // "end at P" or the error
@@ -66,12 +96,12 @@ struct read_trace {
 // `where()` the cursor. A reader says "nothing now" with 0; at the committed
 // end that is the end, elsewhere (a subscription's look that found no event
 // yet) it asks again, a bounded number of times.
-template <class Step, class Where>
+template <class View = varve::event_view, class Step, class Where>
 read_trace trace_reads(const varve::event_log& log, size_t batch, Step&& step, Where&& where) {
   read_trace t;
-  std::vector<varve::event_view> views(batch);
+  std::vector<View> views(batch);
   for (int idle = 0;;) {
-    auto n = step(std::span<varve::event_view>(views));
+    auto n = step(std::span<View>(views));
     if (!n) {
       t.end = "error: " + n.error().to_string();
       return t;
@@ -106,7 +136,7 @@ inline std::string traces_differ(const read_trace& want, const read_trace& got, 
   return {};
 }
 
-// Reads the whole log four ways; `batch` (>= 1) sizes the bulk reads. ""
+// Reads the whole log five ways; `batch` (>= 1) sizes the bulk reads. ""
 // when they agree, else the first difference.
 inline std::string read_paths_disagree(const varve::event_log& log, size_t batch) {
   using namespace std::chrono_literals;
@@ -127,6 +157,14 @@ inline std::string read_paths_disagree(const varve::event_log& log, size_t batch
     const read_trace got = trace_reads(
         log, batch, [&](std::span<varve::event_view> v) { return r.next_batch(v); }, [&] { return r.where(); });
     if (auto d = traces_differ(want, got, "log_reader::next_batch(" + std::to_string(batch) + ")"); !d.empty())
+      return d;
+  }
+  {
+    varve::log_reader r = log.read();
+    const read_trace got = trace_reads<varve::event_ref>(
+        log, batch, [&](std::span<varve::event_ref> v) { return r.next_batch(v); }, [&] { return r.where(); });
+    if (auto d = traces_differ(want, got, "log_reader::next_batch(event_ref, " + std::to_string(batch) + ")");
+        !d.empty())
       return d;
   }
   auto sub = varve::subscription::open(log);

@@ -715,7 +715,7 @@ struct totals {
   uint64_t appends_acked = 0, refused_version = 0, refused_too_large = 0;
   uint64_t unacked_batches_survived = 0, recoveries_with_cuts = 0, child_notes = 0;
   uint64_t killed_before_ready = 0, reopen_cycles = 0, parent_appends = 0;
-  uint64_t four_way_reads = 0;  // verifications that also read the log four ways
+  uint64_t read_path_checks = 0;  // verifications that also read the log every way (fuzz/read_paths.h)
   uint64_t by_mode_children[3] = {}, by_mode_events[3] = {};
   uint64_t by_strategy[kStrategies] = {};
   uint64_t failures = 0;
@@ -806,9 +806,9 @@ class parent {
                    log_.dir.c_str(), c_.seed, it_ + 1);
     }
     std::printf("torture: %" PRIu64 " iterations, %" PRIu64 " kills, %" PRIu64
-                " events verified (%" PRIu64 " logs also read four ways), %" PRIu64
+                " events verified (%" PRIu64 " logs also read every way), %" PRIu64
                 " failures (%.0f s, seed %" PRIu64 ")\n",
-                t_.iterations, t_.kills, t_.events_verified, t_.four_way_reads, t_.failures, elapsed, c_.seed);
+                t_.iterations, t_.kills, t_.events_verified, t_.read_path_checks, t_.failures, elapsed, c_.seed);
     if (!c_.json.empty()) write_json(elapsed);
     if (failure.empty() && !c_.keep) {
       // Only what the harness made: its log, model and snapshot, and the
@@ -1337,7 +1337,7 @@ class parent {
     if (parent_seed % 8 == 0) {
       const size_t batch = 1 + (parent_seed >> 3) % 80;
       if (std::string d = varve_fuzz::read_paths_disagree(*log, batch); !d.empty()) return "read paths: " + d;
-      ++t_.four_way_reads;
+      ++t_.read_path_checks;
     }
     // A read-only follower's index (newest checkpoint + catch-up) agrees too.
     {
@@ -1496,10 +1496,10 @@ class parent {
                  ",\n  \"unacknowledged_batches_survived\": %" PRIu64
                  ",\n  \"recoveries_that_cut\": %" PRIu64 ",\n  \"killed_before_ready\": %" PRIu64
                  ",\n  \"close_reopen_cycles\": %" PRIu64 ",\n  \"parent_appended_events\": %" PRIu64
-                 ",\n  \"four_way_reads\": %" PRIu64 ",\n",
+                 ",\n  \"read_path_checks\": %" PRIu64 ",\n",
                  t_.refused_version, t_.refused_too_large, t_.unacked_batches_survived,
                  t_.recoveries_with_cuts, t_.killed_before_ready, t_.reopen_cycles, t_.parent_appends,
-                 t_.four_way_reads);
+                 t_.read_path_checks);
     std::fprintf(f, "  \"by_mode\": {");
     for (int m = 0; m < 3; ++m)
       std::fprintf(f, "%s\"%s\": {\"children\": %" PRIu64 ", \"events_acknowledged\": %" PRIu64 "}",

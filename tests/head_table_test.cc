@@ -106,7 +106,9 @@ TEST(HeadTable, IdsDifferingInOneByteAtAnyPositionStayApart) {
     std::string other = s;
     other[s.size() - 1] = static_cast<char>(other[s.size() - 1] ^ 0x41);
     other[0] = static_cast<char>(other[0] ^ 0x22);
-    if (!model.count(other)) EXPECT_EQ(t.find(other, t.hash(other)), nullptr) << s.size();
+    if (!model.count(other)) {
+      EXPECT_EQ(t.find(other, t.hash(other)), nullptr) << s.size();
+    }
   }
   t.for_each([&](std::string_view s, bool, const head_table::head& h) {
     auto it = model.find(std::string(s));

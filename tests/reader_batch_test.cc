@@ -3,8 +3,10 @@
 // batch size, across segment ends, holes, filters, stream lifecycle and a
 // writer still appending; and a record that fails validation must end the
 // batch before it, with the error (file and offset) on the next call and the
-// cursor left on the record. Upcasters and encrypted payloads (the reader's
-// own buffer) are checked in upcast_test and crypto_test.
+// cursor left on the record. The same for the lazy form (next_batch into
+// event_refs): each accessor, and view(), must give next()'s field.
+// Upcasters and encrypted payloads (the reader's own buffer) are checked in
+// upcast_test and crypto_test.
 #include <array>
 #include <cinttypes>
 #include <cstdio>
@@ -23,10 +25,15 @@ using namespace varve_test;
 struct got_event {
   uint64_t position, sequence, version, previous, timestamp;
   uint32_t type, record_bytes;
-  std::string stream, payload;
-  bool batch_begin, batch_end, has_event_id;
+  uint16_t schema_version, stored_schema_version;
+  std::string stream, payload, metadata, ids;
+  bool batch_begin, batch_end, stream_is_integer, json, encrypted, forgotten;
   bool operator==(const got_event&) const = default;
 };
+
+std::string id_text(const id128* id) {
+  return id ? std::string(reinterpret_cast<const char*>(id->bytes.data()), 16) : std::string("-");
+}
 
 got_event copy_of(const event_view& v) {
   return {v.position.value,
@@ -36,11 +43,46 @@ got_event copy_of(const event_view& v) {
           v.timestamp_ns,
           v.type,
           v.record_bytes,
+          v.schema_version,
+          v.stored_schema_version,
           std::string(v.stream),
           std::string(reinterpret_cast<const char*>(v.payload.data()), v.payload.size()),
+          std::string(reinterpret_cast<const char*>(v.metadata.raw().data()), v.metadata.raw().size()),
+          id_text(v.event_id) + "/" + id_text(v.correlation_id) + "/" + id_text(v.causation_id),
           v.batch_begin,
           v.batch_end,
-          v.event_id != nullptr};
+          v.stream_is_integer,
+          v.content == content_type::json,
+          v.encrypted,
+          v.forgotten};
+}
+
+// A ref's fields through its accessors, one by one; its view() must give the
+// same.
+got_event copy_of(const event_ref& r) {
+  const auto payload = r.payload();
+  const auto meta = r.metadata().raw();
+  got_event g{r.position().value,
+              r.sequence().value,
+              r.version(),
+              r.previous().value,
+              r.timestamp_ns(),
+              r.type(),
+              r.record_bytes(),
+              r.schema_version(),
+              r.stored_schema_version(),
+              std::string(r.stream()),
+              std::string(reinterpret_cast<const char*>(payload.data()), payload.size()),
+              std::string(reinterpret_cast<const char*>(meta.data()), meta.size()),
+              id_text(r.event_id()) + "/" + id_text(r.correlation_id()) + "/" + id_text(r.causation_id()),
+              r.batch_begin(),
+              r.batch_end(),
+              r.stream_is_integer(),
+              r.content() == content_type::json,
+              r.encrypted(),
+              r.forgotten()};
+  EXPECT_EQ(copy_of(r.view()), g) << "event_ref::view() at " << g.position;
+  return g;
 }
 
 std::vector<got_event> read_with_next(log_reader r) {
@@ -55,13 +97,15 @@ std::vector<got_event> read_with_next(log_reader r) {
   return out;
 }
 
-// Batches of `size` (0: sizes drawn from `rng`, 1..70).
+// Batches of `size` (0: sizes drawn from `rng`, 1..70), into event_views or,
+// the lazy form, event_refs.
+template <class View = event_view>
 std::vector<got_event> read_with_batches(log_reader r, size_t size, std::mt19937_64& rng) {
   std::vector<got_event> out;
-  std::vector<event_view> views(70);
+  std::vector<View> views(70);
   for (;;) {
     const size_t n = size ? size : 1 + rng() % 70;
-    auto got = r.next_batch(std::span<event_view>(views.data(), n));
+    auto got = r.next_batch(std::span<View>(views.data(), n));
     EXPECT_TRUE(got.ok()) << describe(got);
     if (!got.ok() || got.value() == 0) break;
     EXPECT_LE(got.value(), n);
@@ -90,14 +134,29 @@ void fill(event_log& log, std::mt19937_64& rng, int events, int streams, const s
     std::vector<std::string> payloads;
     std::vector<event_data> batch(k);
     for (int j = 0; j < k; ++j) payloads.push_back(payload_for(rng, i + j));
-    std::vector<id128> ids(k);  // distinct: the first event's id makes the append idempotent
+    std::vector<id128> ids(3 * k);  // distinct: the first event's id makes the append idempotent
+    std::vector<std::array<metadata_entry, 2>> meta(k);
     for (int j = 0; j < k; ++j) {
       batch[j].type = 1 + static_cast<uint32_t>(rng() % 3);
+      batch[j].schema_version = 1 + static_cast<uint16_t>(rng() % 2);
       batch[j].payload = event_data::bytes(payloads[j]);
-      for (auto& b : ids[j].bytes) b = static_cast<uint8_t>(rng());
-      if (rng() % 5 == 0) batch[j].event_id = &ids[j];
+      if (rng() % 6 == 0) batch[j].content = content_type::json;
+      for (auto& id : std::span(ids).subspan(3 * j, 3))
+        for (auto& b : id.bytes) b = static_cast<uint8_t>(rng());
+      if (rng() % 5 == 0) batch[j].event_id = &ids[3 * j];
+      if (rng() % 7 == 0) batch[j].correlation_id = &ids[3 * j + 1];
+      if (rng() % 3 == 0) batch[j].causation_id = &ids[3 * j + 2];
+      if (rng() % 7 == 0) {  // metadata: the records the readers decode out of line
+        static constexpr std::string_view kValues[] = {"v", "vx", "vxx"};
+        meta[j] = {metadata_entry{"k", kValues[rng() % 3]}, metadata_entry{"trace", "t"}};
+        batch[j].metadata = std::span(meta[j]).first(1 + rng() % 2);
+      }
     }
-    ASSERT_OK(log.append(stream_id(s), expected_version::any(), batch));
+    if (rng() % 9 == 0) {
+      ASSERT_OK(log.append(stream_id::from_u64(rng() % streams), expected_version::any(), batch));
+    } else {
+      ASSERT_OK(log.append(stream_id(s), expected_version::any(), batch));
+    }
     i += k;
   }
 }
@@ -115,13 +174,16 @@ TEST(ReaderBatch, HandsOutWhatNextHandsOutForEveryBatchSize) {
     for (size_t size : {size_t{1}, size_t{2}, size_t{7}, size_t{64}, size_t{0}}) {
       SCOPED_TRACE("batch size " + std::to_string(size));
       EXPECT_EQ(read_with_batches(log->read(), size, rng), want);
+      EXPECT_EQ(read_with_batches<event_ref>(log->read(), size, rng), want) << "event_ref";
     }
     // From a position in the middle, and through a read-only handle.
     const position mid{want[want.size() / 2].position};
     EXPECT_EQ(read_with_batches(log->read(mid), 64, rng), read_with_next(log->read(mid)));
+    EXPECT_EQ(read_with_batches<event_ref>(log->read(mid), 64, rng), read_with_next(log->read(mid)));
     ASSERT_OK(log->close());
     auto ro = event_log::open_read_only(d.path()).value();
     EXPECT_EQ(read_with_batches(ro->read(), 0, rng), want);
+    EXPECT_EQ(read_with_batches<event_ref>(ro->read(), 0, rng), want);
   }
 }
 
@@ -135,8 +197,10 @@ TEST(ReaderBatch, AFilteredReaderHandsOutTheSameEvents) {
   f.stream_prefixes = {"s-1"};
   const auto want = read_with_next(log->read(position{0}, f));
   ASSERT_FALSE(want.empty());
-  for (size_t size : {size_t{1}, size_t{5}, size_t{64}})
+  for (size_t size : {size_t{1}, size_t{5}, size_t{64}}) {
     EXPECT_EQ(read_with_batches(log->read(position{0}, f), size, rng), want) << "batch size " << size;
+    EXPECT_EQ(read_with_batches<event_ref>(log->read(position{0}, f), size, rng), want) << "refs, batch size " << size;
+  }
 }
 
 TEST(ReaderBatch, StreamLifecycleHidesTheSameEvents) {
@@ -154,18 +218,21 @@ TEST(ReaderBatch, StreamLifecycleHidesTheSameEvents) {
       EXPECT_GE(e.version, 5u);
     }
   }
-  for (size_t size : {size_t{1}, size_t{9}, size_t{64}, size_t{0}})
+  for (size_t size : {size_t{1}, size_t{9}, size_t{64}, size_t{0}}) {
     EXPECT_EQ(read_with_batches(log->read(), size, rng), want) << "batch size " << size;
+    EXPECT_EQ(read_with_batches<event_ref>(log->read(), size, rng), want) << "refs, batch size " << size;
+  }
 }
 
-TEST(ReaderBatch, FollowsTheWriterAndReturnsZeroAtTheCommittedEnd) {
+template <class View>
+void follows_the_writer() {
   temp_dir d;
   auto log = event_log::create(d.path(), small_segments()).value();
   log_reader r = log->read();
-  std::array<event_view, 16> v;
+  std::array<View, 16> v;
   ASSERT_OK_AND_ASSIGN(size_t none, r.next_batch(v));
   EXPECT_EQ(none, 0u);
-  EXPECT_EQ(r.next_batch(std::span<event_view>()).value(), 0u);  // an empty span
+  EXPECT_EQ(r.next_batch(std::span<View>()).value(), 0u);  // an empty span
   std::mt19937_64 rng(41);
   uint64_t seen = 0, appended = 0;
   for (int round = 0; round < 50; ++round) {
@@ -181,18 +248,24 @@ TEST(ReaderBatch, FollowsTheWriterAndReturnsZeroAtTheCommittedEnd) {
     for (;;) {
       ASSERT_OK_AND_ASSIGN(size_t n, r.next_batch(v));
       if (n == 0) break;
-      for (size_t i = 0; i < n; ++i) EXPECT_EQ(v[i].sequence.value, seen + i) << "round " << round;
+      for (size_t i = 0; i < n; ++i) EXPECT_EQ(copy_of(v[i]).sequence, seen + i) << "round " << round;
       seen += n;
     }
     EXPECT_EQ(seen, appended) << "round " << round;
   }
 }
 
+TEST(ReaderBatch, FollowsTheWriterAndReturnsZeroAtTheCommittedEnd) {
+  follows_the_writer<event_view>();
+  follows_the_writer<event_ref>();
+}
+
 // Each event of the log is damaged in turn (one byte of its payload, the
 // checksum no longer matching): reading in batches returns every event
 // before it, then the error naming the segment file and offset, again on the
 // next call, with the cursor on the damaged record.
-TEST(ReaderBatch, ADamagedRecordEndsTheBatchBeforeItAndTheErrorComesNext) {
+template <class View>
+void damaged_record_ends_the_batch() {
   temp_dir d;
   std::vector<got_event> all;
   {
@@ -215,7 +288,7 @@ TEST(ReaderBatch, ADamagedRecordEndsTheBatchBeforeItAndTheErrorComesNext) {
     {
       auto log = event_log::open_read_only(d.path()).value();
       log_reader r = log->read();
-      std::array<event_view, 64> v;
+      std::array<View, 64> v;
       size_t before = 0;
       status err;
       for (;;) {
@@ -238,6 +311,11 @@ TEST(ReaderBatch, ADamagedRecordEndsTheBatchBeforeItAndTheErrorComesNext) {
     }
     flip_byte(file, at);  // undone: the next victim is the only damage
   }
+}
+
+TEST(ReaderBatch, ADamagedRecordEndsTheBatchBeforeItAndTheErrorComesNext) {
+  damaged_record_ends_the_batch<event_view>();
+  damaged_record_ends_the_batch<event_ref>();
 }
 
 }  // namespace

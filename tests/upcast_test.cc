@@ -397,6 +397,39 @@ TEST(Upcast, EveryReadPathHandsOutTheCurrentVersionAndTheLogKeepsTheStoredOne) {
         if (!upcast && size == 64) {
           EXPECT_LT(batches, model.size() / 8) << "plain views come in full batches";
         }
+        // The lazy form: an upcast event through the reader's view, the last
+        // of its batch; one left as stored a ref to its record.
+        r = log->read();
+        if (!upcast) r.without_upcasting();
+        std::vector<event_ref> refs(size);
+        i = 0;
+        batches = 0;
+        for (;;) {
+          auto got = r.next_batch(refs);
+          ASSERT_TRUE(got.ok()) << describe(got);
+          if (got.value() == 0) break;
+          ++batches;
+          for (size_t k = 0; k < got.value(); ++k) {
+            const stored_event& s = model.at(i++);
+            const event_view v = refs[k].view();
+            EXPECT_EQ(refs[k].type(), v.type);
+            EXPECT_EQ(refs[k].schema_version(), v.schema_version);
+            EXPECT_EQ(text_of(refs[k].payload()), text_of(v.payload));
+            if (upcast) {
+              expect_upcast(v, s, "next_batch(event_ref)");
+              if (v.schema_version != v.stored_schema_version) {
+                EXPECT_EQ(k + 1, got.value()) << "an upcast event inside a batch of refs";
+              }
+            } else {
+              EXPECT_EQ(v.schema_version, s.version);
+              EXPECT_EQ(text_of(v.payload), s.payload);
+            }
+          }
+        }
+        EXPECT_EQ(i, model.size()) << "refs, batch size " << size;
+        if (!upcast && size == 64) {
+          EXPECT_LT(batches, model.size() / 8) << "refs come in full batches";
+        }
       }
     }
     // Without upcasting: the bytes as written.

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <array>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -81,9 +82,38 @@ class varve_peer {
 
   template <class F>
   uint64_t scan(F&& f, uint64_t& record_bytes) {
-    // The bulk reader (log_reader::next_batch), as a scanning application
-    // would use it; BM_ReaderNext / BM_ReaderNextBatch in varve-micro-bench
-    // compare it with next() per event.
+    // The lazy bulk reader (log_reader::next_batch into event_refs), as a
+    // scanning application that wants the payloads would use it;
+    // BM_ReaderNext / BM_ReaderNextBatch / BM_ReaderNextRefs in
+    // varve-micro-bench compare it with next() and with full views.
+    // VARVE_BENCH_P4_VIEWS=1 reads full event_views instead (the A/B of
+    // docs/BENCHMARKS.md section 31, within one binary).
+    static const bool views = [] {
+      const char* e = std::getenv("VARVE_BENCH_P4_VIEWS");
+      return e && *e == '1';
+    }();
+    if (views) return scan_views(f, record_bytes);
+    varve::log_reader reader = log_->read();
+    std::array<varve::event_ref, 64> v;
+    uint64_t n = 0, rb = 0;
+    for (;;) {
+      auto r = reader.next_batch(v);
+      if (!r) [[unlikely]]
+        fatal("varve scan: " + r.error().to_string());
+      if (r.value() == 0) break;
+      for (size_t i = 0; i < r.value(); ++i) {
+        const auto payload = v[i].payload();
+        f(payload.data(), payload.size());
+        rb += v[i].record_bytes();
+      }
+      n += r.value();
+    }
+    record_bytes = rb;
+    return n;
+  }
+
+  template <class F>
+  uint64_t scan_views(F&& f, uint64_t& record_bytes) {
     varve::log_reader reader = log_->read();
     std::array<varve::event_view, 64> v;
     uint64_t n = 0, rb = 0;

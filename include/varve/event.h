@@ -197,4 +197,130 @@ struct event_view {
   }
 };
 
+namespace detail {
+struct event_ref_access;
+// Where event_ref finds a field in a record (docs/FORMAT.md 4.1): the record
+// format's own offsets, checked against it at compile time in
+// base/record_format.cc.
+namespace ref_layout {
+inline constexpr uint32_t kSequence = 24, kVersion = 32, kTimestamp = 40, kType = 48, kSchema = 52,
+                          kPrevious = 64, kFlags = 13, kIdSize = 16;
+inline constexpr uint8_t kBatchBegin = 1 << 0, kBatchEnd = 1 << 1, kEventId = 1 << 2, kCorrelation = 1 << 3,
+                         kCausation = 1 << 4, kJson = 1 << 5, kIntegerStream = 1 << 6;
+}  // namespace ref_layout
+}  // namespace detail
+
+// A validated event read in bulk (log_reader::next_batch(std::span<event_ref>)):
+// event_view's fields, each read from the record when asked rather than all
+// of them decoded into the view ahead. A scan that wants the payload and a
+// field or two stores a quarter of what an event_view takes (docs/BENCHMARKS.md
+// section 31). The record was validated whole (framing, checksum, every field)
+// before the reader handed the reference out; the lengths that bound the
+// stream, payload and metadata views were taken then, so bytes that change in
+// the mapping afterwards can never send a view outside its record. Valid as
+// long as an event_view from the same reader would be. view() gives every
+// field at once.
+class event_ref {
+ public:
+  varve::position position() const { return varve::position{position_}; }
+  uint32_t record_bytes() const { return record_bytes_; }
+  std::span<const std::byte> payload() const {
+    if (view_) [[unlikely]]
+      return view_->payload;
+    return {rec_ + payload_off_, payload_len_};
+  }
+  std::string_view stream() const {
+    if (view_) [[unlikely]]
+      return view_->stream;
+    return {reinterpret_cast<const char*>(rec_) + stream_off_, stream_len_};
+  }
+  varve::sequence sequence() const { return view_ ? view_->sequence : varve::sequence{load<uint64_t>(detail::ref_layout::kSequence)}; }
+  stream_version version() const { return view_ ? view_->version : load<uint64_t>(detail::ref_layout::kVersion); }
+  varve::position previous() const {
+    return view_ ? view_->previous : varve::position{load<uint64_t>(detail::ref_layout::kPrevious)};
+  }
+  uint64_t timestamp_ns() const { return view_ ? view_->timestamp_ns : load<uint64_t>(detail::ref_layout::kTimestamp); }
+  uint32_t type() const { return view_ ? view_->type : load<uint32_t>(detail::ref_layout::kType); }
+  uint16_t schema_version() const { return view_ ? view_->schema_version : load<uint16_t>(detail::ref_layout::kSchema); }
+  uint16_t stored_schema_version() const {
+    return view_ ? view_->stored_schema_version : load<uint16_t>(detail::ref_layout::kSchema);
+  }
+  content_type content() const {
+    if (view_) return view_->content;
+    return (flags_ & detail::ref_layout::kJson) ? content_type::json : content_type::binary;
+  }
+  bool stream_is_integer() const { return view_ ? view_->stream_is_integer : (flags_ & detail::ref_layout::kIntegerStream) != 0; }
+  bool batch_begin() const { return view_ ? view_->batch_begin : (flags_ & detail::ref_layout::kBatchBegin) != 0; }
+  bool batch_end() const { return view_ ? view_->batch_end : (flags_ & detail::ref_layout::kBatchEnd) != 0; }
+  const id128* event_id() const { return view_ ? view_->event_id : id(detail::ref_layout::kEventId); }
+  const id128* correlation_id() const { return view_ ? view_->correlation_id : id(detail::ref_layout::kCorrelation); }
+  const id128* causation_id() const { return view_ ? view_->causation_id : id(detail::ref_layout::kCausation); }
+  varve::metadata_view metadata() const {
+    if (view_) return view_->metadata;
+    return varve::metadata_view(std::span<const std::byte>(rec_ + payload_off_ + payload_len_, meta_len_));
+  }
+  // As event_view's: a reference to a record is never to an encrypted one
+  // (the reader hands those out decrypted, through its own view).
+  bool encrypted() const { return view_ && view_->encrypted; }
+  bool forgotten() const { return view_ && view_->forgotten; }
+  uint64_t stream_as_u64() const {
+    uint64_t v = 0;
+    for (char c : stream()) v = (v << 8) | static_cast<uint8_t>(c);
+    return v;
+  }
+
+  // Every field, as next() would have handed the event out.
+  event_view view() const {
+    if (view_) return *view_;
+    event_view v;
+    v.position = position();
+    v.sequence = sequence();
+    v.stream = stream();
+    v.stream_is_integer = stream_is_integer();
+    v.version = version();
+    v.previous = previous();
+    v.type = type();
+    v.schema_version = v.stored_schema_version = schema_version();
+    v.timestamp_ns = timestamp_ns();
+    v.content = content();
+    v.batch_begin = batch_begin();
+    v.batch_end = batch_end();
+    v.event_id = event_id();
+    v.correlation_id = correlation_id();
+    v.causation_id = causation_id();
+    v.payload = payload();
+    v.metadata = metadata();
+    v.record_bytes = record_bytes_;
+    return v;
+  }
+
+ private:
+  friend struct detail::event_ref_access;
+  template <class T>
+  T load(uint32_t at) const {
+    T x;
+    std::memcpy(&x, rec_ + at, sizeof x);  // little-endian, as base/coding.h asserts
+    return x;
+  }
+  // The ids lie right before the stream id, in the order of their flag bits.
+  const id128* id(uint8_t bit) const {
+    using namespace detail::ref_layout;
+    if (!(flags_ & bit)) return nullptr;
+    const uint8_t present = flags_ & (kEventId | kCorrelation | kCausation);
+    const uint32_t after = static_cast<uint32_t>(__builtin_popcount(present & ~((bit << 1) - 1)));
+    return reinterpret_cast<const id128*>(rec_ + stream_off_ - kIdSize * (after + 1));
+  }
+
+  const std::byte* rec_ = nullptr;     // the record in the mapping (null with view_)
+  const event_view* view_ = nullptr;   // or the reader's own view: upcast or decrypted
+  uint64_t position_ = 0;
+  uint32_t record_bytes_ = 0;
+  uint32_t stream_off_ = 0;            // from rec_; the ids lie just before
+  uint32_t payload_off_ = 0;           // from rec_; the metadata follows the payload
+  uint32_t payload_len_ = 0;
+  uint32_t meta_len_ = 0;
+  uint8_t stream_len_ = 0;
+  uint8_t flags_ = 0;                  // the record's byte 13, as validated
+};
+
 }  // namespace varve

@@ -51,6 +51,17 @@ class log_reader {
   // reader's next call) is the last of its batch. An empty span returns 0.
   VARVE_API result<size_t> next_batch(std::span<event_view> out);
 
+  // The lazy bulk form: the same events, each handed out as an event_ref
+  // whose fields are read from its record when asked (include/varve/event.h),
+  // for scans that want the payload and a field or two (about a quarter of
+  // the stores per event: docs/BENCHMARKS.md section 31). Validation, the
+  // errors, the cursor and the return value are next_batch's above. A
+  // filtered reader, and an event whose payload the reader upcast or
+  // decrypted, go through next() (such an event, handed out from the
+  // reader's own view, is the last of its batch; its ref is valid until the
+  // reader's next call).
+  VARVE_API result<size_t> next_batch(std::span<event_ref> out);
+
   // Hands events out as stored, not upcast (the log's upcasters are ignored
   // by this reader from now on). An encrypted payload is still decrypted.
   void without_upcasting() { up_.reset(); }
@@ -93,6 +104,7 @@ class log_reader {
   std::shared_ptr<const upcasters> up_;
   std::string up_buf_;
   std::string dec_buf_;  // a decrypted payload (a log with a master key)
+  event_view ref_view_;  // next_batch(event_ref)'s event decoded through next()
   // Stream lifecycle (varve/lifecycle.h): the view this reader applies,
   // taken at slow steps; life_on_ is set only when it holds any metadata,
   // so a log without any pays one test per event.
