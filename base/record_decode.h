@@ -62,6 +62,42 @@ inline uint32_t id_bytes(uint8_t flags) { return kIdSize * ((0x32212110u >> (((f
   out.record_bytes = length;
   return q;
 }
+// decode_inline for a record that is not an event (its kind byte says so),
+// at least 16 bytes available: a zero header, a segment end, a hole, a kind
+// of a newer varve. Out of line: a few per segment.
+[[gnu::noinline, gnu::cold]] inline decoded decode_not_event(const std::byte* p, uint64_t avail,
+                                                             uint64_t expected_position) {
+  using namespace varve::coding;
+  const uint64_t sum = get_u64(p);
+  const uint32_t length = get_u32(p + 8);
+  const uint8_t kind = get_u8(p + 12);
+  if (sum == 0 && length == 0 && kind == kUnwritten) return {decode_outcome::unwritten};
+
+  // Structural checks on the length come before anything that trusts it.
+  if (length % 8 != 0 || length < kSegmentEndSize) return invalid("bad record length");
+  if (length > avail) return invalid("record length runs past the segment");
+
+  if (kind == kSegmentEnd) {
+    if (length != kSegmentEndSize) return invalid("bad segment-end length");
+    if (get_u64(p + 16) != expected_position) return invalid("segment-end position mismatch");
+    if (checksum_inline(p, length) != sum) return invalid("segment-end checksum mismatch");
+    return {decode_outcome::segment_end, length};
+  }
+  if (kind == kHole) {
+    if (length < kHoleMinSize) return invalid("bad hole length");
+    if (get_u64(p + 16) != expected_position) return invalid("hole position mismatch");
+    if (checksum_inline(p, length) != sum) return invalid("hole checksum mismatch");
+    decoded d{decode_outcome::hole, length};
+    d.hole_first = get_u64(p + 24);
+    d.hole_count = get_u64(p + 32);
+    d.hole_scavenged = (get_u8(p + 13) & kHoleFlagScavenged) != 0;
+    return d;
+  }
+  if ((get_u8(p + 13) & kFlagIgnorable) && checksum_inline(p, length) == sum)
+    return {decode_outcome::skip, length};
+  return invalid("unknown record kind (written by a newer varve?)");
+}
+
 }  // namespace detail
 
 }  // namespace varve::record
@@ -144,37 +180,19 @@ template <bool kMetadata = false, bool kFullView = true, class Out = event_view>
       if (p[i] != std::byte{0}) return invalid("bytes after the last record slot");
     return {decode_outcome::unwritten};
   }
-  const uint64_t sum = get_u64(p);
   const uint32_t length = get_u32(p + 8);
-  const uint8_t kind = get_u8(p + 12);
-  if (sum == 0 && length == 0 && kind == kUnwritten) return {decode_outcome::unwritten};
-
-  // Structural checks on the length come before anything that trusts it.
-  if (length % 8 != 0 || length < kSegmentEndSize) return invalid("bad record length");
-  if (length > avail) return invalid("record length runs past the segment");
-
-  if (kind == kSegmentEnd) {
-    if (length != kSegmentEndSize) return invalid("bad segment-end length");
-    if (get_u64(p + 16) != expected_position) return invalid("segment-end position mismatch");
-    if (checksum_inline(p, length) != sum) return invalid("segment-end checksum mismatch");
-    return {decode_outcome::segment_end, length};
+  // An event first: the other kinds (a zero header, a segment end, a hole, a
+  // newer kind) are a few per segment, decided out of line with the same
+  // checks in the same order. 8 -> 4 tests per event record.
+  if (get_u8(p + 12) != kEvent) [[unlikely]]
+    return detail::decode_not_event(p, avail, expected_position);
+  // Structural checks on the length come before anything that trusts it
+  // (the messages, and their order, as for every kind).
+  if (length % 8 != 0 || length < kHeaderSize || length > avail) [[unlikely]] {
+    if (length % 8 != 0 || length < kSegmentEndSize) return invalid("bad record length");
+    if (length > avail) return invalid("record length runs past the segment");
+    return invalid("event record shorter than its header");
   }
-  if (kind == kHole) {
-    if (length < kHoleMinSize) return invalid("bad hole length");
-    if (get_u64(p + 16) != expected_position) return invalid("hole position mismatch");
-    if (checksum_inline(p, length) != sum) return invalid("hole checksum mismatch");
-    decoded d{decode_outcome::hole, length};
-    d.hole_first = get_u64(p + 24);
-    d.hole_count = get_u64(p + 32);
-    d.hole_scavenged = (get_u8(p + 13) & kHoleFlagScavenged) != 0;
-    return d;
-  }
-  if (kind != kEvent) {
-    if ((get_u8(p + 13) & kFlagIgnorable) && checksum_inline(p, length) == sum)
-      return {decode_outcome::skip, length};
-    return invalid("unknown record kind (written by a newer varve?)");
-  }
-  if (length < kHeaderSize) return invalid("event record shorter than its header");
   // The checksum before the fields: across its call only p, length and the
   // caller's cursor stay live, not the fields, which are loaded after it
   // (from L1: the hash just read them). 317 -> 308 instructions per event in

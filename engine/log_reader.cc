@@ -73,12 +73,13 @@ result<size_t> log_reader::next_batch(std::span<event_view> out) {
       const uint64_t limit = limit_, base = seg_base_, records_end = seg_records_end_;
       const std::byte* const data = seg_data_;
       const bool verify = verify_;
+      const detail::lifecycle_view* const life = life_on_;  // not reloaded after each view's stores
       while (n < cap && pos < limit) {
         event_view& v = out[n];
         const uint64_t off = pos - base;
         const record::decoded d = record::decode_inline(data + off, records_end - off, pos, verify, v);
-        if (d.outcome != record::decode_outcome::event || v.encrypted ||
-            (life_on_ && life_on_->maybe(v.stream))) [[unlikely]]
+        if (d.outcome != record::decode_outcome::event || v.encrypted || (life && life->maybe(v.stream)))
+            [[unlikely]]
           break;
         pos += d.length;
         if (!filter_ || filter_->matches(v)) [[likely]] ++n;
@@ -113,11 +114,12 @@ result<size_t> log_reader::next_batch(std::span<event_ref> out) {
       const uint64_t limit = limit_, base = seg_base_, records_end = seg_records_end_;
       const std::byte* const data = seg_data_;
       const bool verify = verify_;
+      const detail::lifecycle_view* const life = life_on_;
       while (n < cap && pos < limit) {
         event_ref& r = out[n];
         const uint64_t off = pos - base;
         const record::decoded d = record::decode_inline(data + off, records_end - off, pos, verify, r);
-        if (d.outcome != record::decode_outcome::event || d.encrypted || (life_on_ && life_on_->maybe(r.stream())))
+        if (d.outcome != record::decode_outcome::event || d.encrypted || (life && life->maybe(r.stream())))
             [[unlikely]]
           break;
         pos += d.length;
