@@ -351,53 +351,23 @@ void BM_ReaderNext(benchmark::State& state) {
 }
 BENCHMARK(BM_ReaderNext)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
 
-// The same scan through next_batch, 64 views at a time (one iteration: one
-// batch; items = events).
-void BM_ReaderNextBatch(benchmark::State& state) {
-  auto& w = warm();
-  if (!w.set_verify(state.range(0) != 0)) {
-    state.SkipWithError(w.error.c_str());
-    return;
-  }
-  varve::log_reader reader = w.log->read();
-  std::array<varve::event_view, 64> v;
-  uint64_t events = 0, bytes = 0;
-  for (auto _ : state) {
-    auto r = reader.next_batch(v);
-    if (!r) [[unlikely]] {
-      state.SkipWithError(("next_batch: " + r.error().to_string()).c_str());
-      break;
-    }
-    if (r.value() == 0) [[unlikely]] {  // end of log: start over
-      if (reader.where() == varve::position{}) {
-        state.SkipWithError("the warm log reads as empty");
-        break;
-      }
-      reader.seek(varve::position{});
-      continue;
-    }
-    for (size_t i = 0; i < r.value(); ++i) {
-      benchmark::DoNotOptimize(v[i].payload.data());
-      bytes += v[i].record_bytes;
-    }
-    events += r.value();
-  }
-  state.SetItemsProcessed(static_cast<int64_t>(events));
-  state.SetBytesProcessed(static_cast<int64_t>(bytes));  // record bytes
-  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
-}
-BENCHMARK(BM_ReaderNextBatch)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
+// What a scan reads of each event: its payload and the record's size.
+const std::byte* payload_of(const varve::event_view& v) { return v.payload.data(); }
+const std::byte* payload_of(const varve::event_ref& r) { return r.payload().data(); }
+uint32_t record_bytes_of(const varve::event_view& v) { return v.record_bytes; }
+uint32_t record_bytes_of(const varve::event_ref& r) { return r.record_bytes(); }
 
-// The same scan through the lazy next_batch: 64 event_refs at a time, the
-// payload and the record's size read from each (what P4's consumer reads).
-void BM_ReaderNextRefs(benchmark::State& state) {
+// The same scan through next_batch, 64 at a time (one iteration: one batch;
+// items = events), into event_views or into the lazy event_refs.
+template <class View>
+void reader_batches(benchmark::State& state) {
   auto& w = warm();
   if (!w.set_verify(state.range(0) != 0)) {
     state.SkipWithError(w.error.c_str());
     return;
   }
   varve::log_reader reader = w.log->read();
-  std::array<varve::event_ref, 64> v;
+  std::array<View, 64> v;
   uint64_t events = 0, bytes = 0;
   for (auto _ : state) {
     auto r = reader.next_batch(v);
@@ -414,8 +384,8 @@ void BM_ReaderNextRefs(benchmark::State& state) {
       continue;
     }
     for (size_t i = 0; i < r.value(); ++i) {
-      benchmark::DoNotOptimize(v[i].payload().data());
-      bytes += v[i].record_bytes();
+      benchmark::DoNotOptimize(payload_of(v[i]));
+      bytes += record_bytes_of(v[i]);
     }
     events += r.value();
   }
@@ -423,6 +393,9 @@ void BM_ReaderNextRefs(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes));  // record bytes
   state.counters["events/s"] = benchmark::Counter(static_cast<double>(events), benchmark::Counter::kIsRate);
 }
+void BM_ReaderNextBatch(benchmark::State& state) { reader_batches<varve::event_view>(state); }
+BENCHMARK(BM_ReaderNextBatch)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
+void BM_ReaderNextRefs(benchmark::State& state) { reader_batches<varve::event_ref>(state); }
 BENCHMARK(BM_ReaderNextRefs)->ArgName("verify")->Arg(1)->Arg(0)->UseRealTime();
 
 // A subscription catching up on the warm log's history (checksums verified):

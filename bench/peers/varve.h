@@ -13,6 +13,7 @@
 #include <array>
 #include <cstdlib>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "../bench_common.h"
@@ -92,30 +93,18 @@ class varve_peer {
       const char* e = std::getenv("VARVE_BENCH_P4_VIEWS");
       return e && *e == '1';
     }();
-    if (views) return scan_views(f, record_bytes);
-    varve::log_reader reader = log_->read();
-    std::array<varve::event_ref, 64> v;
-    uint64_t n = 0, rb = 0;
-    for (;;) {
-      auto r = reader.next_batch(v);
-      if (!r) [[unlikely]]
-        fatal("varve scan: " + r.error().to_string());
-      if (r.value() == 0) break;
-      for (size_t i = 0; i < r.value(); ++i) {
-        const auto payload = v[i].payload();
-        f(payload.data(), payload.size());
-        rb += v[i].record_bytes();
-      }
-      n += r.value();
-    }
-    record_bytes = rb;
-    return n;
+    return views ? scan_as<varve::event_view>(f, record_bytes) : scan_as<varve::event_ref>(f, record_bytes);
   }
 
-  template <class F>
-  uint64_t scan_views(F&& f, uint64_t& record_bytes) {
+  static std::span<const std::byte> payload_of(const varve::event_view& v) { return v.payload; }
+  static std::span<const std::byte> payload_of(const varve::event_ref& r) { return r.payload(); }
+  static uint32_t record_bytes_of(const varve::event_view& v) { return v.record_bytes; }
+  static uint32_t record_bytes_of(const varve::event_ref& r) { return r.record_bytes(); }
+
+  template <class View, class F>
+  uint64_t scan_as(F& f, uint64_t& record_bytes) {
     varve::log_reader reader = log_->read();
-    std::array<varve::event_view, 64> v;
+    std::array<View, 64> v;
     uint64_t n = 0, rb = 0;
     for (;;) {
       auto r = reader.next_batch(v);
@@ -123,8 +112,9 @@ class varve_peer {
         fatal("varve scan: " + r.error().to_string());
       if (r.value() == 0) break;
       for (size_t i = 0; i < r.value(); ++i) {
-        f(v[i].payload.data(), v[i].payload.size());
-        rb += v[i].record_bytes;
+        const auto payload = payload_of(v[i]);
+        f(payload.data(), payload.size());
+        rb += record_bytes_of(v[i]);
       }
       n += r.value();
     }
