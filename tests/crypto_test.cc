@@ -104,7 +104,9 @@ seen read_all(const event_log& log) {
       refs[std::string(rv[i].stream())][rv[i].version()] =
           rv[i].forgotten() ? "<forgotten>" : text_of(rv[i].payload());
       // Its payload is in the reader's one buffer: the last of its batch.
-      if (rv[i].encrypted()) EXPECT_EQ(i + 1, got.value()) << "an encrypted event inside a batch of refs";
+      if (rv[i].encrypted()) {
+        EXPECT_EQ(i + 1, got.value()) << "an encrypted event inside a batch of refs";
+      }
     }
   }
   EXPECT_EQ(refs, out) << "next_batch(event_ref) and next disagree";

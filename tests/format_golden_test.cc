@@ -19,7 +19,7 @@ namespace varve {
 namespace {
 
 std::vector<std::byte> golden(const std::string& name) {
-  std::ifstream in(std::string(VARVE_SOURCE_DIR) + "/docs/FORMAT.md");
+  std::ifstream in(VARVE_SOURCE_DIR "/docs/FORMAT.md");
   std::string line;
   std::vector<std::byte> out;
   bool inside = false;
