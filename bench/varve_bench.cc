@@ -47,6 +47,7 @@
 // against a raw io_uring O_DIRECT read of the same files, by the sibling
 // varve-cold-read. See docs/BENCHMARKS.md ("Side by side").
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -98,6 +99,7 @@ struct config {
   uint64_t p7_events = 100'000;
   uint64_t p7_rate = 10'000;
   std::string p7_follow = "park,spin";  // varve's follow policies measured in P7
+  int p7_follower_cpu = -1;             // >= 0: the follower on this CPU alone (run_p7)
   int p4_scans = 3;
   int p5_reps = 3;
   int reps = 1;
@@ -322,12 +324,28 @@ void run_p7(const std::string& peer, const config& c, const vb::es1_data& d, con
             child_out& out, const std::string& policy = "park") {
   const uint64_t n = c.p7_events;
   const std::string prefix = policy == "park" ? "P7" : "P7." + policy;
+  // --p7-follower-cpu: a follower with a core of its own, as a latency-critical
+  // deployment runs a spinning one. This process keeps off that CPU while it
+  // writes: set before the store opens, so the log's helper threads (made at
+  // open) inherit it; restored at the end.
+  cpu_set_t saved;
+  CPU_ZERO(&saved);
+  const bool pinned = c.p7_follower_cpu >= 0;
+  if (pinned) {
+    if (::sched_getaffinity(0, sizeof saved, &saved) != 0) die("sched_getaffinity: " + std::string(strerror(errno)));
+    cpu_set_t others = saved;
+    CPU_CLR(c.p7_follower_cpu, &others);
+    if (!CPU_ISSET(c.p7_follower_cpu, &saved) || CPU_COUNT(&others) == 0)
+      die("--p7-follower-cpu " + std::to_string(c.p7_follower_cpu) +
+          ": not one of this process's CPUs, or the only one");
+    if (::sched_setaffinity(0, sizeof others, &others) != 0) die("sched_setaffinity: " + std::string(strerror(errno)));
+  }
   p.create(sdir);
   int ready[2], result[2];
   if (::pipe(ready) != 0 || ::pipe(result) != 0) die("pipe: " + std::string(strerror(errno)));
   std::vector<std::string> args = {self_exe(), "--p7-follower", peer, "--p7-events", std::to_string(n),
                                    "--p7-fds", std::to_string(ready[1]) + "," + std::to_string(result[1]),
-                                   "--p7-policy", policy};
+                                   "--p7-policy", policy, "--p7-follower-cpu", std::to_string(c.p7_follower_cpu)};
   if constexpr (requires { p.topic(); }) {
     args.insert(args.end(), {"--p7-store", p.topic(), "--kafka-brokers", p.brokers()});
   } else {
@@ -368,6 +386,8 @@ void run_p7(const std::string& peer, const config& c, const vb::es1_data& d, con
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die(peer + " P7: the follower failed");
   verify_store(p, d, n, "P7 store", out);
   p.close();
+  if (pinned && ::sched_setaffinity(0, sizeof saved, &saved) != 0)
+    die("sched_setaffinity: " + std::string(strerror(errno)));
   if (!c.keep) vb::remove_tree(sdir);
   if (const char* dump = std::getenv("VARVE_BENCH_P7_DUMP")) {  // one latency (ns) per line, in append order
     std::ofstream f(dump);
@@ -376,6 +396,7 @@ void run_p7(const std::string& peer, const config& c, const vb::es1_data& d, con
   std::vector<double> v(lat.begin(), lat.end());
   add_latency(out, prefix, v, 1e-3, "us", true);
   out.info["P7.rate_per_s"] = c.p7_rate;
+  out.info["P7.follower_cpu"] = c.p7_follower_cpu;
   std::fprintf(stderr, "  %s: %s p50 %.1f us, p99 %.1f us\n", peer.c_str(), prefix.c_str(),
                out.figures[prefix + ".p50_us"].get<double>(), out.figures[prefix + ".p99_us"].get<double>());
 }
@@ -388,6 +409,12 @@ int p7_follower_main(const config& c, const std::string& peer, const std::string
   if (std::sscanf(fds.c_str(), "%d,%d", &ready_fd, &out_fd) != 2) die("--p7-fds: " + fds);
   const uint64_t n = c.p7_events;
   std::vector<uint64_t> lat;
+  if (c.p7_follower_cpu >= 0) {  // before anything starts a thread
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(c.p7_follower_cpu, &one);
+    if (::sched_setaffinity(0, sizeof one, &one) != 0) die("P7 follower: sched_setaffinity: " + std::string(strerror(errno)));
+  }
   if (peer == "varve") {
     auto log = varve::event_log::open_read_only(store);
     if (!log) die("P7 follower: " + log.error().to_string());
@@ -961,6 +988,7 @@ std::vector<std::string> child_args(const config& c) {
           "--p4-scans", std::to_string(c.p4_scans), "--p5-reps", std::to_string(c.p5_reps),
           "--phases", c.phases, "--segment-bytes", u(c.segment_bytes), "--rocks-cache-mb", u(c.rocks_cache_mb),
           "--writelog-buffer", u(c.writelog_buffer), "--p7-events", u(c.p7_events), "--p7-rate", u(c.p7_rate), "--p7-follow", c.p7_follow,
+          "--p7-follower-cpu", std::to_string(c.p7_follower_cpu),
           "--warm-memory-mb", u(c.warm_memory_mb), "--p9-threads", c.p9_threads, "--p10-gib", std::to_string(c.p10_gib)};
 }
 
@@ -1081,6 +1109,10 @@ int main(int argc, char** argv) {
   app.add_option("--p7-follow", c.p7_follow,
                  "varve's follow policies in P7, comma-separated, from park (figures P7.*), yield (P7.yield.*) "
                  "and spin (P7.spin.*)")
+      ->capture_default_str();
+  app.add_option("--p7-follower-cpu", c.p7_follower_cpu,
+                 "P7: run the follower on this CPU, and keep the writer's process (its helper threads too) "
+                 "off it while it appends (-1: no pinning)")
       ->capture_default_str();
   app.add_option("--p7-policy", p7_policy)->group("");  // internal: the follower's policy
   app.add_option("--p4-scans", c.p4_scans, "timed scans in P4 (median)")->capture_default_str();
@@ -1352,6 +1384,7 @@ int main(int argc, char** argv) {
                    {"p7_events", c.p7_events},
                    {"p7_rate", c.p7_rate},
                    {"p7_follow", c.p7_follow},
+                   {"p7_follower_cpu", c.p7_follower_cpu},
                    {"p9_threads", c.p9_threads},
                    {"p10_gib", c.p10_gib},
                    {"p4_scans", c.p4_scans},
