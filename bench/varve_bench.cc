@@ -1158,6 +1158,8 @@ int main(int argc, char** argv) {
       c.p5_aggregates == 0 || c.p6_events == 0 || c.p7_events == 0 || c.p7_rate == 0 || c.p7_rate > 1'000'000'000 ||
       c.p4_scans < 1 || c.p5_reps < 1 || c.reps < 1)
     die("sizes must be positive");
+  if (c.p7_follower_cpu < -1 || c.p7_follower_cpu >= CPU_SETSIZE)
+    die("--p7-follower-cpu " + std::to_string(c.p7_follower_cpu) + ": a CPU number, or -1 for no pinning");
   if (c.p2_events == 0) c.p2_events = c.events;
   c.p2_events = std::min(c.p2_events, c.events);
   c.p3_events = std::min(c.p3_events, c.events);

@@ -118,3 +118,31 @@ if fail:
     print("varve-bench smoke: FAIL\n  " + "\n  ".join(fail)); sys.exit(1)
 print("varve-bench smoke: ok (%d peers, %d ratios)" % (len(peers), len(j["ratios"])))
 PY
+
+# --p7-follower-cpu: the follower on a CPU of its own (where there are two),
+# and a CPU this process cannot use refused with a message.
+if [ "$mode" != kafka ] && [ "$(nproc)" -ge 2 ]; then
+  cpu=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status | sed 's/[-,].*//')
+  "$bench" --peers varve --phases P7 --p7-follow spin --p7-events 1000 --p7-follower-cpu "$cpu" \
+           --dir "$tmp/pin" --json "$tmp/pin.json" > /dev/null 2> "$tmp/pin.txt" ||
+    { echo "varve-bench smoke: FAIL: P7 with --p7-follower-cpu $cpu:" >&2; cat "$tmp/pin.txt" >&2; exit 1; }
+  python3 - "$tmp/pin.json" "$cpu" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+v = j["peers"]["varve"]
+ok = v["figures"].get("P7.spin.p50_us", 0) > 0 and v["info"].get("P7.follower_cpu") == int(sys.argv[2]) \
+     and j["config"]["p7_follower_cpu"] == int(sys.argv[2]) and v["verify"]["P7 store"]["ok"] is True
+if not ok:
+    print("varve-bench smoke: FAIL: pinned P7: %r %r" % (v["figures"], v["info"].get("P7.follower_cpu"))); sys.exit(1)
+print("varve-bench smoke: pinned P7 ok (CPU %s)" % sys.argv[2])
+PY
+  if "$bench" --peers varve --phases P7 --p7-events 100 --p7-follower-cpu 1023 --dir "$tmp/pin" > /dev/null 2> "$tmp/bad.txt"; then
+    echo "varve-bench smoke: FAIL: --p7-follower-cpu 1023 was accepted" >&2; exit 1
+  fi
+  grep -q -- "--p7-follower-cpu 1023: not one of this process's CPUs" "$tmp/bad.txt" ||
+    { echo "varve-bench smoke: FAIL: no clear error for a CPU out of reach:" >&2; cat "$tmp/bad.txt" >&2; exit 1; }
+  if "$bench" --peers varve --phases P7 --p7-events 100 --p7-follower-cpu -5 --dir "$tmp/pin" > /dev/null 2> "$tmp/bad.txt" ||
+     ! grep -q -- "--p7-follower-cpu -5: a CPU number, or -1" "$tmp/bad.txt"; then
+    echo "varve-bench smoke: FAIL: --p7-follower-cpu -5 not refused clearly:" >&2; cat "$tmp/bad.txt" >&2; exit 1
+  fi
+fi
