@@ -108,7 +108,7 @@ namespace varve::detail {
 struct event_ref_access {
   [[gnu::always_inline]] static void fill(event_ref& r, const std::byte* rec, uint64_t position, uint32_t length,
                                           uint32_t stream_off, uint8_t stream_len, uint32_t payload_len,
-                                          uint32_t meta_len, uint8_t flags) {
+                                          uint32_t meta_len, uint8_t flags, uint8_t flags2 = 0) {
     r.rec_ = rec;
     r.view_ = nullptr;
     r.position_ = position;
@@ -119,7 +119,11 @@ struct event_ref_access {
     r.meta_len_ = meta_len;
     r.stream_len_ = stream_len;
     r.flags_ = flags;
+    r.flags2_ = flags2;
   }
+  // The record is encrypted (a ref from decode_inline or decode_validated).
+  static bool encrypted_record(const event_ref& r) { return (r.flags2_ & record::kFlag2Encrypted) != 0; }
+  static const std::byte* record(const event_ref& r) { return r.rec_; }
   // A ref to the event `v`, which a reader validated from the record at
   // `rec` and whose views point into it (not upcast, not decrypted): the
   // bounds are the view's, the flags rebuilt from its fields.
@@ -132,15 +136,10 @@ struct event_ref_access {
                           (v.stream_is_integer ? kFlagIntegerStream : 0);
     fill(r, rec, v.position.value, v.record_bytes, static_cast<uint32_t>(reinterpret_cast<const std::byte*>(v.stream.data()) - rec),
          static_cast<uint8_t>(v.stream.size()), static_cast<uint32_t>(v.payload.size()),
-         static_cast<uint32_t>(v.metadata.raw().size()), flags);
+         static_cast<uint32_t>(v.metadata.raw().size()), flags, v.encrypted ? record::kFlag2Encrypted : 0);
   }
   // A ref that hands out `v` (the reader's own view: upcast or decrypted).
-  static void of_view(event_ref& r, const event_view* v) {
-    r = event_ref{};
-    r.view_ = v;
-    r.position_ = v->position.value;
-    r.record_bytes_ = v->record_bytes;
-  }
+  static void of_view(event_ref& r, const event_view* v) { r = event_ref(*v); }
 };
 }  // namespace varve::detail
 
@@ -237,7 +236,7 @@ template <bool kMetadata = false, bool kFullView = true, class Out = event_view>
 
   if constexpr (std::is_same_v<Out, event_ref>) {
     varve::detail::event_ref_access::fill(out, p, expected_position, length, header_size + ids, stream_len,
-                                          payload_len, 0, flags);
+                                          payload_len, 0, flags, flags2);
     decoded d{decode_outcome::event, length};
     d.encrypted = (flags2 & kFlag2Encrypted) != 0;
     return d;
@@ -289,6 +288,30 @@ template <bool kMetadata = false, bool kFullView = true, class Out = event_view>
     }
   }
   return decode_inline(p, avail, position, false, out);
+}
+
+// The same into an event_ref (the replay's deferred events for a projection
+// that takes refs): the bounds of its views checked again, nothing decoded;
+// anything unusual takes decode_inline's ref form (metadata, encryption).
+[[gnu::always_inline]] inline decoded decode_validated(const std::byte* p, uint64_t avail, uint64_t position,
+                                                       event_ref& out) {
+  using namespace varve::coding;
+  if (avail >= kHeaderSize) [[likely]] {
+    const uint32_t length = get_u32(p + 8);
+    const uint8_t flags = get_u8(p + 13);
+    const uint8_t stream_len = get_u8(p + 14);
+    const uint16_t header_size = get_u16(p + 54);
+    const uint32_t payload_len = get_u32(p + 56);
+    const uint32_t ids = detail::id_bytes(flags);
+    if (get_u8(p + 12) == kEvent && get_u8(p + 15) == 0 && get_u32(p + 60) == 0 && length <= avail &&
+        header_size >= kHeaderSize && uint64_t{header_size} + ids + stream_len + payload_len <= length &&
+        get_u64(p + 16) == position) [[likely]] {
+      varve::detail::event_ref_access::fill(out, p, position, length, header_size + ids, stream_len, payload_len,
+                                            0, flags);
+      return {decode_outcome::event, length};
+    }
+  }
+  return decode_inline<false, true, event_ref>(p, avail, position, false, out);
 }
 
 }  // namespace varve::record

@@ -52,6 +52,7 @@ struct spin_work {
   }
 };
 
+// The projection, over views (every field decoded ahead) ...
 struct counting {
   uint64_t work_ns = 0;
   uint64_t events = 0, bytes = 0, mix = 0;
@@ -59,6 +60,15 @@ struct counting {
     ++events;
     bytes += e.payload.size();
     if (work_ns) mix ^= spin_work::run(e.sequence.value, work_ns);
+  }
+};
+// ... and the same over event_refs (the fields it reads, read when asked):
+// what the replay runs by default (--form refs).
+struct counting_refs : counting {
+  void apply(const varve::event_ref& e) {
+    ++events;
+    bytes += e.payload().size();
+    if (work_ns) mix ^= spin_work::run(e.sequence().value, work_ns);
   }
 };
 
@@ -94,7 +104,10 @@ int main(int argc, char** argv) {
   uint32_t chunk_bytes = 1u << 20;
   int reps = 3;
   bool keep = false;
+  std::string form = "refs";
   app.add_option("--events", events, "Events in the log (ES-1 E)");
+  app.add_option("--form", form, "What the replayed projection takes: refs (event_ref) or views (event_view)")
+      ->check(CLI::IsMember({"refs", "views"}));
   app.add_option("--aggregates", aggregates, "Aggregates (ES-1 A)");
   app.add_option("--segment-bytes", seg, "Segment capacity");
   app.add_option("--dir", dir, "Reuse (or build) the log here instead of a scratch directory");
@@ -144,6 +157,7 @@ int main(int argc, char** argv) {
                     {"kernel", vb::kernel_release()}, {"date", vb::utc_now_iso()}};
   out["events"] = total;
   out["work_ns"] = work_ns;
+  out["form"] = form;
   std::printf("%-9s %-8s %-7s %14s %10s\n", "work", "io", "threads", "events/s", "vs 1 thr");
   for (uint64_t ns : {uint64_t{0}, work_ns}) {
     if (ns == 0 && work_ns == 0 && out.contains("runs")) break;  // --work-ns 0: trivial once
@@ -161,12 +175,16 @@ int main(int argc, char** argv) {
       for (uint32_t w : threads) {
         std::vector<double> rates;
         for (int i = 0; i < reps; ++i) {
-          auto r = varve::replay(log).threads(w).io(*io).chunk_bytes(chunk_bytes).run(
-              [ns](uint32_t) { return counting{ns}; });
-          if (!r) die("replay: " + r.error.to_string());
-          const uint64_t n = r.reduce(uint64_t{0}, [](uint64_t a, const counting& c) { return a + c.events; });
+          auto run = [&](auto proto) {
+            auto r = varve::replay(log).threads(w).io(*io).chunk_bytes(chunk_bytes).run(
+                [ns, proto](uint32_t) { auto c = proto; c.work_ns = ns; return c; });
+            if (!r) die("replay: " + r.error.to_string());
+            return std::pair<uint64_t, double>(
+                r.reduce(uint64_t{0}, [](uint64_t a, const counting& c) { return a + c.events; }), r.seconds);
+          };
+          const auto [n, seconds] = form == "views" ? run(counting{}) : run(counting_refs{});
           if (n != total) die("replay applied " + std::to_string(n) + " of " + std::to_string(total));
-          rates.push_back(static_cast<double>(n) / r.seconds);
+          rates.push_back(static_cast<double>(n) / seconds);
         }
         const double m = vb::median(rates);
         if (w == threads.front()) one = m;

@@ -137,11 +137,30 @@ struct collect {
   }
 };
 
+// The same over event_refs: an encrypted record reaches the projection as a
+// ref to its decrypted view.
+struct collect_refs {
+  std::map<std::string, std::map<uint64_t, std::string>>* out;
+  std::mutex* mu;
+  void apply(const event_ref& r) {
+    std::lock_guard<std::mutex> g(*mu);
+    (*out)[std::string(r.stream())][r.version()] = r.forgotten() ? "<forgotten>" : text_of(r.payload());
+  }
+};
+
+// Replays over views (2 threads) and over refs (1 and 2 threads): all three
+// must see the same events.
 seen replay_all(const event_log& log) {
   seen out;
   std::mutex mu;
   auto r = replay(log).partitions(4).threads(2).run([&](uint32_t) { return collect{&out, &mu}; });
   EXPECT_TRUE(r) << describe(r.error);
+  for (uint32_t threads : {1u, 2u}) {
+    seen refs;
+    auto rr = replay(log).partitions(4).threads(threads).run([&](uint32_t) { return collect_refs{&refs, &mu}; });
+    EXPECT_TRUE(rr) << describe(rr.error);
+    EXPECT_EQ(refs, out) << "over refs, " << threads << " thread(s)";
+  }
   return out;
 }
 

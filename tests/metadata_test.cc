@@ -139,6 +139,19 @@ TEST(Metadata, EveryReadReturnsWhatWasAppendedInSingleBatchAndMultiStreamAppends
     for (const collect& c : rp.states)
       for (const auto& [s, v] : c.seen) replayed[s] = v;
     EXPECT_EQ(replayed, by_stream);
+    // Over event_refs (the metadata read through the ref), 1 and 2 threads.
+    struct collect_refs {
+      std::map<std::string, std::vector<entries>> seen;
+      void apply(const event_ref& e) { seen[std::string(e.stream())].push_back(read_back(e.view())); }
+    };
+    for (uint32_t threads : {1u, 2u}) {
+      auto rr = replay(*log).partitions(4).threads(threads).run([](uint32_t) { return collect_refs{}; });
+      ASSERT_OK(rr.error);
+      std::map<std::string, std::vector<entries>> over_refs;
+      for (const collect_refs& c : rr.states)
+        for (const auto& [s, v] : c.seen) over_refs[s] = v;
+      EXPECT_EQ(over_refs, by_stream) << threads << " thread(s)";
+    }
     ASSERT_OK_AND_ASSIGN(verify_report rep, verify_log(d.path()));
     EXPECT_OK(rep.first_problem);
   }

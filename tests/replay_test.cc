@@ -51,16 +51,17 @@ struct fold_projection {
   uint64_t events = 0;
   bool filtered = false;  // a filter may leave gaps in a stream's versions
 
-  status apply(const event_view& e) {
-    stream_fold& s = streams[std::string(e.stream)];
+  status apply(const event_view& e) { return fold(e.stream, e.version, e.payload, e.sequence.value); }
+  status fold(std::string_view stream, stream_version version, std::span<const std::byte> payload, uint64_t seq) {
+    stream_fold& s = streams[std::string(stream)];
     // Inside the projection: a stream's events must come in version order.
-    if (s.last != 0 && (filtered ? e.version <= s.last : e.version != s.last + 1))
-      return status(errc::corruption, "stream " + std::string(e.stream) + ": version " +
-                                          std::to_string(e.version) + " after " +
+    if (s.last != 0 && (filtered ? version <= s.last : version != s.last + 1))
+      return status(errc::corruption, "stream " + std::string(stream) + ": version " +
+                                          std::to_string(version) + " after " +
                                           std::to_string(s.last));
-    s.last = e.version;
+    s.last = version;
     ++s.count;
-    s.hash = mix64(s.hash ^ fnv1a(e.payload) ^ (e.sequence.value * 0x9E3779B97F4A7C15ull));
+    s.hash = mix64(s.hash ^ fnv1a(payload) ^ (seq * 0x9E3779B97F4A7C15ull));
     ++events;
     return {};
   }
@@ -100,8 +101,14 @@ struct fold_projection {
   }
 };
 
+// The same fold over event_refs (the replay decodes refs instead of views).
+struct fold_ref_projection : fold_projection {
+  status apply(const event_ref& e) { return fold(e.stream(), e.version(), e.payload(), e.sequence().value); }
+};
+
 // Folds the partitions into one map, checking each stream lives in exactly one.
-std::map<std::string, stream_fold> merge(const std::vector<fold_projection>& parts) {
+template <class P>
+std::map<std::string, stream_fold> merge(const std::vector<P>& parts) {
   std::map<std::string, stream_fold> all;
   for (const auto& p : parts)
     for (const auto& [k, s] : p.streams) {
@@ -184,6 +191,32 @@ std::unique_ptr<event_log> open_ro(const std::string& dir) {
   return log.ok() ? std::move(log.value()) : nullptr;
 }
 
+// A replay of the fold over views or over refs: what it said, and the
+// partitions' states merged.
+struct fold_run : detail::replay_summary {
+  std::map<std::string, stream_fold> merged;
+  uint64_t folded = 0;  // the partitions' event counts, summed
+  uint32_t states = 0;
+  explicit operator bool() const { return error.ok(); }
+};
+template <class P>
+fold_run folded(replay& rp, bool filtered) {
+  auto r = rp.run([filtered](uint32_t) {
+    P p;
+    p.filtered = filtered;
+    return p;
+  });
+  fold_run out;
+  static_cast<detail::replay_summary&>(out) = r;
+  out.merged = merge(r.states);
+  out.folded = r.reduce(uint64_t{0}, [](uint64_t a, const fold_projection& p) { return a + p.events; });
+  out.states = static_cast<uint32_t>(r.states.size());
+  return out;
+}
+fold_run run_fold(replay rp, bool refs, bool filtered = false) {
+  return refs ? folded<fold_ref_projection>(rp, filtered) : folded<fold_projection>(rp, filtered);
+}
+
 class ReplayBackends : public testing::TestWithParam<io_backend> {
  protected:
   void SetUp() override { VARVE_SKIP_OR_FAIL_IN_CI_WITHOUT_URING(GetParam()); }
@@ -211,18 +244,21 @@ TEST_P(ReplayBackends, MatchesSingleThreadedFold) {
       SCOPED_TRACE("P=" + std::to_string(P) + " W=" + std::to_string(W) +
                    " chunk=" + std::to_string(chunk) + " from=" + std::to_string(from.value) +
                    " to=" + std::to_string(to.value));
-      auto r = replay(*log).from(from).to(to).partitions(P).threads(W).io(GetParam())
-                   .chunk_bytes(chunk).run([](uint32_t) { return fold_projection{}; });
-      ASSERT_TRUE(r) << describe(r.error);
-      EXPECT_EQ(r.io, GetParam());
-      EXPECT_EQ(r.reached, to);
-      EXPECT_EQ(r.states.size(), P);
       const auto want = reference(*log, from, to);
-      EXPECT_EQ(merge(r.states), want);
       uint64_t n = 0;
       for (const auto& [k, s] : want) n += s.count;
-      EXPECT_EQ(r.events_applied, n);
-      EXPECT_EQ(r.reduce(uint64_t{0}, [](uint64_t a, const fold_projection& p) { return a + p.events; }), n);
+      for (bool refs : {false, true}) {
+        SCOPED_TRACE(refs ? "over refs" : "over views");
+        const fold_run r = run_fold(
+            replay(*log).from(from).to(to).partitions(P).threads(W).io(GetParam()).chunk_bytes(chunk), refs);
+        ASSERT_TRUE(r) << describe(r.error);
+        EXPECT_EQ(r.io, GetParam());
+        EXPECT_EQ(r.reached, to);
+        EXPECT_EQ(r.states, P);
+        EXPECT_EQ(r.merged, want);
+        EXPECT_EQ(r.events_applied, n);
+        EXPECT_EQ(r.folded, n);
+      }
     }
   }
 }
@@ -300,14 +336,16 @@ TEST_P(ReplayBackends, ADamagedRecordAnywhereIsTheExactCut) {
       SCOPED_TRACE("trial " + std::to_string(trial) + ": byte " + std::to_string(at) +
                    " of the record at " + std::to_string(bad) + ", W=" + std::to_string(W) +
                    " chunk=" + std::to_string(chunk));
-      auto r = replay(*log).partitions(7).threads(W).io(GetParam()).chunk_bytes(chunk)
-                   .run([](uint32_t) { return fold_projection{}; });
-      ASSERT_FALSE(r);
-      EXPECT_EQ(r.error.code(), errc::corruption) << describe(r.error);
-      EXPECT_NE(r.error.message().find(segment_file_name(bad / kSegmentBytes)), std::string::npos)
-          << r.error.message();
-      EXPECT_EQ(r.reached.value, bad);
-      EXPECT_EQ(merge(r.states), want);
+      for (bool refs : {false, true}) {
+        SCOPED_TRACE(refs ? "over refs" : "over views");
+        const fold_run r = run_fold(replay(*log).partitions(7).threads(W).io(GetParam()).chunk_bytes(chunk), refs);
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error.code(), errc::corruption) << describe(r.error);
+        EXPECT_NE(r.error.message().find(segment_file_name(bad / kSegmentBytes)), std::string::npos)
+            << r.error.message();
+        EXPECT_EQ(r.reached.value, bad);
+        EXPECT_EQ(r.merged, want);
+      }
     }
   }
 }
@@ -348,14 +386,16 @@ TEST_P(ReplayBackends, ASequenceGapWherePiecesMeetIsTheCut) {
   for (uint32_t W : {1u, 2u, 3u})
     for (uint32_t chunk : {4096u, 1u << 20}) {
       SCOPED_TRACE("W=" + std::to_string(W) + " chunk=" + std::to_string(chunk));
-      auto r = replay(*log).partitions(5).threads(W).io(GetParam()).chunk_bytes(chunk)
-                   .run([](uint32_t) { return fold_projection{}; });
-      ASSERT_FALSE(r);
-      EXPECT_EQ(r.error.code(), errc::corruption) << describe(r.error);
-      EXPECT_NE(r.error.message().find("sequence " + std::to_string(seq)), std::string::npos)
-          << r.error.message();
-      EXPECT_EQ(r.reached.value, bad);
-      EXPECT_EQ(merge(r.states), want);
+      for (bool refs : {false, true}) {
+        SCOPED_TRACE(refs ? "over refs" : "over views");
+        const fold_run r = run_fold(replay(*log).partitions(5).threads(W).io(GetParam()).chunk_bytes(chunk), refs);
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error.code(), errc::corruption) << describe(r.error);
+        EXPECT_NE(r.error.message().find("sequence " + std::to_string(seq)), std::string::npos)
+            << r.error.message();
+        EXPECT_EQ(r.reached.value, bad);
+        EXPECT_EQ(r.merged, want);
+      }
     }
 }
 
@@ -383,13 +423,13 @@ TEST_P(ReplayBackends, AHotStreamKeepsItsOrder) {
   auto log = open_ro(d.path());
   ASSERT_TRUE(log);
   const auto want = reference(*log, {}, log->committed_position());
-  for (uint32_t W : {2u, 4u}) {
-    auto r = replay(*log).partitions(16).threads(W).io(GetParam()).chunk_bytes(4096)
-                 .run([](uint32_t) { return fold_projection{}; });
-    ASSERT_TRUE(r) << describe(r.error);
-    EXPECT_EQ(merge(r.states), want);
-    EXPECT_EQ(r.events_applied, 6000u);
-  }
+  for (uint32_t W : {2u, 4u})
+    for (bool refs : {false, true}) {
+      const fold_run r = run_fold(replay(*log).partitions(16).threads(W).io(GetParam()).chunk_bytes(4096), refs);
+      ASSERT_TRUE(r) << describe(r.error);
+      EXPECT_EQ(r.merged, want) << (refs ? "over refs" : "over views");
+      EXPECT_EQ(r.events_applied, 6000u);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Io, ReplayBackends,
@@ -439,6 +479,13 @@ TEST_F(ReplayTest, FilterSkipsSegmentsWithoutTheWantedEvents) {
   EXPECT_GT(r.events_applied, 0u);
   // Type 99 sits in a few segments of the second half only.
   EXPECT_GT(r.segments_skipped, 10u);
+  // Over refs (the filter sees views; the projection refs to them), 1 and 2 threads.
+  for (uint32_t W : {1u, 2u}) {
+    const fold_run f = run_fold(replay(*log_).filter(rare).partitions(4).threads(W), true, true);
+    ASSERT_TRUE(f) << describe(f.error);
+    EXPECT_EQ(f.merged, want) << W;
+    EXPECT_EQ(f.events_applied, r.events_applied);
+  }
 
   event_filter cat;
   cat.stream_prefixes = {"cart-"};

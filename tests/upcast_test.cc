@@ -481,6 +481,23 @@ TEST(Upcast, EveryReadPathHandsOutTheCurrentVersionAndTheLogKeepsTheStoredOne) {
       for (const collect& c : r.states)
         for (const auto& [s, v] : c.seen) all[s] = v;
       ASSERT_EQ(all.size(), by_stream.size());
+      // Over event_refs, 1 and 3 threads: the upcast events reach them
+      // through refs to the upcast views.
+      struct collect_refs {
+        std::map<std::string, std::vector<std::tuple<uint32_t, uint16_t, uint16_t, std::string>>> seen;
+        void apply(const event_ref& e) {
+          seen[std::string(e.stream())].emplace_back(e.type(), e.schema_version(), e.stored_schema_version(),
+                                                     text_of(e.payload()));
+        }
+      };
+      for (uint32_t threads : {1u, 3u}) {
+        auto rr = replay(*log).partitions(8).threads(threads).run([](uint32_t) { return collect_refs{}; });
+        ASSERT_OK(rr.error);
+        std::map<std::string, std::vector<std::tuple<uint32_t, uint16_t, uint16_t, std::string>>> over_refs;
+        for (const collect_refs& c : rr.states)
+          for (const auto& [s, v] : c.seen) over_refs[s] = v;
+        EXPECT_EQ(over_refs, all) << threads << " thread(s)";
+      }
       for (const auto& [stream, idx] : by_stream) {
         const auto& got = all[stream];
         ASSERT_EQ(got.size(), idx.size()) << stream;

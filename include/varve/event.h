@@ -222,6 +222,12 @@ inline constexpr uint8_t kBatchBegin = 1 << 0, kBatchEnd = 1 << 1, kEventId = 1 
 // field at once.
 class event_ref {
  public:
+  event_ref() = default;
+  // A ref that hands out `v`'s fields, which must outlive it: how an event
+  // that exists only as a view (upcast, decrypted, or built by a test) reaches
+  // code written against refs, e.g. a replay projection taking event_ref.
+  explicit event_ref(const event_view& v) : view_(&v), position_(v.position.value), record_bytes_(v.record_bytes) {}
+
   varve::position position() const { return varve::position{position_}; }
   uint32_t record_bytes() const { return record_bytes_; }
   std::span<const std::byte> payload() const {
@@ -321,6 +327,10 @@ class event_ref {
   uint32_t meta_len_ = 0;
   uint8_t stream_len_ = 0;
   uint8_t flags_ = 0;                  // the record's byte 13, as validated
+  // The record's byte 15, as validated: the replay sends a ref to an
+  // encrypted record to be decrypted before its projection sees it (the
+  // readers never hand one out). In what was padding: still 48 bytes.
+  uint8_t flags2_ = 0;
 };
 
 }  // namespace varve

@@ -3,7 +3,7 @@
 //
 //   auto r = varve::replay(log).partitions(64).threads(8).run([](uint32_t p) {
 //     return count_by_type{};          // any type with apply(const event_view&)
-//   });
+//   });                                // or apply(const event_ref&)
 //   if (!r) ...                       // r.error: corruption, projection error, cancel
 //   uint64_t n = r.reduce(uint64_t{0}, [](uint64_t a, const count_by_type& c) { ... });
 //
@@ -18,6 +18,15 @@
 // flight: a slow projection holds the others back (backpressure) instead of
 // buffering; no allocation per event. A damaged record stops the replay
 // exactly there, whatever the thread count.
+//
+// A projection's apply takes an event_view (every field decoded ahead) or an
+// event_ref (each field read from the record when asked, as
+// log_reader::next_batch hands them out). With several threads an event
+// applied after its item was passed reaches a ref projection as a ref to its
+// record, not decoded again (24 instructions per event fewer for a trivial
+// projection; docs/BENCHMARKS.md section 35). Either way the event was
+// validated whole before it is applied, and an upcast or decrypted event
+// reaches a ref projection through a ref to its view.
 #pragma once
 
 #include <atomic>
@@ -112,6 +121,10 @@ class checkpoint_store {
   std::shared_ptr<file_system> fs_;
 };
 
+// A projection written against event_ref (see above).
+template <class P>
+concept ref_projection = requires(P& p, const event_ref& e) { p.apply(e); };
+
 namespace detail {
 
 // One partition's projection behind a virtual call (the scheduler is not a
@@ -121,7 +134,11 @@ struct replay_partition {
   // false (with `err` set) when the projection failed. Not a returned
   // status: constructing, testing and destroying one per event was a third
   // of what a trivial projection's call cost (BENCHMARKS.md section 27).
+  // Both forms work for every projection; the scheduler calls the one that
+  // matches `takes_refs` on its hot paths, so neither converts per event.
   virtual bool apply(const event_view& e, status& err) = 0;
+  virtual bool apply(const event_ref& e, status& err) = 0;
+  bool takes_refs = false;  // the projection's apply takes event_ref
   // `at`: the position the state reflects (a projection that encodes its
   // state in a self-describing format, e.g. varve/columnar.h, may record it).
   virtual status save(std::string& out, position at) const = 0;
@@ -176,8 +193,21 @@ concept checkpointable = requires(const P& cp, P& p, std::string& out,
 
 template <class P>
 struct alignas(64) partition_adapter final : replay_partition {
-  explicit partition_adapter(P&& p) : state(std::move(p)) {}
+  explicit partition_adapter(P&& p) : state(std::move(p)) { takes_refs = ref_projection<P>; }
   bool apply(const event_view& e, status& err) override {
+    if constexpr (ref_projection<P>) return call(event_ref(e), err);
+    else return call(e, err);
+  }
+  bool apply(const event_ref& e, status& err) override {
+    if constexpr (ref_projection<P>) {
+      return call(e, err);
+    } else {
+      const event_view v = e.view();
+      return call(v, err);
+    }
+  }
+  template <class E>
+  bool call(const E& e, status& err) {
     if constexpr (std::is_same_v<decltype(state.apply(e)), status>) {
       status st = state.apply(e);
       if (st.ok()) [[likely]]
@@ -273,12 +303,13 @@ class replay {
   replay& resume(bool yes = true) { c_.resume = yes; return *this; }
 
   // factory(partition) returns a projection (by value): anything with
-  // apply(const event_view&) returning void or varve::status.
+  // apply(const event_view&) or apply(const event_ref&) (the latter taken
+  // when it has both) returning void or varve::status.
   template <class Factory>
   auto run(Factory&& factory) {
     using P = std::decay_t<std::invoke_result_t<Factory&, uint32_t>>;
-    static_assert(requires(P p, const event_view& e) { p.apply(e); },
-                  "a projection needs apply(const varve::event_view&)");
+    static_assert(ref_projection<P> || requires(P p, const event_view& e) { p.apply(e); },
+                  "a projection needs apply(const varve::event_view&) or apply(const varve::event_ref&)");
     std::vector<std::unique_ptr<detail::partition_adapter<P>>> parts;
     auto make = [&](uint32_t p) -> detail::replay_partition* {
       parts.push_back(std::make_unique<detail::partition_adapter<P>>(factory(p)));

@@ -46,12 +46,14 @@ result<columnar::decoder> open_state(std::span<const std::byte> in, const column
 struct count_by_type {
   std::vector<uint64_t> dense;                    // types below 4096
   std::unordered_map<uint32_t, uint64_t> sparse;  // the rest
-  void apply(const event_view& e) {
-    if (e.type < 4096) {
-      if (dense.size() <= e.type) dense.resize(e.type + 1);
-      ++dense[e.type];
+  // Over refs: the type is the one field it reads (BENCHMARKS.md section 35).
+  void apply(const event_ref& e) {
+    const uint32_t type = e.type();
+    if (type < 4096) {
+      if (dense.size() <= type) dense.resize(type + 1);
+      ++dense[type];
     } else {
-      ++sparse[e.type];
+      ++sparse[type];
     }
   }
   std::map<uint32_t, uint64_t> counts() const {
@@ -111,12 +113,13 @@ struct string_hash {
 };
 struct bytes_by_stream {
   std::unordered_map<std::string, stream_totals, string_hash, std::equal_to<>> streams;
-  void apply(const event_view& e) {
-    auto it = streams.find(e.stream);  // no allocation for a stream seen before
-    if (it == streams.end()) it = streams.emplace(std::string(e.stream), stream_totals{}).first;
+  void apply(const event_ref& e) {
+    const std::string_view stream = e.stream();
+    auto it = streams.find(stream);  // no allocation for a stream seen before
+    if (it == streams.end()) it = streams.emplace(std::string(stream), stream_totals{}).first;
     it->second.events += 1;
-    it->second.bytes += e.payload.size();
-    it->second.is_integer = e.stream_is_integer;
+    it->second.bytes += e.payload().size();
+    it->second.is_integer = e.stream_is_integer();
   }
   static const columnar::schema& columns() {
     static const columnar::schema s({{"stream", columnar::column_type::bytes},
