@@ -268,8 +268,12 @@ template <bool kMetadata = false, bool kFullView = true, class Out = event_view>
 // again, so bytes changed since cannot send a view elsewhere. Anything
 // unusual (metadata, encryption or newer flags, a record that no longer looks
 // like the one validated) takes decode_inline, which names what is wrong.
+// Out = event_ref (a replay projection that takes refs): the same bounds,
+// and nothing decoded (BENCHMARKS.md section 35).
+template <class Out>
 [[gnu::always_inline]] inline decoded decode_validated(const std::byte* p, uint64_t avail, uint64_t position,
-                                                       event_view& out) {
+                                                       Out& out) {
+  static_assert(std::is_same_v<Out, event_view> || std::is_same_v<Out, event_ref>);
   using namespace varve::coding;
   if (avail >= kHeaderSize) [[likely]] {
     const uint32_t length = get_u32(p + 8);
@@ -282,36 +286,17 @@ template <bool kMetadata = false, bool kFullView = true, class Out = event_view>
     if (get_u8(p + 12) == kEvent && flags2 == 0 && get_u32(p + 60) == 0 && length <= avail &&
         header_size >= kHeaderSize && uint64_t{header_size} + ids + stream_len + payload_len <= length &&
         get_u64(p + 16) == position) [[likely]] {
-      detail::fill_view(p, position, flags, flags2, header_size, stream_len, payload_len, ids, length, out);
-      out.metadata = metadata_view();
+      if constexpr (std::is_same_v<Out, event_ref>) {
+        varve::detail::event_ref_access::fill(out, p, position, length, header_size + ids, stream_len, payload_len,
+                                              0, flags);
+      } else {
+        detail::fill_view(p, position, flags, flags2, header_size, stream_len, payload_len, ids, length, out);
+        out.metadata = metadata_view();
+      }
       return {decode_outcome::event, length};
     }
   }
-  return decode_inline(p, avail, position, false, out);
-}
-
-// The same into an event_ref (the replay's deferred events for a projection
-// that takes refs): the bounds of its views checked again, nothing decoded;
-// anything unusual takes decode_inline's ref form (metadata, encryption).
-[[gnu::always_inline]] inline decoded decode_validated(const std::byte* p, uint64_t avail, uint64_t position,
-                                                       event_ref& out) {
-  using namespace varve::coding;
-  if (avail >= kHeaderSize) [[likely]] {
-    const uint32_t length = get_u32(p + 8);
-    const uint8_t flags = get_u8(p + 13);
-    const uint8_t stream_len = get_u8(p + 14);
-    const uint16_t header_size = get_u16(p + 54);
-    const uint32_t payload_len = get_u32(p + 56);
-    const uint32_t ids = detail::id_bytes(flags);
-    if (get_u8(p + 12) == kEvent && get_u8(p + 15) == 0 && get_u32(p + 60) == 0 && length <= avail &&
-        header_size >= kHeaderSize && uint64_t{header_size} + ids + stream_len + payload_len <= length &&
-        get_u64(p + 16) == position) [[likely]] {
-      varve::detail::event_ref_access::fill(out, p, position, length, header_size + ids, stream_len, payload_len,
-                                            0, flags);
-      return {decode_outcome::event, length};
-    }
-  }
-  return decode_inline<false, true, event_ref>(p, avail, position, false, out);
+  return decode_inline<false, true, Out>(p, avail, position, false, out);
 }
 
 }  // namespace varve::record
