@@ -134,8 +134,10 @@ struct replay_partition {
   // false (with `err` set) when the projection failed. Not a returned
   // status: constructing, testing and destroying one per event was a third
   // of what a trivial projection's call cost (BENCHMARKS.md section 27).
-  // Both forms work for every projection; the scheduler calls the one that
-  // matches `takes_refs` on its hot paths, so neither converts per event.
+  // Both forms work for every projection: the scheduler calls the form it
+  // holds the event in (a ref only for a deferred event of several workers,
+  // and only when `takes_refs`); the adapter hands a view to a ref
+  // projection as a ref to that view (three stores, no decode).
   virtual bool apply(const event_view& e, status& err) = 0;
   virtual bool apply(const event_ref& e, status& err) = 0;
   bool takes_refs = false;  // the projection's apply takes event_ref
