@@ -210,7 +210,6 @@ class scheduler {
       o.later[g].push_back(deferred{static_cast<uint32_t>(pos - o.position), part});
     }
   }
-
   // Applies and hands on every group of the worker's items that the item
   // before has handed on; false when none was.
   bool hand_on(worker_state& me);

@@ -46,7 +46,7 @@ result<columnar::decoder> open_state(std::span<const std::byte> in, const column
 struct count_by_type {
   std::vector<uint64_t> dense;                    // types below 4096
   std::unordered_map<uint32_t, uint64_t> sparse;  // the rest
-  // Over refs: the type is the one field it reads (BENCHMARKS.md section 35).
+  // Over refs: the type is the one field it reads, loaded when asked.
   void apply(const event_ref& e) {
     const uint32_t type = e.type();
     if (type < 4096) {
