@@ -61,6 +61,12 @@ struct counting {
     bytes += e.payload.size();
     if (work_ns) mix ^= spin_work::run(e.sequence.value, work_ns);
   }
+  // --form merged: the states of consecutive ranges add up.
+  void merge(counting&& later) {
+    events += later.events;
+    bytes += later.bytes;
+    mix ^= later.mix;
+  }
 };
 // ... and the same over event_refs (the fields it reads, read when asked):
 // what the replay runs by default (--form refs).
@@ -70,6 +76,7 @@ struct counting_refs : counting {
     bytes += e.payload().size();
     if (work_ns) mix ^= spin_work::run(e.sequence().value, work_ns);
   }
+  void merge(counting_refs&& later) { counting::merge(std::move(later)); }
 };
 
 void build_log(const std::string& dir, uint64_t events, uint64_t aggregates, uint64_t seg) {
@@ -106,8 +113,10 @@ int main(int argc, char** argv) {
   bool keep = false;
   std::string form = "refs";
   app.add_option("--events", events, "Events in the log (ES-1 E)");
-  app.add_option("--form", form, "What the replayed projection takes: refs (event_ref) or views (event_view)")
-      ->check(CLI::IsMember({"refs", "views"}));
+  app.add_option("--form", form,
+                 "How the projection is replayed: refs (event_ref), views (event_view), both partitioned by "
+                 "stream; merged (event_ref, replay::run_merged: no partitions, item states merged in order)")
+      ->check(CLI::IsMember({"refs", "views", "merged"}));
   app.add_option("--aggregates", aggregates, "Aggregates (ES-1 A)");
   app.add_option("--segment-bytes", seg, "Segment capacity");
   app.add_option("--dir", dir, "Reuse (or build) the log here instead of a scratch directory");
@@ -176,8 +185,9 @@ int main(int argc, char** argv) {
         std::vector<double> rates;
         for (int i = 0; i < reps; ++i) {
           auto run = [&](auto proto) {
-            auto r = varve::replay(log).threads(w).io(*io).chunk_bytes(chunk_bytes).run(
-                [ns, proto](uint32_t) { auto c = proto; c.work_ns = ns; return c; });
+            auto rp = varve::replay(log).threads(w).io(*io).chunk_bytes(chunk_bytes);
+            auto r = form == "merged" ? rp.run_merged([ns, proto] { auto c = proto; c.work_ns = ns; return c; })
+                                      : rp.run([ns, proto](uint32_t) { auto c = proto; c.work_ns = ns; return c; });
             if (!r) die("replay: " + r.error.to_string());
             return std::pair<uint64_t, double>(
                 r.reduce(uint64_t{0}, [](uint64_t a, const counting& c) { return a + c.events; }), r.seconds);

@@ -721,23 +721,39 @@ std::string figure_name(std::string s) {
   return s;
 }
 
+void p9_figures(const json& j, const std::string& prefix, child_out& out);
+
 // P9: replay of an ES-1 log of E events, warm, by varve-replay-bench (its
 // median of 3 per point): log_reader alone on one thread (the baseline with
 // no partitions), then replay() with the automatic backend on each of
 // --p9-threads worker counts, a trivial projection (count by type) and one
 // that spins 200 ns per event. Figures P9.<projection>_<W>t_events_per_s and
-// P9.<projection>_speedup_<W>t (against the first worker count).
+// P9.<projection>_speedup_<W>t (against the first worker count). Twice: the
+// projections partitioned by stream (replay::run, over event_refs), then the
+// same projections merged (replay::run_merged: P9.merged_<projection>_...).
 void run_p9(const config& c, const std::string& dir, child_out& out) {
   std::filesystem::create_directories(dir);
-  const std::string json_path = dir + "/p9.json";
-  json j = run_sibling("P9", "varve-replay-bench",
-                       {"--events", std::to_string(c.events), "--aggregates", std::to_string(c.aggregates),
-                        "--segment-bytes", std::to_string(c.segment_bytes), "--dir", dir + "/log", "--threads",
-                        c.p9_threads, "--io", "auto", "--work-ns", "200", "--reps", "3", "--json", json_path},
-                       json_path);
+  for (const std::string form : {"refs", "merged"}) {
+    const std::string prefix = form == "merged" ? "merged_" : "";
+    const std::string json_path = dir + "/p9-" + form + ".json";
+    json j = run_sibling("P9", "varve-replay-bench",
+                         {"--events", std::to_string(c.events), "--aggregates", std::to_string(c.aggregates),
+                          "--segment-bytes", std::to_string(c.segment_bytes), "--dir", dir + "/log", "--threads",
+                          c.p9_threads, "--io", "auto", "--work-ns", "200", "--reps", "3", "--form", form,
+                          "--json", json_path},
+                         json_path);
+    p9_figures(j, prefix, out);
+  }
+  std::fprintf(stderr, "  varve: P9 replay trivial %.2f M events/s on 1 thread, merged %.2f M on 1, %.2f M on 2\n",
+               out.figures.value("P9.trivial_1t_events_per_s", 0.0) / 1e6,
+               out.figures.value("P9.merged_trivial_1t_events_per_s", 0.0) / 1e6,
+               out.figures.value("P9.merged_trivial_2t_events_per_s", 0.0) / 1e6);
+}
+
+void p9_figures(const json& j, const std::string& prefix, child_out& out) {
   std::map<std::string, std::map<uint32_t, double>> rate;  // projection -> workers -> events/s
   for (const json& r : j.at("runs")) {
-    const std::string proj = r.at("projection").get<std::string>();
+    const std::string proj = prefix + r.at("projection").get<std::string>();
     const double eps = r.at("events_per_s").get<double>();
     if (r.at("io") == "log_reader") {
       out.add("P9." + proj + "_reader_events_per_s", eps, "events/s");
@@ -754,8 +770,6 @@ void run_p9(const config& c, const std::string& dir, child_out& out) {
     for (const auto& [w, eps] : by_w)
       out.add("P9." + proj + "_speedup_" + std::to_string(w) + "t", eps / one->second, "x");
   }
-  std::fprintf(stderr, "  varve: P9 replay trivial %.2f M events/s on 1 thread\n",
-               out.figures.value("P9.trivial_1t_events_per_s", 0.0) / 1e6);
 }
 
 // P10: cold reads, by varve-cold-read: a log of --p10-gib GiB, evicted from
@@ -1332,6 +1346,9 @@ int main(int argc, char** argv) {
       {"P9", "P9.trivial_speedup_2t", ">=", 1.8, "P9 replay (trivial) on 2 threads >= 1.8x one thread"},
       {"P9", "P9.trivial_1t_events_per_s", ">=", 40e6, "P9 replay (trivial) on 1 thread >= 40 M events/s"},
       {"P9", "P9.work200_speedup_2t", "", 0, "P9 replay (200 ns/event) on 2 threads / one thread"},
+      {"P9", "P9.merged_trivial_speedup_2t", ">=", 1.8, "P9 merged replay (trivial, run_merged) on 2 threads >= 1.8x one thread"},
+      {"P9", "P9.merged_trivial_2t_events_per_s", "", 0, "P9 merged replay (trivial) on 2 threads, events/s"},
+      {"P9", "P9.merged_work200_speedup_2t", "", 0, "P9 merged replay (200 ns/event) on 2 threads / one thread"},
       {"P9", "P9.work200_speedup_16t", ">=", 12, "P9 replay (200 ns/event) on 16 threads >= 12x one thread"},
       {"P9", "P9.trivial_16t_events_per_s", ">=", 100e6, "P9 replay (trivial) on 16 threads >= 100 M events/s"},
       {"P10", "P10.replay_uring_1t_over_ceiling", ">=", 0.9, "P10 cold replay (io_uring, 1 worker) >= 90% of ceiling"},

@@ -590,6 +590,21 @@ for io in uring mmap pread; do
   run replay "$R" --projection bytes-by-stream --io $io --json --top 1000
   expect "replay bytes-by-stream --io $io" py 'out[0]["io"] == "'$io'" and out[0]["result"]["streams"] == 80 and sum(s["events"] for s in out[0]["result"]["top"]) == 1200'
 done
+run replay "$R" --projection bytes-by-stream --json --top 1000
+python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1]))["result"], sort_keys=True))' "$TMP/out" >"$TMP/bytes-by-stream"
+for io in uring mmap pread; do
+  run replay "$R" --projection count-by-type --merge --threads 3 --io $io --json
+  expect "replay --merge count-by-type --io $io" py 'out[0]["result"] == {"0": 300, "1": 300, "2": 300, "3": 300} and out[0]["events"] == 1200 and out[0]["partitions"] == 1 and out[0]["threads"] == 3'
+  run replay "$R" --projection bytes-by-stream --merge --threads 2 --io $io --json --top 1000
+  expect "replay --merge bytes-by-stream --io $io" py 'out[0]["result"]["streams"] == 80 and sum(s["events"] for s in out[0]["result"]["top"]) == 1200'
+  expect "  ... the same streams, events and bytes as partitioned" py 'json.dumps(out[0]["result"], sort_keys=True) == open("'"$TMP"'/bytes-by-stream").read().strip()'
+done
+run replay "$R" --projection count-by-type --merge --threads 2 --checkpoint m --to-position "$(
+  "$VARVE" read "$R" --limit 500 | tail -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["position"])')" --json
+expect "replay --merge --checkpoint saves part of the log" py 'out[0]["events"] == 499 and out[0]["checkpoints"] == 1'
+run replay "$R" --projection count-by-type --merge --threads 2 --checkpoint m --resume --json
+expect "replay --merge --resume counts every event once" py 'out[0]["result"] == {"0": 300, "1": 300, "2": 300, "3": 300} and out[0]["events"] == 701'
+usage_case "replay --merge with --partitions" replay "$R" --projection count-by-type --merge --partitions 4
 run replay "$R" --projection count-by-type --type 2 --category cart- --json
 expect "replay --type --category filters" py 'out[0]["result"] == {"2": 100} and out[0]["events_filtered_out"] == 1100'
 run replay "$R" --projection count-by-type --to-position 0 --json

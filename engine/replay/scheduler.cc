@@ -124,6 +124,11 @@ struct owned_item {
   std::vector<uint8_t> ready;          // per group: applied as they came
   std::vector<std::vector<deferred>> later;  // per group: the rest
   bool joined = false;                 // the sequence join with item n - 1 was checked
+  // Merged replays: the item's own state (its ring slot's), where it failed
+  // (a projection's error ends the item there), and the events it applied.
+  replay_partition* inst = nullptr;
+  group_state* gs = nullptr;
+  uint64_t applied = 0;
 };
 
 struct alignas(64) worker_state {
@@ -167,9 +172,11 @@ class scheduler {
       : cfg_(cfg), parts_(std::move(parts)), workers_(threads) {
     const uint32_t P = static_cast<uint32_t>(parts_.size());
     // Enough groups that a hot one leaves the others plenty to share; few
-    // enough that handing each on once per item stays cheap.
+    // enough that handing each on once per item stays cheap. Merged: one
+    // group, the merged state, handed on item by item as each is merged.
     fused_ = threads == 1;
-    G_ = fused_ ? 1 : std::min(P, 8 * threads);
+    merge_ = cfg.merged && !fused_;
+    G_ = fused_ || merge_ ? 1 : std::min(P, 8 * threads);
     groups_ = std::make_unique<group_state[]>(G_);
     group_of_.resize(P);  // p % G, without a division per event
     for (uint32_t p = 0; p < P; ++p) group_of_[p] = p % G_;
@@ -186,14 +193,30 @@ class scheduler {
  private:
   // Takes the next item and makes its pass; false when there is none to take.
   bool try_take(worker_state& me);
-  // Which groups take the item's events as they come (true if any).
+  // Which groups take the item's events as they come (true if any, and the
+  // sequence join is then checked in the pass). Merged: the item's state,
+  // reset.
   bool begin_groups(owned_item& o);
+  // Merged: item o's state into the merged one (group gs), in item order.
+  void merge_item(owned_item& o, group_state& gs);
+  // A projection's call that is not an apply (reset, merge): an exception is
+  // an error, as in call_projection.
+  template <class F>
+  static status guarded(F&& f) {
+    try {
+      return f();
+    } catch (const std::exception& ex) {
+      return status(errc::invalid_argument, std::string("projection threw: ") + ex.what());
+    } catch (...) {
+      return status(errc::invalid_argument, "projection threw an exception");
+    }
+  }
   // Chunks: verifies and decodes each framed event, and routes it.
   void pass(worker_state& me, owned_item& o, const std::byte* data, uint64_t position,
             uint64_t end, std::span<const uint32_t> events);
   // The pass only routes events (none is applied in it: several workers)
   // and no filter looks at them: the view needs only what routing reads.
-  bool light_pass() const { return !fused_ && !filter_; }
+  bool light_pass() const { return !fused_ && !merge_ && !filter_; }
   // One verified event, decoded in me.v (only its routing fields when
   // light_pass()): filtered, hashed to its partition, applied now if its
   // group is ready, else listed for later.
@@ -202,10 +225,16 @@ class scheduler {
       ++me.skipped_local;
       return;
     }
+    if (merge_) {
+      // Merged: every event of the item into the item's own state.
+      if (!apply_now(me, *o.gs, o.inst, pos)) [[unlikely]]
+        cut_at(o.n);  // merged up to the failed event, nothing after
+      return;
+    }
     const uint32_t part = partition_of(me.v.stream, static_cast<uint32_t>(parts_.size()));
     const uint32_t g = group_of_[part];
     if (o.ready[g]) {
-      (void)apply_now(me, groups_[g], part, pos);
+      (void)apply_now(me, groups_[g], parts_[part], pos);
     } else {
       o.later[g].push_back(deferred{static_cast<uint32_t>(pos - o.position), part});
     }
@@ -220,7 +249,7 @@ class scheduler {
   // path for the common event (no lifecycle, upcasters or encryption):
   // ~35 instructions per event fewer than going through apply_slow
   // (callgrind, BENCHMARKS.md section 26).
-  [[gnu::always_inline]] bool apply_now(worker_state& me, group_state& gs, uint32_t p, uint64_t pos) {
+  [[gnu::always_inline]] bool apply_now(worker_state& me, group_state& gs, replay_partition* p, uint64_t pos) {
     if (gs.failed) return false;
     if (!plain_ || me.v.encrypted) [[unlikely]] return apply_slow(me, gs, p, pos);
     if (!call_projection(p, me.v, me.err)) [[unlikely]] return fail_group(gs, std::move(me.err), pos);
@@ -229,24 +258,24 @@ class scheduler {
   }
   // The same with stream lifecycle (an event it hides is not applied), a
   // payload to decrypt and upcasters to run first.
-  bool apply_slow(worker_state& me, group_state& gs, uint32_t p, uint64_t pos);
+  bool apply_slow(worker_state& me, group_state& gs, replay_partition* p, uint64_t pos);
   // The event in me.r, applied now: the same, with an encrypted record
   // decoded into me.v first (to be decrypted there).
-  [[gnu::always_inline]] bool apply_ref_now(worker_state& me, group_state& gs, uint32_t p, uint64_t pos) {
+  [[gnu::always_inline]] bool apply_ref_now(worker_state& me, group_state& gs, replay_partition* p, uint64_t pos) {
     if (gs.failed) return false;
     if (event_ref_access::encrypted_record(me.r)) [[unlikely]] return apply_ref_slow(me, gs, p, pos);
     if (!call_projection(p, me.r, me.err)) [[unlikely]] return fail_group(gs, std::move(me.err), pos);
     ++me.applied_local;
     return true;
   }
-  bool apply_ref_slow(worker_state& me, group_state& gs, uint32_t p, uint64_t pos);
+  bool apply_ref_slow(worker_state& me, group_state& gs, replay_partition* p, uint64_t pos);
   // The projection's apply; one that throws stops the replay like one that
   // returns an error, instead of taking the process down from a worker.
   // false with `err` set when it failed.
   template <class E>
-  [[gnu::always_inline]] bool call_projection(uint32_t p, const E& v, status& err) {
+  [[gnu::always_inline]] bool call_projection(replay_partition* p, const E& v, status& err) {
     try {
-      return parts_[p]->apply(v, err);
+      return p->apply(v, err);
     } catch (const std::exception& ex) {
       err = status(errc::invalid_argument, std::string("projection threw: ") + ex.what());
     } catch (...) {
@@ -308,6 +337,12 @@ class scheduler {
   std::vector<replay_partition*> parts_;
   std::vector<worker_state> workers_;
   bool fused_ = false;  // one thread: every event applied in the pass
+  // Merged (replay::run_merged, several threads): every event applied in the
+  // pass, into its item's state; the states merged into parts_[0] in order.
+  bool merge_ = false;
+  std::vector<std::unique_ptr<replay_partition>> inst_;  // per ring slot
+  std::unique_ptr<group_state[]> item_gs_;                // per ring slot
+  std::atomic<uint64_t> merged_events_{0};
   uint32_t G_ = 1;
   std::unique_ptr<group_state[]> groups_;
   std::vector<uint32_t> group_of_;  // partition -> group
@@ -364,6 +399,7 @@ bool scheduler::try_take(worker_state& me) {
   o.pending.clear();
   for (uint32_t g = 0; g < G_; ++g) o.pending.push_back(g);
   slot& sl = ring_[n % kSlots];
+  const uint64_t applied_before = me.applied_local;
   if (pieces_mode_) {
     const io_detail::piece& pc = pieces_[n];
     sl.next = pc.next;
@@ -421,6 +457,7 @@ bool scheduler::try_take(worker_state& me) {
     begin_groups(o);  // chunks are read one after the other: no join to check
     pass(me, o, sl.c.data, sl.c.position, sl.c.end, sl.c.events);
   }
+  o.applied = me.applied_local - applied_before;
   me.skipped.store(me.skipped_local, std::memory_order_relaxed);
   me.applied.store(me.applied_local, std::memory_order_relaxed);
   passed_.fetch_add(1, std::memory_order_acq_rel);
@@ -451,6 +488,17 @@ void scheduler::pass(worker_state& me, owned_item& o, const std::byte* data, uin
 }
 
 bool scheduler::begin_groups(owned_item& o) {
+  if (merge_) {
+    // The slot's state is free: item n - K was merged before n was taken.
+    o.inst = inst_[o.n % kSlots].get();
+    o.gs = &item_gs_[o.n % kSlots];
+    o.gs->failed = false;
+    if (status st = guarded([&] { return o.inst->reset(); }); !st.ok()) {
+      cut_at(o.n);
+      fail_group(*o.gs, std::move(st), o.position);
+    }
+    return false;  // the join is checked when the item is merged
+  }
   // Groups the item before has handed on already take the events as they
   // come; the others get a list. Decided once per item: a group must not
   // take some events now while earlier ones wait in its list.
@@ -489,7 +537,7 @@ bool scheduler::check_join(owned_item& o) {
   return false;
 }
 
-bool scheduler::apply_slow(worker_state& me, group_state& gs, uint32_t p, uint64_t pos) {
+bool scheduler::apply_slow(worker_state& me, group_state& gs, replay_partition* p, uint64_t pos) {
   if (life_ && life_->hides(me.v, life_now_)) return true;  // hidden: not applied
   status st;
   // A payload that does not authenticate names its position; an upcaster's
@@ -502,7 +550,7 @@ bool scheduler::apply_slow(worker_state& me, group_state& gs, uint32_t p, uint64
   return true;
 }
 
-bool scheduler::apply_ref_slow(worker_state& me, group_state& gs, uint32_t p, uint64_t pos) {
+bool scheduler::apply_ref_slow(worker_state& me, group_state& gs, replay_partition* p, uint64_t pos) {
   // Validated when the ref was made: decoded again for the payload's key.
   const std::byte* rec = event_ref_access::record(me.r);
   const record::decoded d = record::decode_inline(rec, me.r.record_bytes(), pos, false, me.v);
@@ -511,6 +559,25 @@ bool scheduler::apply_ref_slow(worker_state& me, group_state& gs, uint32_t p, ui
                                                        " changed after validation"),
                       pos);
   return apply_slow(me, gs, p, pos);
+}
+
+void scheduler::merge_item(owned_item& o, group_state& gs) {
+  if (gs.failed) return;  // a merge failed: the merged state is not trusted
+  if (status st = guarded([&] { return parts_[0]->merge_from(*o.inst); }); !st.ok()) {
+    // What the merged state holds is unknown: the items before this one were
+    // merged, so the replay reached this item's start at best.
+    fail(std::move(st), o.position);
+    gs.failed = true;
+    return;
+  }
+  merged_events_.fetch_add(o.applied, std::memory_order_relaxed);
+  if (o.gs->failed) {
+    // The item stopped at its projection's error (limit n + 1 was set then).
+    gs.through.store(o.gs->through.load(std::memory_order_relaxed), std::memory_order_release);
+    gs.failed = true;
+  } else {
+    gs.through.store(o.cut, std::memory_order_release);
+  }
 }
 
 bool scheduler::fail_group(group_state& gs, status st, uint64_t pos) {
@@ -535,6 +602,13 @@ bool scheduler::hand_on(worker_state& me) {
           continue;
         }
         if (!o.joined && !check_join(o)) break;  // the join failed: let the item go
+        if (merge_) {
+          merge_item(o, gs);
+          gs.next.store(o.n + 1, std::memory_order_release);
+          wake();
+          progress = true;
+          continue;
+        }
         // Its events of this item that waited: in log order, verified when
         // the item was passed, decoded again here (their fields only).
         // A projection over refs gets a ref to the record: its views'
@@ -555,8 +629,8 @@ bool scheduler::hand_on(worker_state& me) {
             gs.failed = true;
             break;
           }
-          if (as_ref) apply_ref_now(me, gs, e.partition, pos);
-          else apply_now(me, gs, e.partition, pos);
+          if (as_ref) apply_ref_now(me, gs, parts_[e.partition], pos);
+          else apply_now(me, gs, parts_[e.partition], pos);
         }
         if (!gs.failed) gs.through.store(o.cut, std::memory_order_release);
         gs.next.store(o.n + 1, std::memory_order_release);
@@ -623,6 +697,24 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
   if (life_) life_now_ = shared->wall_now_ns();
   plain_ = !life_ && !up_;
   refs_ = plain_ && parts_.front()->takes_refs;
+  if (merge_) {
+    // One state per ring slot: an item is taken only once the item K before
+    // it is merged, so its slot's state is free again.
+    item_gs_ = std::make_unique<group_state[]>(kSlots);
+    for (uint32_t i = 0; i < kSlots; ++i) {
+      std::unique_ptr<replay_partition> f;
+      status st = guarded([&] {
+        f = parts_.front()->fresh();
+        return f ? status() : status(errc::invalid_argument, "replay: a merged replay needs a projection with merge()");
+      });
+      if (!st.ok()) {
+        s.error = std::move(st);
+        s.reached = from;
+        return s;
+      }
+      inst_.push_back(std::move(f));
+    }
+  }
   const uint32_t P = static_cast<uint32_t>(parts_.size());
   const uint32_t W = static_cast<uint32_t>(workers_.size());
   const auto t0 = clock_type::now();
@@ -828,6 +920,9 @@ replay_summary scheduler::run(const event_log& log, position from, position to,
     s.events_applied += w.applied.load(std::memory_order_relaxed);
     s.events_skipped += w.skipped.load(std::memory_order_relaxed);
   }
+  // Merged: the events in the merged state (an item past a cut was folded
+  // but never merged).
+  if (merge_) s.events_applied = merged_events_.load(std::memory_order_relaxed);
   if (pieces_mode_) {
     for (uint64_t i = 0; i < taken && i < pieces_.size(); ++i) bytes += pieces_[i].to - pieces_[i].from;
     s.bytes_read = bytes;
@@ -861,11 +956,12 @@ replay_summary run_replay(const event_log& log, const replay_config& cfg,
   // times a cycle that gave the reading thread half a share), kept so that a
   // checkpoint saved with the default partition count still resumes.
   uint32_t P = cfg.partitions ? cfg.partitions : 4 * (W == 1 ? 1 : 2 * W - 1);
+  if (cfg.merged) P = 1;  // one state, merged from the items' states
   if (P > (1u << 20)) {
     s.error = status(errc::invalid_argument, "replay: at most 1048576 partitions");
     return s;
   }
-  W = std::min(W, P);
+  if (!cfg.merged) W = std::min(W, P);
   s.partitions = P;
   s.threads = W;
   s.from = cfg.from;

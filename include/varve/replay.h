@@ -125,6 +125,15 @@ class checkpoint_store {
 template <class P>
 concept ref_projection = requires(P& p, const event_ref& e) { p.apply(e); };
 
+// A projection whose state over a range can be put together from the states
+// of its pieces: after a.merge(std::move(b)), `a` holds the state of a's
+// events followed by b's. Associative, not necessarily commutative (merges
+// come in log order). Counts, sums, histograms, last-value-wins maps, sets.
+// replay::run_merged replays such a projection with no partitions: each
+// worker folds whole items into fresh states, merged in log order.
+template <class P>
+concept mergeable_projection = requires(P& a, P&& b) { a.merge(std::move(b)); };
+
 namespace detail {
 
 // One partition's projection behind a virtual call (the scheduler is not a
@@ -145,6 +154,14 @@ struct replay_partition {
   // state in a self-describing format, e.g. varve/columnar.h, may record it).
   virtual status save(std::string& out, position at) const = 0;
   virtual status load(std::span<const std::byte> in) = 0;
+  // Merged replays (replay::run_merged) only: another instance holding the
+  // identity state; back to the identity state; the state of a later range
+  // folded into this one. A projection that cannot merge has no fresh().
+  virtual std::unique_ptr<replay_partition> fresh() const { return nullptr; }
+  virtual status reset() { return status(errc::invalid_argument, "this projection has no merge()"); }
+  virtual status merge_from(replay_partition&) {
+    return status(errc::invalid_argument, "this projection has no merge()");
+  }
 };
 
 struct replay_config {
@@ -163,6 +180,7 @@ struct replay_config {
   const checkpoint_store* checkpoints = nullptr;
   bool resume = false;
   uint64_t checkpoint_every_events = 0;  // 0 = only at the end
+  bool merged = false;                   // replay::run_merged: one state, no partitions
 };
 
 struct replay_summary {
@@ -242,7 +260,39 @@ struct alignas(64) partition_adapter final : replay_partition {
       return status(errc::invalid_argument, "this projection has no save()/load()");
     }
   }
+  std::unique_ptr<replay_partition> fresh() const override {
+    if constexpr (mergeable_projection<P>) {
+      if (!identity) return nullptr;
+      auto a = std::make_unique<partition_adapter<P>>(identity());
+      a->identity = identity;
+      return a;
+    } else {
+      return nullptr;
+    }
+  }
+  status reset() override {
+    if constexpr (mergeable_projection<P>) {
+      state = identity();
+      return {};
+    } else {
+      return replay_partition::reset();
+    }
+  }
+  status merge_from(replay_partition& later) override {
+    if constexpr (mergeable_projection<P>) {
+      P& l = static_cast<partition_adapter<P>&>(later).state;
+      if constexpr (std::is_same_v<decltype(state.merge(std::move(l))), status>) {
+        return state.merge(std::move(l));
+      } else {
+        state.merge(std::move(l));
+        return {};
+      }
+    } else {
+      return replay_partition::merge_from(later);
+    }
+  }
   P state;
+  std::function<P()> identity;  // merged replays: a state of no events
 };
 
 }  // namespace detail
@@ -321,6 +371,37 @@ class replay {
     static_cast<detail::replay_summary&>(r) = detail::run_replay(*log_, c_, make);
     r.states.reserve(parts.size());
     for (auto& a : parts) r.states.push_back(std::move(a->state));
+    return r;
+  }
+
+  // A mergeable projection (see mergeable_projection) over the whole range,
+  // without partitions: each worker takes the next item and folds all of its
+  // events into a fresh state (identity()), and the items' states are merged
+  // in log order as they finish. Nothing is routed or applied twice, so a
+  // projection whose events need not be split by stream scales like
+  // independent replays (docs/BENCHMARKS.md section 36). The result has one
+  // state (states[0]; partitions() is ignored, checkpoints hold one state).
+  // identity() is called on the worker threads, up to once per item; a
+  // damaged record, a projection's error or a cancel stop the replay at the
+  // same exact cut as run().
+  template <class Identity>
+  auto run_merged(Identity&& identity) {
+    using P = std::decay_t<std::invoke_result_t<Identity&>>;
+    static_assert(mergeable_projection<P>, "run_merged needs a projection with merge(P&&)");
+    static_assert(ref_projection<P> || requires(P p, const event_view& e) { p.apply(e); },
+                  "a projection needs apply(const varve::event_view&) or apply(const varve::event_ref&)");
+    std::unique_ptr<detail::partition_adapter<P>> acc;
+    std::function<P()> id = [&identity]() -> P { return identity(); };
+    auto make = [&](uint32_t) -> detail::replay_partition* {
+      acc = std::make_unique<detail::partition_adapter<P>>(identity());
+      acc->identity = id;
+      return acc.get();
+    };
+    detail::replay_config c = c_;
+    c.merged = true;
+    replay_result<P> r;
+    static_cast<detail::replay_summary&>(r) = detail::run_replay(*log_, c, make);
+    if (acc) r.states.push_back(std::move(acc->state));
     return r;
   }
 
