@@ -5,6 +5,7 @@
 // backend, 1-4 threads, random ranges and chunk sizes, a damaged record
 // anywhere, a sequence gap where pieces meet, a projection's error, a failing
 // merge, a filter, and checkpoints.
+#include <atomic>
 #include <cstring>
 #include <optional>
 #include <random>
@@ -316,6 +317,23 @@ TEST_F(MergedReplayTest, AProjectionThatThrowsStopsCleanly) {
     ASSERT_EQ(r.states.size(), 1u);
     EXPECT_EQ(r.states[0].n, 900u);
   }
+}
+
+// identity() throwing when an item is taken: the replay stops there, with
+// the items before it merged and nothing of that item or later ones.
+TEST_F(MergedReplayTest, AnIdentityThatThrowsStopsCleanly) {
+  std::atomic<int> calls{0};
+  auto r = replay(*log_).threads(2).chunk_bytes(4096).run_merged([&] {
+    // 1 the result, 8 the ring slots' states, then one per item taken.
+    if (++calls == 14) throw std::runtime_error("no state");
+    return trace{};
+  });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error.message(), "projection threw: no state");
+  EXPECT_GT(r.reached.value, 0u);
+  EXPECT_LT(r.reached, log_->committed_position());
+  ASSERT_EQ(r.states.size(), 1u);
+  EXPECT_EQ(r.states[0].events, reference(*log_, {}, r.reached));
 }
 
 TEST_F(MergedReplayTest, FilterSkipsEventsAndSegments) {

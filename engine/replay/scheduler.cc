@@ -38,6 +38,11 @@
 // per event. One thread (W = 1) finds every group ready: one pass, each
 // event decoded once.
 //
+// Merged replays (replay::run_merged, W > 1): one group, no partitions. The
+// owner folds every event of its item, in the pass, into the state of the
+// item's ring slot, and "applying the group" is merging that state into the
+// result (parts_[0]) at the item's turn, so states are merged in item order.
+//
 // The cut on corruption stays exact: a record of item n that fails framing
 // or validation at X ends item n's events there and sets the limit to n + 1
 // before any group is handed on past n; a group reaches item n + 1 only
@@ -176,6 +181,7 @@ class scheduler {
     // group, the merged state, handed on item by item as each is merged.
     fused_ = threads == 1;
     merge_ = cfg.merged && !fused_;
+    one_part_ = P == 1;
     G_ = fused_ || merge_ ? 1 : std::min(P, 8 * threads);
     groups_ = std::make_unique<group_state[]>(G_);
     group_of_.resize(P);  // p % G, without a division per event
@@ -231,7 +237,8 @@ class scheduler {
         cut_at(o.n);  // merged up to the failed event, nothing after
       return;
     }
-    const uint32_t part = partition_of(me.v.stream, static_cast<uint32_t>(parts_.size()));
+    // One partition (a merged replay on one thread): no stream to hash.
+    const uint32_t part = one_part_ ? 0 : partition_of(me.v.stream, static_cast<uint32_t>(parts_.size()));
     const uint32_t g = group_of_[part];
     if (o.ready[g]) {
       (void)apply_now(me, groups_[g], parts_[part], pos);
@@ -340,6 +347,7 @@ class scheduler {
   // Merged (replay::run_merged, several threads): every event applied in the
   // pass, into its item's state; the states merged into parts_[0] in order.
   bool merge_ = false;
+  bool one_part_ = false;
   std::vector<std::unique_ptr<replay_partition>> inst_;  // per ring slot
   std::unique_ptr<group_state[]> item_gs_;                // per ring slot
   std::atomic<uint64_t> merged_events_{0};
@@ -563,12 +571,16 @@ bool scheduler::apply_ref_slow(worker_state& me, group_state& gs, replay_partiti
 
 void scheduler::merge_item(owned_item& o, group_state& gs) {
   if (gs.failed) return;  // a merge failed: the merged state is not trusted
-  if (status st = guarded([&] { return parts_[0]->merge_from(*o.inst); }); !st.ok()) {
-    // What the merged state holds is unknown: the items before this one were
-    // merged, so the replay reached this item's start at best.
-    fail(std::move(st), o.position);
-    gs.failed = true;
-    return;
+  // An item that applied nothing (filtered out, or its reset failed: then
+  // its state is not the identity) has nothing to merge.
+  if (o.applied != 0) {
+    if (status st = guarded([&] { return parts_[0]->merge_from(*o.inst); }); !st.ok()) {
+      // What the merged state holds is unknown: the items before this one
+      // were merged, so the replay reached this item's start at best.
+      fail(std::move(st), o.position);
+      gs.failed = true;
+      return;
+    }
   }
   merged_events_.fetch_add(o.applied, std::memory_order_relaxed);
   if (o.gs->failed) {

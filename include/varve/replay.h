@@ -27,6 +27,11 @@
 // projection; docs/BENCHMARKS.md section 35). Either way the event was
 // validated whole before it is applied, and an upcast or decrypted event
 // reaches a ref projection through a ref to its view.
+//
+// A projection whose states add up over consecutive ranges (merge(P&&):
+// counts, sums, histograms) can skip the partitions: run_merged(identity)
+// folds each item into its own state on whichever worker takes it and merges
+// the states in log order (see mergeable_projection, replay::run_merged).
 #pragma once
 
 #include <atomic>
@@ -381,7 +386,10 @@ class replay {
   // projection whose events need not be split by stream scales like
   // independent replays (docs/BENCHMARKS.md section 36). The result has one
   // state (states[0]; partitions() is ignored, checkpoints hold one state).
-  // identity() is called on the worker threads, up to once per item; a
+  // Each item (about half of chunk_bytes) starts from identity() and is
+  // merged once: a state much larger than an item's events (a dense array
+  // over every aggregate) pays its size per item - keep it sparse, or use
+  // run(). identity() is called on the worker threads, up to once per item; a
   // damaged record, a projection's error or a cancel stop the replay at the
   // same exact cut as run().
   template <class Identity>
