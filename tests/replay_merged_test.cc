@@ -114,10 +114,7 @@ merged_run run_merged(replay rp, bool refs, uint64_t fail_at = UINT64_MAX, uint6
   return run_as(rp, rt);
 }
 
-class MergedReplay : public testing::TestWithParam<io_backend> {
- protected:
-  void SetUp() override { VARVE_SKIP_OR_FAIL_IN_CI_WITHOUT_URING(GetParam()); }
-};
+class MergedReplay : public backend_test {};
 
 TEST_P(MergedReplay, MatchesTheLogInOrder) {
   for (uint64_t seed = 1; seed <= 3; ++seed) {
@@ -163,35 +160,13 @@ TEST_P(MergedReplay, MatchesTheLogInOrder) {
 TEST_P(MergedReplay, ADamagedRecordAnywhereIsTheExactCut) {
   temp_dir d;
   fill_log(d.path(), 31, 2500);
-  std::vector<position> pos;
-  std::vector<uint32_t> lens;
-  {
-    auto log = open_ro(d.path());
-    log_reader rd = log->read();
-    event_view v;
-    while (true) {
-      auto got = rd.next(v);
-      ASSERT_TRUE(got.ok()) << describe(got);
-      if (!got.value()) break;
-      pos.push_back(v.position);
-      lens.push_back(v.record_bytes);
-    }
-  }
+  const record_spans spans = spans_of(d.path());
   std::mt19937_64 rng(17);
   for (int trial = 0; trial < 8; ++trial) {
     temp_dir c;
     copy_dir(d.path(), c.path());
-    size_t k = rng() % pos.size();
-    if (trial < 3) {  // a segment's 65th event: an index sample, a piece's first record
-      const uint64_t seg = 2 + rng() % 20;
-      size_t i = 0, in_seg = 0;
-      for (; i < pos.size(); ++i)
-        if (pos[i].value / kSegmentBytes == seg && in_seg++ == 64) break;
-      if (i < pos.size()) k = i;
-    }
-    const uint64_t bad = pos[k].value;
-    const uint64_t at = bad % kSegmentBytes + rng() % lens[k];
-    flip_byte(segment_path(c.path(), bad / kSegmentBytes), at, uint8_t(1u << (rng() % 8)));
+    const damage dmg = damage_a_record(c.path(), spans, rng, trial < 3);  // 0-2: a piece's first record
+    const uint64_t bad = dmg.record, at = dmg.offset;
     auto log = open_ro(c.path());
     ASSERT_TRUE(log);
     const auto want = reference(*log, {}, position{bad});
@@ -216,28 +191,11 @@ TEST_P(MergedReplay, ADamagedRecordAnywhereIsTheExactCut) {
 TEST_P(MergedReplay, ASequenceGapWherePiecesMeetIsTheCut) {
   temp_dir d;
   fill_log(d.path(), 41, 2500);
-  std::vector<position> pos;
-  {
-    auto log = open_ro(d.path());
-    pos = record_positions(*log);
-  }
-  size_t k = 0, in_seg = 0;
-  for (; k < pos.size(); ++k)
-    if (pos[k].value / kSegmentBytes == 5 && in_seg++ == 64) break;
-  ASSERT_LT(k, pos.size());
-  const uint64_t bad = pos[k].value;
-  const std::string file = segment_path(d.path(), bad / kSegmentBytes);
-  const uint64_t off = bad % kSegmentBytes;
-  std::vector<uint8_t> seg = read_file(file);
-  uint32_t len;
-  std::memcpy(&len, seg.data() + off + 8, 4);
-  uint64_t seq;
-  std::memcpy(&seq, seg.data() + off + 24, 8);
-  ++seq;
-  std::memcpy(seg.data() + off + 24, &seq, 8);
-  const uint64_t sum = XXH3_64bits(seg.data() + off + 8, len - 8);
-  write_at(file, off + 24, &seq, 8);
-  write_at(file, off, &sum, 8);
+  const record_spans spans = spans_of(d.path());
+  const size_t k = index_sample(spans.pos, 5);
+  ASSERT_LT(k, spans.pos.size());
+  const uint64_t bad = spans.pos[k].value;
+  const uint64_t seq = skip_a_sequence(d.path(), bad);
   auto log = open_ro(d.path());
   ASSERT_TRUE(log);
   const auto want = reference(*log, {}, position{bad});

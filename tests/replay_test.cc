@@ -161,10 +161,7 @@ fold_run run_fold(replay rp, bool refs, bool filtered = false) {
   return refs ? folded<fold_ref_projection>(rp, filtered) : folded<fold_projection>(rp, filtered);
 }
 
-class ReplayBackends : public testing::TestWithParam<io_backend> {
- protected:
-  void SetUp() override { VARVE_SKIP_OR_FAIL_IN_CI_WITHOUT_URING(GetParam()); }
-};
+class ReplayBackends : public backend_test {};
 
 TEST_P(ReplayBackends, MatchesSingleThreadedFold) {
   for (uint64_t seed = 1; seed <= 4; ++seed) {
@@ -241,37 +238,15 @@ TEST_P(ReplayBackends, CorruptRecordStopsAtAConsistentCut) {
 TEST_P(ReplayBackends, ADamagedRecordAnywhereIsTheExactCut) {
   temp_dir d;
   fill_log(d.path(), 31, 2500);
-  std::vector<position> pos;
-  std::vector<uint32_t> lens;
-  {
-    auto log = open_ro(d.path());
-    log_reader rd = log->read();
-    event_view v;
-    while (true) {
-      auto got = rd.next(v);
-      ASSERT_TRUE(got.ok()) << describe(got);
-      if (!got.value()) break;
-      pos.push_back(v.position);
-      lens.push_back(v.record_bytes);
-    }
-  }
+  const record_spans spans = spans_of(d.path());
   std::mt19937_64 rng(5);
   for (int trial = 0; trial < 8; ++trial) {
     temp_dir c;
     copy_dir(d.path(), c.path());
     // Trials 0-3: a segment's 65th event (an index sample: a piece's first
     // record when pieces are small); the rest anywhere.
-    size_t k = rng() % pos.size();
-    if (trial < 4) {
-      const uint64_t seg = 2 + rng() % 20;
-      size_t i = 0, in_seg = 0;
-      for (; i < pos.size(); ++i)
-        if (pos[i].value / kSegmentBytes == seg && in_seg++ == 64) break;
-      if (i < pos.size()) k = i;
-    }
-    const uint64_t bad = pos[k].value;
-    const uint64_t at = bad % kSegmentBytes + rng() % lens[k];
-    flip_byte(segment_path(c.path(), bad / kSegmentBytes), at, uint8_t(1u << (rng() % 8)));
+    const damage dmg = damage_a_record(c.path(), spans, rng, trial < 4);
+    const uint64_t bad = dmg.record, at = dmg.offset;
     auto log = open_ro(c.path());
     ASSERT_TRUE(log);
     const auto want = reference(*log, {}, position{bad});
@@ -306,24 +281,11 @@ TEST_P(ReplayBackends, ASequenceGapWherePiecesMeetIsTheCut) {
     auto log = open_ro(d.path());
     pos = record_positions(*log);
   }
-  // The 65th event of segment 5: an index sample.
-  size_t k = 0, in_seg = 0;
-  for (; k < pos.size(); ++k)
-    if (pos[k].value / kSegmentBytes == 5 && in_seg++ == 64) break;
+  // The 65th event of segment 5 (an index sample) skips a sequence number.
+  const size_t k = index_sample(pos, 5);
   ASSERT_LT(k, pos.size());
   const uint64_t bad = pos[k].value;
-  const std::string file = segment_path(d.path(), bad / kSegmentBytes);
-  const uint64_t off = bad % kSegmentBytes;
-  std::vector<uint8_t> seg = read_file(file);
-  uint32_t len;
-  std::memcpy(&len, seg.data() + off + 8, 4);
-  uint64_t seq;
-  std::memcpy(&seq, seg.data() + off + 24, 8);
-  ++seq;  // one sequence number skipped; the checksum made to match
-  std::memcpy(seg.data() + off + 24, &seq, 8);
-  const uint64_t sum = XXH3_64bits(seg.data() + off + 8, len - 8);
-  write_at(file, off + 24, &seq, 8);
-  write_at(file, off, &sum, 8);
+  const uint64_t seq = skip_a_sequence(d.path(), bad);
   auto log = open_ro(d.path());
   ASSERT_TRUE(log);
   const auto want = reference(*log, {}, position{bad});
