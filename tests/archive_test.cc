@@ -438,8 +438,8 @@ TEST(Archive, ADamagedArchiveFileIsAnErrorNamingItNeverOtherBytes) {
   // Every byte, flipped: reading the whole log either fails naming the
   // archive file or (a bit zstd does not need) gives back exactly the
   // model. Never other events.
-  size_t detected = 0;
-  for (uint64_t off = 0; off < good.size(); ++off) {
+  size_t detected = 0, flipped = 0;
+  for (uint64_t off = 0; off < good.size(); off += sample_stride(), ++flipped) {
     SCOPED_TRACE("byte " + std::to_string(off) + " of " + file);
     flip_byte(file, off, 0x10);
     auto ro = event_log::open_read_only(dir);
@@ -456,7 +456,7 @@ TEST(Archive, ADamagedArchiveFileIsAnErrorNamingItNeverOtherBytes) {
     if (HasFailure()) break;
   }
   // The header, the table and the frame are all checked: almost all flips show.
-  EXPECT_GT(detected * 100, good.size() * 95) << detected << " of " << good.size();
+  EXPECT_GT(detected * 100, flipped * 95) << detected << " of " << flipped;
   // A short file, and a missing one.
   fs::resize_file(file, good.size() - 1);
   {

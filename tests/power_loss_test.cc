@@ -10,7 +10,8 @@
 // every record validates, verify_log passes, and the log takes appends again.
 //
 // VARVE_POWER_LOSS_SEEDS=N runs N seeds per mode (default 150), times
-// VARVE_TEST_SCALE; VARVE_POWER_LOSS_SEED=X starts at seed X (default 1).
+// VARVE_TEST_SCALE, over VARVE_TEST_SAMPLE (tests/test_util.h);
+// VARVE_POWER_LOSS_SEED=X starts at seed X (default 1).
 // Images are written under /dev/shm when it exists (else $TMPDIR or /tmp).
 #include <sys/stat.h>
 
@@ -427,7 +428,7 @@ void run_state::check(const snapshot& s, size_t index) {
 class PowerLoss : public testing::TestWithParam<durability> {};
 
 TEST_P(PowerLoss, EveryDurableAcknowledgedEventSurvivesAndTheLogRecovers) {
-  const uint64_t seeds = env_u64("VARVE_POWER_LOSS_SEEDS", 150) * test_scale();
+  const uint64_t seeds = sampled(env_u64("VARVE_POWER_LOSS_SEEDS", 150) * test_scale());
   const uint64_t first = env_u64("VARVE_POWER_LOSS_SEED", 1);
   coverage c;
   for (uint64_t seed = first; seed < first + seeds; ++seed) {
@@ -576,7 +577,7 @@ TEST(PowerLossModel, RenameIsAtomicAndDurableOnlyAfterSyncDir) {
 // from another thread. Every event acknowledged before the cut must be in
 // the image, whatever the flusher and the sealer were doing.
 TEST(PowerLossGroupCommit, EveryAcknowledgementBeforeTheCutSurvives) {
-  const uint64_t rounds = env_u64("VARVE_POWER_LOSS_SEEDS", 40) * test_scale();
+  const uint64_t rounds = sampled(env_u64("VARVE_POWER_LOSS_SEEDS", 40) * test_scale());
   scratch_dir root;
   ASSERT_FALSE(root.path().empty());
   uint64_t acked_total = 0, images = 0;

@@ -181,7 +181,7 @@ TEST_F(TailImage, TornWriteZeroedFromEveryOffsetRecoversExactlyTheWholeBatchesBe
   const size_t first = first_of_last(7);
   const uint64_t from = file_offset(records_[first]);
   int case_no = 0, cases_cutting_data = 0;
-  for (uint64_t x = from; x < end_offset(); ++x, ++case_no) {
+  for (uint64_t x = from; x < end_offset(); x += sample_stride(), ++case_no) {
     SCOPED_TRACE("tail zeroed from file offset " + std::to_string(x));
     ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
     ASSERT_NO_FATAL_FAILURE(zero_range(work_tail(), x, end_offset() - x));
@@ -208,7 +208,7 @@ TEST_F(TailImage, EveryFlippedByteOfTheLastRecordsCutsTheLogBeforeTheDamagedBatc
   int case_no = 0;
   for (size_t k = first; k < records_.size(); ++k) {
     const record_info& r = records_[k];
-    for (uint64_t x = file_offset(r); x < file_offset(r) + r.bytes; ++x, ++case_no) {
+    for (uint64_t x = file_offset(r); x < file_offset(r) + r.bytes; x += sample_stride(), ++case_no) {
       SCOPED_TRACE("record #" + std::to_string(k) + " byte at file offset " + std::to_string(x));
       ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
       ASSERT_NO_FATAL_FAILURE(flip_byte(work_tail(), x));
@@ -219,7 +219,7 @@ TEST_F(TailImage, EveryFlippedByteOfTheLastRecordsCutsTheLogBeforeTheDamagedBatc
 
 TEST_F(TailImage, SingleBitFlipsInTheLastRecordAreCaught) {
   const record_info& r = records_.back();
-  for (uint64_t x = file_offset(r); x < file_offset(r) + r.bytes; ++x) {
+  for (uint64_t x = file_offset(r); x < file_offset(r) + r.bytes; x += sample_stride()) {
     for (int bit = 0; bit < 8; bit += 3) {
       SCOPED_TRACE("bit " + std::to_string(bit) + " of file offset " + std::to_string(x));
       ASSERT_NO_FATAL_FAILURE(copy_dir(image_, work()));
@@ -1004,7 +1004,7 @@ TEST(DurableActiveSegment, ABitFlipAtEvery4KiBIsRefusedThenRepairedKeepingEveryB
     ASSERT_OK(log->close());
   }
   const uint64_t end = records.back().position + records.back().bytes;
-  for (uint64_t off = 4096; off < end; off += 4096) {
+  for (uint64_t off = 4096; off < end; off += 4096 * sample_stride()) {
     SCOPED_TRACE("bit flipped at file offset " + std::to_string(off));
     const std::string work = root.sub("work");
     ASSERT_NO_FATAL_FAILURE(copy_dir(live, work));

@@ -317,7 +317,8 @@ TEST(StreamIndex, DamagedIndexFileIsDetectedAtEveryByteAndRebuilt) {
   std::mt19937_64 rng(5);
   log_options o;
   o.segment_bytes = kSeg;
-  for (size_t off = 0; off < original.size(); off += original.size() > 4000 ? 3 : 1) {
+  const size_t step = (original.size() > 4000 ? 3 : 1) * sample_stride();
+  for (size_t off = 0; off < original.size(); off += step) {
     flip_byte(ix, off, uint8_t(1u << (rng() % 8)));
     notes seen;
     o.observer = &seen;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -119,6 +120,34 @@ inline uint64_t test_scale() {
   return v == 0 ? 1 : v;
 }
 inline uint64_t scaled(uint64_t n) { return n * test_scale(); }
+
+// Sampling: VARVE_TEST_SAMPLE=N makes the exhaustive tests (a damaged byte at
+// every offset, a crash image for every seed, every hash of a list) visit one
+// case in N. .ci/run sets it for its sanitizer stages only: their builds run
+// 3-10x slower, and the plain build of the same CI run (readme-test) has just
+// visited every case, while ASan or TSan finds a bad access or a race on any
+// case that reaches the code. The default, 1, visits every case. Said once on
+// stderr, so a log shows what a run covered.
+inline uint64_t sample_stride() {
+  static const uint64_t stride = [] {
+    const char* s = std::getenv("VARVE_TEST_SAMPLE");
+    uint64_t v = 1;
+    if (s && *s) {
+      char* end = nullptr;
+      const unsigned long long n = std::strtoull(s, &end, 10);
+      if (n > 1 && end && *end == '\0') v = n;
+    }
+    if (v > 1)
+      std::fprintf(stderr, "VARVE_TEST_SAMPLE=%llu: exhaustive tests visit one case in %llu\n",
+                   static_cast<unsigned long long>(v), static_cast<unsigned long long>(v));
+    return v;
+  }();
+  return stride;
+}
+// How many of n cases a sampled run visits (never fewer than one).
+inline uint64_t sampled(uint64_t n) { return std::max<uint64_t>(1, n / sample_stride()); }
+// Whether case i of a list is visited.
+inline bool sampled_case(uint64_t i) { return i % sample_stride() == 0; }
 
 // ---------------------------------------------------------------------------
 // Temporary directories.

@@ -24,4 +24,10 @@ struct table {
 const table& active();
 const table& baseline();  // for tests and the bench: the other path, same layout
 
+#if defined(__x86_64__)
+// The AVX2 build's table (columnar_kernels_avx2.cc, its own translation unit
+// so that the two builds compile in parallel). Only for a CPU with AVX2.
+table avx2_table();
+#endif
+
 }  // namespace varve::columnar::kernels
