@@ -5,12 +5,15 @@
 // backend, 1-4 threads, random ranges and chunk sizes, a damaged record
 // anywhere, a sequence gap where pieces meet, a projection's error, a failing
 // merge, a filter, and checkpoints.
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -355,6 +358,58 @@ TEST_F(MergedReplayTest, CancelStopsAtAConsistentCut) {
     ASSERT_EQ(r.states.size(), 1u);
     EXPECT_EQ(r.states[0].events, reference(*log_, {}, r.reached));
     EXPECT_EQ(r.events_applied, r.states[0].events.size());
+  }
+}
+
+// A cancel stops every worker's taking, not only the calling thread's: here
+// the calling thread stalls between its steps once the cancel is set (in the
+// progress callback, which it runs; on a busy machine it may simply not run
+// for a while), and the other workers must not take and finish the rest of
+// the range meanwhile (they did, seen in CI under load: the replay said
+// "cancelled" having read everything). Partitioned and merged.
+TEST_F(MergedReplayTest, ACancelStopsEveryWorkerWhileTheCallerIsBusy) {
+  struct cancelling : trace {
+    replay_cancel* cancel = nullptr;
+    status apply(const event_view& e) {
+      if (e.sequence.value == 500) cancel->cancel();
+      return trace::apply(e);
+    }
+    void merge(cancelling&& later) { (void)trace::merge(std::move(later)); }
+  };
+  for (bool merged : {false, true}) {
+    for (uint32_t W : {2u, 3u}) {
+      SCOPED_TRACE(std::string(merged ? "merged" : "partitioned") + ", W=" + std::to_string(W));
+      replay_cancel cancel;
+      cancelling proto;
+      proto.cancel = &cancel;
+      bool stalled = false;
+      auto rp = replay(*log_).threads(W).io(io_backend::mmap).chunk_bytes(4096).cancel_with(cancel).on_progress(
+          [&](const replay_progress&) {
+            if (cancel.cancelled() && !stalled) {
+              stalled = true;
+              std::this_thread::sleep_for(std::chrono::milliseconds(300));
+            }
+          },
+          std::chrono::milliseconds(0));
+      std::vector<seen> got;
+      detail::replay_summary r;
+      if (merged) {
+        auto m = rp.run_merged([&] { return proto; });
+        r = m;
+        if (!m.states.empty()) got = m.states[0].events;
+      } else {
+        auto p = rp.partitions(4).run([&](uint32_t) { return proto; });
+        r = p;
+        for (const auto& st : p.states) got.insert(got.end(), st.events.begin(), st.events.end());
+        std::sort(got.begin(), got.end(), [](const seen& a, const seen& b) { return a.sequence < b.sequence; });
+      }
+      ASSERT_EQ(r.error.code(), errc::cancelled) << describe(r.error);
+      EXPECT_GT(r.reached, pos_[500]);
+      // The items in flight when the cancel came are finished (at most a
+      // ring of them, a few KiB each), nothing past them.
+      EXPECT_LT(r.reached, pos_[pos_.size() / 2]);
+      EXPECT_EQ(got, reference(*log_, {}, r.reached));
+    }
   }
 }
 

@@ -394,6 +394,13 @@ class scheduler {
 
 bool scheduler::try_take(worker_state& me) {
   if (me.owned_n == kMaxOwned || hold_.load(std::memory_order_acquire)) return false;
+  // A cancel stops the taking on every worker at once. The calling thread
+  // notices it only between its own steps (it may be deep in an item, or not
+  // running at all on a busy machine), and meanwhile the others would take
+  // and finish every piece: a cancelled replay that still read the whole
+  // range. With chunks the calling thread is the reader and stops framing
+  // at its next step; the chunks it framed are finished whoever takes them.
+  if (pieces_mode_ && cfg_.cancel && cfg_.cancel->cancelled()) return false;
   uint64_t n = taken_.load(std::memory_order_relaxed);
   do {
     // Item n reuses slot n % K: the item K - 1 before it must be handed on
