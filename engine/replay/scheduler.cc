@@ -423,6 +423,13 @@ bool scheduler::try_take(worker_state& me) {
     io_detail::piece_framer& fr = me.framer;
     o.position = pc.from;
     o.end = pc.to;
+    o.data = nullptr;
+    // The groups first, whether or not the piece can be read: the item is
+    // handed on either way (cut at its start when it cannot), and must not
+    // carry the lists, the state or the data of the owned slot's last item
+    // (a merged replay merged through a null state when it did: found by the
+    // fuzzers reading damaged logs through replays).
+    const bool any_ready = begin_groups(o);
     if (status st = fr.start(*log_, pc, advise_pieces_); !st.ok()) {
       o.cut = pc.from;
       cut_at(n);
@@ -433,7 +440,6 @@ bool scheduler::try_take(worker_state& me) {
       // the item before is checked at the first event, before anything of
       // this item is applied.
       o.data = fr.data_at(pc.from);
-      const bool any_ready = begin_groups(o);
       uint64_t seen = 0;
       bool joined_ok = true;
       auto on_event = [&](uint64_t pos) __attribute__((always_inline)) {
