@@ -1,20 +1,27 @@
 // Every way of reading a log hands out the same events and stops at the same
 // place: log_reader::next, log_reader::next_batch (into event_views and into
-// the lazy event_refs), subscription::next and subscription::next_batch. The bulk forms decode a window's records in their
-// own loop (docs/BENCHMARKS.md sections 28-29); on a damaged log each must
-// still return exactly the events next() validates and then the same error,
-// never a byte more. Used by the fuzzers that damage logs and by the crash
-// torture (fuzz/torture.cc).
+// the lazy event_refs), subscription::next and subscription::next_batch, and
+// a replay on several threads (partitioned, each partition in log order, and
+// merged, in log order). The bulk forms decode a window's records in their
+// own loop (docs/BENCHMARKS.md sections 28-29) and a replay's workers each
+// validate the items they take; on a damaged log each must still return
+// exactly the events next() validates and then fail where it failed, never a
+// byte more. Used by the fuzzers that damage logs and by the crash torture
+// (fuzz/torture.cc).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fuzz/fuzz_util.h"
 #include "varve/log.h"
+#include "varve/replay.h"
 #include "varve/subscription.h"
 
 namespace varve_fuzz {
@@ -89,7 +96,9 @@ inline std::string fingerprint(const varve::event_ref& r) {
 
 struct read_trace {
   std::vector<std::string> events;
-  std::string end;  // "end at P" or the error
+  std::string end;                   // "end at P" or the error
+  uint64_t at = 0;                   // where the reader stood when it ended or failed
+  std::optional<varve::errc> error;  // set when it failed
 };
 
 // `step(views)` returns result<size_t> like next_batch (n events in views);
@@ -104,11 +113,14 @@ read_trace trace_reads(const varve::event_log& log, size_t batch, Step&& step, W
     auto n = step(std::span<View>(views));
     if (!n) {
       t.end = "error: " + n.error().to_string();
+      t.at = where().value;
+      t.error = n.error().code();
       return t;
     }
     if (n.value() == 0) {
       if (where() == log.committed_position() || ++idle > 64) {
         t.end = "end at " + std::to_string(where().value);
+        t.at = where().value;
         return t;
       }
       continue;
@@ -136,8 +148,125 @@ inline std::string traces_differ(const read_trace& want, const read_trace& got, 
   return {};
 }
 
-// Reads the whole log five ways; `batch` (>= 1) sizes the bulk reads. ""
-// when they agree, else the first difference.
+// A replay's projection for the comparison: every event it applies,
+// fingerprinted, in apply order. merge() appends, so run_merged's one state
+// must be next()'s list itself.
+struct replay_fingerprints {
+  std::vector<std::string> events;
+  void apply(const varve::event_view& v) { events.push_back(fingerprint(v)); }
+  void merge(replay_fingerprints&& later) {
+    events.insert(events.end(), std::make_move_iterator(later.events.begin()),
+                  std::make_move_iterator(later.events.end()));
+  }
+};
+// The same over the lazy event_refs (the path a ref projection takes).
+struct replay_ref_fingerprints : replay_fingerprints {
+  void apply(const varve::event_ref& r) { events.push_back(fingerprint(r)); }
+  void merge(replay_ref_fingerprints&& later) { replay_fingerprints::merge(std::move(later)); }
+};
+
+// A fingerprint's first field is the event's position (fingerprint above).
+inline uint64_t fingerprint_position(const std::string& f) {
+  uint64_t p = 0;
+  if (f.size() >= sizeof p) std::memcpy(&p, f.data(), sizeof p);
+  return p;
+}
+
+// "" when the replay `r` (its states: a partitioned run's, or a merged run's
+// one) applied only events next() handed out - each partition in log order, a
+// merged state in log order whole - and ended where next() ended: at the
+// committed end (reached), or failing where next() failed (reached after
+// next()'s last event, not past where it stopped), with the same error
+// code. One leniency, said where it applies: a replay may refuse a
+// sequence break earlier than next() (the replay, like the chunk reader
+// behind pread and io_uring, checks that sequences are dense; next() and the
+// subscriptions do not); then it must have applied exactly next()'s events
+// below the break, and have failed with corruption naming a sequence.
+template <class Result>
+std::string replay_differs(const read_trace& want, const Result& r, bool merged, const std::string& what) {
+  read_trace expect = want;
+  const bool sequence_break = !r.error.ok() && r.error.code() == varve::errc::corruption &&
+                              r.error.message().find(": sequence ") != std::string::npos &&
+                              r.reached.value < want.at;
+  if (sequence_break) {
+    // next()'s events below the break, and the break as the end.
+    while (!expect.events.empty() && fingerprint_position(expect.events.back()) >= r.reached.value)
+      expect.events.pop_back();
+    expect.at = r.reached.value;
+    expect.error = varve::errc::corruption;
+    expect.end = "error: " + r.error.to_string();
+  }
+  if (r.error.ok() && expect.error)
+    return what + ": succeeded (reached " + std::to_string(r.reached.value) + ") where next() ended with \"" +
+           expect.end + "\"";
+  if (!r.error.ok() && (!expect.error || r.error.code() != *expect.error))
+    return what + ": failed with " + r.error.to_string() + " where next() ended with \"" + expect.end + "\"";
+  // The same cut: `reached` may stand anywhere from after next()'s last
+  // event to where next() stopped (a segment that cannot be read is cut at
+  // its start by one, at its first record by the other).
+  const uint64_t last_end =
+      expect.events.empty() ? 0 : fingerprint_position(expect.events.back()) + 1;
+  if (r.reached.value > expect.at || r.reached.value < last_end)
+    return what + ": reached " + std::to_string(r.reached.value) + " where next() stopped at " +
+           std::to_string(expect.at) + " (\"" + expect.end + "\")";
+  std::vector<std::string> got;
+  for (size_t p = 0; p < r.states.size(); ++p) {
+    const auto& evs = r.states[p].events;
+    for (size_t i = 1; i < evs.size(); ++i)
+      if (fingerprint_position(evs[i]) <= fingerprint_position(evs[i - 1]))
+        return what + ": partition " + std::to_string(p) + " applied the event at " +
+               std::to_string(fingerprint_position(evs[i])) + " after the one at " +
+               std::to_string(fingerprint_position(evs[i - 1]));
+    got.insert(got.end(), evs.begin(), evs.end());
+  }
+  if (merged) {
+    if (r.states.size() != 1) return what + ": " + std::to_string(r.states.size()) + " states, not one";
+    read_trace t;
+    t.events = std::move(got);
+    t.end = expect.end;
+    return traces_differ(expect, t, what);
+  }
+  // Partitions split the events by stream: the same events, once each.
+  std::vector<std::string> sorted = expect.events;
+  std::sort(sorted.begin(), sorted.end());
+  std::sort(got.begin(), got.end());
+  if (got != sorted)
+    return what + ": applied " + std::to_string(got.size()) + " events where next() gave " +
+           std::to_string(expect.events.size()) + ", or other events";
+  return {};
+}
+
+// Replays the whole log twice on several threads, partitioned and merged,
+// over views and refs in turn, through the mapping, pread or the automatic
+// choice (not io_uring, which a sandbox may refuse), in small chunks so that
+// even a small log is several items on several workers. `knob` picks.
+inline std::string replays_disagree(const varve::event_log& log, const read_trace& want, size_t knob) {
+  const uint32_t threads = 1 + uint32_t(knob % 3);
+  const varve::io_backend backends[] = {varve::io_backend::automatic, varve::io_backend::mmap,
+                                        varve::io_backend::pread};
+  const varve::io_backend io = backends[(knob / 3) % 3];
+  const uint32_t partitions = 1 + uint32_t((knob / 9) % 5);
+  const uint32_t chunk = knob % 2 ? 4096 : 16384;
+  const bool refs = (knob / 2) % 2;  // the partitioned run's; the merged run takes the other
+  const std::string how = std::to_string(threads) + " threads, io " + varve::to_string(io) + ", chunk " +
+                          std::to_string(chunk);
+  auto rp = [&] { return varve::replay(log).threads(threads).io(io).chunk_bytes(chunk); };
+  const std::string part = "replay::run(" + std::to_string(partitions) + " partitions, " + how;
+  std::string d =
+      refs ? replay_differs(want, rp().partitions(partitions).run([](uint32_t) { return replay_ref_fingerprints{}; }),
+                            false, part + ", over refs)")
+           : replay_differs(want, rp().partitions(partitions).run([](uint32_t) { return replay_fingerprints{}; }),
+                            false, part + ", over views)");
+  if (!d.empty()) return d;
+  return refs ? replay_differs(want, rp().run_merged([] { return replay_fingerprints{}; }), true,
+                               "replay::run_merged(" + how + ", over views)")
+              : replay_differs(want, rp().run_merged([] { return replay_ref_fingerprints{}; }), true,
+                               "replay::run_merged(" + how + ", over refs)");
+}
+
+// Reads the whole log six ways; `batch` (>= 1) sizes the bulk reads and picks
+// the replays' threads, partitions, backend and chunk. "" when they agree,
+// else the first difference.
 inline std::string read_paths_disagree(const varve::event_log& log, size_t batch) {
   using namespace std::chrono_literals;
   read_trace want;
@@ -167,6 +296,7 @@ inline std::string read_paths_disagree(const varve::event_log& log, size_t batch
         !d.empty())
       return d;
   }
+  if (auto d = replays_disagree(log, want, batch); !d.empty()) return d;
   auto sub = varve::subscription::open(log);
   if (!sub) {
     // Opening at the beginning reads nothing yet; it can only fail as the

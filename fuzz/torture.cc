@@ -806,7 +806,7 @@ class parent {
                    log_.dir.c_str(), c_.seed, it_ + 1);
     }
     std::printf("torture: %" PRIu64 " iterations, %" PRIu64 " kills, %" PRIu64
-                " events verified (%" PRIu64 " logs also read every way), %" PRIu64
+                " events verified (%" PRIu64 " logs also read every way, replays included), %" PRIu64
                 " failures (%.0f s, seed %" PRIu64 ")\n",
                 t_.iterations, t_.kills, t_.events_verified, t_.read_path_checks, t_.failures, elapsed, c_.seed);
     if (!c_.json.empty()) write_json(elapsed);
