@@ -161,6 +161,39 @@ TEST(UpcastDeclarative, RenamesAddsDropsAndRenamesTheType) {
   EXPECT_NE(j.error().message().find("no object"), std::string::npos) << j.error().message();
 }
 
+// What an upcast writes must parse back (the next step parses it, and so do
+// readers): a pointer deeper than 64 levels is refused with the file, and a
+// rename that moves a deep field under a deep path with the event. The fuzzer
+// found a 350-level rename target whose output no reader could parse.
+TEST(UpcastDeclarative, NothingItWritesNestsPastWhatParses) {
+  std::string deep_path;
+  for (int i = 0; i < 65; ++i) deep_path += "/k";
+  auto refused = upcasters::parse(
+      R"({"upcasters": [{"type": 2, "from": 1, "rename": {"a": ")" + deep_path + R"("}}]})", nullptr, "t.json");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code(), errc::invalid_argument);
+  EXPECT_NE(refused.error().message().find("deeper than 64"), std::string::npos) << refused.error().message();
+
+  std::string path;
+  for (int i = 0; i < 64; ++i) path += "/k";
+  auto u = upcasters::parse(R"({"upcasters": [{"type": 2, "from": 1, "rename": {"a": ")" + path + R"("}}]})",
+                            nullptr, "t.json");
+  ASSERT_TRUE(u.ok()) << describe(u);
+  std::string scratch;
+  // A shallow field under the 64-level path: 65 levels, written and parsed back.
+  auto ok = run(*u, 2, 1, R"({"a":1})", scratch);
+  ASSERT_TRUE(ok.ok()) << describe(ok);
+  EXPECT_EQ(ok->schema_version, 2);
+  // A field 80 levels deep moved under it: 144 levels, past parse's 128.
+  std::string deep = "1";
+  for (int i = 0; i < 80; ++i) deep = "[" + deep + "]";
+  auto too_deep = run(*u, 2, 1, R"({"a":)" + deep + "}", scratch);
+  ASSERT_FALSE(too_deep.ok());
+  EXPECT_EQ(too_deep.error().code(), errc::invalid_argument);
+  EXPECT_NE(too_deep.error().message().find("position 4096"), std::string::npos) << too_deep.error().message();
+  EXPECT_NE(too_deep.error().message().find("deeper than 128"), std::string::npos) << too_deep.error().message();
+}
+
 TEST(UpcastDeclarative, RefusesBadFilesNamingTheEntry) {
   registry_dir r;
   (void)r.reg.id_for("A");

@@ -1,5 +1,7 @@
 #include "engine/upcast/json_doc.h"
 
+#include <algorithm>
+
 #include <cstring>
 
 namespace varve::detail::json {
@@ -328,6 +330,13 @@ void write(const value& v, std::string& out) {
   }
 }
 
+size_t depth(const value& v) {
+  size_t d = 0;
+  for (const value& i : v.items) d = std::max(d, depth(i));
+  for (const member& m : v.members) d = std::max(d, depth(m.v));
+  return v.k == value::kind::array || v.k == value::kind::object ? d + 1 : 0;
+}
+
 result<field_path> parse_field(std::string_view text) {
   field_path p;
   p.text.assign(text);
@@ -351,6 +360,11 @@ result<field_path> parse_field(std::string_view text) {
       }
     }
     p.tokens.push_back(std::move(tok));
+    // A path is the nesting it creates (a rename or add makes its missing
+    // objects): refused here, by the file, rather than by every payload.
+    if (p.tokens.size() > kMaxPointerTokens)
+      return status(errc::invalid_argument, "JSON pointer '" + p.text + "' is deeper than " +
+                                                std::to_string(kMaxPointerTokens) + " levels");
     if (i >= text.size()) break;
     ++i;  // the '/'
   }

@@ -42,10 +42,18 @@ struct member {
 // Exactly one JSON text with optional whitespace around it. Duplicate keys
 // in an object are refused (which one an upcast should change is
 // ambiguous). Errors: errc::invalid_argument "offset N: what".
-result<value> parse(std::string_view text, size_t max_depth = 128);
+inline constexpr size_t kMaxDepth = 128;  // parse's default nesting limit
+result<value> parse(std::string_view text, size_t max_depth = kMaxDepth);
 
 // Compact text (no spaces), strings escaped as RFC 8259 requires.
 void write(const value& v, std::string& out);
+
+// How deeply arrays and objects nest in `v` (a scalar: 0; {"a":[1]}: 2), as
+// parse's max_depth counts it: what an upcast writes must parse back.
+size_t depth(const value& v);
+
+// A JSON pointer in an upcaster names at most this many levels.
+inline constexpr size_t kMaxPointerTokens = 64;
 
 // A field named in an upcaster: a top-level key, or a JSON pointer (RFC 6901,
 // "/address/zip", ~0 and ~1 escapes) through objects. Parsed once, when the

@@ -194,6 +194,11 @@ struct declared_step {
         value* p = parent.value();
         if (!p->find(f.tokens.back())) p->members.push_back(json::member{f.tokens.back(), def});
       }
+      // A rename can move a deep field under a deep path: what is written
+      // must still parse (the next step, readers), so no deeper than parse's limit.
+      if (json::depth(root) > json::kMaxDepth)
+        return status(errc::invalid_argument, "the upcast payload would nest deeper than " +
+                                                  std::to_string(json::kMaxDepth) + " levels");
       e.payload.clear();
       json::write(root, e.payload);
       e.content = content_type::json;
