@@ -336,17 +336,19 @@ TEST_F(MergedReplayTest, CheckpointThenResume) {
   EXPECT_EQ(other.error.code(), errc::invalid_argument) << describe(other.error);
 }
 
+// A trace that cancels its replay when it applies event 500.
+struct cancelling : trace {
+  replay_cancel* cancel = nullptr;
+  status apply(const event_view& e) {
+    if (e.sequence.value == 500) cancel->cancel();
+    return trace::apply(e);
+  }
+  void merge(cancelling&& later) { (void)trace::merge(std::move(later)); }
+};
+
 // A cancel (here from inside the projection, at event 500) stops at a
 // consistent cut: the state holds exactly the events below `reached`.
 TEST_F(MergedReplayTest, CancelStopsAtAConsistentCut) {
-  struct cancelling : trace {
-    replay_cancel* cancel = nullptr;
-    status apply(const event_view& e) {
-      if (e.sequence.value == 500) cancel->cancel();
-      return trace::apply(e);
-    }
-    void merge(cancelling&& later) { (void)trace::merge(std::move(later)); }
-  };
   for (uint32_t W : {1u, 2u, 3u}) {
     replay_cancel cancel;
     cancelling proto;
@@ -368,14 +370,6 @@ TEST_F(MergedReplayTest, CancelStopsAtAConsistentCut) {
 // the range meanwhile (they did, seen in CI under load: the replay said
 // "cancelled" having read everything). Partitioned and merged.
 TEST_F(MergedReplayTest, ACancelStopsEveryWorkerWhileTheCallerIsBusy) {
-  struct cancelling : trace {
-    replay_cancel* cancel = nullptr;
-    status apply(const event_view& e) {
-      if (e.sequence.value == 500) cancel->cancel();
-      return trace::apply(e);
-    }
-    void merge(cancelling&& later) { (void)trace::merge(std::move(later)); }
-  };
   for (bool merged : {false, true}) {
     for (uint32_t W : {2u, 3u}) {
       SCOPED_TRACE(std::string(merged ? "merged" : "partitioned") + ", W=" + std::to_string(W));
