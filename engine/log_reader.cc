@@ -30,8 +30,11 @@ result<bool> log_reader::next(event_view& out) {
       const uint64_t off = pos_.value - seg_base_;
       const record::decoded d =
           record::decode_inline(seg_data_ + off, seg_records_end_ - off, pos_.value, verify_, out);
-      if (d.outcome == record::decode_outcome::event) [[likely]] {
+      // An event out of sequence is not this path's: next_slow decodes it
+      // again and names it.
+      if (d.outcome == record::decode_outcome::event && out.sequence.value == seq_next_) [[likely]] {
         pos_.value += d.length;
+        ++seq_next_;
         if (!filter_ || filter_->matches(out)) [[likely]] {
           // Stream lifecycle: the view's bit filter inline, so an event of a
           // stream without metadata never takes the out-of-line call.
@@ -74,17 +77,20 @@ result<size_t> log_reader::next_batch(std::span<event_view> out) {
       const std::byte* const data = seg_data_;
       const bool verify = verify_;
       const detail::lifecycle_view* const life = life_on_;  // not reloaded after each view's stores
+      uint64_t seq = seq_next_;  // known inside the window
       while (n < cap && pos < limit) {
         event_view& v = out[n];
         const uint64_t off = pos - base;
         const record::decoded d = record::decode_inline(data + off, records_end - off, pos, verify, v);
-        if (d.outcome != record::decode_outcome::event || v.encrypted || (life && life->maybe(v.stream)))
-            [[unlikely]]
+        if (d.outcome != record::decode_outcome::event || v.sequence.value != seq || v.encrypted ||
+            (life && life->maybe(v.stream))) [[unlikely]]
           break;
         pos += d.length;
+        ++seq;
         if (!filter_ || filter_->matches(v)) [[likely]] ++n;
       }
       pos_.value = pos;
+      seq_next_ = seq;
       if (n == cap) break;
     }
     result<bool> r = next(out[n]);
@@ -115,17 +121,23 @@ result<size_t> log_reader::next_batch(std::span<event_ref> out) {
       const std::byte* const data = seg_data_;
       const bool verify = verify_;
       const detail::lifecycle_view* const life = life_on_;
+      uint64_t seq = seq_next_;  // known inside the window
       while (n < cap && pos < limit) {
         event_ref& r = out[n];
         const uint64_t off = pos - base;
         const record::decoded d = record::decode_inline(data + off, records_end - off, pos, verify, r);
-        if (d.outcome != record::decode_outcome::event || d.encrypted || (life && life->maybe(r.stream())))
-            [[unlikely]]
+        // The sequence straight from the record (validated above), not
+        // through the ref's accessor.
+        if (d.outcome != record::decode_outcome::event ||
+            coding::get_u64(data + off + detail::ref_layout::kSequence) != seq || d.encrypted ||
+            (life && life->maybe(r.stream()))) [[unlikely]]
           break;
         pos += d.length;
+        ++seq;
         ++n;
       }
       pos_.value = pos;
+      seq_next_ = seq;
       if (n == cap) break;
     }
     result<bool> r = next(ref_view_);
@@ -174,9 +186,21 @@ status log_reader::refresh_lifecycle() {
   if (!s) {
     pos_ = out.position;
     limit_ = 0;
+    seq_next_ = out.sequence.value;  // the next call meets this event again, in sequence
     return s;
   }
   return true;
+}
+
+// An event or a hole whose sequence is not the one after what the reader
+// read before it (within a segment or across the segments it read one after
+// the other): a record rewritten with a valid checksum, or segments out of
+// place. Refused where it is, as the chunk reader and the replay refuse it;
+// the cursor stays on it.
+[[gnu::cold, gnu::noinline]] status log_reader::out_of_sequence(const void* seg, uint64_t off, uint64_t found) const {
+  const segment& sg = *static_cast<const segment*>(seg);
+  return status(errc::corruption, sg.path() + " offset " + std::to_string(off) + ": sequence " +
+                                      std::to_string(found) + ", expected " + std::to_string(seq_next_));
 }
 
 result<bool> log_reader::next_slow(event_view& out) {
@@ -216,6 +240,7 @@ result<bool> log_reader::next_slow(event_view& out) {
       // anything it cannot prove, the tail included).
       if (filter_ && match_segment(*log_, index, *filter_) == segment_match::none) {
         pos_.value = ((index + 1) << l2) + segment_format::kHeaderSize;
+        seq_known_ = false;  // the numbers it skipped are not read
         continue;
       }
       auto seg = log_->segment_for_read(index, pos_.value);
@@ -236,6 +261,9 @@ result<bool> log_reader::next_slow(event_view& out) {
                                               verify_, out);
     switch (d.outcome) {
       case record::decode_outcome::event:
+        if (seq_known_ && out.sequence.value != seq_next_) return out_of_sequence(&sg, off, out.sequence.value);
+        seq_known_ = true;
+        seq_next_ = out.sequence.value + 1;
         pos_.value += d.length;
         // The window for the fast path: the rest of this segment that is
         // committed, from an aligned record boundary.
@@ -247,8 +275,13 @@ result<bool> log_reader::next_slow(event_view& out) {
       case record::decode_outcome::segment_end:
         pos_.value = ((index + 1) << l2) + segment_format::kHeaderSize;
         continue;
+      case record::decode_outcome::hole:  // events a repair or a scavenge removed: their numbers with them
+        if (seq_known_ && d.hole_first != seq_next_) return out_of_sequence(&sg, off, d.hole_first);
+        seq_known_ = true;
+        seq_next_ = d.hole_first + d.hole_count;
+        pos_.value += d.length;
+        continue;
       case record::decode_outcome::skip:
-      case record::decode_outcome::hole:  // events a repair could not keep
         pos_.value += d.length;
         continue;
       case record::decode_outcome::unwritten:

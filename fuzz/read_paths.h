@@ -177,25 +177,13 @@ inline uint64_t fingerprint_position(const std::string& f) {
 // merged state in log order whole - and ended where next() ended: at the
 // committed end (reached), or failing where next() failed (reached after
 // next()'s last event, not past where it stopped), with the same error
-// code. One leniency, said where it applies: a replay may refuse a
-// sequence break earlier than next() (the replay, like the chunk reader
-// behind pread and io_uring, checks that sequences are dense; next() and the
-// subscriptions do not); then it must have applied exactly next()'s events
-// below the break, and have failed with corruption naming a sequence.
+// code. A sequence break (an event or hole whose number is not the next
+// one) is refused by all of them at the same record: next() and the
+// subscriptions check that sequences are dense as the replay and the chunk
+// reader behind pread and io_uring do.
 template <class Result>
 std::string replay_differs(const read_trace& want, const Result& r, bool merged, const std::string& what) {
-  read_trace expect = want;
-  const bool sequence_break = !r.error.ok() && r.error.code() == varve::errc::corruption &&
-                              r.error.message().find(": sequence ") != std::string::npos &&
-                              r.reached.value < want.at;
-  if (sequence_break) {
-    // next()'s events below the break, and the break as the end.
-    while (!expect.events.empty() && fingerprint_position(expect.events.back()) >= r.reached.value)
-      expect.events.pop_back();
-    expect.at = r.reached.value;
-    expect.error = varve::errc::corruption;
-    expect.end = "error: " + r.error.to_string();
-  }
+  const read_trace& expect = want;
   if (r.error.ok() && expect.error)
     return what + ": succeeded (reached " + std::to_string(r.reached.value) + ") where next() ended with \"" +
            expect.end + "\"";

@@ -7,6 +7,8 @@
 // event_refs): each accessor, and view(), must give next()'s field.
 // Upcasters and encrypted payloads (the reader's own buffer) are checked in
 // upcast_test and crypto_test.
+#include <xxhash.h>
+
 #include <array>
 #include <cinttypes>
 #include <cstdio>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "test_util.h"
+#include "varve/subscription.h"
 
 namespace {
 
@@ -316,6 +319,122 @@ void damaged_record_ends_the_batch() {
 TEST(ReaderBatch, ADamagedRecordEndsTheBatchBeforeItAndTheErrorComesNext) {
   damaged_record_ends_the_batch<event_view>();
   damaged_record_ends_the_batch<event_ref>();
+}
+
+// Rewrites the sequence number (record offset 24, FORMAT.md) of the record at
+// `off` of `file` to `seq` and the record's checksum (offset 0: XXH3 of bytes
+// 8 to its end) to match: a record changed on purpose or by a tool, which
+// no checksum catches.
+void reseal_sequence(const std::string& file, uint64_t off, uint32_t record_bytes, uint64_t seq) {
+  write_at(file, off + 24, &seq, 8);
+  std::vector<uint8_t> all = read_file(file);
+  ASSERT_LE(off + record_bytes, all.size());
+  const uint64_t sum = XXH3_64bits(all.data() + off + 8, record_bytes - 8);
+  write_at(file, off, &sum, 8);
+}
+
+// Reads with `how` (0: next(), 1: next_batch into views, 2: into refs) until
+// the end or an error: the events, and the error.
+std::pair<std::vector<got_event>, status> read_until_error(log_reader& r, int how) {
+  std::vector<got_event> out;
+  std::array<event_view, 37> v;
+  std::array<event_ref, 37> refs;
+  for (;;) {
+    result<size_t> got = size_t{0};
+    if (how == 0) {
+      auto one = r.next(v[0]);
+      if (one.ok()) got = size_t{one.value()};
+      else got = one.error();
+    } else {
+      got = how == 1 ? r.next_batch(v) : r.next_batch(refs);
+    }
+    if (!got.ok()) return {out, got.error()};
+    if (got.value() == 0) return {out, status{}};
+    for (size_t i = 0; i < got.value(); ++i) out.push_back(how == 2 ? copy_of(refs[i]) : copy_of(v[i]));
+  }
+}
+
+// FORMAT.md: sequences are dense, a hole standing for the numbers it
+// removed. An event whose sequence is not the one after the record before
+// it, under a valid checksum, is refused by every way of reading the log as
+// the chunk reader and the replay refuse it: the events before it, then
+// corruption naming the file, the offset and both numbers, again on the next
+// call, the cursor on it. Inside a segment and at a segment's first record
+// (the numbers run on across segments).
+TEST(ReaderBatch, AnEventOutOfSequenceUnderAValidChecksumIsRefused) {
+  temp_dir d;
+  std::vector<got_event> all;
+  {
+    auto log = event_log::create(d.path(), small_segments()).value();
+    std::mt19937_64 rng(53);
+    fill(*log, rng, 700, 10);
+    all = read_with_next(log->read());
+    ASSERT_OK(log->close());
+  }
+  const uint64_t seg_bytes = small_segments().segment_bytes;
+  // Victims: some inside segments, every segment's first event, the last.
+  std::vector<size_t> victims;
+  for (size_t i = 1; i < all.size(); ++i)
+    if (i % 41 == 0 || all[i].position / seg_bytes != all[i - 1].position / seg_bytes || i + 1 == all.size())
+      victims.push_back(i);
+  ASSERT_GE(victims.size(), 8u);
+  for (size_t victim : victims) {
+    const got_event& bad = all[victim];
+    const uint64_t seg = bad.position / seg_bytes, off = bad.position % seg_bytes;
+    char name[32];
+    std::snprintf(name, sizeof name, "%020" PRIu64 ".seg", seg);
+    const std::string file = d.path() + "/" + name;
+    // One number back (a duplicate) or far ahead (a gap), in turn.
+    const uint64_t wrong = victim % 2 ? bad.sequence - 1 : bad.sequence + 1000;
+    reseal_sequence(file, off, bad.record_bytes, wrong);
+    auto log = event_log::open_read_only(d.path()).value();
+    for (int how = 0; how < 3; ++how) {
+      SCOPED_TRACE("victim " + std::to_string(victim) + ", read " + std::to_string(how));
+      log_reader r = log->read();
+      auto [got, err] = read_until_error(r, how);
+      ASSERT_EQ(got.size(), victim);
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], all[i]);
+      EXPECT_EQ(err.code(), errc::corruption) << describe(err);
+      EXPECT_NE(err.message().find(name), std::string::npos) << describe(err);
+      EXPECT_NE(err.message().find("offset " + std::to_string(off) + ": sequence " + std::to_string(wrong) +
+                                   ", expected " + std::to_string(bad.sequence)),
+                std::string::npos)
+          << describe(err);
+      EXPECT_EQ(r.where().value, bad.position);
+      auto again = read_until_error(r, how);
+      EXPECT_TRUE(again.first.empty());
+      EXPECT_EQ(again.second.code(), errc::corruption);
+      EXPECT_EQ(r.where().value, bad.position);
+    }
+    // A reader placed on it takes its number as it finds it; the next
+    // event, in order after the true number, is then the one refused.
+    if (victim + 1 < all.size()) {
+      log_reader r = log->read(position{bad.position});
+      auto [got, err] = read_until_error(r, 1);
+      ASSERT_EQ(got.size(), 1u);
+      EXPECT_EQ(got[0].sequence, wrong);
+      EXPECT_EQ(err.code(), errc::corruption) << describe(err);
+      EXPECT_EQ(r.where().value, all[victim + 1].position);
+    }
+    // The subscription reads through the same reader.
+    auto sub = subscription::open(*log, position{}).value();
+    std::array<event_view, 50> v;
+    size_t before = 0;
+    status err;
+    for (;;) {
+      auto got = sub.next_batch(v, std::chrono::milliseconds(0));
+      if (!got.ok()) {
+        err = got.error();
+        break;
+      }
+      if (got.value() == 0) break;
+      before += got.value();
+    }
+    EXPECT_EQ(before, victim);
+    EXPECT_EQ(err.code(), errc::corruption) << describe(err);
+    log.reset();
+    reseal_sequence(file, off, bad.record_bytes, bad.sequence);  // undone: the next victim is the only damage
+  }
 }
 
 }  // namespace

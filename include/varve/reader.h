@@ -70,12 +70,16 @@ class log_reader {
   void seek(position p) {
     pos_ = p;
     limit_ = 0;  // the next call checks the new position
+    seq_known_ = false;  // and takes the sequence there as it finds it
   }
   // The committed end of the log as this reader sees it now (acquire load).
   VARVE_API position committed() const;
 
  private:
   result<bool> next_slow(event_view& out);
+  // The error for a record at `off` of segment `seg` whose sequence (an
+  // event's, a hole's first) is `found`, not seq_next_.
+  status out_of_sequence(const void* seg, uint64_t off, uint64_t found) const;
   // Hides, decrypts and upcasts `out`: false when stream lifecycle hides
   // it (the caller moves on); on failure the cursor stays on its record.
   result<bool> finish(event_view& out);
@@ -98,6 +102,12 @@ class log_reader {
   uint64_t seg_base_ = 0;
   uint64_t seg_records_end_ = 0;
   uint64_t limit_ = 0;
+  // The sequence the next event must carry (FORMAT.md: dense, no gaps; a
+  // hole stands for the numbers it removed), known once the reader has read
+  // an event or a hole since it was placed. Inside the window it is always
+  // known: next_slow opens a window only on an event.
+  uint64_t seq_next_ = 0;
+  bool seq_known_ = false;
   // The log's upcasters when the reader was made (null: none), and the
   // buffer upcast payloads are handed out from. After the fields next()
   // touches on every event, which then share cache lines.
